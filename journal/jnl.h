@@ -1,0 +1,119 @@
+/*
+ * jnl.h - the journal: a durable, ordered log of opaque records with group
+ * commit. It is the commit point of recfs: a change is committed when its
+ * record is in the journal and the journal is fdatasync'ed.
+ *
+ * The journal lives in one directory (STORE/journal) as segment files
+ * named by the sequence number of their first record, "%020llu.log". Each
+ * record gets the next sequence number (the store revision) when it is
+ * written; numbers have no holes, even when a write fails. Each record is
+ * framed with its length, its sequence number and an xxh3-64 checksum, so
+ * a torn tail (a crash in the middle of a write) is detected and ignored.
+ *
+ * The journal does not know what records mean: the store encodes them.
+ */
+#ifndef RECFS_JNL_H
+#define RECFS_JNL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct io;
+struct jnl;
+
+/* Largest payload of one record; larger appends fail with -EFBIG. */
+#define JNL_MAX_RECORD (4u << 20)
+
+/* Bytes of framing before each payload. */
+#define JNL_FRAME_HDR 24
+
+/* Magic at the start of a segment file and of a snapshot file. */
+#define JNL_SEGMENT_MAGIC "RECFSJ01"
+#define JNL_SNAPSHOT_MAGIC "RECFSS01"
+#define JNL_FILE_HDR 16 /* 8 bytes magic + u64 (LE) first seq / revision */
+
+struct jnl_opts {
+	struct io *io;	    /* failpoints; NULL for real I/O */
+	int dirfd;	    /* the journal directory; borrowed, kept open */
+	uint64_t next_seq;  /* sequence number of the first new record (>=1) */
+};
+
+/*
+ * Open the journal for appending: creates a new segment whose first
+ * record will be `next_seq` (existing segments are left for jnl_scan and
+ * jnl_drop_upto). Returns 0 or -errno; *out belongs to the caller.
+ */
+int jnl_open(struct jnl **out, const struct jnl_opts *opts);
+
+/*
+ * Append one record made of `iov` and make it durable. Concurrent callers
+ * share writes and fdatasyncs (group commit): one thread writes and syncs
+ * the records of everyone who is waiting. Returns 0 and the record's
+ * sequence number in *seq, or -errno (-EIO, -ENOSPC, ...) in which case
+ * the record is not in the journal and no sequence number was used. After
+ * a failure that could not be undone (truncating the torn batch failed)
+ * every later append fails with -EIO.
+ */
+int jnl_append(struct jnl *j, const struct iovec *iov, int iovcnt,
+	       uint64_t *seq);
+
+/* Sequence number of the last durable record (next_seq - 1 at open). */
+uint64_t jnl_last_seq(struct jnl *j);
+
+/* Bytes in the current segment. */
+uint64_t jnl_segment_bytes(struct jnl *j);
+
+/*
+ * Start a new segment (the current one is synced and closed, not
+ * removed). Must not run concurrently with jnl_append. Returns 0/-errno.
+ */
+int jnl_rotate(struct jnl *j);
+
+/*
+ * Remove every segment all of whose records have seq <= `seq`, except the
+ * current one; fsyncs the directory. Returns 0 or -errno.
+ */
+int jnl_drop_upto(struct jnl *j, uint64_t seq);
+
+/* Sync and close. Accepts NULL. */
+void jnl_close(struct jnl *j);
+
+/* What jnl_scan found. */
+struct jnl_scan_report {
+	uint64_t records;     /* records passed to the callback */
+	uint64_t last_seq;    /* highest seq seen (0 if none) */
+	uint64_t torn_bytes;  /* bytes ignored at the tail of the last segment */
+	unsigned segments;    /* segment files read */
+};
+
+/* Called for each valid record in seq order; non-zero return stops. */
+typedef int (*jnl_scan_cb)(void *arg, uint64_t seq, const void *payload,
+			   size_t len);
+
+/*
+ * Read every record with seq > `after` from the segments in `dirfd`, in
+ * order. A torn or corrupt tail of the *last* segment is ignored (and
+ * counted in rep->torn_bytes); a bad record followed by more data in an
+ * earlier segment, a gap in sequence numbers or a bad segment header is
+ * corruption: returns -EBADMSG after logging the file and offset. Returns
+ * 0, -EBADMSG, -errno, or the callback's non-zero value. Allocates at most
+ * JNL_MAX_RECORD + framing at a time.
+ */
+int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
+	     void *arg, struct jnl_scan_report *rep);
+
+/*
+ * Framing helpers, shared with snapshot files. jnl_frame_encode fills
+ * hdr[JNL_FRAME_HDR] for a record of `seq` made of `iov`.
+ * jnl_frame_decode checks one frame at the start of buf[0..avail):
+ * returns the frame's total length (> 0), 0 if more bytes are needed
+ * (*need says how many in all), or -EBADMSG if it is not a valid frame.
+ */
+void jnl_frame_encode(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq,
+		      const struct iovec *iov, int iovcnt);
+long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
+		      const uint8_t **payload, size_t *len, size_t *need);
+
+#endif

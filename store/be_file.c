@@ -1,0 +1,529 @@
+/*
+ * be_file.c - the file backend: record content as plain files under
+ * STORE/records/ID, stages under STORE/tmp/.
+ *
+ * Every path is resolved from the records directory fd with openat2(2)
+ * and RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so neither an ID nor a
+ * symlink planted in the store can reach outside it or be followed; where
+ * openat2 is missing (kernels before 5.6) each component is opened in turn
+ * with O_NOFOLLOW. Only regular files are records and only directories
+ * are namespaces: anything else found in the store is refused.
+ */
+#include "store_i.h"
+#include "id.h"
+#include "io.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct be_file {
+	struct backend be;
+	struct io *io;
+	int records_fd;
+	int tmp_fd;
+	atomic_uint_fast64_t stage_seq;
+	uint32_t stage_salt;
+	bool no_openat2;
+};
+
+static struct be_file *bf(struct backend *be)
+{
+	return (struct be_file *)be;
+}
+
+/* Component-by-component fallback of open_beneath. */
+static int open_walk(struct be_file *b, const char *path, int flags,
+		     mode_t mode)
+{
+	char comp[ID_MAX_COMPONENT + 1];
+	const char *p = path, *slash;
+	int dfd = b->records_fd, fd;
+
+	while ((slash = strchr(p, '/')) != NULL) {
+		size_t n = (size_t)(slash - p);
+
+		if (n == 0 || n > ID_MAX_COMPONENT)
+			return -EINVAL;
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		fd = openat(dfd, comp,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd != b->records_fd)
+			close(dfd);
+		if (fd < 0)
+			return -errno;
+		dfd = fd;
+		p = slash + 1;
+	}
+	fd = openat(dfd, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		fd = -errno;
+	if (dfd != b->records_fd)
+		close(dfd);
+	return fd;
+}
+
+/* Open `path` (relative to records/) without following any symlink. */
+static int open_beneath(struct be_file *b, const char *point,
+			const char *path, int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.mode = (flags & O_CREAT) ? mode : 0,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+			   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
+	long fd;
+	int rc = io_point(b->io, point);
+
+	if (rc)
+		return rc;
+	if (path[0] == '\0')
+		path = ".";
+	if (!b->no_openat2) {
+		do
+			fd = syscall(SYS_openat2, b->records_fd, path, &how,
+				     sizeof(how));
+		while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != ENOSYS)
+			return -errno;
+		b->no_openat2 = true;
+	}
+	return open_walk(b, path, flags, mode);
+}
+
+/*
+ * Open the namespace that holds `id`, for *at calls and fsync. *leaf
+ * points into `id`. *pfd must be released with put_parent.
+ */
+static int get_parent(struct be_file *b, const char *id, int *pfd,
+		      const char **leaf)
+{
+	const char *slash = strrchr(id, '/');
+	char dir[ID_MAX_LEN + 1];
+	size_t n;
+	int fd;
+
+	if (!slash) {
+		*pfd = b->records_fd;
+		*leaf = id;
+		return 0;
+	}
+	n = (size_t)(slash - id);
+	if (n > ID_MAX_LEN)
+		return -ENAMETOOLONG;
+	memcpy(dir, id, n);
+	dir[n] = '\0';
+	fd = open_beneath(b, NULL, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd == -ENOTDIR ? -ENOENT : fd;
+	*pfd = fd;
+	*leaf = slash + 1;
+	return 0;
+}
+
+static void put_parent(struct be_file *b, int pfd)
+{
+	if (pfd >= 0 && pfd != b->records_fd)
+		close(pfd);
+}
+
+static int f_stage_new(struct backend *be, struct store_stage *st)
+{
+	struct be_file *b = bf(be);
+
+	for (int tries = 0; tries < 16; tries++) {
+		uint64_t n = atomic_fetch_add(&b->stage_seq, 1);
+
+		snprintf(st->name, sizeof(st->name), "st.%d.%08x.%llu",
+			 (int)getpid(), b->stage_salt, (unsigned long long)n);
+		st->fd = io_openat(b->io, "stage.create", b->tmp_fd, st->name,
+				   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+					   O_CLOEXEC,
+				   0600);
+		if (st->fd != -EEXIST)
+			break;
+	}
+	if (st->fd < 0) {
+		int rc = st->fd;
+
+		rlog_err("stage %s: create: %s", st->name, strerror(-rc));
+		st->fd = -1;
+		return rc;
+	}
+	return 0;
+}
+
+static void f_stage_drop(struct backend *be, struct store_stage *st)
+{
+	struct be_file *b = bf(be);
+
+	if (!st->published && st->name[0])
+		unlinkat(b->tmp_fd, st->name, 0);
+	if (st->fd >= 0)
+		close(st->fd);
+	st->fd = -1;
+}
+
+static int f_stage_sync(struct backend *be, struct store_stage *st)
+{
+	struct be_file *b = bf(be);
+	int rc = io_fsync(b->io, "stage.fsync", st->fd);
+
+	if (rc == 0)
+		rc = io_fsync(b->io, "stage.dirsync", b->tmp_fd);
+	return rc;
+}
+
+static int f_publish(struct backend *be, struct store_stage *st,
+		     const char *id)
+{
+	struct be_file *b = bf(be);
+	const char *leaf;
+	int pfd = -1, rc;
+
+	rc = get_parent(b, id, &pfd, &leaf);
+	if (rc)
+		return rc;
+	rc = io_renameat(b->io, "commit.rename", b->tmp_fd, st->name, pfd,
+			 leaf, 0);
+	if (rc == 0)
+		st->published = true;
+	put_parent(b, pfd);
+	return rc;
+}
+
+static int f_open(struct backend *be, const char *id, int *fd)
+{
+	struct be_file *b = bf(be);
+	struct stat stb;
+	int f = open_beneath(b, "read.open", id,
+			     O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+
+	if (f < 0)
+		return f == -ENOTDIR ? -ENOENT : f;
+	if (fstat(f, &stb) < 0) {
+		int rc = -errno;
+
+		close(f);
+		return rc;
+	}
+	if (!S_ISREG(stb.st_mode)) {
+		close(f);
+		return S_ISDIR(stb.st_mode) ? -EISDIR : -ENOENT;
+	}
+	*fd = f;
+	return 0;
+}
+
+static int f_stat(struct backend *be, const char *id, struct stat *st)
+{
+	struct be_file *b = bf(be);
+	int fd = open_beneath(b, NULL, id, O_PATH, 0), rc = 0;
+
+	if (fd < 0)
+		return fd == -ENOTDIR ? -ENOENT : fd;
+	if (fstat(fd, st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+		rc = -ENOENT;
+	close(fd);
+	return rc;
+}
+
+static int f_remove(struct backend *be, const char *id)
+{
+	struct be_file *b = bf(be);
+	const char *leaf;
+	int pfd = -1, rc;
+
+	rc = get_parent(b, id, &pfd, &leaf);
+	if (rc == 0)
+		rc = io_unlinkat(b->io, "commit.unlink", pfd, leaf, 0);
+	put_parent(b, pfd);
+	return rc;
+}
+
+static int f_move(struct backend *be, const char *from, const char *to,
+		  bool durable)
+{
+	struct be_file *b = bf(be);
+	const char *lf, *lt;
+	int ffd = -1, tfd = -1, rc;
+
+	rc = get_parent(b, from, &ffd, &lf);
+	if (rc)
+		goto out;
+	rc = get_parent(b, to, &tfd, &lt);
+	if (rc)
+		goto out;
+	rc = io_renameat(b->io, "commit.move", ffd, lf, tfd, lt, 0);
+	if (rc || !durable)
+		goto out;
+	rc = io_fsync(b->io, "commit.move.dirsync", tfd);
+	if (rc == 0 && ffd != tfd)
+		rc = io_fsync(b->io, "commit.move.dirsync", ffd);
+out:
+	put_parent(b, ffd);
+	put_parent(b, tfd);
+	return rc;
+}
+
+static int f_mkdir(struct backend *be, const char *ns, mode_t mode)
+{
+	struct be_file *b = bf(be);
+	const char *leaf;
+	int pfd = -1, rc;
+
+	rc = get_parent(b, ns, &pfd, &leaf);
+	if (rc == 0)
+		rc = io_mkdirat(b->io, "ns.mkdir", pfd, leaf, mode & 07777);
+	if (rc == 0)
+		rc = io_fsync(b->io, "ns.dirsync", pfd);
+	put_parent(b, pfd);
+	return rc;
+}
+
+static int f_rmdir(struct backend *be, const char *ns)
+{
+	struct be_file *b = bf(be);
+	const char *leaf;
+	int pfd = -1, rc;
+
+	rc = get_parent(b, ns, &pfd, &leaf);
+	if (rc == 0)
+		rc = io_unlinkat(b->io, "ns.rmdir", pfd, leaf, AT_REMOVEDIR);
+	if (rc == 0)
+		rc = io_fsync(b->io, "ns.dirsync", pfd);
+	put_parent(b, pfd);
+	return rc;
+}
+
+static int f_ns_rename(struct backend *be, const char *from, const char *to)
+{
+	return f_move(be, from, to, true);
+}
+
+static int f_ns_set_meta(struct backend *be, const char *ns,
+			 const struct timespec *mtime, int mode)
+{
+	struct be_file *b = bf(be);
+	int fd = open_beneath(b, NULL, ns, O_RDONLY | O_DIRECTORY, 0), rc = 0;
+
+	if (fd < 0)
+		return fd;
+	if (mtime) {
+		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, *mtime};
+
+		if (futimens(fd, ts) < 0)
+			rc = -errno;
+	}
+	if (rc == 0 && mode >= 0 && fchmod(fd, (mode_t)mode & 07777) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* True for names that can be neither a record nor a namespace. */
+static bool not_a_record_name(const char *name)
+{
+	size_t base;
+	uint64_t v;
+
+	return id_component_forbidden(name, strlen(name)) ||
+	       id_split_cond(name, strlen(name), &base, &v) != 0;
+}
+
+static int f_list(struct backend *be, const char *ns, store_list_cb cb,
+		  void *arg)
+{
+	struct be_file *b = bf(be);
+	struct dirent *d;
+	DIR *dir = NULL;
+	int fd, rc = 0;
+
+	fd = open_beneath(b, NULL, ns, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd;
+	dir = fdopendir(fd);
+	if (!dir) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((d = readdir(dir)) != NULL) {
+		unsigned char type = d->d_type;
+
+		if (not_a_record_name(d->d_name))
+			continue;
+		if (type == DT_UNKNOWN) {
+			struct stat st;
+
+			if (fstatat(dirfd(dir), d->d_name, &st,
+				    AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			type = S_ISDIR(st.st_mode)   ? DT_DIR
+			       : S_ISREG(st.st_mode) ? DT_REG
+						     : DT_UNKNOWN;
+		}
+		if (type != DT_REG && type != DT_DIR)
+			continue;
+		if (ns[0] == '\0' && strcmp(d->d_name, ".recfs") == 0)
+			continue;
+		rc = cb(arg, d->d_name, type == DT_DIR);
+		if (rc)
+			break;
+	}
+	closedir(dir);
+	return rc;
+}
+
+static int f_sync(struct backend *be)
+{
+	struct be_file *b = bf(be);
+
+	return io_syncfs(b->io, "ckpt.syncfs", b->records_fd);
+}
+
+static void f_free(struct backend *be)
+{
+	struct be_file *b = bf(be);
+
+	if (!b)
+		return;
+	if (b->records_fd >= 0)
+		close(b->records_fd);
+	if (b->tmp_fd >= 0)
+		close(b->tmp_fd);
+	free(b);
+}
+
+static const struct backend_ops file_ops = {
+	.name = "file",
+	.stage_new = f_stage_new,
+	.stage_drop = f_stage_drop,
+	.stage_sync = f_stage_sync,
+	.publish = f_publish,
+	.open = f_open,
+	.stat = f_stat,
+	.remove = f_remove,
+	.move = f_move,
+	.mkdir = f_mkdir,
+	.rmdir = f_rmdir,
+	.ns_rename = f_ns_rename,
+	.ns_set_meta = f_ns_set_meta,
+	.list = f_list,
+	.sync = f_sync,
+	.free = f_free,
+};
+
+int be_file_open(struct backend **out, struct io *io, int dirfd)
+{
+	struct be_file *b = calloc(1, sizeof(*b));
+	int rc = 0;
+
+	*out = NULL;
+	if (!b)
+		return -ENOMEM;
+	b->be.ops = &file_ops;
+	b->be.cas = true;
+	b->be.durable = true;
+	b->io = io;
+	b->tmp_fd = -1;
+	b->records_fd = openat(dirfd, STORE_RECORDS_DIR,
+			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (b->records_fd < 0) {
+		rc = -errno;
+		rlog_err("%s/: %s", STORE_RECORDS_DIR, strerror(-rc));
+		goto out;
+	}
+	b->tmp_fd = openat(dirfd, STORE_TMP_DIR,
+			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (b->tmp_fd < 0) {
+		rc = -errno;
+		rlog_err("%s/: %s", STORE_TMP_DIR, strerror(-rc));
+		goto out;
+	}
+	if (getrandom(&b->stage_salt, sizeof(b->stage_salt), GRND_NONBLOCK) !=
+	    sizeof(b->stage_salt))
+		b->stage_salt = (uint32_t)time(NULL);
+	*out = &b->be;
+out:
+	if (rc)
+		f_free(&b->be);
+	return rc;
+}
+
+int be_file_records_fd(struct backend *be)
+{
+	return bf(be)->records_fd;
+}
+
+int be_file_clean_tmp(struct backend *be)
+{
+	struct be_file *b = bf(be);
+	struct dirent *d;
+	int fd, n = 0;
+	DIR *dir;
+
+	fd = openat(b->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((d = readdir(dir)) != NULL) {
+		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+			continue;
+		if (unlinkat(b->tmp_fd, d->d_name, 0) == 0)
+			n++;
+		else
+			rlog_warn("%s/%s: cannot remove stray file: %s",
+				  STORE_TMP_DIR, d->d_name, strerror(errno));
+	}
+	closedir(dir);
+	if (n)
+		fsync(b->tmp_fd);
+	return n;
+}
+
+int be_file_mkparents(struct backend *be, const char *id)
+{
+	struct be_file *b = bf(be);
+	char path[ID_MAX_LEN + 1];
+	size_t len = strlen(id);
+
+	if (len > ID_MAX_LEN)
+		return -ENAMETOOLONG;
+	memcpy(path, id, len + 1);
+	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+		const char *leaf;
+		int pfd, rc;
+
+		*p = '\0';
+		rc = get_parent(b, path, &pfd, &leaf);
+		if (rc == 0) {
+			rc = io_mkdirat(b->io, "recover.mkdir", pfd, leaf,
+					0700);
+			put_parent(b, pfd);
+		}
+		*p = '/';
+		if (rc && rc != -EEXIST)
+			return rc;
+	}
+	return 0;
+}

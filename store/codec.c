@@ -1,0 +1,374 @@
+/*
+ * codec.c - encoding of journal and snapshot records, and of the packed
+ * user xattrs they carry. Little-endian, length-prefixed; the decoder
+ * treats its input as untrusted (a journal or index file from disk) and
+ * checks every length against what is left before using it.
+ */
+#include "store_i.h"
+#include "id.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+enum {
+	F_DATA = 1,
+	F_STAGE = 2,
+	F_DELETED = 4,
+	F_HASH_VALID = 8,
+};
+
+struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static void w_put(struct wbuf *w, const void *src, size_t n)
+{
+	if (w->err || n == 0)
+		return;
+	if (w->len + n > w->cap) {
+		size_t cap = w->cap ? w->cap : 256;
+		uint8_t *p;
+
+		while (cap < w->len + n)
+			cap *= 2;
+		p = realloc(w->p, cap);
+		if (!p) {
+			w->err = -ENOMEM;
+			return;
+		}
+		w->p = p;
+		w->cap = cap;
+	}
+	memcpy(w->p + w->len, src, n);
+	w->len += n;
+}
+
+static void w_u64(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	w_put(w, b, 8);
+}
+
+static void w_u32(struct wbuf *w, uint32_t v)
+{
+	uint8_t b[4];
+
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	w_put(w, b, 4);
+}
+
+static void w_u16(struct wbuf *w, uint16_t v)
+{
+	uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+
+	w_put(w, b, 2);
+}
+
+static void w_u8(struct wbuf *w, uint8_t v)
+{
+	w_put(w, &v, 1);
+}
+
+static void w_str16(struct wbuf *w, const char *s, size_t n)
+{
+	if (n > UINT16_MAX) {
+		w->err = -EINVAL;
+		return;
+	}
+	w_u16(w, (uint16_t)n);
+	w_put(w, s, n);
+}
+
+int codec_encode(const struct rec *r, uint8_t **out, size_t *len)
+{
+	struct wbuf w = {0};
+	uint8_t flags = 0;
+	size_t comm_len = strnlen(r->who.comm, sizeof(r->who.comm) - 1);
+
+	if (r->has_data)
+		flags |= F_DATA;
+	if (r->stage_len)
+		flags |= F_STAGE;
+	if (r->meta.deleted)
+		flags |= F_DELETED;
+	if (r->meta.hash_valid)
+		flags |= F_HASH_VALID;
+	w_u8(&w, (uint8_t)r->type);
+	w_u8(&w, flags);
+	w_str16(&w, r->id, r->id_len);
+	w_u64(&w, r->meta.version);
+	w_u64(&w, r->type == REC_STATE ? r->meta.revision : 0);
+	w_put(&w, r->meta.hash, 16);
+	w_u64(&w, r->meta.size);
+	w_u64(&w, (uint64_t)r->meta.mtime.tv_sec);
+	w_u32(&w, (uint32_t)r->meta.mtime.tv_nsec);
+	w_u32(&w, r->meta.mode);
+	w_u64(&w, r->ino);
+	w_u32(&w, (uint32_t)r->xa_len);
+	w_put(&w, r->xa, r->xa_len);
+	w_u32(&w, r->who.uid);
+	w_u32(&w, r->who.pid);
+	w_u8(&w, (uint8_t)comm_len);
+	w_put(&w, r->who.comm, comm_len);
+	w_u64(&w, (uint64_t)r->time_ns);
+	w_str16(&w, r->from, r->from_len);
+	w_u64(&w, r->from_version);
+	w_str16(&w, r->stage, r->stage_len);
+	w_u64(&w, r->has_data ? r->data_len : 0);
+	if (w.err) {
+		free(w.p);
+		return w.err;
+	}
+	*out = w.p;
+	*len = w.len;
+	return 0;
+}
+
+struct rbuf {
+	const uint8_t *p;
+	size_t left;
+	int err;
+};
+
+static const uint8_t *r_take(struct rbuf *r, size_t n)
+{
+	const uint8_t *p = r->p;
+
+	if (r->err || n > r->left) {
+		r->err = -EBADMSG;
+		return NULL;
+	}
+	r->p += n;
+	r->left -= n;
+	return p;
+}
+
+static uint64_t r_uint(struct rbuf *r, unsigned bytes)
+{
+	const uint8_t *p = r_take(r, bytes);
+	uint64_t v = 0;
+
+	if (!p)
+		return 0;
+	for (unsigned i = 0; i < bytes; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static const char *r_str16(struct rbuf *r, size_t *len)
+{
+	*len = r_uint(r, 2);
+	return (const char *)r_take(r, *len);
+}
+
+static int check_decoded(const struct rec *r)
+{
+	if (r->type < REC_PUT || r->type > REC_STATE)
+		return -EBADMSG;
+	if (r->id_len == 0 || r->id_len > ID_MAX_LEN ||
+	    memchr(r->id, 0, r->id_len))
+		return -EBADMSG;
+	if (r->type == REC_RENAME &&
+	    (r->from_len == 0 || r->from_len > ID_MAX_LEN ||
+	     memchr(r->from, 0, r->from_len)))
+		return -EBADMSG;
+	if (r->stage_len >= sizeof(((struct store_stage *)0)->name) ||
+	    (r->stage && memchr(r->stage, '/', r->stage_len)) ||
+	    (r->stage && memchr(r->stage, 0, r->stage_len)))
+		return -EBADMSG;
+	if (r->meta.mtime.tv_nsec >= 1000000000L || r->meta.mode > 07777)
+		return -EBADMSG;
+	if (r->has_data && r->data_len != r->meta.size)
+		return -EBADMSG;
+	return xa_validate(r->xa, r->xa_len);
+}
+
+int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
+{
+	struct rbuf b = {buf, len, 0};
+	unsigned flags;
+	size_t n;
+
+	memset(r, 0, sizeof(*r));
+	r->type = (enum rec_type)r_uint(&b, 1);
+	flags = (unsigned)r_uint(&b, 1);
+	r->id = r_str16(&b, &r->id_len);
+	r->meta.version = r_uint(&b, 8);
+	r->meta.revision = r_uint(&b, 8);
+	if (r_take(&b, 16))
+		memcpy(r->meta.hash, b.p - 16, 16);
+	r->meta.size = r_uint(&b, 8);
+	r->meta.mtime.tv_sec = (time_t)r_uint(&b, 8);
+	r->meta.mtime.tv_nsec = (long)r_uint(&b, 4);
+	r->meta.mode = (uint32_t)r_uint(&b, 4);
+	r->meta.deleted = flags & F_DELETED;
+	r->meta.hash_valid = flags & F_HASH_VALID;
+	r->ino = r_uint(&b, 8);
+	r->xa_len = r_uint(&b, 4);
+	r->xa = r_take(&b, r->xa_len);
+	r->who.uid = (uint32_t)r_uint(&b, 4);
+	r->who.pid = (uint32_t)r_uint(&b, 4);
+	n = r_uint(&b, 1);
+	if (n >= sizeof(r->who.comm))
+		return -EBADMSG;
+	if (r_take(&b, n))
+		memcpy(r->who.comm, b.p - n, n);
+	r->time_ns = (int64_t)r_uint(&b, 8);
+	r->from = r_str16(&b, &r->from_len);
+	r->from_version = r_uint(&b, 8);
+	r->stage = r_str16(&b, &r->stage_len);
+	r->data_len = r_uint(&b, 8);
+	if (b.err)
+		return -EBADMSG;
+	if (flags & F_DATA) {
+		r->has_data = true;
+		if (b.left != r->data_len)
+			return -EBADMSG;
+		r->data = b.p;
+	} else if (b.left != 0 || r->data_len != 0) {
+		return -EBADMSG;
+	}
+	if (!(flags & F_STAGE)) {
+		if (r->stage_len)
+			return -EBADMSG;
+		r->stage = NULL;
+	}
+	if (r->from_len == 0)
+		r->from = NULL;
+	return check_decoded(r);
+}
+
+/* ---- packed xattrs ---------------------------------------------------- */
+
+/* Walk one packed item at *off; returns 0 and advances, or -EBADMSG. */
+static int xa_next(const uint8_t *xa, size_t len, size_t *off,
+		   const char **name, size_t *nlen, const uint8_t **val,
+		   size_t *vlen)
+{
+	struct rbuf b = {xa + *off, len - *off, 0};
+
+	*name = r_str16(&b, nlen);
+	*vlen = r_uint(&b, 4);
+	*val = r_take(&b, *vlen);
+	if (b.err || *nlen == 0 || *nlen > STORE_XATTR_NAME_MAX ||
+	    memchr(*name, 0, *nlen))
+		return -EBADMSG;
+	*off = len - b.left;
+	return 0;
+}
+
+int xa_validate(const uint8_t *xa, size_t xa_len)
+{
+	size_t off = 0, count = 0, nlen, vlen;
+	const char *name;
+	const uint8_t *val;
+
+	if (xa_len > STORE_XATTR_TOTAL_MAX + 8 * STORE_XATTR_COUNT_MAX)
+		return -EBADMSG;
+	while (off < xa_len) {
+		if (xa_next(xa, xa_len, &off, &name, &nlen, &val, &vlen) ||
+		    ++count > STORE_XATTR_COUNT_MAX)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+int xa_get(const uint8_t *xa, size_t xa_len, const char *name,
+	   const uint8_t **value, size_t *size)
+{
+	size_t off = 0, nlen, vlen, want = strlen(name);
+	const char *n;
+	const uint8_t *v;
+
+	while (off < xa_len) {
+		if (xa_next(xa, xa_len, &off, &n, &nlen, &v, &vlen))
+			return -EBADMSG;
+		if (nlen == want && memcmp(n, name, nlen) == 0) {
+			*value = v;
+			*size = vlen;
+			return 0;
+		}
+	}
+	return -ENODATA;
+}
+
+ssize_t xa_list(const uint8_t *xa, size_t xa_len, char *list, size_t size)
+{
+	size_t off = 0, nlen, vlen, total = 0;
+	const char *n;
+	const uint8_t *v;
+
+	while (off < xa_len) {
+		if (xa_next(xa, xa_len, &off, &n, &nlen, &v, &vlen))
+			return -EBADMSG;
+		if (size) {
+			if (total + nlen + 1 > size)
+				return -ERANGE;
+			memcpy(list + total, n, nlen);
+			list[total + nlen] = '\0';
+		}
+		total += nlen + 1;
+	}
+	return (ssize_t)total;
+}
+
+int xa_update(const uint8_t *xa, size_t xa_len, const char *name,
+	      const void *value, size_t size, int flags, uint8_t **out,
+	      size_t *out_len)
+{
+	struct wbuf w = {0};
+	size_t off = 0, nlen, vlen, want = strlen(name), count = 0;
+	size_t payload = 0;
+	const char *n;
+	const uint8_t *v;
+	bool found = false;
+
+	if (want == 0 || want > STORE_XATTR_NAME_MAX)
+		return -ERANGE;
+	if (value && size > STORE_XATTR_VALUE_MAX)
+		return -E2BIG;
+	while (off < xa_len) {
+		if (xa_next(xa, xa_len, &off, &n, &nlen, &v, &vlen)) {
+			free(w.p);
+			return -EBADMSG;
+		}
+		if (nlen == want && memcmp(n, name, nlen) == 0) {
+			found = true;
+			continue;
+		}
+		w_str16(&w, n, nlen);
+		w_u32(&w, (uint32_t)vlen);
+		w_put(&w, v, vlen);
+		payload += nlen + vlen;
+		count++;
+	}
+	if ((flags & XATTR_CREATE) && found)
+		w.err = w.err ? w.err : -EEXIST;
+	if (((flags & XATTR_REPLACE) || !value) && !found)
+		w.err = w.err ? w.err : -ENODATA;
+	if (value) {
+		w_str16(&w, name, want);
+		w_u32(&w, (uint32_t)size);
+		w_put(&w, value, size);
+		payload += want + size;
+		count++;
+	}
+	if (!w.err && (payload > STORE_XATTR_TOTAL_MAX ||
+		       count > STORE_XATTR_COUNT_MAX))
+		w.err = -ENOSPC;
+	if (w.err) {
+		free(w.p);
+		return w.err;
+	}
+	*out = w.p;
+	*out_len = w.len;
+	return 0;
+}

@@ -1,0 +1,114 @@
+/*
+ * index.c - the in-memory map from record ID to metadata: a chained hash
+ * table (xxh3) that doubles when its load passes 1. Entries are never
+ * removed while the store is open: a deleted record stays as a tombstone
+ * so that its version number is never reused. The caller locks.
+ */
+#include "store_i.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static uint32_t hash_id(const char *id, size_t len)
+{
+	return (uint32_t)XXH3_64bits(id, len);
+}
+
+int idx_init(struct index *ix)
+{
+	ix->nslots = 1024;
+	ix->count = 0;
+	ix->slots = calloc(ix->nslots, sizeof(*ix->slots));
+	return ix->slots ? 0 : -ENOMEM;
+}
+
+void idx_destroy(struct index *ix)
+{
+	for (size_t i = 0; ix->slots && i < ix->nslots; i++) {
+		struct entry *e = ix->slots[i];
+
+		while (e) {
+			struct entry *next = e->next;
+
+			free(e->xa);
+			free(e);
+			e = next;
+		}
+	}
+	free(ix->slots);
+	ix->slots = NULL;
+}
+
+struct entry *idx_find(struct index *ix, const char *id, size_t len)
+{
+	uint32_t hv = hash_id(id, len);
+	struct entry *e = ix->slots[hv & (ix->nslots - 1)];
+
+	for (; e; e = e->next)
+		if (e->hv == hv && e->id_len == len &&
+		    memcmp(e->id, id, len) == 0)
+			return e;
+	return NULL;
+}
+
+/* Double the table; on allocation failure keep the old one (still valid,
+   only slower). */
+static void grow(struct index *ix)
+{
+	size_t n = ix->nslots * 2;
+	struct entry **slots = calloc(n, sizeof(*slots));
+
+	if (!slots)
+		return;
+	for (size_t i = 0; i < ix->nslots; i++) {
+		struct entry *e = ix->slots[i];
+
+		while (e) {
+			struct entry *next = e->next;
+
+			e->next = slots[e->hv & (n - 1)];
+			slots[e->hv & (n - 1)] = e;
+			e = next;
+		}
+	}
+	free(ix->slots);
+	ix->slots = slots;
+	ix->nslots = n;
+}
+
+struct entry *idx_add(struct index *ix, const char *id, size_t len)
+{
+	struct entry *e = idx_find(ix, id, len);
+	size_t slot;
+
+	if (e)
+		return e;
+	e = calloc(1, sizeof(*e) + len + 1);
+	if (!e)
+		return NULL;
+	memcpy(e->id, id, len);
+	e->id_len = len;
+	e->hv = hash_id(id, len);
+	if (ix->count >= ix->nslots)
+		grow(ix);
+	slot = e->hv & (ix->nslots - 1);
+	e->next = ix->slots[slot];
+	ix->slots[slot] = e;
+	ix->count++;
+	return e;
+}
+
+int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e),
+	     void *arg)
+{
+	for (size_t i = 0; i < ix->nslots; i++)
+		for (struct entry *e = ix->slots[i]; e; e = e->next) {
+			int rc = fn(arg, e);
+
+			if (rc)
+				return rc;
+		}
+	return 0;
+}

@@ -1,0 +1,486 @@
+/*
+ * recover.c - bringing a store back to a consistent state when it is
+ * opened, and checkpoints.
+ *
+ * On open: load the index snapshot (STORE/index, revision R), then replay
+ * the journal records after R in two passes. Pass 1 applies each record's
+ * metadata to the index and remembers, per record ID, the sequence number
+ * of the last record that changed its content. Pass 2 makes the records
+ * directory match: for each ID only that last record matters, and it
+ * says where the content is (inline in the journal, in a synced stage,
+ * or at the source of a move; see store_i.h for why this is enough).
+ * Then stray stages are removed and a checkpoint retires the journal.
+ *
+ * A checkpoint waits for changes in flight, syncs the file system, writes
+ * a new snapshot at the current revision (temp + fsync + rename + fsync of
+ * the directory) and drops the journal segments it covers.
+ */
+#include "store_i.h"
+#include "id.h"
+#include "io.h"
+#include "jnl.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SNAPSHOT_MAX_BYTES (4ull << 30)
+
+/* ---- applying records to the index ------------------------------------- */
+
+static int set_xa(struct entry *e, const uint8_t *xa, size_t len)
+{
+	uint8_t *copy = NULL;
+
+	if (len) {
+		copy = malloc(len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, xa, len);
+	}
+	free(e->xa);
+	e->xa = copy;
+	e->xa_len = len;
+	return 0;
+}
+
+static struct entry *entry_for(struct store *s, const char *id, size_t len)
+{
+	return idx_add(&s->ix, id, len);
+}
+
+int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq)
+{
+	struct entry *e = entry_for(s, r->id, r->id_len), *f;
+
+	if (!e)
+		return -ENOMEM;
+	switch (r->type) {
+	case REC_PUT:
+	case REC_RENAME:
+		e->meta = r->meta;
+		e->meta.revision = seq;
+		e->meta.deleted = false;
+		e->ino = 0;
+		e->replay_seq = seq;
+		if (r->type == REC_RENAME) {
+			f = entry_for(s, r->from, r->from_len);
+			if (!f)
+				return -ENOMEM;
+			f->meta.version = r->from_version;
+			f->meta.deleted = true;
+			f->meta.revision = seq;
+			f->ino = 0;
+			f->replay_seq = seq;
+			set_xa(f, NULL, 0);
+		}
+		return set_xa(e, r->xa, r->xa_len);
+	case REC_DEL:
+		e->meta.version = r->meta.version;
+		e->meta.deleted = true;
+		e->meta.revision = seq;
+		e->ino = 0;
+		e->replay_seq = seq;
+		return set_xa(e, NULL, 0);
+	case REC_META:
+		e->meta.mtime = r->meta.mtime;
+		e->meta.mode = r->meta.mode;
+		return set_xa(e, r->xa, r->xa_len);
+	case REC_STATE:
+		e->meta = r->meta;
+		e->ino = r->ino;
+		return set_xa(e, r->xa, r->xa_len);
+	}
+	return -EBADMSG;
+}
+
+/* ---- snapshot ----------------------------------------------------------- */
+
+struct snap_buf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static void sb_put(struct snap_buf *b, const void *src, size_t n)
+{
+	if (b->err)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 65536;
+		uint8_t *p;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, src, n);
+	b->len += n;
+}
+
+static int snap_entry(void *arg, struct entry *e)
+{
+	struct snap_buf *b = arg;
+	struct rec r = {.type = REC_STATE};
+	uint8_t hdr[JNL_FRAME_HDR];
+	struct iovec iov;
+	uint8_t *enc = NULL;
+	size_t len;
+
+	if (e->meta.version == 0)
+		return 0;
+	r.id = e->id;
+	r.id_len = e->id_len;
+	r.meta = e->meta;
+	r.ino = e->ino;
+	r.xa = e->xa;
+	r.xa_len = e->xa_len;
+	b->err = b->err ? b->err : codec_encode(&r, &enc, &len);
+	if (b->err)
+		return b->err;
+	iov.iov_base = enc;
+	iov.iov_len = len;
+	jnl_frame_encode(hdr, 0, &iov, 1);
+	sb_put(b, hdr, sizeof(hdr));
+	sb_put(b, enc, len);
+	free(enc);
+	return b->err;
+}
+
+/* Write the whole of `b` as STORE/index, atomically and durably. */
+static int snapshot_install(struct store *s, const struct snap_buf *b)
+{
+	char tmp[64];
+	ssize_t n;
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", STORE_INDEX_FILE,
+		 (int)getpid());
+	unlinkat(s->dirfd, tmp, 0);
+	fd = io_openat(s->io, "snapshot.open", s->dirfd, tmp,
+		       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		       0600);
+	if (fd < 0)
+		return fd;
+	n = io_pwrite_all(s->io, "snapshot.write", fd, b->p, b->len, 0);
+	rc = n < 0 ? (int)n : io_fsync(s->io, "snapshot.fsync", fd);
+	close(fd);
+	if (rc == 0)
+		rc = io_renameat(s->io, "snapshot.rename", s->dirfd, tmp,
+				 s->dirfd, STORE_INDEX_FILE, 0);
+	if (rc == 0)
+		rc = io_fsync(s->io, "snapshot.dirsync", s->dirfd);
+	else
+		unlinkat(s->dirfd, tmp, 0);
+	return rc;
+}
+
+int store_snapshot_write(struct store *s, uint64_t rev)
+{
+	struct snap_buf b = {0};
+	uint8_t head[JNL_FILE_HDR];
+	int rc;
+
+	memcpy(head, JNL_SNAPSHOT_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		head[8 + i] = (uint8_t)(rev >> (8 * i));
+	sb_put(&b, head, sizeof(head));
+	pthread_mutex_lock(&s->mu);
+	idx_each(&s->ix, snap_entry, &b);
+	pthread_mutex_unlock(&s->mu);
+	rc = b.err ? b.err : snapshot_install(s, &b);
+	if (rc)
+		rlog_err("%s/%s: cannot write snapshot: %s", s->path,
+			 STORE_INDEX_FILE, strerror(-rc));
+	free(b.p);
+	return rc;
+}
+
+/* Read STORE/index into the index; *rev gets its revision (0 if none). */
+static int snapshot_load(struct store *s, uint64_t *rev)
+{
+	uint8_t *buf = NULL;
+	size_t off = JNL_FILE_HDR;
+	struct stat st;
+	ssize_t n;
+	int fd, rc = 0;
+
+	*rev = 0;
+	fd = io_openat(s->io, "snapshot.load", s->dirfd, STORE_INDEX_FILE,
+		       O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > SNAPSHOT_MAX_BYTES ||
+	    st.st_size < JNL_FILE_HDR) {
+		rc = -EBADMSG;
+		goto bad;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = io_pread_all(s->io, "snapshot.read", fd, buf, (size_t)st.st_size,
+			 0);
+	if (n != st.st_size) {
+		rc = n < 0 ? (int)n : -EBADMSG;
+		goto bad;
+	}
+	if (memcmp(buf, JNL_SNAPSHOT_MAGIC, 8) != 0) {
+		rc = -EBADMSG;
+		goto bad;
+	}
+	for (int i = 0; i < 8; i++)
+		*rev |= (uint64_t)buf[8 + i] << (8 * i);
+	while (off < (size_t)st.st_size) {
+		const uint8_t *payload;
+		size_t len, need;
+		uint64_t seq;
+		struct rec r;
+		long fl = jnl_frame_decode(buf + off, (size_t)st.st_size - off,
+					   &seq, &payload, &len, &need);
+
+		if (fl <= 0 || codec_decode(payload, len, &r) ||
+		    r.type != REC_STATE) {
+			rc = -EBADMSG;
+			goto bad;
+		}
+		rc = store_apply_rec(s, &r, r.meta.revision);
+		if (rc)
+			goto out;
+		off += (size_t)fl;
+	}
+	goto out;
+bad:
+	rlog_err("%s/%s: corrupt index snapshot (at byte %zu): %s", s->path,
+		 STORE_INDEX_FILE, off, strerror(-rc));
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* ---- replay ------------------------------------------------------------- */
+
+struct replay {
+	struct store *s;
+	uint64_t fixed, lost;
+};
+
+static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
+{
+	struct replay *rp = arg;
+	struct rec r;
+	int rc = codec_decode(payload, len, &r);
+
+	if (rc) {
+		rlog_err("%s/%s: journal record %llu is not readable", 
+			 rp->s->path, STORE_JOURNAL_DIR,
+			 (unsigned long long)seq);
+		return rc;
+	}
+	return store_apply_rec(rp->s, &r, seq);
+}
+
+/* Does the file of `id` hold content with this hash and size? */
+static bool content_is(struct store *s, const char *id,
+		       const struct store_meta *m)
+{
+	uint8_t hash[16];
+	uint64_t size;
+	int fd = -1;
+	bool same;
+
+	if (s->be->ops->open(s->be, id, &fd))
+		return false;
+	same = store_hash_fd(s, fd, hash, &size) == 0 && size == m->size &&
+	       memcmp(hash, m->hash, 16) == 0;
+	close(fd);
+	return same;
+}
+
+/* Write `r`'s inline content as `id`. */
+static int restore_inline(struct store *s, const char *id,
+			  const struct rec *r)
+{
+	struct store_stage *st = NULL;
+	ssize_t n;
+	int rc;
+
+	rc = store_stage_new(s, &st);
+	if (rc)
+		return rc;
+	n = io_pwrite_all(s->io, "recover.write", st->fd, r->data, r->data_len,
+			  0);
+	rc = n < 0 ? (int)n : be_file_mkparents(s->be, id);
+	if (rc == 0)
+		rc = s->be->ops->publish(s->be, st, id);
+	store_stage_free(st);
+	return rc;
+}
+
+/* Move the stage `r` names into place as `id`. -ENOENT if it is gone. */
+static int restore_stage(struct store *s, const char *id, const struct rec *r)
+{
+	struct store_stage st = {.s = s, .fd = -1};
+	int rc;
+
+	memcpy(st.name, r->stage, r->stage_len);
+	st.name[r->stage_len] = '\0';
+	rc = be_file_mkparents(s->be, id);
+	if (rc == 0)
+		rc = s->be->ops->publish(s->be, &st, id);
+	return rc;
+}
+
+/* Pass 2 for one record that is the last to change `id`'s content. */
+static int materialize(struct replay *rp, const struct rec *r, const char *id)
+{
+	struct store *s = rp->s;
+	int rc = 0;
+
+	if (r->type == REC_DEL) {
+		rc = s->be->ops->remove(s->be, id);
+		return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
+	}
+	if (content_is(s, id, &r->meta))
+		return 0;
+	if (r->type == REC_PUT && r->has_data) {
+		rc = restore_inline(s, id, r);
+	} else if (r->type == REC_PUT) {
+		rc = restore_stage(s, id, r);
+	} else {
+		char from[ID_MAX_LEN + 1];
+
+		memcpy(from, r->from, r->from_len);
+		from[r->from_len] = '\0';
+		rc = content_is(s, from, &r->meta)
+			     ? be_file_mkparents(s->be, id)
+			     : -ENOENT;
+		if (rc == 0)
+			rc = s->be->ops->move(s->be, from, id, false);
+	}
+	if (rc == -ENOENT) {
+		rlog_err("record %s: version %llu cannot be restored: its "
+			 "content is gone from the store",
+			 id, (unsigned long long)r->meta.version);
+		rp->lost++;
+		return 0;
+	}
+	if (rc == 0)
+		rp->fixed++;
+	return rc;
+}
+
+static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
+{
+	struct replay *rp = arg;
+	char id[ID_MAX_LEN + 1];
+	struct entry *e;
+	struct rec r;
+	int rc = codec_decode(payload, len, &r);
+
+	if (rc || r.type == REC_META)
+		return rc;
+	memcpy(id, r.id, r.id_len);
+	id[r.id_len] = '\0';
+	e = idx_find(&rp->s->ix, id, r.id_len);
+	if (!e || e->replay_seq != seq)
+		return 0; /* a later record decides this one's content */
+	rc = materialize(rp, &r, id);
+	if (rc)
+		rlog_err("record %s: recovery of version %llu failed: %s", id,
+			 (unsigned long long)r.meta.version, strerror(-rc));
+	return rc;
+}
+
+int store_recover(struct store *s)
+{
+	struct jnl_scan_report rep = {0};
+	struct replay rp = {.s = s};
+	struct jnl_opts jo = {0};
+	uint64_t rev = 0;
+	int rc;
+
+	rc = idx_init(&s->ix);
+	if (rc == 0)
+		rc = snapshot_load(s, &rev);
+	if (rc == 0)
+		rc = jnl_scan(s->io, s->jnl_dirfd, rev, pass1, &rp, &rep);
+	if (rc == 0 && rep.records)
+		rc = jnl_scan(s->io, s->jnl_dirfd, rev, pass2, &rp, NULL);
+	if (rc) {
+		if (rc == -EBADMSG)
+			rlog_err("%s: journal is corrupt; the store was left "
+				 "untouched",
+				 s->path);
+		return rc;
+	}
+	if (rep.last_seq > rev)
+		rev = rep.last_seq;
+	be_file_clean_tmp(s->be);
+	if (rep.records || rep.torn_bytes)
+		rlog_info("%s: recovered %llu journal records (%llu files "
+			  "restored, %llu lost, %llu torn bytes ignored)",
+			  s->path, (unsigned long long)rep.records,
+			  (unsigned long long)rp.fixed,
+			  (unsigned long long)rp.lost,
+			  (unsigned long long)rep.torn_bytes);
+	if (s->opts.read_only)
+		return 0;
+	jo.io = s->io;
+	jo.dirfd = s->jnl_dirfd;
+	jo.next_seq = rev + 1;
+	rc = jnl_open(&s->jnl, &jo);
+	if (rc) {
+		rlog_err("%s/%s: cannot open the journal: %s", s->path,
+			 STORE_JOURNAL_DIR, strerror(-rc));
+		return rc;
+	}
+	return rep.segments ? store_checkpoint(s) : 0;
+}
+
+/* ---- checkpoint --------------------------------------------------------- */
+
+int store_checkpoint(struct store *s)
+{
+	uint64_t rev;
+	int rc;
+
+	if (!s->jnl)
+		return 0;
+	pthread_mutex_lock(&s->ckpt_mu);
+	/* Flush the bulk while changes go on, then again with none in
+	   flight, which is quick. */
+	(void)s->be->ops->sync(s->be);
+	pthread_rwlock_wrlock(&s->gate);
+	rev = jnl_last_seq(s->jnl);
+	rc = s->be->ops->sync(s->be);
+	if (rc == 0)
+		rc = store_snapshot_write(s, rev);
+	if (rc == 0)
+		rc = jnl_rotate(s->jnl);
+	pthread_rwlock_unlock(&s->gate);
+	if (rc == 0)
+		rc = jnl_drop_upto(s->jnl, rev);
+	pthread_mutex_unlock(&s->ckpt_mu);
+	if (rc)
+		rlog_err("%s: checkpoint failed: %s (the journal keeps "
+			 "everything)",
+			 s->path, strerror(-rc));
+	return rc;
+}

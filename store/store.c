@@ -1,0 +1,1016 @@
+/*
+ * store.c - opening, closing and creating stores; reading records and
+ * their metadata; namespaces; verify. Changes are in commit.c, recovery
+ * and snapshots in recover.c.
+ */
+#include "store_i.h"
+#include "format.h"
+#include "id.h"
+#include "io.h"
+#include "jnl.h"
+#include "lock.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define DEFAULT_CHECKPOINT_BYTES (64ull << 20)
+
+const char *store_path(const struct store *s)
+{
+	return s->path;
+}
+
+void store_hash_format(const uint8_t hash[16], char buf[64])
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = buf + sprintf(buf, "xxh3-128:");
+
+	for (int i = 0; i < 16; i++) {
+		*p++ = hex[hash[i] >> 4];
+		*p++ = hex[hash[i] & 15];
+	}
+	*p = '\0';
+}
+
+int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size)
+{
+	enum { CHUNK = 256 * 1024 };
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *buf = malloc(CHUNK);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!st || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	XXH3_128bits_reset(st);
+	for (;;) {
+		ssize_t n = io_pread_all(s->io, "hash.read", fd, buf, CHUNK,
+					 (off_t)off);
+
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		XXH3_128bits_update(st, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	XXH128_canonicalFromHash((XXH128_canonical_t *)hash,
+				 XXH3_128bits_digest(st));
+	if (size)
+		*size = off;
+out:
+	free(buf);
+	XXH3_freeState(st);
+	return rc;
+}
+
+/* ---- init --------------------------------------------------------------- */
+
+/* Is `dirfd` empty but for the subdirectories a store creates? */
+static int check_empty(int dirfd, const char *path)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *d;
+	DIR *dir;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((d = readdir(dir)) != NULL) {
+		const char *n = d->d_name;
+
+		if (!strcmp(n, ".") || !strcmp(n, "..") ||
+		    !strcmp(n, STORE_RECORDS_DIR) ||
+		    !strcmp(n, STORE_JOURNAL_DIR) || !strcmp(n, STORE_TMP_DIR))
+			continue;
+		rlog_err("%s: directory is not empty (found \"%s\"); use "
+			 "--adopt to turn its files into records",
+			 path, n);
+		rc = -ENOTEMPTY;
+		break;
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* Move every top-level entry of `dirfd` that can be a record under
+   records/ (one rename each, nothing is rewritten). */
+static int adopt_files(int dirfd, const char *path)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int recfd = -1, rc = 0, moved = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	recfd = openat(dirfd, STORE_RECORDS_DIR,
+		       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (recfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	while ((d = readdir(dir)) != NULL) {
+		const char *n = d->d_name;
+		size_t base;
+		uint64_t v;
+
+		if (!strcmp(n, ".") || !strcmp(n, "..") ||
+		    !strcmp(n, STORE_RECORDS_DIR) ||
+		    !strcmp(n, STORE_JOURNAL_DIR) || !strcmp(n, STORE_TMP_DIR))
+			continue;
+		if (id_component_forbidden(n, strlen(n)) ||
+		    id_split_cond(n, strlen(n), &base, &v) != 0 ||
+		    !strcmp(n, ".recfs") || !strcmp(n, FORMAT_FILE) ||
+		    !strcmp(n, LOCK_FILE) || !strcmp(n, STORE_INDEX_FILE)) {
+			rlog_warn("%s/%s: not a valid record name; left "
+				  "outside the store",
+				  path, n);
+			continue;
+		}
+		if (renameat(dirfd, n, recfd, n) < 0) {
+			rc = -errno;
+			rlog_err("%s/%s: cannot adopt: %s", path, n,
+				 strerror(errno));
+			goto out;
+		}
+		moved++;
+	}
+	if (moved && fsync(recfd) < 0)
+		rc = -errno;
+	rlog_info("%s: adopted %d top-level entries as records", path, moved);
+out:
+	if (recfd >= 0)
+		close(recfd);
+	closedir(dir);
+	return rc;
+}
+
+int store_init(const char *path, bool adopt)
+{
+	static const char *const dirs[] = {STORE_RECORDS_DIR,
+					   STORE_JOURNAL_DIR, STORE_TMP_DIR};
+	int dirfd = -1, rc = 0;
+	struct stat st;
+
+	if (!adopt && mkdir(path, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		rlog_err("%s: cannot create: %s", path, strerror(errno));
+		return rc;
+	}
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0) {
+		rc = -errno;
+		rlog_err("%s: %s", path, strerror(errno));
+		return rc;
+	}
+	if (fstatat(dirfd, FORMAT_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		rlog_err("%s: already a recfs store", path);
+		rc = -EEXIST;
+		goto out;
+	}
+	if (!adopt && (rc = check_empty(dirfd, path)) != 0)
+		goto out;
+	if (fchmod(dirfd, 0700) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (mkdirat(dirfd, dirs[i], 0700) < 0 && errno != EEXIST) {
+			rc = -errno;
+			rlog_err("%s/%s: %s", path, dirs[i], strerror(errno));
+			goto out;
+		}
+	if (adopt && (rc = adopt_files(dirfd, path)) != 0)
+		goto out;
+	/* The format file comes last: it marks a complete store. */
+	rc = format_write(NULL, dirfd);
+	if (rc)
+		rlog_err("%s/%s: cannot write: %s", path, FORMAT_FILE,
+			 strerror(-rc));
+out:
+	close(dirfd);
+	return rc;
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int open_file_store(struct store *s)
+{
+	char why[512] = "";
+	char msg[512] = "";
+	int rc;
+
+	s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					 O_CLOEXEC);
+	if (s->dirfd < 0 && errno == ENOENT && s->opts.create) {
+		rc = store_init(s->path, false);
+		if (rc)
+			return rc;
+		s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						 O_CLOEXEC);
+	}
+	if (s->dirfd < 0) {
+		rc = -errno;
+		rlog_err("%s: cannot open store: %s", s->path, strerror(errno));
+		return rc;
+	}
+	rc = format_check(s->dirfd, s->path, why, sizeof(why));
+	if (rc == -ENOENT && s->opts.create) {
+		close(s->dirfd);
+		s->dirfd = -1;
+		rc = store_init(s->path, false);
+		if (rc)
+			return rc;
+		return open_file_store(s);
+	}
+	if (rc) {
+		rlog_err("%s", why[0] ? why : "cannot read the format file");
+		if (rc == -ENOENT)
+			rlog_err("%s: not a recfs store (no %s); create one "
+				 "with `recfsctl init %s`",
+				 s->path, FORMAT_FILE, s->path);
+		return rc;
+	}
+	rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));
+	if (rc) {
+		rlog_err("%s: %s", s->path, msg[0] ? msg : strerror(-rc));
+		return rc;
+	}
+	rc = be_file_open(&s->be, s->io, s->dirfd);
+	if (rc)
+		return rc;
+	s->jnl_dirfd = openat(s->dirfd, STORE_JOURNAL_DIR,
+			      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->jnl_dirfd < 0) {
+		rc = -errno;
+		rlog_err("%s/%s: %s", s->path, STORE_JOURNAL_DIR,
+			 strerror(errno));
+		return rc;
+	}
+	return store_recover(s);
+}
+
+int store_open(struct store **out, const struct store_opts *opts)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->opts = *opts;
+	s->dirfd = -1;
+	s->jnl_dirfd = -1;
+	s->io = opts->io;
+	if (!s->opts.max_record_size)
+		s->opts.max_record_size = STORE_DEFAULT_MAX_RECORD;
+	if (!s->opts.checkpoint_bytes)
+		s->opts.checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->ckpt_mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_rwlock_init(&s->gate, NULL);
+	s->path = opts->path ? strdup(opts->path) : NULL;
+	if (opts->path && !s->path) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (opts->backend == STORE_BACKEND_MEMORY) {
+		rc = idx_init(&s->ix);
+		if (rc == 0)
+			rc = be_memory_open(&s->be, !opts->no_cas);
+	} else if (!s->path) {
+		rc = -EINVAL;
+	} else {
+		rc = open_file_store(s);
+	}
+out:
+	if (rc) {
+		s->opts.read_only = true; /* no checkpoint on the way out */
+		store_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int store_close(struct store *s)
+{
+	int rc = 0;
+
+	if (!s)
+		return 0;
+	if (s->jnl && !s->opts.read_only && !s->broken)
+		rc = store_checkpoint(s);
+	jnl_close(s->jnl);
+	if (s->be)
+		s->be->ops->free(s->be);
+	lock_release(s->lock);
+	idx_destroy(&s->ix);
+	if (s->jnl_dirfd >= 0)
+		close(s->jnl_dirfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	pthread_rwlock_destroy(&s->gate);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->ckpt_mu);
+	pthread_mutex_destroy(&s->mu);
+	free(s->path);
+	free(s);
+	return rc;
+}
+
+int store_lock_refresh(struct store *s)
+{
+	return s->lock ? lock_refresh(s->lock) : 0;
+}
+
+uint64_t store_revision(struct store *s)
+{
+	uint64_t rev;
+
+	if (s->jnl)
+		return jnl_last_seq(s->jnl);
+	pthread_mutex_lock(&s->mu);
+	rev = s->revision;
+	pthread_mutex_unlock(&s->mu);
+	return rev;
+}
+
+struct counts {
+	uint64_t live, tomb;
+};
+
+static int count_one(void *arg, struct entry *e)
+{
+	struct counts *c = arg;
+
+	if (e->meta.deleted || e->meta.version == 0)
+		c->tomb++;
+	else
+		c->live++;
+	return 0;
+}
+
+void store_counts(struct store *s, uint64_t *records, uint64_t *tombstones)
+{
+	struct counts c = {0, 0};
+
+	pthread_mutex_lock(&s->mu);
+	idx_each(&s->ix, count_one, &c);
+	pthread_mutex_unlock(&s->mu);
+	if (records)
+		*records = c.live;
+	if (tombstones)
+		*tombstones = c.tomb;
+}
+
+void store_wait_idle(struct store *s, struct entry *e)
+{
+	while (e->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+struct store_reader {
+	struct store *s;
+	int fd;
+	struct store_meta meta;
+};
+
+/* A file not (or no longer) matching the index: take it as it is. mu held.
+   Returns the entry or NULL on ENOMEM. */
+static struct entry *adopt_locked(struct store *s, const char *id,
+				  struct entry *e, const struct stat *st)
+{
+	if (!e)
+		e = idx_add(&s->ix, id, strlen(id));
+	if (!e)
+		return NULL;
+	if (e->meta.version == 0) {
+		/* never seen: an adopted plain file is version 1 */
+		e->meta.version = 1;
+		e->meta.hash_valid = false;
+	} else if (e->ino && e->meta.size != (uint64_t)st->st_size) {
+		rlog_warn("record %s: changed outside recfs (size %llu, "
+			  "expected %llu); run recfsctl verify",
+			  id, (unsigned long long)st->st_size,
+			  (unsigned long long)e->meta.size);
+		e->meta.hash_valid = false;
+	}
+	if (e->meta.size != (uint64_t)st->st_size || e->ino == 0) {
+		if (!e->meta.revision) {
+			e->meta.mtime = st->st_mtim;
+			e->meta.mode = st->st_mode & 07777;
+		}
+		e->meta.size = (uint64_t)st->st_size;
+	}
+	e->ino = (uint64_t)st->st_ino;
+	return e;
+}
+
+/*
+ * Open `id`'s content and find its metadata, consistently: the inode we
+ * opened must be the one the index knows. If a commit renamed a new file
+ * into place but has not updated the index yet, wait for it and retry.
+ */
+static int open_consistent(struct store *s, const char *id, int *fdp,
+			   struct store_meta *meta)
+{
+	for (;;) {
+		struct entry *e;
+		struct stat st;
+		int fd = -1, rc;
+
+		rc = s->be->ops->open(s->be, id, &fd);
+		if (rc)
+			return rc;
+		if (fstat(fd, &st) < 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+		pthread_mutex_lock(&s->mu);
+		e = idx_find(&s->ix, id, strlen(id));
+		if (e && e->busy && e->pending_ino == (uint64_t)st.st_ino) {
+			store_wait_idle(s, e);
+			pthread_mutex_unlock(&s->mu);
+			close(fd);
+			continue;
+		}
+		if (e && e->meta.deleted) {
+			rc = -ENOENT;
+			if (e->busy) {
+				store_wait_idle(s, e);
+				rc = -EAGAIN;
+			}
+		} else if (!e || e->ino != (uint64_t)st.st_ino) {
+			if (e && e->busy) {
+				store_wait_idle(s, e);
+				rc = -EAGAIN;
+			} else if (!adopt_locked(s, id, e, &st)) {
+				rc = -ENOMEM;
+			}
+		}
+		if (rc == 0)
+			*meta = idx_find(&s->ix, id, strlen(id))->meta;
+		pthread_mutex_unlock(&s->mu);
+		if (rc == -EAGAIN) {
+			close(fd);
+			continue;
+		}
+		if (rc) {
+			close(fd);
+			return rc;
+		}
+		*fdp = fd;
+		return 0;
+	}
+}
+
+int store_reader_open(struct store *s, const char *id,
+		      struct store_reader **out)
+{
+	struct store_reader *r;
+	int rc;
+
+	*out = NULL;
+	rc = id_check(id);
+	if (rc)
+		return rc;
+	if (s->broken)
+		return s->broken;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->s = s;
+	rc = open_consistent(s, id, &r->fd, &r->meta);
+	if (rc) {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+const struct store_meta *store_reader_meta(const struct store_reader *r)
+{
+	return &r->meta;
+}
+
+int store_reader_fd(const struct store_reader *r)
+{
+	return r->fd;
+}
+
+ssize_t store_reader_pread(struct store_reader *r, void *buf, size_t len,
+			   off_t off)
+{
+	return io_pread_all(r->s->io, "read.pread", r->fd, buf, len, off);
+}
+
+void store_reader_free(struct store_reader *r)
+{
+	if (!r)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r);
+}
+
+int store_get(struct store *s, const char *id, void **buf, size_t *len,
+	      struct store_meta *meta)
+{
+	struct store_reader *r = NULL;
+	uint8_t *p = NULL;
+	ssize_t n;
+	int rc;
+
+	rc = store_reader_open(s, id, &r);
+	if (rc)
+		return rc;
+	p = malloc(r->meta.size ? r->meta.size : 1);
+	if (!p) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = store_reader_pread(r, p, r->meta.size, 0);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	*buf = p;
+	*len = (size_t)n;
+	p = NULL;
+	if (meta)
+		*meta = r->meta;
+out:
+	free(p);
+	store_reader_free(r);
+	return rc;
+}
+
+/* Compute and keep the hash of an adopted file (or one changed outside). */
+static int fill_hash(struct store *s, const char *id, struct store_meta *meta)
+{
+	struct store_reader *r = NULL;
+	struct entry *e;
+	uint8_t hash[16];
+	struct stat st;
+	uint64_t size;
+	int rc;
+
+	rc = store_reader_open(s, id, &r);
+	if (rc)
+		return rc;
+	rc = store_hash_fd(s, r->fd, hash, &size);
+	if (rc == 0 && fstat(r->fd, &st) < 0)
+		rc = -errno;
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	if (e && e->ino == (uint64_t)st.st_ino && !e->busy) {
+		memcpy(e->meta.hash, hash, 16);
+		e->meta.size = size;
+		e->meta.hash_valid = true;
+		*meta = e->meta;
+	} else {
+		*meta = r->meta;
+		memcpy(meta->hash, hash, 16);
+		meta->hash_valid = true;
+	}
+	pthread_mutex_unlock(&s->mu);
+out:
+	store_reader_free(r);
+	return rc;
+}
+
+int store_stat(struct store *s, const char *id, struct store_meta *meta,
+	       bool want_hash)
+{
+	struct entry *e;
+	struct stat st;
+	int rc;
+
+	rc = id_check(id);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	if (e && !e->meta.deleted && e->meta.version) {
+		*meta = e->meta;
+		pthread_mutex_unlock(&s->mu);
+		goto hash;
+	}
+	pthread_mutex_unlock(&s->mu);
+	rc = s->be->ops->stat(s->be, id, &st);
+	if (rc)
+		return rc;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (e)
+		return -ENOENT; /* tombstone: the file is on its way out */
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	if (!e || !e->meta.version)
+		e = adopt_locked(s, id, e, &st);
+	if (e)
+		*meta = e->meta;
+	pthread_mutex_unlock(&s->mu);
+	if (!e)
+		return -ENOMEM;
+hash:
+	if (want_hash && !meta->hash_valid)
+		return fill_hash(s, id, meta);
+	return 0;
+}
+
+int store_last_version(struct store *s, const char *id, uint64_t *version)
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	*version = e ? e->meta.version : 0;
+	pthread_mutex_unlock(&s->mu);
+	return *version ? 0 : -ENOENT;
+}
+
+/* ---- stages ------------------------------------------------------------- */
+
+int store_stage_new(struct store *s, struct store_stage **out)
+{
+	struct store_stage *st = calloc(1, sizeof(*st));
+	int rc;
+
+	*out = NULL;
+	if (!st)
+		return -ENOMEM;
+	st->s = s;
+	st->fd = -1;
+	rc = s->be->ops->stage_new(s->be, st);
+	if (rc) {
+		free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+int store_stage_copy(struct store *s, const char *id, uint64_t *base,
+		     struct store_stage **out)
+{
+	struct store_reader *r = NULL;
+	struct store_stage *st = NULL;
+	ssize_t n;
+	int rc;
+
+	*out = NULL;
+	*base = 0;
+	rc = store_reader_open(s, id, &r);
+	if (rc && rc != -ENOENT)
+		return rc;
+	rc = store_stage_new(s, &st);
+	if (rc)
+		goto out;
+	if (r) {
+		n = io_copy_fd(s->io, "stage.copy", r->fd, st->fd);
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		*base = r->meta.version;
+	}
+	*out = st;
+	st = NULL;
+out:
+	store_stage_free(st);
+	store_reader_free(r);
+	return rc;
+}
+
+int store_stage_fd(const struct store_stage *st)
+{
+	return st->fd;
+}
+
+void store_stage_free(struct store_stage *st)
+{
+	if (!st)
+		return;
+	st->s->be->ops->stage_drop(st->s->be, st);
+	free(st);
+}
+
+/* ---- xattrs (reads; changes are in commit.c) ------------------------------- */
+
+ssize_t store_xattr_get(struct store *s, const char *id, const char *name,
+			void *value, size_t size)
+{
+	struct store_meta meta;
+	const uint8_t *v;
+	struct entry *e;
+	ssize_t rc;
+	size_t n;
+
+	rc = store_stat(s, id, &meta, false);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	rc = e ? xa_get(e->xa, e->xa_len, name, &v, &n) : -ENODATA;
+	if (rc == 0) {
+		if (size && n > size) {
+			rc = -ERANGE;
+		} else {
+			if (size)
+				memcpy(value, v, n);
+			rc = (ssize_t)n;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+ssize_t store_xattr_list(struct store *s, const char *id, char *list,
+			 size_t size)
+{
+	struct store_meta meta;
+	struct entry *e;
+	ssize_t rc;
+
+	rc = store_stat(s, id, &meta, false);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	rc = e ? xa_list(e->xa, e->xa_len, list, size) : 0;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* ---- namespaces --------------------------------------------------------- */
+
+/* "" (the root) or a valid ID. */
+static int check_ns(const char *ns)
+{
+	return ns[0] == '\0' ? 0 : id_check(ns);
+}
+
+int store_list(struct store *s, const char *ns, store_list_cb cb, void *arg)
+{
+	int rc = check_ns(ns);
+
+	return rc ? rc : s->be->ops->list(s->be, ns, cb, arg);
+}
+
+int store_ns_stat(struct store *s, const char *ns, struct stat *st)
+{
+	int rc = check_ns(ns);
+
+	if (rc == 0)
+		rc = s->be->ops->stat(s->be, ns, st);
+	if (rc == 0 && !S_ISDIR(st->st_mode))
+		rc = -ENOTDIR;
+	return rc;
+}
+
+/* Namespace changes hold the gate exclusively: no commit is between its
+   namespace check and its rename into place meanwhile. */
+int store_mkdir(struct store *s, const char *ns, mode_t mode)
+{
+	struct entry *e;
+	int rc = id_check(ns);
+
+	if (rc)
+		return rc;
+	if (s->opts.read_only)
+		return -EROFS;
+	pthread_rwlock_wrlock(&s->gate);
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, ns, strlen(ns));
+	rc = (e && !e->meta.deleted && e->meta.version) ? -EEXIST : 0;
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = s->be->ops->mkdir(s->be, ns, mode);
+	pthread_rwlock_unlock(&s->gate);
+	return rc;
+}
+
+int store_rmdir(struct store *s, const char *ns)
+{
+	int rc = id_check(ns);
+
+	if (rc)
+		return rc;
+	if (s->opts.read_only)
+		return -EROFS;
+	pthread_rwlock_wrlock(&s->gate);
+	rc = s->be->ops->rmdir(s->be, ns);
+	pthread_rwlock_unlock(&s->gate);
+	return rc;
+}
+
+static int any_entry(void *arg, const char *name, bool is_ns)
+{
+	return 1;
+}
+
+int store_rename_ns(struct store *s, const char *from, const char *to)
+{
+	struct stat st;
+	int rc = id_check(from);
+
+	if (rc == 0)
+		rc = id_check(to);
+	if (rc)
+		return rc;
+	if (s->opts.read_only)
+		return -EROFS;
+	pthread_rwlock_wrlock(&s->gate);
+	rc = s->be->ops->list(s->be, from, any_entry, NULL);
+	if (rc == 1)
+		rc = -EXDEV; /* holds records: mv falls back to copy+delete */
+	else if (rc == 0 && s->be->ops->stat(s->be, to, &st) == 0 &&
+		 !S_ISDIR(st.st_mode))
+		rc = -ENOTDIR;
+	if (rc == 0)
+		rc = s->be->ops->ns_rename(s->be, from, to);
+	pthread_rwlock_unlock(&s->gate);
+	return rc;
+}
+
+int store_ns_set_meta(struct store *s, const char *ns,
+		      const struct timespec *mtime, int mode)
+{
+	int rc = check_ns(ns);
+
+	if (rc)
+		return rc;
+	if (s->opts.read_only)
+		return -EROFS;
+	return s->be->ops->ns_set_meta(s->be, ns, mtime, mode);
+}
+
+/* ---- verify ------------------------------------------------------------- */
+
+struct verify_walk {
+	struct store *s;
+	struct store_verify_report *rep;
+	char path[ID_MAX_LEN + 2];
+	int err;
+};
+
+static int verify_record(struct store *s, const char *id,
+			 struct store_verify_report *rep)
+{
+	struct store_meta meta;
+	struct entry *e;
+	uint8_t hash[16];
+	uint64_t size;
+	bool known;
+	int fd = -1, rc;
+
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	known = e && !e->meta.deleted && e->meta.hash_valid;
+	if (e)
+		meta = e->meta;
+	pthread_mutex_unlock(&s->mu);
+	rep->records++;
+	if (!e) {
+		rep->unindexed++;
+		return 0;
+	}
+	rc = s->be->ops->open(s->be, id, &fd);
+	if (rc == 0)
+		rc = store_hash_fd(s, fd, hash, &size);
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		return rc;
+	if (e && meta.deleted) {
+		rlog_err("record %s: deleted at version %llu but its file is "
+			 "still there",
+			 id, (unsigned long long)meta.version);
+		rep->bad++;
+	} else if (known && (memcmp(hash, meta.hash, 16) || size != meta.size)) {
+		char want[64], got[64];
+
+		store_hash_format(meta.hash, want);
+		store_hash_format(hash, got);
+		rlog_err("record %s: content does not match version %llu "
+			 "(expected %s, %llu bytes; found %s, %llu bytes)",
+			 id, (unsigned long long)meta.version, want,
+			 (unsigned long long)meta.size, got,
+			 (unsigned long long)size);
+		rep->bad++;
+	}
+	return 0;
+}
+
+static int verify_cb(void *arg, const char *name, bool is_ns)
+{
+	struct verify_walk *w = arg;
+	size_t len = strlen(w->path), n = strlen(name);
+	int rc;
+
+	if (len + n + 2 > sizeof(w->path))
+		return 0;
+	if (len)
+		w->path[len++] = '/';
+	memcpy(w->path + len, name, n + 1);
+	if (is_ns)
+		rc = store_list(w->s, w->path, verify_cb, w);
+	else
+		rc = verify_record(w->s, w->path, w->rep);
+	w->path[len ? len - 1 : 0] = '\0';
+	return rc;
+}
+
+struct missing_walk {
+	struct store *s;
+	struct store_verify_report *rep;
+};
+
+static int check_present(void *arg, struct entry *e)
+{
+	struct missing_walk *m = arg;
+	struct stat st;
+
+	if (e->meta.deleted || !e->meta.version)
+		return 0;
+	if (m->s->be->ops->stat(m->s->be, e->id, &st) == 0 &&
+	    S_ISREG(st.st_mode))
+		return 0;
+	rlog_err("record %s: version %llu is in the index but its file is "
+		 "missing",
+		 e->id, (unsigned long long)e->meta.version);
+	m->rep->bad++;
+	return 0;
+}
+
+int store_verify(struct store *s, struct store_verify_report *rep)
+{
+	struct verify_walk w = {.s = s, .rep = rep};
+	struct missing_walk m = {s, rep};
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = store_list(s, "", verify_cb, &w);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	idx_each(&s->ix, check_present, &m);
+	pthread_mutex_unlock(&s->mu);
+	return rep->bad ? -EBADMSG : 0;
+}
+
+/* ---- lock helpers for recfsctl ------------------------------------------ */
+
+int store_lock_holder(const char *path, char *msg, size_t msglen)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = lock_holder(fd, msg, msglen);
+	close(fd);
+	return rc;
+}
+
+int store_unlock_force(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = lock_force(fd);
+	close(fd);
+	return rc;
+}

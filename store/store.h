@@ -1,0 +1,301 @@
+/*
+ * store.h - the record store: versioned records, compare-and-swap commits,
+ * metadata, namespaces. Used by the mount (fusefs/) and by recfsctl.
+ *
+ * Every function returns 0 (or a positive count) on success and -errno on
+ * failure; errors are logged with the record ID and the cause where they
+ * happen. Objects returned through `**out` belong to the caller and are
+ * released with their _free function; returned pointers are borrowed.
+ * All functions are thread-safe on one `struct store`.
+ *
+ * Where a write is committed: store_commit() in store/commit.c.
+ */
+#ifndef RECFS_STORE_H
+#define RECFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct io;
+struct store;
+struct store_stage;
+struct store_reader;
+
+#define STORE_FORMAT_VERSION 1
+#define STORE_DEFAULT_MAX_RECORD (1ull << 30)
+#define STORE_XATTR_NAME_MAX 255
+#define STORE_XATTR_VALUE_MAX 65536
+#define STORE_XATTR_TOTAL_MAX 65536 /* all user xattrs of one record */
+#define STORE_XATTR_COUNT_MAX 64
+
+enum store_backend {
+	STORE_BACKEND_FILE,   /* the default: a store directory on disk */
+	STORE_BACKEND_MEMORY, /* in memory, not durable: for unit tests */
+};
+
+struct store_opts {
+	const char *path;	  /* store directory (FILE backend) */
+	enum store_backend backend;
+	bool create;		  /* create the store if it does not exist */
+	bool read_only;		  /* refuse every change with -EROFS */
+	uint64_t max_record_size; /* 0: STORE_DEFAULT_MAX_RECORD */
+	uint64_t checkpoint_bytes; /* journal size that triggers a checkpoint;
+				      0: default (64 MiB) */
+	struct io *io;		  /* failpoints; NULL for real I/O (borrowed) */
+	bool no_cas;		  /* MEMORY backend only: pretend the backend
+				     cannot do CAS (tests fail-closed) */
+};
+
+/* Metadata of one version of a record. */
+struct store_meta {
+	uint64_t version;  /* 1, 2, ...; for a deleted record the last one */
+	uint64_t revision; /* store revision that made this version */
+	uint8_t hash[16];  /* xxh3-128 of the content (canonical, big-endian) */
+	bool hash_valid;   /* false until computed, for adopted files */
+	uint64_t size;
+	struct timespec mtime; /* time of the version, or as set by utimens */
+	uint32_t mode;	       /* permission bits (07777) */
+	bool deleted;	       /* a tombstone: the last version was deleted */
+};
+
+/* Who made a change (kept in history). */
+struct store_who {
+	uint32_t uid;
+	uint32_t pid;
+	char comm[17];
+};
+
+/* The condition of a commit (SPEC section 4). */
+enum store_cond_kind {
+	STORE_COND_ANY,	       /* last writer wins */
+	STORE_COND_IF_VERSION, /* only if the current version is `version` */
+	STORE_COND_CREATE,     /* only if the record does not exist */
+	STORE_COND_APPEND,     /* append the stage to the current content */
+};
+
+struct store_cond {
+	enum store_cond_kind kind;
+	uint64_t version; /* for STORE_COND_IF_VERSION */
+};
+
+/* What a commit did. */
+struct store_result {
+	uint64_t version;  /* the new (or, for a no-op, current) version */
+	uint64_t revision; /* the store revision of it */
+	bool noop;	   /* content and metadata equal the current version */
+	uint64_t current;  /* on -ESTALE: the version that was found
+			      (0 if the record did not exist) */
+};
+
+/* Optional parts of a commit. */
+struct store_commit_args {
+	struct store_cond cond;
+	const struct timespec *mtime; /* NULL: the commit time */
+	int mode;		      /* -1: the current mode, or 0644 */
+	const struct store_who *who;  /* NULL: unknown */
+};
+
+/* Open or create a store. On failure *out is NULL and the cause logged. */
+int store_open(struct store **out, const struct store_opts *opts);
+
+/*
+ * Close: wait for commits in flight, checkpoint, release the lock, free.
+ * Returns the first error met (the store is freed regardless). Accepts
+ * NULL.
+ */
+int store_close(struct store *s);
+
+/*
+ * Create a store directory at `path` (mode 0700, files 0600). With
+ * `adopt`, `path` may be an existing directory of plain files: they are
+ * moved under records/ by one rename each, without being rewritten, and
+ * become version 1 of their records lazily. Returns 0 or -errno (-EEXIST
+ * if it already is a store).
+ */
+int store_init(const char *path, bool adopt);
+
+/* Current store revision. */
+uint64_t store_revision(struct store *s);
+
+/* Record count (live records) and tombstones, for status and stats. */
+void store_counts(struct store *s, uint64_t *records, uint64_t *tombstones);
+
+/*
+ * Metadata of the current version of `id`. Returns 0 for a record,
+ * -EISDIR if `id` is a namespace (meta untouched), -ENOENT if neither
+ * (a deleted record is -ENOENT too), -EINVAL for a bad ID. With
+ * `want_hash`, an adopted file's hash is computed (and kept) first.
+ */
+int store_stat(struct store *s, const char *id, struct store_meta *meta,
+	       bool want_hash);
+
+/*
+ * Last known version of `id` including tombstones: 0 and -ENOENT if it
+ * never existed. Used for "re-create after delete gives n+1".
+ */
+int store_last_version(struct store *s, const char *id, uint64_t *version);
+
+/* --- Reading ------------------------------------------------------- */
+
+/*
+ * Open the current version of `id` for reading. The reader sees that
+ * version to the end, whatever is committed meanwhile. Returns 0, -ENOENT,
+ * -EISDIR, -EINVAL.
+ */
+int store_reader_open(struct store *s, const char *id,
+		      struct store_reader **out);
+const struct store_meta *store_reader_meta(const struct store_reader *r);
+/* An fd on the content (borrowed; valid until store_reader_free). */
+int store_reader_fd(const struct store_reader *r);
+ssize_t store_reader_pread(struct store_reader *r, void *buf, size_t len,
+			   off_t off);
+void store_reader_free(struct store_reader *r);
+
+/*
+ * Read all of the current version of `id` into a new buffer (caller
+ * frees *buf with free()). *meta may be NULL. Returns 0 or -errno.
+ */
+int store_get(struct store *s, const char *id, void **buf, size_t *len,
+	      struct store_meta *meta);
+
+/* --- Writing ------------------------------------------------------- */
+
+/*
+ * A stage is a private temporary file in the store that will become the
+ * content of a new version. Create an empty one, or one holding a copy of
+ * the current content of `id` (*base gets that version; 0 and an empty
+ * stage if `id` does not exist).
+ */
+int store_stage_new(struct store *s, struct store_stage **out);
+int store_stage_copy(struct store *s, const char *id, uint64_t *base,
+		     struct store_stage **out);
+/* Read/write fd of the stage content (borrowed). */
+int store_stage_fd(const struct store_stage *st);
+/* Free a stage; its temp file is removed unless it was committed. */
+void store_stage_free(struct store_stage *st);
+
+/*
+ * Commit the stage as the next version of `id` under args->cond. On
+ * success the new version is durable (it survives a crash or power cut)
+ * and visible to new readers; the stage is used up (still free it).
+ * Content and metadata equal to the current version: a no-op (res->noop).
+ * With STORE_COND_APPEND the stage holds only the bytes to append; they
+ * are added to whatever version is current now.
+ * Returns 0, -ESTALE (condition not met: res->current says what was
+ * found), -EFBIG (over max_record_size), -ENOENT (namespace missing),
+ * -EISDIR (`id` is a namespace), -EINVAL (bad ID), -EROFS, -ENOSPC, -EIO.
+ * On failure the previous version is intact and the stage can be reused.
+ */
+int store_commit(struct store *s, const char *id, struct store_stage *st,
+		 const struct store_commit_args *args,
+		 struct store_result *res);
+
+/* store_commit of `len` bytes at `buf`. `args` may be NULL (ANY). */
+int store_put(struct store *s, const char *id, const void *buf, size_t len,
+	      const struct store_commit_args *args, struct store_result *res);
+
+/*
+ * Delete `id` under `cond` (ANY or IF_VERSION). The version number stays
+ * reserved: re-creating gives last + 1. Returns 0, -ENOENT, -ESTALE, ...
+ */
+int store_delete(struct store *s, const char *id,
+		 const struct store_cond *cond, const struct store_who *who,
+		 struct store_result *res);
+
+/*
+ * Atomically give `to` a new version with the content (and mode, mtime,
+ * xattrs) of `from` and delete `from`, as one store change; `to_cond`
+ * applies to `to` (NULL: ANY). Returns 0, -ENOENT, -ESTALE, -EISDIR, ...
+ */
+int store_rename(struct store *s, const char *from, const char *to,
+		 const struct store_cond *to_cond, const struct store_who *who,
+		 struct store_result *res);
+
+/*
+ * Change metadata of the current version without making a new version:
+ * `mtime` (NULL: keep) and `mode` (-1: keep). Journaled; bumps the store
+ * revision unless nothing changes. Returns 0, -ENOENT, ...
+ */
+int store_set_meta(struct store *s, const char *id,
+		   const struct timespec *mtime, int mode);
+
+/* --- User extended attributes (kept as record metadata) ------------ */
+
+/*
+ * Get a user attribute ("user.x") of `id`. With size 0 returns the value
+ * length; returns -ERANGE if `size` is too small, -ENODATA if absent.
+ */
+ssize_t store_xattr_get(struct store *s, const char *id, const char *name,
+			void *value, size_t size);
+/* List names, NUL-separated, listxattr-style (size 0: needed length). */
+ssize_t store_xattr_list(struct store *s, const char *id, char *list,
+			 size_t size);
+/* Set (flags: XATTR_CREATE / XATTR_REPLACE / 0). -ENOSPC over limits. */
+int store_xattr_set(struct store *s, const char *id, const char *name,
+		    const void *value, size_t size, int flags);
+int store_xattr_remove(struct store *s, const char *id, const char *name);
+
+/* --- Namespaces ---------------------------------------------------- */
+
+/* Called for each entry of a namespace; non-zero return stops. */
+typedef int (*store_list_cb)(void *arg, const char *name, bool is_ns);
+
+/* List records and sub-namespaces of `ns` ("" is the root). */
+int store_list(struct store *s, const char *ns, store_list_cb cb, void *arg);
+int store_mkdir(struct store *s, const char *ns, mode_t mode);
+/* Returns -ENOTEMPTY if it holds anything. */
+int store_rmdir(struct store *s, const char *ns);
+/* Rename an empty namespace; -EXDEV if it holds records. */
+int store_rename_ns(struct store *s, const char *from, const char *to);
+/* Stat a namespace's backing directory (mode, times, link count). */
+int store_ns_stat(struct store *s, const char *ns, struct stat *st);
+int store_ns_set_meta(struct store *s, const char *ns,
+		      const struct timespec *mtime, int mode);
+
+/* --- Maintenance --------------------------------------------------- */
+
+/*
+ * Make everything committed so far reach the records directory and a new
+ * index snapshot, then drop journal segments no longer needed.
+ */
+int store_checkpoint(struct store *s);
+
+/* What store_verify found. */
+struct store_verify_report {
+	uint64_t records;	/* records checked */
+	uint64_t bad;		/* records whose content does not match */
+	uint64_t strays;	/* stray temp files */
+	uint64_t unindexed;	/* files not in the index (adopted lazily) */
+};
+
+/*
+ * Check every record's content against its hash and the journal state;
+ * log each problem naming the record. Returns 0 if clean, -EBADMSG if
+ * not (report filled either way), -errno on I/O errors.
+ */
+int store_verify(struct store *s, struct store_verify_report *rep);
+
+/* Where the store is (FILE backend) or NULL. */
+const char *store_path(const struct store *s);
+
+/* Update the pid in the lock after the daemon forked. */
+int store_lock_refresh(struct store *s);
+
+/* Format `hash` as "xxh3-128:" + 32 hex digits into buf[64]. */
+void store_hash_format(const uint8_t hash[16], char buf[64]);
+
+/*
+ * Who holds the lock of the store at `path`: fills `msg` with a sentence
+ * naming the pid, host and start time. Returns 0 if held by a live
+ * process, -ENOENT if free, -errno on error.
+ */
+int store_lock_holder(const char *path, char *msg, size_t msglen);
+
+/* Remove the lock of the store at `path` whoever holds it. */
+int store_unlock_force(const char *path);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * store_i.h - what the files of store/ share: the store context, the
+ * in-memory index of record metadata, the journal record codec and the
+ * backend interface. Not for use outside store/.
+ *
+ * Durability protocol (file backend), see commit.c and recover.c:
+ *  1. the new content is staged in STORE/tmp/ (O_EXCL, 0600);
+ *  2. a journal record describing the change is appended and fdatasync'ed
+ *     (group commit). Records up to CODEC_INLINE_MAX carry the content
+ *     itself; larger ones name the stage, which was fsync'ed (with its
+ *     directory) first. This is the commit point;
+ *  3. the stage is renamed into STORE/records/ID. A rename between two
+ *     records (store_rename) also fsyncs the directories before the next
+ *     change to either record may start.
+ * Recovery replays, for each record, only the *last* journal record that
+ * touches it: from inline content, from the stage, or by finishing a move.
+ * A checkpoint (syncfs + index snapshot) retires journal segments.
+ */
+#ifndef RECFS_STORE_I_H
+#define RECFS_STORE_I_H
+
+#include "store.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct jnl;
+struct store_lock;
+
+/* Content up to this size travels inside the journal record. */
+#define CODEC_INLINE_MAX (1u << 20)
+
+#define STORE_RECORDS_DIR "records"
+#define STORE_JOURNAL_DIR "journal"
+#define STORE_TMP_DIR "tmp"
+#define STORE_INDEX_FILE "index"
+
+/* ---- codec.c: journal and snapshot records ------------------------- */
+
+enum rec_type {
+	REC_PUT = 1,	/* a new version of `id` */
+	REC_DEL = 2,	/* `id` deleted (meta.version = its last version) */
+	REC_META = 3,	/* mode/mtime/xattrs of the current version changed */
+	REC_RENAME = 4, /* `id` gets `from`'s content as a new version;
+			   `from` is deleted */
+	REC_STATE = 5,	/* snapshot: the state of one record */
+};
+
+/* One decoded record; pointers borrow the encoded buffer. */
+struct rec {
+	enum rec_type type;
+	const char *id;
+	size_t id_len;
+	const char *from; /* REC_RENAME */
+	size_t from_len;
+	uint64_t from_version; /* REC_RENAME: version of `from` deleted */
+	struct store_meta meta;	/* version, hash, size, mtime, mode, deleted;
+				   revision only for REC_STATE */
+	uint64_t ino;		/* REC_STATE: inode of the content file */
+	const uint8_t *xa;	/* packed user xattrs (see xa_* below) */
+	size_t xa_len;
+	struct store_who who;
+	int64_t time_ns; /* wall-clock time of the change */
+	const char *stage; /* REC_PUT by reference: stage name in tmp/ */
+	size_t stage_len;
+	bool has_data; /* REC_PUT inline: `data` holds the content */
+	const uint8_t *data;
+	size_t data_len;
+};
+
+/*
+ * Encode `r` except for the inline data bytes (which the caller passes as
+ * a second iovec of r->data_len bytes when r->has_data). *out is the
+ * caller's (free()). Returns 0 or -ENOMEM/-EINVAL.
+ */
+int codec_encode(const struct rec *r, uint8_t **out, size_t *len);
+
+/* Decode untrusted bytes. Returns 0 or -EBADMSG. */
+int codec_decode(const uint8_t *buf, size_t len, struct rec *r);
+
+/* Packed xattrs: repeated [u16 name_len][name][u32 value_len][value]. */
+int xa_get(const uint8_t *xa, size_t xa_len, const char *name,
+	   const uint8_t **value, size_t *size);
+/* New packed buffer with `name` set (value != NULL) or removed (NULL).
+   Returns 0, -ENODATA (remove of absent), -EEXIST/-ENODATA for flags,
+   -ENOSPC over limits, -ENOMEM. */
+int xa_update(const uint8_t *xa, size_t xa_len, const char *name,
+	      const void *value, size_t size, int flags, uint8_t **out,
+	      size_t *out_len);
+ssize_t xa_list(const uint8_t *xa, size_t xa_len, char *list, size_t size);
+/* Check a packed buffer from untrusted input. Returns 0 or -EBADMSG. */
+int xa_validate(const uint8_t *xa, size_t xa_len);
+
+/* ---- index.c: id -> metadata ------------------------------------- */
+
+struct entry {
+	struct entry *next; /* hash chain */
+	struct store_meta meta;
+	uint64_t ino;	  /* inode of the current content (0: unknown) */
+	uint64_t pending_ino; /* inode of the content being committed */
+	uint8_t *xa;	  /* packed user xattrs (owned) */
+	size_t xa_len;
+	bool busy;	  /* a change to this record is in flight */
+	uint64_t replay_seq; /* recovery: seq of the last record touching it */
+	uint32_t hv;
+	size_t id_len;
+	char id[];
+};
+
+struct index {
+	struct entry **slots;
+	size_t nslots; /* power of two */
+	size_t count;
+};
+
+int idx_init(struct index *ix);
+void idx_destroy(struct index *ix);
+struct entry *idx_find(struct index *ix, const char *id, size_t len);
+/* Find or add (meta zeroed). Returns NULL on -ENOMEM. */
+struct entry *idx_add(struct index *ix, const char *id, size_t len);
+/* Call fn for every entry; non-zero return stops and is returned. */
+int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e),
+	     void *arg);
+
+/* ---- backends ----------------------------------------------------- */
+
+struct backend;
+
+/* A stage: a temp file that becomes a version's content. */
+struct store_stage {
+	struct store *s;
+	int fd;
+	char name[64];	/* name in tmp/ (file backend) */
+	bool published; /* renamed into place: nothing to remove */
+};
+
+struct backend_ops {
+	const char *name;
+	int (*stage_new)(struct backend *be, struct store_stage *st);
+	void (*stage_drop)(struct backend *be, struct store_stage *st);
+	/* make the stage and its name durable (before a by-reference
+	   journal record names it) */
+	int (*stage_sync)(struct backend *be, struct store_stage *st);
+	/* atomically make the stage the content of `id` */
+	int (*publish)(struct backend *be, struct store_stage *st,
+		       const char *id);
+	/* open content read-only; -ENOENT, -EISDIR (namespace) */
+	int (*open)(struct backend *be, const char *id, int *fd);
+	/* lstat-like: S_IFREG or S_IFDIR; -ENOENT */
+	int (*stat)(struct backend *be, const char *id, struct stat *st);
+	int (*remove)(struct backend *be, const char *id);
+	/* move content of `from` to `to`, replacing it; `durable`: fsync
+	   the directories involved before returning */
+	int (*move)(struct backend *be, const char *from, const char *to,
+		    bool durable);
+	int (*mkdir)(struct backend *be, const char *ns, mode_t mode);
+	int (*rmdir)(struct backend *be, const char *ns);
+	int (*ns_rename)(struct backend *be, const char *from, const char *to);
+	int (*ns_set_meta)(struct backend *be, const char *ns,
+			   const struct timespec *mtime, int mode);
+	int (*list)(struct backend *be, const char *ns, store_list_cb cb,
+		    void *arg);
+	/* make everything published so far durable */
+	int (*sync)(struct backend *be);
+	void (*free)(struct backend *be);
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	bool cas;     /* can do compare-and-swap (atomic replace) */
+	bool durable; /* changes survive a crash: use the journal */
+};
+
+/* be_file.c: the store directory. `dirfd` is STORE (borrowed). */
+int be_file_open(struct backend **out, struct io *io, int dirfd);
+/* The records directory fd (borrowed), for recovery and verify. */
+int be_file_records_fd(struct backend *be);
+/* Remove every file in tmp/ not in use. Returns how many were removed. */
+int be_file_clean_tmp(struct backend *be);
+/* Create the missing parent namespaces of `id` (recovery). */
+int be_file_mkparents(struct backend *be, const char *id);
+
+/* be_memory.c */
+int be_memory_open(struct backend **out, bool cas);
+
+/* ---- the store context -------------------------------------------- */
+
+struct store {
+	struct store_opts opts;
+	char *path;
+	int dirfd; /* STORE, -1 for the memory backend */
+	struct io *io;
+	struct backend *be;
+	struct jnl *jnl; /* NULL if the backend is not durable */
+	int jnl_dirfd;
+	struct store_lock *lock;
+
+	/*
+	 * Commits and namespace changes hold `gate` shared; checkpoints
+	 * and rmdir/mkdir hold it exclusive, so they see no change in
+	 * flight. Never held while waiting for `mu`'s condition.
+	 */
+	pthread_rwlock_t gate;
+
+	pthread_mutex_t mu; /* protects: ix, revision_mem, broken */
+	pthread_cond_t cv;  /* an entry stopped being busy */
+	struct index ix;
+	uint64_t revision; /* last committed revision (memory backend) */
+	int broken;	   /* -errno once the records dir and the journal may
+			      disagree: every change fails until reopened */
+
+	pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+};
+
+/* Hash of a whole fd's content. Returns 0 or -errno. */
+int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size);
+
+/* Apply a decoded journal record to the index (replay and commit). */
+int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq);
+
+/* recover.c: load the snapshot, replay the journal, clean up. */
+int store_recover(struct store *s);
+/* Write the index snapshot at revision `rev`. */
+int store_snapshot_write(struct store *s, uint64_t rev);
+
+/* Wait until `e` is not busy; `mu` held. */
+void store_wait_idle(struct store *s, struct entry *e);
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * recfsctl - the recfs tool: one binary, subcommands (SPEC section 7).
+ * Exit status: 0 ok, 1 failure, 2 usage. Errors go to stderr naming the
+ * record and the cause.
+ */
+#include "store.h"
+#include "log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct cmd {
+	const char *name;
+	const char *usage;
+	const char *help;
+	int (*run)(int argc, char **argv);
+};
+
+static const struct cmd *current;
+
+static int usage_error(const char *what)
+{
+	fprintf(stderr, "recfsctl %s: %s", current->name, what);
+	fprintf(stderr, "\nusage: recfsctl %s %s\n", current->name,
+		current->usage);
+	return EXIT_USAGE;
+}
+
+static bool want_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
+
+/* Remove a "--json" flag from argv; returns whether it was there. */
+static bool take_flag(int *argc, char **argv, const char *flag)
+{
+	for (int i = 1; i < *argc; i++)
+		if (!strcmp(argv[i], flag)) {
+			memmove(&argv[i], &argv[i + 1],
+				(size_t)(*argc - i) * sizeof(*argv));
+			(*argc)--;
+			return true;
+		}
+	return false;
+}
+
+static int open_store(const char *path, bool ro, struct store **s)
+{
+	struct store_opts o = {.path = path, .read_only = ro};
+	int rc = store_open(s, &o);
+
+	if (rc)
+		fprintf(stderr, "recfsctl %s: %s: cannot open store: %s\n",
+			current->name, path, strerror(-rc));
+	return rc;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	bool adopt = take_flag(&argc, argv, "--adopt");
+	int rc;
+
+	if (argc != 2)
+		return usage_error("expects one STORE directory");
+	rc = store_init(argv[1], adopt);
+	if (rc) {
+		fprintf(stderr, "recfsctl init: %s: %s\n", argv[1],
+			strerror(-rc));
+		return EXIT_FAIL;
+	}
+	printf("initialised recfs store %s%s\n", argv[1],
+	       adopt ? " (existing files adopted as version 1)" : "");
+	return EXIT_OK;
+}
+
+static void print_meta(const char *id, const struct store_meta *m,
+		       bool json)
+{
+	char hash[64] = "unknown";
+
+	if (m->hash_valid)
+		store_hash_format(m->hash, hash);
+	if (json)
+		printf("{\"id\":\"%s\",\"version\":%llu,\"revision\":%llu,"
+		       "\"size\":%llu,\"mode\":\"%04o\",\"mtime\":%lld,"
+		       "\"hash\":\"%s\"}\n",
+		       id, (unsigned long long)m->version,
+		       (unsigned long long)m->revision,
+		       (unsigned long long)m->size, m->mode,
+		       (long long)m->mtime.tv_sec, hash);
+	else
+		printf("id:       %s\nversion:  %llu\nrevision: %llu\n"
+		       "size:     %llu\nmode:     %04o\nmtime:    %lld\n"
+		       "hash:     %s\n",
+		       id, (unsigned long long)m->version,
+		       (unsigned long long)m->revision,
+		       (unsigned long long)m->size, m->mode,
+		       (long long)m->mtime.tv_sec, hash);
+}
+
+/* show STORE ID [--meta]: the content (or metadata) of a record. */
+static int cmd_show(int argc, char **argv)
+{
+	bool meta_only = take_flag(&argc, argv, "--meta");
+	bool json = take_flag(&argc, argv, "--json");
+	struct store_meta m;
+	struct store *s = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc, ret = EXIT_FAIL;
+
+	if (argc != 3)
+		return usage_error("expects STORE and ID");
+	if (strchr(argv[2], '@'))
+		fprintf(stderr, "recfsctl show: reading old versions (ID@N) "
+				"comes with the history layer; showing the "
+				"current version if \"%s\" is an ID\n",
+			argv[2]);
+	if (open_store(argv[1], true, &s))
+		return EXIT_FAIL;
+	if (meta_only || json)
+		rc = store_stat(s, argv[2], &m, true);
+	else
+		rc = store_get(s, argv[2], &buf, &len, &m);
+	if (rc) {
+		fprintf(stderr, "recfsctl show: record %s: %s\n", argv[2],
+			strerror(-rc));
+		goto out;
+	}
+	if (meta_only || json)
+		print_meta(argv[2], &m, json);
+	else if (fwrite(buf, 1, len, stdout) != len)
+		goto out;
+	ret = EXIT_OK;
+out:
+	free(buf);
+	store_close(s);
+	return ret;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	bool json = take_flag(&argc, argv, "--json");
+	uint64_t live, tomb, rev;
+	struct store *s = NULL;
+
+	if (argc != 2)
+		return usage_error("expects one STORE");
+	if (open_store(argv[1], true, &s))
+		return EXIT_FAIL;
+	store_counts(s, &live, &tomb);
+	rev = store_revision(s);
+	if (json)
+		printf("{\"store\":\"%s\",\"revision\":%llu,\"records\":%llu,"
+		       "\"deleted\":%llu}\n",
+		       argv[1], (unsigned long long)rev,
+		       (unsigned long long)live, (unsigned long long)tomb);
+	else
+		printf("store:    %s\nrevision: %llu\nrecords:  %llu\n"
+		       "deleted:  %llu\n",
+		       argv[1], (unsigned long long)rev,
+		       (unsigned long long)live, (unsigned long long)tomb);
+	store_close(s);
+	return EXIT_OK;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	bool json = take_flag(&argc, argv, "--json");
+	struct store_verify_report rep;
+	struct store *s = NULL;
+	int rc;
+
+	if (take_flag(&argc, argv, "--repair"))
+		fprintf(stderr, "recfsctl verify: --repair comes with the "
+				"history layer (it needs old versions)\n");
+	if (argc != 2)
+		return usage_error("expects one STORE");
+	/* opening runs recovery, so a store that opens is consistent with
+	   its journal; verify then checks every file against its hash */
+	if (open_store(argv[1], false, &s))
+		return EXIT_FAIL;
+	rc = store_verify(s, &rep);
+	if (json)
+		printf("{\"records\":%llu,\"bad\":%llu,\"unindexed\":%llu,"
+		       "\"ok\":%s}\n",
+		       (unsigned long long)rep.records,
+		       (unsigned long long)rep.bad,
+		       (unsigned long long)rep.unindexed,
+		       rc == 0 ? "true" : "false");
+	else
+		printf("%llu records checked, %llu bad, %llu adopted files "
+		       "not yet indexed: %s\n",
+		       (unsigned long long)rep.records,
+		       (unsigned long long)rep.bad,
+		       (unsigned long long)rep.unindexed,
+		       rc == 0 ? "ok" : "PROBLEMS (see above)");
+	if (store_close(s) && rc == 0)
+		rc = -EIO;
+	return rc ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_unlock(int argc, char **argv)
+{
+	bool force = take_flag(&argc, argv, "--force");
+	char msg[512];
+	int rc;
+
+	if (argc != 2 || !force)
+		return usage_error("needs --force and one STORE");
+	rc = store_lock_holder(argv[1], msg, sizeof(msg));
+	if (rc == 0)
+		fprintf(stderr, "recfsctl unlock: removing the lock held by a "
+				"live process: %s\n",
+			msg);
+	rc = store_unlock_force(argv[1]);
+	if (rc && rc != -ENOENT) {
+		fprintf(stderr, "recfsctl unlock: %s: %s\n", argv[1],
+			strerror(-rc));
+		return EXIT_FAIL;
+	}
+	printf("unlocked %s\n", argv[1]);
+	return EXIT_OK;
+}
+
+static const struct cmd cmds[] = {
+	{"init", "[--adopt] STORE",
+	 "Create a store (mode 0700). --adopt: STORE is an existing "
+	 "directory of plain files; each becomes version 1 of a record, "
+	 "without being copied or rewritten.",
+	 cmd_init},
+	{"show", "[--meta] [--json] STORE ID",
+	 "Print the content of record ID (or its metadata).", cmd_show},
+	{"stats", "[--json] STORE",
+	 "Print the store revision and record counts.", cmd_stats},
+	{"verify", "[--json] STORE",
+	 "Recover the store if needed and check every record against its "
+	 "hash. Exit 1 if anything is wrong.",
+	 cmd_verify},
+	{"unlock", "--force STORE",
+	 "Remove the store lock whoever holds it (after a crash on another "
+	 "host).",
+	 cmd_unlock},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: recfsctl COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].usage);
+	fprintf(f, "\n`recfsctl COMMAND --help` describes one command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(argv[1], cmds[i].name) != 0)
+			continue;
+		current = &cmds[i];
+		if (want_help(argc - 1, argv + 1)) {
+			printf("usage: recfsctl %s %s\n\n%s\n", cmds[i].name,
+			       cmds[i].usage, cmds[i].help);
+			return EXIT_OK;
+		}
+		return cmds[i].run(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "recfsctl: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}
