@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -278,6 +279,20 @@ struct store_verify_report {
  * not (report filled either way), -errno on I/O errors.
  */
 int store_verify(struct store *s, struct store_verify_report *rep);
+
+/* What .recfs/status and recfsctl stats report. */
+struct store_status {
+	uint64_t revision;	/* current store revision */
+	uint64_t records;	/* live records */
+	uint64_t tombstones;	/* deleted records (versions kept) */
+	uint64_t journal_bytes; /* bytes in the current journal segment */
+	bool read_only;
+	bool broken; /* refusing changes until reopened (see commit.c) */
+};
+void store_status_get(struct store *s, struct store_status *st);
+
+/* statvfs of the file system holding the store (memory: made-up). */
+int store_statfs(struct store *s, struct statvfs *out);
 
 /* Where the store is (FILE backend) or NULL. */
 const char *store_path(const struct store *s);

@@ -1,0 +1,289 @@
+/*
+ * main.c - `recfs STORE MOUNTPOINT [options]`: open the store (reporting
+ * a locked, missing or too-new store on the terminal), mount, daemonise,
+ * serve, and on unmount, SIGTERM or SIGINT shut down cleanly: requests in
+ * flight finish, the store is checkpointed and its lock released, and one
+ * report line is logged.
+ */
+#define FUSE_USE_VERSION 314
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+#include "log.h"
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct opts {
+	char *store;
+	int create;
+	int ro;
+	int help;
+	int version;
+	char *max_size;
+	char *scratch;
+	char *snapdir;
+};
+
+enum { KEY_RO, KEY_HELP, KEY_VERSION };
+
+#define OPT(t, f) {t, offsetof(struct opts, f), 1}
+
+static const struct fuse_opt opt_spec[] = {
+	OPT("create", create),
+	{"max_record_size=%s", offsetof(struct opts, max_size), 0},
+	{"scratch=%s", offsetof(struct opts, scratch), 0},
+	{"snapdir=%s", offsetof(struct opts, snapdir), 0},
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct opts *o = data;
+
+	switch (key) {
+	case KEY_RO:
+		o->ro = 1;
+		return 1; /* the kernel mounts read-only too */
+	case KEY_HELP:
+		o->help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->version = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->store) {
+			o->store = strdup(arg);
+			return 0;
+		}
+		return 1; /* the mount point, for fuse_parse_cmdline */
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s STORE MOUNTPOINT [options]\n\n"
+	       "Mount the recfs store STORE on MOUNTPOINT.\n\n"
+	       "recfs options:\n"
+	       "    -o create              create STORE if it does not exist\n"
+	       "    -o ro                  mount read-only\n"
+	       "    -o max_record_size=N   largest record (K, M, G suffixes; "
+	       "default 1G)\n"
+	       "    -o scratch=P1:P2:...   unversioned scratch name patterns\n"
+	       "                           (default %s)\n"
+	       "    -o snapdir=visible     list .recfs in the root directory\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -d                     debug (implies -f)\n"
+	       "    -s                     single-threaded\n\n",
+	       prog, FS_DEFAULT_SCRATCH);
+	fuse_lib_help(&(struct fuse_args)FUSE_ARGS_INIT(0, NULL));
+}
+
+/* "64M" -> bytes; 0 on a bad or non-positive size. */
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	if (!s || *s == '-')
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return 0;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	case 't': case 'T': mul = 1ull << 40; end++; break;
+	}
+	if (*end != '\0' || v == 0 || v > UINT64_MAX / mul)
+		return 0;
+	return v * mul;
+}
+
+static int check_mountpoint(const char *mnt)
+{
+	struct stat st;
+
+	if (!mnt) {
+		fprintf(stderr, "recfs: no mount point given (usage: recfs "
+				"STORE MOUNTPOINT)\n");
+		return -1;
+	}
+	if (stat(mnt, &st) < 0) {
+		fprintf(stderr, "recfs: mount point %s: %s\n", mnt,
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "recfs: mount point %s: not a directory\n",
+			mnt);
+		return -1;
+	}
+	return 0;
+}
+
+/* Serve until unmounted or signalled. */
+static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
+{
+	struct fuse_loop_config *lc;
+	int rc;
+
+	if (cmd->singlethread)
+		return fuse_loop(fuse);
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(lc, (unsigned)cmd->clone_fd);
+	fuse_loop_cfg_set_idle_threads(lc, cmd->max_idle_threads);
+	if (cmd->max_threads && cmd->max_threads <= 100000)
+		fuse_loop_cfg_set_max_threads(lc, cmd->max_threads);
+	rc = fuse_loop_mt(fuse, lc);
+	fuse_loop_cfg_destroy(lc);
+	return rc;
+}
+
+static int run(struct opts *o, struct fuse_args *args,
+	       struct fuse_cmdline_opts *cmd, const struct fs_config *cfg)
+{
+	struct store_opts so = {.create = o->create, .read_only = o->ro,
+				.max_record_size = cfg->max_record_size};
+	struct store *store = NULL;
+	struct fs_ctx *ctx = NULL;
+	struct fuse *fuse = NULL;
+	char *path = NULL;
+	uint64_t commits = 0, errs = 0, rev;
+	int rc, ret = 1, mounted = 0, closed;
+
+	so.path = o->store;
+	rc = store_open(&store, &so);
+	if (rc)
+		return 1; /* store_open said why on stderr */
+	path = realpath(o->store, NULL);
+	if (fs_ctx_new(&ctx, store, cfg))
+		goto out;
+	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations),
+			ctx);
+	if (!fuse)
+		goto out;
+	if (fuse_mount(fuse, cmd->mountpoint) != 0)
+		goto out;
+	mounted = 1;
+	if (fuse_daemonize(cmd->foreground) != 0)
+		goto out;
+	if (!cmd->foreground) {
+		rlog_use_syslog(true);
+		store_lock_refresh(store);
+	}
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+		goto out;
+	rlog_info("mounted %s on %s", path ? path : o->store,
+		  cmd->mountpoint);
+	rc = serve(fuse, cmd);
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	ret = rc < 0 ? 1 : 0;
+out:
+	if (mounted)
+		fuse_unmount(fuse);
+	if (fuse)
+		fuse_destroy(fuse);
+	if (ctx)
+		fs_ctx_counts(ctx, &commits, &errs);
+	fs_ctx_free(ctx);
+	rev = store_revision(store);
+	closed = store_close(store);
+	rlog_info("shutdown of %s: %" PRIu64 " commits (%" PRIu64
+		  " failed), revision %" PRIu64 ", journal %s, lock released",
+		  path ? path : o->store, commits, errs, rev,
+		  closed ? "NOT checkpointed (recovered at next mount)"
+			 : "checkpointed");
+	free(path);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cmd = {0};
+	struct fs_config cfg = {0};
+	struct opts o = {0};
+	int ret = 1;
+
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
+		return 2;
+	if (o.help) {
+		usage(argv[0]);
+		ret = 0;
+		goto out;
+	}
+	if (o.version) {
+		printf("recfs 0.1.0 (libfuse %s)\n", fuse_pkgversion());
+		ret = 0;
+		goto out;
+	}
+	if (fuse_parse_cmdline(&args, &cmd) != 0) {
+		ret = 2;
+		goto out;
+	}
+	if (!o.store) {
+		fprintf(stderr, "recfs: no store given (usage: recfs STORE "
+				"MOUNTPOINT [options]; --help for more)\n");
+		ret = 2;
+		goto out;
+	}
+	if (check_mountpoint(cmd.mountpoint) != 0)
+		goto out;
+	cfg.read_only = o.ro;
+	cfg.scratch = o.scratch;
+	cfg.max_record_size = STORE_DEFAULT_MAX_RECORD;
+	if (o.max_size && !(cfg.max_record_size = parse_size(o.max_size))) {
+		fprintf(stderr, "recfs: -o max_record_size=%s: not a positive "
+				"size (e.g. 64M)\n",
+			o.max_size);
+		ret = 2;
+		goto out;
+	}
+	if (o.snapdir && strcmp(o.snapdir, "visible") != 0 &&
+	    strcmp(o.snapdir, "hidden") != 0) {
+		fprintf(stderr, "recfs: -o snapdir=%s: expected visible or "
+				"hidden\n",
+			o.snapdir);
+		ret = 2;
+		goto out;
+	}
+	cfg.snapdir_visible = o.snapdir && strcmp(o.snapdir, "visible") == 0;
+	if (o.scratch && !o.scratch[0]) {
+		fprintf(stderr, "recfs: -o scratch= needs at least one "
+				"pattern\n");
+		ret = 2;
+		goto out;
+	}
+	ret = run(&o, &args, &cmd, &cfg);
+out:
+	free(cmd.mountpoint);
+	free(o.store);
+	free(o.max_size);
+	free(o.scratch);
+	free(o.snapdir);
+	fuse_opt_free_args(&args);
+	return ret;
+}

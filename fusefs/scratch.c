@@ -1,0 +1,368 @@
+/*
+ * scratch.c - scratch files (SPEC section 4): temp names of rsync, vim,
+ * sed -i and backups live as plain, unversioned files until they are
+ * renamed onto a record name, which commits them as its next version.
+ * Their content is a store stage (a temp file in STORE/tmp, removed at the
+ * next mount if the daemon dies); their attributes live here. They never
+ * reach the journal or history.
+ */
+#include "fs_i.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+/* ctx->mu held. */
+static struct fs_scratch *find(struct fs_ctx *c, const char *path)
+{
+	for (struct fs_scratch *sc = c->scratch; sc; sc = sc->next)
+		if (strcmp(sc->path, path) == 0)
+			return sc;
+	return NULL;
+}
+
+/* ctx->mu held. */
+static void unlink_locked(struct fs_ctx *c, struct fs_scratch *sc)
+{
+	for (struct fs_scratch **pp = &c->scratch; *pp; pp = &(*pp)->next)
+		if (*pp == sc) {
+			*pp = sc->next;
+			sc->linked = false;
+			return;
+		}
+}
+
+static void free_scratch(struct fs_scratch *sc)
+{
+	while (sc->xattrs) {
+		struct fs_xattr *x = sc->xattrs;
+
+		sc->xattrs = x->next;
+		free(x->name);
+		free(x->value);
+		free(x);
+	}
+	store_stage_free(sc->st);
+	free(sc->path);
+	free(sc);
+}
+
+int fs_scratch_create(struct fs_ctx *c, const char *path, mode_t mode,
+		      struct fs_scratch **out)
+{
+	struct fs_scratch *sc = calloc(1, sizeof(*sc)), *old;
+	int rc;
+
+	if (!sc)
+		return -ENOMEM;
+	sc->path = strdup(path);
+	rc = sc->path ? store_stage_new(c->store, &sc->st) : -ENOMEM;
+	if (rc) {
+		free(sc->path);
+		free(sc);
+		return rc;
+	}
+	sc->mode = mode & 07777;
+	clock_gettime(CLOCK_REALTIME, &sc->mtime);
+	sc->refs = 2; /* the table's and the caller's */
+	sc->linked = true;
+	pthread_mutex_lock(&c->mu);
+	old = find(c, path);
+	if (old) {
+		unlink_locked(c, old);
+		if (--old->refs == 0)
+			free_scratch(old);
+	}
+	sc->next = c->scratch;
+	c->scratch = sc;
+	pthread_mutex_unlock(&c->mu);
+	*out = sc;
+	return 0;
+}
+
+struct fs_scratch *fs_scratch_get(struct fs_ctx *c, const char *path)
+{
+	struct fs_scratch *sc;
+
+	pthread_mutex_lock(&c->mu);
+	sc = find(c, path);
+	if (sc)
+		sc->refs++;
+	pthread_mutex_unlock(&c->mu);
+	return sc;
+}
+
+void fs_scratch_put(struct fs_ctx *c, struct fs_scratch *sc)
+{
+	bool last;
+
+	if (!sc)
+		return;
+	pthread_mutex_lock(&c->mu);
+	last = --sc->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (last)
+		free_scratch(sc);
+}
+
+int fs_scratch_unlink(struct fs_ctx *c, const char *path)
+{
+	struct fs_scratch *sc;
+
+	pthread_mutex_lock(&c->mu);
+	sc = find(c, path);
+	if (sc)
+		unlink_locked(c, sc);
+	pthread_mutex_unlock(&c->mu);
+	if (!sc)
+		return -ENOENT;
+	fs_scratch_put(c, sc);
+	return 0;
+}
+
+int fs_scratch_rename(struct fs_ctx *c, const char *from, const char *to)
+{
+	struct fs_scratch *sc, *old;
+	char *p = strdup(to);
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->mu);
+	sc = find(c, from);
+	old = sc ? find(c, to) : NULL;
+	if (sc) {
+		if (old && old != sc) {
+			unlink_locked(c, old);
+			if (--old->refs == 0)
+				free_scratch(old);
+		}
+		free(sc->path);
+		sc->path = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(p);
+	return sc ? 0 : -ENOENT;
+}
+
+int fs_scratch_stat(struct fs_ctx *c, struct fs_scratch *sc, struct stat *st)
+{
+	struct stat sb;
+
+	if (fstat(store_stage_fd(sc->st), &sb) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&c->mu);
+	st->st_mode = S_IFREG | sc->mode;
+	st->st_mtim = sc->mtime;
+	pthread_mutex_unlock(&c->mu);
+	st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim;
+	st->st_nlink = 1;
+	st->st_uid = c->uid;
+	st->st_gid = c->gid;
+	st->st_size = sb.st_size;
+	st->st_blocks = sb.st_blocks;
+	st->st_blksize = 4096;
+	return 0;
+}
+
+void fs_scratch_list(struct fs_ctx *c, const char *ns, void *buf,
+		     fuse_fill_dir_t filler)
+{
+	size_t n = strlen(ns);
+
+	pthread_mutex_lock(&c->mu);
+	for (struct fs_scratch *sc = c->scratch; sc; sc = sc->next) {
+		const char *rest = sc->path;
+
+		if (n) {
+			if (strncmp(sc->path, ns, n) || sc->path[n] != '/')
+				continue;
+			rest += n + 1;
+		}
+		if (!strchr(rest, '/'))
+			filler(buf, rest, NULL, 0, 0);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- xattrs: ctx->mu protects the list ---------------------------------- */
+
+static struct fs_xattr *xfind(struct fs_scratch *sc, const char *name)
+{
+	for (struct fs_xattr *x = sc->xattrs; x; x = x->next)
+		if (strcmp(x->name, name) == 0)
+			return x;
+	return NULL;
+}
+
+int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
+			 const char *name, const void *value, size_t size,
+			 int flags)
+{
+	struct fs_xattr *x;
+	void *v = malloc(size ? size : 1);
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	if (size)
+		memcpy(v, value, size);
+	pthread_mutex_lock(&c->mu);
+	x = xfind(sc, name);
+	if (x && (flags & XATTR_CREATE)) {
+		rc = -EEXIST;
+	} else if (!x && (flags & XATTR_REPLACE)) {
+		rc = -ENODATA;
+	} else if (!x) {
+		x = calloc(1, sizeof(*x));
+		if (!x || !(x->name = strdup(name))) {
+			free(x);
+			rc = -ENOMEM;
+		} else {
+			x->next = sc->xattrs;
+			sc->xattrs = x;
+		}
+	}
+	if (rc == 0) {
+		free(x->value);
+		x->value = v;
+		x->size = size;
+		v = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(v);
+	return rc;
+}
+
+ssize_t fs_scratch_xattr_get(struct fs_ctx *c, struct fs_scratch *sc,
+			     const char *name, void *value, size_t size)
+{
+	struct fs_xattr *x;
+	ssize_t rc;
+
+	pthread_mutex_lock(&c->mu);
+	x = xfind(sc, name);
+	if (!x)
+		rc = -ENODATA;
+	else if (size && x->size > size)
+		rc = -ERANGE;
+	else {
+		if (size && x->size)
+			memcpy(value, x->value, x->size);
+		rc = (ssize_t)x->size;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+ssize_t fs_scratch_xattr_list(struct fs_ctx *c, struct fs_scratch *sc,
+			      char *list, size_t size)
+{
+	size_t total = 0;
+	ssize_t rc = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (struct fs_xattr *x = sc->xattrs; x; x = x->next) {
+		size_t n = strlen(x->name) + 1;
+
+		if (size && total + n > size) {
+			rc = -ERANGE;
+			break;
+		}
+		if (size)
+			memcpy(list + total, x->name, n);
+		total += n;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc ? rc : (ssize_t)total;
+}
+
+int fs_scratch_xattr_remove(struct fs_ctx *c, struct fs_scratch *sc,
+			    const char *name)
+{
+	int rc = -ENODATA;
+
+	pthread_mutex_lock(&c->mu);
+	for (struct fs_xattr **pp = &sc->xattrs; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->name, name) == 0) {
+			struct fs_xattr *x = *pp;
+
+			*pp = x->next;
+			free(x->name);
+			free(x->value);
+			free(x);
+			rc = 0;
+			break;
+		}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+/* ---- commit and conversion ---------------------------------------------- */
+
+int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
+		      const struct store_cond *cond)
+{
+	struct store_commit_args args = {.cond = *cond, .mode = -1};
+	struct fuse_context *fc = fuse_get_context();
+	struct store_who who = {.uid = fc->uid, .pid = (uint32_t)fc->pid};
+	struct store_result res;
+	struct timespec mtime;
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	mtime = sc->mtime;
+	args.mode = (int)sc->mode;
+	pthread_mutex_unlock(&c->mu);
+	args.mtime = &mtime;
+	args.who = &who;
+	rc = store_commit(c->store, id, sc->st, &args, &res);
+	if (rc)
+		return rc;
+	/* user attributes set on the temp file (rsync -X) come along; the
+	   computed user.recfs.* ones are ignored as on any record */
+	for (struct fs_xattr *x = sc->xattrs; x && rc == 0; x = x->next)
+		if (strncmp(x->name, "user.recfs.", 11) != 0)
+			rc = store_xattr_set(c->store, id, x->name, x->value,
+					     x->size, 0);
+	fs_cache_forget(c, id);
+	return rc;
+}
+
+int fs_scratch_from_record(struct fs_ctx *c, const char *id, const char *path)
+{
+	struct store_meta meta;
+	struct fs_scratch *sc = NULL;
+	struct store_stage *st = NULL;
+	uint64_t base;
+	int rc;
+
+	rc = store_stat(c->store, id, &meta, false);
+	if (rc)
+		return rc;
+	rc = store_stage_copy(c->store, id, &base, &st);
+	if (rc)
+		return rc;
+	rc = fs_scratch_create(c, path, meta.mode, &sc);
+	if (rc) {
+		store_stage_free(st);
+		return rc;
+	}
+	store_stage_free(sc->st);
+	sc->st = st;
+	sc->mtime = meta.mtime;
+	rc = store_delete(c->store, id, &(struct store_cond){
+						STORE_COND_IF_VERSION, base},
+			  NULL, NULL);
+	if (rc)
+		fs_scratch_unlink(c, path);
+	else
+		fs_writers_orphan(c, id);
+	fs_scratch_put(c, sc);
+	return rc;
+}
