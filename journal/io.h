@@ -6,8 +6,14 @@
  *
  * A `struct io` is owned by whoever opens the store (main, a test) and
  * handed down; it is thread-safe. A NULL `struct io *` means real I/O with
- * no failpoints. All functions return 0 (or a byte count) on success and
- * -errno on failure; they loop on EINTR and on short reads/writes.
+ * no failpoints; a NULL `point` means no failpoint for that call. All
+ * functions return 0 (or a byte count) on success and -errno on failure;
+ * they loop on EINTR and on short reads/writes.
+ *
+ * An injected EINTR is retried like a real interrupted call (passing the
+ * point again counts one more hit), so "fail:EINTR*3" makes a call retry
+ * three times and "short:EINTR" makes a write partial before the loop
+ * finishes it. Hits are counted for up to 256 distinct point names.
  */
 #ifndef RECFS_IO_H
 #define RECFS_IO_H
@@ -37,9 +43,10 @@ void io_free(struct io *io);
 
 /*
  * Arm `point`: its `nth` hit from now on (1 = the next one) fires `act`
- * (with `err` as the errno for IO_FAIL/IO_SHORT), and so do the following
- * `times - 1` hits (times 0 = every hit from the nth on). Re-arming a
- * point replaces its previous setting. Returns 0 or -EINVAL/-ENOMEM.
+ * (with `err` as the errno for IO_FAIL/IO_SHORT; 0 means EIO), and so do
+ * the following `times - 1` hits (times 0 = every hit from the nth on;
+ * nth 0 is taken as 1). Re-arming a point replaces its previous setting.
+ * Returns 0 or -EINVAL/-ENOMEM (-ENOMEM: 64 points armed already).
  */
 int io_arm(struct io *io, const char *point, enum io_action act, int err,
 	   unsigned nth, unsigned times);
@@ -48,7 +55,9 @@ int io_arm(struct io *io, const char *point, enum io_action act, int err,
  * Arm failpoints from a spec string, as given in RECFS_FAILPOINTS:
  * "point=action[:errno][@nth][*times],..." with action one of fail, short,
  * crash, stall and errno a name (EIO, ENOSPC, ...) or a number, e.g.
- * "jnl.fsync=fail:EIO@3,commit.rename=crash". Returns 0 or -EINVAL.
+ * "jnl.fsync=fail:EIO@3,commit.rename=crash". Defaults: errno EIO, nth 1,
+ * times 1 ("*0" = every hit from the nth on). An empty spec arms nothing.
+ * Returns 0 or -EINVAL; a bad spec arms none of its items.
  */
 int io_arm_spec(struct io *io, const char *spec);
 
@@ -75,8 +84,8 @@ int io_openat(struct io *io, const char *point, int dirfd, const char *name,
 	      int flags, mode_t mode);
 ssize_t io_pread_all(struct io *io, const char *point, int fd, void *buf,
 		     size_t len, off_t off);
-ssize_t io_pwrite_all(struct io *io, const char *point, int fd,
-		      const void *buf, size_t len, off_t off);
+ssize_t io_pwrite_all(struct io *io, const char *point, int fd, const void *buf,
+		      size_t len, off_t off);
 ssize_t io_pwritev_all(struct io *io, const char *point, int fd,
 		       const struct iovec *iov, int iovcnt, off_t off);
 int io_fsync(struct io *io, const char *point, int fd);
@@ -93,7 +102,11 @@ int io_linkat(struct io *io, const char *point, int olddirfd,
 	      const char *oldname, int newdirfd, const char *newname);
 int io_syncfs(struct io *io, const char *point, int fd);
 
-/* Copy all of `in` (from offset 0) to `out` at offset 0; returns bytes. */
+/*
+ * Copy all of `in` (from offset 0) to `out` at offset 0 with
+ * copy_file_range, falling back to read/write; returns bytes. IO_SHORT
+ * acts like IO_FAIL here. Neither fd's file offset is used or moved.
+ */
 ssize_t io_copy_fd(struct io *io, const char *point, int in, int out);
 
 #endif

@@ -11,6 +11,14 @@
  * a torn tail (a crash in the middle of a write) is detected and ignored.
  *
  * The journal does not know what records mean: the store encodes them.
+ *
+ * Failpoints (struct io): "jnl.open" (opening a segment to write it),
+ * "jnl.hdr.write", "jnl.hdr.fsync", "jnl.dir.fsync", "jnl.write" (one
+ * pwritev per batch), "jnl.fsync" (every fdatasync of a segment: one per
+ * batch, plus the one that makes an undo or a trim durable),
+ * "jnl.truncate" (undo of a failed batch, trim of a torn tail),
+ * "jnl.drop.unlink", "jnl.scan.open" (directory and segments),
+ * "jnl.scan.read".
  */
 #ifndef RECFS_JNL_H
 #define RECFS_JNL_H
@@ -35,15 +43,21 @@ struct jnl;
 #define JNL_FILE_HDR 16 /* 8 bytes magic + u64 (LE) first seq / revision */
 
 struct jnl_opts {
-	struct io *io;	    /* failpoints; NULL for real I/O */
-	int dirfd;	    /* the journal directory; borrowed, kept open */
-	uint64_t next_seq;  /* sequence number of the first new record (>=1) */
+	struct io *io;	   /* failpoints; NULL for real I/O */
+	int dirfd;	   /* the journal directory; borrowed, kept open */
+	uint64_t next_seq; /* sequence number of the first new record (>=1) */
 };
 
 /*
  * Open the journal for appending: creates a new segment whose first
  * record will be `next_seq` (existing segments are left for jnl_scan and
- * jnl_drop_upto). Returns 0 or -errno; *out belongs to the caller.
+ * jnl_drop_upto). Call it after jnl_scan, with the scan's last_seq + 1
+ * (or later, if no segment holds records). The newest existing segments
+ * are made fit to be followed: one that holds no records is reused (if
+ * named `next_seq`) or removed, and the torn tail of the last one that
+ * holds records is cut off. Returns 0, -EEXIST if the journal already
+ * holds record `next_seq`, -EINVAL if `next_seq` would leave a gap after
+ * the last record, or -errno; *out belongs to the caller.
  */
 int jnl_open(struct jnl **out, const struct jnl_opts *opts);
 
@@ -66,8 +80,10 @@ uint64_t jnl_last_seq(struct jnl *j);
 uint64_t jnl_segment_bytes(struct jnl *j);
 
 /*
- * Start a new segment (the current one is synced and closed, not
- * removed). Must not run concurrently with jnl_append. Returns 0/-errno.
+ * Start a new segment (the current one is closed, not removed; its
+ * records are already durable). Does nothing if the current segment holds
+ * no records. Must not run concurrently with jnl_append. Returns 0,
+ * -EIO on a broken journal, or -errno.
  */
 int jnl_rotate(struct jnl *j);
 
@@ -77,18 +93,24 @@ int jnl_rotate(struct jnl *j);
  */
 int jnl_drop_upto(struct jnl *j, uint64_t seq);
 
-/* Sync and close. Accepts NULL. */
+/*
+ * Close. Every record whose append returned 0 is already durable, so
+ * there is nothing left to sync. No append may be running. Accepts NULL.
+ */
 void jnl_close(struct jnl *j);
 
 /* What jnl_scan found. */
 struct jnl_scan_report {
-	uint64_t records;     /* records passed to the callback */
-	uint64_t last_seq;    /* highest seq seen (0 if none) */
-	uint64_t torn_bytes;  /* bytes ignored at the tail of the last segment */
-	unsigned segments;    /* segment files read */
+	uint64_t records;    /* records passed to the callback */
+	uint64_t last_seq;   /* highest seq seen (0 if none) */
+	uint64_t torn_bytes; /* bytes ignored at the tail of the last segment */
+	unsigned segments;   /* segment files read */
 };
 
-/* Called for each valid record in seq order; non-zero return stops. */
+/*
+ * Called for each valid record in seq order; non-zero return stops.
+ * `payload` is only valid during the call.
+ */
 typedef int (*jnl_scan_cb)(void *arg, uint64_t seq, const void *payload,
 			   size_t len);
 
@@ -99,14 +121,17 @@ typedef int (*jnl_scan_cb)(void *arg, uint64_t seq, const void *payload,
  * earlier segment, a gap in sequence numbers or a bad segment header is
  * corruption: returns -EBADMSG after logging the file and offset. Returns
  * 0, -EBADMSG, -errno, or the callback's non-zero value. Allocates at most
- * JNL_MAX_RECORD + framing at a time.
+ * JNL_MAX_RECORD + framing at a time. `io`, `cb` and `rep` may be NULL;
+ * rep->records counts the records with seq > `after` even without a cb.
+ * Files in `dirfd` not named like segments are ignored. Read-only.
  */
 int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
 	     void *arg, struct jnl_scan_report *rep);
 
 /*
  * Framing helpers, shared with snapshot files. jnl_frame_encode fills
- * hdr[JNL_FRAME_HDR] for a record of `seq` made of `iov`.
+ * hdr[JNL_FRAME_HDR] for a record of `seq` made of `iov`, whose total
+ * length must not exceed JNL_MAX_RECORD (the caller checks).
  * jnl_frame_decode checks one frame at the start of buf[0..avail):
  * returns the frame's total length (> 0), 0 if more bytes are needed
  * (*need says how many in all), or -EBADMSG if it is not a valid frame.

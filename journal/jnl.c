@@ -1,0 +1,1000 @@
+/*
+ * jnl.c - the journal: framed records in segment files, group commit.
+ *
+ * Layout (little-endian). A segment file "%020llu.log" starts with a
+ * 16-byte header: JNL_SEGMENT_MAGIC and the u64 seq of its first record.
+ * Then frames follow back to back:
+ *
+ *	u32 magic 0x31464a52 ("RJF1")  u32 payload length  u64 seq
+ *	u64 xxh3-64 of (the 16 bytes above, then the payload)
+ *	payload
+ *
+ * Group commit: jnl_append queues a waiter that lives on the caller's
+ * stack. The first waiter that finds no flush in progress becomes the
+ * leader: it takes the whole queue, numbers and frames the records, and
+ * outside the lock writes them with one pwritev at the end of the segment
+ * and makes them durable with one fdatasync. Whoever queues meanwhile is
+ * written by the next leader. A failed batch is cut off the segment again
+ * (ftruncate + fdatasync) and its sequence numbers are not consumed; if
+ * that undo fails too the journal is broken and refuses appends.
+ *
+ * Failpoints: "jnl.open" (opening a segment to write: create, reuse,
+ * trim), "jnl.hdr.write", "jnl.hdr.fsync", "jnl.dir.fsync", "jnl.write"
+ * (the batch pwritev), "jnl.fsync" (every fdatasync of a segment: the
+ * batch's, and the one that makes an undo or a trim durable),
+ * "jnl.truncate" (undo of a failed batch, trim of a torn tail, reset of a
+ * reused segment), "jnl.drop.unlink", "jnl.scan.open" (directory and
+ * segments), "jnl.scan.read".
+ */
+#include "jnl.h"
+
+#include "io.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+#define FRAME_MAGIC 0x31464a52u
+#define SEG_NAME_LEN 32 /* "%020llu.log" is 24 + NUL */
+#define SEG_DIGITS 20
+#define READ_MIN ((size_t)256 << 10) /* first scan buffer */
+#define READ_MAX ((size_t)JNL_MAX_RECORD + JNL_FRAME_HDR)
+
+struct jnl_waiter {
+	const struct iovec *iov;
+	int iovcnt;
+	size_t len; /* payload bytes */
+	uint64_t seq;
+	int err;
+	bool done;
+	struct jnl_waiter *next;
+};
+
+struct jnl {
+	struct io *io;
+	int dirfd;	    /* borrowed */
+	int fd;		    /* current segment; changed only by jnl_rotate */
+	uint64_t seg_first; /* its first seq; protected by lock */
+	char seg_name[SEG_NAME_LEN];
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	  /* a batch is done */
+	struct jnl_waiter *head;  /* queued appends; protected by lock */
+	struct jnl_waiter **tail; /* protected by lock */
+	bool flushing;		  /* a leader is writing; protected by lock */
+	bool broken;		  /* protected by lock */
+	uint64_t last_seq;	  /* last durable record; protected by lock */
+	uint64_t end;		  /* bytes in the segment; protected by lock */
+
+	/* Scratch of the current leader (whoever set `flushing`). */
+	uint8_t (*hdrs)[JNL_FRAME_HDR];
+	size_t hdrs_cap;
+	struct iovec *iovs;
+	size_t iovs_cap;
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void seg_name(char name[SEG_NAME_LEN], uint64_t first)
+{
+	snprintf(name, SEG_NAME_LEN, "%0*" PRIu64 ".log", SEG_DIGITS, first);
+}
+
+/* Parse a segment file name; false for anything else. */
+static bool seg_parse(const char *name, uint64_t *first)
+{
+	uint64_t v = 0;
+	unsigned d;
+
+	if (strlen(name) != SEG_DIGITS + 4 ||
+	    strcmp(name + SEG_DIGITS, ".log") != 0)
+		return false;
+	for (int i = 0; i < SEG_DIGITS; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+		d = (unsigned)(name[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*first = v;
+	return true;
+}
+
+void jnl_frame_encode(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq,
+		      const struct iovec *iov, int iovcnt)
+{
+	XXH3_state_t st;
+	size_t len = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	put_le32(hdr, FRAME_MAGIC);
+	put_le32(hdr + 4, (uint32_t)len);
+	put_le64(hdr + 8, seq);
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, hdr, 16);
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			XXH3_64bits_update(&st, iov[i].iov_base,
+					   iov[i].iov_len);
+	put_le64(hdr + 16, XXH3_64bits_digest(&st));
+}
+
+long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
+		      const uint8_t **payload, size_t *len, size_t *need)
+{
+	uint8_t magic[4];
+	XXH3_state_t st;
+	uint32_t plen = 0;
+	size_t total;
+
+	/* Reject as early as the bytes allow: a torn tail is often zeros. */
+	put_le32(magic, FRAME_MAGIC);
+	for (size_t i = 0; i < 4 && i < avail; i++)
+		if (buf[i] != magic[i])
+			return -EBADMSG;
+	if (avail >= 8) {
+		plen = get_le32(buf + 4);
+		if (plen > JNL_MAX_RECORD)
+			return -EBADMSG;
+	}
+	if (avail < JNL_FRAME_HDR) {
+		if (need)
+			*need = JNL_FRAME_HDR;
+		return 0;
+	}
+	total = JNL_FRAME_HDR + (size_t)plen;
+	if (avail < total) {
+		if (need)
+			*need = total;
+		return 0;
+	}
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, buf, 16);
+	XXH3_64bits_update(&st, buf + JNL_FRAME_HDR, plen);
+	if (XXH3_64bits_digest(&st) != get_le64(buf + 16))
+		return -EBADMSG;
+	if (seq)
+		*seq = get_le64(buf + 8);
+	if (payload)
+		*payload = buf + JNL_FRAME_HDR;
+	if (len)
+		*len = plen;
+	if (need)
+		*need = total;
+	return (long)total;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The first seqs of the segments in `dirfd`, sorted; *out is malloc'ed. */
+static int seg_list(struct io *io, int dirfd, uint64_t **out, size_t *count)
+{
+	uint64_t *v = NULL, *nv, first;
+	size_t n = 0, cap = 0;
+	DIR *dir = NULL;
+	struct dirent *de;
+	int fd = -1, rc = 0;
+
+	fd = io_openat(io, "jnl.scan.open", dirfd, ".",
+		       O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = fd;
+		fd = -1;
+		goto out;
+	}
+	dir = fdopendir(fd);
+	if (!dir) {
+		rc = -errno;
+		goto out;
+	}
+	fd = -1; /* owned by dir */
+	for (;;) {
+		errno = 0;
+		de = readdir(dir);
+		if (!de) {
+			rc = -errno;
+			break;
+		}
+		if (!seg_parse(de->d_name, &first))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n++] = first;
+	}
+	if (rc < 0)
+		goto out;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	*out = v;
+	*count = n;
+	v = NULL;
+out:
+	if (rc < 0)
+		rlog_err("journal: listing segments: %s", strerror(-rc));
+	if (dir)
+		closedir(dir);
+	if (fd >= 0)
+		close(fd);
+	free(v);
+	return rc;
+}
+
+/* A read buffer shared by the segments of one scan; at most READ_MAX. */
+struct rbuf {
+	uint8_t *p;
+	size_t cap;
+};
+
+static int rbuf_reserve(struct rbuf *b, size_t want)
+{
+	size_t cap = b->cap ? b->cap : READ_MIN;
+	uint8_t *np;
+
+	if (want <= b->cap)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	if (cap > READ_MAX)
+		cap = READ_MAX;
+	if (cap < want)
+		return -EFBIG;
+	np = realloc(b->p, cap);
+	if (!np)
+		return -ENOMEM;
+	b->p = np;
+	b->cap = cap;
+	return 0;
+}
+
+/* One segment walk: what it is told and what it found. */
+struct walk {
+	struct io *io;
+	int dirfd;
+	uint64_t first; /* from the file name */
+	bool last;	/* a torn tail is tolerated (not corruption) */
+	uint64_t after;
+	jnl_scan_cb cb; /* may be NULL */
+	void *arg;
+
+	uint64_t size;	    /* file size */
+	bool hdr_ok;	    /* the file header is complete and valid */
+	uint64_t nrec;	    /* valid records */
+	uint64_t last_seq;  /* of the last valid record */
+	uint64_t valid_end; /* offset after the header and valid records */
+	uint64_t torn;	    /* bytes ignored at the tail */
+	uint64_t passed;    /* records given to cb */
+};
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/*
+ * Read segment w->first and verify it: header, then frames of seqs
+ * first, first+1, ... passing those above w->after to w->cb. Returns 0,
+ * -EBADMSG (logged), -errno, or what the callback returned.
+ */
+static int seg_walk(struct walk *w, struct rbuf *b)
+{
+	char name[SEG_NAME_LEN];
+	uint8_t fh[JNL_FILE_HDR];
+	const uint8_t *payload;
+	struct stat st;
+	uint64_t seq, boff, pos = 0;
+	size_t start = 0, len = 0, plen, need, want;
+	ssize_t n;
+	bool torn_hdr;
+	long fl;
+	int fd = -1, rc = 0;
+
+	seg_name(name, w->first);
+	fd = io_openat(w->io, "jnl.scan.open", w->dirfd, name,
+		       O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (fd < 0) {
+		rc = fd;
+		fd = -1;
+		rlog_err("journal %s: open: %s", name, strerror(-rc));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		rlog_err("journal %s: stat: %s", name, strerror(-rc));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -EBADMSG;
+		rlog_err("journal %s: not a regular file", name);
+		goto out;
+	}
+	w->size = (uint64_t)st.st_size;
+
+	n = 0;
+	if (w->size >= JNL_FILE_HDR) {
+		n = io_pread_all(w->io, "jnl.scan.read", fd, fh, JNL_FILE_HDR,
+				 0);
+		if (n < 0) {
+			rc = (int)n;
+			rlog_err("journal %s: read: %s", name, strerror(-rc));
+			goto out;
+		}
+	}
+	torn_hdr = n < JNL_FILE_HDR || all_zero(fh, JNL_FILE_HDR);
+	if (torn_hdr && w->last)
+		goto bad; /* a crash while the segment was being created */
+	if (torn_hdr || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
+	    get_le64(fh + 8) != w->first) {
+		rc = -EBADMSG;
+		rlog_err("journal %s: bad segment header", name);
+		goto out;
+	}
+	w->hdr_ok = true;
+	pos = w->valid_end = JNL_FILE_HDR;
+
+	rc = rbuf_reserve(b, READ_MIN);
+	if (rc < 0)
+		goto out;
+	/* b->p[0..len) holds the file bytes at boff; parsing is at start. */
+	boff = JNL_FILE_HDR;
+	for (;;) {
+		pos = boff + start;
+		if (pos >= w->size)
+			break;
+		fl = jnl_frame_decode(b->p + start, len - start, &seq, &payload,
+				      &plen, &need);
+		if (fl < 0)
+			goto bad;
+		if (fl == 0) {
+			/* need <= READ_MAX: decode checked the length. */
+			if (need > w->size - pos)
+				goto bad;
+			memmove(b->p, b->p + start, len - start);
+			len -= start;
+			boff = pos;
+			start = 0;
+			rc = rbuf_reserve(b, need);
+			if (rc < 0)
+				goto out;
+			want = b->cap - len;
+			if (want > w->size - (boff + len))
+				want = (size_t)(w->size - (boff + len));
+			n = io_pread_all(w->io, "jnl.scan.read", fd, b->p + len,
+					 want, (off_t)(boff + len));
+			if (n < 0) {
+				rc = (int)n;
+				rlog_err("journal %s: read at %" PRIu64 ": %s",
+					 name, boff + len, strerror(-rc));
+				goto out;
+			}
+			len += (size_t)n;
+			if (len < need) {
+				w->size = boff + len; /* it shrank */
+				goto bad;
+			}
+			continue;
+		}
+		if (seq != w->first + w->nrec) {
+			rc = -EBADMSG;
+			rlog_err("journal %s: record at offset %" PRIu64
+				 " has seq %" PRIu64 ", expected %" PRIu64,
+				 name, pos, seq, w->first + w->nrec);
+			goto out;
+		}
+		w->nrec++;
+		w->last_seq = seq;
+		start += (size_t)fl;
+		w->valid_end = pos + (uint64_t)fl;
+		if (seq > w->after) {
+			w->passed++;
+			if (w->cb) {
+				rc = w->cb(w->arg, seq, payload, plen);
+				if (rc)
+					goto out;
+			}
+		}
+	}
+	goto out;
+
+bad:
+	if (w->last) {
+		w->torn = w->size - pos;
+		rlog_warn("journal %s: torn tail at offset %" PRIu64
+			  ", ignoring %" PRIu64 " bytes",
+			  name, pos, w->torn);
+		rc = 0;
+	} else {
+		rc = -EBADMSG;
+		rlog_err(
+			"journal %s: bad or truncated record at offset %" PRIu64
+			" (not the last segment)",
+			name, pos);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
+	     void *arg, struct jnl_scan_report *rep)
+{
+	struct jnl_scan_report r = {0};
+	struct rbuf b = {0};
+	uint64_t *segs = NULL, expect = 0;
+	size_t n = 0;
+	char name[SEG_NAME_LEN];
+	int rc = 0;
+
+	rc = seg_list(io, dirfd, &segs, &n);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct walk w = {
+			.io = io,
+			.dirfd = dirfd,
+			.first = segs[i],
+			.last = i + 1 == n,
+			.after = after,
+			.cb = cb,
+			.arg = arg,
+		};
+
+		if (i > 0 && segs[i] != expect) {
+			seg_name(name, segs[i]);
+			rc = -EBADMSG;
+			rlog_err("journal %s: starts at seq %" PRIu64
+				 " but the previous segment ends at %" PRIu64,
+				 name, segs[i], expect - 1);
+			goto out;
+		}
+		rc = seg_walk(&w, &b);
+		r.segments++;
+		r.records += w.passed;
+		if (w.nrec)
+			r.last_seq = w.last_seq;
+		r.torn_bytes += w.torn;
+		if (rc)
+			goto out;
+		expect = segs[i] + w.nrec;
+	}
+out:
+	if (rep)
+		*rep = r;
+	free(b.p);
+	free(segs);
+	return rc;
+}
+
+/*
+ * Create segment `first` (or, with `reuse`, reset an existing one that
+ * holds no records to a bare header): header written and fsynced, then
+ * the directory fsynced. On success *out is the open fd.
+ */
+static int seg_create(struct io *io, int dirfd, uint64_t first, bool reuse,
+		      int *out)
+{
+	char name[SEG_NAME_LEN];
+	uint8_t hdr[JNL_FILE_HDR];
+	const char *what = "create";
+	int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+	int fd = -1, rc = 0;
+	ssize_t n;
+
+	seg_name(name, first);
+	if (!reuse)
+		flags |= O_CREAT | O_EXCL;
+	fd = io_openat(io, "jnl.open", dirfd, name, flags, 0600);
+	if (fd < 0) {
+		rc = fd;
+		fd = -1;
+		goto out;
+	}
+	memcpy(hdr, JNL_SEGMENT_MAGIC, 8);
+	put_le64(hdr + 8, first);
+	what = "write header";
+	n = io_pwrite_all(io, "jnl.hdr.write", fd, hdr, sizeof(hdr), 0);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	if (reuse) {
+		what = "truncate";
+		rc = io_ftruncate(io, "jnl.truncate", fd, JNL_FILE_HDR);
+		if (rc < 0)
+			goto out;
+	}
+	what = "fsync";
+	rc = io_fsync(io, "jnl.hdr.fsync", fd);
+	if (rc < 0)
+		goto out;
+	what = "fsync directory";
+	rc = io_fsync(io, "jnl.dir.fsync", dirfd);
+	if (rc < 0)
+		goto out;
+	*out = fd;
+	fd = -1;
+out:
+	if (rc < 0)
+		rlog_err("journal %s: %s: %s", name, what, strerror(-rc));
+	if (fd >= 0) {
+		close(fd);
+		/*
+		 * A half-made segment must not stay between records that
+		 * keep going to the previous one. Best effort: jnl_open
+		 * also removes record-less segments.
+		 */
+		if (!reuse && unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+			rlog_err("journal %s: removing after failed create: "
+				 "%s",
+				 name, strerror(errno));
+	}
+	return rc;
+}
+
+/* Cut the torn tail of segment `first` at `end` and make that durable. */
+static int seg_trim(struct io *io, int dirfd, uint64_t first, uint64_t end)
+{
+	char name[SEG_NAME_LEN];
+	int fd = -1, rc = 0;
+
+	seg_name(name, first);
+	fd = io_openat(io, "jnl.open", dirfd, name,
+		       O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (fd < 0) {
+		rc = fd;
+		fd = -1;
+		goto out;
+	}
+	rc = io_ftruncate(io, "jnl.truncate", fd, (off_t)end);
+	if (rc < 0)
+		goto out;
+	rc = io_fdatasync(io, "jnl.fsync", fd);
+out:
+	if (rc < 0)
+		rlog_err("journal %s: trimming torn tail at %" PRIu64 ": %s",
+			 name, end, strerror(-rc));
+	else
+		rlog_info("journal %s: trimmed torn tail at offset %" PRIu64,
+			  name, end);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/*
+ * Make room for a new segment at `next`, looking at the newest existing
+ * segments: one that holds no records is reused (if it is `next`) or
+ * removed; one that holds records must end at next - 1, and its torn tail
+ * is trimmed so that it cannot turn into corruption once another segment
+ * follows it. On success *out is the fd of segment `next`.
+ */
+static int seg_prepare(struct io *io, int dirfd, uint64_t next, int *out)
+{
+	struct rbuf b = {0};
+	uint64_t *segs = NULL;
+	size_t n = 0;
+	char name[SEG_NAME_LEN];
+	bool reuse = false;
+	int rc = 0;
+
+	rc = seg_list(io, dirfd, &segs, &n);
+	if (rc < 0)
+		goto out;
+	while (n > 0) {
+		struct walk w = {
+			.io = io,
+			.dirfd = dirfd,
+			.first = segs[--n],
+			.last = true,
+			.after = UINT64_MAX,
+		};
+
+		seg_name(name, w.first);
+		if (w.first > next) {
+			rc = -EEXIST;
+			rlog_err("journal %s: segment is past the next record "
+				 "%" PRIu64,
+				 name, next);
+			goto out;
+		}
+		rc = seg_walk(&w, &b);
+		if (rc < 0)
+			goto out;
+		if (w.nrec == 0 && w.first == next) {
+			reuse = true;
+			break;
+		}
+		if (w.nrec == 0) {
+			rlog_warn("journal %s: no records, removing", name);
+			rc = io_unlinkat(io, "jnl.drop.unlink", dirfd, name, 0);
+			if (rc < 0) {
+				rlog_err("journal %s: unlink: %s", name,
+					 strerror(-rc));
+				goto out;
+			}
+			continue;
+		}
+		if (w.last_seq != next - 1) {
+			rc = w.last_seq >= next ? -EEXIST : -EINVAL;
+			rlog_err("journal %s: ends at record %" PRIu64
+				 ", cannot continue at %" PRIu64,
+				 name, w.last_seq, next);
+			goto out;
+		}
+		if (w.valid_end < w.size) {
+			rc = seg_trim(io, dirfd, w.first, w.valid_end);
+			if (rc < 0)
+				goto out;
+		}
+		break;
+	}
+	rc = seg_create(io, dirfd, next, reuse, out);
+out:
+	free(b.p);
+	free(segs);
+	return rc;
+}
+
+/* Initialise j's lock and condvar: both or none. */
+static int sync_init(struct jnl *j)
+{
+	int rc;
+
+	rc = -pthread_mutex_init(&j->lock, NULL);
+	if (rc < 0)
+		return rc;
+	rc = -pthread_cond_init(&j->cond, NULL);
+	if (rc < 0)
+		pthread_mutex_destroy(&j->lock);
+	return rc;
+}
+
+int jnl_open(struct jnl **out, const struct jnl_opts *opts)
+{
+	struct jnl *j = NULL;
+	int rc = 0;
+
+	if (!out || !opts || opts->dirfd < 0 || opts->next_seq == 0 ||
+	    opts->next_seq == UINT64_MAX)
+		return -EINVAL;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	rc = sync_init(j);
+	if (rc < 0) {
+		free(j);
+		return rc;
+	}
+	j->io = opts->io;
+	j->dirfd = opts->dirfd;
+	j->fd = -1;
+	j->tail = &j->head;
+	rc = seg_prepare(j->io, j->dirfd, opts->next_seq, &j->fd);
+	if (rc < 0)
+		goto out;
+	j->seg_first = opts->next_seq;
+	seg_name(j->seg_name, j->seg_first);
+	j->last_seq = opts->next_seq - 1;
+	j->end = JNL_FILE_HDR;
+	*out = j;
+	j = NULL;
+out:
+	jnl_close(j);
+	return rc;
+}
+
+/* Grow the leader's scratch arrays. Runs outside the lock. */
+static int scratch_reserve(struct jnl *j, size_t nrec, size_t niov)
+{
+	void *p;
+	size_t cap;
+
+	if (nrec > j->hdrs_cap) {
+		cap = j->hdrs_cap ? j->hdrs_cap : 16;
+		while (cap < nrec)
+			cap *= 2;
+		p = realloc(j->hdrs, cap * sizeof(*j->hdrs));
+		if (!p)
+			return -ENOMEM;
+		j->hdrs = p;
+		j->hdrs_cap = cap;
+	}
+	if (niov > j->iovs_cap) {
+		cap = j->iovs_cap ? j->iovs_cap : 64;
+		while (cap < niov)
+			cap *= 2;
+		p = realloc(j->iovs, cap * sizeof(*j->iovs));
+		if (!p)
+			return -ENOMEM;
+		j->iovs = p;
+		j->iovs_cap = cap;
+	}
+	return 0;
+}
+
+/*
+ * Write and sync every queued record as one batch. Called by the leader
+ * with j->lock held and no flush in progress; drops the lock around the
+ * I/O and returns with it held, every waiter of the batch done.
+ */
+static void flush_batch(struct jnl *j)
+{
+	struct jnl_waiter *batch = j->head, *w, *next;
+	uint64_t first = j->last_seq + 1, base = j->end, total = 0;
+	size_t nrec = 0, niov = 0, k, v;
+	bool broken = false;
+	ssize_t n;
+	int rc = 0, urc;
+
+	j->head = NULL;
+	j->tail = &j->head;
+	if (j->broken) {
+		rc = -EIO;
+		goto done;
+	}
+	j->flushing = true;
+	pthread_mutex_unlock(&j->lock);
+
+	for (w = batch; w; w = w->next) {
+		nrec++;
+		niov += 1 + (size_t)w->iovcnt;
+	}
+	rc = niov > INT32_MAX ? -ENOMEM : scratch_reserve(j, nrec, niov);
+	if (rc < 0)
+		goto relock;
+	k = v = 0;
+	for (w = batch; w; w = w->next, k++) {
+		jnl_frame_encode(j->hdrs[k], first + k, w->iov, w->iovcnt);
+		j->iovs[v].iov_base = j->hdrs[k];
+		j->iovs[v++].iov_len = JNL_FRAME_HDR;
+		for (int i = 0; i < w->iovcnt; i++)
+			if (w->iov[i].iov_len)
+				j->iovs[v++] = w->iov[i];
+		total += JNL_FRAME_HDR + w->len;
+	}
+
+	n = io_pwritev_all(j->io, "jnl.write", j->fd, j->iovs, (int)v,
+			   (off_t)base);
+	rc = n < 0 ? (int)n : 0;
+	if (rc == 0)
+		rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+	if (rc < 0) {
+		rlog_err("journal %s: writing records %" PRIu64 "..%" PRIu64
+			 " at offset %" PRIu64 ": %s",
+			 j->seg_name, first, first + nrec - 1, base,
+			 strerror(-rc));
+		/*
+		 * Cut the batch off again, durably, so that no record whose
+		 * append failed can come back at recovery and the seqs can
+		 * be used again.
+		 */
+		urc = io_ftruncate(j->io, "jnl.truncate", j->fd, (off_t)base);
+		if (urc == 0)
+			urc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+		if (urc < 0) {
+			rlog_err("journal %s: cannot cut failed records at "
+				 "offset %" PRIu64 ": %s; journal is broken",
+				 j->seg_name, base, strerror(-urc));
+			broken = true;
+		}
+	}
+
+relock:
+	pthread_mutex_lock(&j->lock);
+	j->flushing = false;
+	if (broken)
+		j->broken = true;
+	if (rc == 0) {
+		j->end = base + total;
+		j->last_seq = first + nrec - 1;
+	}
+done:
+	k = 0;
+	for (w = batch; w; w = next) {
+		next = w->next;
+		w->err = rc;
+		w->seq = rc == 0 ? first + k++ : 0;
+		w->done = true;
+	}
+	pthread_cond_broadcast(&j->cond);
+}
+
+int jnl_append(struct jnl *j, const struct iovec *iov, int iovcnt,
+	       uint64_t *seq)
+{
+	struct jnl_waiter w = {.iov = iov, .iovcnt = iovcnt};
+
+	if (!j || iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > JNL_MAX_RECORD - w.len)
+			return -EFBIG;
+		w.len += iov[i].iov_len;
+	}
+
+	pthread_mutex_lock(&j->lock);
+	if (j->broken) {
+		pthread_mutex_unlock(&j->lock);
+		return -EIO;
+	}
+	*j->tail = &w;
+	j->tail = &w.next;
+	while (!w.done) {
+		if (!j->flushing)
+			flush_batch(j); /* we lead: our record is queued */
+		else
+			pthread_cond_wait(&j->cond, &j->lock);
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (w.err == 0 && seq)
+		*seq = w.seq;
+	return w.err;
+}
+
+uint64_t jnl_last_seq(struct jnl *j)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&j->lock);
+	v = j->last_seq;
+	pthread_mutex_unlock(&j->lock);
+	return v;
+}
+
+uint64_t jnl_segment_bytes(struct jnl *j)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&j->lock);
+	v = j->end;
+	pthread_mutex_unlock(&j->lock);
+	return v;
+}
+
+int jnl_rotate(struct jnl *j)
+{
+	uint64_t first;
+	bool empty;
+	int fd = -1, old, rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->broken)
+		rc = -EIO;
+	first = j->last_seq + 1;
+	empty = j->end == JNL_FILE_HDR && j->seg_first == first;
+	pthread_mutex_unlock(&j->lock);
+	/* An empty segment already starts at the next record. */
+	if (rc < 0 || empty)
+		return rc;
+
+	/*
+	 * Every record of the current segment is already durable (each
+	 * batch is fdatasync'ed), so it only needs closing.
+	 */
+	rc = seg_create(j->io, j->dirfd, first, false, &fd);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&j->lock);
+	old = j->fd;
+	j->fd = fd;
+	j->seg_first = first;
+	j->end = JNL_FILE_HDR;
+	seg_name(j->seg_name, first);
+	pthread_mutex_unlock(&j->lock);
+	close(old);
+	return 0;
+}
+
+int jnl_drop_upto(struct jnl *j, uint64_t seq)
+{
+	uint64_t *segs = NULL, cur;
+	size_t n = 0, removed = 0;
+	char name[SEG_NAME_LEN];
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	cur = j->seg_first;
+	pthread_mutex_unlock(&j->lock);
+
+	rc = seg_list(j->io, j->dirfd, &segs, &n);
+	if (rc < 0)
+		goto out;
+	/*
+	 * Oldest first, so that a failure leaves a journal without holes.
+	 * A segment's last record is the next segment's first seq - 1.
+	 */
+	for (size_t i = 0; i + 1 < n && segs[i] < cur; i++) {
+		if (segs[i + 1] - 1 > seq)
+			break;
+		seg_name(name, segs[i]);
+		rc = io_unlinkat(j->io, "jnl.drop.unlink", j->dirfd, name, 0);
+		if (rc < 0) {
+			rlog_err("journal %s: unlink: %s", name, strerror(-rc));
+			break;
+		}
+		removed++;
+	}
+	if (removed) {
+		int frc = io_fsync(j->io, "jnl.dir.fsync", j->dirfd);
+
+		if (frc < 0) {
+			rlog_err("journal: fsync directory after dropping "
+				 "segments: %s",
+				 strerror(-frc));
+			if (rc == 0)
+				rc = frc;
+		}
+	}
+out:
+	free(segs);
+	return rc;
+}
+
+void jnl_close(struct jnl *j)
+{
+	if (!j)
+		return;
+	if (j->fd >= 0)
+		close(j->fd);
+	pthread_cond_destroy(&j->cond);
+	pthread_mutex_destroy(&j->lock);
+	free(j->hdrs);
+	free(j->iovs);
+	free(j);
+}
