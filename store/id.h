@@ -22,9 +22,9 @@
 
 /* A parsed ID: components point into the caller's string (borrowed). */
 struct id_parts {
-	unsigned n;			   /* number of components */
+	unsigned n;			     /* number of components */
 	const char *comp[ID_MAX_COMPONENTS]; /* component starts */
-	size_t len[ID_MAX_COMPONENTS];	   /* component lengths */
+	size_t len[ID_MAX_COMPONENTS];	     /* component lengths */
 };
 
 /*
