@@ -1,0 +1,579 @@
+/*
+ * lock.c - the store lock: STORE/lock, a JSON holder record
+ * {"pid":N,"host":"...","start":"..."} held with flock(LOCK_EX).
+ *
+ * The flock is what excludes a second holder; the record only tells people
+ * who holds it. The kernel drops a flock when the last fd of its open file
+ * description is closed, so a holder killed with SIGKILL leaves a record
+ * but no flock: the next acquire on this host sees the flock free and
+ * recovers the lock (with a warning). A record naming another host is
+ * refused even when the flock is free, because flock does not reach across
+ * hosts on network filesystems: a person decides (`recfsctl unlock
+ * --force`).
+ *
+ * The record is untrusted input: it is read bounded (LOCK_MAX_BYTES),
+ * checked field by field, and whatever it says is cleaned of control
+ * characters before it goes into a message.
+ */
+#include "lock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOCK_MAX_BYTES 4096	    /* a longer record is garbage */
+#define LOCK_HOST_MAX 256	    /* host names in records, with the NUL */
+#define LOCK_TIME_MAX 64	    /* start times in records, with the NUL */
+#define LOCK_OPEN_TRIES 8	    /* lock file replaced under us: retry */
+#define LOCK_BUSY_TRIES 5	    /* flock busy: retry (lock_holder probes) */
+#define LOCK_BUSY_WAIT_NS 10000000L /* 10 ms between those tries */
+
+struct store_lock {
+	int fd;			   /* holds the flock */
+	char host[LOCK_HOST_MAX];  /* our host name, cleaned */
+	char start[LOCK_TIME_MAX]; /* when we took the lock */
+};
+
+/* A holder record as read from the lock file. */
+struct holder {
+	bool empty; /* no record: fresh file or released cleanly */
+	long long pid;
+	char host[LOCK_HOST_MAX];
+	char start[LOCK_TIME_MAX];
+};
+
+static void say(char *msg, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void say(char *msg, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!msg || len == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, len, fmt, ap);
+	va_end(ap);
+}
+
+/* Copy `src` keeping printable ASCII only, so a record cannot drive the
+ * terminal or the log. */
+static void clean_copy(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len && src[i]; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	dst[i] = '\0';
+}
+
+static int now_iso(char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = time(NULL);
+
+	if (!gmtime_r(&t, &tm))
+		return -EOVERFLOW;
+	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return -ERANGE;
+	return 0;
+}
+
+static int our_host(char *buf, size_t len)
+{
+	char raw[HOST_NAME_MAX + 1];
+
+	if (gethostname(raw, sizeof(raw)) < 0)
+		return -errno;
+	raw[sizeof(raw) - 1] = '\0';
+	/* cleaned like a record's host, so the two compare equal */
+	clean_copy(buf, len, raw);
+	return 0;
+}
+
+static ssize_t pread_full(int fd, char *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static int pwrite_full(int fd, const char *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy a string member of `obj` into dst; false if absent, not a string,
+ * empty or too long. */
+static bool get_str(json_t *obj, const char *key, char *dst, size_t len)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) >= len)
+		return false;
+	clean_copy(dst, len, json_string_value(v));
+	return true;
+}
+
+/*
+ * Read the holder record of the open lock file `fd` into *h. Returns 0
+ * (h->empty if there is none), -EBADMSG with `why` filled if it is not a
+ * valid record, or -errno on a read error.
+ */
+static int holder_read(int fd, struct holder *h, char *why, size_t whylen)
+{
+	char buf[LOCK_MAX_BYTES + 1];
+	json_error_t jerr;
+	json_t *doc = NULL;
+	json_t *pid = NULL;
+	ssize_t n;
+	int ret;
+
+	memset(h, 0, sizeof(*h));
+	n = pread_full(fd, buf, sizeof(buf));
+	if (n < 0) {
+		ret = (int)n;
+		say(why, whylen, "cannot read it: %s", strerror(-ret));
+		goto out;
+	}
+	if (n == 0) {
+		h->empty = true;
+		ret = 0;
+		goto out;
+	}
+	ret = -EBADMSG;
+	if (n > LOCK_MAX_BYTES) {
+		say(why, whylen, "larger than %d bytes", LOCK_MAX_BYTES);
+		goto out;
+	}
+	doc = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		char text[JSON_ERROR_TEXT_LENGTH];
+
+		clean_copy(text, sizeof(text), jerr.text);
+		say(why, whylen, "not valid JSON at line %d column %d: %s",
+		    jerr.line, jerr.column, text);
+		goto out;
+	}
+	if (!json_is_object(doc)) {
+		say(why, whylen, "not a JSON object");
+		goto out;
+	}
+	pid = json_object_get(doc, "pid");
+	/* pid 0 and negative pids would make kill() signal whole groups */
+	if (!json_is_integer(pid) || json_integer_value(pid) <= 0 ||
+	    json_integer_value(pid) > INT_MAX) {
+		say(why, whylen,
+		    "\"pid\" is missing or not a positive integer");
+		goto out;
+	}
+	h->pid = json_integer_value(pid);
+	if (!get_str(doc, "host", h->host, sizeof(h->host))) {
+		say(why, whylen, "\"host\" is missing or not a host name");
+		goto out;
+	}
+	if (!get_str(doc, "start", h->start, sizeof(h->start))) {
+		say(why, whylen, "\"start\" is missing or not a time");
+		goto out;
+	}
+	ret = 0;
+out:
+	json_decref(doc);
+	return ret;
+}
+
+/* Replace the record in `fd` with ours: truncate, write, fsync. */
+static int record_write(int fd, pid_t pid, const char *host, const char *start)
+{
+	char buf[LOCK_MAX_BYTES];
+	json_t *rec = NULL;
+	size_t n;
+	int ret;
+
+	rec = json_pack("{s:I, s:s, s:s}", "pid", (json_int_t)pid, "host", host,
+			"start", start);
+	if (!rec) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	n = json_dumpb(rec, buf, sizeof(buf) - 1, JSON_COMPACT);
+	if (n == 0 || n > sizeof(buf) - 1) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	buf[n++] = '\n';
+	if (ftruncate(fd, 0) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = pwrite_full(fd, buf, n);
+	if (ret < 0)
+		goto out;
+	if (fsync(fd) < 0)
+		ret = -errno;
+out:
+	if (ret < 0)
+		rlog_err("lock: cannot write the holder record: %s",
+			 strerror(-ret));
+	json_decref(rec);
+	return ret;
+}
+
+static int flock_nb(int fd, int op)
+{
+	int r;
+
+	do {
+		r = flock(fd, op | LOCK_NB);
+	} while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+/*
+ * Open the lock file and take the flock. Returns 0 (locked), -EBUSY
+ * (someone holds it; *fdp is open so the record can be read) or -errno
+ * (*fdp is -1).
+ */
+static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
+{
+	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
+	struct stat st;
+	struct stat now;
+	int fd = -1;
+	int tries;
+	int busy;
+	int ret = -EBUSY;
+
+	for (tries = 0; tries < LOCK_OPEN_TRIES; tries++) {
+		fd = openat(dirfd, LOCK_FILE,
+			    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			ret = -errno;
+			say(msg, msglen, "cannot open the lock file: %s",
+			    strerror(-ret));
+			goto out;
+		}
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			ret = -EINVAL;
+			say(msg, msglen, "the lock file is not a regular file");
+			goto out;
+		}
+		/*
+		 * A few short retries when busy: lock_holder() takes the
+		 * flock shared for an instant to see whether anyone holds it.
+		 */
+		for (busy = 0; busy < LOCK_BUSY_TRIES; busy++) {
+			ret = flock_nb(fd, LOCK_EX);
+			if (ret != -EWOULDBLOCK)
+				break;
+			nanosleep(&nap, NULL);
+		}
+		if (ret == -EWOULDBLOCK) {
+			ret = -EBUSY;
+			goto out;
+		}
+		if (ret < 0) {
+			say(msg, msglen, "cannot lock the lock file: %s",
+			    strerror(-ret));
+			goto out;
+		}
+		/*
+		 * `unlock --force` may have removed the file between our open
+		 * and our flock: then we locked an orphan inode and must
+		 * start over on the file that is there now.
+		 */
+		if (fstatat(dirfd, LOCK_FILE, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
+			*fdp = fd;
+			return 0;
+		}
+		close(fd);
+		fd = -1;
+	}
+	ret = -EBUSY;
+	say(msg, msglen, "the lock file keeps being replaced");
+out:
+	if (ret == -EBUSY && fd >= 0) {
+		*fdp = fd;
+		return ret;
+	}
+	if (fd >= 0)
+		close(fd);
+	*fdp = -1;
+	return ret;
+}
+
+/* Say who holds a flock we could not get. */
+static void describe_busy(int fd, char *msg, size_t msglen)
+{
+	struct holder h;
+	char why[160];
+
+	if (holder_read(fd, &h, why, sizeof(why)) < 0)
+		say(msg, msglen,
+		    "store is locked by another process (its lock record is "
+		    "unreadable: %s)",
+		    why);
+	else if (h.empty)
+		say(msg, msglen,
+		    "store is locked by another process (its lock record is "
+		    "not written yet)");
+	else
+		say(msg, msglen,
+		    "store is locked by pid %lld on host %s since %s", h.pid,
+		    h.host, h.start);
+}
+
+/*
+ * We hold the flock: decide from the old record whether we may take over.
+ * Returns 0 (take it) or -EBUSY (another host's record) or -errno.
+ */
+static int judge_record(int fd, const char *host, char *msg, size_t msglen)
+{
+	struct holder h;
+	char why[160];
+	int ret;
+
+	ret = holder_read(fd, &h, why, sizeof(why));
+	if (ret == -EBADMSG) {
+		/* nobody on this host holds it; another host would have
+		 * written a valid record: a torn write or junk */
+		rlog_warn("lock: replacing an unreadable lock record (%s)",
+			  why);
+		return 0;
+	}
+	if (ret < 0) {
+		say(msg, msglen, "cannot read the lock file: %s", why);
+		return ret;
+	}
+	if (h.empty)
+		return 0;
+	if (strcmp(h.host, host) != 0) {
+		say(msg, msglen,
+		    "store lock is held by host %s (pid %lld, since %s) and "
+		    "cannot be checked from here; run `recfsctl unlock --force "
+		    "STORE` if that process is gone",
+		    h.host, h.pid, h.start);
+		return -EBUSY;
+	}
+	if (kill((pid_t)h.pid, 0) < 0 && errno == ESRCH)
+		rlog_warn("recovered stale lock of pid %lld (since %s)", h.pid,
+			  h.start);
+	else
+		rlog_warn("recovered stale lock of pid %lld (since %s): that "
+			  "pid is running but did not hold the lock",
+			  h.pid, h.start);
+	return 0;
+}
+
+int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
+{
+	struct store_lock *l = NULL;
+	int fd = -1;
+	int ret;
+
+	*out = NULL;
+	say(msg, msglen, "%s", "");
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	l->fd = -1;
+	ret = our_host(l->host, sizeof(l->host));
+	if (ret < 0) {
+		say(msg, msglen, "cannot get the host name: %s",
+		    strerror(-ret));
+		goto out;
+	}
+	ret = open_and_flock(dirfd, &fd, msg, msglen);
+	if (ret == -EBUSY && fd >= 0)
+		describe_busy(fd, msg, msglen);
+	if (ret < 0)
+		goto out;
+	ret = judge_record(fd, l->host, msg, msglen);
+	if (ret < 0)
+		goto out;
+	ret = now_iso(l->start, sizeof(l->start));
+	if (ret < 0)
+		goto out;
+	ret = record_write(fd, getpid(), l->host, l->start);
+	if (ret < 0) {
+		say(msg, msglen, "cannot write the lock file: %s",
+		    strerror(-ret));
+		goto out;
+	}
+	l->fd = fd;
+	fd = -1;
+	*out = l;
+	l = NULL;
+out:
+	/* closing our fd drops our flock, if we had it */
+	if (fd >= 0)
+		close(fd);
+	free(l);
+	return ret;
+}
+
+/*
+ * The flock belongs to the open file description, which fork() shares: a
+ * daemon that forks and lets its parent exit keeps the lock in the child,
+ * which then calls this so the record names it. Only one of the two
+ * processes may call lock_release() (it empties the record both see).
+ */
+int lock_refresh(struct store_lock *l)
+{
+	if (!l || l->fd < 0)
+		return -EINVAL;
+	return record_write(l->fd, getpid(), l->host, l->start);
+}
+
+void lock_release(struct store_lock *l)
+{
+	if (!l)
+		return;
+	if (l->fd >= 0) {
+		/* empty first: once the flock drops, a waiter may read it */
+		if (ftruncate(l->fd, 0) < 0)
+			rlog_warn("lock: cannot empty the lock file: %s",
+				  strerror(errno));
+		close(l->fd);
+	}
+	free(l);
+}
+
+/*
+ * Probes with a shared flock taken and dropped at once (flock has no
+ * "test" operation); lock_acquire() retries briefly so that a probe does
+ * not make it fail.
+ */
+int lock_holder(int dirfd, char *msg, size_t msglen)
+{
+	struct holder h;
+	struct stat st;
+	char why[160];
+	bool held;
+	int fd = -1;
+	int hr;
+	int ret;
+
+	fd = openat(dirfd, LOCK_FILE,
+		    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -ENOENT)
+			say(msg, msglen, "store is not locked");
+		else
+			say(msg, msglen, "cannot open the lock file: %s",
+			    strerror(-ret));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		say(msg, msglen, "the lock file is not a regular file");
+		goto out;
+	}
+	ret = flock_nb(fd, LOCK_SH);
+	if (ret < 0 && ret != -EWOULDBLOCK) {
+		say(msg, msglen, "cannot test the lock: %s", strerror(-ret));
+		goto out;
+	}
+	held = ret == -EWOULDBLOCK;
+	hr = holder_read(fd, &h, why, sizeof(why));
+	if (hr < 0 && hr != -EBADMSG) {
+		ret = hr;
+		say(msg, msglen, "cannot read the lock file: %s", why);
+		goto out;
+	}
+	ret = 0;
+	if (held) {
+		describe_busy(fd, msg, msglen);
+	} else if (hr == 0 && !h.empty) {
+		char host[LOCK_HOST_MAX];
+
+		ret = our_host(host, sizeof(host));
+		if (ret < 0) {
+			say(msg, msglen, "cannot get the host name: %s",
+			    strerror(-ret));
+			goto out;
+		}
+		if (strcmp(h.host, host) != 0) {
+			say(msg, msglen,
+			    "store lock is held by host %s (pid %lld, since "
+			    "%s); it cannot be checked from here",
+			    h.host, h.pid, h.start);
+		} else {
+			ret = -ENOENT;
+			say(msg, msglen,
+			    "store is not locked (the stale record of pid "
+			    "%lld since %s will be recovered)",
+			    h.pid, h.start);
+		}
+	} else if (hr == -EBADMSG) {
+		ret = -ENOENT;
+		say(msg, msglen,
+		    "store is not locked (an unreadable lock record will be "
+		    "replaced: %s)",
+		    why);
+	} else {
+		ret = -ENOENT;
+		say(msg, msglen, "store is not locked");
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* Idempotent: a store without a lock file is already unlocked. */
+int lock_force(int dirfd)
+{
+	if (unlinkat(dirfd, LOCK_FILE, 0) < 0 && errno != ENOENT) {
+		int ret = -errno;
+
+		rlog_err("lock: cannot remove the lock file: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
