@@ -8,6 +8,7 @@
  * newer version is refused before anything else in the store is touched.
  */
 #include "format.h"
+#include "util.h"
 #include "io.h"
 #include "log.h"
 #include "store.h" /* STORE_FORMAT_VERSION only */
@@ -26,45 +27,6 @@
 
 #define FORMAT_NAME "recfs"
 
-static void say(char *msg, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *msg, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!msg || len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-}
-
-/* Copy `src` keeping printable ASCII only (parser messages quote input). */
-static void clean_copy(char *dst, size_t len, const char *src)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < len && src[i]; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-	}
-	dst[i] = '\0';
-}
-
-static int now_iso(char *buf, size_t len)
-{
-	struct tm tm;
-	time_t t = time(NULL);
-
-	if (!gmtime_r(&t, &tm))
-		return -EOVERFLOW;
-	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return -ERANGE;
-	return 0;
-}
-
 /* The document, one line of compact JSON and a newline, into buf. */
 static int format_render(char *buf, size_t len, size_t *outlen)
 {
@@ -73,7 +35,7 @@ static int format_render(char *buf, size_t len, size_t *outlen)
 	size_t n;
 	int ret;
 
-	ret = now_iso(created, sizeof(created));
+	ret = util_now_iso(created, sizeof(created));
 	if (ret < 0)
 		goto out;
 	doc = json_pack("{s:s, s:i, s:s}", "format", FORMAT_NAME, "version",
@@ -212,13 +174,13 @@ static int check_doc(json_t *doc, const char *name, char *why, size_t whylen)
 	json_int_t v;
 
 	if (!json_is_object(doc)) {
-		say(why, whylen, "%s: not a JSON object", name);
+		util_say(why, whylen, "%s: not a JSON object", name);
 		return -EBADMSG;
 	}
 	format = json_object_get(doc, "format");
 	if (!json_is_string(format) ||
 	    strcmp(json_string_value(format), FORMAT_NAME) != 0) {
-		say(why, whylen,
+		util_say(why, whylen,
 		    "%s: not a recfs store (\"format\" is not \"" FORMAT_NAME
 		    "\")",
 		    name);
@@ -226,27 +188,27 @@ static int check_doc(json_t *doc, const char *name, char *why, size_t whylen)
 	}
 	version = json_object_get(doc, "version");
 	if (!json_is_integer(version)) {
-		say(why, whylen, "%s: \"version\" is missing or not an integer",
+		util_say(why, whylen, "%s: \"version\" is missing or not an integer",
 		    name);
 		return -EBADMSG;
 	}
 	v = json_integer_value(version);
 	if (v < 1) {
-		say(why, whylen,
+		util_say(why, whylen,
 		    "%s: format version %" JSON_INTEGER_FORMAT " is not valid",
 		    name, v);
 		return -EBADMSG;
 	}
 	/* checked before the rest: a newer format may change the rest */
 	if (v > STORE_FORMAT_VERSION) {
-		say(why, whylen,
+		util_say(why, whylen,
 		    "%s: format version %" JSON_INTEGER_FORMAT
 		    " is newer than this recfs supports (%d); upgrade recfs",
 		    name, v, STORE_FORMAT_VERSION);
 		return -EPROTONOSUPPORT;
 	}
 	if (!json_is_string(json_object_get(doc, "created"))) {
-		say(why, whylen, "%s: \"created\" is missing or not a string",
+		util_say(why, whylen, "%s: \"created\" is missing or not a string",
 		    name);
 		return -EBADMSG;
 	}
@@ -271,7 +233,7 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 			 path[strlen(path) - 1] == '/' ? "" : "/");
 	else
 		snprintf(name, sizeof(name), FORMAT_FILE);
-	say(why, whylen, "%s", "");
+	util_say(why, whylen, "%s", "");
 
 	/* O_NONBLOCK: a FIFO planted under the name must not hang us */
 	fd = openat(dirfd, FORMAT_FILE,
@@ -279,48 +241,48 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 	if (fd < 0) {
 		ret = -errno;
 		if (ret == -ENOENT) {
-			say(why, whylen, "%s: missing (not a recfs store)",
+			util_say(why, whylen, "%s: missing (not a recfs store)",
 			    name);
 		} else if (ret == -ELOOP) {
 			ret = -EBADMSG;
-			say(why, whylen, "%s: is a symbolic link", name);
+			util_say(why, whylen, "%s: is a symbolic link", name);
 		} else {
-			say(why, whylen, "%s: cannot open: %s", name,
+			util_say(why, whylen, "%s: cannot open: %s", name,
 			    strerror(-ret));
 		}
 		goto out;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		say(why, whylen, "%s: cannot stat: %s", name, strerror(-ret));
+		util_say(why, whylen, "%s: cannot stat: %s", name, strerror(-ret));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		ret = -EBADMSG;
-		say(why, whylen, "%s: not a regular file", name);
+		util_say(why, whylen, "%s: not a regular file", name);
 		goto out;
 	}
 	ret = read_bounded(fd, &buf, &len);
 	if (ret == -EFBIG) {
 		ret = -EBADMSG;
-		say(why, whylen, "%s: larger than %d bytes", name,
+		util_say(why, whylen, "%s: larger than %d bytes", name,
 		    FORMAT_MAX_BYTES);
 		goto out;
 	}
 	if (ret < 0) {
-		say(why, whylen, "%s: cannot read: %s", name, strerror(-ret));
+		util_say(why, whylen, "%s: cannot read: %s", name, strerror(-ret));
 		goto out;
 	}
 	if (len == 0) {
 		ret = -EBADMSG;
-		say(why, whylen, "%s: empty", name);
+		util_say(why, whylen, "%s: empty", name);
 		goto out;
 	}
 	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
 		ret = -EBADMSG;
-		clean_copy(text, sizeof(text), jerr.text);
-		say(why, whylen, "%s: not valid JSON at line %d column %d: %s",
+		util_clean_copy(text, sizeof(text), jerr.text);
+		util_say(why, whylen, "%s: not valid JSON at line %d column %d: %s",
 		    name, jerr.line, jerr.column, text);
 		goto out;
 	}

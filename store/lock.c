@@ -16,6 +16,7 @@
  * characters before it goes into a message.
  */
 #include "lock.h"
+#include "util.h"
 #include "log.h"
 
 #include <errno.h>
@@ -54,46 +55,6 @@ struct holder {
 	char start[LOCK_TIME_MAX];
 };
 
-static void say(char *msg, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *msg, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!msg || len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-}
-
-/* Copy `src` keeping printable ASCII only, so a record cannot drive the
- * terminal or the log. */
-static void clean_copy(char *dst, size_t len, const char *src)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < len && src[i]; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-	}
-	dst[i] = '\0';
-}
-
-static int now_iso(char *buf, size_t len)
-{
-	struct tm tm;
-	time_t t = time(NULL);
-
-	if (!gmtime_r(&t, &tm))
-		return -EOVERFLOW;
-	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return -ERANGE;
-	return 0;
-}
-
 static int our_host(char *buf, size_t len)
 {
 	char raw[HOST_NAME_MAX + 1];
@@ -102,7 +63,7 @@ static int our_host(char *buf, size_t len)
 		return -errno;
 	raw[sizeof(raw) - 1] = '\0';
 	/* cleaned like a record's host, so the two compare equal */
-	clean_copy(buf, len, raw);
+	util_clean_copy(buf, len, raw);
 	return 0;
 }
 
@@ -151,7 +112,7 @@ static bool get_str(json_t *obj, const char *key, char *dst, size_t len)
 	if (!json_is_string(v) || json_string_length(v) == 0 ||
 	    json_string_length(v) >= len)
 		return false;
-	clean_copy(dst, len, json_string_value(v));
+	util_clean_copy(dst, len, json_string_value(v));
 	return true;
 }
 
@@ -173,7 +134,7 @@ static int holder_read(int fd, struct holder *h, char *why, size_t whylen)
 	n = pread_full(fd, buf, sizeof(buf));
 	if (n < 0) {
 		ret = (int)n;
-		say(why, whylen, "cannot read it: %s", strerror(-ret));
+		util_say(why, whylen, "cannot read it: %s", strerror(-ret));
 		goto out;
 	}
 	if (n == 0) {
@@ -183,37 +144,37 @@ static int holder_read(int fd, struct holder *h, char *why, size_t whylen)
 	}
 	ret = -EBADMSG;
 	if (n > LOCK_MAX_BYTES) {
-		say(why, whylen, "larger than %d bytes", LOCK_MAX_BYTES);
+		util_say(why, whylen, "larger than %d bytes", LOCK_MAX_BYTES);
 		goto out;
 	}
 	doc = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
 		char text[JSON_ERROR_TEXT_LENGTH];
 
-		clean_copy(text, sizeof(text), jerr.text);
-		say(why, whylen, "not valid JSON at line %d column %d: %s",
+		util_clean_copy(text, sizeof(text), jerr.text);
+		util_say(why, whylen, "not valid JSON at line %d column %d: %s",
 		    jerr.line, jerr.column, text);
 		goto out;
 	}
 	if (!json_is_object(doc)) {
-		say(why, whylen, "not a JSON object");
+		util_say(why, whylen, "not a JSON object");
 		goto out;
 	}
 	pid = json_object_get(doc, "pid");
 	/* pid 0 and negative pids would make kill() signal whole groups */
 	if (!json_is_integer(pid) || json_integer_value(pid) <= 0 ||
 	    json_integer_value(pid) > INT_MAX) {
-		say(why, whylen,
+		util_say(why, whylen,
 		    "\"pid\" is missing or not a positive integer");
 		goto out;
 	}
 	h->pid = json_integer_value(pid);
 	if (!get_str(doc, "host", h->host, sizeof(h->host))) {
-		say(why, whylen, "\"host\" is missing or not a host name");
+		util_say(why, whylen, "\"host\" is missing or not a host name");
 		goto out;
 	}
 	if (!get_str(doc, "start", h->start, sizeof(h->start))) {
-		say(why, whylen, "\"start\" is missing or not a time");
+		util_say(why, whylen, "\"start\" is missing or not a time");
 		goto out;
 	}
 	ret = 0;
@@ -289,13 +250,13 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 			    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			ret = -errno;
-			say(msg, msglen, "cannot open the lock file: %s",
+			util_say(msg, msglen, "cannot open the lock file: %s",
 			    strerror(-ret));
 			goto out;
 		}
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			ret = -EINVAL;
-			say(msg, msglen, "the lock file is not a regular file");
+			util_say(msg, msglen, "the lock file is not a regular file");
 			goto out;
 		}
 		/*
@@ -313,7 +274,7 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 			goto out;
 		}
 		if (ret < 0) {
-			say(msg, msglen, "cannot lock the lock file: %s",
+			util_say(msg, msglen, "cannot lock the lock file: %s",
 			    strerror(-ret));
 			goto out;
 		}
@@ -331,7 +292,7 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 		fd = -1;
 	}
 	ret = -EBUSY;
-	say(msg, msglen, "the lock file keeps being replaced");
+	util_say(msg, msglen, "the lock file keeps being replaced");
 out:
 	if (ret == -EBUSY && fd >= 0) {
 		*fdp = fd;
@@ -350,16 +311,16 @@ static void describe_busy(int fd, char *msg, size_t msglen)
 	char why[160];
 
 	if (holder_read(fd, &h, why, sizeof(why)) < 0)
-		say(msg, msglen,
+		util_say(msg, msglen,
 		    "store is locked by another process (its lock record is "
 		    "unreadable: %s)",
 		    why);
 	else if (h.empty)
-		say(msg, msglen,
+		util_say(msg, msglen,
 		    "store is locked by another process (its lock record is "
 		    "not written yet)");
 	else
-		say(msg, msglen,
+		util_say(msg, msglen,
 		    "store is locked by pid %lld on host %s since %s", h.pid,
 		    h.host, h.start);
 }
@@ -383,13 +344,13 @@ static int judge_record(int fd, const char *host, char *msg, size_t msglen)
 		return 0;
 	}
 	if (ret < 0) {
-		say(msg, msglen, "cannot read the lock file: %s", why);
+		util_say(msg, msglen, "cannot read the lock file: %s", why);
 		return ret;
 	}
 	if (h.empty)
 		return 0;
 	if (strcmp(h.host, host) != 0) {
-		say(msg, msglen,
+		util_say(msg, msglen,
 		    "store lock is held by host %s (pid %lld, since %s) and "
 		    "cannot be checked from here; run `recfsctl unlock --force "
 		    "STORE` if that process is gone",
@@ -413,7 +374,7 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 	int ret;
 
 	*out = NULL;
-	say(msg, msglen, "%s", "");
+	util_say(msg, msglen, "%s", "");
 	l = calloc(1, sizeof(*l));
 	if (!l) {
 		ret = -ENOMEM;
@@ -422,7 +383,7 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 	l->fd = -1;
 	ret = our_host(l->host, sizeof(l->host));
 	if (ret < 0) {
-		say(msg, msglen, "cannot get the host name: %s",
+		util_say(msg, msglen, "cannot get the host name: %s",
 		    strerror(-ret));
 		goto out;
 	}
@@ -434,12 +395,12 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 	ret = judge_record(fd, l->host, msg, msglen);
 	if (ret < 0)
 		goto out;
-	ret = now_iso(l->start, sizeof(l->start));
+	ret = util_now_iso(l->start, sizeof(l->start));
 	if (ret < 0)
 		goto out;
 	ret = record_write(fd, getpid(), l->host, l->start);
 	if (ret < 0) {
-		say(msg, msglen, "cannot write the lock file: %s",
+		util_say(msg, msglen, "cannot write the lock file: %s",
 		    strerror(-ret));
 		goto out;
 	}
@@ -502,27 +463,27 @@ int lock_holder(int dirfd, char *msg, size_t msglen)
 	if (fd < 0) {
 		ret = -errno;
 		if (ret == -ENOENT)
-			say(msg, msglen, "store is not locked");
+			util_say(msg, msglen, "store is not locked");
 		else
-			say(msg, msglen, "cannot open the lock file: %s",
+			util_say(msg, msglen, "cannot open the lock file: %s",
 			    strerror(-ret));
 		goto out;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		ret = -EINVAL;
-		say(msg, msglen, "the lock file is not a regular file");
+		util_say(msg, msglen, "the lock file is not a regular file");
 		goto out;
 	}
 	ret = flock_nb(fd, LOCK_SH);
 	if (ret < 0 && ret != -EWOULDBLOCK) {
-		say(msg, msglen, "cannot test the lock: %s", strerror(-ret));
+		util_say(msg, msglen, "cannot test the lock: %s", strerror(-ret));
 		goto out;
 	}
 	held = ret == -EWOULDBLOCK;
 	hr = holder_read(fd, &h, why, sizeof(why));
 	if (hr < 0 && hr != -EBADMSG) {
 		ret = hr;
-		say(msg, msglen, "cannot read the lock file: %s", why);
+		util_say(msg, msglen, "cannot read the lock file: %s", why);
 		goto out;
 	}
 	ret = 0;
@@ -533,31 +494,31 @@ int lock_holder(int dirfd, char *msg, size_t msglen)
 
 		ret = our_host(host, sizeof(host));
 		if (ret < 0) {
-			say(msg, msglen, "cannot get the host name: %s",
+			util_say(msg, msglen, "cannot get the host name: %s",
 			    strerror(-ret));
 			goto out;
 		}
 		if (strcmp(h.host, host) != 0) {
-			say(msg, msglen,
+			util_say(msg, msglen,
 			    "store lock is held by host %s (pid %lld, since "
 			    "%s); it cannot be checked from here",
 			    h.host, h.pid, h.start);
 		} else {
 			ret = -ENOENT;
-			say(msg, msglen,
+			util_say(msg, msglen,
 			    "store is not locked (the stale record of pid "
 			    "%lld since %s will be recovered)",
 			    h.pid, h.start);
 		}
 	} else if (hr == -EBADMSG) {
 		ret = -ENOENT;
-		say(msg, msglen,
+		util_say(msg, msglen,
 		    "store is not locked (an unreadable lock record will be "
 		    "replaced: %s)",
 		    why);
 	} else {
 		ret = -ENOENT;
-		say(msg, msglen, "store is not locked");
+		util_say(msg, msglen, "store is not locked");
 	}
 out:
 	if (fd >= 0)

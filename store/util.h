@@ -1,0 +1,22 @@
+/*
+ * util.h - small helpers shared by the store's modules that parse or
+ * write untrusted text (lock, format): messages into caller buffers,
+ * printable copies of input, timestamps.
+ */
+#ifndef RECFS_UTIL_H
+#define RECFS_UTIL_H
+
+#include <stddef.h>
+
+/* snprintf into msg[len]; does nothing if msg is NULL or len 0. */
+void util_say(char *msg, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Copy `src` keeping printable ASCII only ('?' for the rest), so that
+   text read from a file cannot drive the terminal or the log. */
+void util_clean_copy(char *dst, size_t len, const char *src);
+
+/* The current UTC time as "2026-11-23T16:00:00Z". Returns 0 or -errno. */
+int util_now_iso(char *buf, size_t len);
+
+#endif
