@@ -91,10 +91,17 @@ static int open_beneath(struct be_file *b, const char *point,
 	if (path[0] == '\0')
 		path = ".";
 	if (!b->no_openat2) {
+		int races = 0;
+
+		/* -EXDEV also comes from a scoped lookup that found a dentry
+		   which a concurrent RENAME_EXCHANGE (f_publish) moved out of
+		   records/ meanwhile: retry. A mount point in the way
+		   (RESOLVE_NO_XDEV) gives it every time, hence the bound. */
 		do
 			fd = syscall(SYS_openat2, b->records_fd, path, &how,
 				     sizeof(how));
-		while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+		while (fd < 0 && (errno == EINTR || errno == EAGAIN ||
+				  (errno == EXDEV && ++races < 100)));
 		if (fd >= 0)
 			return (int)fd;
 		if (errno != ENOSYS)
@@ -187,6 +194,18 @@ static int f_stage_sync(struct backend *be, struct store_stage *st)
 	return rc;
 }
 
+/*
+ * The stage takes the place of the current file by an exchange, and the
+ * old file (now under the stage's name in tmp/) is then unlinked, rather
+ * than by a rename over it: when a rename replaces a file, ext4
+ * (auto_da_alloc) allocates and starts writing the new file's data at
+ * once, inside the rename, and with data=ordered that data must also be
+ * on disk before the next journal commit, so before our next journal
+ * fdatasync returns. We need neither: small contents are in our journal,
+ * big ones are fsync'ed before they are journaled, and a checkpoint syncs
+ * the file system before it drops journal segments. Readers see the old
+ * or the new file, as with a rename.
+ */
 static int f_publish(struct backend *be, struct store_stage *st,
 		     const char *id)
 {
@@ -198,9 +217,36 @@ static int f_publish(struct backend *be, struct store_stage *st,
 	if (rc)
 		return rc;
 	rc = io_renameat(b->io, "commit.rename", b->tmp_fd, st->name, pfd,
-			 leaf, 0);
-	if (rc == 0)
-		st->published = true;
+			 leaf, RENAME_EXCHANGE);
+	if (rc == -ENOENT || rc == -EINVAL) {
+		/* no current file (or no RENAME_EXCHANGE on this fs) */
+		rc = io_renameat(b->io, "commit.rename", b->tmp_fd, st->name,
+				 pfd, leaf, 0);
+		if (rc == 0)
+			st->published = true;
+		goto out;
+	}
+	if (rc)
+		goto out;
+	st->published = true;
+	rc = io_unlinkat(b->io, "commit.drop", b->tmp_fd, st->name, 0);
+	if (rc == -EISDIR || rc == -EPERM) {
+		/* we swapped out a directory: put it back */
+		rc = io_renameat(b->io, NULL, b->tmp_fd, st->name, pfd, leaf,
+				 RENAME_EXCHANGE);
+		if (rc)
+			rlog_err("%s/%s: directory %s could not be put back: "
+				 "%s",
+				 STORE_TMP_DIR, st->name, id, strerror(-rc));
+		st->published = rc != 0;
+		rc = rc ? rc : -EISDIR;
+	} else if (rc) {
+		rlog_warn("%s/%s: old content of %s left behind (%s); it is "
+			  "removed when the store is next opened",
+			  STORE_TMP_DIR, st->name, id, strerror(-rc));
+		rc = 0;
+	}
+out:
 	put_parent(b, pfd);
 	return rc;
 }
@@ -237,6 +283,8 @@ static int f_stat(struct backend *be, const char *id, struct stat *st)
 		return fd == -ENOTDIR ? -ENOENT : fd;
 	if (fstat(fd, st) < 0)
 		rc = -errno;
+	else if (S_ISLNK(st->st_mode))
+		rc = -ELOOP; /* O_PATH|O_NOFOLLOW opened the link itself */
 	else if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
 		rc = -ENOENT;
 	close(fd);

@@ -38,7 +38,9 @@ static int64_t now_ns(struct timespec *ts)
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-/* Checks every change starts with. */
+/* Checks every change starts with. s->broken is checked again under mu
+   once the record is idle: the change it waited for may have broken the
+   store (see mark_broken). */
 static int precheck(struct store *s, const char *id,
 		    const struct store_cond *cond)
 {
@@ -81,6 +83,8 @@ static int check_place(struct store *s, const char *id)
 	rc = s->be->ops->stat(s->be, id, &st);
 	if (rc == 0 && S_ISDIR(st.st_mode))
 		return -EISDIR;
+	if (rc && rc != -ENOENT)
+		return rc; /* e.g. -ELOOP: a symlink planted in the store */
 	if (!slash)
 		return 0;
 	memcpy(ns, id, (size_t)(slash - id));
@@ -336,7 +340,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	if (e)
 		store_wait_idle(s, e);
 	cur = live_version(e);
-	rc = check_cond(&args->cond, cur, res);
+	rc = s->broken ? s->broken : check_cond(&args->cond, cur, res);
 	if (rc == 0 && !append && is_noop(e, &r.meta, args)) {
 		res->noop = true;
 		res->version = cur;
@@ -402,6 +406,9 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 		rc = s->be->ops->publish(s->be, st, id);
 	if (rc) {
 		mark_broken(s, id, rc);
+		/* the journal names a by-reference stage: recovery needs it */
+		if (r.stage)
+			st->published = true;
 		rc = 0;
 	}
 	pthread_mutex_lock(&s->mu);
@@ -480,7 +487,10 @@ int store_delete(struct store *s, const char *id,
 	if (e)
 		store_wait_idle(s, e);
 	cur = live_version(e);
-	rc = cur ? check_cond(cond, cur, res) : -ENOENT;
+	if (s->broken)
+		rc = s->broken;
+	else
+		rc = cur ? check_cond(cond, cur, res) : -ENOENT;
 	if (rc) {
 		e = NULL;
 		pthread_mutex_unlock(&s->mu);
@@ -553,6 +563,8 @@ static int rename_begin(struct store *s, const char *from, const char *to,
 		else
 			break;
 	}
+	if (s->broken)
+		return s->broken;
 	if (!live_version(*ef))
 		return -ENOENT;
 	cur = live_version(*et);
@@ -704,7 +716,10 @@ static int change_meta(struct store *s, const char *id,
 	e = idx_find(&s->ix, id, strlen(id));
 	if (e)
 		store_wait_idle(s, e);
-	rc = live_version(e) ? 0 : -ENOENT;
+	if (s->broken)
+		rc = s->broken;
+	else
+		rc = live_version(e) ? 0 : -ENOENT;
 	if (rc == 0 && c->xname)
 		rc = xa_update(e->xa, e->xa_len, c->xname, c->xvalue, c->xsize,
 			       c->xflags, &xa, &xa_len);

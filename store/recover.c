@@ -165,8 +165,10 @@ static int snapshot_install(struct store *s, const struct snap_buf *b)
 	ssize_t n;
 	int fd, rc;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", STORE_INDEX_FILE,
-		 (int)getpid());
+	/* One name, not one per process: the store lock and ckpt_mu make
+	   us its only writer, and a copy left by a crash is removed here
+	   (a per-pid name would stay forever). */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", STORE_INDEX_FILE);
 	unlinkat(s->dirfd, tmp, 0);
 	fd = io_openat(s->io, "snapshot.open", s->dirfd, tmp,
 		       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -386,6 +388,28 @@ static int materialize(struct replay *rp, const struct rec *r, const char *id)
 	return rc;
 }
 
+/*
+ * The source of a rename whose last change is that rename must be gone.
+ * materialize() moves it, but finds nothing to do when the target already
+ * holds the same bytes (a crash before the move of `mv a b` where b was a
+ * copy of a): then the source file must be removed here.
+ */
+static int drop_rename_source(struct replay *rp, const struct rec *r,
+			      uint64_t seq)
+{
+	char from[ID_MAX_LEN + 1];
+	struct entry *e;
+	int rc;
+
+	memcpy(from, r->from, r->from_len);
+	from[r->from_len] = '\0';
+	e = idx_find(&rp->s->ix, from, r->from_len);
+	if (!e || e->replay_seq != seq)
+		return 0; /* a later record decides its content */
+	rc = rp->s->be->ops->remove(rp->s->be, from);
+	return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
+}
+
 static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
 {
 	struct replay *rp = arg;
@@ -399,9 +423,11 @@ static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
 	memcpy(id, r.id, r.id_len);
 	id[r.id_len] = '\0';
 	e = idx_find(&rp->s->ix, id, r.id_len);
-	if (!e || e->replay_seq != seq)
-		return 0; /* a later record decides this one's content */
-	rc = materialize(rp, &r, id);
+	/* else a later record decides this one's content */
+	if (e && e->replay_seq == seq)
+		rc = materialize(rp, &r, id);
+	if (rc == 0 && r.type == REC_RENAME)
+		rc = drop_rename_source(rp, &r, seq);
 	if (rc)
 		rlog_err("record %s: recovery of version %llu failed: %s", id,
 			 (unsigned long long)r.meta.version, strerror(-rc));
@@ -469,7 +495,13 @@ int store_checkpoint(struct store *s)
 	(void)s->be->ops->sync(s->be);
 	pthread_rwlock_wrlock(&s->gate);
 	rev = jnl_last_seq(s->jnl);
-	rc = s->be->ops->sync(s->be);
+	/* A broken store has journaled changes that are not in place: the
+	   journal must keep them for the recovery of the next open. */
+	pthread_mutex_lock(&s->mu);
+	rc = s->broken;
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = s->be->ops->sync(s->be);
 	if (rc == 0)
 		rc = store_snapshot_write(s, rev);
 	if (rc == 0)

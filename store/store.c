@@ -434,6 +434,18 @@ static struct entry *adopt_locked(struct store *s, const char *id,
 }
 
 /*
+ * Is the file we opened (`st`) still the one at `id`? Called with mu held
+ * and the entry not busy, so no commit can replace it meanwhile.
+ */
+static bool still_there(struct store *s, const char *id, const struct stat *st)
+{
+	struct stat now;
+
+	return s->be->ops->stat(s->be, id, &now) == 0 &&
+	       now.st_ino == st->st_ino && now.st_dev == st->st_dev;
+}
+
+/*
  * Open `id`'s content and find its metadata, consistently: the inode we
  * opened must be the one the index knows. If a commit renamed a new file
  * into place but has not updated the index yet, wait for it and retry.
@@ -471,6 +483,10 @@ static int open_consistent(struct store *s, const char *id, int *fdp,
 		} else if (!e || e->ino != (uint64_t)st.st_ino) {
 			if (e && e->busy) {
 				store_wait_idle(s, e);
+				rc = -EAGAIN;
+			} else if (e && e->ino && !still_there(s, id, &st)) {
+				/* a commit replaced the file after we opened
+				   it: ours is stale, not "changed outside" */
 				rc = -EAGAIN;
 			} else if (!adopt_locked(s, id, e, &st)) {
 				rc = -ENOMEM;
