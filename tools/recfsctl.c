@@ -3,8 +3,9 @@
  * Exit status: 0 ok, 1 failure, 2 usage. Errors go to stderr naming the
  * record and the cause.
  */
-#include "store.h"
+#include "ctl.h"
 #include "log.h"
+#include "store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -12,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 struct cmd {
 	const char *name;
@@ -24,7 +23,12 @@ struct cmd {
 
 static const struct cmd *current;
 
-static int usage_error(const char *what)
+const char *ctl_name(void)
+{
+	return current ? current->name : "";
+}
+
+int ctl_usage_error(const char *what)
 {
 	fprintf(stderr, "recfsctl %s: %s", current->name, what);
 	fprintf(stderr, "\nusage: recfsctl %s %s\n", current->name,
@@ -40,8 +44,7 @@ static bool want_help(int argc, char **argv)
 	return false;
 }
 
-/* Remove a "--json" flag from argv; returns whether it was there. */
-static bool take_flag(int *argc, char **argv, const char *flag)
+bool ctl_take_flag(int *argc, char **argv, const char *flag)
 {
 	for (int i = 1; i < *argc; i++)
 		if (!strcmp(argv[i], flag)) {
@@ -53,7 +56,34 @@ static bool take_flag(int *argc, char **argv, const char *flag)
 	return false;
 }
 
-static int open_store(const char *path, bool ro, struct store **s)
+const char *ctl_take_option(int *argc, char **argv, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (int i = 1; i < *argc; i++) {
+		const char *v = NULL;
+		int used = 0;
+
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], name) && i + 1 < *argc) {
+			v = argv[i + 1];
+			used = 2;
+		} else if (!strncmp(argv[i], name, n) && argv[i][n] == '=') {
+			v = argv[i] + n + 1;
+			used = 1;
+		}
+		if (v) {
+			memmove(&argv[i], &argv[i + used],
+				(size_t)(*argc - i - used + 1) * sizeof(*argv));
+			*argc -= used;
+			return v;
+		}
+	}
+	return NULL;
+}
+
+int ctl_open_store(const char *path, bool ro, struct store **s)
 {
 	struct store_opts o = {.path = path, .read_only = ro};
 	int rc = store_open(s, &o);
@@ -66,11 +96,11 @@ static int open_store(const char *path, bool ro, struct store **s)
 
 static int cmd_init(int argc, char **argv)
 {
-	bool adopt = take_flag(&argc, argv, "--adopt");
+	bool adopt = ctl_take_flag(&argc, argv, "--adopt");
 	int rc;
 
 	if (argc != 2)
-		return usage_error("expects one STORE directory");
+		return ctl_usage_error("expects one STORE directory");
 	rc = store_init(argv[1], adopt);
 	if (rc) {
 		fprintf(stderr, "recfsctl init: %s: %s\n", argv[1],
@@ -110,8 +140,8 @@ static void print_meta(const char *id, const struct store_meta *m,
 /* show STORE ID [--meta]: the content (or metadata) of a record. */
 static int cmd_show(int argc, char **argv)
 {
-	bool meta_only = take_flag(&argc, argv, "--meta");
-	bool json = take_flag(&argc, argv, "--json");
+	bool meta_only = ctl_take_flag(&argc, argv, "--meta");
+	bool json = ctl_take_flag(&argc, argv, "--json");
 	struct store_meta m;
 	struct store *s = NULL;
 	void *buf = NULL;
@@ -119,13 +149,13 @@ static int cmd_show(int argc, char **argv)
 	int rc, ret = EXIT_FAIL;
 
 	if (argc != 3)
-		return usage_error("expects STORE and ID");
+		return ctl_usage_error("expects STORE and ID");
 	if (strchr(argv[2], '@'))
 		fprintf(stderr, "recfsctl show: reading old versions (ID@N) "
 				"comes with the history layer; showing the "
 				"current version if \"%s\" is an ID\n",
 			argv[2]);
-	if (open_store(argv[1], true, &s))
+	if (ctl_open_store(argv[1], true, &s))
 		return EXIT_FAIL;
 	if (meta_only || json)
 		rc = store_stat(s, argv[2], &m, true);
@@ -149,13 +179,13 @@ out:
 
 static int cmd_stats(int argc, char **argv)
 {
-	bool json = take_flag(&argc, argv, "--json");
+	bool json = ctl_take_flag(&argc, argv, "--json");
 	uint64_t live, tomb, rev;
 	struct store *s = NULL;
 
 	if (argc != 2)
-		return usage_error("expects one STORE");
-	if (open_store(argv[1], true, &s))
+		return ctl_usage_error("expects one STORE");
+	if (ctl_open_store(argv[1], true, &s))
 		return EXIT_FAIL;
 	store_counts(s, &live, &tomb);
 	rev = store_revision(s);
@@ -175,19 +205,19 @@ static int cmd_stats(int argc, char **argv)
 
 static int cmd_verify(int argc, char **argv)
 {
-	bool json = take_flag(&argc, argv, "--json");
+	bool json = ctl_take_flag(&argc, argv, "--json");
 	struct store_verify_report rep;
 	struct store *s = NULL;
 	int rc;
 
-	if (take_flag(&argc, argv, "--repair"))
+	if (ctl_take_flag(&argc, argv, "--repair"))
 		fprintf(stderr, "recfsctl verify: --repair comes with the "
 				"history layer (it needs old versions)\n");
 	if (argc != 2)
-		return usage_error("expects one STORE");
+		return ctl_usage_error("expects one STORE");
 	/* opening runs recovery, so a store that opens is consistent with
 	   its journal; verify then checks every file against its hash */
-	if (open_store(argv[1], false, &s))
+	if (ctl_open_store(argv[1], false, &s))
 		return EXIT_FAIL;
 	rc = store_verify(s, &rep);
 	if (json)
@@ -211,12 +241,12 @@ static int cmd_verify(int argc, char **argv)
 
 static int cmd_unlock(int argc, char **argv)
 {
-	bool force = take_flag(&argc, argv, "--force");
+	bool force = ctl_take_flag(&argc, argv, "--force");
 	char msg[512];
 	int rc;
 
 	if (argc != 2 || !force)
-		return usage_error("needs --force and one STORE");
+		return ctl_usage_error("needs --force and one STORE");
 	rc = store_lock_holder(argv[1], msg, sizeof(msg));
 	if (rc == 0)
 		fprintf(stderr, "recfsctl unlock: removing the lock held by a "
@@ -246,6 +276,17 @@ static const struct cmd cmds[] = {
 	 "Recover the store if needed and check every record against its "
 	 "hash. Exit 1 if anything is wrong.",
 	 cmd_verify},
+	{"update",
+	 "[--retries N] [--timeout SECONDS] [--backoff-ms MS] TARGET ID -- "
+	 "CMD [ARGS...]",
+	 "Read-modify-write ID with compare-and-swap: pipe its current "
+	 "content through CMD and commit CMD's output only if ID is still at "
+	 "the version that was read; on a conflict re-read and retry with "
+	 "jittered exponential backoff (default 100 retries, 30 s in all). "
+	 "TARGET is a mount point, or a store directory that is not mounted. "
+	 "A missing ID reads as empty and is created only if still absent. "
+	 "Exit 1 if CMD fails or the budget is spent.",
+	 ctl_update},
 	{"unlock", "--force STORE",
 	 "Remove the store lock whoever holds it (after a crash on another "
 	 "host).",

@@ -1,0 +1,33 @@
+/*
+ * ctl.h - what the recfsctl subcommands share: exit codes, argument
+ * helpers and opening a store. Each subcommand is a `ctl_NAME(argc, argv)`
+ * with argv[0] the subcommand's name.
+ */
+#ifndef RECFS_CTL_H
+#define RECFS_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct store;
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Print "recfsctl CMD: what" and the command's usage; returns EXIT_USAGE. */
+int ctl_usage_error(const char *what);
+
+/* Remove `flag` from argv; returns whether it was there. */
+bool ctl_take_flag(int *argc, char **argv, const char *flag);
+
+/* Remove "--name VALUE" (or "--name=VALUE") from argv; NULL if absent. */
+const char *ctl_take_option(int *argc, char **argv, const char *name);
+
+/* Open the store at `path`, saying why on stderr if it cannot. */
+int ctl_open_store(const char *path, bool ro, struct store **s);
+
+/* The name of the running subcommand, for messages. */
+const char *ctl_name(void);
+
+int ctl_update(int argc, char **argv);
+
+#endif
