@@ -159,6 +159,9 @@ static int fs_getattr(const char *path, struct stat *st,
 		return record_attr(c, p.id, st);
 	case FS_COND:
 		rc = store_stat(c->store, p.id, &m, false);
+		if (rc == -ENOENT && p.version == 0)
+			/* ID@0 being created: cp fstat()s it before writing */
+			return record_attr(c, p.id, st);
 		if (rc == 0 && (m.version != p.version || p.version == 0))
 			rc = -ENOENT; /* old versions: the history layer */
 		if (rc == 0)
@@ -434,8 +437,10 @@ scratch:
 	pthread_mutex_lock(&c->mu);
 	if (mode >= 0)
 		sc->mode = (mode_t)mode & 07777;
-	if (mtime)
+	if (mtime) {
 		sc->mtime = *mtime;
+		sc->mtime_set = true;
+	}
 	pthread_mutex_unlock(&c->mu);
 	return 0;
 }
@@ -590,6 +595,8 @@ static int fs_getxattr(const char *path, const char *name, char *value,
 	if (p.kind == FS_ROOT)
 		return -ENODATA;
 	rc = (int)store_xattr_get(c->store, p.id, name, value, size);
+	if (rc == -ENOENT)
+		rc = (int)fs_writer_xattr_get(c, p.id, name, value, size);
 	return rc == -EISDIR ? -ENODATA : rc;
 }
 
@@ -655,6 +662,9 @@ static int fs_setxattr(const char *path, const char *name, const char *value,
 	if (p.kind != FS_RECORD)
 		return -ENOTSUP;
 	rc = store_xattr_set(c->store, p.id, name, value, size, flags);
+	if (rc == -ENOENT) /* created, not committed yet (cp -a): kept for
+			      the commit */
+		rc = fs_writer_xattr_set(c, p.id, name, value, size, flags);
 	return rc == -EISDIR ? -ENOTSUP : rc;
 }
 
@@ -795,6 +805,7 @@ void fs_ctx_free(struct fs_ctx *c)
 {
 	if (!c)
 		return;
+	fs_writers_free(c);
 	while (c->scratch) {
 		struct fs_scratch *sc = c->scratch;
 

@@ -20,6 +20,7 @@ struct fs_config {
 	uint64_t max_record_size;
 	const char *scratch; /* ':'-separated fnmatch patterns; NULL: default */
 	bool snapdir_visible;
+	const char *mountpoint; /* absolute; NULL if unknown (borrowed) */
 };
 
 /* Create the context of a mount over the open store `s` (borrowed). */

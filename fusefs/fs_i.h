@@ -53,6 +53,9 @@ struct fs_scratch {
 	struct store_stage *st;
 	mode_t mode;
 	struct timespec mtime;
+	bool mtime_set; /* mtime was set (utimens) or kept from a record:
+			   committed as the version's time; else the
+			   commit time is */
 	struct fs_xattr *xattrs;
 	unsigned refs; /* the table's reference + one per open handle */
 	bool linked;   /* still in the table (not unlinked/renamed) */
@@ -76,6 +79,12 @@ struct fs_handle {
 	bool touched;		 /* written or truncated since then: only
 				    then does flush commit (see handle.c) */
 	bool orphan;		 /* the record was unlinked: drop changes */
+	int err;		 /* a write or truncate failed: every commit
+				    from this handle fails with it (the
+				    stage is incomplete) */
+	struct fs_xattr *xattrs; /* user xattrs set while the record did not
+				    exist yet (cp -a): applied at commit;
+				    protected by ctx->mu */
 	int mode;		 /* pending chmod, or -1 */
 	bool has_mtime;		 /* pending utimens */
 	struct timespec mtime;
@@ -138,6 +147,12 @@ ssize_t fs_scratch_xattr_list(struct fs_ctx *c, struct fs_scratch *sc,
 			      char *list, size_t size);
 int fs_scratch_xattr_remove(struct fs_ctx *c, struct fs_scratch *sc,
 			    const char *name);
+/* The same on any attribute list; callers hold ctx->mu. */
+int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
+		 size_t size, int flags);
+ssize_t fs_xattr_get(struct fs_xattr *list, const char *name, void *value,
+		     size_t size);
+void fs_xattr_free(struct fs_xattr *list);
 /* Commit a scratch file as the next version of `id` (rename onto it). */
 int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
 		      const struct store_cond *cond);
@@ -164,6 +179,15 @@ bool fs_writer_size(struct fs_ctx *c, const char *id, struct stat *st);
 /* chmod/utimens of a record with open writers go to their next commit. */
 bool fs_writer_set_meta(struct fs_ctx *c, const char *id, int mode,
 			const struct timespec *mtime);
+/* User xattrs of a record that only open writers have created so far:
+   kept for their commit. -ENOENT if there is no such writer. */
+int fs_writer_xattr_set(struct fs_ctx *c, const char *id, const char *name,
+			const void *value, size_t size, int flags);
+ssize_t fs_writer_xattr_get(struct fs_ctx *c, const char *id, const char *name,
+			    void *value, size_t size);
+/* Free the write handles the kernel never released (shutdown while files
+   were open, or before their release arrived). */
+void fs_writers_free(struct fs_ctx *c);
 /* The record was unlinked or renamed away: writers drop their changes. */
 void fs_writers_orphan(struct fs_ctx *c, const char *id);
 /* Forget what the kernel may cache for `id`. */

@@ -9,19 +9,27 @@
  *   neither (partial write) implicitly conditional on the version at open
  * flush may run several times (dup, fork) or never (then release commits
  * and can only log a failure). A shell's `>` opens, dup2()s and closes the
- * first fd before writing, so flush commits only a handle that was
- * written (or ftruncate'd) since its last commit; a file only created or
- * truncated and closed is committed at release (or fsync). After a commit
- * the stage has become the record's content, so a later write first
- * copies it.
+ * first fd before writing, so flush commits a handle that was written (or
+ * ftruncate'd) since its last commit; a file only created or truncated is
+ * committed by the flush of a process that holds no other fd on it (cp of
+ * an empty file, touch, the shell restoring its stdout), else at the
+ * flush after the write, or at release. The kernel sends release after
+ * close(2) has returned, so committing there would break the commit
+ * point. A failed write, truncate or commit poisons the handle: its
+ * commits fail with that error, never committing a partial stage, and a
+ * commit that close(2) reported as failed is not retried at release
+ * (where it would land after the writer moved on). After a commit the
+ * stage has become the record's content, so a later write first copies it.
  */
 #include "fs_i.h"
 #include "io.h"
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +87,7 @@ static void handle_free(struct fs_handle *h)
 		return;
 	store_reader_free(h->rd);
 	store_stage_free(h->st);
+	fs_xattr_free(h->xattrs);
 	free(h->text);
 	free(h->id);
 	pthread_mutex_destroy(&h->mu);
@@ -188,6 +197,53 @@ bool fs_writer_set_meta(struct fs_ctx *c, const char *id, int mode,
 	}
 	pthread_mutex_unlock(&c->mu);
 	return found;
+}
+
+int fs_writer_xattr_set(struct fs_ctx *c, const char *id, const char *name,
+			const void *value, size_t size, int flags)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&c->mu);
+	for (struct fs_handle *h = c->writers; h; h = h->next) {
+		if (h->orphan || !h->dirty || strcmp(h->id, id) != 0)
+			continue;
+		rc = fs_xattr_set(&h->xattrs, name, value, size, flags);
+		if (rc)
+			break;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+ssize_t fs_writer_xattr_get(struct fs_ctx *c, const char *id, const char *name,
+			    void *value, size_t size)
+{
+	ssize_t rc = -ENOENT;
+
+	pthread_mutex_lock(&c->mu);
+	for (struct fs_handle *h = c->writers; h; h = h->next) {
+		if (h->orphan || !h->dirty || strcmp(h->id, id) != 0)
+			continue;
+		rc = fs_xattr_get(h->xattrs, name, value, size);
+		break;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+void fs_writers_free(struct fs_ctx *c)
+{
+	while (c->writers) {
+		struct fs_handle *h = c->writers;
+
+		c->writers = h->next;
+		if (h->dirty)
+			rlog_warn("record %s: still open for writing at "
+				  "shutdown: changes not committed",
+				  h->id);
+		handle_free(h);
+	}
 }
 
 void fs_writers_orphan(struct fs_ctx *c, const char *id)
@@ -303,7 +359,16 @@ static int open_write(struct fs_ctx *c, const struct fs_path *p, int flags,
 	rc = cond_of(c, p, &h->cond);
 	if (rc)
 		goto fail;
-	if (created || (flags & O_TRUNC)) {
+	if (created && (flags & O_APPEND) && !(flags & (O_TRUNC | O_EXCL)) &&
+	    p->kind != FS_COND) {
+		/* `>>` creating the record: others may create it too before
+		   this commits, so it appends like any other `>>` */
+		h->cond.kind = STORE_COND_APPEND;
+		rc = store_stage_new(c->store, &h->st);
+		h->staged = true;
+		h->dirty = true;
+		h->mode = (int)(mode & 07777);
+	} else if (created || (flags & O_TRUNC)) {
 		if (created && p->kind != FS_COND && (flags & O_EXCL))
 			h->cond.kind = STORE_COND_CREATE;
 		rc = store_stage_new(c->store, &h->st);
@@ -554,6 +619,8 @@ int fs_write(const char *path, const char *buf, size_t size, off_t off,
 	h->touched = true;
 	rc = (int)n;
 out:
+	if (rc < 0 && !h->err)
+		h->err = rc; /* the stage misses these bytes now */
 	pthread_mutex_unlock(&h->mu);
 	return rc;
 }
@@ -576,6 +643,8 @@ int fs_ftruncate(struct fs_handle *h, off_t size)
 		rc = -errno;
 	if (rc == 0)
 		h->dirty = h->touched = true;
+	else if (!h->err)
+		h->err = rc;
 	pthread_mutex_unlock(&h->mu);
 	return rc;
 }
@@ -586,11 +655,19 @@ int fs_ftruncate(struct fs_handle *h, off_t size)
 static int commit_handle(struct fs_ctx *c, struct fs_handle *h)
 {
 	struct store_commit_args args = {.mode = -1};
+	struct fs_xattr *xattrs = NULL;
 	struct store_result res;
 	int rc;
 
 	if (!h->dirty)
 		return 0;
+	if (h->err) {
+		/* a write failed: the stage is not what was written; keep the
+		   previous version and say why (again after further writes) */
+		h->dirty = false;
+		h->touched = false;
+		return h->err;
+	}
 	pthread_mutex_lock(&c->mu);
 	if (h->orphan) {
 		pthread_mutex_unlock(&c->mu);
@@ -606,13 +683,20 @@ static int commit_handle(struct fs_ctx *c, struct fs_handle *h)
 	rc = store_commit(c->store, h->id, h->st, &args, &res);
 	pthread_mutex_lock(&c->mu);
 	if (rc) {
+		/* reported by this close/fsync: a later release must not
+		   commit it after all (behind the writer's next commits) */
 		c->commit_errors++;
+		h->err = rc;
+		h->dirty = false;
+		h->touched = false;
 	} else {
 		c->commits++;
 		h->dirty = false;
 		h->touched = false;
 		h->mode = -1;
 		h->has_mtime = false;
+		xattrs = h->xattrs;
+		h->xattrs = NULL;
 		if (!res.noop)
 			h->st_committed = true;
 		/* a further commit from this handle builds on this one */
@@ -623,8 +707,54 @@ static int commit_handle(struct fs_ctx *c, struct fs_handle *h)
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
+	/* user attributes set before the record existed (cp -a) */
+	for (struct fs_xattr *x = xattrs; x && rc == 0; x = x->next)
+		rc = store_xattr_set(c->store, h->id, x->name, x->value,
+				     x->size, 0);
+	fs_xattr_free(xattrs);
 	fs_cache_forget(c, h->id);
 	return rc;
+}
+
+#define DELETED " (deleted)"
+
+/*
+ * Does process `pid` still have the file at `path` open (on another fd
+ * than the one being closed)? Read from /proc/PID/fd: at flush the closed
+ * fd is already gone from the table. Unknown (no /proc, another user's
+ * process, no mount point known): false.
+ */
+static bool pid_holds(const struct fs_ctx *c, pid_t pid, const char *path)
+{
+	char dir[64], link[PATH_MAX], want[PATH_MAX];
+	struct dirent *de;
+	bool held = false;
+	ssize_t n;
+	int len;
+	DIR *d;
+
+	if (!c->cfg.mountpoint || !path || pid <= 0)
+		return false;
+	len = snprintf(want, sizeof(want), "%s%s", c->cfg.mountpoint, path);
+	if (len < 0 || (size_t)len >= sizeof(want))
+		return false;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return false;
+	while (!held && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link));
+		/* " (deleted)": the kernel dropped the dentry (a concurrent
+		   lookup revalidated it away), not necessarily the file */
+		held = n >= len && memcmp(link, want, (size_t)len) == 0 &&
+		       (n == len ||
+			(n == len + (ssize_t)strlen(DELETED) &&
+			 memcmp(link + len, DELETED, strlen(DELETED)) == 0));
+	}
+	closedir(d);
+	return held;
 }
 
 int fs_flush(const char *path, struct fuse_file_info *fi)
@@ -635,7 +765,8 @@ int fs_flush(const char *path, struct fuse_file_info *fi)
 	if (h->kind != H_WRITE)
 		return 0;
 	pthread_mutex_lock(&h->mu);
-	if (h->touched)
+	if (h->touched ||
+	    (h->dirty && !pid_holds(fs_ctx(), fuse_get_context()->pid, path)))
 		rc = commit_handle(fs_ctx(), h);
 	pthread_mutex_unlock(&h->mu);
 	return rc;

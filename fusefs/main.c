@@ -154,7 +154,9 @@ static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
 	if (!lc)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(lc, (unsigned)cmd->clone_fd);
-	fuse_loop_cfg_set_idle_threads(lc, cmd->max_idle_threads);
+	/* UINT_MAX means "not given": passing it on only logs a warning */
+	if (cmd->max_idle_threads != UINT_MAX)
+		fuse_loop_cfg_set_idle_threads(lc, cmd->max_idle_threads);
 	if (cmd->max_threads && cmd->max_threads <= 100000)
 		fuse_loop_cfg_set_max_threads(lc, cmd->max_threads);
 	rc = fuse_loop_mt(fuse, lc);
@@ -253,6 +255,7 @@ int main(int argc, char **argv)
 	if (check_mountpoint(cmd.mountpoint) != 0)
 		goto out;
 	cfg.read_only = o.ro;
+	cfg.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
 	cfg.scratch = o.scratch;
 	cfg.max_record_size = STORE_DEFAULT_MAX_RECORD;
 	if (o.max_size && !(cfg.max_record_size = parse_size(o.max_size))) {

@@ -35,16 +35,21 @@ static void unlink_locked(struct fs_ctx *c, struct fs_scratch *sc)
 		}
 }
 
-static void free_scratch(struct fs_scratch *sc)
+void fs_xattr_free(struct fs_xattr *list)
 {
-	while (sc->xattrs) {
-		struct fs_xattr *x = sc->xattrs;
+	while (list) {
+		struct fs_xattr *x = list;
 
-		sc->xattrs = x->next;
+		list = x->next;
 		free(x->name);
 		free(x->value);
 		free(x);
 	}
+}
+
+static void free_scratch(struct fs_scratch *sc)
+{
+	fs_xattr_free(sc->xattrs);
 	store_stage_free(sc->st);
 	free(sc->path);
 	free(sc);
@@ -192,17 +197,16 @@ void fs_scratch_list(struct fs_ctx *c, const char *ns, void *buf,
 
 /* ---- xattrs: ctx->mu protects the list ---------------------------------- */
 
-static struct fs_xattr *xfind(struct fs_scratch *sc, const char *name)
+static struct fs_xattr *xfind(struct fs_xattr *list, const char *name)
 {
-	for (struct fs_xattr *x = sc->xattrs; x; x = x->next)
+	for (struct fs_xattr *x = list; x; x = x->next)
 		if (strcmp(x->name, name) == 0)
 			return x;
 	return NULL;
 }
 
-int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
-			 const char *name, const void *value, size_t size,
-			 int flags)
+int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
+		 size_t size, int flags)
 {
 	struct fs_xattr *x;
 	void *v = malloc(size ? size : 1);
@@ -212,8 +216,7 @@ int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
 		return -ENOMEM;
 	if (size)
 		memcpy(v, value, size);
-	pthread_mutex_lock(&c->mu);
-	x = xfind(sc, name);
+	x = xfind(*list, name);
 	if (x && (flags & XATTR_CREATE)) {
 		rc = -EEXIST;
 	} else if (!x && (flags & XATTR_REPLACE)) {
@@ -224,8 +227,8 @@ int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
 			free(x);
 			rc = -ENOMEM;
 		} else {
-			x->next = sc->xattrs;
-			sc->xattrs = x;
+			x->next = *list;
+			*list = x;
 		}
 	}
 	if (rc == 0) {
@@ -234,28 +237,43 @@ int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
 		x->size = size;
 		v = NULL;
 	}
-	pthread_mutex_unlock(&c->mu);
 	free(v);
+	return rc;
+}
+
+ssize_t fs_xattr_get(struct fs_xattr *list, const char *name, void *value,
+		     size_t size)
+{
+	struct fs_xattr *x = xfind(list, name);
+
+	if (!x)
+		return -ENODATA;
+	if (size && x->size > size)
+		return -ERANGE;
+	if (size && x->size)
+		memcpy(value, x->value, x->size);
+	return (ssize_t)x->size;
+}
+
+int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
+			 const char *name, const void *value, size_t size,
+			 int flags)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	rc = fs_xattr_set(&sc->xattrs, name, value, size, flags);
+	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
 
 ssize_t fs_scratch_xattr_get(struct fs_ctx *c, struct fs_scratch *sc,
 			     const char *name, void *value, size_t size)
 {
-	struct fs_xattr *x;
 	ssize_t rc;
 
 	pthread_mutex_lock(&c->mu);
-	x = xfind(sc, name);
-	if (!x)
-		rc = -ENODATA;
-	else if (size && x->size > size)
-		rc = -ERANGE;
-	else {
-		if (size && x->size)
-			memcpy(value, x->value, x->size);
-		rc = (ssize_t)x->size;
-	}
+	rc = fs_xattr_get(sc->xattrs, name, value, size);
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
@@ -318,8 +336,11 @@ int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
 	pthread_mutex_lock(&c->mu);
 	mtime = sc->mtime;
 	args.mode = (int)sc->mode;
+	/* the temp file's creation time is not the version's time: only a
+	   time that was set (rsync, cp -p) or kept from a record is, and
+	   only then can an unchanged file (sed -i) be a no-op */
+	args.mtime = sc->mtime_set ? &mtime : NULL;
 	pthread_mutex_unlock(&c->mu);
-	args.mtime = &mtime;
 	args.who = &who;
 	rc = store_commit(c->store, id, sc->st, &args, &res);
 	if (rc)
@@ -331,6 +352,45 @@ int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
 			rc = store_xattr_set(c->store, id, x->name, x->value,
 					     x->size, 0);
 	fs_cache_forget(c, id);
+	return rc;
+}
+
+/* Copy the user attributes of record `id` into scratch file `sc`. */
+static int copy_xattrs(struct fs_ctx *c, const char *id, struct fs_scratch *sc)
+{
+	char *names = NULL, *value = NULL;
+	ssize_t n, len;
+	int rc = 0;
+
+	n = store_xattr_list(c->store, id, NULL, 0);
+	if (n <= 0)
+		return n == -ENOENT ? 0 : (int)n;
+	names = malloc((size_t)n);
+	value = malloc(STORE_XATTR_VALUE_MAX);
+	if (!names || !value) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = store_xattr_list(c->store, id, names, (size_t)n);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	for (char *name = names; rc == 0 && name < names + n;
+	     name += strlen(name) + 1) {
+		len = store_xattr_get(c->store, id, name, value,
+				      STORE_XATTR_VALUE_MAX);
+		if (len == -ENODATA)
+			continue; /* removed meanwhile */
+		if (len < 0) {
+			rc = (int)len;
+			break;
+		}
+		rc = fs_scratch_xattr_set(c, sc, name, value, (size_t)len, 0);
+	}
+out:
+	free(names);
+	free(value);
 	return rc;
 }
 
@@ -356,9 +416,14 @@ int fs_scratch_from_record(struct fs_ctx *c, const char *id, const char *path)
 	store_stage_free(sc->st);
 	sc->st = st;
 	sc->mtime = meta.mtime;
-	rc = store_delete(c->store, id, &(struct store_cond){
-						STORE_COND_IF_VERSION, base},
-			  NULL, NULL);
+	sc->mtime_set = true;
+	/* its user attributes go along, as mv keeps them on a local disk */
+	rc = copy_xattrs(c, id, sc);
+	if (rc == 0)
+		rc = store_delete(
+			c->store, id,
+			&(struct store_cond){STORE_COND_IF_VERSION, base}, NULL,
+			NULL);
 	if (rc)
 		fs_scratch_unlink(c, path);
 	else

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Compare-and-swap from the shell: cp onto ID@N, stale N fails with
+# ESTALE and changes nothing, ID@0 creates only when absent.
+. "$(dirname "$0")/lib.sh"
+
+mount_store || exit 1
+A=$MNT/a
+printf 'first\n' >"$T/first"
+printf 'second\n' >"$T/second"
+printf 'third\n' >"$T/third"
+
+check "cp '$T/first' '$A'" "create a"
+v=$(getfattr --only-values -n user.recfs.version "$A" 2>/dev/null)
+check "[ '$v' = 1 ]" "v=\$(getfattr --only-values -n user.recfs.version) gives 1"
+check "cp '$T/second' '$A@$v'" "cp new a@\$v succeeds"
+check "cmp '$T/second' '$A' && [ \"\$(version '$A')\" = 2 ]" \
+	"a has the new content at version 2"
+out=$(cp "$T/third" "$A@$v" 2>&1)
+rc=$?
+check "[ $rc -ne 0 ]" "cp at the stale version fails"
+check "grep -q 'Stale file handle' <<<\"\$out\"" \
+	"... and says 'Stale file handle' ($out)"
+check "cmp '$T/second' '$A' && [ \"\$(version '$A')\" = 2 ]" \
+	"... and a is unchanged (content and version 2)"
+check "[ ! -e '$A@$v' ] || [ \"\$(stat -c %s '$A@$v' 2>/dev/null)\" != 6 ]" \
+	"no record named a@$v appears"
+
+# a CAS that went stale between open and close fails at close(2)
+printf 'racer\n' >"$T/racer"
+out=$(python3 - "$A@2" "$T/racer" "$A" <<'PY' 2>&1
+import os, shutil, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"late\n")
+shutil.copyfile(sys.argv[2], sys.argv[3])   # another writer wins
+try:
+    os.close(fd)
+    print("close: ok")
+except OSError as e:
+    print("close:", os.strerror(e.errno))
+PY
+)
+check "[ \"$out\" = 'close: Stale file handle' ]" \
+	"close(2) of a CAS writer that lost the race fails with ESTALE ($out)"
+check "cmp '$T/racer' '$A' && [ \"\$(version '$A')\" = 3 ]" \
+	"... the winner's content and version 3 are kept"
+
+# ID@0: create only when absent
+check "cp '$T/first' '$MNT/b@0'" "cp x b@0 creates b"
+check "cmp '$T/first' '$MNT/b' && [ \"\$(version '$MNT/b')\" = 1 ]" \
+	"b holds the content at version 1"
+out=$(cp "$T/second" "$MNT/b@0" 2>&1)
+rc=$?
+check "[ $rc -ne 0 ]" "cp x b@0 a second time fails"
+check "grep -q 'Stale file handle' <<<\"\$out\"" "... with ESTALE ($out)"
+check "cmp '$T/first' '$MNT/b' && [ \"\$(version '$MNT/b')\" = 1 ]" \
+	"... and b is unchanged"
+check "[ \"\$(ls '$MNT' | sort | tr '\n' ' ')\" = 'a b ' ]" \
+	"only a and b are listed (no a@N / b@0 entries)"
+
+# reading ID@N: the current version reads, a missing one is ENOENT
+check "cmp '$T/racer' '$A@3'" "cat a@3 (the current version) gives its content"
+check "! cat '$A@99' >/dev/null 2>&1" "cat a@99 fails"
+
+# rename onto ID@N
+printf 'renamed\n' >"$MNT/c"
+check "mv '$MNT/c' '$A@3' && cmp - '$A' <<<renamed && [ \"\$(version '$A')\" = 4 ]" \
+	"mv c a@3 commits when a is at version 3"
+printf 'again\n' >"$MNT/c"
+check "! mv '$MNT/c' '$A@3' 2>/dev/null && cmp - '$A' <<<renamed && [ -e '$MNT/c' ]" \
+	"mv c a@3 fails when a is at version 4, and changes nothing"
+
+finish
