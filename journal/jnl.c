@@ -25,8 +25,11 @@
  * "jnl.truncate" (undo of a failed batch, trim of a torn tail, reset of a
  * reused segment), "jnl.drop.unlink", "jnl.scan.open" (directory and
  * segments), "jnl.scan.read".
+ *
+ * Reading (jnl_scan, the segment walk jnl_open also uses, and cursors)
+ * is in jnl_read.c.
  */
-#include "jnl.h"
+#include "jnl_i.h"
 
 #include "io.h"
 #include "log.h"
@@ -45,12 +48,6 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
-#define FRAME_MAGIC 0x31464a52u
-#define SEG_NAME_LEN 32 /* "%020llu.log" is 24 + NUL */
-#define SEG_DIGITS 20
-#define READ_MIN ((size_t)256 << 10) /* first scan buffer */
-#define READ_MAX ((size_t)JNL_MAX_RECORD + JNL_FRAME_HDR)
-
 struct jnl_waiter {
 	const struct iovec *iov;
 	int iovcnt;
@@ -66,7 +63,7 @@ struct jnl {
 	int dirfd;	    /* borrowed */
 	int fd;		    /* current segment; changed only by jnl_rotate */
 	uint64_t seg_first; /* its first seq; protected by lock */
-	char seg_name[SEG_NAME_LEN];
+	char seg_name[JNL_SEG_NAME_LEN];
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	  /* a batch is done */
@@ -84,62 +81,6 @@ struct jnl {
 	size_t iovs_cap;
 };
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void seg_name(char name[SEG_NAME_LEN], uint64_t first)
-{
-	snprintf(name, SEG_NAME_LEN, "%0*" PRIu64 ".log", SEG_DIGITS, first);
-}
-
-/* Parse a segment file name; false for anything else. */
-static bool seg_parse(const char *name, uint64_t *first)
-{
-	uint64_t v = 0;
-	unsigned d;
-
-	if (strlen(name) != SEG_DIGITS + 4 ||
-	    strcmp(name + SEG_DIGITS, ".log") != 0)
-		return false;
-	for (int i = 0; i < SEG_DIGITS; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return false;
-		d = (unsigned)(name[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*first = v;
-	return true;
-}
-
 void jnl_frame_encode(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq,
 		      const struct iovec *iov, int iovcnt)
 {
@@ -148,16 +89,16 @@ void jnl_frame_encode(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq,
 
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
-	put_le32(hdr, FRAME_MAGIC);
-	put_le32(hdr + 4, (uint32_t)len);
-	put_le64(hdr + 8, seq);
+	jnl_put_le32(hdr, JNL_FRAME_MAGIC);
+	jnl_put_le32(hdr + 4, (uint32_t)len);
+	jnl_put_le64(hdr + 8, seq);
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, hdr, 16);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			XXH3_64bits_update(&st, iov[i].iov_base,
 					   iov[i].iov_len);
-	put_le64(hdr + 16, XXH3_64bits_digest(&st));
+	jnl_put_le64(hdr + 16, XXH3_64bits_digest(&st));
 }
 
 long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
@@ -169,12 +110,12 @@ long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
 	size_t total;
 
 	/* Reject as early as the bytes allow: a torn tail is often zeros. */
-	put_le32(magic, FRAME_MAGIC);
+	jnl_put_le32(magic, JNL_FRAME_MAGIC);
 	for (size_t i = 0; i < 4 && i < avail; i++)
 		if (buf[i] != magic[i])
 			return -EBADMSG;
 	if (avail >= 8) {
-		plen = get_le32(buf + 4);
+		plen = jnl_get_le32(buf + 4);
 		if (plen > JNL_MAX_RECORD)
 			return -EBADMSG;
 	}
@@ -192,10 +133,10 @@ long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, buf, 16);
 	XXH3_64bits_update(&st, buf + JNL_FRAME_HDR, plen);
-	if (XXH3_64bits_digest(&st) != get_le64(buf + 16))
+	if (XXH3_64bits_digest(&st) != jnl_get_le64(buf + 16))
 		return -EBADMSG;
 	if (seq)
-		*seq = get_le64(buf + 8);
+		*seq = jnl_get_le64(buf + 8);
 	if (payload)
 		*payload = buf + JNL_FRAME_HDR;
 	if (len)
@@ -203,322 +144,6 @@ long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
 	if (need)
 		*need = total;
 	return (long)total;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The first seqs of the segments in `dirfd`, sorted; *out is malloc'ed. */
-static int seg_list(struct io *io, int dirfd, uint64_t **out, size_t *count)
-{
-	uint64_t *v = NULL, *nv, first;
-	size_t n = 0, cap = 0;
-	DIR *dir = NULL;
-	struct dirent *de;
-	int fd = -1, rc = 0;
-
-	fd = io_openat(io, "jnl.scan.open", dirfd, ".",
-		       O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = fd;
-		fd = -1;
-		goto out;
-	}
-	dir = fdopendir(fd);
-	if (!dir) {
-		rc = -errno;
-		goto out;
-	}
-	fd = -1; /* owned by dir */
-	for (;;) {
-		errno = 0;
-		de = readdir(dir);
-		if (!de) {
-			rc = -errno;
-			break;
-		}
-		if (!seg_parse(de->d_name, &first))
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n++] = first;
-	}
-	if (rc < 0)
-		goto out;
-	if (n > 1)
-		qsort(v, n, sizeof(*v), cmp_u64);
-	*out = v;
-	*count = n;
-	v = NULL;
-out:
-	if (rc < 0)
-		rlog_err("journal: listing segments: %s", strerror(-rc));
-	if (dir)
-		closedir(dir);
-	if (fd >= 0)
-		close(fd);
-	free(v);
-	return rc;
-}
-
-/* A read buffer shared by the segments of one scan; at most READ_MAX. */
-struct rbuf {
-	uint8_t *p;
-	size_t cap;
-};
-
-static int rbuf_reserve(struct rbuf *b, size_t want)
-{
-	size_t cap = b->cap ? b->cap : READ_MIN;
-	uint8_t *np;
-
-	if (want <= b->cap)
-		return 0;
-	while (cap < want)
-		cap *= 2;
-	if (cap > READ_MAX)
-		cap = READ_MAX;
-	if (cap < want)
-		return -EFBIG;
-	np = realloc(b->p, cap);
-	if (!np)
-		return -ENOMEM;
-	b->p = np;
-	b->cap = cap;
-	return 0;
-}
-
-/* One segment walk: what it is told and what it found. */
-struct walk {
-	struct io *io;
-	int dirfd;
-	uint64_t first; /* from the file name */
-	bool last;	/* a torn tail is tolerated (not corruption) */
-	uint64_t after;
-	jnl_scan_cb cb; /* may be NULL */
-	void *arg;
-
-	uint64_t size;	    /* file size */
-	bool hdr_ok;	    /* the file header is complete and valid */
-	uint64_t nrec;	    /* valid records */
-	uint64_t last_seq;  /* of the last valid record */
-	uint64_t valid_end; /* offset after the header and valid records */
-	uint64_t torn;	    /* bytes ignored at the tail */
-	uint64_t passed;    /* records given to cb */
-};
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
-/*
- * Read segment w->first and verify it: header, then frames of seqs
- * first, first+1, ... passing those above w->after to w->cb. Returns 0,
- * -EBADMSG (logged), -errno, or what the callback returned.
- */
-static int seg_walk(struct walk *w, struct rbuf *b)
-{
-	char name[SEG_NAME_LEN];
-	uint8_t fh[JNL_FILE_HDR];
-	const uint8_t *payload;
-	struct stat st;
-	uint64_t seq, boff, pos = 0;
-	size_t start = 0, len = 0, plen, need, want;
-	ssize_t n;
-	bool torn_hdr;
-	long fl;
-	int fd = -1, rc = 0;
-
-	seg_name(name, w->first);
-	fd = io_openat(w->io, "jnl.scan.open", w->dirfd, name,
-		       O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-	if (fd < 0) {
-		rc = fd;
-		fd = -1;
-		rlog_err("journal %s: open: %s", name, strerror(-rc));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		rlog_err("journal %s: stat: %s", name, strerror(-rc));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EBADMSG;
-		rlog_err("journal %s: not a regular file", name);
-		goto out;
-	}
-	w->size = (uint64_t)st.st_size;
-
-	n = 0;
-	if (w->size >= JNL_FILE_HDR) {
-		n = io_pread_all(w->io, "jnl.scan.read", fd, fh, JNL_FILE_HDR,
-				 0);
-		if (n < 0) {
-			rc = (int)n;
-			rlog_err("journal %s: read: %s", name, strerror(-rc));
-			goto out;
-		}
-	}
-	torn_hdr = n < JNL_FILE_HDR || all_zero(fh, JNL_FILE_HDR);
-	if (torn_hdr && w->last)
-		goto bad; /* a crash while the segment was being created */
-	if (torn_hdr || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
-	    get_le64(fh + 8) != w->first) {
-		rc = -EBADMSG;
-		rlog_err("journal %s: bad segment header", name);
-		goto out;
-	}
-	w->hdr_ok = true;
-	pos = w->valid_end = JNL_FILE_HDR;
-
-	rc = rbuf_reserve(b, READ_MIN);
-	if (rc < 0)
-		goto out;
-	/* b->p[0..len) holds the file bytes at boff; parsing is at start. */
-	boff = JNL_FILE_HDR;
-	for (;;) {
-		pos = boff + start;
-		if (pos >= w->size)
-			break;
-		fl = jnl_frame_decode(b->p + start, len - start, &seq, &payload,
-				      &plen, &need);
-		if (fl < 0)
-			goto bad;
-		if (fl == 0) {
-			/* need <= READ_MAX: decode checked the length. */
-			if (need > w->size - pos)
-				goto bad;
-			memmove(b->p, b->p + start, len - start);
-			len -= start;
-			boff = pos;
-			start = 0;
-			rc = rbuf_reserve(b, need);
-			if (rc < 0)
-				goto out;
-			want = b->cap - len;
-			if (want > w->size - (boff + len))
-				want = (size_t)(w->size - (boff + len));
-			n = io_pread_all(w->io, "jnl.scan.read", fd, b->p + len,
-					 want, (off_t)(boff + len));
-			if (n < 0) {
-				rc = (int)n;
-				rlog_err("journal %s: read at %" PRIu64 ": %s",
-					 name, boff + len, strerror(-rc));
-				goto out;
-			}
-			len += (size_t)n;
-			if (len < need) {
-				w->size = boff + len; /* it shrank */
-				goto bad;
-			}
-			continue;
-		}
-		if (seq != w->first + w->nrec) {
-			rc = -EBADMSG;
-			rlog_err("journal %s: record at offset %" PRIu64
-				 " has seq %" PRIu64 ", expected %" PRIu64,
-				 name, pos, seq, w->first + w->nrec);
-			goto out;
-		}
-		w->nrec++;
-		w->last_seq = seq;
-		start += (size_t)fl;
-		w->valid_end = pos + (uint64_t)fl;
-		if (seq > w->after) {
-			w->passed++;
-			if (w->cb) {
-				rc = w->cb(w->arg, seq, payload, plen);
-				if (rc)
-					goto out;
-			}
-		}
-	}
-	goto out;
-
-bad:
-	if (w->last) {
-		w->torn = w->size - pos;
-		rlog_warn("journal %s: torn tail at offset %" PRIu64
-			  ", ignoring %" PRIu64 " bytes",
-			  name, pos, w->torn);
-		rc = 0;
-	} else {
-		rc = -EBADMSG;
-		rlog_err(
-			"journal %s: bad or truncated record at offset %" PRIu64
-			" (not the last segment)",
-			name, pos);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
-	     void *arg, struct jnl_scan_report *rep)
-{
-	struct jnl_scan_report r = {0};
-	struct rbuf b = {0};
-	uint64_t *segs = NULL, expect = 0;
-	size_t n = 0;
-	char name[SEG_NAME_LEN];
-	int rc = 0;
-
-	rc = seg_list(io, dirfd, &segs, &n);
-	if (rc < 0)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		struct walk w = {
-			.io = io,
-			.dirfd = dirfd,
-			.first = segs[i],
-			.last = i + 1 == n,
-			.after = after,
-			.cb = cb,
-			.arg = arg,
-		};
-
-		if (i > 0 && segs[i] != expect) {
-			seg_name(name, segs[i]);
-			rc = -EBADMSG;
-			rlog_err("journal %s: starts at seq %" PRIu64
-				 " but the previous segment ends at %" PRIu64,
-				 name, segs[i], expect - 1);
-			goto out;
-		}
-		rc = seg_walk(&w, &b);
-		r.segments++;
-		r.records += w.passed;
-		if (w.nrec)
-			r.last_seq = w.last_seq;
-		r.torn_bytes += w.torn;
-		if (rc)
-			goto out;
-		expect = segs[i] + w.nrec;
-	}
-out:
-	if (rep)
-		*rep = r;
-	free(b.p);
-	free(segs);
-	return rc;
 }
 
 /*
@@ -529,14 +154,14 @@ out:
 static int seg_create(struct io *io, int dirfd, uint64_t first, bool reuse,
 		      int *out)
 {
-	char name[SEG_NAME_LEN];
+	char name[JNL_SEG_NAME_LEN];
 	uint8_t hdr[JNL_FILE_HDR];
 	const char *what = "create";
 	int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
 	int fd = -1, rc = 0;
 	ssize_t n;
 
-	seg_name(name, first);
+	jnl_seg_name(name, first);
 	if (!reuse)
 		flags |= O_CREAT | O_EXCL;
 	fd = io_openat(io, "jnl.open", dirfd, name, flags, 0600);
@@ -546,7 +171,7 @@ static int seg_create(struct io *io, int dirfd, uint64_t first, bool reuse,
 		goto out;
 	}
 	memcpy(hdr, JNL_SEGMENT_MAGIC, 8);
-	put_le64(hdr + 8, first);
+	jnl_put_le64(hdr + 8, first);
 	what = "write header";
 	n = io_pwrite_all(io, "jnl.hdr.write", fd, hdr, sizeof(hdr), 0);
 	if (n < 0) {
@@ -590,10 +215,10 @@ out:
 /* Cut the torn tail of segment `first` at `end` and make that durable. */
 static int seg_trim(struct io *io, int dirfd, uint64_t first, uint64_t end)
 {
-	char name[SEG_NAME_LEN];
+	char name[JNL_SEG_NAME_LEN];
 	int fd = -1, rc = 0;
 
-	seg_name(name, first);
+	jnl_seg_name(name, first);
 	fd = io_openat(io, "jnl.open", dirfd, name,
 		       O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (fd < 0) {
@@ -626,18 +251,18 @@ out:
  */
 static int seg_prepare(struct io *io, int dirfd, uint64_t next, int *out)
 {
-	struct rbuf b = {0};
+	struct jnl_rbuf b = {0};
 	uint64_t *segs = NULL;
 	size_t n = 0;
-	char name[SEG_NAME_LEN];
+	char name[JNL_SEG_NAME_LEN];
 	bool reuse = false;
 	int rc = 0;
 
-	rc = seg_list(io, dirfd, &segs, &n);
+	rc = jnl_seg_list(io, dirfd, &segs, &n);
 	if (rc < 0)
 		goto out;
 	while (n > 0) {
-		struct walk w = {
+		struct jnl_walk w = {
 			.io = io,
 			.dirfd = dirfd,
 			.first = segs[--n],
@@ -645,7 +270,7 @@ static int seg_prepare(struct io *io, int dirfd, uint64_t next, int *out)
 			.after = UINT64_MAX,
 		};
 
-		seg_name(name, w.first);
+		jnl_seg_name(name, w.first);
 		if (w.first > next) {
 			rc = -EEXIST;
 			rlog_err("journal %s: segment is past the next record "
@@ -653,7 +278,7 @@ static int seg_prepare(struct io *io, int dirfd, uint64_t next, int *out)
 				 name, next);
 			goto out;
 		}
-		rc = seg_walk(&w, &b);
+		rc = jnl_seg_walk(&w, &b);
 		if (rc < 0)
 			goto out;
 		if (w.nrec == 0 && w.first == next) {
@@ -729,7 +354,7 @@ int jnl_open(struct jnl **out, const struct jnl_opts *opts)
 	if (rc < 0)
 		goto out;
 	j->seg_first = opts->next_seq;
-	seg_name(j->seg_name, j->seg_first);
+	jnl_seg_name(j->seg_name, j->seg_first);
 	j->last_seq = opts->next_seq - 1;
 	j->end = JNL_FILE_HDR;
 	*out = j;
@@ -935,7 +560,7 @@ int jnl_rotate(struct jnl *j)
 	j->fd = fd;
 	j->seg_first = first;
 	j->end = JNL_FILE_HDR;
-	seg_name(j->seg_name, first);
+	jnl_seg_name(j->seg_name, first);
 	pthread_mutex_unlock(&j->lock);
 	close(old);
 	return 0;
@@ -945,14 +570,14 @@ int jnl_drop_upto(struct jnl *j, uint64_t seq)
 {
 	uint64_t *segs = NULL, cur;
 	size_t n = 0, removed = 0;
-	char name[SEG_NAME_LEN];
+	char name[JNL_SEG_NAME_LEN];
 	int rc = 0;
 
 	pthread_mutex_lock(&j->lock);
 	cur = j->seg_first;
 	pthread_mutex_unlock(&j->lock);
 
-	rc = seg_list(j->io, j->dirfd, &segs, &n);
+	rc = jnl_seg_list(j->io, j->dirfd, &segs, &n);
 	if (rc < 0)
 		goto out;
 	/*
@@ -962,7 +587,7 @@ int jnl_drop_upto(struct jnl *j, uint64_t seq)
 	for (size_t i = 0; i + 1 < n && segs[i] < cur; i++) {
 		if (segs[i + 1] - 1 > seq)
 			break;
-		seg_name(name, segs[i]);
+		jnl_seg_name(name, segs[i]);
 		rc = io_unlinkat(j->io, "jnl.drop.unlink", j->dirfd, name, 0);
 		if (rc < 0) {
 			rlog_err("journal %s: unlink: %s", name, strerror(-rc));

@@ -18,7 +18,7 @@
  * batch, plus the one that makes an undo or a trim durable),
  * "jnl.truncate" (undo of a failed batch, trim of a torn tail),
  * "jnl.drop.unlink", "jnl.scan.open" (directory and segments),
- * "jnl.scan.read".
+ * "jnl.scan.read", "jnl.cursor.open", "jnl.cursor.read" (cursors).
  */
 #ifndef RECFS_JNL_H
 #define RECFS_JNL_H
@@ -127,6 +127,45 @@ typedef int (*jnl_scan_cb)(void *arg, uint64_t seq, const void *payload,
  */
 int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
 	     void *arg, struct jnl_scan_report *rep);
+
+/*
+ * A cursor reads the records of a journal in order while it is being
+ * written, without reading the segments again from the start: it keeps
+ * its place and follows into newer segments (jnl_read.c).
+ */
+struct jnl_cursor;
+
+/*
+ * Open a cursor on the journal in `dirfd` (borrowed; kept open by the
+ * caller) whose first record will be the one after `after`. If the
+ * journal no longer holds that record (the oldest segment starts later),
+ * the cursor starts at the oldest one: jnl_cursor_pos says where. Returns
+ * 0 or -errno; *out belongs to the caller (jnl_cursor_close).
+ */
+int jnl_cursor_open(struct io *io, int dirfd, uint64_t after,
+		    struct jnl_cursor **out);
+
+/*
+ * The next record, if its seq is at most `upto`. `upto` must be durable
+ * (a seq jnl_append returned, or jnl_last_seq): the cursor never reads
+ * past it, so it never sees a batch that could still be cut off, and a
+ * torn tail is never mistaken for records. Returns 1 with *seq, *payload
+ * (valid until the next call on the cursor) and *len set; 0 if there is
+ * no record up to `upto` yet (call again later with a larger one); or
+ * -EBADMSG (a durable record is missing or corrupt; logged) or -errno.
+ */
+int jnl_cursor_next(struct jnl_cursor *c, uint64_t upto, uint64_t *seq,
+		    const void **payload, size_t *len);
+
+/* The seq of the record the next jnl_cursor_next will return. */
+uint64_t jnl_cursor_pos(const struct jnl_cursor *c);
+
+/* Go back (or forward) so that the next record returned is `pos` (as if
+   opened with after = pos - 1). Returns 0 or -errno. */
+int jnl_cursor_seek(struct jnl_cursor *c, uint64_t pos);
+
+/* Close a cursor. Accepts NULL. */
+void jnl_cursor_close(struct jnl_cursor *c);
 
 /*
  * Framing helpers, shared with snapshot files. jnl_frame_encode fills

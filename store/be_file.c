@@ -74,8 +74,8 @@ static int open_walk(struct be_file *b, const char *path, int flags,
 }
 
 /* Open `path` (relative to records/) without following any symlink. */
-static int open_beneath(struct be_file *b, const char *point,
-			const char *path, int flags, mode_t mode)
+static int open_beneath(struct be_file *b, const char *point, const char *path,
+			int flags, mode_t mode)
 {
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
@@ -206,8 +206,7 @@ static int f_stage_sync(struct backend *be, struct store_stage *st)
  * the file system before it drops journal segments. Readers see the old
  * or the new file, as with a rename.
  */
-static int f_publish(struct backend *be, struct store_stage *st,
-		     const char *id)
+static int f_publish(struct backend *be, struct store_stage *st, const char *id)
 {
 	struct be_file *b = bf(be);
 	const char *leaf;
@@ -216,8 +215,8 @@ static int f_publish(struct backend *be, struct store_stage *st,
 	rc = get_parent(b, id, &pfd, &leaf);
 	if (rc)
 		return rc;
-	rc = io_renameat(b->io, "commit.rename", b->tmp_fd, st->name, pfd,
-			 leaf, RENAME_EXCHANGE);
+	rc = io_renameat(b->io, "commit.rename", b->tmp_fd, st->name, pfd, leaf,
+			 RENAME_EXCHANGE);
 	if (rc == -ENOENT || rc == -EINVAL) {
 		/* no current file (or no RENAME_EXCHANGE on this fs) */
 		rc = io_renameat(b->io, "commit.rename", b->tmp_fd, st->name,
@@ -517,6 +516,11 @@ out:
 int be_file_records_fd(struct backend *be)
 {
 	return bf(be)->records_fd;
+}
+
+int be_file_tmp_fd(struct backend *be)
+{
+	return bf(be)->tmp_fd;
 }
 
 int be_file_clean_tmp(struct backend *be)

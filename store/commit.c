@@ -14,6 +14,11 @@
  * there is no lock table. Changes hold s->gate shared so that checkpoints
  * and namespace changes see none in flight.
  *
+ * For the history (history.h): a by-reference stage is hard-linked as
+ * journal/blobs/<stage> before step 2 (attach_content), and the writer is
+ * notified after it (store_hist_changed); a change first waits while the
+ * history lags too far behind (store_hist_throttle, no lock held).
+ *
  * A failure before the commit point leaves the previous version intact and
  * returns the error. After it the change is durable whatever happens; if
  * putting it in place fails, the store refuses further changes (-EIO)
@@ -52,8 +57,9 @@ static int precheck(struct store *s, const char *id,
 		return -EROFS;
 	if (s->broken)
 		return s->broken;
-	if (cond && (cond->kind == STORE_COND_IF_VERSION ||
-		     cond->kind == STORE_COND_CREATE) &&
+	if (cond &&
+	    (cond->kind == STORE_COND_IF_VERSION ||
+	     cond->kind == STORE_COND_CREATE) &&
 	    !s->be->cas) {
 		rlog_err("record %s: backend \"%s\" cannot compare-and-swap; "
 			 "refusing a conditional change",
@@ -270,18 +276,27 @@ static bool is_noop(const struct entry *e, const struct store_meta *m,
 			      a->mtime->tv_nsec == e->meta.mtime.tv_nsec));
 }
 
-/* Content of a PUT record: inline, or by reference to a synced stage. */
+/*
+ * Content of a PUT record: inline, or by reference to a synced stage,
+ * which is also linked for the history (*linked: the caller removes the
+ * link if the change fails).
+ */
 static int attach_content(struct store *s, struct store_stage *st,
-			  struct rec *r, uint8_t **data)
+			  struct rec *r, uint8_t **data, bool *linked)
 {
 	ssize_t n;
+	int rc;
 
 	if (!s->jnl)
 		return 0;
 	if (r->meta.size > CODEC_INLINE_MAX) {
 		r->stage = st->name;
 		r->stage_len = strlen(st->name);
-		return s->be->ops->stage_sync(s->be, st);
+		rc = s->be->ops->stage_sync(s->be, st);
+		if (rc == 0)
+			rc = store_hist_link(s, st);
+		*linked = rc == 0;
+		return rc;
 	}
 	*data = malloc(r->meta.size ? r->meta.size : 1);
 	if (!*data)
@@ -298,8 +313,7 @@ static int attach_content(struct store *s, struct store_stage *st,
 }
 
 int store_commit(struct store *s, const char *id, struct store_stage *st,
-		 const struct store_commit_args *args,
-		 struct store_result *res)
+		 const struct store_commit_args *args, struct store_result *res)
 {
 	static const struct store_commit_args any = {.mode = -1};
 	struct store_stage *rebased = NULL;
@@ -309,7 +323,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	struct entry *e = NULL;
 	struct stat sb;
 	uint64_t seq, cur;
-	bool append;
+	bool append, linked = false;
 	int rc;
 
 	args = args ? args : &any;
@@ -319,6 +333,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	rc = precheck(s, id, &args->cond);
 	if (rc)
 		return rc;
+	store_hist_throttle(s);
 	if (fstat(st->fd, &sb) < 0)
 		return -errno;
 	if (!append) {
@@ -361,8 +376,8 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	e->pending_ino = (uint64_t)sb.st_ino;
 	r.meta.version = e->meta.version + 1;
 	r.meta.mode = args->mode >= 0 ? (uint32_t)args->mode & 07777
-		      : cur		? e->meta.mode
-					: 0644;
+		      : cur	      ? e->meta.mode
+				      : 0644;
 	r.xa = xa;
 	r.xa_len = xa ? e->xa_len : 0;
 	pthread_mutex_unlock(&s->mu);
@@ -390,15 +405,18 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	r.meta.hash_valid = true;
 	if (args->who)
 		r.who = *args->who;
-	rc = attach_content(s, st, &r, &data);
+	rc = attach_content(s, st, &r, &data, &linked);
 	if (rc == 0)
 		rc = log_rec(s, &r, &seq);
 	if (rc) {
 		rlog_err("record %s: commit of version %llu failed: %s", id,
 			 (unsigned long long)r.meta.version, strerror(-rc));
+		if (linked)
+			store_hist_unlink(s, st);
 		goto out;
 	}
 	r.meta.revision = seq;
+	store_hist_changed(s, seq);
 
 	/* step 3 */
 	rc = io_point(s->io, "commit.publish");
@@ -460,9 +478,8 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
 	return rc;
 }
 
-int store_delete(struct store *s, const char *id,
-		 const struct store_cond *cond, const struct store_who *who,
-		 struct store_result *res)
+int store_delete(struct store *s, const char *id, const struct store_cond *cond,
+		 const struct store_who *who, struct store_result *res)
 {
 	static const struct store_cond any = {STORE_COND_ANY, 0};
 	struct store_result scratch;
@@ -480,6 +497,7 @@ int store_delete(struct store *s, const char *id,
 	rc = precheck(s, id, cond);
 	if (rc)
 		return rc;
+	store_hist_throttle(s);
 	ensure_indexed(s, id);
 	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
@@ -514,6 +532,7 @@ int store_delete(struct store *s, const char *id,
 		rlog_err("record %s: delete failed: %s", id, strerror(-rc));
 		goto out;
 	}
+	store_hist_changed(s, seq);
 	rc = s->be->ops->remove(s->be, id);
 	if (rc && rc != -ENOENT)
 		mark_broken(s, id, rc);
@@ -600,6 +619,7 @@ int store_rename(struct store *s, const char *from, const char *to,
 		rc = precheck(s, to, to_cond);
 	if (rc)
 		return rc;
+	store_hist_throttle(s);
 	/* the hash goes into the journal: recovery checks moves with it */
 	rc = store_stat(s, from, &fm, true);
 	if (rc)
@@ -647,8 +667,10 @@ int store_rename(struct store *s, const char *from, const char *to,
 		rlog_err("record %s: rename to %s failed: %s", from, to,
 			 strerror(-rc));
 	} else {
-		int mv = s->be->ops->move(s->be, from, to, true);
+		int mv;
 
+		store_hist_changed(s, seq);
+		mv = s->be->ops->move(s->be, from, to, true);
 		if (mv)
 			mark_broken(s, to, mv);
 	}
@@ -710,6 +732,7 @@ static int change_meta(struct store *s, const char *id,
 	rc = precheck(s, id, NULL);
 	if (rc)
 		return rc;
+	store_hist_throttle(s);
 	ensure_indexed(s, id);
 	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
@@ -756,6 +779,8 @@ static int change_meta(struct store *s, const char *id,
 	if (rc)
 		rlog_err("record %s: metadata change failed: %s", id,
 			 strerror(-rc));
+	else
+		store_hist_changed(s, seq);
 	pthread_mutex_lock(&s->mu);
 	if (rc == 0) {
 		e->meta.mtime = r.meta.mtime;

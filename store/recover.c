@@ -9,13 +9,19 @@
  * directory match: for each ID only that last record matters, and it
  * says where the content is (inline in the journal, in a synced stage,
  * or at the source of a move; see store_i.h for why this is enough).
- * Then stray stages are removed and a checkpoint retires the journal.
+ * Then stray stages and the blob links the history no longer needs are
+ * removed, and a checkpoint retires the journal segments that both the
+ * snapshot and the history cover: the records the history has not written
+ * yet stay, and its writer reads them after the open (so a crash while
+ * the history lagged loses no version).
  *
  * A checkpoint waits for changes in flight, syncs the file system, writes
  * a new snapshot at the current revision (temp + fsync + rename + fsync of
- * the directory) and drops the journal segments it covers.
+ * the directory) and drops the journal segments it covers, up to
+ * hist_done at most.
  */
 #include "store_i.h"
+#include "history.h"
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
@@ -290,7 +296,7 @@ static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
 	int rc = codec_decode(payload, len, &r);
 
 	if (rc) {
-		rlog_err("%s/%s: journal record %llu is not readable", 
+		rlog_err("%s/%s: journal record %llu is not readable",
 			 rp->s->path, STORE_JOURNAL_DIR,
 			 (unsigned long long)seq);
 		return rc;
@@ -316,8 +322,7 @@ static bool content_is(struct store *s, const char *id,
 }
 
 /* Write `r`'s inline content as `id`. */
-static int restore_inline(struct store *s, const char *id,
-			  const struct rec *r)
+static int restore_inline(struct store *s, const char *id, const struct rec *r)
 {
 	struct store_stage *st = NULL;
 	ssize_t n;
@@ -459,6 +464,8 @@ int store_recover(struct store *s)
 	if (rep.last_seq > rev)
 		rev = rep.last_seq;
 	be_file_clean_tmp(s->be);
+	if (s->hist && !s->opts.read_only)
+		(void)hist_clean_blobs(s->hist); /* logged; retried next open */
 	if (rep.records || rep.torn_bytes)
 		rlog_info("%s: recovered %llu journal records (%llu files "
 			  "restored, %llu lost, %llu torn bytes ignored)",
@@ -507,8 +514,9 @@ int store_checkpoint(struct store *s)
 	if (rc == 0)
 		rc = jnl_rotate(s->jnl);
 	pthread_rwlock_unlock(&s->gate);
+	/* the history's queue: keep what it has not written to git */
 	if (rc == 0)
-		rc = jnl_drop_upto(s->jnl, rev);
+		rc = jnl_drop_upto(s->jnl, store_hist_keep(s, rev));
 	pthread_mutex_unlock(&s->ckpt_mu);
 	if (rc)
 		rlog_err("%s: checkpoint failed: %s (the journal keeps "

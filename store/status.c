@@ -3,6 +3,7 @@
  * recfsctl stats.
  */
 #include "store_i.h"
+#include "history.h"
 #include "jnl.h"
 
 #include <errno.h>
@@ -19,6 +20,15 @@ void store_status_get(struct store *s, struct store_status *st)
 	pthread_mutex_lock(&s->mu);
 	st->broken = s->broken != 0;
 	pthread_mutex_unlock(&s->mu);
+	if (s->hist) {
+		(void)store_hist_start(s); /* a status asked: catch up */
+		st->history = true;
+		st->history_done = hist_done(s->hist);
+		st->history_lag = st->revision > st->history_done
+					  ? st->revision - st->history_done
+					  : 0;
+		st->history_error = hist_error(s->hist);
+	}
 }
 
 int store_statfs(struct store *s, struct statvfs *out)

@@ -1,10 +1,12 @@
 /*
  * store.c - opening, closing and creating stores; reading records and
- * their metadata; namespaces; verify. Changes are in commit.c, recovery
- * and snapshots in recover.c.
+ * their metadata; namespaces. Changes are in commit.c, recovery and
+ * snapshots in recover.c, verify in verify.c, the history in
+ * store_hist.c.
  */
 #include "store_i.h"
 #include "format.h"
+#include "history.h"
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
@@ -100,6 +102,8 @@ static int check_empty(int dirfd, const char *path)
 		    !strcmp(n, STORE_RECORDS_DIR) ||
 		    !strcmp(n, STORE_JOURNAL_DIR) || !strcmp(n, STORE_TMP_DIR))
 			continue;
+		if (!strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new"))
+			continue; /* store_init makes it */
 		rlog_err("%s: directory is not empty (found \"%s\"); use "
 			 "--adopt to turn its files into records",
 			 path, n);
@@ -144,7 +148,9 @@ static int adopt_files(int dirfd, const char *path)
 		if (id_component_forbidden(n, strlen(n)) ||
 		    id_split_cond(n, strlen(n), &base, &v) != 0 ||
 		    !strcmp(n, ".recfs") || !strcmp(n, FORMAT_FILE) ||
-		    !strcmp(n, LOCK_FILE) || !strcmp(n, STORE_INDEX_FILE)) {
+		    !strcmp(n, LOCK_FILE) || !strcmp(n, STORE_INDEX_FILE) ||
+		    !strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new") ||
+		    !strcmp(n, HIST_INDEX_FILE)) {
 			rlog_warn("%s/%s: not a valid record name; left "
 				  "outside the store",
 				  path, n);
@@ -170,8 +176,8 @@ out:
 
 int store_init(const char *path, bool adopt)
 {
-	static const char *const dirs[] = {STORE_RECORDS_DIR,
-					   STORE_JOURNAL_DIR, STORE_TMP_DIR};
+	static const char *const dirs[] = {STORE_RECORDS_DIR, STORE_JOURNAL_DIR,
+					   STORE_TMP_DIR};
 	int dirfd = -1, rc = 0;
 	struct stat st;
 
@@ -205,6 +211,18 @@ int store_init(const char *path, bool adopt)
 		}
 	if (adopt && (rc = adopt_files(dirfd, path)) != 0)
 		goto out;
+	if (mkdirat(dirfd, STORE_JOURNAL_DIR "/" HIST_BLOBS_DIR, 0700) < 0 &&
+	    errno != EEXIST) {
+		rc = -errno;
+		rlog_err("%s/%s/%s: %s", path, STORE_JOURNAL_DIR,
+			 HIST_BLOBS_DIR, strerror(errno));
+		goto out;
+	}
+	rc = hist_init_repo(path, dirfd);
+	if (rc == -EEXIST)
+		rc = 0; /* left by an init that crashed before the format */
+	if (rc)
+		goto out;
 	/* The format file comes last: it marks a complete store. */
 	rc = format_write(NULL, dirfd);
 	if (rc)
@@ -223,8 +241,8 @@ static int open_file_store(struct store *s)
 	char msg[512] = "";
 	int rc;
 
-	s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					 O_CLOEXEC);
+	s->dirfd =
+		open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->dirfd < 0 && errno == ENOENT && s->opts.create) {
 		rc = store_init(s->path, false);
 		if (rc)
@@ -270,7 +288,15 @@ static int open_file_store(struct store *s)
 			 strerror(errno));
 		return rc;
 	}
-	return store_recover(s);
+	/*
+	 * The history first: recovery keeps what it has not written yet.
+	 * Its writer thread is not started here (a daemon forks after
+	 * store_open) but on first use: see store_hist_start.
+	 */
+	rc = store_hist_open(s);
+	if (rc == 0)
+		rc = store_recover(s);
+	return rc;
 }
 
 int store_open(struct store **out, const struct store_opts *opts)
@@ -284,6 +310,7 @@ int store_open(struct store **out, const struct store_opts *opts)
 	s->opts = *opts;
 	s->dirfd = -1;
 	s->jnl_dirfd = -1;
+	s->blobs_fd = -1;
 	s->io = opts->io;
 	if (!s->opts.max_record_size)
 		s->opts.max_record_size = STORE_DEFAULT_MAX_RECORD;
@@ -323,8 +350,11 @@ int store_close(struct store *s)
 
 	if (!s)
 		return 0;
+	/* history first, so that the checkpoint can drop what it wrote */
+	store_hist_stop(s);
 	if (s->jnl && !s->opts.read_only && !s->broken)
 		rc = store_checkpoint(s);
+	store_hist_free(s);
 	jnl_close(s->jnl);
 	if (s->be)
 		s->be->ops->free(s->be);
@@ -345,6 +375,8 @@ int store_close(struct store *s)
 
 int store_lock_refresh(struct store *s)
 {
+	/* after the fork: the history writer can start now */
+	(void)store_hist_start(s);
 	return s->lock ? lock_refresh(s->lock) : 0;
 }
 
@@ -743,7 +775,8 @@ void store_stage_free(struct store_stage *st)
 	free(st);
 }
 
-/* ---- xattrs (reads; changes are in commit.c) ------------------------------- */
+/* ---- xattrs (reads; changes are in commit.c) -------------------------------
+ */
 
 ssize_t store_xattr_get(struct store *s, const char *id, const char *name,
 			void *value, size_t size)
@@ -891,120 +924,6 @@ int store_ns_set_meta(struct store *s, const char *ns,
 	if (s->opts.read_only)
 		return -EROFS;
 	return s->be->ops->ns_set_meta(s->be, ns, mtime, mode);
-}
-
-/* ---- verify ------------------------------------------------------------- */
-
-struct verify_walk {
-	struct store *s;
-	struct store_verify_report *rep;
-	char path[ID_MAX_LEN + 2];
-	int err;
-};
-
-static int verify_record(struct store *s, const char *id,
-			 struct store_verify_report *rep)
-{
-	struct store_meta meta;
-	struct entry *e;
-	uint8_t hash[16];
-	uint64_t size;
-	bool known;
-	int fd = -1, rc;
-
-	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	known = e && !e->meta.deleted && e->meta.hash_valid;
-	if (e)
-		meta = e->meta;
-	pthread_mutex_unlock(&s->mu);
-	rep->records++;
-	if (!e) {
-		rep->unindexed++;
-		return 0;
-	}
-	rc = s->be->ops->open(s->be, id, &fd);
-	if (rc == 0)
-		rc = store_hash_fd(s, fd, hash, &size);
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		return rc;
-	if (e && meta.deleted) {
-		rlog_err("record %s: deleted at version %llu but its file is "
-			 "still there",
-			 id, (unsigned long long)meta.version);
-		rep->bad++;
-	} else if (known && (memcmp(hash, meta.hash, 16) || size != meta.size)) {
-		char want[64], got[64];
-
-		store_hash_format(meta.hash, want);
-		store_hash_format(hash, got);
-		rlog_err("record %s: content does not match version %llu "
-			 "(expected %s, %llu bytes; found %s, %llu bytes)",
-			 id, (unsigned long long)meta.version, want,
-			 (unsigned long long)meta.size, got,
-			 (unsigned long long)size);
-		rep->bad++;
-	}
-	return 0;
-}
-
-static int verify_cb(void *arg, const char *name, bool is_ns)
-{
-	struct verify_walk *w = arg;
-	size_t len = strlen(w->path), n = strlen(name);
-	int rc;
-
-	if (len + n + 2 > sizeof(w->path))
-		return 0;
-	if (len)
-		w->path[len++] = '/';
-	memcpy(w->path + len, name, n + 1);
-	if (is_ns)
-		rc = store_list(w->s, w->path, verify_cb, w);
-	else
-		rc = verify_record(w->s, w->path, w->rep);
-	w->path[len ? len - 1 : 0] = '\0';
-	return rc;
-}
-
-struct missing_walk {
-	struct store *s;
-	struct store_verify_report *rep;
-};
-
-static int check_present(void *arg, struct entry *e)
-{
-	struct missing_walk *m = arg;
-	struct stat st;
-
-	if (e->meta.deleted || !e->meta.version)
-		return 0;
-	if (m->s->be->ops->stat(m->s->be, e->id, &st) == 0 &&
-	    S_ISREG(st.st_mode))
-		return 0;
-	rlog_err("record %s: version %llu is in the index but its file is "
-		 "missing",
-		 e->id, (unsigned long long)e->meta.version);
-	m->rep->bad++;
-	return 0;
-}
-
-int store_verify(struct store *s, struct store_verify_report *rep)
-{
-	struct verify_walk w = {.s = s, .rep = rep};
-	struct missing_walk m = {s, rep};
-	int rc;
-
-	memset(rep, 0, sizeof(*rep));
-	rc = store_list(s, "", verify_cb, &w);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&s->mu);
-	idx_each(&s->ix, check_present, &m);
-	pthread_mutex_unlock(&s->mu);
-	return rep->bad ? -EBADMSG : 0;
 }
 
 /* ---- lock helpers for recfsctl ------------------------------------------ */

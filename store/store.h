@@ -39,16 +39,30 @@ enum store_backend {
 };
 
 struct store_opts {
-	const char *path;	  /* store directory (FILE backend) */
+	const char *path; /* store directory (FILE backend) */
 	enum store_backend backend;
-	bool create;		  /* create the store if it does not exist */
-	bool read_only;		  /* refuse every change with -EROFS */
-	uint64_t max_record_size; /* 0: STORE_DEFAULT_MAX_RECORD */
+	bool create;		   /* create the store if it does not exist */
+	bool read_only;		   /* refuse every change with -EROFS */
+	uint64_t max_record_size;  /* 0: STORE_DEFAULT_MAX_RECORD */
 	uint64_t checkpoint_bytes; /* journal size that triggers a checkpoint;
 				      0: default (64 MiB) */
-	struct io *io;		  /* failpoints; NULL for real I/O (borrowed) */
-	bool no_cas;		  /* MEMORY backend only: pretend the backend
-				     cannot do CAS (tests fail-closed) */
+	struct io *io; /* failpoints; NULL for real I/O (borrowed) */
+	bool no_cas;   /* MEMORY backend only: pretend the backend
+			  cannot do CAS (tests fail-closed) */
+
+	/* The history (STORE/history.git, SPEC section 5; FILE backend).
+	   0 means the default; see store/history.h. */
+	unsigned history_batch_max; /* versions per git commit (4096) */
+	unsigned history_delay_ms;  /* at most one commit per this, unless
+				       a batch is full (100) */
+	uint64_t history_lag_max;   /* backpressure: a change waits while
+				       the history is more than this many
+				       revisions behind (100000) */
+	unsigned history_wait_ms;   /* the longest such wait, and how long
+				       store_history_get waits for a
+				       version not written yet (10000) */
+	unsigned history_drain_ms;  /* store_close waits this long for the
+				       history to catch up (10000) */
 };
 
 /* Metadata of one version of a record. */
@@ -203,9 +217,8 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
  * Delete `id` under `cond` (ANY or IF_VERSION). The version number stays
  * reserved: re-creating gives last + 1. Returns 0, -ENOENT, -ESTALE, ...
  */
-int store_delete(struct store *s, const char *id,
-		 const struct store_cond *cond, const struct store_who *who,
-		 struct store_result *res);
+int store_delete(struct store *s, const char *id, const struct store_cond *cond,
+		 const struct store_who *who, struct store_result *res);
 
 /*
  * Atomically give `to` a new version with the content (and mode, mtime,
@@ -257,6 +270,68 @@ int store_ns_stat(struct store *s, const char *ns, struct stat *st);
 int store_ns_set_meta(struct store *s, const char *ns,
 		      const struct timespec *mtime, int mode);
 
+/* --- History (SPEC section 5) --------------------------------------- */
+
+/*
+ * One version of a record in the history. Deletes are listed too (with
+ * `deleted`, `version` the version that was deleted, no blob).
+ */
+struct store_version {
+	uint64_t version;
+	uint64_t revision; /* store revision that made it */
+	char commit[41];   /* hex id of the git commit that records it */
+	char blob[41];	   /* hex id of its content ("" if none) */
+	bool deleted;
+	bool missing; /* recorded without content: it predates the history
+			 (see store/history.h) */
+	uint32_t uid, pid;
+	char comm[17];
+	struct timespec time; /* of the change */
+	uint64_t size;
+	uint8_t hash[16]; /* xxh3-128 of the content, if hash_valid */
+	bool hash_valid;
+};
+
+/*
+ * Read version `version` of `id` from the history into a new buffer
+ * (caller frees *buf); *v (may be NULL) gets its metadata. A version that
+ * is committed but not yet in git is waited for (at most
+ * opts.history_wait_ms), so reading ID@N right after a write works; old
+ * versions of deleted records are readable. Returns 0, -ENOENT (no such
+ * version, or one from before the history), -EAGAIN (still not written
+ * after the wait), -ENOTSUP (no history: memory backend), -EIO, ...
+ */
+int store_history_get(struct store *s, const char *id, uint64_t version,
+		      void **buf, size_t *len, struct store_version *v);
+
+/* Called by store_history_each; a non-zero return stops the walk. */
+typedef int (*store_version_cb)(void *arg, const char *id,
+				const struct store_version *v);
+
+/*
+ * Call fn for every version of `id` (NULL: of every record) that is in
+ * the history, in revision order. Returns 0, fn's non-zero return,
+ * -ENOTSUP, ...
+ */
+int store_history_each(struct store *s, const char *id, store_version_cb fn,
+		       void *arg);
+
+/*
+ * The git commit that records version `version` of `id` (hex, into
+ * out[41]). Returns 0, -EAGAIN while the version is committed but not yet
+ * in git ("pending"), -ENOENT if there is no such version (or it
+ * predates the history), -ENOTSUP.
+ */
+int store_history_commit(struct store *s, const char *id, uint64_t version,
+			 char out[41]);
+
+/*
+ * Write the history up to the current revision and wait for it, at most
+ * timeout_ms (0: no limit). Returns 0, -ETIMEDOUT, the error of a history
+ * batch that failed meanwhile, -EAGAIN (read-only: no writer), -ENOTSUP.
+ */
+int store_history_drain(struct store *s, unsigned timeout_ms);
+
 /* --- Maintenance --------------------------------------------------- */
 
 /*
@@ -267,16 +342,28 @@ int store_checkpoint(struct store *s);
 
 /* What store_verify found. */
 struct store_verify_report {
-	uint64_t records;	/* records checked */
-	uint64_t bad;		/* records whose content does not match */
-	uint64_t strays;	/* stray temp files */
-	uint64_t unindexed;	/* files not in the index (adopted lazily) */
+	uint64_t records;   /* records checked */
+	uint64_t bad;	    /* records whose content does not match */
+	uint64_t strays;    /* stray temp files */
+	uint64_t unindexed; /* files not in the index (adopted lazily) */
+	/* the history (after a drain): */
+	uint64_t hist_versions; /* versions in its index */
+	uint64_t hist_bad;	/* blobs missing from the repository, or
+				   head tree entries that differ from the
+				   live records */
+	uint64_t hist_absent;	/* live records whose current version is
+				   not in the history (adopted files and
+				   versions from before it) */
 };
 
 /*
  * Check every record's content against its hash and the journal state;
- * log each problem naming the record. Returns 0 if clean, -EBADMSG if
- * not (report filled either way), -errno on I/O errors.
+ * log each problem naming the record. With a history, it is drained
+ * first (at most opts.history_drain_ms), then every version in it must
+ * have its blob in the repository and the tree of refs/heads/main must
+ * hold exactly the live records, each with its current content. Returns
+ * 0 if clean, -EBADMSG if not (report filled either way), -errno on I/O
+ * errors (-ETIMEDOUT if the history could not catch up).
  */
 int store_verify(struct store *s, struct store_verify_report *rep);
 
@@ -287,7 +374,11 @@ struct store_status {
 	uint64_t tombstones;	/* deleted records (versions kept) */
 	uint64_t journal_bytes; /* bytes in the current journal segment */
 	bool read_only;
-	bool broken; /* refusing changes until reopened (see commit.c) */
+	bool broken;  /* refusing changes until reopened (see commit.c) */
+	bool history; /* the store has a history (FILE backend) */
+	uint64_t history_done; /* revision up to which git has everything */
+	uint64_t history_lag;  /* revision - history_done */
+	int history_error;     /* -errno of the writer's last batch, or 0 */
 };
 void store_status_get(struct store *s, struct store_status *st);
 
@@ -297,7 +388,12 @@ int store_statfs(struct store *s, struct statvfs *out);
 /* Where the store is (FILE backend) or NULL. */
 const char *store_path(const struct store *s);
 
-/* Update the pid in the lock after the daemon forked. */
+/*
+ * Update the pid in the lock after the daemon forked, and start the
+ * history writer (store_open does not start that thread, which a fork
+ * would lose; otherwise it starts at the first change, drain, status or
+ * history call).
+ */
 int store_lock_refresh(struct store *s);
 
 /* Format `hash` as "xxh3-128:" + 32 hex digits into buf[64]. */

@@ -14,7 +14,14 @@
  *     change to either record may start.
  * Recovery replays, for each record, only the *last* journal record that
  * touches it: from inline content, from the stage, or by finishing a move.
- * A checkpoint (syncfs + index snapshot) retires journal segments.
+ * A checkpoint (syncfs + index snapshot) retires journal segments, but
+ * only those the history (history.h) has written to git too.
+ *
+ * History: a by-reference stage is also hard-linked as
+ * STORE/journal/blobs/<stage> (and that directory fsynced) before step
+ * 2, so the content of that version survives later overwrites until the
+ * history writer has it; after step 2 the writer is notified
+ * (hist_notify). The journal is the writer's queue.
  */
 #ifndef RECFS_STORE_I_H
 #define RECFS_STORE_I_H
@@ -26,6 +33,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+struct hist;
 struct jnl;
 struct store_lock;
 
@@ -55,14 +63,14 @@ struct rec {
 	size_t id_len;
 	const char *from; /* REC_RENAME */
 	size_t from_len;
-	uint64_t from_version; /* REC_RENAME: version of `from` deleted */
-	struct store_meta meta;	/* version, hash, size, mtime, mode, deleted;
+	uint64_t from_version;	/* REC_RENAME: version of `from` deleted */
+	struct store_meta meta; /* version, hash, size, mtime, mode, deleted;
 				   revision only for REC_STATE */
 	uint64_t ino;		/* REC_STATE: inode of the content file */
 	const uint8_t *xa;	/* packed user xattrs (see xa_* below) */
 	size_t xa_len;
 	struct store_who who;
-	int64_t time_ns; /* wall-clock time of the change */
+	int64_t time_ns;   /* wall-clock time of the change */
 	const char *stage; /* REC_PUT by reference: stage name in tmp/ */
 	size_t stage_len;
 	bool has_data; /* REC_PUT inline: `data` holds the content */
@@ -98,11 +106,11 @@ int xa_validate(const uint8_t *xa, size_t xa_len);
 struct entry {
 	struct entry *next; /* hash chain */
 	struct store_meta meta;
-	uint64_t ino;	  /* inode of the current content (0: unknown) */
+	uint64_t ino;	      /* inode of the current content (0: unknown) */
 	uint64_t pending_ino; /* inode of the content being committed */
-	uint8_t *xa;	  /* packed user xattrs (owned) */
+	uint8_t *xa;	      /* packed user xattrs (owned) */
 	size_t xa_len;
-	bool busy;	  /* a change to this record is in flight */
+	bool busy;	     /* a change to this record is in flight */
 	uint64_t replay_seq; /* recovery: seq of the last record touching it */
 	uint32_t hv;
 	size_t id_len;
@@ -177,6 +185,8 @@ struct backend {
 int be_file_open(struct backend **out, struct io *io, int dirfd);
 /* The records directory fd (borrowed), for recovery and verify. */
 int be_file_records_fd(struct backend *be);
+/* The tmp directory fd (borrowed): stages are linked from there. */
+int be_file_tmp_fd(struct backend *be);
 /* Remove every file in tmp/ not in use. Returns how many were removed. */
 int be_file_clean_tmp(struct backend *be);
 /* Create the missing parent namespaces of `id` (recovery). */
@@ -195,6 +205,9 @@ struct store {
 	struct backend *be;
 	struct jnl *jnl; /* NULL if the backend is not durable */
 	int jnl_dirfd;
+	int blobs_fd;	   /* STORE/journal/blobs, -1 without history */
+	struct hist *hist; /* NULL: no history (memory backend, or a
+			      read-only store made before history) */
 	struct store_lock *lock;
 
 	/*
@@ -227,5 +240,31 @@ int store_snapshot_write(struct store *s, uint64_t rev);
 
 /* Wait until `e` is not busy; `mu` held. */
 void store_wait_idle(struct store *s, struct entry *e);
+
+/* ---- store_hist.c: the store's side of the history ------------------ */
+
+/* Open the history (creating STORE/history.git if the store has none);
+   before recovery. Returns 0 or -errno. */
+int store_hist_open(struct store *s);
+/* Start the history writer if it is not running (it starts on first
+   use, never in store_open: see store_lock_refresh). */
+int store_hist_start(struct store *s);
+/* A change was journaled at revision `rev`. */
+void store_hist_changed(struct store *s, uint64_t rev);
+/* Backpressure before a change (see store_opts.history_lag_max). */
+void store_hist_throttle(struct store *s);
+/* Link a by-reference stage as journal/blobs/<stage>, durably (before the
+   journal names it). Returns 0 or -errno. */
+int store_hist_link(struct store *s, const struct store_stage *st);
+/* Remove that link again (the change failed). */
+void store_hist_unlink(struct store *s, const struct store_stage *st);
+/* The revision up to which journal segments may be dropped. */
+uint64_t store_hist_keep(struct store *s, uint64_t rev);
+/* store_close: drain (bounded), report what stays pending, stop the
+   writer. The history is freed by store_hist_free. */
+void store_hist_stop(struct store *s);
+void store_hist_free(struct store *s);
+/* store_verify's history part. */
+int store_verify_history(struct store *s, struct store_verify_report *rep);
 
 #endif

@@ -166,6 +166,8 @@ static const struct point points[] = {
 	{"hash.read", BEFORE, CHANGES, false, 0},
 	{"stage.fsync", BEFORE, B(OP_PUT_BIG), false, 0},
 	{"stage.dirsync", BEFORE, B(OP_PUT_BIG), false, 0},
+	{"commit.blob.link", BEFORE, B(OP_PUT_BIG), false, 0},
+	{"commit.blob.dirsync", BEFORE, B(OP_PUT_BIG), false, 0},
 	{"commit.journal", BEFORE, JOURNALED, false, 0},
 	{"jnl.write", BEFORE, JOURNALED, true, 0},
 	/* once: a second failure would fail the undo and break the journal */
@@ -306,7 +308,8 @@ static int do_op(struct store *s, enum op op)
 	case OP_SET_META:
 		return store_set_meta(s, "m", &t_new, 0600);
 	case OP_CHECKPOINT:
-		return store_checkpoint(s);
+		/* segments are dropped once the history has them too */
+		return store_history_drain(s, 0) ? -EIO : store_checkpoint(s);
 	case OP_N:
 		break;
 	}
@@ -420,11 +423,13 @@ static void check_others(struct store *s, enum op op, const char *what)
 		     "%s: xattr of ns/k1 lost", what);
 }
 
-/* Nothing but the store's own files in STORE, STORE/tmp, STORE/journal. */
+/* Nothing but the store's own files in STORE, STORE/tmp, STORE/journal
+   (whose blobs/ holds the content the history has not written yet). */
 static void check_no_strays(const char *what, bool tmp_may_hold)
 {
-	static const char *const known[] = {"format.json", "lock",    "index",
-					    "records",	   "journal", "tmp"};
+	static const char *const known[] = {
+		"format.json", "lock", "index",	      "records",
+		"journal",     "tmp",  "history.git", "history.idx"};
 	char p[PATH_MAX + 64];
 	struct dirent *de;
 	DIR *d;
@@ -434,7 +439,7 @@ static void check_no_strays(const char *what, bool tmp_may_hold)
 	while ((de = readdir(d))) {
 		bool ok = de->d_name[0] == '.';
 
-		for (size_t i = 0; i < 6; i++)
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 			ok = ok || strcmp(de->d_name, known[i]) == 0;
 		cr_assert(ok, "%s: stray file %s in the store", what,
 			  de->d_name);
@@ -451,8 +456,26 @@ static void check_no_strays(const char *what, bool tmp_may_hold)
 	d = opendir(p);
 	cr_assert_not_null(d);
 	while ((de = readdir(d)))
-		cr_assert(de->d_name[0] == '.' || strstr(de->d_name, ".log"),
+		cr_assert(de->d_name[0] == '.' || strstr(de->d_name, ".log") ||
+				  strcmp(de->d_name, "blobs") == 0,
 			  "%s: stray file journal/%s", what, de->d_name);
+	closedir(d);
+}
+
+/* After a clean close the history has everything: no blob link left. */
+static void check_no_blob_links(const char *what)
+{
+	char p[PATH_MAX + 64];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(p, sizeof(p), "%s/journal/blobs", spath);
+	d = opendir(p);
+	cr_assert_not_null(d, "%s: %s", what, p);
+	while ((de = readdir(d)))
+		cr_assert(de->d_name[0] == '.',
+			  "%s: journal/blobs/%s left after close", what,
+			  de->d_name);
 	closedir(d);
 }
 
@@ -499,6 +522,7 @@ static void check_reopened_x(enum op op, enum outcome want, const char *what,
 	cr_assert_eq(store_stat(s, "p", &m, false), 0);
 	cr_assert_eq(m.version, op == OP_PUT && got == NEW ? 4 : 3, "%s", what);
 	cr_assert_eq(store_close(s), 0, "%s: close", what);
+	check_no_blob_links(what);
 	s = open_store(NULL, 0);
 	cr_assert(holds_text(s, "after", "after", 1), "%s", what);
 	cr_assert_eq(store_close(s), 0);
@@ -908,7 +932,21 @@ static int pending_change(struct store *s, struct io *io, const void *arg)
 {
 	const struct pending *p = arg;
 
-	if (pre_ops(s))
+	if (pre_ops(s) || store_history_drain(s, 0))
+		return 1;
+	/* A segment that the snapshot and the history cover, for recovery
+	   to drop: one more change, checkpointed while the history is held
+	   back (so the segment is kept), then written to the history. */
+	io_arm(io, "hist.commit", IO_STALL, 0, 1, 1);
+	if (puts_(s, "pad", "pad"))
+		return 1;
+	for (int i = 0; i < 10000 && !io_stalled(io, "hist.commit"); i++)
+		usleep(1000);
+	if (!io_stalled(io, "hist.commit") || store_checkpoint(s))
+		return 1;
+	io_release(io);
+	/* and a change in place after the snapshot, for recovery to check */
+	if (store_history_drain(s, 0) || puts_(s, "pad", "pad-2"))
 		return 1;
 	io_arm(io, p->crash_at, IO_CRASH, 0, 1, 1);
 	return put(s, "pend", pend_buf, p->len);

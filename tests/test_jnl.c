@@ -1090,3 +1090,155 @@ Test(jnl, concurrent_failures_leave_no_holes)
 	cr_expect_eq(r.torn_bytes, 0);
 	cr_expect_eq(jnl_last_seq(j), (uint64_t)ok);
 }
+
+/* ---- cursors --------------------------------------------------------------
+ */
+
+/* The next record of `cur` up to `upto` must be `seq` with "<prefix><seq>". */
+static void cursor_expect(struct jnl_cursor *cur, uint64_t upto, uint64_t seq,
+			  const char *prefix)
+{
+	const void *p = NULL;
+	uint64_t got = 0;
+	size_t len = 0;
+	char want[64];
+	int rc = jnl_cursor_next(cur, upto, &got, &p, &len);
+
+	cr_assert_eq(rc, 1, "cursor_next (want %" PRIu64 "): %d", seq, rc);
+	snprintf(want, sizeof(want), "%s%" PRIu64, prefix, seq);
+	cr_assert_eq(got, seq);
+	cr_assert_eq(len, strlen(want));
+	cr_assert_eq(memcmp(p, want, len), 0, "payload of %" PRIu64, seq);
+}
+
+static void cursor_none(struct jnl_cursor *cur, uint64_t upto)
+{
+	const void *p;
+	uint64_t seq;
+	size_t len;
+
+	cr_assert_eq(jnl_cursor_next(cur, upto, &seq, &p, &len), 0);
+}
+
+Test(jnl, cursor_follows_appends_and_new_segments)
+{
+	struct jnl_cursor *cur = NULL;
+
+	open_at(1);
+	cr_assert_eq(jnl_cursor_open(io, dfd, 0, &cur), 0);
+	cursor_none(cur, 0);
+	append_n(1, 3, "r");
+	for (uint64_t i = 1; i <= 3; i++)
+		cursor_expect(cur, 3, i, "r");
+	cursor_none(cur, 3);
+	append_n(4, 2, "r");
+	cr_assert_eq(jnl_rotate(j), 0);
+	append_n(6, 2, "r");
+	cr_assert_eq(jnl_rotate(j), 0);
+	cr_assert_eq(jnl_rotate(j), 0); /* no-op: empty */
+	append_n(8, 1, "r");
+	for (uint64_t i = 4; i <= 8; i++)
+		cursor_expect(cur, 8, i, "r");
+	cursor_none(cur, 8);
+	cr_assert_eq(jnl_cursor_pos(cur), 9);
+	/* and back */
+	cr_assert_eq(jnl_cursor_seek(cur, 2), 0);
+	for (uint64_t i = 2; i <= 8; i++)
+		cursor_expect(cur, 8, i, "r");
+	jnl_cursor_close(cur);
+}
+
+Test(jnl, cursor_never_reads_past_upto)
+{
+	struct jnl_cursor *cur = NULL;
+
+	open_at(1);
+	append_n(1, 5, "r");
+	cr_assert_eq(jnl_cursor_open(io, dfd, 0, &cur), 0);
+	cursor_expect(cur, 2, 1, "r");
+	cursor_expect(cur, 2, 2, "r");
+	cursor_none(cur, 2);
+	cr_assert_eq(jnl_cursor_pos(cur), 3);
+	for (uint64_t i = 3; i <= 5; i++)
+		cursor_expect(cur, 5, i, "r");
+	jnl_cursor_close(cur);
+}
+
+Test(jnl, cursor_starts_after_a_seq_or_at_the_oldest_segment)
+{
+	struct jnl_cursor *cur = NULL;
+
+	open_at(1);
+	append_n(1, 5, "r");
+	cr_assert_eq(jnl_rotate(j), 0);
+	append_n(6, 3, "r");
+	cr_assert_eq(jnl_cursor_open(io, dfd, 3, &cur), 0);
+	cr_assert_eq(jnl_cursor_pos(cur), 4);
+	cursor_expect(cur, 8, 4, "r");
+	jnl_cursor_close(cur);
+	cr_assert_eq(jnl_drop_upto(j, 5), 0);
+	/* records 1..5 are gone: it starts at 6 and says so */
+	cr_assert_eq(jnl_cursor_open(io, dfd, 2, &cur), 0);
+	cr_assert_eq(jnl_cursor_pos(cur), 6);
+	cursor_expect(cur, 8, 6, "r");
+	jnl_cursor_close(cur);
+	cr_assert_eq(jnl_cursor_open(io, dfd, 6, &cur), 0);
+	cursor_expect(cur, 8, 7, "r");
+	jnl_cursor_close(cur);
+}
+
+/*
+ * Bytes past `upto` may still change: a batch written but not synced is
+ * cut off again when its fdatasync fails, and its seqs are used again. A
+ * cursor that read such bytes ahead must read them again.
+ */
+Test(jnl, cursor_rereads_bytes_that_were_not_durable)
+{
+	struct jnl_cursor *cur = NULL;
+	struct iovec v = {.iov_base = (void *)"stale3", .iov_len = 6};
+	uint8_t hdr[JNL_FRAME_HDR];
+	off_t end;
+	int fd;
+
+	open_at(1);
+	append_n(1, 2, "r");
+	/* a frame for seq 3 that is in the file but not (yet) durable */
+	end = seg_size(1);
+	jnl_frame_encode(hdr, 3, &v, 1);
+	fd = seg_fd(1);
+	cr_assert_eq(pwrite(fd, hdr, sizeof(hdr), end), (ssize_t)sizeof(hdr));
+	cr_assert_eq(pwrite(fd, "stale3", 6, end + JNL_FRAME_HDR), 6);
+	close(fd);
+	cr_assert_eq(jnl_cursor_open(io, dfd, 0, &cur), 0);
+	cursor_expect(cur, 2, 1, "r");
+	cursor_expect(cur, 2, 2, "r"); /* its buffer holds "stale3" */
+	/* the journal writes the real record 3 over it */
+	append_ok("real3", 3);
+	{
+		const void *p;
+		uint64_t seq;
+		size_t len;
+
+		cr_assert_eq(jnl_cursor_next(cur, 3, &seq, &p, &len), 1);
+		cr_assert_eq(seq, 3);
+		cr_assert_eq(len, 5);
+		cr_assert_eq(memcmp(p, "real3", 5), 0, "read the stale bytes");
+	}
+	jnl_cursor_close(cur);
+}
+
+Test(jnl, cursor_reports_a_durable_record_that_is_missing)
+{
+	struct jnl_cursor *cur = NULL;
+	const void *p;
+	uint64_t seq;
+	size_t len;
+
+	open_at(1);
+	append_n(1, 2, "r");
+	cr_assert_eq(jnl_cursor_open(io, dfd, 0, &cur), 0);
+	cursor_expect(cur, 2, 1, "r");
+	cursor_expect(cur, 2, 2, "r");
+	cr_assert_eq(jnl_cursor_next(cur, 5, &seq, &p, &len), -EBADMSG);
+	jnl_cursor_close(cur);
+}

@@ -664,6 +664,7 @@ Test(store, hostile_ids_are_refused_and_create_nothing)
 	long_comp[256] = '\0';
 	cr_assert_eq(store_mkdir(s, "a", 0700), 0);
 	must_put(s, "a/ok", "ok");
+	cr_assert_eq(store_history_drain(s, 0), 0); /* no writes meanwhile */
 	before = tree(spath, "/lock", true);
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		const char *id = ids[i];
@@ -1037,6 +1038,7 @@ Test(store, planted_symlinks_are_refused_not_followed)
 	cr_assert_eq(symlink(outside, link), 0);
 	snprintf(link, sizeof(link), "%s/records/ns", spath);
 	cr_assert_eq(symlink(elsewhere, link), 0);
+	cr_assert_eq(store_history_drain(s, 0), 0); /* no writes meanwhile */
 	before = tree(base, NULL, false);
 
 	/* as the record itself */

@@ -1,0 +1,200 @@
+/*
+ * hist_i.h - what the files of the history layer share: the history
+ * context, the in-memory index of versions, the batch a commit is built
+ * from and the commit message codec. Not for use outside store/.
+ *
+ *   history.c        opening, the writer thread, drains, lookups
+ *   history_batch.c  one batch: journal records -> blobs, tree, commit
+ *   history_index.c  the (ID, version) index and STORE/history.idx
+ *   history_msg.c    commit messages: trailer blocks, quoting, times
+ */
+#ifndef RECFS_HIST_I_H
+#define RECFS_HIST_I_H
+
+#include "history.h"
+
+#include <git2.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct jnl_cursor;
+
+/* ---- history_index.c: the index -------------------------------------- */
+
+enum {
+	HENT_DELETED = 1,
+	HENT_MISSING = 2, /* no content: no blob */
+	HENT_HASH = 4,	  /* `hash` is known */
+};
+
+/* One version (or delete) of a record; about 110 bytes each. */
+struct hent {
+	uint64_t version, revision, size;
+	int64_t time_ns;
+	struct hrec *rec; /* the record it belongs to */
+	uint32_t commit;  /* number in the index's commit table */
+	uint32_t uid, pid;
+	uint8_t flags;
+	git_oid blob;
+	uint8_t hash[16];
+	char comm[16];
+};
+
+/* A record: its versions, in revision order, as positions in `all`. */
+struct hrec {
+	struct hrec *next; /* hash chain */
+	uint32_t *pos;
+	uint32_t n, cap;
+	uint32_t hv;
+	uint16_t id_len;
+	char id[];
+};
+
+#define HIDX_CHUNK 4096
+
+struct hidx {
+	struct hrec **slots;
+	size_t nslots, nrecs;
+	struct hent **chunks; /* all versions in revision order */
+	size_t n, nchunks;
+	git_oid *commits;
+	size_t ncommits, commits_cap;
+	uint64_t upto; /* Recfs-Upto of the last commit added */
+};
+
+int hidx_init(struct hidx *x);
+void hidx_destroy(struct hidx *x);
+/* Entry number `i` (< x->n). */
+struct hent *hidx_at(const struct hidx *x, size_t i);
+/* Add a commit to the table; *no is its number. */
+int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no);
+/* Append a version of `id` (e->rec is set here). */
+int hidx_add(struct hidx *x, const char *id, size_t id_len,
+	     const struct hent *e);
+struct hrec *hidx_rec(const struct hidx *x, const char *id, size_t id_len);
+/* The version `version` of `id` with content (not a delete), or NULL. */
+const struct hent *hidx_find(const struct hidx *x, const char *id,
+			     size_t id_len, uint64_t version);
+/* Fill a public version from an entry. */
+void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out);
+
+/* ---- history_msg.c: commit messages ---------------------------------- */
+
+/* A growing text buffer; an allocation failure sticks in `err`. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+void sb_add(struct sbuf *b, const void *s, size_t n);
+void sb_str(struct sbuf *b, const char *s);
+void sb_fmt(struct sbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void sb_free(struct sbuf *b);
+
+/* One trailer block, for formatting and as parsed. */
+struct hmsg_ver {
+	const char *id; /* formatting: borrowed; parsing: sbuf-owned */
+	size_t id_len;
+	const char *from, *to; /* rename target / renamed source, or NULL */
+	size_t from_len, to_len;
+	struct hent e; /* e.rec and e.commit unused */
+};
+
+/* Append the block of `v` to a message. */
+void hmsg_block(struct sbuf *b, const struct hmsg_ver *v);
+/* Append a value, quoted if it has to be. */
+void hmsg_value(struct sbuf *b, const char *s, size_t n);
+
+/*
+ * Parse a commit message: `fn` gets each version block (pointers valid
+ * during the call), *upto the Recfs-Upto (0 if none). Blocks that cannot
+ * be parsed are counted in *bad and skipped. Returns 0, fn's non-zero
+ * return, or -ENOMEM.
+ */
+int hmsg_parse(const char *msg, size_t len,
+	       int (*fn)(void *arg, const struct hmsg_ver *v), void *arg,
+	       uint64_t *upto, unsigned *bad);
+
+/* RFC 3339 UTC with nanoseconds; buf >= 40 bytes. */
+void hmsg_time(int64_t ns, char *buf, size_t len);
+
+/* ---- history.c: the context ------------------------------------------ */
+
+struct hist {
+	struct hist_opts o;
+	char *path;	 /* STORE/history.git */
+	char *idx_path;	 /* STORE/history.idx, for messages */
+	int repo_fd;	 /* STORE/history.git */
+	int heads_fd;	 /* its refs/heads */
+	int blobs_fd;	 /* STORE/journal/blobs, -1 if read-only */
+	bool git_inited; /* git_libgit2_init was called */
+
+	/* The writer's (and, before hist_start, hist_open's) repository
+	   and state: only the thread that writes touches them. */
+	git_repository *repo;
+	struct jnl_cursor *cur;
+	git_oid head;
+	bool has_head;
+	git_tree *head_tree;
+	git_oid ref_maybe; /* a commit a failed ref update may have left
+			      in refs/heads/main */
+	bool has_ref_maybe;
+	int idx_fd; /* history.idx, -1 if it cannot be written */
+	uint64_t idx_end;
+	int64_t last_commit_ns; /* CLOCK_MONOTONIC */
+
+	/* Readers' repository: libgit2 objects are not shared between
+	   threads. */
+	pthread_mutex_t rmu; /* protects rrepo */
+	git_repository *rrepo;
+
+	pthread_rwlock_t ix_lock; /* protects ix */
+	struct hidx ix;
+
+	pthread_mutex_t mu;   /* protects the fields below */
+	pthread_cond_t wake;  /* the writer: notify, drain, stop */
+	pthread_cond_t moved; /* drainers and throttled commits */
+	uint64_t target;      /* durable in the journal */
+	uint64_t done;	      /* durable in git */
+	int err;	      /* of the last batch */
+	uint64_t attempts;    /* batches tried */
+	unsigned kicks;	      /* drains waiting: no delay, no backoff */
+	bool stop, running, started;
+	pthread_t thread;
+};
+
+/* Log a libgit2 failure (git_error_last) and map it to -errno. `what`
+   says what failed, `id` the record (may be NULL). */
+int hist_git_error(int gerr, const char *what, const char *id);
+
+/*
+ * Moving refs/heads/main to `oid` (history.c), git's way: prepare writes
+ * refs/heads/main.lock (not synced: the caller's syncfs does it), commit
+ * renames it over refs/heads/main and fsyncs refs/heads, abort removes
+ * it. Return 0 or -errno (-ESTALE: moved by someone else meanwhile).
+ */
+int hist_ref_prepare(struct hist *h, const git_oid *oid);
+int hist_ref_commit(struct hist *h, const git_oid *oid);
+void hist_ref_abort(struct hist *h);
+
+/* history_batch.c: read the next batch from the cursor and commit it.
+   Returns 0 (*upto: the last revision it covers; unchanged if there was
+   nothing to read) or -errno. */
+int hist_batch_run(struct hist *h, uint64_t *upto);
+
+/* history_index.c: load history.idx and catch it up with the commits
+   (or rebuild it). Returns 0 or -errno. */
+int hist_index_load(struct hist *h);
+/* Append the versions of one commit to history.idx (best effort: a
+   failure is logged and the file is caught up at the next open). */
+void hist_index_append(struct hist *h, const git_oid *commit, uint64_t upto,
+		       const struct hmsg_ver *v, size_t n);
+/* Add the versions of one commit to the in-memory index (ix_lock
+   taken here). */
+int hist_index_add(struct hist *h, const git_oid *commit, uint64_t upto,
+		   const struct hmsg_ver *v, size_t n);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * history.h - the git history of a store (SPEC section 5): every committed
+ * version of every record in STORE/history.git, a bare repository written
+ * with libgit2 by one writer thread, off the write path, in batches.
+ *
+ * The journal is the queue: the writer reads journal records after the
+ * last revision it made durable in git ("done"), turns a batch of them
+ * into one git commit (a blob per version, the tree of the store as of the
+ * batch's last revision, one trailer block per version in the message),
+ * writes the objects without per-object fsync, syncs once, then moves
+ * refs/heads/main. The store keeps journal segments until both a snapshot
+ * and the history cover them, so a crash never loses a version: the next
+ * open writes what is missing. Memory is bounded by the batch size.
+ *
+ * Content of a version: PUT records carry it inline, or name a stage that
+ * the store hard-linked as journal/blobs/<stage> before committing (the
+ * writer removes that link once the commit is durable); a RENAME's content
+ * is the blob its source had in the history. Versions the history never
+ * saw (files adopted with `recfsctl init --adopt`, and every version of a
+ * store made before it had a history: its history starts with the journal
+ * it had when history.git was created) are not in git; when such content
+ * is needed (a rename of one) it is taken from the record's file if that
+ * still holds it (checked by hash), else the version is recorded with
+ * "Recfs-Missing: true" and no blob.
+ *
+ * Commit message of a batch: a summary line, then for each version a
+ * block of trailers separated by blank lines:
+ *   Recfs-Id: <id>            Recfs-Version: <n>   Recfs-Revision: <rev>
+ *   Recfs-Blob: <oid>         Recfs-Hash: xxh3-128:<hex>
+ *   Recfs-Size: <bytes>
+ *   Recfs-Uid: <uid>          Recfs-Pid: <pid>     Recfs-Comm: <comm>
+ *   Recfs-Time: <RFC 3339 UTC with nanoseconds>
+ *   Recfs-Deleted: true       (deletes; no Blob/Hash/Size; Version is
+ *                              the version that was deleted)
+ *   Recfs-From: <id>          (renames: the version of the target)
+ *   Recfs-To: <id>            (renames: a second block, the deletion of
+ *                              the source, Deleted: true)
+ *   Recfs-Missing: true       (content not available: no Blob)
+ * and a last paragraph "Recfs-Upto: <revision>": the history is complete
+ * up to that store revision (read back at open). Values that are not
+ * plain printable UTF-8 (an ID with a newline, a quote, a backslash,
+ * control bytes, leading or trailing blanks) are written as a C-style
+ * quoted string: "..." with \\ \" \n \t \r and \ooo escapes, as git does
+ * for such paths. Git itself only sees the last paragraph as trailers
+ * (`git interpret-trailers`); recfs parses every block.
+ *
+ * STORE/history.idx is an index of the versions (ID, version -> commit,
+ * blob, metadata), appended after each batch and not fsynced: git is the
+ * truth, and the file is caught up (or rebuilt, if it is corrupt) from the
+ * commits at open.
+ */
+#ifndef RECFS_HISTORY_H
+#define RECFS_HISTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "store.h"
+
+struct io;
+struct hist;
+
+#define HIST_DIR "history.git"
+#define HIST_INDEX_FILE "history.idx"
+#define HIST_BLOBS_DIR "blobs" /* inside STORE/journal */
+
+/* One version of a record as the history knows it (store.h). */
+typedef struct store_version hist_version;
+
+struct hist_opts {
+	struct io *io;
+	const char *store_path; /* STORE, for libgit2 (borrowed) */
+	int store_dirfd;	/* STORE (borrowed) */
+	int jnl_dirfd;		/* STORE/journal (borrowed) */
+	bool read_only;		/* no writer, nothing written */
+	unsigned batch_max;	/* versions per git commit at most (0: 4096) */
+	unsigned delay_ms;	/* at most one commit per delay_ms unless a
+				   batch is full or a drain asks (0: 100) */
+	uint64_t lag_max;	/* hist_throttle: revisions of lag allowed
+				   (0: 100000) */
+	/* Open the current content of record `id` read-only (the fallback
+	   for content the history never saw). May be NULL. */
+	int (*open_record)(void *arg, const char *id, int *fd);
+	void *arg;
+};
+
+/*
+ * Create STORE/history.git (bare, HEAD on refs/heads/main, no commit yet;
+ * core.protectNTFS/HFS off so that every valid record ID is a valid tree
+ * path). It is made under a temporary name and renamed into place, so a
+ * crash leaves either none or a complete one. Returns 0, -EEXIST, or
+ * -errno (logged).
+ */
+int hist_init_repo(const char *store_path, int store_dirfd);
+
+/*
+ * Open the history of a store: the repository, its "done" revision (the
+ * Recfs-Upto of refs/heads/main) and the (ID, version) index (from
+ * history.idx, caught up or rebuilt from the commits). Does not start the
+ * writer: it starts on first use (hist_start, hist_notify, hist_drain,
+ * hist_throttle), so that a process may fork (daemonise) after opening.
+ * Sets libgit2's process-wide options (see history.c). Returns 0,
+ * -ENOENT if there is no history.git, or -errno (logged with the cause).
+ */
+int hist_open(struct hist **out, const struct hist_opts *opts);
+
+/* The revision up to which the history is durable. */
+uint64_t hist_done(struct hist *h);
+
+/* The writer's last error (0 if its last batch was written). */
+int hist_error(struct hist *h);
+
+/*
+ * Remove the links in journal/blobs/ that no journal record after
+ * hist_done names (their versions are in git, or their commit failed).
+ * For recovery, before hist_start. Returns 0 or -errno.
+ */
+int hist_clean_blobs(struct hist *h);
+
+/* Start the writer thread if it is not running. Returns 0, -EROFS, or
+   -errno. */
+int hist_start(struct hist *h);
+
+/* Tell the writer that the journal now holds records up to `rev`
+   (durable). */
+void hist_notify(struct hist *h, uint64_t rev);
+
+/*
+ * Write everything up to `rev` (durable in the journal) now and wait for
+ * it, at most timeout_ms (0: no limit). Returns 0, -ETIMEDOUT, -EAGAIN if
+ * no writer runs (read-only), or the error of a batch that failed while
+ * waiting.
+ */
+int hist_drain(struct hist *h, uint64_t rev, unsigned timeout_ms);
+
+/*
+ * Backpressure: wait (at most timeout_ms) while the history lags behind
+ * `rev` by more than opts->lag_max revisions. Returns 0, or -ETIMEDOUT if
+ * it still lags (the caller goes on: a stuck history must not stop the
+ * store; it is logged).
+ */
+int hist_throttle(struct hist *h, uint64_t rev, unsigned timeout_ms);
+
+/* Stop the writer after the batch in progress (what is not written
+   stays in the journal). The history can still be read. */
+void hist_stop(struct hist *h);
+
+/* hist_stop, and free. Accepts NULL. */
+void hist_close(struct hist *h);
+
+/* Look up version `version` of `id` (a version with content, not a
+   delete). -ENOENT if the history has none (yet). */
+int hist_lookup(struct hist *h, const char *id, uint64_t version,
+		hist_version *out);
+
+/* Read the content of a version found by hist_lookup into a new buffer
+   (caller frees); its hash is checked. Returns 0, -ENOENT (a delete or
+   missing content), -EIO (the blob does not match), or -errno. */
+int hist_read(struct hist *h, const hist_version *v, void **buf, size_t *len);
+
+/* Call fn for every version of `id` (NULL: of every record) in revision
+   order, deletes included; a non-zero return stops and is returned. */
+int hist_each(struct hist *h, const char *id,
+	      int (*fn)(void *arg, const char *id, const hist_version *v),
+	      void *arg);
+
+/* What hist_verify found. */
+struct hist_verify_report {
+	uint64_t versions; /* versions checked */
+	uint64_t no_blob;  /* versions whose blob is not in the repository */
+	uint64_t missing;  /* versions recorded without content */
+};
+
+/*
+ * Check that every version in the index has its blob in the repository.
+ * Returns 0 or -errno; problems are logged and counted.
+ */
+int hist_verify(struct hist *h, struct hist_verify_report *rep);
+
+/*
+ * The records in the tree of refs/heads/main: `fn` is called for each
+ * (path, hex blob oid), in tree order; a non-zero return stops and is
+ * returned. `fn` must not call back into the history (a lock is held).
+ */
+int hist_tree_each(struct hist *h,
+		   int (*fn)(void *arg, const char *id, const char *blob),
+		   void *arg);
+
+/* The blob of `id` in the tree of refs/heads/main (hex into blob[41]).
+   Returns 0, -ENOENT, or -errno. */
+int hist_tree_lookup(struct hist *h, const char *id, char blob[41]);
+
+#endif

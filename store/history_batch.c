@@ -1,0 +1,768 @@
+/*
+ * history_batch.c - one batch of the history writer: journal records to
+ * one git commit.
+ *
+ * Records are read with the journal cursor, up to the revision the store
+ * said is durable. Each version's blob is written as soon as its record
+ * is read (the record's bytes are only valid until the next one), so a
+ * batch holds only metadata in memory. Then one tree update over the
+ * previous tree (paths are the record IDs; the last change of a path in
+ * the batch wins; deletes remove), one commit whose parent is the
+ * previous main, one syncfs of the repository's file system (libgit2
+ * writes objects without fsync), and only then refs/heads/main moves
+ * (written and fsynced with its directory). After that the index learns
+ * the versions, the blob links of the batch are removed, and the caller
+ * advances "done".
+ *
+ * A failure anywhere leaves refs/heads/main where it was: the cursor goes
+ * back to the start of the batch and the whole batch is tried again
+ * later. Objects written by a failed attempt are unreferenced (the next
+ * attempt writes the same ones); no version is ever skipped.
+ */
+#include "hist_i.h"
+#include <git2/sys/commit.h>
+#include "store_i.h"
+#include "id.h"
+#include "io.h"
+#include "jnl.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define DEFAULT_BATCH_MAX 4096
+#define DEFAULT_DELAY_MS 100
+/* history.idx frames must stay under JNL_MAX_RECORD: room for one more
+   version with the longest ID */
+#define IDX_BUDGET ((size_t)JNL_MAX_RECORD - 2 * (ID_MAX_LEN + 128))
+#define READ_CHUNK ((size_t)1 << 20)
+
+/* A version in the batch. */
+struct bver {
+	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
+			      below */
+	char *id, *other;  /* owned */
+	char *stage;	   /* blob link to remove after the commit */
+};
+
+struct batch {
+	struct bver *v;
+	size_t n, cap;
+	uint64_t first; /* first revision read (0: none) */
+	uint64_t upto;	/* last revision read */
+	size_t idx_bytes;
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->v[i].id);
+		free(b->v[i].other);
+		free(b->v[i].stage);
+	}
+	free(b->v);
+	memset(b, 0, sizeof(*b));
+}
+
+static unsigned batch_max(const struct hist *h)
+{
+	return h->o.batch_max ? h->o.batch_max : DEFAULT_BATCH_MAX;
+}
+
+static bool batch_full(const struct hist *h, const struct batch *b)
+{
+	return b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET;
+}
+
+static char *strndup_(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+/* A new version of `id` (and, for renames, the other ID) at the end. */
+static struct bver *batch_add(struct batch *b, const struct rec *r,
+			      const char *id, size_t id_len, uint64_t rev)
+{
+	struct bver *v;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 64;
+		struct bver *p = realloc(b->v, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		b->v = p;
+		b->cap = cap;
+	}
+	v = &b->v[b->n];
+	memset(v, 0, sizeof(*v));
+	v->id = strndup_(id, id_len);
+	if (!v->id)
+		return NULL;
+	v->m.id = v->id;
+	v->m.id_len = id_len;
+	v->m.e.revision = rev;
+	v->m.e.time_ns = r->time_ns;
+	v->m.e.uid = r->who.uid;
+	v->m.e.pid = r->who.pid;
+	memcpy(v->m.e.comm, r->who.comm,
+	       strnlen(r->who.comm, sizeof(v->m.e.comm)));
+	b->n++;
+	b->idx_bytes += 100 + id_len;
+	return v;
+}
+
+static int set_other(struct bver *v, const char *s, size_t n, bool from)
+{
+	v->other = strndup_(s, n);
+	if (!v->other)
+		return -ENOMEM;
+	if (from) {
+		v->m.from = v->other;
+		v->m.from_len = n;
+	} else {
+		v->m.to = v->other;
+		v->m.to_len = n;
+	}
+	return 0;
+}
+
+/* ---- blobs ------------------------------------------------------------- */
+
+/*
+ * Write all of `fd` as a blob, streaming; *same tells whether its
+ * xxh3-128 is `want` (and its size `size`).
+ */
+static int blob_from_fd(struct hist *h, int fd, uint64_t size,
+			const uint8_t want[16], git_oid *out, bool *same,
+			const char *id)
+{
+	XXH3_state_t *xs = XXH3_createState();
+	git_odb_stream *st = NULL;
+	git_odb *odb = NULL;
+	uint8_t *buf = malloc(READ_CHUNK);
+	XXH128_canonical_t got;
+	uint64_t off = 0;
+	int rc;
+
+	*same = false;
+	if (!xs || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	XXH3_128bits_reset(xs);
+	rc = git_repository_odb(&odb, h->repo);
+	if (rc == 0)
+		rc = git_odb_open_wstream(&st, odb, size, GIT_OBJECT_BLOB);
+	if (rc < 0) {
+		rc = hist_git_error(rc, "writing the blob", id);
+		goto out;
+	}
+	while (off < size) {
+		size_t want_n = size - off < READ_CHUNK ? (size_t)(size - off)
+							: READ_CHUNK;
+		ssize_t n = io_pread_all(h->o.io, "hist.blob.read", fd, buf,
+					 want_n, (off_t)off);
+
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break; /* shorter than it should be: not the same */
+		XXH3_128bits_update(xs, buf, (size_t)n);
+		rc = git_odb_stream_write(st, (const char *)buf, (size_t)n);
+		if (rc < 0) {
+			rc = hist_git_error(rc, "writing the blob", id);
+			goto out;
+		}
+		off += (uint64_t)n;
+	}
+	if (off != size) {
+		rc = -EAGAIN; /* the caller reports it */
+		goto out;
+	}
+	rc = git_odb_stream_finalize_write(out, st);
+	if (rc < 0) {
+		rc = hist_git_error(rc, "writing the blob", id);
+		goto out;
+	}
+	XXH128_canonicalFromHash(&got, XXH3_128bits_digest(xs));
+	*same = memcmp(got.digest, want, 16) == 0;
+out:
+	git_odb_stream_free(st);
+	git_odb_free(odb);
+	XXH3_freeState(xs);
+	free(buf);
+	return rc == -EAGAIN ? 0 : rc;
+}
+
+/*
+ * Content the history did not get through the journal (a version from
+ * before it, or adopted): the record's file, if it still holds exactly
+ * that content. Returns 0 with *found, or -errno.
+ */
+static int blob_from_record(struct hist *h, const char *id,
+			    const struct hent *e, git_oid *out, bool *found)
+{
+	bool same = false;
+	int fd = -1, rc;
+
+	*found = false;
+	if (!h->o.open_record || !(e->flags & HENT_HASH))
+		return 0;
+	rc = h->o.open_record(h->o.arg, id, &fd);
+	if (rc == -ENOENT || rc == -EISDIR)
+		return 0;
+	if (rc)
+		return rc;
+	rc = blob_from_fd(h, fd, e->size, e->hash, out, &same, id);
+	close(fd);
+	*found = rc == 0 && same;
+	return rc;
+}
+
+/* The content of a PUT: inline, or the linked stage. */
+static int put_blob(struct hist *h, const struct rec *r, struct bver *v)
+{
+	struct hent *e = &v->m.e;
+	bool same = false;
+	int fd, rc;
+
+	if (r->has_data) {
+		rc = git_blob_create_from_buffer(&e->blob, h->repo, r->data,
+						 r->data_len);
+		return rc < 0 ? hist_git_error(rc, "writing the blob", v->id)
+			      : 0;
+	}
+	v->stage = strndup_(r->stage ? r->stage : "", r->stage_len);
+	if (!v->stage)
+		return -ENOMEM;
+	fd = r->stage
+		     ? io_openat(h->o.io, "hist.blob.open", h->blobs_fd,
+				 v->stage, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)
+		     : -ENOENT;
+	if (fd >= 0) {
+		rc = blob_from_fd(h, fd, e->size, e->hash, &e->blob, &same,
+				  v->id);
+		close(fd);
+		if (rc)
+			return rc;
+		if (same)
+			return 0;
+		rlog_err("record %s: the content linked for version %" PRIu64
+			 " (%s/%s) does not match its hash",
+			 v->id, e->version, HIST_BLOBS_DIR, v->stage);
+	} else if (fd != -ENOENT) {
+		rlog_err("record %s: cannot open %s/%s for version %" PRIu64
+			 ": %s",
+			 v->id, HIST_BLOBS_DIR, v->stage, e->version,
+			 strerror(-fd));
+		return fd;
+	}
+	rc = blob_from_record(h, v->id, e, &e->blob, &same);
+	if (rc == 0 && !same)
+		e->flags |= HENT_MISSING;
+	return rc;
+}
+
+/* The blob `from` had at `version`: in this batch, or in the index. */
+static bool find_blob(struct hist *h, const struct batch *b, const char *id,
+		      size_t id_len, uint64_t version, git_oid *out)
+{
+	const struct hent *e;
+	bool found = false;
+
+	for (size_t i = b->n; i > 0; i--) {
+		const struct bver *v = &b->v[i - 1];
+
+		if (v->m.id_len == id_len && !memcmp(v->id, id, id_len) &&
+		    v->m.e.version == version &&
+		    !(v->m.e.flags & (HENT_DELETED | HENT_MISSING))) {
+			*out = v->m.e.blob;
+			return true;
+		}
+	}
+	pthread_rwlock_rdlock(&h->ix_lock);
+	e = hidx_find(&h->ix, id, id_len, version);
+	if (e && !(e->flags & HENT_MISSING)) {
+		*out = e->blob;
+		found = true;
+	}
+	pthread_rwlock_unlock(&h->ix_lock);
+	return found;
+}
+
+/* ---- records to versions ----------------------------------------------- */
+
+static void fill_content(struct hent *e, const struct rec *r)
+{
+	e->size = r->meta.size;
+	if (r->meta.hash_valid) {
+		memcpy(e->hash, r->meta.hash, 16);
+		e->flags |= HENT_HASH;
+	}
+}
+
+static int add_rename(struct hist *h, struct batch *b, const struct rec *r,
+		      uint64_t seq)
+{
+	struct bver *to, *from;
+	bool found;
+	int rc;
+
+	to = batch_add(b, r, r->id, r->id_len, seq);
+	if (!to)
+		return -ENOMEM;
+	to->m.e.version = r->meta.version;
+	fill_content(&to->m.e, r);
+	rc = set_other(to, r->from, r->from_len, true);
+	if (rc)
+		return rc;
+	if (!find_blob(h, b, r->from, r->from_len, r->from_version,
+		       &to->m.e.blob)) {
+		/* from's version predates the history: its file moved to
+		   `to` (or is about to) */
+		rc = blob_from_record(h, to->id, &to->m.e, &to->m.e.blob,
+				      &found);
+		if (rc == 0 && !found)
+			rc = blob_from_record(h, to->other, &to->m.e,
+					      &to->m.e.blob, &found);
+		if (rc)
+			return rc;
+		if (!found)
+			to->m.e.flags |= HENT_MISSING;
+	}
+	from = batch_add(b, r, r->from, r->from_len, seq);
+	if (!from)
+		return -ENOMEM;
+	from->m.e.version = r->from_version;
+	from->m.e.flags = HENT_DELETED;
+	return set_other(from, r->id, r->id_len, false);
+}
+
+static int add_record(struct hist *h, struct batch *b, uint64_t seq,
+		      const void *payload, size_t len)
+{
+	struct bver *v;
+	struct rec r;
+	int rc = codec_decode(payload, len, &r);
+
+	if (rc) {
+		rlog_err("journal record %" PRIu64 " cannot be decoded for "
+			 "the history",
+			 seq);
+		return rc;
+	}
+	switch (r.type) {
+	case REC_META:
+		return 0; /* no new version */
+	case REC_PUT:
+	case REC_DEL:
+		v = batch_add(b, &r, r.id, r.id_len, seq);
+		if (!v)
+			return -ENOMEM;
+		v->m.e.version = r.meta.version;
+		if (r.type == REC_DEL) {
+			v->m.e.flags = HENT_DELETED;
+			return 0;
+		}
+		fill_content(&v->m.e, &r);
+		return put_blob(h, &r, v);
+	case REC_RENAME:
+		return add_rename(h, b, &r, seq);
+	case REC_STATE:
+		break;
+	}
+	rlog_err("journal record %" PRIu64 " has type %d, not a change", seq,
+		 (int)r.type);
+	return -EBADMSG;
+}
+
+/* ---- the tree ------------------------------------------------------------ */
+
+struct op {
+	const char *path;
+	size_t order;
+	const git_oid *blob; /* NULL: remove */
+};
+
+static int cmp_op(const void *a, const void *b)
+{
+	const struct op *x = a, *y = b;
+	int c = strcmp(x->path, y->path);
+
+	if (c)
+		return c;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int cmp_path(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct op *)elem)->path);
+}
+
+/* Is a directory of some path among the (sorted, unique) ops also a path
+   among them? Then removes and upserts need two passes. */
+static bool dir_file_conflict(const struct op *ops, size_t n)
+{
+	char buf[ID_MAX_LEN + 1];
+
+	for (size_t i = 0; i < n; i++) {
+		const char *p = ops[i].path;
+
+		for (const char *s = strchr(p, '/'); s;
+		     s = strchr(s + 1, '/')) {
+			memcpy(buf, p, (size_t)(s - p));
+			buf[s - p] = '\0';
+			if (bsearch(buf, ops, n, sizeof(*ops), cmp_path))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Is `path` a blob in the previous tree? */
+static bool in_tree(struct hist *h, const char *path)
+{
+	git_tree_entry *te = NULL;
+	bool yes;
+
+	if (!h->head_tree ||
+	    git_tree_entry_bypath(&te, h->head_tree, path) != 0)
+		return false;
+	yes = git_tree_entry_type(te) == GIT_OBJECT_BLOB;
+	git_tree_entry_free(te);
+	return yes;
+}
+
+/* One git_tree_create_updated over `base` with the ops that pass. */
+static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
+		     size_t n, int which, git_oid *out)
+{
+	git_tree_update *u = calloc(n ? n : 1, sizeof(*u));
+	size_t k = 0;
+	int rc;
+
+	if (!u)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if ((which == 1 && ops[i].blob) || (which == 2 && !ops[i].blob))
+			continue;
+		if (!ops[i].blob && !in_tree(h, ops[i].path))
+			continue; /* never in the history: nothing to remove */
+		u[k].action = ops[i].blob ? GIT_TREE_UPDATE_UPSERT
+					  : GIT_TREE_UPDATE_REMOVE;
+		u[k].path = ops[i].path;
+		u[k].filemode = GIT_FILEMODE_BLOB;
+		if (ops[i].blob)
+			u[k].id = *ops[i].blob;
+		k++;
+	}
+	rc = git_tree_create_updated(out, h->repo, base, k, u);
+	free(u);
+	return rc < 0 ? hist_git_error(rc, "updating the tree", NULL) : 0;
+}
+
+/* The tree of the batch: the previous one with its last changes. */
+static int batch_tree(struct hist *h, const struct batch *b, git_oid *out)
+{
+	struct op *ops = calloc(b->n, sizeof(*ops));
+	git_tree *mid = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!ops)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct hent *e = &b->v[i].m.e;
+
+		ops[i].path = b->v[i].id;
+		ops[i].order = i;
+		ops[i].blob = e->flags & (HENT_DELETED | HENT_MISSING)
+				      ? NULL
+				      : &e->blob;
+	}
+	qsort(ops, b->n, sizeof(*ops), cmp_op);
+	for (size_t i = 0; i < b->n; i++)
+		if (i + 1 == b->n || strcmp(ops[i].path, ops[i + 1].path))
+			ops[n++] = ops[i]; /* the last change of the path */
+	if (!dir_file_conflict(ops, n)) {
+		rc = tree_pass(h, h->head_tree, ops, n, 0, out);
+	} else {
+		/* "a" deleted and "a/b" made (or the other way round) in one
+		   batch: libgit2 refuses that in one update */
+		rc = tree_pass(h, h->head_tree, ops, n, 1, out);
+		if (rc == 0 && (rc = git_tree_lookup(&mid, h->repo, out)) < 0)
+			rc = hist_git_error(rc, "reading the tree", NULL);
+		if (rc == 0)
+			rc = tree_pass(h, mid, ops, n, 2, out);
+	}
+	git_tree_free(mid);
+	free(ops);
+	return rc;
+}
+
+/* ---- the commit ---------------------------------------------------------- */
+
+static void batch_message(const struct batch *b, struct sbuf *m)
+{
+	const struct bver *v0 = &b->v[0];
+
+	if (b->n == 1) {
+		sb_str(m, "recfs: ");
+		hmsg_value(m, v0->id, v0->m.id_len);
+		sb_fmt(m, " version %" PRIu64 "%s\n", v0->m.e.version,
+		       v0->m.e.flags & HENT_DELETED ? " deleted" : "");
+	} else {
+		sb_fmt(m,
+		       "recfs: %zu changes, revisions %" PRIu64 "..%" PRIu64
+		       "\n",
+		       b->n, b->first, b->upto);
+	}
+	for (size_t i = 0; i < b->n; i++)
+		hmsg_block(m, &b->v[i].m);
+	sb_fmt(m, "\nRecfs-Upto: %" PRIu64 "\n", b->upto);
+}
+
+static int make_commit(struct hist *h, const struct batch *b,
+		       const git_oid *tree_oid, git_oid *out)
+{
+	const git_oid *parents[1] = {&h->head};
+	git_signature *sig = NULL;
+	struct sbuf m = {0};
+	int rc;
+
+	batch_message(b, &m);
+	if (m.err)
+		return m.err;
+	rc = git_signature_new(&sig, "recfs", "recfs@localhost", time(NULL), 0);
+	/* by ids: no need to parse the (maybe large) tree again */
+	if (rc == 0)
+		rc = git_commit_create_from_ids(out, h->repo, NULL, sig, sig,
+						NULL, m.p, tree_oid,
+						h->has_head ? 1 : 0, parents);
+	if (rc < 0)
+		rc = hist_git_error(rc, "creating the commit", b->v[0].id);
+	git_signature_free(sig);
+	sb_free(&m);
+	return rc;
+}
+
+/*
+ * After the commit is durable: index, history.idx, blob links. Nothing
+ * here may fail the batch (it is in git: trying it again would record
+ * its versions twice); what fails is logged and mended at the next open.
+ */
+static void batch_done(struct hist *h, const struct batch *b,
+		       const git_oid *commit)
+{
+	struct hmsg_ver *mv = malloc(b->n * sizeof(*mv));
+	int rc = -ENOMEM;
+
+	if (mv) {
+		for (size_t i = 0; i < b->n; i++)
+			mv[i] = b->v[i].m;
+		rc = hist_index_add(h, commit, b->upto, mv, b->n);
+		if (rc == 0)
+			hist_index_append(h, commit, b->upto, mv, b->n);
+		free(mv);
+	}
+	if (rc)
+		rlog_err("%s: the index misses revisions %" PRIu64 "..%" PRIu64
+			 " (%s) until the next open",
+			 h->path, b->first, b->upto, strerror(-rc));
+	for (size_t i = 0; i < b->n; i++) {
+		int urc;
+
+		if (!b->v[i].stage || !b->v[i].stage[0])
+			continue;
+		urc = io_unlinkat(h->o.io, "hist.blob.unlink", h->blobs_fd,
+				  b->v[i].stage, 0);
+		if (urc && urc != -ENOENT)
+			rlog_warn("%s/%s: cannot remove: %s (removed at the "
+				  "next open)",
+				  HIST_BLOBS_DIR, b->v[i].stage,
+				  strerror(-urc));
+	}
+}
+
+static int batch_commit(struct hist *h, const struct batch *b)
+{
+	git_oid tree_oid, commit;
+	git_tree *tree = NULL;
+	int64_t t0 = mono_ns(), t1, t2, t3;
+	int rc;
+
+	rc = io_point(h->o.io, "hist.commit");
+	if (rc == 0)
+		rc = batch_tree(h, b, &tree_oid);
+	t1 = mono_ns();
+	if (rc == 0)
+		rc = make_commit(h, b, &tree_oid, &commit);
+	if (rc == 0)
+		rc = hist_ref_prepare(h, &commit);
+	t2 = mono_ns();
+	/* every object of the batch (and the new ref, not in place yet)
+	   durable at once, before the ref moves */
+	if (rc == 0)
+		rc = io_syncfs(h->o.io, "hist.sync", h->repo_fd);
+	t3 = mono_ns();
+	if (rc == 0)
+		rc = hist_ref_commit(h, &commit);
+	if (rc == 0 && (rc = git_tree_lookup(&tree, h->repo, &tree_oid)) < 0)
+		rc = hist_git_error(rc, "reading the tree", NULL);
+	rlog_debug("%s: commit of %zu versions: tree %.1f ms, commit %.1f "
+		   "ms, sync %.1f ms, ref %.1f ms",
+		   h->path, b->n, (double)(t1 - t0) / 1e6,
+		   (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
+		   (double)(mono_ns() - t3) / 1e6);
+	if (rc) {
+		hist_ref_abort(h);
+		return rc;
+	}
+	git_tree_free(h->head_tree);
+	h->head_tree = tree;
+	h->head = commit;
+	h->has_head = true;
+	batch_done(h, b, &commit);
+	return 0;
+}
+
+/* ---- reading a batch ------------------------------------------------------
+ */
+
+/* Read what is durable now, until the batch is full. */
+static int read_available(struct hist *h, struct batch *b, uint64_t target)
+{
+	const void *payload;
+	uint64_t seq;
+	size_t len;
+	int rc;
+
+	while (!batch_full(h, b)) {
+		rc = jnl_cursor_next(h->cur, target, &seq, &payload, &len);
+		if (rc <= 0)
+			return rc;
+		rc = io_point(h->o.io, "hist.read");
+		if (rc == 0)
+			rc = add_record(h, b, seq, payload, len);
+		if (rc)
+			return rc;
+		if (!b->first)
+			b->first = seq;
+		b->upto = seq;
+	}
+	return 0;
+}
+
+/*
+ * Collect a batch: what is durable now, then, until the deadline (at most
+ * one commit per delay_ms), what comes meanwhile; a drain, a stop or a
+ * full batch ends the wait. Returns 0 or -errno.
+ */
+static int collect(struct hist *h, struct batch *b)
+{
+	unsigned delay = h->o.delay_ms ? h->o.delay_ms : DEFAULT_DELAY_MS;
+	int64_t deadline = h->last_commit_ns + (int64_t)delay * 1000000;
+
+	if (!h->last_commit_ns)
+		deadline = 0; /* the first commit does not wait */
+	uint64_t target;
+	bool hurry;
+	int rc;
+
+	for (;;) {
+		pthread_mutex_lock(&h->mu);
+		target = h->target;
+		hurry = h->kicks || h->stop;
+		pthread_mutex_unlock(&h->mu);
+		/* returns at the end of what is durable, or when full */
+		rc = read_available(h, b, target);
+		if (rc || batch_full(h, b) || hurry || mono_ns() >= deadline)
+			return rc;
+		pthread_mutex_lock(&h->mu);
+		if (h->target == target && !h->kicks && !h->stop) {
+			struct timespec ts = {
+				.tv_sec = (time_t)(deadline / 1000000000),
+				.tv_nsec = (long)(deadline % 1000000000),
+			};
+
+			/* h->wake runs on CLOCK_MONOTONIC */
+			pthread_cond_timedwait(&h->wake, &h->mu, &ts);
+		}
+		pthread_mutex_unlock(&h->mu);
+	}
+}
+
+int hist_batch_run(struct hist *h, uint64_t *upto)
+{
+	struct batch b = {0};
+	uint64_t start, done;
+	int64_t t0;
+	int rc;
+
+	pthread_mutex_lock(&h->mu);
+	done = h->done;
+	pthread_mutex_unlock(&h->mu);
+	if (!h->cur) {
+		rc = jnl_cursor_open(h->o.io, h->o.jnl_dirfd, done, &h->cur);
+		if (rc) {
+			rlog_err("%s: cannot read the journal: %s", h->path,
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	start = jnl_cursor_pos(h->cur);
+	if (start > done + 1) {
+		rlog_info("%s: revisions %" PRIu64 "..%" PRIu64 " are not in "
+			  "the journal any more (metadata changes, or from "
+			  "before the history); going on at %" PRIu64,
+			  h->path, done + 1, start - 1, start);
+		b.upto = start - 1;
+	}
+	t0 = mono_ns();
+	rc = collect(h, &b);
+	if (b.n)
+		rlog_debug("%s: batch of %zu versions read in %.1f ms", h->path,
+			   b.n, (double)(mono_ns() - t0) / 1e6);
+	if (rc == 0 && b.n)
+		rc = batch_commit(h, &b);
+	if (rc == 0 && b.n)
+		h->last_commit_ns = mono_ns();
+	if (rc == 0) {
+		*upto = b.upto;
+	} else {
+		int src = jnl_cursor_seek(h->cur, start);
+
+		if (src)
+			rlog_err("%s: cannot go back in the journal: %s",
+				 h->path, strerror(-src));
+		rlog_err("%s: the history of revisions %" PRIu64 "..%" PRIu64
+			 " is not written yet: %s (tried again later)",
+			 h->path, start, b.upto ? b.upto : start,
+			 strerror(-rc));
+	}
+	batch_free(&b);
+	return rc;
+}

@@ -1,0 +1,526 @@
+/*
+ * history_msg.c - the commit messages of the history (format in
+ * history.h): writing trailer blocks, and reading them back when the
+ * index is rebuilt from the commits. Messages are untrusted input when
+ * read: every value is checked and bounded, a block that does not parse
+ * is skipped (and counted), never trusted.
+ */
+#include "hist_i.h"
+#include "id.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- text buffer ------------------------------------------------------- */
+
+static void sb_reserve(struct sbuf *b, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (b->err || b->len + n + 1 <= b->cap)
+		return;
+	cap = b->cap ? b->cap : 1024;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->err = -ENOMEM;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+void sb_add(struct sbuf *b, const void *s, size_t n)
+{
+	sb_reserve(b, n);
+	if (b->err)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+void sb_fmt(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->err = b->err ? b->err : -EINVAL;
+		return;
+	}
+	sb_reserve(b, (size_t)n);
+	if (b->err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void sb_free(struct sbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+static bool needs_quotes(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k;
+
+	if (n == 0 || u[0] == '"' || u[0] == ' ' || u[n - 1] == ' ')
+		return true;
+	while (i < n) {
+		if (u[i] < 0x20 || u[i] == 0x7f || u[i] == '\\')
+			return true;
+		k = utf8_len(u + i, n - i);
+		if (k == 0)
+			return true;
+		i += k;
+	}
+	return false;
+}
+
+void hmsg_value(struct sbuf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k;
+
+	if (!needs_quotes(s, n)) {
+		sb_add(b, s, n);
+		return;
+	}
+	sb_add(b, "\"", 1);
+	while (i < n) {
+		unsigned char c = u[i];
+
+		k = c >= 0x80 ? utf8_len(u + i, n - i) : 1;
+		if (c == '"' || c == '\\')
+			sb_fmt(b, "\\%c", c);
+		else if (c == '\n')
+			sb_str(b, "\\n");
+		else if (c == '\t')
+			sb_str(b, "\\t");
+		else if (c == '\r')
+			sb_str(b, "\\r");
+		else if (c < 0x20 || c == 0x7f || k == 0)
+			sb_fmt(b, "\\%03o", c);
+		else {
+			sb_add(b, u + i, k);
+			i += k;
+			continue;
+		}
+		i++;
+	}
+	sb_add(b, "\"", 1);
+}
+
+/* Undo hmsg_value into out[cap] (NUL-terminated). Returns the length or
+   -1 if `s` is not a valid value or does not fit. */
+static long unquote(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t i = 1, o = 0;
+
+	if (n == 0 || s[0] != '"') {
+		if (n >= cap)
+			return -1;
+		memcpy(out, s, n);
+		out[n] = '\0';
+		return (long)n;
+	}
+	if (n < 2 || s[n - 1] != '"')
+		return -1;
+	n--; /* the closing quote */
+	while (i < n) {
+		char c = s[i++];
+
+		if (o + 1 >= cap)
+			return -1;
+		if (c != '\\') {
+			out[o++] = c;
+			continue;
+		}
+		if (i >= n)
+			return -1;
+		c = s[i++];
+		if (c == 'n' || c == 't' || c == 'r')
+			out[o++] = c == 'n' ? '\n' : c == 't' ? '\t' : '\r';
+		else if (c == '"' || c == '\\')
+			out[o++] = c;
+		else if (c >= '0' && c <= '3' && i + 2 <= n && s[i] >= '0' &&
+			 s[i] <= '7' && s[i + 1] >= '0' && s[i + 1] <= '7') {
+			out[o++] = (char)((c - '0') * 64 + (s[i] - '0') * 8 +
+					  (s[i + 1] - '0'));
+			i += 2;
+		} else {
+			return -1;
+		}
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
+void hmsg_time(int64_t ns, char *buf, size_t len)
+{
+	time_t sec = (time_t)(ns / 1000000000);
+	long frac = (long)(ns % 1000000000);
+	struct tm tm;
+
+	if (frac < 0) {
+		frac += 1000000000;
+		sec--;
+	}
+	gmtime_r(&sec, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, frac);
+}
+
+static int parse_time(const char *s, int64_t *ns)
+{
+	struct tm tm = {0};
+	char frac[10] = "";
+	char z = 0;
+	long f = 0;
+	int n = 0;
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%9[0-9]%c%n", &tm.tm_year,
+		   &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
+		   frac, &z, &n) != 8 ||
+	    z != 'Z' || s[n] != '\0' || strlen(frac) != 9)
+		return -1;
+	f = strtol(frac, NULL, 10);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*ns = (int64_t)timegm(&tm) * 1000000000 + f;
+	return 0;
+}
+
+static void hex(struct sbuf *b, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		char two[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
+
+		sb_add(b, two, 2);
+	}
+}
+
+void hmsg_block(struct sbuf *b, const struct hmsg_ver *v)
+{
+	const struct hent *e = &v->e;
+	char t[48], oid[GIT_OID_HEXSZ + 1];
+
+	sb_str(b, "\nRecfs-Id: ");
+	hmsg_value(b, v->id, v->id_len);
+	sb_fmt(b, "\nRecfs-Version: %" PRIu64 "\nRecfs-Revision: %" PRIu64,
+	       e->version, e->revision);
+	if (!(e->flags & (HENT_DELETED | HENT_MISSING))) {
+		git_oid_tostr(oid, sizeof(oid), &e->blob);
+		sb_fmt(b, "\nRecfs-Blob: %s", oid);
+	}
+	if (!(e->flags & HENT_DELETED)) {
+		if (e->flags & HENT_HASH) {
+			sb_str(b, "\nRecfs-Hash: xxh3-128:");
+			hex(b, e->hash, 16);
+		}
+		sb_fmt(b, "\nRecfs-Size: %" PRIu64, e->size);
+	}
+	if (v->from) {
+		sb_str(b, "\nRecfs-From: ");
+		hmsg_value(b, v->from, v->from_len);
+	}
+	if (v->to) {
+		sb_str(b, "\nRecfs-To: ");
+		hmsg_value(b, v->to, v->to_len);
+	}
+	if (e->flags & HENT_DELETED)
+		sb_str(b, "\nRecfs-Deleted: true");
+	if (e->flags & HENT_MISSING)
+		sb_str(b, "\nRecfs-Missing: true");
+	sb_fmt(b, "\nRecfs-Uid: %" PRIu32 "\nRecfs-Pid: %" PRIu32, e->uid,
+	       e->pid);
+	sb_str(b, "\nRecfs-Comm: ");
+	hmsg_value(b, e->comm, strnlen(e->comm, sizeof(e->comm)));
+	hmsg_time(e->time_ns, t, sizeof(t));
+	sb_fmt(b, "\nRecfs-Time: %s\n", t);
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (*s < '0' || *s > '9' || x > (UINT64_MAX - d) / 10)
+			return -1;
+		x = x * 10 + d;
+	}
+	*v = x;
+	return 0;
+}
+
+static int parse_hex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int v = 0;
+
+		for (int k = 0; k < 2; k++) {
+			char c = s[2 * i + (size_t)k];
+
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= c - '0';
+			else if (c >= 'a' && c <= 'f')
+				v |= c - 'a' + 10;
+			else
+				return -1;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return s[2 * n] == '\0' ? 0 : -1;
+}
+
+/* A block being parsed: values unquoted into fixed buffers. */
+struct pblock {
+	struct hmsg_ver v;
+	char id[ID_MAX_LEN + 1], from[ID_MAX_LEN + 1], to[ID_MAX_LEN + 1];
+	bool has_id, has_version, has_revision, has_blob, bad;
+};
+
+static bool is_key(const char *line, size_t n, const char *key,
+		   const char **val, size_t *vlen)
+{
+	size_t k = strlen(key);
+
+	if (n < k + 2 || memcmp(line, key, k) != 0 || line[k] != ':' ||
+	    line[k + 1] != ' ')
+		return false;
+	*val = line + k + 2;
+	*vlen = n - k - 2;
+	return true;
+}
+
+static bool id_value(const char *val, size_t n, char *out, size_t *len)
+{
+	long l = unquote(val, n, out, ID_MAX_LEN + 1);
+
+	if (l < 0 || id_parse(out, (size_t)l, NULL) != 0)
+		return false;
+	*len = (size_t)l;
+	return true;
+}
+
+/* Parse one "Key: value" line into the block. */
+static void block_line(struct pblock *pb, const char *line, size_t n)
+{
+	struct hent *e = &pb->v.e;
+	char tmp[128];
+	const char *val;
+	size_t vlen;
+	uint64_t u = 0;
+	bool num;
+
+	if (is_key(line, n, "Recfs-Id", &val, &vlen)) {
+		pb->has_id = id_value(val, vlen, pb->id, &pb->v.id_len);
+		pb->bad |= !pb->has_id;
+		pb->v.id = pb->id;
+		return;
+	}
+	if (is_key(line, n, "Recfs-From", &val, &vlen)) {
+		pb->bad |= !id_value(val, vlen, pb->from, &pb->v.from_len);
+		pb->v.from = pb->from;
+		return;
+	}
+	if (is_key(line, n, "Recfs-To", &val, &vlen)) {
+		pb->bad |= !id_value(val, vlen, pb->to, &pb->v.to_len);
+		pb->v.to = pb->to;
+		return;
+	}
+	if (is_key(line, n, "Recfs-Comm", &val, &vlen)) {
+		long l = unquote(val, vlen, tmp, sizeof(e->comm) + 1);
+
+		if (l < 0)
+			pb->bad = true;
+		else
+			memcpy(e->comm, tmp, (size_t)l);
+		return;
+	}
+	if (!is_key(line, n, "Recfs-Version", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Revision", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Blob", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Hash", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Size", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Uid", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Pid", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Time", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Deleted", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Missing", &val, &vlen))
+		return; /* not ours: ignored */
+	if (vlen >= sizeof(tmp)) {
+		pb->bad = true;
+		return;
+	}
+	memcpy(tmp, val, vlen);
+	tmp[vlen] = '\0';
+	num = parse_u64(tmp, &u) == 0;
+	switch (line[6]) { /* after "Recfs-" */
+	case 'V':
+		pb->has_version = num && u > 0;
+		e->version = u;
+		break;
+	case 'R':
+		pb->has_revision = num && u > 0;
+		e->revision = u;
+		break;
+	case 'B':
+		pb->has_blob = git_oid_fromstr(&e->blob, tmp) == 0 &&
+			       vlen == GIT_OID_HEXSZ;
+		pb->bad |= !pb->has_blob;
+		break;
+	case 'H':
+		if (strncmp(tmp, "xxh3-128:", 9) == 0 &&
+		    parse_hex(tmp + 9, e->hash, 16) == 0)
+			e->flags |= HENT_HASH;
+		else
+			pb->bad = true;
+		break;
+	case 'S':
+		pb->bad |= !num;
+		e->size = u;
+		break;
+	case 'U':
+	case 'P':
+		pb->bad |= !num || u > UINT32_MAX;
+		if (line[6] == 'U')
+			e->uid = (uint32_t)u;
+		else
+			e->pid = (uint32_t)u;
+		break;
+	case 'T':
+		pb->bad |= parse_time(tmp, &e->time_ns) != 0;
+		break;
+	case 'D':
+	case 'M':
+		if (strcmp(tmp, "true") != 0)
+			pb->bad = true;
+		else
+			e->flags |=
+				line[6] == 'D' ? HENT_DELETED : HENT_MISSING;
+		break;
+	}
+}
+
+static bool block_ok(const struct pblock *pb)
+{
+	const struct hent *e = &pb->v.e;
+
+	if (pb->bad || !pb->has_id || !pb->has_version || !pb->has_revision)
+		return false;
+	if (e->flags & (HENT_DELETED | HENT_MISSING))
+		return !pb->has_blob;
+	return pb->has_blob;
+}
+
+int hmsg_parse(const char *msg, size_t len,
+	       int (*fn)(void *arg, const struct hmsg_ver *v), void *arg,
+	       uint64_t *upto, unsigned *bad)
+{
+	struct pblock *pb = calloc(1, sizeof(*pb));
+	const char *p = msg, *end = msg + len;
+	bool in_block = false;
+	int rc = 0;
+
+	*upto = 0;
+	*bad = 0;
+	if (!pb)
+		return -ENOMEM;
+	while (rc == 0 && p <= end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		const char *val;
+		size_t vlen;
+		char tmp[32];
+
+		if (n && is_key(p, n, "Recfs-Upto", &val, &vlen)) {
+			if (vlen < sizeof(tmp)) {
+				memcpy(tmp, val, vlen);
+				tmp[vlen] = '\0';
+				if (parse_u64(tmp, upto) != 0)
+					*upto = 0;
+			}
+		} else if (n > 6 && memcmp(p, "Recfs-", 6) == 0) {
+			in_block = true;
+			block_line(pb, p, n);
+		}
+		if (n == 0 || !nl) {
+			/* a blank line (or the end) closes a block */
+			if (in_block && block_ok(pb))
+				rc = fn(arg, &pb->v);
+			else if (in_block)
+				(*bad)++;
+			in_block = false;
+			memset(&pb->v, 0, sizeof(pb->v));
+			pb->has_id = pb->has_version = false;
+			pb->has_revision = pb->has_blob = pb->bad = false;
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	free(pb);
+	return rc;
+}

@@ -1,0 +1,262 @@
+/*
+ * history_read.c - reading the history: versions from the index, content
+ * from the repository, and the checks of verify. Any thread may call
+ * these while the writer runs: the index is read under ix_lock (copied
+ * out in small chunks, so a long listing does not hold up the writer),
+ * and the readers' own git_repository is used under rmu (libgit2 objects
+ * are not shared between threads).
+ */
+#include "hist_i.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define EACH_CHUNK 256
+
+int hist_lookup(struct hist *h, const char *id, uint64_t version,
+		hist_version *out)
+{
+	const struct hent *e;
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&h->ix_lock);
+	e = hidx_find(&h->ix, id, strlen(id), version);
+	if (e) {
+		hidx_export(&h->ix, e, out);
+		rc = 0;
+	}
+	pthread_rwlock_unlock(&h->ix_lock);
+	return rc;
+}
+
+int hist_read(struct hist *h, const hist_version *v, void **buf, size_t *len)
+{
+	git_blob *blob = NULL;
+	XXH128_canonical_t got;
+	git_oid oid;
+	void *p = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (v->deleted || v->missing || !v->blob[0])
+		return -ENOENT;
+	if (git_oid_fromstr(&oid, v->blob) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->rmu);
+	rc = git_blob_lookup(&blob, h->rrepo, &oid);
+	if (rc < 0) {
+		rc = hist_git_error(rc, "reading a version", NULL);
+	} else {
+		git_object_size_t size = git_blob_rawsize(blob);
+
+		n = (size_t)size;
+		p = (uint64_t)size == (uint64_t)n ? malloc(n ? n : 1) : NULL;
+		if (p)
+			memcpy(p, git_blob_rawcontent(blob), n);
+		else
+			rc = -ENOMEM;
+	}
+	git_blob_free(blob);
+	pthread_mutex_unlock(&h->rmu);
+	if (rc)
+		return rc;
+	XXH128_canonicalFromHash(&got, XXH3_128bits(p, n));
+	if ((v->hash_valid && memcmp(got.digest, v->hash, 16) != 0) ||
+	    n != v->size) {
+		rlog_err("%s: blob %s (version %" PRIu64 ", revision %" PRIu64
+			 ") does not match its hash or size",
+			 h->path, v->blob, v->version, v->revision);
+		free(p);
+		return -EIO;
+	}
+	*buf = p;
+	*len = n;
+	return 0;
+}
+
+/* A chunk of versions copied out of the index. */
+struct each_item {
+	const char *id; /* the record's: lives as long as the history */
+	hist_version v;
+};
+
+int hist_each(struct hist *h, const char *id,
+	      int (*fn)(void *arg, const char *id, const hist_version *v),
+	      void *arg)
+{
+	struct each_item *items = malloc(EACH_CHUNK * sizeof(*items));
+	size_t pos = 0;
+	int rc = 0;
+
+	if (!items)
+		return -ENOMEM;
+	while (rc == 0) {
+		const struct hrec *r = NULL;
+		size_t k = 0, total;
+
+		pthread_rwlock_rdlock(&h->ix_lock);
+		if (id) {
+			r = hidx_rec(&h->ix, id, strlen(id));
+			total = r ? r->n : 0;
+		} else {
+			total = h->ix.n;
+		}
+		for (; pos < total && k < EACH_CHUNK; pos++, k++) {
+			const struct hent *e =
+				hidx_at(&h->ix, r ? r->pos[pos] : pos);
+
+			items[k].id = e->rec->id;
+			hidx_export(&h->ix, e, &items[k].v);
+		}
+		pthread_rwlock_unlock(&h->ix_lock);
+		for (size_t i = 0; rc == 0 && i < k; i++)
+			rc = fn(arg, items[i].id, &items[i].v);
+		if (k < EACH_CHUNK)
+			break;
+	}
+	free(items);
+	return rc;
+}
+
+int hist_verify(struct hist *h, struct hist_verify_report *rep)
+{
+	git_odb *odb = NULL;
+	size_t pos = 0, total;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	pthread_mutex_lock(&h->rmu);
+	rc = git_repository_odb(&odb, h->rrepo);
+	pthread_mutex_unlock(&h->rmu);
+	if (rc < 0)
+		return hist_git_error(rc, "opening the object database", NULL);
+	pthread_rwlock_rdlock(&h->ix_lock);
+	total = h->ix.n;
+	pthread_rwlock_unlock(&h->ix_lock);
+	for (; pos < total; pos++) {
+		struct hent e;
+		const char *id;
+		char hexid[GIT_OID_HEXSZ + 1];
+
+		pthread_rwlock_rdlock(&h->ix_lock);
+		e = *hidx_at(&h->ix, pos);
+		id = e.rec->id;
+		pthread_rwlock_unlock(&h->ix_lock);
+		if (e.flags & HENT_DELETED)
+			continue;
+		rep->versions++;
+		if (e.flags & HENT_MISSING) {
+			rep->missing++;
+			continue;
+		}
+		pthread_mutex_lock(&h->rmu);
+		rc = git_odb_exists(odb, &e.blob);
+		pthread_mutex_unlock(&h->rmu);
+		if (rc)
+			continue;
+		git_oid_tostr(hexid, sizeof(hexid), &e.blob);
+		rlog_err("record %s: version %" PRIu64 " names blob %s, which "
+			 "is not in %s",
+			 id, e.version, hexid, h->path);
+		rep->no_blob++;
+	}
+	git_odb_free(odb);
+	return 0;
+}
+
+struct tree_walk {
+	int (*fn)(void *arg, const char *id, const char *blob);
+	void *arg;
+	char path[4096 + 256 + 2];
+	int rc;
+};
+
+static int walk_cb(const char *root, const git_tree_entry *te, void *arg)
+{
+	struct tree_walk *w = arg;
+	char hexid[GIT_OID_HEXSZ + 1];
+	int n;
+
+	if (git_tree_entry_type(te) != GIT_OBJECT_BLOB)
+		return 0;
+	n = snprintf(w->path, sizeof(w->path), "%s%s", root,
+		     git_tree_entry_name(te));
+	if (n < 0 || (size_t)n >= sizeof(w->path))
+		return 0;
+	git_oid_tostr(hexid, sizeof(hexid), git_tree_entry_id(te));
+	w->rc = w->fn(w->arg, w->path, hexid);
+	return w->rc ? -1 : 0;
+}
+
+int hist_tree_each(struct hist *h,
+		   int (*fn)(void *arg, const char *id, const char *blob),
+		   void *arg)
+{
+	struct tree_walk *w = calloc(1, sizeof(*w));
+	git_commit *c = NULL;
+	git_tree *tree = NULL;
+	git_oid head;
+	int rc;
+
+	if (!w)
+		return -ENOMEM;
+	w->fn = fn;
+	w->arg = arg;
+	pthread_mutex_lock(&h->rmu);
+	rc = git_reference_name_to_id(&head, h->rrepo, "refs/heads/main");
+	if (rc == GIT_ENOTFOUND) {
+		rc = 0;
+		goto out;
+	}
+	if (rc == 0)
+		rc = git_commit_lookup(&c, h->rrepo, &head);
+	if (rc == 0)
+		rc = git_commit_tree(&tree, c);
+	if (rc == 0)
+		rc = git_tree_walk(tree, GIT_TREEWALK_PRE, walk_cb, w);
+	if (rc < 0 && w->rc)
+		rc = w->rc;
+	else if (rc < 0)
+		rc = hist_git_error(rc, "reading the tree", NULL);
+out:
+	git_tree_free(tree);
+	git_commit_free(c);
+	pthread_mutex_unlock(&h->rmu);
+	free(w);
+	return rc;
+}
+
+int hist_tree_lookup(struct hist *h, const char *id, char blob[41])
+{
+	git_tree_entry *te = NULL;
+	git_commit *c = NULL;
+	git_tree *tree = NULL;
+	git_oid head;
+	int rc;
+
+	blob[0] = '\0';
+	pthread_mutex_lock(&h->rmu);
+	rc = git_reference_name_to_id(&head, h->rrepo, "refs/heads/main");
+	if (rc == 0)
+		rc = git_commit_lookup(&c, h->rrepo, &head);
+	if (rc == 0)
+		rc = git_commit_tree(&tree, c);
+	if (rc == 0)
+		rc = git_tree_entry_bypath(&te, tree, id);
+	if (rc == 0 && git_tree_entry_type(te) == GIT_OBJECT_BLOB)
+		git_oid_tostr(blob, 41, git_tree_entry_id(te));
+	if (rc == GIT_ENOTFOUND || (rc == 0 && !blob[0]))
+		rc = -ENOENT;
+	else if (rc < 0)
+		rc = hist_git_error(rc, "reading the tree", id);
+	git_tree_entry_free(te);
+	git_tree_free(tree);
+	git_commit_free(c);
+	pthread_mutex_unlock(&h->rmu);
+	return rc;
+}

@@ -1,0 +1,398 @@
+/*
+ * store_hist.c - the store's side of the history (history.h): opening it
+ * with the store, the blob links of by-reference commits, notifying the
+ * writer, backpressure, draining at close, the store_history_* API and
+ * the history part of verify.
+ *
+ * Backpressure: the journal is the history's queue, and its segments are
+ * kept until the history has them. So that a history that cannot keep up
+ * does not make the journal grow without bound, a change waits (before it
+ * takes any lock, at most opts.history_wait_ms) while the history is more
+ * than opts.history_lag_max revisions behind. If it still lags after
+ * that, the change goes on (logged): a stuck history slows the store down
+ * but does not stop it.
+ */
+#include "store_i.h"
+#include "history.h"
+#include "id.h"
+#include "io.h"
+#include "jnl.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_WAIT_MS 10000
+#define DEFAULT_DRAIN_MS 10000
+
+static unsigned wait_ms(const struct store *s)
+{
+	return s->opts.history_wait_ms ? s->opts.history_wait_ms
+				       : DEFAULT_WAIT_MS;
+}
+
+static unsigned drain_ms(const struct store *s)
+{
+	return s->opts.history_drain_ms ? s->opts.history_drain_ms
+					: DEFAULT_DRAIN_MS;
+}
+
+static int open_record(void *arg, const char *id, int *fd)
+{
+	struct store *s = arg;
+
+	return s->be->ops->open(s->be, id, fd);
+}
+
+int store_hist_open(struct store *s)
+{
+	struct hist_opts o = {
+		.io = s->io,
+		.store_path = s->path,
+		.store_dirfd = s->dirfd,
+		.jnl_dirfd = s->jnl_dirfd,
+		.read_only = s->opts.read_only,
+		.batch_max = s->opts.history_batch_max,
+		.delay_ms = s->opts.history_delay_ms,
+		.lag_max = s->opts.history_lag_max,
+		.open_record = open_record,
+		.arg = s,
+	};
+	int rc = hist_open(&s->hist, &o);
+
+	if (rc == -ENOENT && s->opts.read_only)
+		return 0; /* no history to read */
+	if (rc == -ENOENT) {
+		/*
+		 * A store made before recfs had a history. Its history
+		 * starts now, with the journal the store still has (what a
+		 * crash left in it); earlier versions are not in it.
+		 */
+		rlog_info("%s: no %s yet: creating it; versions committed "
+			  "before now are not in it",
+			  s->path, HIST_DIR);
+		rc = hist_init_repo(s->path, s->dirfd);
+		if (rc == 0)
+			rc = hist_open(&s->hist, &o);
+	}
+	if (rc == 0 && !s->opts.read_only) {
+		s->blobs_fd =
+			openat(s->jnl_dirfd, HIST_BLOBS_DIR,
+			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (s->blobs_fd < 0) {
+			rc = -errno;
+			rlog_err("%s/%s/%s: %s", s->path, STORE_JOURNAL_DIR,
+				 HIST_BLOBS_DIR, strerror(errno));
+		}
+	}
+	return rc;
+}
+
+int store_hist_start(struct store *s)
+{
+	if (!s->hist || s->opts.read_only)
+		return 0;
+	return hist_start(s->hist);
+}
+
+void store_hist_changed(struct store *s, uint64_t rev)
+{
+	if (s->hist)
+		hist_notify(s->hist, rev);
+}
+
+void store_hist_throttle(struct store *s)
+{
+	uint64_t rev;
+
+	if (!s->hist || !s->jnl)
+		return;
+	rev = jnl_last_seq(s->jnl);
+	if (hist_throttle(s->hist, rev, wait_ms(s)) == -ETIMEDOUT)
+		rlog_warn("%s: the history is %" PRIu64 " revisions behind "
+			  "and not catching up; going on (the journal grows)",
+			  s->path, rev - hist_done(s->hist));
+}
+
+int store_hist_link(struct store *s, const struct store_stage *st)
+{
+	int rc;
+
+	if (s->blobs_fd < 0)
+		return 0;
+	rc = io_linkat(s->io, "commit.blob.link", be_file_tmp_fd(s->be),
+		       st->name, s->blobs_fd, st->name);
+	if (rc == 0)
+		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
+	if (rc)
+		rlog_err("%s/%s/%s: cannot link the content for the history: "
+			 "%s",
+			 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, st->name,
+			 strerror(-rc));
+	return rc;
+}
+
+void store_hist_unlink(struct store *s, const struct store_stage *st)
+{
+	if (s->blobs_fd >= 0)
+		unlinkat(s->blobs_fd, st->name, 0);
+}
+
+uint64_t store_hist_keep(struct store *s, uint64_t rev)
+{
+	uint64_t done;
+
+	if (!s->hist)
+		return rev;
+	done = hist_done(s->hist);
+	return done < rev ? done : rev;
+}
+
+void store_hist_stop(struct store *s)
+{
+	uint64_t rev, done;
+	int rc;
+
+	if (!s->hist || s->opts.read_only)
+		return;
+	rev = store_revision(s);
+	rc = hist_drain(s->hist, rev, drain_ms(s));
+	hist_stop(s->hist);
+	done = hist_done(s->hist);
+	if (done < rev)
+		rlog_warn("%s: history: revisions %" PRIu64 "..%" PRIu64
+			  " are not in git yet (%s); they stay in the journal "
+			  "and the next open writes them",
+			  s->path, done + 1, rev,
+			  strerror(-(rc ? rc : -ETIMEDOUT)));
+}
+
+void store_hist_free(struct store *s)
+{
+	hist_close(s->hist);
+	s->hist = NULL;
+	if (s->blobs_fd >= 0)
+		close(s->blobs_fd);
+	s->blobs_fd = -1;
+}
+
+/* ---- the API ------------------------------------------------------------ */
+
+/* Might version `version` of `id` still be on its way to git? */
+static bool maybe_pending(struct store *s, const char *id, uint64_t version)
+{
+	struct entry *e;
+	bool pending;
+
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	pending = e && version <= e->meta.version &&
+		  e->meta.revision > hist_done(s->hist);
+	pthread_mutex_unlock(&s->mu);
+	return pending;
+}
+
+int store_history_get(struct store *s, const char *id, uint64_t version,
+		      void **buf, size_t *len, struct store_version *v)
+{
+	struct store_version hv;
+	int rc, drc;
+
+	if (!s->hist)
+		return -ENOTSUP;
+	rc = id_check(id);
+	if (rc)
+		return rc;
+	rc = hist_lookup(s->hist, id, version, &hv);
+	if (rc == -ENOENT && version && maybe_pending(s, id, version)) {
+		drc = hist_drain(s->hist, store_revision(s), wait_ms(s));
+		rc = hist_lookup(s->hist, id, version, &hv);
+		if (rc == -ENOENT && drc)
+			rc = -EAGAIN;
+	}
+	if (rc)
+		return rc;
+	rc = hist_read(s->hist, &hv, buf, len);
+	if (rc == 0 && v)
+		*v = hv;
+	return rc;
+}
+
+int store_history_each(struct store *s, const char *id, store_version_cb fn,
+		       void *arg)
+{
+	int rc;
+
+	if (!s->hist)
+		return -ENOTSUP;
+	if (id && (rc = id_check(id)) != 0)
+		return rc;
+	(void)store_hist_start(s);
+	return hist_each(s->hist, id, fn, arg);
+}
+
+int store_history_commit(struct store *s, const char *id, uint64_t version,
+			 char out[41])
+{
+	struct store_version hv;
+	int rc;
+
+	if (!s->hist)
+		return -ENOTSUP;
+	rc = id_check(id);
+	if (rc)
+		return rc;
+	(void)store_hist_start(s);
+	rc = hist_lookup(s->hist, id, version, &hv);
+	if (rc == -ENOENT && version && maybe_pending(s, id, version))
+		return -EAGAIN;
+	if (rc == 0)
+		memcpy(out, hv.commit, 41);
+	return rc;
+}
+
+int store_history_drain(struct store *s, unsigned timeout_ms)
+{
+	if (!s->hist)
+		return -ENOTSUP;
+	return hist_drain(s->hist, store_revision(s), timeout_ms);
+}
+
+/* ---- verify ------------------------------------------------------------- */
+
+struct live {
+	char *id;
+	struct store_meta meta;
+};
+
+struct lives {
+	struct live *v;
+	size_t n, cap;
+	int err;
+};
+
+static int collect_live(void *arg, struct entry *e)
+{
+	struct lives *l = arg;
+
+	if (e->meta.deleted || !e->meta.version)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		struct live *p = realloc(l->v, cap * sizeof(*p));
+
+		if (!p)
+			return l->err = -ENOMEM;
+		l->v = p;
+		l->cap = cap;
+	}
+	l->v[l->n].id = strdup(e->id);
+	if (!l->v[l->n].id)
+		return l->err = -ENOMEM;
+	l->v[l->n++].meta = e->meta;
+	return 0;
+}
+
+/* A live record: is its current version in the history, and in the tree
+   of refs/heads/main with that content? */
+static void verify_live(struct store *s, const struct live *l,
+			struct store_verify_report *rep)
+{
+	struct store_version v;
+	char blob[41];
+
+	if (hist_lookup(s->hist, l->id, l->meta.version, &v) != 0 ||
+	    v.missing) {
+		/* adopted stores have many: name a few */
+		if (rep->hist_absent++ < 10)
+			rlog_info("record %s: version %" PRIu64 " is not in "
+				  "the history (it predates it)",
+				  l->id, l->meta.version);
+		return;
+	}
+	if (hist_tree_lookup(s->hist, l->id, blob) != 0 ||
+	    strcmp(blob, v.blob) != 0) {
+		rlog_err("record %s: the history's last tree does not hold "
+			 "version %" PRIu64 " (blob %s)",
+			 l->id, l->meta.version, v.blob);
+		rep->hist_bad++;
+	} else if (l->meta.hash_valid && v.hash_valid &&
+		   memcmp(l->meta.hash, v.hash, 16) != 0) {
+		rlog_err("record %s: version %" PRIu64 " has another hash in "
+			 "the history",
+			 l->id, l->meta.version);
+		rep->hist_bad++;
+	}
+}
+
+static int tree_entry_live(void *arg, const char *id, const char *blob)
+{
+	void **a = arg;
+	struct store *s = a[0];
+	struct store_verify_report *rep = a[1];
+	struct entry *e;
+	bool live;
+
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	live = e && !e->meta.deleted && e->meta.version;
+	pthread_mutex_unlock(&s->mu);
+	if (!live) {
+		rlog_err("record %s: in the history's last tree (blob %s) but "
+			 "not a live record",
+			 id, blob);
+		rep->hist_bad++;
+	}
+	return 0;
+}
+
+int store_verify_history(struct store *s, struct store_verify_report *rep)
+{
+	struct hist_verify_report hr;
+	struct lives l = {0};
+	void *arg[2] = {s, rep};
+	int rc = 0;
+
+	if (!s->hist)
+		return 0;
+	if (!s->opts.read_only) {
+		rc = hist_drain(s->hist, store_revision(s), drain_ms(s));
+		if (rc) {
+			rlog_err("%s: the history does not catch up (%s): "
+				 "cannot verify it",
+				 s->path, strerror(-rc));
+			return rc;
+		}
+	}
+	rc = hist_verify(s->hist, &hr);
+	if (rc)
+		return rc;
+	rep->hist_versions = hr.versions;
+	rep->hist_bad += hr.no_blob;
+	if (hist_done(s->hist) < store_revision(s)) {
+		rlog_info("%s: the history is behind the journal (read-only): "
+			  "its last tree is not compared with the records",
+			  s->path);
+		return 0;
+	}
+	pthread_mutex_lock(&s->mu);
+	idx_each(&s->ix, collect_live, &l);
+	pthread_mutex_unlock(&s->mu);
+	rc = l.err;
+	for (size_t i = 0; rc == 0 && i < l.n; i++)
+		verify_live(s, &l.v[i], rep);
+	if (rc == 0)
+		rc = hist_tree_each(s->hist, tree_entry_live, arg);
+	if (rep->hist_absent > 10)
+		rlog_info("%s: %" PRIu64 " live records are not in the history "
+			  "(adopted, or from before it)",
+			  s->path, rep->hist_absent);
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].id);
+	free(l.v);
+	return rc;
+}

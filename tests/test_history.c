@@ -1,0 +1,1189 @@
+/*
+ * test_history.c - the git history of a store (store/history.h, SPEC
+ * section 5), checked from the outside: with stock git (git log, ls-tree,
+ * cat-file, clone) and libgit2's hashing, against what the store says it
+ * committed. Trailer blocks, blobs, the head tree, deletes, renames,
+ * content by reference, hot records, crashes while the history lags,
+ * damaged history.idx, stores without a history, IDs git would refuse,
+ * errors and backpressure.
+ *
+ * Each test builds its store in a fresh mkdtemp directory, on tmpfs
+ * (/dev/shm) when there is one (RECFS_TEST_TMPDIR overrides).
+ */
+#include "io.h"
+#include "store.h"
+
+#include <criterion/criterion.h>
+#include <git2.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BIG_LEN ((size_t)(1u << 20) + 12345) /* committed by reference */
+
+static char base[PATH_MAX];
+static char spath[PATH_MAX + 32];  /* base/store */
+static char gitdir[PATH_MAX + 64]; /* base/store/history.git */
+
+static const char *test_root(void)
+{
+	const char *e = getenv("RECFS_TEST_TMPDIR");
+
+	if (e && *e)
+		return e;
+	if (access("/dev/shm", W_OK | X_OK) == 0)
+		return "/dev/shm";
+	return "/tmp";
+}
+
+static void setup(void)
+{
+	snprintf(base, sizeof(base), "%s/recfs-hist.XXXXXX", test_root());
+	cr_assert_not_null(mkdtemp(base), "mkdtemp %s: %s", base,
+			   strerror(errno));
+	snprintf(spath, sizeof(spath), "%s/store", base);
+	snprintf(gitdir, sizeof(gitdir), "%s/history.git", spath);
+	git_libgit2_init();
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	if (flag == FTW_DP)
+		chmod(path, 0700), rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static void teardown(void)
+{
+	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	git_libgit2_shutdown();
+}
+
+TestSuite(history, .init = setup, .fini = teardown, .timeout = 300);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static struct store *open_opts(struct store_opts *o)
+{
+	struct store *s = NULL;
+	int rc;
+
+	o->path = spath;
+	o->create = true;
+	rc = store_open(&s, o);
+	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
+	return s;
+}
+
+static struct store *open_store(void)
+{
+	struct store_opts o = {0};
+
+	return open_opts(&o);
+}
+
+/* A store whose history commits at most every `delay_ms`. */
+static struct store *open_slow(unsigned delay_ms, struct io *io)
+{
+	struct store_opts o = {.history_delay_ms = delay_ms, .io = io};
+
+	return open_opts(&o);
+}
+
+static void close_store(struct store *s)
+{
+	int rc = store_close(s);
+
+	cr_assert_eq(rc, 0, "store_close: %s", strerror(-rc));
+}
+
+static struct store_result put_buf(struct store *s, const char *id,
+				   const void *buf, size_t len)
+{
+	struct store_result r;
+	int rc = store_put(s, id, buf, len, NULL, &r);
+
+	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
+	return r;
+}
+
+static struct store_result put(struct store *s, const char *id,
+			       const char *text)
+{
+	return put_buf(s, id, text, strlen(text));
+}
+
+static void drain(struct store *s)
+{
+	int rc = store_history_drain(s, 60000);
+
+	cr_assert_eq(rc, 0, "drain: %s", strerror(-rc));
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)((i * 131 + seed * 7) >> 3);
+}
+
+/* The output of a shell command (caller frees); asserts it ran. */
+static char *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *run(const char *fmt, ...)
+{
+	char cmd[8192];
+	size_t len = 0, cap = 65536;
+	char *out = malloc(cap);
+	va_list ap;
+	FILE *p;
+	size_t n;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	cr_assert_not_null(out);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p, "%s", cmd);
+	while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
+		len += n;
+		if (cap - len < 4096) {
+			cap *= 2;
+			out = realloc(out, cap);
+			cr_assert_not_null(out);
+		}
+	}
+	out[len] = '\0';
+	st = pclose(p);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit %d\n%s", cmd,
+		  st, out);
+	return out;
+}
+
+static void blob_hex(const void *buf, size_t len, char out[41])
+{
+	git_oid oid;
+
+	cr_assert_eq(git_odb_hash(&oid, buf, len, GIT_OBJECT_BLOB), 0);
+	git_oid_tostr(out, 41, &oid);
+}
+
+/* ---- trailer blocks as stock git shows them ---------------------------- */
+
+struct block {
+	char commit[41];
+	char id[512];
+	uint64_t version, revision, size;
+	char blob[41];
+	char hash[80];
+	char from[512], to[512];
+	bool deleted, missing, has_time, has_uid;
+};
+
+struct log {
+	struct block *b;
+	size_t n;
+	size_t commits;
+	uint64_t last_upto;
+};
+
+static void log_free(struct log *l)
+{
+	free(l->b);
+	memset(l, 0, sizeof(*l));
+}
+
+static bool field(const char *line, const char *key, const char **val)
+{
+	size_t k = strlen(key);
+
+	if (strncmp(line, key, k) || line[k] != ':' || line[k + 1] != ' ')
+		return false;
+	*val = line + k + 2;
+	return true;
+}
+
+/* Every trailer block of refs/heads/main, parsed from `git log`. */
+static void read_log(struct log *l)
+{
+	char *out = run("git -C '%s' log --format='@@%%H%%n%%B' "
+			"refs/heads/main",
+			gitdir);
+	struct block cur = {0};
+	char commit[41] = "";
+	bool in = false;
+	char *save = NULL;
+
+	memset(l, 0, sizeof(*l));
+	l->b = calloc(100000, sizeof(*l->b));
+	cr_assert_not_null(l->b);
+	for (char *line = strtok_r(out, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *v;
+
+		/* strtok_r skips blank lines: a block starts at Recfs-Id */
+		if (line[0] == '@' && line[1] == '@') {
+			if (in)
+				l->b[l->n++] = cur;
+			in = false;
+			snprintf(commit, sizeof(commit), "%s", line + 2);
+			l->commits++;
+			continue;
+		}
+		if (field(line, "Recfs-Id", &v)) {
+			if (in)
+				l->b[l->n++] = cur;
+			memset(&cur, 0, sizeof(cur));
+			in = true;
+			memcpy(cur.commit, commit, 41);
+			snprintf(cur.id, sizeof(cur.id), "%s", v);
+		} else if (field(line, "Recfs-Upto", &v)) {
+			if (in)
+				l->b[l->n++] = cur;
+			in = false;
+			if (!l->last_upto)
+				l->last_upto = strtoull(v, NULL, 10);
+		} else if (!in) {
+			continue;
+		} else if (field(line, "Recfs-Version", &v)) {
+			cur.version = strtoull(v, NULL, 10);
+		} else if (field(line, "Recfs-Revision", &v)) {
+			cur.revision = strtoull(v, NULL, 10);
+		} else if (field(line, "Recfs-Size", &v)) {
+			cur.size = strtoull(v, NULL, 10);
+		} else if (field(line, "Recfs-Blob", &v)) {
+			snprintf(cur.blob, sizeof(cur.blob), "%s", v);
+		} else if (field(line, "Recfs-Hash", &v)) {
+			snprintf(cur.hash, sizeof(cur.hash), "%s", v);
+		} else if (field(line, "Recfs-From", &v)) {
+			snprintf(cur.from, sizeof(cur.from), "%s", v);
+		} else if (field(line, "Recfs-To", &v)) {
+			snprintf(cur.to, sizeof(cur.to), "%s", v);
+		} else if (field(line, "Recfs-Deleted", &v)) {
+			cur.deleted = strcmp(v, "true") == 0;
+		} else if (field(line, "Recfs-Missing", &v)) {
+			cur.missing = strcmp(v, "true") == 0;
+		} else if (field(line, "Recfs-Time", &v)) {
+			cur.has_time = strlen(v) == 30 && v[29] == 'Z';
+		} else if (field(line, "Recfs-Uid", &v)) {
+			cur.has_uid = true;
+		}
+		cr_assert_lt(l->n, 100000);
+	}
+	if (in)
+		l->b[l->n++] = cur;
+	free(out);
+}
+
+/* The blocks of (id, version): how many there are, the last in *out. */
+static unsigned find_blocks(const struct log *l, const char *id,
+			    uint64_t version, bool deleted,
+			    const struct block **out)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->b[i].id, id) && l->b[i].version == version &&
+		    l->b[i].deleted == deleted) {
+			n++;
+			*out = &l->b[i];
+		}
+	return n;
+}
+
+/* What a test wrote: to compare with the history. */
+struct wrote {
+	const char *id;
+	uint64_t version, revision;
+	const void *buf;
+	size_t len;
+};
+
+/* (id, version) has exactly one block, with the right fields, and both
+   git and store_history_get give back its content. */
+static void check_version(struct store *s, const struct log *l,
+			  const struct wrote *w)
+{
+	const struct block *b = NULL;
+	struct store_version v;
+	char want[41], *out;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	cr_assert_eq(find_blocks(l, w->id, w->version, false, &b), 1,
+		     "%s version %" PRIu64 ": not exactly one trailer block",
+		     w->id, w->version);
+	blob_hex(w->buf, w->len, want);
+	cr_assert_str_eq(b->blob, want, "%s v%" PRIu64 ": Recfs-Blob", w->id,
+			 w->version);
+	cr_assert_eq(b->revision, w->revision, "%s v%" PRIu64 ": revision",
+		     w->id, w->version);
+	cr_assert_eq(b->size, w->len, "%s: Recfs-Size", w->id);
+	cr_assert(b->has_time && b->has_uid, "%s: time and uid", w->id);
+	cr_assert_eq(strncmp(b->hash, "xxh3-128:", 9), 0);
+	cr_assert_eq(strlen(b->hash), 9 + 32);
+	/* stock git has the blob, with this content */
+	out = run("git -C '%s' cat-file -s %s", gitdir, want);
+	cr_assert_eq(strtoull(out, NULL, 10), w->len);
+	free(out);
+	rc = store_history_get(s, w->id, w->version, &buf, &len, &v);
+	cr_assert_eq(rc, 0, "history_get %s@%" PRIu64 ": %s", w->id, w->version,
+		     strerror(-rc));
+	cr_assert_eq(len, w->len);
+	cr_assert(memcmp(buf, w->buf, len) == 0, "%s@%" PRIu64 ": content",
+		  w->id, w->version);
+	cr_assert_str_eq(v.blob, want);
+	cr_assert_str_eq(v.commit, b->commit);
+	cr_assert_eq(v.revision, w->revision);
+	free(buf);
+}
+
+struct tree_cmp {
+	struct store *s;
+	const char *ns;
+	size_t live;
+};
+
+/* The tree of refs/heads/main holds exactly the live records, each with
+   its current content. */
+static int count_live(void *arg, const char *name, bool is_ns)
+{
+	struct tree_cmp *t = arg;
+	char id[4200];
+
+	snprintf(id, sizeof(id), "%s%s%s", t->ns, t->ns[0] ? "/" : "", name);
+	if (is_ns) {
+		struct tree_cmp sub = {t->s, id, 0};
+
+		cr_assert_eq(store_list(t->s, id, count_live, &sub), 0);
+		t->live += sub.live;
+	} else {
+		void *buf = NULL;
+		size_t len = 0;
+		char want[41], *out;
+
+		cr_assert_eq(store_get(t->s, id, &buf, &len, NULL), 0);
+		blob_hex(buf, len, want);
+		out = run("git -C '%s' rev-parse 'refs/heads/main:%s'", gitdir,
+			  id);
+		cr_assert_eq(strncmp(out, want, 40), 0,
+			     "%s: tree has %.40s, record is %s", id, out, want);
+		free(out);
+		free(buf);
+		t->live++;
+	}
+	return 0;
+}
+
+static void check_tree(struct store *s)
+{
+	struct tree_cmp t = {s, "", 0};
+	char *out;
+	size_t n = 0;
+
+	cr_assert_eq(store_list(s, "", count_live, &t), 0);
+	out = run("git -C '%s' ls-tree -r --name-only refs/heads/main | wc -l",
+		  gitdir);
+	n = strtoull(out, NULL, 10);
+	free(out);
+	cr_assert_eq(n, t.live, "tree has %zu entries, store %zu live records",
+		     n, t.live);
+}
+
+/* ---- trailers, blobs, tree ------------------------------------------------
+ */
+
+Test(history, every_version_has_one_trailer_block_and_its_blob)
+{
+	static uint8_t big[BIG_LEN], big2[BIG_LEN];
+	struct wrote w[16];
+	struct store_result r;
+	struct log l;
+	size_t n = 0;
+	struct store *s = open_store();
+
+	fill(big, sizeof(big), 1);
+	fill(big2, sizeof(big2), 2);
+	cr_assert_eq(store_mkdir(s, "ns", 0700), 0);
+	r = put(s, "a", "a-1");
+	w[n++] = (struct wrote){"a", r.version, r.revision, "a-1", 3};
+	r = put(s, "a", "a-2");
+	w[n++] = (struct wrote){"a", r.version, r.revision, "a-2", 3};
+	r = put(s, "ns/b", "");
+	w[n++] = (struct wrote){"ns/b", r.version, r.revision, "", 0};
+	r = put_buf(s, "big", big, sizeof(big));
+	w[n++] = (struct wrote){"big", r.version, r.revision, big, BIG_LEN};
+	r = put_buf(s, "big", big2, sizeof(big2));
+	w[n++] = (struct wrote){"big", r.version, r.revision, big2, BIG_LEN};
+	r = put(s, "alice@example.com.json", "{}");
+	w[n++] = (struct wrote){"alice@example.com.json", r.version, r.revision,
+				"{}", 2};
+	drain(s);
+	read_log(&l);
+	cr_assert_eq(l.last_upto, store_revision(s));
+	for (size_t i = 0; i < n; i++)
+		check_version(s, &l, &w[i]);
+	cr_assert_eq(l.n, n, "%zu blocks for %zu versions", l.n, n);
+	check_tree(s);
+	log_free(&l);
+	/* the blob links of the big versions are gone once in git */
+	close_store(s);
+	free(run("test -z \"$(ls -A '%s/journal/blobs')\"", spath));
+}
+
+Test(history, hot_record_versions_in_one_batch_each_get_a_block)
+{
+	char text[32];
+	struct wrote w[50];
+	const struct block *b = NULL;
+	struct log l;
+	struct store *s = open_slow(60000, NULL);
+
+	/* the first commit is immediate; the rest wait for the drain */
+	put(s, "warm", "up");
+	usleep(300000);
+	for (int i = 0; i < 50; i++) {
+		struct store_result r;
+
+		snprintf(text, sizeof(text), "hot-%d", i);
+		r = put(s, "hot", text);
+		w[i] = (struct wrote){"hot", r.version, r.revision, NULL,
+				      strlen(text)};
+	}
+	drain(s);
+	read_log(&l);
+	cr_assert_eq(l.commits, 2, "%zu commits", l.commits);
+	for (int i = 0; i < 50; i++) {
+		snprintf(text, sizeof(text), "hot-%d", i);
+		w[i].buf = text;
+		check_version(s, &l, &w[i]);
+		cr_assert_eq(find_blocks(&l, "hot", w[i].version, false, &b),
+			     1);
+		cr_assert_str_eq(b->commit, l.b[0].commit, "one commit");
+	}
+	/* the tree holds the last one */
+	check_tree(s);
+	log_free(&l);
+	close_store(s);
+}
+
+Test(history, deletes_are_recorded_and_old_versions_stay_readable)
+{
+	const struct block *b = NULL;
+	struct store_result r, d;
+	void *buf = NULL;
+	size_t len = 0;
+	struct log l;
+	struct store *s = open_store();
+
+	put(s, "gone", "v1");
+	r = put(s, "gone", "v2");
+	cr_assert_eq(store_delete(s, "gone", NULL, NULL, &d), 0);
+	drain(s);
+	read_log(&l);
+	cr_assert_eq(find_blocks(&l, "gone", 2, true, &b), 1);
+	cr_assert_eq(b->revision, d.revision);
+	cr_assert_str_eq(b->blob, "", "a delete has no blob");
+	cr_assert_eq(store_history_get(s, "gone", 2, &buf, &len, NULL), 0);
+	cr_assert_eq(len, 2);
+	cr_assert_eq(memcmp(buf, "v2", 2), 0);
+	free(buf);
+	check_tree(s);
+	/* re-created: version 3, and 1..3 all readable */
+	r = put(s, "gone", "v3");
+	cr_assert_eq(r.version, 3);
+	for (uint64_t v = 1; v <= 3; v++) {
+		char want[8];
+
+		snprintf(want, sizeof(want), "v%" PRIu64, v);
+		cr_assert_eq(store_history_get(s, "gone", v, &buf, &len, NULL),
+			     0);
+		cr_assert(len == 2 && memcmp(buf, want, 2) == 0);
+		free(buf);
+	}
+	log_free(&l);
+	close_store(s);
+}
+
+Test(history, rename_gives_the_target_the_source_blob_and_deletes_it)
+{
+	const struct block *b = NULL, *f = NULL;
+	struct store_result r;
+	struct log l;
+	char want[41];
+	struct store *s = open_store();
+
+	put(s, "src", "moving");
+	put(s, "dst", "old");
+	cr_assert_eq(store_rename(s, "src", "dst", NULL, NULL, &r), 0);
+	drain(s);
+	read_log(&l);
+	cr_assert_eq(find_blocks(&l, "dst", r.version, false, &b), 1);
+	blob_hex("moving", 6, want);
+	cr_assert_str_eq(b->blob, want);
+	cr_assert_str_eq(b->from, "src");
+	cr_assert_eq(find_blocks(&l, "src", 1, true, &f), 1);
+	cr_assert_str_eq(f->to, "dst");
+	cr_assert_eq(f->revision, r.revision);
+	check_tree(s);
+	log_free(&l);
+	close_store(s);
+}
+
+Test(history, file_and_namespace_swap_in_one_batch)
+{
+	struct store *s = open_slow(60000, NULL);
+	char *out;
+
+	put(s, "warm", "up");
+	usleep(300000);
+	/* "a/b" goes, then "a" is a record: in one commit */
+	cr_assert_eq(store_mkdir(s, "a", 0700), 0);
+	put(s, "a/b", "b");
+	cr_assert_eq(store_delete(s, "a/b", NULL, NULL, NULL), 0);
+	cr_assert_eq(store_rmdir(s, "a"), 0);
+	put(s, "a", "file");
+	put(s, "c", "c");
+	drain(s);
+	check_tree(s);
+	/* and the other way round */
+	cr_assert_eq(store_delete(s, "c", NULL, NULL, NULL), 0);
+	cr_assert_eq(store_mkdir(s, "c", 0700), 0);
+	put(s, "c/d", "d");
+	drain(s);
+	check_tree(s);
+	out = run("git -C '%s' cat-file -p refs/heads/main:c/d", gitdir);
+	cr_assert_str_eq(out, "d");
+	free(out);
+	close_store(s);
+}
+
+/* ---- stock git --------------------------------------------------------------
+ */
+
+Test(history, git_clone_and_git_log_of_an_id_work)
+{
+	char cmd_out[PATH_MAX + 64], *out, *want;
+	struct store *s = open_store();
+
+	put(s, "x", "x1");
+	drain(s);
+	put(s, "y", "y1");
+	drain(s);
+	put(s, "x", "x2");
+	drain(s);
+	cr_assert_eq(store_delete(s, "x", NULL, NULL, NULL), 0);
+	drain(s);
+	snprintf(cmd_out, sizeof(cmd_out), "%s/clone", base);
+	free(run("git clone -q '%s' '%s' 2>&1", gitdir, cmd_out));
+	out = run("cat '%s/y'", cmd_out);
+	cr_assert_str_eq(out, "y1");
+	free(out);
+	out = run("git -C '%s' log --format=%%H -- x | wc -l", cmd_out);
+	cr_assert_eq(strtoull(out, NULL, 10), 3, "commits changing x: %s", out);
+	free(out);
+	/* the commits that changed x are those whose blocks name it */
+	out = run("git -C '%s' log --format=%%H -- x", gitdir);
+	want = run("git -C '%s' log --format=%%H --grep='^Recfs-Id: x$' "
+		   "refs/heads/main",
+		   gitdir);
+	cr_assert_str_eq(out, want);
+	free(out);
+	free(want);
+	out = run("git -C '%s' log -p --format=%%s -- x | grep -c '^[-+]x[12]'",
+		  gitdir);
+	cr_assert_eq(strtoull(out, NULL, 10), 4, "diffs of x: %s", out);
+	free(out);
+	free(run("git -C '%s' fsck --no-dangling 2>&1", gitdir));
+	close_store(s);
+}
+
+Test(history, ids_git_would_refuse_are_valid_paths_and_trailers)
+{
+	static const char *const ids[] = {
+		"GIT~1",     ".git.",	 "back\\slash", " lead space", "trail ",
+		"new\nline", "quote\"d", "ütf-8 ☃",	"tab\there",
+	};
+	const size_t n = sizeof(ids) / sizeof(ids[0]);
+	char p[PATH_MAX + 64];
+	void *buf = NULL;
+	size_t len = 0;
+	struct store *s = open_store();
+
+	for (size_t i = 0; i < n; i++)
+		put(s, ids[i], ids[i]);
+	drain(s);
+	close_store(s);
+	/* read back from the commit messages alone */
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	cr_assert_eq(unlink(p), 0);
+	s = open_store();
+	for (size_t i = 0; i < n; i++) {
+		int rc = store_history_get(s, ids[i], 1, &buf, &len, NULL);
+
+		cr_assert_eq(rc, 0, "\"%s\": %s", ids[i], strerror(-rc));
+		cr_assert(len == strlen(ids[i]) &&
+			  memcmp(buf, ids[i], len) == 0);
+		free(buf);
+	}
+	free(run("git -C '%s' rev-parse 'refs/heads/main:GIT~1'", gitdir));
+	close_store(s);
+}
+
+/* ---- store_history_* -------------------------------------------------------
+ */
+
+Test(history, history_get_reads_every_version_right_after_the_write)
+{
+	char text[32];
+	void *buf = NULL;
+	size_t len = 0;
+	struct store_version v;
+	struct store *s = open_slow(1000, NULL);
+
+	for (int i = 1; i <= 20; i++) {
+		snprintf(text, sizeof(text), "content %d", i);
+		put(s, "r", text);
+		/* no drain: the read waits for the writer */
+		cr_assert_eq(
+			store_history_get(s, "r", (uint64_t)i, &buf, &len, &v),
+			0, "r@%d", i);
+		cr_assert(len == strlen(text) && !memcmp(buf, text, len));
+		cr_assert_eq(v.version, (uint64_t)i);
+		free(buf);
+	}
+	for (int i = 1; i <= 20; i++) {
+		snprintf(text, sizeof(text), "content %d", i);
+		cr_assert_eq(store_history_get(s, "r", (uint64_t)i, &buf, &len,
+					       NULL),
+			     0);
+		cr_assert(len == strlen(text) && !memcmp(buf, text, len));
+		free(buf);
+	}
+	close_store(s);
+}
+
+Test(history, versions_that_never_existed_are_enoent)
+{
+	void *buf = NULL;
+	size_t len;
+	char c[41];
+	struct store *s = open_store();
+
+	put(s, "r", "one");
+	drain(s);
+	cr_assert_eq(store_history_get(s, "r", 0, &buf, &len, NULL), -ENOENT);
+	cr_assert_eq(store_history_get(s, "r", 2, &buf, &len, NULL), -ENOENT);
+	cr_assert_eq(store_history_get(s, "nope", 1, &buf, &len, NULL),
+		     -ENOENT);
+	cr_assert_eq(store_history_get(s, "../x", 1, &buf, &len, NULL),
+		     -EINVAL);
+	cr_assert_eq(store_history_commit(s, "r", 7, c), -ENOENT);
+	cr_assert_eq(store_history_commit(s, "r", 1, c), 0);
+	cr_assert_eq(strlen(c), 40);
+	close_store(s);
+}
+
+struct listing {
+	char ids[64][16];
+	uint64_t versions[64], revisions[64];
+	bool deleted[64];
+	int n;
+};
+
+static int list_cb(void *arg, const char *id, const struct store_version *v)
+{
+	struct listing *l = arg;
+
+	cr_assert_lt(l->n, 64);
+	snprintf(l->ids[l->n], sizeof(l->ids[0]), "%s", id);
+	l->versions[l->n] = v->version;
+	l->revisions[l->n] = v->revision;
+	l->deleted[l->n] = v->deleted;
+	l->n++;
+	return 0;
+}
+
+Test(history, history_each_lists_versions_in_revision_order)
+{
+	struct listing all = {0}, one = {0};
+	struct store *s = open_store();
+
+	put(s, "a", "1");
+	put(s, "b", "1");
+	put(s, "a", "2");
+	cr_assert_eq(store_delete(s, "b", NULL, NULL, NULL), 0);
+	drain(s);
+	cr_assert_eq(store_history_each(s, NULL, list_cb, &all), 0);
+	cr_assert_eq(all.n, 4);
+	for (int i = 1; i < all.n; i++)
+		cr_assert_gt(all.revisions[i], all.revisions[i - 1]);
+	cr_assert_str_eq(all.ids[3], "b");
+	cr_assert(all.deleted[3]);
+	cr_assert_eq(store_history_each(s, "a", list_cb, &one), 0);
+	cr_assert_eq(one.n, 2);
+	cr_assert_eq(one.versions[0], 1);
+	cr_assert_eq(one.versions[1], 2);
+	close_store(s);
+}
+
+Test(history, commit_is_eagain_while_pending_and_status_shows_the_lag)
+{
+	struct store_status st;
+	struct io *io = NULL;
+	char c[41];
+	struct store *s;
+
+	cr_assert_eq(io_new(&io), 0);
+	s = open_slow(1, io);
+	cr_assert_eq(io_arm(io, "hist.commit", IO_STALL, 0, 1, 0), 0);
+	put(s, "p", "1");
+	put(s, "p", "2");
+	cr_assert_eq(store_history_commit(s, "p", 2, c), -EAGAIN);
+	store_status_get(s, &st);
+	cr_assert(st.history);
+	cr_assert_eq(st.history_lag, 2);
+	cr_assert_eq(st.history_done, 0);
+	io_disarm_all(io);
+	drain(s);
+	cr_assert_eq(store_history_commit(s, "p", 2, c), 0);
+	store_status_get(s, &st);
+	cr_assert_eq(st.history_lag, 0);
+	cr_assert_eq(st.history_done, store_revision(s));
+	close_store(s);
+	io_free(io);
+}
+
+/* ---- failures ------------------------------------------------------------ */
+
+Test(history, drain_returns_a_persistent_error_and_nothing_is_lost)
+{
+	struct store_version v;
+	struct io *io = NULL;
+	void *buf;
+	size_t len;
+	struct store *s;
+
+	cr_assert_eq(io_new(&io), 0);
+	s = open_slow(1, io);
+	put(s, "e", "before");
+	drain(s);
+	cr_assert_eq(io_arm(io, "hist.sync", IO_FAIL, EIO, 1, 0), 0);
+	put(s, "e", "during");
+	cr_assert_eq(store_history_drain(s, 5000), -EIO);
+	cr_assert_eq(store_history_drain(s, 5000), -EIO);
+	cr_assert_eq(io_arm(io, "hist.ref.rename", IO_FAIL, ENOSPC, 1, 0), 0);
+	io_arm(io, "hist.sync", IO_FAIL, EIO, 1000, 1); /* off */
+	cr_assert_eq(store_history_drain(s, 5000), -ENOSPC);
+	io_disarm_all(io);
+	drain(s);
+	cr_assert_eq(store_history_get(s, "e", 2, &buf, &len, &v), 0);
+	cr_assert(len == 6 && !memcmp(buf, "during", 6));
+	free(buf);
+	close_store(s);
+	io_free(io);
+}
+
+Test(history, backpressure_makes_changes_wait_for_a_lagging_history)
+{
+	struct store_opts o = {.history_lag_max = 3, .history_wait_ms = 300};
+	struct timespec t0, t1;
+	struct io *io = NULL;
+	struct store *s;
+	double ms;
+
+	cr_assert_eq(io_new(&io), 0);
+	o.io = io;
+	s = open_opts(&o);
+	cr_assert_eq(io_arm(io, "hist.commit", IO_STALL, 0, 1, 0), 0);
+	put(s, "bp", "1");
+	put(s, "bp", "2");
+	put(s, "bp", "3");
+	put(s, "bp", "4");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	put(s, "bp", "5"); /* lag 4 > 3: waits 300 ms, then goes on */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	cr_assert_geq(ms, 250.0, "waited %.0f ms", ms);
+	io_disarm_all(io);
+	drain(s);
+	close_store(s);
+	io_free(io);
+}
+
+/*
+ * Child: `n` puts of small content, and every 5th a big one, while the
+ * history writer is held back, then die without closing. With a
+ * `crash_at` point, the writer is let go and the child crashes there in
+ * the middle of the history commit.
+ */
+static void lagging_child(int n, const char *crash_at)
+{
+	static uint8_t big[BIG_LEN];
+	struct store_opts o = {.path = spath, .history_delay_ms = 1};
+	struct store *s = NULL;
+	struct io *io = NULL;
+	char text[32];
+
+	if (io_new(&io))
+		_exit(2);
+	o.io = io;
+	if (store_open(&s, &o))
+		_exit(3);
+	if (io_arm(io, "hist.read", IO_STALL, 0, 1, 1))
+		_exit(4);
+	for (int i = 1; i <= n; i++) {
+		snprintf(text, sizeof(text), "lag-%d", i);
+		if (store_put(s, "lag", text, strlen(text), NULL, NULL))
+			_exit(5);
+		if (i % 5 == 0) {
+			fill(big, sizeof(big), (unsigned)i);
+			if (store_put(s, "lagbig", big, sizeof(big), NULL,
+				      NULL))
+				_exit(6);
+		}
+	}
+	if (crash_at) {
+		if (io_arm(io, crash_at, IO_CRASH, 0, 1, 0))
+			_exit(4);
+		for (int i = 0; i < 10000 && !io_stalled(io, "hist.read"); i++)
+			usleep(1000);
+		io_release(io);
+		store_history_drain(s, 10000);
+		_exit(7);
+	}
+	_exit(0); /* no close: like kill -9 */
+}
+
+static void check_lagged(int n, unsigned want_blocks_lag)
+{
+	static uint8_t big[BIG_LEN];
+	struct store_verify_report rep;
+	const struct block *b;
+	char text[32];
+	void *buf;
+	size_t len;
+	struct log l;
+	struct store *s = open_store();
+
+	drain(s);
+	read_log(&l);
+	for (int i = 1; i <= n; i++) {
+		snprintf(text, sizeof(text), "lag-%d", i);
+		cr_assert_eq(store_history_get(s, "lag", (uint64_t)i, &buf,
+					       &len, NULL),
+			     0, "lag@%d lost", i);
+		cr_assert(len == strlen(text) && !memcmp(buf, text, len));
+		free(buf);
+		cr_assert_eq(find_blocks(&l, "lag", (uint64_t)i, false, &b), 1,
+			     "lag@%d: not exactly one block", i);
+		if (i % 5)
+			continue;
+		fill(big, sizeof(big), (unsigned)i);
+		cr_assert_eq(store_history_get(s, "lagbig", (uint64_t)i / 5,
+					       &buf, &len, NULL),
+			     0);
+		cr_assert(len == BIG_LEN && !memcmp(buf, big, len), "lagbig@%d",
+			  i / 5);
+		free(buf);
+	}
+	cr_assert_eq(l.n, (size_t)(n + n / 5) + want_blocks_lag);
+	cr_assert_eq(store_verify(s, &rep), 0, "verify: %llu bad",
+		     (unsigned long long)rep.hist_bad);
+	cr_assert_eq(rep.hist_absent, 0);
+	log_free(&l);
+	close_store(s);
+	free(run("test -z \"$(ls -A '%s/journal/blobs')\"", spath));
+}
+
+static int child_status(pid_t pid)
+{
+	int st = 0;
+
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "child killed by signal %d", WTERMSIG(st));
+	return WEXITSTATUS(st);
+}
+
+Test(history, crash_while_history_lags_loses_no_version)
+{
+	pid_t pid;
+
+	/* the store exists, with a history, before the child */
+	close_store(open_store());
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		lagging_child(40, NULL);
+	cr_assert_eq(child_status(pid), 0);
+	check_lagged(40, 0);
+}
+
+Test(history, crash_inside_a_history_commit_loses_no_version_nor_doubles)
+{
+	static const char *const points[] = {
+		"hist.commit",	  "hist.sync",	      "hist.ref.write",
+		"hist.ref.open",  "hist.ref.rename",  "hist.ref.dirsync",
+		"hist.idx.write", "hist.blob.unlink",
+	};
+
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		pid_t pid;
+
+		nftw(spath, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		close_store(open_store());
+		pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0)
+			lagging_child(10, points[i]);
+		cr_assert_eq(child_status(pid), IO_CRASH_STATUS, "%s",
+			     points[i]);
+		check_lagged(10, 0);
+	}
+}
+
+/* ---- history.idx and stores without history ------------------------------ */
+
+static void damage_idx(off_t at, const char *bytes, size_t n)
+{
+	char p[PATH_MAX + 64];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	fd = open(p, O_WRONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, bytes, n, at), (ssize_t)n);
+	close(fd);
+}
+
+static void fill_history(struct store *s, int n)
+{
+	char id[16], text[16];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "r%d", i % 7);
+		snprintf(text, sizeof(text), "t%d", i);
+		put(s, id, text);
+		if (i % 10 == 9)
+			drain(s);
+	}
+	drain(s);
+}
+
+static void check_history(struct store *s, int n)
+{
+	struct listing dummy = {0};
+	char id[16], text[16];
+	void *buf;
+	size_t len;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "r%d", i % 7);
+		snprintf(text, sizeof(text), "t%d", i);
+		cr_assert_eq(store_history_get(s, id, (uint64_t)(i / 7 + 1),
+					       &buf, &len, NULL),
+			     0, "%s@%d", id, i / 7 + 1);
+		cr_assert(len == strlen(text) && !memcmp(buf, text, len));
+		free(buf);
+	}
+	(void)dummy;
+}
+
+Test(history, damaged_history_idx_is_caught_up_or_rebuilt)
+{
+	static const struct {
+		off_t at;
+		const char *bytes;
+	} damage[] = {
+		{0, "NOTANIDX"},	   /* the header */
+		{300, "\xff\xff\xff\xff"}, /* a frame in the middle */
+		{-3, "\x01\x02\x03"},	   /* the tail */
+	};
+	struct store *s = open_store();
+	char p[PATH_MAX + 64];
+	struct stat st;
+
+	fill_history(s, 60);
+	close_store(s);
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(stat(p, &st), 0);
+		damage_idx(damage[i].at < 0 ? st.st_size + damage[i].at
+					    : damage[i].at,
+			   damage[i].bytes, strlen(damage[i].bytes));
+		s = open_store();
+		check_history(s, 60);
+		close_store(s);
+	}
+	/* truncated: caught up from the commits */
+	cr_assert_eq(truncate(p, 100), 0);
+	s = open_store();
+	check_history(s, 60);
+	close_store(s);
+	/* gone */
+	cr_assert_eq(unlink(p), 0);
+	s = open_store();
+	check_history(s, 60);
+	fill_history(s, 5);
+	close_store(s);
+	/* a directory in its place: a clear error, no crash */
+	cr_assert_eq(unlink(p), 0);
+	cr_assert_eq(mkdir(p, 0700), 0);
+	{
+		struct store_opts o = {.path = spath};
+		struct store *bad = NULL;
+
+		cr_assert_neq(store_open(&bad, &o), 0);
+		cr_assert_null(bad);
+	}
+}
+
+Test(history, a_store_without_history_gets_one)
+{
+	struct store_verify_report rep;
+	void *buf;
+	size_t len;
+	char p[PATH_MAX + 64];
+	struct store *s = open_store();
+
+	put(s, "old", "before history");
+	close_store(s);
+	/* as made by a recfs without history */
+	nftw(gitdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	unlink(p);
+	s = open_store();
+	free(run("test -d '%s/refs/heads'", gitdir));
+	cr_assert_eq(store_history_get(s, "old", 1, &buf, &len, NULL), -ENOENT);
+	put(s, "old", "after");
+	put(s, "new", "new");
+	drain(s);
+	cr_assert_eq(store_history_get(s, "old", 2, &buf, &len, NULL), 0);
+	cr_assert(len == 5 && !memcmp(buf, "after", 5));
+	free(buf);
+	cr_assert_eq(store_verify(s, &rep), 0);
+	cr_assert_eq(rep.hist_absent, 0);
+	cr_assert_eq(rep.hist_versions, 2);
+	close_store(s);
+}
+
+Test(history, renaming_a_version_from_before_the_history_takes_the_file)
+{
+	void *buf;
+	size_t len;
+	struct store *s = open_store();
+
+	put(s, "pre", "pre-history content");
+	close_store(s);
+	nftw(gitdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	s = open_store();
+	cr_assert_eq(store_rename(s, "pre", "post", NULL, NULL, NULL), 0);
+	drain(s);
+	cr_assert_eq(store_history_get(s, "post", 1, &buf, &len, NULL), 0);
+	cr_assert(len == 19 && !memcmp(buf, "pre-history content", len));
+	free(buf);
+	check_tree(s);
+	close_store(s);
+}
+
+Test(history, verify_finds_a_blob_missing_from_the_repository)
+{
+	struct store_verify_report rep;
+	char want[41], p[PATH_MAX + 128];
+	struct store *s = open_store();
+
+	put(s, "v", "verify me");
+	put(s, "w", "and me");
+	cr_assert_eq(store_verify(s, &rep), 0);
+	cr_assert_eq(rep.hist_versions, 2);
+	blob_hex("verify me", 9, want);
+	snprintf(p, sizeof(p), "%s/objects/%.2s/%s", gitdir, want, want + 2);
+	cr_assert_eq(unlink(p), 0, "%s", p);
+	cr_assert_eq(store_verify(s, &rep), -EBADMSG);
+	cr_assert_geq(rep.hist_bad, 1);
+	close_store(s);
+}
+
+/* The mount opens the store, then daemonises (fork): the history writer
+   must not have started before, or the daemon would have none. */
+/* The parent's store after the fork: it goes away with the process. */
+struct store *volatile history_forked_parent;
+
+Test(history, the_writer_is_not_lost_by_a_fork_after_open)
+{
+	struct store *s;
+	pid_t pid;
+
+	s = open_store();
+	put(s, "before", "fork");
+	close_store(s);
+	s = open_store();
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		void *buf = NULL;
+		size_t len;
+
+		if (store_lock_refresh(s) ||
+		    store_put(s, "after", "fork", 4, NULL, NULL) ||
+		    store_history_drain(s, 10000) ||
+		    store_history_get(s, "after", 1, &buf, &len, NULL))
+			_exit(1);
+		_exit(store_close(s) ? 2 : 0);
+	}
+	cr_assert_eq(child_status(pid), 0);
+	/* the parent (like fuse_daemonize's) just goes: s is left as is */
+	history_forked_parent = s;
+	free(run("git -C '%s' log --format=%%B refs/heads/main | "
+		 "grep -qx 'Recfs-Id: after'",
+		 gitdir));
+}
+
+/* A read-only open reads the history without writing anything. */
+Test(history, read_only_store_reads_history_and_writes_nothing)
+{
+	struct store_opts o = {.read_only = true};
+	char p[PATH_MAX + 64], *before, *after;
+	void *buf = NULL;
+	size_t len;
+	struct store *s = open_store();
+
+	put(s, "ro", "one");
+	put(s, "ro", "two");
+	close_store(s);
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	cr_assert_eq(truncate(p, 40), 0); /* to be caught up in memory */
+	before = run("cd '%s' && find . -newer format.json ! -name lock "
+		     "-printf '%%p %%s %%T@\\n' | sort",
+		     spath);
+	s = open_opts(&o);
+	cr_assert_eq(store_history_get(s, "ro", 1, &buf, &len, NULL), 0);
+	cr_assert(len == 3 && !memcmp(buf, "one", 3));
+	free(buf);
+	len = (size_t)store_history_drain(s, 100); /* nothing to write */
+	cr_assert((int)len == 0 || (int)len == -EAGAIN);
+	close_store(s);
+	after = run("cd '%s' && find . -newer format.json ! -name lock "
+		    "-printf '%%p %%s %%T@\\n' | sort",
+		    spath);
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+}
