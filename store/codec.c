@@ -173,18 +173,29 @@ static int check_decoded(const struct rec *r)
 {
 	if (r->type < REC_PUT || r->type > REC_STATE)
 		return -EBADMSG;
+	/* every ID the store journals passed id_check: one that does not
+	   (a "..", an empty component) is corruption, never a path */
 	if (r->id_len == 0 || r->id_len > ID_MAX_LEN ||
-	    memchr(r->id, 0, r->id_len))
+	    id_parse(r->id, r->id_len, NULL) != 0)
 		return -EBADMSG;
 	if (r->type == REC_RENAME &&
 	    (r->from_len == 0 || r->from_len > ID_MAX_LEN ||
-	     memchr(r->from, 0, r->from_len)))
+	     id_parse(r->from, r->from_len, NULL) != 0))
 		return -EBADMSG;
 	if (r->stage_len >= sizeof(((struct store_stage *)0)->name) ||
 	    (r->stage && memchr(r->stage, '/', r->stage_len)) ||
 	    (r->stage && memchr(r->stage, 0, r->stage_len)))
 		return -EBADMSG;
+	/* a stage is a file in tmp/: not "", "." or ".." */
+	if (r->stage &&
+	    (r->stage_len == 0 ||
+	     (r->stage_len <= 2 && !memcmp(r->stage, "..", r->stage_len))))
+		return -EBADMSG;
 	if (r->meta.mtime.tv_nsec >= 1000000000L || r->meta.mode > 07777)
+		return -EBADMSG;
+	/* versions start at 1: a record of version 0 was never written */
+	if (r->meta.version == 0 ||
+	    (r->type == REC_RENAME && r->from_version == 0))
 		return -EBADMSG;
 	if (r->has_data && r->data_len != r->meta.size)
 		return -EBADMSG;
@@ -265,9 +276,11 @@ static int xa_next(const uint8_t *xa, size_t len, size_t *off,
 	return 0;
 }
 
+/* The limits are xa_update's: a blob over them could never be changed
+   again, not even by a remove. */
 int xa_validate(const uint8_t *xa, size_t xa_len)
 {
-	size_t off = 0, count = 0, nlen, vlen;
+	size_t off = 0, count = 0, payload = 0, nlen, vlen;
 	const char *name;
 	const uint8_t *val;
 
@@ -275,7 +288,11 @@ int xa_validate(const uint8_t *xa, size_t xa_len)
 		return -EBADMSG;
 	while (off < xa_len) {
 		if (xa_next(xa, xa_len, &off, &name, &nlen, &val, &vlen) ||
-		    ++count > STORE_XATTR_COUNT_MAX)
+		    ++count > STORE_XATTR_COUNT_MAX ||
+		    vlen > STORE_XATTR_VALUE_MAX)
+			return -EBADMSG;
+		payload += nlen + vlen;
+		if (payload > STORE_XATTR_TOTAL_MAX)
 			return -EBADMSG;
 	}
 	return 0;

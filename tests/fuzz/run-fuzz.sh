@@ -42,7 +42,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 name=$(basename "$fuzzer")
-"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=1024 \
+# -timeout: one input running longer than that is a hang, saved as a
+# timeout-... input like a crash (without it libFuzzer waits 20 minutes).
+"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=25 \
 	-artifact_prefix="$artifacts/$name-" "$tmp" "$corpus" &
 pid=$!
 rc=0
