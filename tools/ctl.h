@@ -28,6 +28,16 @@ int ctl_open_store(const char *path, bool ro, struct store **s);
 /* The name of the running subcommand, for messages. */
 const char *ctl_name(void);
 
+/* Is `dir` a store directory (has a format file)? A recfs mount point? */
+bool ctl_is_store_dir(const char *dir);
+bool ctl_is_mount(const char *dir);
+
+/* Print version n of id (0: current) from a store or a mount. */
+int ctl_show_version(const char *target, const char *id, uint64_t n);
+
 int ctl_update(int argc, char **argv);
+int ctl_log(int argc, char **argv);
+int ctl_diff(int argc, char **argv);
+int ctl_rollback(int argc, char **argv);
 
 #endif

@@ -335,22 +335,6 @@ static int update_loop(struct update *u)
 	return EXIT_FAIL;
 }
 
-static bool is_store_dir(const char *dir)
-{
-	char path[4096];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/format.json", dir);
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static bool is_mount(const char *dir)
-{
-	char v[32];
-
-	return getxattr(dir, "user.recfs.revision", v, sizeof(v)) > 0;
-}
-
 static int parse_opts(struct update *u, int *argc, char **argv)
 {
 	const char *r = ctl_take_option(argc, argv, "--retries");
@@ -391,14 +375,14 @@ int ctl_update(int argc, char **argv)
 	u.cmd = argv + dash + 1;
 	if (getrandom(&u.seed, sizeof(u.seed), 0) != sizeof(u.seed))
 		u.seed = (unsigned)getpid();
-	if (is_store_dir(u.target)) {
+	if (ctl_is_store_dir(u.target)) {
 		if (ctl_open_store(u.target, false, &u.store)) {
 			fprintf(stderr, "recfsctl update: if %s is mounted, "
 					"give its mount point instead\n",
 				u.target);
 			return EXIT_FAIL;
 		}
-	} else if (!is_mount(u.target)) {
+	} else if (!ctl_is_mount(u.target)) {
 		fprintf(stderr, "recfsctl update: %s: neither a recfs mount "
 				"point nor a store directory\n",
 			u.target);

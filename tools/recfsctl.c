@@ -137,7 +137,22 @@ static void print_meta(const char *id, const struct store_meta *m,
 		       (long long)m->mtime.tv_sec, hash);
 }
 
-/* show STORE ID [--meta]: the content (or metadata) of a record. */
+/* "ID@N" -> "ID" and N (> 0); false if there is no such suffix. */
+static bool split_version(char *id, uint64_t *n)
+{
+	char *at = strrchr(id, '@'), *end;
+
+	if (!at || at == id || !at[1] || strchr(at, '/'))
+		return false;
+	errno = 0;
+	*n = strtoull(at + 1, &end, 10);
+	if (errno || *end || *n == 0 || at[1] < '0' || at[1] > '9')
+		return false;
+	*at = '\0';
+	return true;
+}
+
+/* show TARGET ID[@N] [--meta]: the content (or metadata) of a record. */
 static int cmd_show(int argc, char **argv)
 {
 	bool meta_only = ctl_take_flag(&argc, argv, "--meta");
@@ -146,15 +161,15 @@ static int cmd_show(int argc, char **argv)
 	struct store *s = NULL;
 	void *buf = NULL;
 	size_t len = 0;
+	uint64_t n;
 	int rc, ret = EXIT_FAIL;
 
 	if (argc != 3)
-		return ctl_usage_error("expects STORE and ID");
-	if (strchr(argv[2], '@'))
-		fprintf(stderr, "recfsctl show: reading old versions (ID@N) "
-				"comes with the history layer; showing the "
-				"current version if \"%s\" is an ID\n",
-			argv[2]);
+		return ctl_usage_error("expects TARGET and ID[@N]");
+	if (split_version(argv[2], &n))
+		return ctl_show_version(argv[1], argv[2], n);
+	if (!ctl_is_store_dir(argv[1]) && !meta_only && !json)
+		return ctl_show_version(argv[1], argv[2], 0);
 	if (ctl_open_store(argv[1], true, &s))
 		return EXIT_FAIL;
 	if (meta_only || json)
@@ -268,8 +283,22 @@ static const struct cmd cmds[] = {
 	 "directory of plain files; each becomes version 1 of a record, "
 	 "without being copied or rewritten.",
 	 cmd_init},
-	{"show", "[--meta] [--json] STORE ID",
-	 "Print the content of record ID (or its metadata).", cmd_show},
+	{"show", "[--meta] [--json] TARGET ID[@N]",
+	 "Print the content of record ID, or of its version N (from the "
+	 "history), or its metadata (--meta, --json: store directory only). "
+	 "TARGET is a store directory or a mount point.",
+	 cmd_show},
+	{"log", "[--json] STORE [ID]",
+	 "List the versions in the history, of ID or of every record: "
+	 "version, revision, time, uid, command, size, commit.",
+	 ctl_log},
+	{"diff", "TARGET ID N M",
+	 "Unified diff of versions N and M of ID (exit 0 same, 1 different).",
+	 ctl_diff},
+	{"rollback", "TARGET ID --to N",
+	 "Make a new version of ID with the content of version N (history "
+	 "is never rewritten). Conditional on the version it saw.",
+	 ctl_rollback},
 	{"stats", "[--json] STORE",
 	 "Print the store revision and record counts.", cmd_stats},
 	{"verify", "[--json] STORE",

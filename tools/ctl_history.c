@@ -1,0 +1,403 @@
+/*
+ * ctl_history.c - recfsctl subcommands over the history (SPEC sections 5
+ * and 7): log, diff, rollback. They open an unmounted store; on a mount
+ * point, log and diff read MNT/ID@N and rollback writes MNT/ID@N, so the
+ * daemon does the work under its lock.
+ */
+#include "ctl.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- shared ------------------------------------------------------------- */
+
+bool ctl_is_store_dir(const char *dir)
+{
+	char path[4096];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/format.json", dir);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool ctl_is_mount(const char *dir)
+{
+	char v[32];
+
+	return getxattr(dir, "user.recfs.revision", v, sizeof(v)) > 0;
+}
+
+static int parse_version(const char *s, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return (errno || end == s || *end || *s == '-') ? -EINVAL : 0;
+}
+
+static void iso_time(const struct timespec *t, char buf[40])
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t->tv_sec, &tm) ||
+	    !strftime(buf, 40, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, 40, "%lld", (long long)t->tv_sec);
+}
+
+/* Print `s` as a JSON string. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/* ---- log ---------------------------------------------------------------- */
+
+struct log_out {
+	bool json;
+	unsigned n;
+};
+
+static int log_one(void *arg, const char *id, const struct store_version *v)
+{
+	struct log_out *o = arg;
+	char when[40], hash[64] = "";
+
+	iso_time(&v->time, when);
+	if (v->hash_valid)
+		store_hash_format(v->hash, hash);
+	o->n++;
+	if (o->json) {
+		printf("{\"id\":");
+		json_str(stdout, id);
+		printf(",\"version\":%" PRIu64 ",\"revision\":%" PRIu64
+		       ",\"time\":\"%s\",\"uid\":%u,\"pid\":%u,\"comm\":",
+		       v->version, v->revision, when, v->uid, v->pid);
+		json_str(stdout, v->comm);
+		printf(",\"size\":%" PRIu64 ",\"hash\":\"%s\",\"commit\":\"%s\","
+		       "\"deleted\":%s}\n",
+		       v->size, hash, v->commit, v->deleted ? "true" : "false");
+		return 0;
+	}
+	printf("%-8" PRIu64 " %-9" PRIu64 " %s %6u %-16s %10" PRIu64
+	       " %.12s %s%s\n",
+	       v->version, v->revision, when, v->uid,
+	       v->comm[0] ? v->comm : "-", v->size,
+	       v->commit[0] ? v->commit : "pending", id,
+	       v->deleted ? " (deleted)" : "");
+	return 0;
+}
+
+int ctl_log(int argc, char **argv)
+{
+	struct log_out o = {.json = ctl_take_flag(&argc, argv, "--json")};
+	struct store *s = NULL;
+	const char *id;
+	int rc;
+
+	if (argc != 2 && argc != 3)
+		return ctl_usage_error("expects STORE [ID]");
+	id = argc == 3 ? argv[2] : NULL;
+	if (!ctl_is_store_dir(argv[1])) {
+		fprintf(stderr,
+			"recfsctl log: %s: not a store directory (for a mounted "
+			"store, run it on the store once unmounted, or use git "
+			"log on STORE/history.git)\n",
+			argv[1]);
+		return EXIT_FAIL;
+	}
+	if (ctl_open_store(argv[1], false, &s))
+		return EXIT_FAIL;
+	rc = store_history_drain(s, 10000);
+	if (rc && rc != -ETIMEDOUT)
+		fprintf(stderr, "recfsctl log: history: %s\n", strerror(-rc));
+	if (!o.json)
+		printf("%-8s %-9s %-20s %6s %-16s %10s %-12s %s\n", "VERSION",
+		       "REVISION", "TIME", "UID", "COMMAND", "SIZE", "COMMIT",
+		       "ID");
+	rc = store_history_each(s, id, log_one, &o);
+	if (rc)
+		fprintf(stderr, "recfsctl log: %s: %s\n", id ? id : argv[1],
+			strerror(-rc));
+	else if (id && o.n == 0)
+		fprintf(stderr, "recfsctl log: record %s: no history\n", id);
+	store_close(s);
+	return rc || (id && o.n == 0) ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- reading a version from a store or a mount --------------------------- */
+
+/* Content of ID@N (N 0: the current version) into *buf. */
+static int get_version(const char *target, struct store *s, const char *id,
+		       uint64_t n, void **buf, size_t *len)
+{
+	char path[8192];
+	int fd, rc;
+	size_t cap = 65536;
+
+	if (s && n)
+		return store_history_get(s, id, n, buf, len, NULL);
+	if (s)
+		return store_get(s, id, buf, len, NULL);
+	if (n)
+		snprintf(path, sizeof(path), "%s/%s@%" PRIu64, target, id, n);
+	else
+		snprintf(path, sizeof(path), "%s/%s", target, id);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*buf = NULL;
+	*len = 0;
+	for (rc = 0;;) {
+		char *p = realloc(*buf, cap);
+		ssize_t r;
+
+		if (!p) {
+			rc = -ENOMEM;
+			break;
+		}
+		*buf = p;
+		r = read(fd, p + *len, cap - *len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = r < 0 ? -errno : 0;
+			break;
+		}
+		*len += (size_t)r;
+		if (*len == cap)
+			cap *= 2;
+	}
+	close(fd);
+	if (rc) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return rc;
+}
+
+/* Open `target` as a store (if it is one) or accept it as a mount. */
+static int open_target(const char *target, struct store **s)
+{
+	*s = NULL;
+	if (ctl_is_store_dir(target))
+		return ctl_open_store(target, false, s) ? -EIO : 0;
+	if (ctl_is_mount(target))
+		return 0;
+	fprintf(stderr, "recfsctl %s: %s: neither a recfs mount point nor a "
+			"store directory\n",
+		ctl_name(), target);
+	return -EINVAL;
+}
+
+static int write_tmp(const void *buf, size_t len, char path[64])
+{
+	int fd;
+	ssize_t w = 0;
+
+	snprintf(path, 64, "/tmp/recfsctl.XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -errno;
+	while (len) {
+		w = write(fd, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+		buf = (const char *)buf + w;
+		len -= (size_t)w;
+	}
+	close(fd);
+	return w < 0 ? -errno : 0;
+}
+
+/* ---- diff --------------------------------------------------------------- */
+
+int ctl_diff(int argc, char **argv)
+{
+	char a_path[64] = "", b_path[64] = "", la[64], lb[64];
+	void *a = NULL, *b = NULL;
+	size_t alen = 0, blen = 0;
+	struct store *s = NULL;
+	uint64_t n, m;
+	int rc, status = 2;
+	pid_t pid;
+
+	if (argc != 5)
+		return ctl_usage_error("expects TARGET ID N M");
+	if (parse_version(argv[3], &n) || parse_version(argv[4], &m) || !n ||
+	    !m)
+		return ctl_usage_error("N and M are versions (1, 2, ...)");
+	if (open_target(argv[1], &s))
+		return EXIT_FAIL;
+	rc = get_version(argv[1], s, argv[2], n, &a, &alen);
+	if (rc == 0)
+		rc = get_version(argv[1], s, argv[2], m, &b, &blen);
+	if (rc) {
+		fprintf(stderr, "recfsctl diff: record %s: %s\n", argv[2],
+			strerror(-rc));
+		goto out;
+	}
+	rc = write_tmp(a, alen, a_path);
+	if (rc == 0)
+		rc = write_tmp(b, blen, b_path);
+	if (rc)
+		goto out;
+	snprintf(la, sizeof(la), "%.40s@%" PRIu64, argv[2], n);
+	snprintf(lb, sizeof(lb), "%.40s@%" PRIu64, argv[2], m);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		execlp("diff", "diff", "-u", "--label", la, "--label", lb,
+		       a_path, b_path, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	status = WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+out:
+	if (a_path[0])
+		unlink(a_path);
+	if (b_path[0])
+		unlink(b_path);
+	free(a);
+	free(b);
+	store_close(s);
+	/* like diff(1): 0 same, 1 different */
+	return rc ? EXIT_FAIL : status == 0 || status == 1 ? status : EXIT_FAIL;
+}
+
+/* ---- rollback ----------------------------------------------------------- */
+
+/* Through a mount: write the content of ID@N as ID@current. */
+static int rollback_mount(const char *mnt, const char *id, const void *buf,
+			  size_t len)
+{
+	char path[8192], v[32];
+	uint64_t cur;
+	ssize_t n;
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", mnt, id);
+	n = getxattr(path, "user.recfs.version", v, sizeof(v) - 1);
+	if (n < 0 && errno != ENOENT)
+		return -errno;
+	v[n > 0 ? n : 0] = '\0';
+	cur = n > 0 ? strtoull(v, NULL, 10) : 0;
+	snprintf(path, sizeof(path), "%s/%s@%" PRIu64, mnt, id, cur);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (len && rc == 0) {
+		ssize_t w = write(fd, buf, len);
+
+		if (w < 0 && errno != EINTR)
+			rc = -errno;
+		if (w > 0) {
+			buf = (const char *)buf + w;
+			len -= (size_t)w;
+		}
+	}
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+int ctl_rollback(int argc, char **argv)
+{
+	const char *to = ctl_take_option(&argc, argv, "--to");
+	struct store_result res = {0};
+	struct store *s = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	uint64_t n;
+	int rc;
+
+	if (argc == 2 && to)
+		return ctl_usage_error("rolling back the whole store "
+				       "(--to REVISION|DATE without an ID) "
+				       "is not built yet; give an ID");
+	if (argc != 3 || !to)
+		return ctl_usage_error("expects TARGET ID --to N");
+	if (parse_version(to, &n) || n == 0)
+		return ctl_usage_error("--to takes a version (1, 2, ...)");
+	if (open_target(argv[1], &s))
+		return EXIT_FAIL;
+	rc = get_version(argv[1], s, argv[2], n, &buf, &len);
+	if (rc == 0 && s) {
+		struct store_meta m;
+		struct store_commit_args a = {.mode = -1};
+
+		/* conditional on the version we saw: never a blind write */
+		rc = store_stat(s, argv[2], &m, false);
+		a.cond.kind = rc == 0 ? STORE_COND_IF_VERSION
+				      : STORE_COND_CREATE;
+		a.cond.version = rc == 0 ? m.version : 0;
+		rc = rc == 0 || rc == -ENOENT
+			     ? store_put(s, argv[2], buf, len, &a, &res)
+			     : rc;
+	} else if (rc == 0) {
+		rc = rollback_mount(argv[1], argv[2], buf, len);
+	}
+	if (rc)
+		fprintf(stderr, "recfsctl rollback: record %s: %s\n", argv[2],
+			strerror(-rc));
+	else if (s)
+		printf("%s: version %" PRIu64 " has the content of version "
+		       "%" PRIu64 "%s\n",
+		       argv[2], res.version, n,
+		       res.noop ? " (it already had it)" : "");
+	else
+		printf("%s: rolled back to the content of version %" PRIu64
+		       "\n",
+		       argv[2], n);
+	free(buf);
+	if (store_close(s) && rc == 0)
+		rc = -EIO;
+	return rc ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- show ID@N ---------------------------------------------------------- */
+
+int ctl_show_version(const char *target, const char *id, uint64_t n)
+{
+	struct store *s = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (open_target(target, &s))
+		return EXIT_FAIL;
+	rc = get_version(target, s, id, n, &buf, &len);
+	if (rc)
+		fprintf(stderr, "recfsctl show: record %s@%" PRIu64 ": %s\n", id,
+			n, strerror(-rc));
+	else if (fwrite(buf, 1, len, stdout) != len)
+		rc = -EIO;
+	free(buf);
+	store_close(s);
+	return rc ? EXIT_FAIL : EXIT_OK;
+}
