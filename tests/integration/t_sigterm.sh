@@ -12,9 +12,14 @@ OKLOG=$T/ok.log # outside the mount
 # write can land in the bare mount point directory
 mkdir "$MNT/ns"
 W=$MNT/ns
+# cp, not `echo >`: the commit is at close(2), and bash ignores the
+# close error of a redirection (echo's status is write's), while cp
+# reports it: only cp's 0 means "committed".
+SRC=$T/src
 (
 	for ((i = 1; i <= 5000; i++)); do
-		if { echo "$i" >"$W/r$i"; } 2>/dev/null; then
+		echo "$i" >"$SRC"
+		if cp "$SRC" "$W/r$i" 2>/dev/null; then
 			echo "$i" >>"$OKLOG"
 		else
 			echo "fail $i" >>"$OKLOG"
