@@ -147,8 +147,10 @@ static int fs_getattr(const char *path, struct stat *st,
 		st->st_gid = c->gid;
 		st->st_size = (off_t)len;
 		return 0;
+	case FS_META_HISTORY:
+		return fs_hist_tree_attr(c, p.id, st);
 	case FS_META_OTHER:
-		return -ENOENT; /* history/ comes with the history layer */
+		return -ENOENT;
 	case FS_SCRATCH:
 		sc = fs_scratch_get(c, p.id);
 		if (sc) {
@@ -162,8 +164,11 @@ static int fs_getattr(const char *path, struct stat *st,
 		if (rc == -ENOENT && p.version == 0)
 			/* ID@0 being created: cp fstat()s it before writing */
 			return record_attr(c, p.id, st);
-		if (rc == 0 && (m.version != p.version || p.version == 0))
-			rc = -ENOENT; /* old versions: the history layer */
+		if (p.version && (rc == -ENOENT ||
+				  (rc == 0 && m.version != p.version)))
+			return fs_hist_attr(c, p.id, p.version, st);
+		if (rc == 0 && p.version == 0)
+			rc = -ENOENT;
 		if (rc == 0)
 			fs_fill_stat(c, &m, st);
 		return rc == -EISDIR ? -ENOENT : rc;
@@ -204,8 +209,11 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	filler(buf, "..", NULL, 0, 0);
 	if (p.kind == FS_META_DIR) {
 		filler(buf, "status", NULL, 0, 0);
+		filler(buf, "history", NULL, 0, 0);
 		return 0;
 	}
+	if (p.kind == FS_META_HISTORY)
+		return fs_hist_tree_readdir(c, p.id, buf, filler);
 	if (p.kind != FS_ROOT && p.kind != FS_RECORD && p.kind != FS_SCRATCH)
 		return -ENOTDIR;
 	ns = p.kind == FS_ROOT ? "" : p.id;
@@ -262,6 +270,7 @@ static int fs_unlink(const char *path)
 {
 	struct fs_ctx *c = fs_ctx();
 	struct store_cond cond = {STORE_COND_ANY, 0};
+	struct store_who who;
 	struct fs_path p;
 	int rc = changeable(c, path, &p);
 
@@ -275,7 +284,8 @@ static int fs_unlink(const char *path)
 		cond.kind = STORE_COND_IF_VERSION;
 		cond.version = p.version;
 	}
-	rc = store_delete(c->store, p.id, &cond, NULL, NULL);
+	fs_who_now(&who);
+	rc = store_delete(c->store, p.id, &cond, &who, NULL);
 	if (rc == 0 || rc == -ENOENT) {
 		struct stat st;
 
@@ -312,6 +322,7 @@ static int rename_record(struct fs_ctx *c, const struct fs_path *from,
 			 const struct store_cond *cond)
 {
 	struct store_meta m;
+	struct store_who who;
 	struct stat st;
 	int rc = store_stat(c->store, from->id, &m, false);
 
@@ -324,9 +335,11 @@ static int rename_record(struct fs_ctx *c, const struct fs_path *from,
 	}
 	if (rc)
 		return rc;
-	rc = store_rename(c->store, from->id, to->id, cond, NULL, NULL);
+	fs_who_now(&who);
+	rc = store_rename(c->store, from->id, to->id, cond, &who, NULL);
 	if (rc == 0) {
 		fs_writers_orphan(c, from->id);
+		fs_cache_moved(c, from->id, to->id);
 		fs_cache_forget(c, from->id);
 		fs_cache_forget(c, to->id);
 	}
@@ -548,8 +561,12 @@ static int computed_xattr(struct fs_ctx *c, const char *id, const char *name,
 		return snprintf(buf, 96, "%" PRIu64, m.version);
 	if (strcmp(what, "revision") == 0)
 		return snprintf(buf, 96, "%" PRIu64, m.revision);
-	if (strcmp(what, "commit") == 0)
+	if (strcmp(what, "commit") == 0) {
+		rc = store_history_commit(c->store, id, m.version, buf);
+		if (rc == 0)
+			return (int)strlen(buf);
 		return snprintf(buf, 96, "pending");
+	}
 	if (strcmp(what, "hash") == 0) {
 		store_hash_format(m.hash, buf);
 		return (int)strlen(buf);
@@ -698,6 +715,7 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 {
 	struct store_status st;
 	uint64_t commits, errors;
+	char hist[256];
 	char *buf = malloc(1024);
 	int n;
 
@@ -705,15 +723,26 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 		return -ENOMEM;
 	store_status_get(c->store, &st);
 	fs_ctx_counts(c, &commits, &errors);
+	if (!st.history)
+		snprintf(hist, sizeof(hist),
+			 "{\"lag\":null,\"done\":null,\"state\":\"none\"}");
+	else
+		/* strerror() texts have no quote or backslash */
+		snprintf(hist, sizeof(hist),
+			 "{\"lag\":%" PRIu64 ",\"done\":%" PRIu64
+			 ",\"state\":\"%s%s\"}",
+			 st.history_lag, st.history_done,
+			 st.history_error ? "error: "
+			 : st.history_lag ? "catching up"
+					  : "ok",
+			 st.history_error ? strerror(-st.history_error) : "");
 	n = snprintf(buf, 1024,
 		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
 		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64
-		     ",\"state\":\"%s\"},\"history\":{\"lag\":null,"
-		     "\"state\":\"not built yet\"},\"read_only\":%s,"
-		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
-		     "}\n",
+		     ",\"state\":\"%s\"},\"history\":%s,\"read_only\":%s,"
+		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64 "}\n",
 		     st.revision, st.records, st.tombstones, st.journal_bytes,
-		     st.broken ? "needs recovery (remount)" : "ok",
+		     st.broken ? "needs recovery (remount)" : "ok", hist,
 		     st.read_only ? "true" : "false", commits, errors);
 	*out = buf;
 	*len = (size_t)n;
@@ -723,7 +752,7 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	cfg->use_ino = 0;
-	cfg->hard_remove = 1;  /* no .fuse_hidden* files: handles own data */
+	cfg->hard_remove = 1; /* no .fuse_hidden* files: handles own data */
 	cfg->nullpath_ok = 0;
 	cfg->attr_timeout = 0; /* sizes change with commits the kernel does
 				  not see (append rebase, failed CAS) */

@@ -18,6 +18,7 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,7 +30,8 @@ enum fs_kind {
 	FS_SCRATCH,	/* an unversioned scratch file */
 	FS_META_DIR,	/* /.recfs */
 	FS_META_STATUS, /* /.recfs/status */
-	FS_META_OTHER,	/* anything else under /.recfs (not built yet) */
+	FS_META_HISTORY, /* /.recfs/history[/...]: id holds what follows */
+	FS_META_OTHER,	/* anything else under /.recfs */
 };
 
 struct fs_path {
@@ -67,7 +69,9 @@ enum fs_hkind { H_READ, H_WRITE, H_SCRATCH, H_STATUS };
 struct fs_handle {
 	enum fs_hkind kind;
 	pthread_mutex_t mu; /* serialises write/flush/truncate on it */
-	struct fs_handle *next, *prev; /* ctx->writers (H_WRITE), ctx->mu */
+	struct fs_handle *next, *prev; /* ctx->writers (H_WRITE) or
+					  ctx->readers (H_READ using the
+					  page cache), ctx->mu */
 	char *id;
 	struct store_reader *rd; /* H_READ; H_WRITE until content is staged */
 	struct store_stage *st;	 /* H_WRITE: the content to commit */
@@ -89,6 +93,13 @@ struct fs_handle {
 	bool has_mtime;		 /* pending utimens */
 	struct timespec mtime;
 	struct store_who who;	/* the process that opened it */
+	/* H_READ on ctx->readers (ctx->mu): the hash of the ID whose kernel
+	   inode it reads, the version its pages hold (UINT64_MAX once renamed:
+	   none), and whether its open had the kernel drop the cached pages,
+	   which its first read confirms (see handle.c) */
+	uint64_t cache_hv;
+	uint64_t cache_version;
+	atomic_bool cache_confirm;
 	struct fs_scratch *sc;	/* H_SCRATCH */
 	char *text;		/* H_STATUS */
 	size_t text_len;
@@ -104,15 +115,17 @@ struct fs_ctx {
 	gid_t gid;
 	pthread_mutex_t mu;	    /* protects writers, scratch, cache */
 	struct fs_handle *writers;  /* open write handles */
+	struct fs_handle *readers;  /* read handles using the page cache */
 	struct fs_scratch *scratch; /* scratch files */
 	/*
 	 * Which version of a path the kernel may hold in its page cache:
 	 * an open for reading keeps the cache only if the slot says the same
 	 * version (a bounded, direct-mapped table: a collision just costs
-	 * a re-read).
+	 * a re-read). See handle.c for who may use the cache at all.
 	 */
 	uint64_t cache_hv[FS_CACHE_SLOTS];
 	uint64_t cache_ver[FS_CACHE_SLOTS];
+	bool cache_ok[FS_CACHE_SLOTS]; /* the kernel has dropped older pages */
 	uint64_t commits, commit_errors; /* protected by mu */
 };
 
@@ -161,7 +174,20 @@ int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
 int fs_scratch_from_record(struct fs_ctx *c, const char *id,
 			   const char *path);
 
+/* history.c: old versions (ID@N, .recfs/history/ID/N) */
+int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n,
+		 struct stat *st);
+int fs_hist_open(struct fs_ctx *c, const char *id, uint64_t n,
+		 struct fuse_file_info *fi);
+int fs_hist_tree_attr(struct fs_ctx *c, const char *rest, struct stat *st);
+int fs_hist_tree_readdir(struct fs_ctx *c, const char *rest, void *buf,
+			 fuse_fill_dir_t filler);
+int fs_hist_tree_open(struct fs_ctx *c, const char *rest,
+		      struct fuse_file_info *fi);
+
 /* handle.c */
+/* Who is asking: uid, pid and command name of the calling process. */
+void fs_who_now(struct store_who *w);
 int fs_open(const char *path, struct fuse_file_info *fi);
 int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi);
 int fs_read(const char *path, char *buf, size_t size, off_t off,
@@ -192,6 +218,9 @@ void fs_writers_free(struct fs_ctx *c);
 void fs_writers_orphan(struct fs_ctx *c, const char *id);
 /* Forget what the kernel may cache for `id`. */
 void fs_cache_forget(struct fs_ctx *c, const char *id);
+/* Record `from` was renamed onto `to`: the read handles open on `from`
+   now read the kernel inode named `to`. */
+void fs_cache_moved(struct fs_ctx *c, const char *from, const char *to);
 /* Fill st for a record's metadata. */
 void fs_fill_stat(const struct fs_ctx *c, const struct store_meta *m,
 		  struct stat *st);

@@ -43,7 +43,7 @@ static struct fs_handle *fh(const struct fuse_file_info *fi)
 }
 
 /* Who is asking: uid, pid and command name of the calling process. */
-static void who_now(struct store_who *w)
+void fs_who_now(struct store_who *w)
 {
 	struct fuse_context *fc = fuse_get_context();
 	char path[64];
@@ -94,27 +94,129 @@ static void handle_free(struct fs_handle *h)
 	free(h);
 }
 
-/* ---- the page-cache table ----------------------------------------------- */
+/* ---- the page cache ----------------------------------------------------- */
 
+/*
+ * The kernel keeps one page cache per inode, filled by the reads of every
+ * handle open on it, whatever version that handle reads. A read handle
+ * must see the version it opened to the end, and a write handle's reads
+ * and writes are its uncommitted stage (SPEC section 3), so:
+ *   - write handles never use the page cache (direct_io, like scratch
+ *     files): their pages would show uncommitted bytes to readers;
+ *   - read handles of one record share it only while they all read the
+ *     same version: a handle opened while another one of the record at
+ *     another version is still open (released at the kernel's RELEASE,
+ *     which comes after that handle's last read, readahead included, has
+ *     filled its pages) reads with direct_io, past the cache. Otherwise
+ *     a read that was in flight when the newer handle's open invalidated
+ *     the cache could fill it with the old version's pages afterwards,
+ *     and the newer handle would read those (a CAS increment built on
+ *     such a read loses an update: tools/torture --contention);
+ *   - ID@N reads use direct_io: their inode is not ID's, so they must not
+ *     touch ID's slot.
+ * The readers in cache mode are on c->readers, checked and listed under
+ * c->mu at open. The slot table then says whether the pages left by
+ * earlier handles are this version's (keep_cache): only once the kernel
+ * has acted on the open that set the slot, which had it drop the older
+ * pages (cache_ok, set at that handle's first read). Until then another
+ * open of the version, whose reply the kernel may see first, drops them
+ * too rather than read them.
+ */
 static size_t cache_slot(const char *id, uint64_t *hv)
 {
 	*hv = XXH3_64bits(id, strlen(id)) | 1; /* 0 marks an empty slot */
 	return (size_t)(*hv % FS_CACHE_SLOTS);
 }
 
-/* May the kernel keep its cached pages of `id` at `version`? */
-static bool cache_keep(struct fs_ctx *c, const char *id, uint64_t version)
+static void list_add(struct fs_handle **head, struct fs_handle *h)
+{
+	h->next = *head;
+	h->prev = NULL;
+	if (*head)
+		(*head)->prev = h;
+	*head = h;
+}
+
+static void list_remove(struct fs_handle **head, struct fs_handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		*head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+}
+
+/* How read handle h of `id` at `version` reads: through the cache (kept
+   or not) or past it; see above. */
+static void cache_open(struct fs_ctx *c, struct fs_handle *h, const char *id,
+		       uint64_t version, struct fuse_file_info *fi)
 {
 	uint64_t hv;
 	size_t slot = cache_slot(id, &hv);
-	bool keep;
+	bool other = false;
 
 	pthread_mutex_lock(&c->mu);
-	keep = c->cache_hv[slot] == hv && c->cache_ver[slot] == version;
-	c->cache_hv[slot] = hv;
-	c->cache_ver[slot] = version;
+	for (struct fs_handle *o = c->readers; o && !other; o = o->next)
+		other = o->cache_hv == hv && o->cache_version != version;
+	if (other) {
+		fi->direct_io = 1;
+	} else {
+		bool same = c->cache_hv[slot] == hv &&
+			    c->cache_ver[slot] == version;
+
+		fi->keep_cache = same && c->cache_ok[slot];
+		if (!same) {
+			c->cache_hv[slot] = hv;
+			c->cache_ver[slot] = version;
+			c->cache_ok[slot] = false;
+		}
+		atomic_store(&h->cache_confirm, !fi->keep_cache);
+		h->cache_hv = hv;
+		h->cache_version = version;
+		list_add(&c->readers, h);
+	}
 	pthread_mutex_unlock(&c->mu);
-	return keep;
+}
+
+/* A read on h: the kernel has completed h's open. */
+static void cache_confirm(struct fs_ctx *c, struct fs_handle *h)
+{
+	size_t slot;
+
+	if (!atomic_exchange(&h->cache_confirm, false))
+		return;
+	pthread_mutex_lock(&c->mu);
+	slot = (size_t)(h->cache_hv % FS_CACHE_SLOTS);
+	if (h->cache_hv && c->cache_hv[slot] == h->cache_hv &&
+	    c->cache_ver[slot] == h->cache_version)
+		c->cache_ok[slot] = true;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void cache_close(struct fs_ctx *c, struct fs_handle *h)
+{
+	pthread_mutex_lock(&c->mu);
+	if (h->cache_hv)
+		list_remove(&c->readers, h);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void fs_cache_moved(struct fs_ctx *c, const char *from, const char *to)
+{
+	uint64_t hv_from, hv_to;
+
+	cache_slot(from, &hv_from);
+	cache_slot(to, &hv_to);
+	pthread_mutex_lock(&c->mu);
+	for (struct fs_handle *h = c->readers; h; h = h->next) {
+		if (h->cache_hv != hv_from)
+			continue;
+		/* their pages are now `to`'s, of no version of it */
+		h->cache_hv = hv_to;
+		h->cache_version = UINT64_MAX;
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 void fs_cache_forget(struct fs_ctx *c, const char *id)
@@ -133,23 +235,14 @@ void fs_cache_forget(struct fs_ctx *c, const char *id)
 static void writer_add(struct fs_ctx *c, struct fs_handle *h)
 {
 	pthread_mutex_lock(&c->mu);
-	h->next = c->writers;
-	h->prev = NULL;
-	if (c->writers)
-		c->writers->prev = h;
-	c->writers = h;
+	list_add(&c->writers, h);
 	pthread_mutex_unlock(&c->mu);
 }
 
 static void writer_remove(struct fs_ctx *c, struct fs_handle *h)
 {
 	pthread_mutex_lock(&c->mu);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		c->writers = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
+	list_remove(&c->writers, h);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -307,15 +400,22 @@ static int open_read(struct fs_ctx *c, const struct fs_path *p,
 	if (!h)
 		return -ENOMEM;
 	rc = store_reader_open(c->store, p->id, &h->rd);
-	if (rc == 0 && p->kind == FS_COND &&
-	    store_reader_meta(h->rd)->version != p->version)
-		rc = -ENOENT; /* old versions come with the history layer */
+	if (p->kind == FS_COND && p->version &&
+	    (rc == -ENOENT ||
+	     (rc == 0 && store_reader_meta(h->rd)->version != p->version))) {
+		handle_free(h);
+		return fs_hist_open(c, p->id, p->version, fi);
+	}
+	if (rc == 0 && p->kind == FS_COND && p->version == 0)
+		rc = -ENOENT; /* ID@0 names no version */
 	if (rc) {
 		handle_free(h);
 		return rc;
 	}
-	fi->keep_cache = cache_keep(c, p->id,
-				    store_reader_meta(h->rd)->version);
+	if (p->kind == FS_COND)
+		fi->direct_io = 1;
+	else
+		cache_open(c, h, p->id, store_reader_meta(h->rd)->version, fi);
 	fi->fh = (uintptr_t)h;
 	return 0;
 }
@@ -389,9 +489,10 @@ static int open_write(struct fs_ctx *c, const struct fs_path *p, int flags,
 	}
 	if (rc)
 		goto fail;
-	who_now(&h->who);
+	fs_who_now(&h->who);
 	fs_cache_forget(c, p->id);
 	writer_add(c, h);
+	fi->direct_io = 1; /* its stage is its own: see "the page cache" */
 	fi->fh = (uintptr_t)h;
 	return 0;
 fail:
@@ -410,6 +511,8 @@ int fs_open(const char *path, struct fuse_file_info *fi)
 	switch (p.kind) {
 	case FS_META_STATUS:
 		return open_status(c, fi);
+	case FS_META_HISTORY:
+		return fs_hist_tree_open(c, p.id, fi);
 	case FS_SCRATCH:
 		return open_scratch(c, &p, fi);
 	case FS_RECORD:
@@ -474,6 +577,7 @@ int fs_read(const char *path, char *buf, size_t size, off_t off,
 
 	switch (h->kind) {
 	case H_READ:
+		cache_confirm(fs_ctx(), h);
 		n = store_reader_pread(h->rd, buf, size, off);
 		break;
 	case H_WRITE:
@@ -514,6 +618,7 @@ int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
 		return -ENOMEM;
 	*bv = FUSE_BUFVEC_INIT(size);
 	if (h->kind == H_READ) {
+		cache_confirm(fs_ctx(), h);
 		/* hand libfuse the fd: it can splice straight from it */
 		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 		bv->buf[0].fd = store_reader_fd(h->rd);
@@ -804,6 +909,8 @@ int fs_release(const char *path, struct fuse_file_info *fi)
 				 h->id, strerror(-rc));
 		writer_remove(c, h);
 	}
+	if (h->kind == H_READ)
+		cache_close(c, h);
 	if (h->kind == H_SCRATCH)
 		fs_scratch_put(c, h->sc);
 	handle_free(h);

@@ -29,12 +29,13 @@ struct opts {
 	int ro;
 	int help;
 	int version;
+	int shared; /* allow_other or allow_root: other users see the mount */
 	char *max_size;
 	char *scratch;
 	char *snapdir;
 };
 
-enum { KEY_RO, KEY_HELP, KEY_VERSION };
+enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_SHARED };
 
 #define OPT(t, f) {t, offsetof(struct opts, f), 1}
 
@@ -44,6 +45,8 @@ static const struct fuse_opt opt_spec[] = {
 	{"scratch=%s", offsetof(struct opts, scratch), 0},
 	{"snapdir=%s", offsetof(struct opts, snapdir), 0},
 	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("allow_other", KEY_SHARED),
+	FUSE_OPT_KEY("allow_root", KEY_SHARED),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -60,6 +63,9 @@ static int opt_proc(void *data, const char *arg, int key,
 	case KEY_RO:
 		o->ro = 1;
 		return 1; /* the kernel mounts read-only too */
+	case KEY_SHARED:
+		o->shared = 1;
+		return 1; /* for the kernel */
 	case KEY_HELP:
 		o->help = 1;
 		return 0;
@@ -142,6 +148,23 @@ static int check_mountpoint(const char *mnt)
 	return 0;
 }
 
+/* `p` made absolute (it may not exist yet: -o create). */
+static char *absolute(const char *p)
+{
+	char cwd[PATH_MAX], *out;
+	size_t n;
+
+	if (p[0] == '/')
+		return strdup(p);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	n = strlen(cwd) + strlen(p) + 2;
+	out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s/%s", cwd, p);
+	return out;
+}
+
 /* Serve until unmounted or signalled. */
 static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
 {
@@ -176,11 +199,19 @@ static int run(struct opts *o, struct fuse_args *args,
 	uint64_t commits = 0, errs = 0, rev;
 	int rc, ret = 1, mounted = 0, closed;
 
-	so.path = o->store;
+	/* absolute: fuse_daemonize() changes to "/", and the history
+	   (libgit2) opens its repository by path */
+	path = absolute(o->store);
+	if (!path) {
+		fprintf(stderr, "recfs: %s: %s\n", o->store, strerror(errno));
+		return 1;
+	}
+	so.path = path;
 	rc = store_open(&store, &so);
-	if (rc)
+	if (rc) {
+		free(path);
 		return 1; /* store_open said why on stderr */
-	path = realpath(o->store, NULL);
+	}
 	if (fs_ctx_new(&ctx, store, cfg))
 		goto out;
 	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations),
@@ -192,10 +223,11 @@ static int run(struct opts *o, struct fuse_args *args,
 	mounted = 1;
 	if (fuse_daemonize(cmd->foreground) != 0)
 		goto out;
-	if (!cmd->foreground) {
+	if (!cmd->foreground)
 		rlog_use_syslog(true);
-		store_lock_refresh(store);
-	}
+	/* the lock names this (possibly forked) process, and the history
+	   writer starts here, after the fork, catching up on the journal */
+	store_lock_refresh(store);
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out;
 	rlog_info("mounted %s on %s", path ? path : o->store,
@@ -232,6 +264,17 @@ int main(int argc, char **argv)
 
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
 		return 2;
+	/*
+	 * recfs does no permission checks of its own: without
+	 * default_permissions the kernel checks none either, and with
+	 * allow_other every user could read and write every record whatever
+	 * its mode. A mount others can use always has the kernel check the
+	 * modes (as a disk file system does).
+	 */
+	if (o.shared && fuse_opt_add_arg(&args, "-odefault_permissions") != 0) {
+		fprintf(stderr, "recfs: out of memory\n");
+		goto out;
+	}
 	if (o.help) {
 		usage(argv[0]);
 		ret = 0;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,12 +27,18 @@ static int parse_meta(const char *rel, struct fs_path *p)
 {
 	const char *rest = rel + strlen(META_DIR);
 
-	if (*rest == '\0')
+	if (*rest == '\0') {
 		p->kind = FS_META_DIR;
-	else if (strcmp(rest, "/status") == 0)
+	} else if (strcmp(rest, "/status") == 0) {
 		p->kind = FS_META_STATUS;
-	else
+	} else if (strncmp(rest, "/history", 8) == 0 &&
+		   (rest[8] == '\0' || rest[8] == '/')) {
+		p->kind = FS_META_HISTORY;
+		snprintf(p->id, sizeof(p->id), "%s",
+			 rest[8] ? rest + 9 : "");
+	} else {
 		p->kind = FS_META_OTHER;
+	}
 	return 0;
 }
 

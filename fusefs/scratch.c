@@ -205,13 +205,38 @@ static struct fs_xattr *xfind(struct fs_xattr *list, const char *name)
 	return NULL;
 }
 
+/*
+ * Would the list hold more than a record may (store.h's STORE_XATTR_*
+ * limits, as xa_update counts them) with `name` set to `size` bytes?
+ * These lists live in the daemon's memory until their commit: without
+ * the bound, any process that may write a scratch file could make it
+ * grow without limit.
+ */
+static bool over_limits(struct fs_xattr *list, const char *name, size_t size)
+{
+	size_t payload = strlen(name) + size, count = 1;
+
+	for (struct fs_xattr *x = list; x; x = x->next) {
+		if (strcmp(x->name, name) == 0)
+			continue;
+		payload += strlen(x->name) + x->size;
+		count++;
+	}
+	return payload > STORE_XATTR_TOTAL_MAX || count > STORE_XATTR_COUNT_MAX;
+}
+
 int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
 		 size_t size, int flags)
 {
 	struct fs_xattr *x;
-	void *v = malloc(size ? size : 1);
+	void *v;
 	int rc = 0;
 
+	if (name[0] == '\0' || strlen(name) > STORE_XATTR_NAME_MAX)
+		return -ERANGE;
+	if (size > STORE_XATTR_VALUE_MAX)
+		return -E2BIG;
+	v = malloc(size ? size : 1);
 	if (!v)
 		return -ENOMEM;
 	if (size)
@@ -221,6 +246,8 @@ int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
 		rc = -EEXIST;
 	} else if (!x && (flags & XATTR_REPLACE)) {
 		rc = -ENODATA;
+	} else if (over_limits(*list, name, size)) {
+		rc = -ENOSPC;
 	} else if (!x) {
 		x = calloc(1, sizeof(*x));
 		if (!x || !(x->name = strdup(name))) {
@@ -396,6 +423,7 @@ out:
 
 int fs_scratch_from_record(struct fs_ctx *c, const char *id, const char *path)
 {
+	struct store_who who;
 	struct store_meta meta;
 	struct fs_scratch *sc = NULL;
 	struct store_stage *st = NULL;
@@ -419,10 +447,11 @@ int fs_scratch_from_record(struct fs_ctx *c, const char *id, const char *path)
 	sc->mtime_set = true;
 	/* its user attributes go along, as mv keeps them on a local disk */
 	rc = copy_xattrs(c, id, sc);
+	fs_who_now(&who);
 	if (rc == 0)
 		rc = store_delete(
 			c->store, id,
-			&(struct store_cond){STORE_COND_IF_VERSION, base}, NULL,
+			&(struct store_cond){STORE_COND_IF_VERSION, base}, &who,
 			NULL);
 	if (rc)
 		fs_scratch_unlink(c, path);

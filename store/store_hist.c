@@ -94,9 +94,16 @@ int store_hist_open(struct store *s)
 
 int store_hist_start(struct store *s)
 {
+	int rc;
+
 	if (!s->hist || s->opts.read_only)
 		return 0;
-	return hist_start(s->hist);
+	rc = hist_start(s->hist);
+	/* what recovery left in the journal (after a crash) is owed to the
+	   history too, without waiting for the next change */
+	if (rc == 0 && s->jnl)
+		hist_notify(s->hist, jnl_last_seq(s->jnl));
+	return rc;
 }
 
 void store_hist_changed(struct store *s, uint64_t rev)

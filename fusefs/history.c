@@ -1,0 +1,259 @@
+/*
+ * history.c - old versions through the mount (SPEC sections 4 and 5):
+ * reading ID@N, and the hidden tree .recfs/history/ID/N (every version,
+ * read-only, deleted records too). Contents come from the store's history
+ * (store_history_get); the tree is listed from its version index.
+ */
+#include "fs_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Old versions are readable by whoever may read the record now: the
+ * record's current mode without write bits, or owner-only for a record
+ * that no longer exists (with allow_other, default_permissions checks
+ * these modes; an old version must not outlive a chmod 600).
+ */
+static mode_t ro_mode(struct fs_ctx *c, const char *id)
+{
+	struct store_meta m;
+
+	if (store_stat(c->store, id, &m, false) == 0)
+		return (mode_t)m.mode & 0444;
+	return 0400;
+}
+
+static void ro_file_attr(struct fs_ctx *c, const char *id,
+			 const struct store_version *v, size_t len,
+			 struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | ro_mode(c, id);
+	st->st_nlink = 1;
+	st->st_uid = c->uid;
+	st->st_gid = c->gid;
+	st->st_size = (off_t)len;
+	st->st_blocks = (blkcnt_t)((len + 511) / 512);
+	st->st_blksize = 4096;
+	st->st_mtim = v->time;
+	st->st_ctim = v->time;
+	st->st_atim = v->time;
+}
+
+static void ro_dir_attr(const struct fs_ctx *c, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFDIR | 0500; /* the owner's: it lists every ID */
+	st->st_nlink = 2;
+	st->st_uid = c->uid;
+	st->st_gid = c->gid;
+}
+
+int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n,
+		 struct stat *st)
+{
+	struct store_version v;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc = store_history_get(c->store, id, n, &buf, &len, &v);
+
+	free(buf);
+	if (rc)
+		return rc == -ENOTSUP || rc == -EAGAIN ? -ENOENT : rc;
+	if (v.deleted)
+		return -ENOENT;
+	ro_file_attr(c, id, &v, len, st);
+	return 0;
+}
+
+int fs_hist_open(struct fs_ctx *c, const char *id, uint64_t n,
+		 struct fuse_file_info *fi)
+{
+	struct fs_handle *h;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EROFS;
+	rc = store_history_get(c->store, id, n, &buf, &len, NULL);
+	if (rc)
+		return rc == -ENOTSUP ? -ENOENT : rc;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		free(buf);
+		return -ENOMEM;
+	}
+	h->kind = H_STATUS; /* a read-only buffer */
+	h->mode = -1;
+	pthread_mutex_init(&h->mu, NULL);
+	h->text = buf;
+	h->text_len = len;
+	fi->keep_cache = 1; /* an old version never changes */
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+/* ---- the .recfs/history tree --------------------------------------------- */
+
+/* What one walk over the version index found under a prefix. */
+struct walk {
+	const char *prefix; /* "" or "a/b" */
+	size_t plen;
+	bool is_record;	     /* some version of exactly `prefix` exists */
+	bool is_dir;	     /* some ID lies below `prefix` */
+	uint64_t want;	     /* a version of `prefix` asked for, or 0 */
+	bool found;	     /* `want` exists (and is not a delete) */
+	char **names;	     /* readdir: next components, or versions */
+	size_t n, cap;
+	int err;
+};
+
+static void add_name(struct walk *w, const char *name, size_t len)
+{
+	char **p;
+
+	for (size_t i = 0; i < w->n; i++)
+		if (strlen(w->names[i]) == len &&
+		    memcmp(w->names[i], name, len) == 0)
+			return;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 32;
+
+		p = realloc(w->names, cap * sizeof(*p));
+		if (!p) {
+			w->err = -ENOMEM;
+			return;
+		}
+		w->names = p;
+		w->cap = cap;
+	}
+	w->names[w->n] = strndup(name, len);
+	if (!w->names[w->n])
+		w->err = -ENOMEM;
+	else
+		w->n++;
+}
+
+static int walk_one(void *arg, const char *id, const struct store_version *v)
+{
+	struct walk *w = arg;
+	const char *rest, *slash;
+	char num[24];
+
+	if (w->plen == 0) {
+		rest = id;
+	} else if (strncmp(id, w->prefix, w->plen) == 0 &&
+		   (id[w->plen] == '/' || id[w->plen] == '\0')) {
+		rest = id[w->plen] ? id + w->plen + 1 : "";
+	} else {
+		return 0;
+	}
+	if (*rest == '\0') {
+		w->is_record = true;
+		if (v->deleted)
+			return 0;
+		if (w->want && v->version == w->want)
+			w->found = true;
+		if (w->names || w->cap == 0) {
+			int n = snprintf(num, sizeof(num), "%" PRIu64,
+					 v->version);
+
+			add_name(w, num, (size_t)n);
+		}
+		return w->err;
+	}
+	w->is_dir = true;
+	slash = strchr(rest, '/');
+	add_name(w, rest, slash ? (size_t)(slash - rest) : strlen(rest));
+	return w->err;
+}
+
+static void walk_free(struct walk *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		free(w->names[i]);
+	free(w->names);
+}
+
+/* Split ".recfs/history/REST" into the prefix and a trailing version. */
+static int walk_path(struct fs_ctx *c, const char *rest, struct walk *w,
+		     char *prefix, size_t size)
+{
+	const char *last = strrchr(rest, '/');
+	char *end;
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	snprintf(prefix, size, "%s", rest);
+	w->prefix = prefix;
+	w->plen = strlen(prefix);
+	rc = store_history_each(c->store, NULL, walk_one, w);
+	if (rc || w->is_record || w->is_dir || !last)
+		return rc == -ENOTSUP ? -ENOENT : rc;
+	/* not a prefix: maybe ID/N, a version file */
+	walk_free(w);
+	memset(w, 0, sizeof(*w));
+	prefix[last - rest] = '\0';
+	w->prefix = prefix;
+	w->plen = strlen(prefix);
+	w->want = strtoull(last + 1, &end, 10);
+	if (*end || !w->want)
+		return -ENOENT;
+	rc = store_history_each(c->store, NULL, walk_one, w);
+	return rc ? rc : w->found ? 0 : -ENOENT;
+}
+
+int fs_hist_tree_attr(struct fs_ctx *c, const char *rest, struct stat *st)
+{
+	char prefix[ID_MAX_LEN + 1];
+	struct walk w;
+	int rc;
+
+	if (*rest == '\0') {
+		ro_dir_attr(c, st);
+		return 0;
+	}
+	rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
+	if (rc == 0 && w.want)
+		rc = fs_hist_attr(c, prefix, w.want, st);
+	else if (rc == 0)
+		ro_dir_attr(c, st);
+	walk_free(&w);
+	return rc;
+}
+
+int fs_hist_tree_readdir(struct fs_ctx *c, const char *rest, void *buf,
+			 fuse_fill_dir_t filler)
+{
+	char prefix[ID_MAX_LEN + 1];
+	struct walk w;
+	int rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
+
+	if (rc == 0 && w.want)
+		rc = -ENOTDIR;
+	for (size_t i = 0; rc == 0 && i < w.n; i++)
+		filler(buf, w.names[i], NULL, 0, 0);
+	walk_free(&w);
+	return rc;
+}
+
+int fs_hist_tree_open(struct fs_ctx *c, const char *rest,
+		      struct fuse_file_info *fi)
+{
+	char prefix[ID_MAX_LEN + 1];
+	struct walk w;
+	int rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
+
+	if (rc == 0 && !w.want)
+		rc = -EISDIR;
+	if (rc == 0)
+		rc = fs_hist_open(c, prefix, w.want, fi);
+	walk_free(&w);
+	return rc;
+}
