@@ -416,6 +416,7 @@ static int open_read(struct fs_ctx *c, const struct fs_path *p,
 		fi->direct_io = 1;
 	else
 		cache_open(c, h, p->id, store_reader_meta(h->rd)->version, fi);
+	fi->noflush = 1; /* nothing to commit: spare close a round trip */
 	fi->fh = (uintptr_t)h;
 	return 0;
 }
