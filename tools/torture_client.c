@@ -16,10 +16,10 @@
  *
  * Writes OUT.incs ("K VALUE @VERSION" per acknowledged increment: no two
  * may have the same value), OUT.own (the last acknowledged content of its
- * record) and OUT.stats ("NAME VALUE" lines). Exit 0, or 1 after an
- * unexpected error (printed on stderr): anything but ESTALE/ENOENT from a
- * conditional write, a counter that does not read as a number, a failed
- * plain write.
+ * record) and OUT.stats ("NAME VALUE" lines, the last "status" and the
+ * exit status). Exit 0, or 1 after an unexpected error (printed on
+ * stderr): anything but ESTALE/ENOENT from a conditional write, a counter
+ * that does not read as a number, a failed plain write.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -294,8 +294,9 @@ int main(int argc, char **argv)
 		return 1;
 	fprintf(f,
 		"increments %lu\nconflicts %lu\nwrites %lu\nretries %lu\n"
-		"maxlat_ms %.0f\n",
-		c.n_incs, c.n_conflicts, c.n_writes, c.n_retries, c.max_lat_ms);
+		"maxlat_ms %.0f\nstatus %d\n",
+		c.n_incs, c.n_conflicts, c.n_writes, c.n_retries, c.max_lat_ms,
+		ret);
 	if (fclose(f) != 0)
 		ret = 1;
 	return ret;
