@@ -160,7 +160,8 @@ struct hist {
 	uint64_t target;      /* durable in the journal */
 	uint64_t done;	      /* durable in git */
 	int err;	      /* of the last batch */
-	uint64_t attempts;    /* batches tried */
+	uint64_t begun;	      /* batches begun */
+	uint64_t attempts;    /* batches tried (ended) */
 	unsigned kicks;	      /* drains waiting: no delay, no backoff */
 	bool stop, running, started;
 	pthread_t thread;

@@ -535,6 +535,7 @@ static void *writer_main(void *arg)
 				pthread_cond_wait(&h->wake, &h->mu);
 			continue;
 		}
+		h->begun++;
 		pthread_mutex_unlock(&h->mu);
 		rc = hist_batch_run(h, &upto);
 		pthread_mutex_lock(&h->mu);
@@ -609,11 +610,16 @@ int hist_drain(struct hist *h, uint64_t rev, unsigned timeout_ms)
 	start_locked(h);
 	if (rev > h->target)
 		h->target = rev;
-	start = h->attempts;
+	/*
+	 * Only the outcome of an attempt begun after this call counts: one
+	 * already in flight may have failed on a fault since cleared. The
+	 * writer is one thread, so attempts end in the order they begin.
+	 */
+	start = h->begun;
 	h->kicks++;
 	pthread_cond_signal(&h->wake);
 	while (h->done < rev) {
-		if (h->attempts != start && h->err) {
+		if (h->attempts > start && h->err) {
 			rc = h->err;
 			break;
 		}

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -796,6 +797,53 @@ Test(history, drain_returns_a_persistent_error_and_nothing_is_lost)
 	cr_assert_eq(store_history_get(s, "e", 2, &buf, &len, &v), 0);
 	cr_assert(len == 6 && !memcmp(buf, "during", 6));
 	free(buf);
+	close_store(s);
+	io_free(io);
+}
+
+struct drain_arg {
+	struct store *s;
+	int rc;
+};
+
+static void *drain_thread(void *arg)
+{
+	struct drain_arg *d = arg;
+
+	d->rc = store_history_drain(d->s, 30000);
+	return NULL;
+}
+
+/*
+ * A drain asked while an attempt is in flight reports the outcome of an
+ * attempt begun after it: the fault the earlier one hit is gone by then.
+ * (Found in CI: an attempt begun before the failpoints changed made the
+ * next drain return its stale error.)
+ */
+Test(history, drain_ignores_the_outcome_of_an_attempt_already_in_flight)
+{
+	struct drain_arg d = {0};
+	struct io *io = NULL;
+	pthread_t t;
+	struct store *s;
+
+	cr_assert_eq(io_new(&io), 0);
+	s = open_slow(1, io);
+	put(s, "f", "before");
+	drain(s);
+	cr_assert_eq(io_arm(io, "hist.commit", IO_STALL, 0, 1, 1), 0);
+	cr_assert_eq(io_arm(io, "hist.sync", IO_FAIL, EIO, 1, 1), 0);
+	put(s, "f", "during"); /* its attempt stops at hist.commit */
+	for (int i = 0; i < 10000 && !io_stalled(io, "hist.commit"); i++)
+		usleep(1000);
+	cr_assert_eq(io_stalled(io, "hist.commit"), 1);
+	d.s = s;
+	cr_assert_eq(pthread_create(&t, NULL, drain_thread, &d), 0);
+	usleep(100000); /* the drain is waiting */
+	io_release(io); /* the attempt goes on and fails at hist.sync */
+	pthread_join(t, NULL);
+	cr_assert_eq(d.rc, 0, "drain: %s", strerror(-d.rc));
+	cr_assert_eq(io_hits(io, "hist.sync") >= 2, 1);
 	close_store(s);
 	io_free(io);
 }
