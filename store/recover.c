@@ -304,21 +304,32 @@ static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
 	return store_apply_rec(rp->s, &r, seq);
 }
 
-/* Does the file of `id` hold content with this hash and size? */
-static bool content_is(struct store *s, const char *id,
-		       const struct store_meta *m)
+/*
+ * Does the file of `id` hold content with this hash and size? 1 yes, 0 no
+ * (or no such file), -errno when it cannot be read: recovery stops then
+ * rather than guess (an unreadable file is not a lost version).
+ */
+static int content_is(struct store *s, const char *id,
+		      const struct store_meta *m)
 {
 	uint8_t hash[16];
 	uint64_t size;
-	int fd = -1;
-	bool same;
+	int fd = -1, rc;
 
-	if (s->be->ops->open(s->be, id, &fd))
-		return false;
-	same = store_hash_fd(s, fd, hash, &size) == 0 && size == m->size &&
-	       memcmp(hash, m->hash, 16) == 0;
+	rc = s->be->ops->open(s->be, id, &fd);
+	if (rc == -ENOENT || rc == -EISDIR || rc == -ENOTDIR || rc == -ELOOP)
+		return 0;
+	if (rc)
+		goto out;
+	rc = store_hash_fd(s, fd, hash, &size);
+	if (rc == 0)
+		rc = size == m->size && memcmp(hash, m->hash, 16) == 0;
 	close(fd);
-	return same;
+out:
+	if (rc < 0)
+		rlog_err("record %s: cannot be read to check version %llu: %s",
+			 id, (unsigned long long)m->version, strerror(-rc));
+	return rc;
 }
 
 /* Write `r`'s inline content as `id`. */
@@ -364,8 +375,9 @@ static int materialize(struct replay *rp, const struct rec *r, const char *id)
 		rc = s->be->ops->remove(s->be, id);
 		return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
 	}
-	if (content_is(s, id, &r->meta))
-		return 0;
+	rc = content_is(s, id, &r->meta);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	if (r->type == REC_PUT && r->has_data) {
 		rc = restore_inline(s, id, r);
 	} else if (r->type == REC_PUT) {
@@ -375,9 +387,11 @@ static int materialize(struct replay *rp, const struct rec *r, const char *id)
 
 		memcpy(from, r->from, r->from_len);
 		from[r->from_len] = '\0';
-		rc = content_is(s, from, &r->meta)
-			     ? be_file_mkparents(s->be, id)
-			     : -ENOENT;
+		rc = content_is(s, from, &r->meta);
+		if (rc == 1)
+			rc = be_file_mkparents(s->be, id);
+		else if (rc == 0)
+			rc = -ENOENT;
 		if (rc == 0)
 			rc = s->be->ops->move(s->be, from, id, false);
 	}
