@@ -876,6 +876,30 @@ Test(history, backpressure_makes_changes_wait_for_a_lagging_history)
 	io_free(io);
 }
 
+/* `n` puts of "lag-I" to "lag", and every 5th a big one to "lagbig":
+   what check_lagged() expects. Returns 0 or the first error. */
+static int put_lagged(struct store *s, int n)
+{
+	static uint8_t big[BIG_LEN];
+	char text[32];
+	int rc;
+
+	for (int i = 1; i <= n; i++) {
+		snprintf(text, sizeof(text), "lag-%d", i);
+		rc = store_put(s, "lag", text, strlen(text), NULL, NULL);
+		if (rc)
+			return rc;
+		if (i % 5 == 0) {
+			fill(big, sizeof(big), (unsigned)i);
+			rc = store_put(s, "lagbig", big, sizeof(big), NULL,
+				       NULL);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 /*
  * Child: `n` puts of small content, and every 5th a big one, while the
  * history writer is held back, then die without closing. With a
@@ -884,11 +908,9 @@ Test(history, backpressure_makes_changes_wait_for_a_lagging_history)
  */
 static void lagging_child(int n, const char *crash_at)
 {
-	static uint8_t big[BIG_LEN];
 	struct store_opts o = {.path = spath, .history_delay_ms = 1};
 	struct store *s = NULL;
 	struct io *io = NULL;
-	char text[32];
 
 	if (io_new(&io))
 		_exit(2);
@@ -897,17 +919,8 @@ static void lagging_child(int n, const char *crash_at)
 		_exit(3);
 	if (io_arm(io, "hist.read", IO_STALL, 0, 1, 1))
 		_exit(4);
-	for (int i = 1; i <= n; i++) {
-		snprintf(text, sizeof(text), "lag-%d", i);
-		if (store_put(s, "lag", text, strlen(text), NULL, NULL))
-			_exit(5);
-		if (i % 5 == 0) {
-			fill(big, sizeof(big), (unsigned)i);
-			if (store_put(s, "lagbig", big, sizeof(big), NULL,
-				      NULL))
-				_exit(6);
-		}
-	}
+	if (put_lagged(s, n))
+		_exit(5);
 	if (crash_at) {
 		if (io_arm(io, crash_at, IO_CRASH, 0, 1, 0))
 			_exit(4);
@@ -1004,6 +1017,66 @@ Test(history, crash_inside_a_history_commit_loses_no_version_nor_doubles)
 		cr_assert_eq(child_status(pid), IO_CRASH_STATUS, "%s",
 			     points[i]);
 		check_lagged(10, 0);
+	}
+}
+
+/*
+ * An error at each failpoint of the history path, persistent (EIO every
+ * time) or passing (ENOSPC once): the drain returns that error or gets
+ * past a point that is only tidying; once the fault is gone, every
+ * version is in git exactly once and the journal's blob links are gone.
+ */
+Test(history, errors_at_every_history_failpoint_lose_no_version_nor_double)
+{
+	static const char *const points[] = {
+		"hist.read",	  "hist.blob.open",  "hist.blob.read",
+		"hist.commit",	  "hist.sync",	     "hist.ref.open",
+		"hist.ref.write", "hist.ref.rename", "hist.ref.dirsync",
+		"hist.idx.open",  "hist.idx.read",   "hist.idx.write",
+		"hist.blob.unlink",
+	};
+	static const struct {
+		int err;
+		unsigned times;
+	} faults[] = {{EIO, 0}, {ENOSPC, 1}};
+
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		unsigned hits = 0;
+
+		for (size_t k = 0; k < 2; k++) {
+			struct store_opts o = {.path = spath,
+					       .history_delay_ms = 1};
+			struct store *s = NULL;
+			struct io *io = NULL;
+			int rc;
+
+			nftw(spath, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+			close_store(open_store());
+			cr_assert_eq(io_new(&io), 0);
+			cr_assert_eq(io_arm(io, points[i], IO_FAIL,
+					    faults[k].err, 1, faults[k].times),
+				     0);
+			o.io = io;
+			rc = store_open(&s, &o);
+			cr_assert(rc == 0 || rc == -faults[k].err,
+				  "%s: open: %s", points[i], strerror(-rc));
+			if (rc) {
+				hits++;
+				io_disarm_all(io);
+				cr_assert_eq(store_open(&s, &o), 0);
+			}
+			cr_assert_eq(put_lagged(s, 10), 0, "%s", points[i]);
+			rc = store_history_drain(s, 5000);
+			cr_assert(rc == 0 || rc == -faults[k].err,
+				  "%s: drain: %s", points[i], strerror(-rc));
+			hits += io_hits(io, points[i]) > 0;
+			io_disarm_all(io);
+			drain(s);
+			close_store(s);
+			io_free(io);
+			check_lagged(10, 0);
+		}
+		cr_assert_gt(hits, 0, "%s was never reached", points[i]);
 	}
 }
 
