@@ -1029,10 +1029,10 @@ Test(history, crash_inside_a_history_commit_loses_no_version_nor_doubles)
 Test(history, errors_at_every_history_failpoint_lose_no_version_nor_double)
 {
 	static const char *const points[] = {
-		"hist.read",	  "hist.blob.open",  "hist.blob.read",
-		"hist.commit",	  "hist.sync",	     "hist.ref.open",
-		"hist.ref.write", "hist.ref.rename", "hist.ref.dirsync",
-		"hist.idx.open",  "hist.idx.read",   "hist.idx.write",
+		"hist.read",	    "hist.blob.open",  "hist.blob.read",
+		"hist.commit",	    "hist.sync",       "hist.ref.open",
+		"hist.ref.write",   "hist.ref.rename", "hist.ref.dirsync",
+		"hist.idx.open",    "hist.idx.read",   "hist.idx.write",
 		"hist.blob.unlink",
 	};
 	static const struct {
