@@ -188,6 +188,18 @@ int hist_tree_each(struct hist *h,
 		   int (*fn)(void *arg, const char *id, const char *blob),
 		   void *arg);
 
+/* Is the blob `blob` (hex) in the repository? Returns 1, 0 or -errno. */
+int hist_blob_exists(struct hist *h, const char *blob);
+
+/*
+ * Write back a blob that is missing from the repository (verify
+ * --repair): `buf` must be its content, which is checked (the object id
+ * is the hash of the content), so history is never rewritten. Synced.
+ * Returns 0, -EBADMSG (not that blob's content), or -errno.
+ */
+int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
+		      size_t len);
+
 /* The blob of `id` in the tree of refs/heads/main (hex into blob[41]).
    Returns 0, -ENOENT, or -errno. */
 int hist_tree_lookup(struct hist *h, const char *id, char blob[41]);
