@@ -112,6 +112,20 @@ static int absolute_dest(const char *dest, char *out, size_t len)
 	return 0;
 }
 
+/* Is the parent of `dest` (absolute) on the file system mounted at
+   `mnt`? The daemon refuses that too. */
+static bool on_mount(const char *mnt, const char *dest)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(dest, '/');
+	struct stat a, b;
+
+	snprintf(parent, sizeof(parent), "%.*s",
+		 slash == dest ? 1 : (int)(slash - dest), dest);
+	return stat(parent, &a) == 0 && stat(mnt, &b) == 0 &&
+	       a.st_dev == b.st_dev;
+}
+
 static const char *mount_error(int rc)
 {
 	switch (rc) {
@@ -153,6 +167,13 @@ int ctl_backup(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	if (!ctl_is_store_dir(target) && ctl_is_mount(target)) {
+		if (on_mount(target, dest)) {
+			fprintf(stderr,
+				"recfsctl backup: %s: inside the mount "
+				"%s; give a directory outside it\n",
+				dest, target);
+			return EXIT_FAIL;
+		}
 		rc = ctl_send(target, "backup", dest);
 		if (rc) {
 			fprintf(stderr, "recfsctl backup: %s: %s\n", target,
