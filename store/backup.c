@@ -2,20 +2,28 @@
  * backup.c - store_backup: a consistent, complete and durable copy of an
  * open store (mounted or opened by recfsctl), with its history.
  *
- * How it stays consistent while commits go on:
- *  1. without any lock: drain the history (bounded) and checkpoint, so
- *     that the journal left to copy is short;
+ * How it stays consistent while commits go on, and keeps them waiting
+ * only for what changed during the copy:
+ *  1. without any lock: copy the bulk, records/ and history.git/objects,
+ *     remembering each file's inode, size, mtime and ctime; then
+ *     checkpoint, drain the history (bounded) and checkpoint again, so
+ *     that the journal left to copy is short. A record file is never written in place (a new
+ *     version is a new file renamed over the old one) and git objects
+ *     never change, so a file that still has the same inode, size and
+ *     times later is still what was copied;
  *  2. ckpt_mu, then `gate` exclusive: no change is in flight and none
- *     starts (commits wait at the gate), no checkpoint drops a journal
- *     segment; the history is drained up to this revision (it needs no
- *     gate), so its writer is idle too;
+ *     starts (commits wait at the gate; readers never do), no checkpoint
+ *     drops a journal segment; the history is drained up to this
+ *     revision (it needs no gate), so its writer is idle too;
  *  3. copy, in this order: the index snapshot, the journal (segments and
- *     blobs/), the records, history.idx, then history.git with its refs
- *     before its objects. The order matters only if the history could
- *     not be drained and its writer still runs: git adds objects before
- *     it moves a ref, and removes a blob link only once the commit is in
- *     git, so every copied ref finds its objects and every journal record
- *     after the copied history's revision finds its content;
+ *     blobs/), the records (again only those that changed since step 1;
+ *     what step 1 copied and is gone now is removed), history.idx, then
+ *     history.git with its refs before its objects. The order matters
+ *     only if the history could not be drained and its writer still
+ *     runs: git adds objects before it moves a ref, and removes a blob
+ *     link only once the commit is in git, so every copied ref finds its
+ *     objects and every journal record after the copied history's
+ *     revision finds its content;
  *  4. release the locks, fsync every file and directory of the copy, then
  *     install the format file (temp, fsync, rename, fsync) which marks a
  *     complete store, and fsync the parent of DEST.
@@ -39,16 +47,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BACKUP_DRAIN_MS 10000
 #define FORMAT_TMP FORMAT_FILE ".tmp"
 
+/* A file or directory copied before the gate (step 1). */
+struct done {
+	char *path; /* relative to the store directory */
+	uint64_t ino, size;
+	struct timespec mtime, ctime;
+	bool dir, seen;
+};
+
 struct copy {
 	struct store *s;
 	const char *dest; /* for messages */
 	struct store_backup_report *rep;
+	int dfd;	/* DEST */
+	bool gated;	/* step 3: the store is quiet */
 	bool keep_meta; /* records/: keep modes and mtimes */
+	bool git; /* history.git: leave out what git leaves while writing */
+	struct done *v; /* what step 1 copied; sorted by path after it */
+	size_t n, cap;
+	char rel[PATH_MAX]; /* path of the entry at hand */
 };
 
 static int open_dir_at(int dirfd, const char *name)
@@ -59,16 +82,106 @@ static int open_dir_at(int dirfd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* Step 1: remember that c->rel was copied from a file like `st`. */
+static int remember(struct copy *c, const struct stat *st, bool dir)
+{
+	struct done *d;
+
+	if (c->gated)
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 1024;
+		struct done *v = realloc(c->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	d = &c->v[c->n];
+	d->path = strdup(c->rel);
+	if (!d->path)
+		return -ENOMEM;
+	d->ino = (uint64_t)st->st_ino;
+	d->size = (uint64_t)st->st_size;
+	d->mtime = st->st_mtim;
+	d->ctime = st->st_ctim;
+	d->dir = dir;
+	d->seen = false;
+	c->n++;
+	return 0;
+}
+
+static int cmp_done(const void *a, const void *b)
+{
+	return strcmp(((const struct done *)a)->path,
+		      ((const struct done *)b)->path);
+}
+
+/* Step 3: what step 1 copied at c->rel, or NULL. */
+static struct done *find_done(struct copy *c)
+{
+	struct done key = {.path = c->rel};
+
+	if (!c->gated || !c->n)
+		return NULL;
+	return bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_done);
+}
+
+/*
+ * Is the copy step 1 made still the file at that path? Record files are
+ * never written in place: a new version is a new file renamed over the
+ * old one (new inode, new ctime), and git objects never change.
+ */
+static bool unchanged(const struct done *d, const struct stat *st)
+{
+	return !d->dir && S_ISREG(st->st_mode) &&
+	       d->ino == (uint64_t)st->st_ino &&
+	       d->size == (uint64_t)st->st_size &&
+	       same_time(&d->mtime, &st->st_mtim) &&
+	       same_time(&d->ctime, &st->st_ctim);
+}
+
+static void remove_tree(int dfd);
+
+/* Remove whatever step 1 left at `name` of `dfd` (a file or a tree). */
+static int clear_dest(int dfd, const char *name)
+{
+	struct stat st;
+	int sub;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+	sub = open_dir_at(dfd, name);
+	if (sub < 0)
+		return sub;
+	remove_tree(sub);
+	close(sub);
+	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
 /* Copy the regular file `name` of `sfd` as `to` in `dfd` (0600). */
 static int copy_file_as(struct copy *c, int sfd, int dfd, const char *name,
-			const char *to, const struct stat *st)
+			const char *to)
 {
 	int in = -1, out = -1, rc = 0;
+	struct stat st;
 	ssize_t n;
 
 	in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (in < 0)
-		return errno == ENOENT ? 0 : -errno; /* gone: not ours */
+		return errno == ENOENT ? 0 : -errno; /* gone meanwhile */
+	if (fstat(in, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
 	out = io_openat(c->s->io, "backup.open", dfd, to,
 			O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 			0600);
@@ -84,27 +197,26 @@ static int copy_file_as(struct copy *c, int sfd, int dfd, const char *name,
 	}
 	c->rep->files++;
 	c->rep->bytes += (uint64_t)n;
+	if (c->gated) {
+		c->rep->gated_files++;
+		c->rep->gated_bytes += (uint64_t)n;
+	}
 	if (c->keep_meta) {
-		struct timespec t[2] = {st->st_atim, st->st_mtim};
+		struct timespec t[2] = {st.st_atim, st.st_mtim};
 
-		if (fchmod(out, st->st_mode & 07777) < 0 ||
-		    futimens(out, t) < 0)
+		if (fchmod(out, st.st_mode & 07777) < 0 || futimens(out, t) < 0)
 			rc = -errno;
 	}
+	if (rc == 0)
+		rc = remember(c, &st, false);
 out:
 	if (rc)
-		rlog_err("backup %s: cannot copy %s: %s", c->dest, name,
+		rlog_err("backup %s: cannot copy %s: %s", c->dest, c->rel,
 			 strerror(-rc));
 	if (out >= 0)
 		close(out);
 	close(in);
 	return rc;
-}
-
-static int copy_file(struct copy *c, int sfd, int dfd, const char *name,
-		     const struct stat *st)
-{
-	return copy_file_as(c, sfd, dfd, name, name, st);
 }
 
 /* Is `name` (in history.git) something git leaves while it writes? */
@@ -116,37 +228,61 @@ static bool git_transient(const char *name)
 	       (n > 5 && !strcmp(name + n - 5, ".lock"));
 }
 
-enum { SKIP_NONE, SKIP_OBJECTS, ONLY_OBJECTS };
+enum { ALL, SKIP_OBJECTS, ONLY_OBJECTS };
 
-static int copy_tree(struct copy *c, int sfd, int dfd, bool git, int which);
+static int copy_dir(struct copy *c, int sfd, int dfd, int which);
 
-/* Copy entry `name` of `sfd` into `dfd`: a file, or a directory tree. */
-static int copy_entry(struct copy *c, int sfd, int dfd, const char *name,
-		      bool git)
+/* Make directory `name` in `dfd` (it may be there from step 1). */
+static int make_dir(struct copy *c, int dfd, const char *name)
 {
+	struct stat st;
+	int rc = io_mkdirat(c->s->io, "backup.mkdir", dfd, name, 0700);
+
+	if (rc != -EEXIST)
+		return rc;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return 0;
+	rc = clear_dest(dfd, name); /* a record that became a namespace */
+	return rc ? rc : io_mkdirat(c->s->io, "backup.mkdir", dfd, name, 0700);
+}
+
+/* Copy c->rel, entry `name` of `sfd`, into `dfd`: a file or a tree. In
+   step 3, what step 1 copied and has not changed since is kept. */
+static int copy_here(struct copy *c, int sfd, int dfd, const char *name,
+		     int which)
+{
+	struct done *d = find_done(c);
 	struct stat st;
 	int s2 = -1, d2 = -1, rc;
 
 	if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (S_ISREG(st.st_mode))
-		return copy_file(c, sfd, dfd, name, &st);
+	if (d)
+		d->seen = true;
+	if (S_ISREG(st.st_mode)) {
+		if (d && unchanged(d, &st))
+			return 0;
+		rc = c->gated ? clear_dest(dfd, name) : 0;
+		return rc ? rc : copy_file_as(c, sfd, dfd, name, name);
+	}
 	if (!S_ISDIR(st.st_mode)) {
 		rlog_warn("backup %s: %s is not a file or directory: not "
 			  "copied",
-			  c->dest, name);
+			  c->dest, c->rel);
 		return 0;
 	}
 	s2 = open_dir_at(sfd, name);
 	if (s2 < 0)
 		return s2 == -ENOENT ? 0 : s2;
-	rc = io_mkdirat(c->s->io, "backup.mkdir", dfd, name, 0700);
-	if (rc == -EEXIST)
-		rc = 0; /* history.git: made by the first pass */
+	rc = make_dir(c, dfd, name);
 	if (rc == 0)
 		rc = d2 = open_dir_at(dfd, name);
 	if (rc >= 0)
-		rc = copy_tree(c, s2, d2, git, SKIP_NONE);
+		rc = remember(c, &st, true);
+	if (rc == 0)
+		rc = copy_dir(c, s2, d2, which);
 	if (rc == 0 && c->keep_meta) {
 		struct timespec t[2] = {st.st_atim, st.st_mtim};
 
@@ -159,10 +295,25 @@ static int copy_entry(struct copy *c, int sfd, int dfd, const char *name,
 	return rc;
 }
 
-/* Copy the contents of directory `sfd` into `dfd`. In history.git
-   (`git`), transient files are left out and `which` orders refs before
-   objects at its top. */
-static int copy_tree(struct copy *c, int sfd, int dfd, bool git, int which)
+/* copy_here with c->rel extended by `name`. */
+static int copy_entry(struct copy *c, int sfd, int dfd, const char *name,
+		      int which)
+{
+	size_t len = strlen(c->rel);
+	int rc;
+
+	if (len + strlen(name) + 2 > sizeof(c->rel))
+		return -ENAMETOOLONG;
+	snprintf(c->rel + len, sizeof(c->rel) - len, "%s%s", len ? "/" : "",
+		 name);
+	rc = copy_here(c, sfd, dfd, name, which);
+	c->rel[len] = '\0';
+	return rc;
+}
+
+/* Copy the contents of directory `sfd` into `dfd`; at the top of
+   history.git, `which` says whether objects/ is copied. */
+static int copy_dir(struct copy *c, int sfd, int dfd, int which)
 {
 	int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 	struct dirent *d;
@@ -181,28 +332,26 @@ static int copy_tree(struct copy *c, int sfd, int dfd, bool git, int which)
 
 		if (!strcmp(n, ".") || !strcmp(n, ".."))
 			continue;
-		if (git && git_transient(n))
+		if (c->git && git_transient(n))
 			continue;
 		if ((which == SKIP_OBJECTS && objects) ||
 		    (which == ONLY_OBJECTS && !objects))
 			continue;
-		rc = copy_entry(c, sfd, dfd, n, git);
+		rc = copy_entry(c, sfd, dfd, n, ALL);
 	}
 	closedir(dir);
 	return rc;
 }
 
 /* Copy top-level entry `name` of the store if it exists. */
-static int copy_top(struct copy *c, int dfd, const char *name)
+static int copy_top(struct copy *c, const char *name)
 {
-	struct stat st;
-
-	if (fstatat(c->s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	return copy_entry(c, c->s->dirfd, dfd, name, false);
+	c->rel[0] = '\0';
+	return copy_entry(c, c->s->dirfd, c->dfd, name, ALL);
 }
 
-static int copy_history(struct copy *c, int dfd)
+/* history.git: all but objects/ (in step 3), then objects/. */
+static int copy_history(struct copy *c, bool objects_only)
 {
 	int sfd, d2 = -1, rc;
 
@@ -211,39 +360,68 @@ static int copy_history(struct copy *c, int dfd)
 		return 0;
 	if (sfd < 0)
 		return sfd;
-	rc = io_mkdirat(c->s->io, "backup.mkdir", dfd, HIST_DIR, 0700);
+	c->git = true;
+	snprintf(c->rel, sizeof(c->rel), "%s", HIST_DIR);
+	rc = make_dir(c, c->dfd, HIST_DIR);
 	if (rc == 0)
-		rc = d2 = open_dir_at(dfd, HIST_DIR);
+		rc = d2 = open_dir_at(c->dfd, HIST_DIR);
+	if (rc >= 0 && !objects_only)
+		rc = copy_dir(c, sfd, d2, SKIP_OBJECTS);
 	if (rc >= 0)
-		rc = copy_tree(c, sfd, d2, true, SKIP_OBJECTS);
-	if (rc == 0)
-		rc = copy_tree(c, sfd, d2, true, ONLY_OBJECTS);
+		rc = copy_dir(c, sfd, d2, ONLY_OBJECTS);
+	c->git = false;
 	if (d2 >= 0)
 		close(d2);
 	close(sfd);
 	return rc;
 }
 
-/* Step 3, with the store quiet. */
-static int copy_store(struct copy *c, int dfd)
+/* Step 1, while changes go on: the bulk (records, git objects). */
+static int copy_bulk(struct copy *c)
 {
 	int rc;
 
-	rc = copy_top(c, dfd, STORE_INDEX_FILE);
+	c->keep_meta = true;
+	rc = copy_top(c, STORE_RECORDS_DIR);
+	c->keep_meta = false;
 	if (rc == 0)
-		rc = copy_top(c, dfd, STORE_JOURNAL_DIR);
+		rc = copy_history(c, true);
+	if (rc == 0 && c->n)
+		qsort(c->v, c->n, sizeof(*c->v), cmp_done);
+	return rc;
+}
+
+/* Step 3, with the store quiet: everything, keeping what step 1 copied
+   and is unchanged, and removing what it copied and is gone. */
+static int copy_store(struct copy *c)
+{
+	int rc;
+
+	c->gated = true;
+	rc = copy_top(c, STORE_INDEX_FILE);
+	if (rc == 0)
+		rc = copy_top(c, STORE_JOURNAL_DIR);
 	if (rc == 0) {
 		c->keep_meta = true;
-		rc = copy_top(c, dfd, STORE_RECORDS_DIR);
+		rc = copy_top(c, STORE_RECORDS_DIR);
 		c->keep_meta = false;
 	}
 	if (rc == 0)
-		rc = copy_top(c, dfd, HIST_INDEX_FILE);
+		rc = copy_top(c, HIST_INDEX_FILE);
 	if (rc == 0)
-		rc = copy_history(c, dfd);
+		rc = copy_history(c, false);
 	if (rc == 0)
-		rc = io_mkdirat(c->s->io, "backup.mkdir", dfd, STORE_TMP_DIR,
+		rc = io_mkdirat(c->s->io, "backup.mkdir", c->dfd, STORE_TMP_DIR,
 				0700);
+	/* children sort after their parent: remove from the end */
+	for (size_t i = c->n; rc == 0 && i-- > 0;) {
+		if (c->v[i].seen)
+			continue;
+		if (unlinkat(c->dfd, c->v[i].path,
+			     c->v[i].dir ? AT_REMOVEDIR : 0) < 0 &&
+		    errno != ENOENT)
+			rc = -errno;
+	}
 	return rc;
 }
 
@@ -327,13 +505,13 @@ static void remove_tree(int dfd)
 /* Step 4's end: the source's format file, atomically, last. */
 static int install_format(struct copy *c, int dfd)
 {
-	struct stat st;
 	int rc;
 
-	if (fstatat(c->s->dirfd, FORMAT_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
 	unlinkat(dfd, FORMAT_TMP, 0);
-	rc = copy_file_as(c, c->s->dirfd, dfd, FORMAT_FILE, FORMAT_TMP, &st);
+	snprintf(c->rel, sizeof(c->rel), "%s", FORMAT_FILE);
+	rc = copy_file_as(c, c->s->dirfd, dfd, FORMAT_FILE, FORMAT_TMP);
+	if (rc == 0 && faccessat(dfd, FORMAT_TMP, F_OK, AT_EACCESS) < 0)
+		rc = -errno; /* the source has none: not a store */
 	if (rc == 0) {
 		int fd = openat(dfd, FORMAT_TMP,
 				O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -440,13 +618,22 @@ static int parent_sync(const char *dest)
 	return rc;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int store_backup(struct store *s, const char *dest,
 		 struct store_backup_report *rep)
 {
 	struct store_backup_report scratch;
-	struct copy c = {.s = s, .dest = dest};
+	struct copy c = {.s = s, .dest = dest, .dfd = -1};
 	bool created = false, locked = false;
-	int dfd = -1, rc;
+	int64_t t0 = 0;
+	int rc;
 
 	rep = rep ? rep : &scratch;
 	memset(rep, 0, sizeof(*rep));
@@ -458,7 +645,7 @@ int store_backup(struct store *s, const char *dest,
 		rlog_err("backup %s: inside the store %s", dest, s->path);
 	if (rc)
 		return rc;
-	rc = open_dest(dest, &dfd, &created);
+	rc = open_dest(dest, &c.dfd, &created);
 	if (rc) {
 		rlog_err("backup %s: %s", dest,
 			 rc == -ENOTEMPTY || rc == -EEXIST
@@ -467,16 +654,25 @@ int store_backup(struct store *s, const char *dest,
 		return rc;
 	}
 
-	/* step 1: make the journal short, while changes go on */
+	/* step 1: the bulk, then a short journal, while changes go on */
+	rc = copy_bulk(&c);
+	if (rc)
+		goto out;
+	/* a checkpoint drops the segments the history has written: start a
+	   new segment, have the history catch up with the old ones, and
+	   drop them (errors are logged; the journal is copied anyway) */
+	if (s->jnl && !s->opts.read_only && !s->broken)
+		(void)store_checkpoint(s);
 	if (s->hist && !s->opts.read_only)
 		(void)store_history_drain(s, BACKUP_DRAIN_MS);
 	if (s->jnl && !s->opts.read_only && !s->broken)
-		(void)store_checkpoint(s); /* logged; the journal is copied */
+		(void)store_checkpoint(s);
 
 	/* step 2 */
 	pthread_mutex_lock(&s->ckpt_mu);
 	pthread_rwlock_wrlock(&s->gate);
 	locked = true;
+	t0 = mono_ms();
 	pthread_mutex_lock(&s->mu);
 	rc = s->broken;
 	pthread_mutex_unlock(&s->mu);
@@ -495,16 +691,17 @@ int store_backup(struct store *s, const char *dest,
 			  dest, rep->revision);
 
 	/* step 3 */
-	rc = copy_store(&c, dfd);
+	rc = copy_store(&c);
+	rep->gate_ms = (uint64_t)(mono_ms() - t0);
 	pthread_rwlock_unlock(&s->gate);
 	pthread_mutex_unlock(&s->ckpt_mu);
 	locked = false;
 
 	/* step 4 */
 	if (rc == 0)
-		rc = sync_tree(s, dfd);
+		rc = sync_tree(s, c.dfd);
 	if (rc == 0)
-		rc = install_format(&c, dfd);
+		rc = install_format(&c, c.dfd);
 	if (rc == 0)
 		rc = parent_sync(dest);
 out:
@@ -512,19 +709,24 @@ out:
 		pthread_rwlock_unlock(&s->gate);
 		pthread_mutex_unlock(&s->ckpt_mu);
 	}
+	for (size_t i = 0; i < c.n; i++)
+		free(c.v[i].path);
+	free(c.v);
 	if (rc) {
 		rlog_err("backup %s: failed: %s; removing the partial copy",
 			 dest, strerror(-rc));
-		remove_tree(dfd);
-		close(dfd);
+		remove_tree(c.dfd);
+		close(c.dfd);
 		if (created)
 			rmdir(dest);
 		return rc;
 	}
-	close(dfd);
+	close(c.dfd);
 	rlog_info("backup of %s at revision %" PRIu64 " written to %s: %" PRIu64
-		  " records, %" PRIu64 " files, %" PRIu64 " bytes",
+		  " records, %" PRIu64 " files, %" PRIu64 " bytes (%" PRIu64
+		  " files, %" PRIu64 " bytes while commits waited %" PRIu64
+		  " ms)",
 		  s->path, rep->revision, dest, rep->records, rep->files,
-		  rep->bytes);
+		  rep->bytes, rep->gated_files, rep->gated_bytes, rep->gate_ms);
 	return 0;
 }

@@ -392,14 +392,19 @@ struct store_backup_report {
 	uint64_t records;  /* live records in it */
 	uint64_t files;	   /* files copied */
 	uint64_t bytes;	   /* bytes copied */
+	uint64_t gated_files, gated_bytes; /* of those, copied (again) while
+					      commits waited */
+	uint64_t gate_ms;		   /* how long commits waited */
 };
 
 /*
  * Copy the store, consistently at one revision, to `dest` (which must not
  * exist, or be an empty directory; -ENOTEMPTY / -EEXIST otherwise): the
  * format file, records, index, journal and history, so the copy is a
- * complete, mountable store. Commits wait while the copy is made (the
- * readers do not). Created 0700/0600, without the lock; everything is
+ * complete, mountable store. The bulk (records, git objects) is copied
+ * while commits go on; commits then wait while what changed meanwhile,
+ * the journal and the rest of the history are copied (readers never
+ * wait). Created 0700/0600, without the lock; everything is
  * fsync'ed before it returns 0. On failure what was made is removed.
  * `dest` inside the store is -EINVAL. `rep` may be NULL.
  */

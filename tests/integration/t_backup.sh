@@ -105,6 +105,7 @@ for p in "${WPIDS[@]}"; do
 done
 note "backup under load: $(echo "$t1 - $t0" | bc) s; revision $rev_before" \
 	"before it, $rev_after after"
+note "daemon: $(grep -o 'backup of .* written to .*' "$(daemon_log)" | tail -1)"
 check "[ $rc -eq 0 ]" "recfsctl backup of the mount under write load succeeds ($out)"
 check "[ $rev_after -gt $rev_before ]" \
 	"the writers were committing around the backup ($rev_before -> $rev_after)"
