@@ -3,30 +3,33 @@
  * open store (mounted or opened by recfsctl), with its history.
  *
  * How it stays consistent while commits go on, and keeps them waiting
- * only for what changed during the copy:
- *  1. without any lock: copy the bulk, records/ and history.git/objects,
- *     remembering each file's inode, size, mtime and ctime; then
- *     checkpoint, drain the history (bounded) and checkpoint again, so
- *     that the journal left to copy is short. A record file is never written in place (a new
- *     version is a new file renamed over the old one) and git objects
- *     never change, so a file that still has the same inode, size and
- *     times later is still what was copied;
- *  2. ckpt_mu, then `gate` exclusive: no change is in flight and none
+ * only for what changed at the very end:
+ *  1. without any lock, the bulk: records/ and history.git/objects,
+ *     remembering each file's inode, size, mtime and ctime. A record
+ *     file is never written in place (a new version is a new file renamed
+ *     over the old one) and git objects never change, so a file that
+ *     still has the same inode, size and times later is still what was
+ *     copied. Then a checkpoint, a history drain (bounded) and a second
+ *     checkpoint leave a short journal;
+ *  2. the history writer is paused (hist_pause: after its batch in
+ *     progress), so history.git and journal/blobs/ stop changing, and a
+ *     second pass copies what changed during the first, with all of
+ *     history.git (refs, what the first pass copied or not) and
+ *     history.idx;
+ *  3. ckpt_mu, then `gate` exclusive: no change is in flight and none
  *     starts (commits wait at the gate; readers never do), no checkpoint
- *     drops a journal segment; the history is drained up to this
- *     revision (it needs no gate), so its writer is idle too;
- *  3. copy, in this order: the index snapshot, the journal (segments and
- *     blobs/), the records (again only those that changed since step 1;
- *     what step 1 copied and is gone now is removed), history.idx, then
- *     history.git with its refs before its objects. The order matters
- *     only if the history could not be drained and its writer still
- *     runs: git adds objects before it moves a ref, and removes a blob
- *     link only once the commit is in git, so every copied ref finds its
- *     objects and every journal record after the copied history's
- *     revision finds its content;
- *  4. release the locks, fsync every file and directory of the copy, then
- *     install the format file (temp, fsync, rename, fsync) which marks a
- *     complete store, and fsync the parent of DEST.
+ *     drops a journal segment. Copied now: the index snapshot, the
+ *     journal (segments and blobs/) and the records that changed since
+ *     the second pass (what was copied and is gone now is removed). The
+ *     copy's history is complete up to the revision where the writer was
+ *     paused; the journal holds every change after it (the store keeps
+ *     the segments the history has not written, and the paused writer
+ *     removes no blob link), so the copy's first open writes the rest to
+ *     its history, as after a crash;
+ *  4. release the locks, resume the writer, fsync every file and
+ *     directory of the copy, then install the format file (temp, fsync,
+ *     rename, fsync) which marks a complete store, and fsync the parent
+ *     of DEST.
  * What is not copied: the lock, tmp/ (stages of writes in progress and
  * scratch files: not committed) and any stray file.
  */
@@ -66,11 +69,14 @@ struct copy {
 	const char *dest; /* for messages */
 	struct store_backup_report *rep;
 	int dfd;	/* DEST */
+	bool incr;	/* keep what an earlier pass copied, if unchanged */
 	bool gated;	/* step 3: the store is quiet */
 	bool keep_meta; /* records/: keep modes and mtimes */
 	bool git; /* history.git: leave out what git leaves while writing */
 	struct done *v; /* what step 1 copied; sorted by path after it */
 	size_t n, cap;
+	size_t nsorted;	    /* v[0..nsorted) is sorted */
+	struct done *cur;   /* the entry of c->rel, or NULL */
 	char rel[PATH_MAX]; /* path of the entry at hand */
 };
 
@@ -90,30 +96,33 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
 /* Step 1: remember that c->rel was copied from a file like `st`. */
 static int remember(struct copy *c, const struct stat *st, bool dir)
 {
-	struct done *d;
+	struct done *d = c->cur;
 
+	c->cur = NULL;
 	if (c->gated)
 		return 0;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 1024;
-		struct done *v = realloc(c->v, cap * sizeof(*v));
+	if (!d) {
+		if (c->n == c->cap) {
+			size_t cap = c->cap ? 2 * c->cap : 1024;
+			struct done *v = realloc(c->v, cap * sizeof(*v));
 
-		if (!v)
+			if (!v)
+				return -ENOMEM;
+			c->v = v;
+			c->cap = cap;
+		}
+		d = &c->v[c->n];
+		d->path = strdup(c->rel);
+		if (!d->path)
 			return -ENOMEM;
-		c->v = v;
-		c->cap = cap;
+		c->n++;
 	}
-	d = &c->v[c->n];
-	d->path = strdup(c->rel);
-	if (!d->path)
-		return -ENOMEM;
 	d->ino = (uint64_t)st->st_ino;
 	d->size = (uint64_t)st->st_size;
 	d->mtime = st->st_mtim;
 	d->ctime = st->st_ctim;
 	d->dir = dir;
 	d->seen = false;
-	c->n++;
 	return 0;
 }
 
@@ -123,14 +132,23 @@ static int cmp_done(const void *a, const void *b)
 		      ((const struct done *)b)->path);
 }
 
-/* Step 3: what step 1 copied at c->rel, or NULL. */
+/* What an earlier pass copied at c->rel, or NULL. */
 static struct done *find_done(struct copy *c)
 {
 	struct done key = {.path = c->rel};
 
-	if (!c->gated || !c->n)
+	if (!c->incr || !c->nsorted)
 		return NULL;
-	return bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_done);
+	return bsearch(&key, c->v, c->nsorted, sizeof(*c->v), cmp_done);
+}
+
+static void sort_done(struct copy *c)
+{
+	if (c->n)
+		qsort(c->v, c->n, sizeof(*c->v), cmp_done);
+	c->nsorted = c->n;
+	for (size_t i = 0; i < c->n; i++)
+		c->v[i].seen = false;
 }
 
 /*
@@ -264,7 +282,8 @@ static int copy_here(struct copy *c, int sfd, int dfd, const char *name,
 	if (S_ISREG(st.st_mode)) {
 		if (d && unchanged(d, &st))
 			return 0;
-		rc = c->gated ? clear_dest(dfd, name) : 0;
+		rc = c->incr ? clear_dest(dfd, name) : 0;
+		c->cur = d;
 		return rc ? rc : copy_file_as(c, sfd, dfd, name, name);
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -279,6 +298,7 @@ static int copy_here(struct copy *c, int sfd, int dfd, const char *name,
 	rc = make_dir(c, dfd, name);
 	if (rc == 0)
 		rc = d2 = open_dir_at(dfd, name);
+	c->cur = d;
 	if (rc >= 0)
 		rc = remember(c, &st, true);
 	if (rc == 0)
@@ -376,28 +396,42 @@ static int copy_history(struct copy *c, bool objects_only)
 	return rc;
 }
 
-/* Step 1, while changes go on: the bulk (records, git objects). */
-static int copy_bulk(struct copy *c)
+/* Step 1, while changes go on: the bulk (records, git objects); then,
+   with the history writer paused, what changed during the first pass
+   and all of the history. */
+static int copy_bulk(struct copy *c, bool again)
 {
 	int rc;
 
+	c->incr = again;
 	c->keep_meta = true;
 	rc = copy_top(c, STORE_RECORDS_DIR);
 	c->keep_meta = false;
+	if (rc == 0 && again)
+		rc = copy_top(c, HIST_INDEX_FILE);
 	if (rc == 0)
-		rc = copy_history(c, true);
-	if (rc == 0 && c->n)
-		qsort(c->v, c->n, sizeof(*c->v), cmp_done);
+		rc = copy_history(c, !again);
+	sort_done(c);
 	return rc;
 }
 
-/* Step 3, with the store quiet: everything, keeping what step 1 copied
-   and is unchanged, and removing what it copied and is gone. */
+/* Is `path` under records/? */
+static bool in_records(const char *path)
+{
+	size_t n = strlen(STORE_RECORDS_DIR);
+
+	return !strncmp(path, STORE_RECORDS_DIR, n) &&
+	       (path[n] == '/' || path[n] == '\0');
+}
+
+/* Step 3, with the store quiet: the index, the journal and the records,
+   keeping what step 1 copied and is unchanged, and removing what it
+   copied and is gone. (The history was copied, paused, in step 1.) */
 static int copy_store(struct copy *c)
 {
 	int rc;
 
-	c->gated = true;
+	c->gated = c->incr = true;
 	rc = copy_top(c, STORE_INDEX_FILE);
 	if (rc == 0)
 		rc = copy_top(c, STORE_JOURNAL_DIR);
@@ -407,15 +441,11 @@ static int copy_store(struct copy *c)
 		c->keep_meta = false;
 	}
 	if (rc == 0)
-		rc = copy_top(c, HIST_INDEX_FILE);
-	if (rc == 0)
-		rc = copy_history(c, false);
-	if (rc == 0)
 		rc = io_mkdirat(c->s->io, "backup.mkdir", c->dfd, STORE_TMP_DIR,
 				0700);
 	/* children sort after their parent: remove from the end */
 	for (size_t i = c->n; rc == 0 && i-- > 0;) {
-		if (c->v[i].seen)
+		if (c->v[i].seen || !in_records(c->v[i].path))
 			continue;
 		if (unlinkat(c->dfd, c->v[i].path,
 			     c->v[i].dir ? AT_REMOVEDIR : 0) < 0 &&
@@ -631,7 +661,7 @@ int store_backup(struct store *s, const char *dest,
 {
 	struct store_backup_report scratch;
 	struct copy c = {.s = s, .dest = dest, .dfd = -1};
-	bool created = false, locked = false;
+	bool created = false, locked = false, paused = false;
 	int64_t t0 = 0;
 	int rc;
 
@@ -655,7 +685,7 @@ int store_backup(struct store *s, const char *dest,
 	}
 
 	/* step 1: the bulk, then a short journal, while changes go on */
-	rc = copy_bulk(&c);
+	rc = copy_bulk(&c, false);
 	if (rc)
 		goto out;
 	/* a checkpoint drops the segments the history has written: start a
@@ -667,6 +697,13 @@ int store_backup(struct store *s, const char *dest,
 		(void)store_history_drain(s, BACKUP_DRAIN_MS);
 	if (s->jnl && !s->opts.read_only && !s->broken)
 		(void)store_checkpoint(s);
+	if (s->hist && !s->opts.read_only) {
+		hist_pause(s->hist);
+		paused = true;
+	}
+	rc = copy_bulk(&c, true);
+	if (rc)
+		goto out;
 
 	/* step 2 */
 	pthread_mutex_lock(&s->ckpt_mu);
@@ -684,11 +721,7 @@ int store_backup(struct store *s, const char *dest,
 	}
 	rep->revision = store_revision(s);
 	store_counts(s, &rep->records, NULL);
-	if (s->hist && !s->opts.read_only &&
-	    hist_drain(s->hist, rep->revision, BACKUP_DRAIN_MS) != 0)
-		rlog_warn("backup %s: the history is behind revision %" PRIu64
-			  "; the copy's journal keeps the rest",
-			  dest, rep->revision);
+	rep->history_done = s->hist ? hist_done(s->hist) : 0;
 
 	/* step 3 */
 	rc = copy_store(&c);
@@ -696,6 +729,9 @@ int store_backup(struct store *s, const char *dest,
 	pthread_rwlock_unlock(&s->gate);
 	pthread_mutex_unlock(&s->ckpt_mu);
 	locked = false;
+	if (paused)
+		hist_resume(s->hist);
+	paused = false;
 
 	/* step 4 */
 	if (rc == 0)
@@ -709,6 +745,8 @@ out:
 		pthread_rwlock_unlock(&s->gate);
 		pthread_mutex_unlock(&s->ckpt_mu);
 	}
+	if (paused)
+		hist_resume(s->hist);
 	for (size_t i = 0; i < c.n; i++)
 		free(c.v[i].path);
 	free(c.v);
@@ -725,8 +763,9 @@ out:
 	rlog_info("backup of %s at revision %" PRIu64 " written to %s: %" PRIu64
 		  " records, %" PRIu64 " files, %" PRIu64 " bytes (%" PRIu64
 		  " files, %" PRIu64 " bytes while commits waited %" PRIu64
-		  " ms)",
+		  " ms); history in git up to revision %" PRIu64,
 		  s->path, rep->revision, dest, rep->records, rep->files,
-		  rep->bytes, rep->gated_files, rep->gated_bytes, rep->gate_ms);
+		  rep->bytes, rep->gated_files, rep->gated_bytes, rep->gate_ms,
+		  rep->history_done);
 	return 0;
 }

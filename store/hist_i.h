@@ -162,6 +162,8 @@ struct hist {
 	int err;	      /* of the last batch */
 	uint64_t attempts;    /* batches tried */
 	unsigned kicks;	      /* drains waiting: no delay, no backoff */
+	unsigned paused;      /* hist_pause calls not resumed yet */
+	bool in_batch;	      /* the writer is writing a batch */
 	bool stop, running, started;
 	pthread_t thread;
 };

@@ -143,6 +143,15 @@ int hist_drain(struct hist *h, uint64_t rev, unsigned timeout_ms);
  */
 int hist_throttle(struct hist *h, uint64_t rev, unsigned timeout_ms);
 
+/*
+ * Pause the writer: returns once the batch in progress (if any) is
+ * written; until hist_resume, the writer writes nothing to history.git
+ * and removes no blob link, so the repository and journal/blobs stay as
+ * they are (store_backup copies them). Drains wait meanwhile. Calls nest.
+ */
+void hist_pause(struct hist *h);
+void hist_resume(struct hist *h);
+
 /* Stop the writer after the batch in progress (what is not written
    stays in the journal). The history can still be read. */
 void hist_stop(struct hist *h);

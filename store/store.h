@@ -395,18 +395,23 @@ struct store_backup_report {
 	uint64_t gated_files, gated_bytes; /* of those, copied (again) while
 					      commits waited */
 	uint64_t gate_ms;		   /* how long commits waited */
+	uint64_t history_done; /* the copy's history.git has every version
+				  up to this revision; its journal has the
+				  rest, which its first open writes */
 };
 
 /*
  * Copy the store, consistently at one revision, to `dest` (which must not
  * exist, or be an empty directory; -ENOTEMPTY / -EEXIST otherwise): the
  * format file, records, index, journal and history, so the copy is a
- * complete, mountable store. The bulk (records, git objects) is copied
- * while commits go on; commits then wait while what changed meanwhile,
- * the journal and the rest of the history are copied (readers never
- * wait). Created 0700/0600, without the lock; everything is
- * fsync'ed before it returns 0. On failure what was made is removed.
- * `dest` inside the store is -EINVAL. `rep` may be NULL.
+ * complete, mountable store. Records and history are copied while
+ * commits go on; commits then wait while the journal and the records
+ * that changed meanwhile are copied (readers never wait). The copy's
+ * history.git has every version up to rep->history_done, its journal
+ * the rest, which the copy's first open writes to its history. Created
+ * 0700/0600, without the lock; everything is fsync'ed before it returns 0. On
+ * failure what was made is removed. `dest` inside the store is -EINVAL. `rep`
+ * may be NULL.
  */
 int store_backup(struct store *s, const char *dest,
 		 struct store_backup_report *rep);
