@@ -216,6 +216,11 @@ int ctl_backup(int argc, char **argv)
 		       " bytes)\n",
 		       target, rep.revision, dest, rep.records, rep.files,
 		       rep.bytes);
+	if (rc == 0 && rep.history_done < rep.revision)
+		printf("its history.git has the versions up to revision "
+		       "%" PRIu64 "; its journal has the rest, which its first "
+		       "open writes to its history\n",
+		       rep.history_done);
 	if (store_close(s) && rc == 0)
 		rc = -EIO;
 	return rc ? EXIT_FAIL : EXIT_OK;

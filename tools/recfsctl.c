@@ -339,8 +339,9 @@ static const struct cmd cmds[] = {
 	 "Copy the store consistently (at one revision, with its history) "
 	 "to DEST, which must not exist or be an empty directory: a "
 	 "complete store that mounts as it is. TARGET is a mount point (the "
-	 "daemon makes the copy; commits wait meanwhile) or an unmounted "
-	 "store directory. The copy is durable when the command returns.",
+	 "daemon makes the copy; commits wait only for its last part) or an "
+	 "unmounted store directory. The copy is durable when the command "
+	 "returns.",
 	 ctl_backup},
 	{"update",
 	 "[--retries N] [--timeout SECONDS] [--backoff-ms MS] TARGET ID -- "
