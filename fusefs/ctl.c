@@ -107,7 +107,8 @@ int fs_ctl(struct fs_ctx *c, const char *verb, const char *value, size_t size)
 	}
 	if (size > CTL_ARG_MAX || (size && memchr(value, '\0', size)))
 		return -EINVAL;
-	memcpy(arg, value, size);
+	if (size)
+		memcpy(arg, value, size);
 	arg[size] = '\0';
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strcmp(verb, verbs[i].name) != 0)

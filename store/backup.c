@@ -303,7 +303,9 @@ static int copy_here(struct copy *c, int sfd, int dfd, const char *name,
 		rc = remember(c, &st, true);
 	if (rc == 0)
 		rc = copy_dir(c, s2, d2, which);
-	if (rc == 0 && c->keep_meta) {
+	/* a namespace's mode only at the end: a read-only one must not
+	   stop the next pass from adding to it */
+	if (rc == 0 && c->keep_meta && c->gated) {
 		struct timespec t[2] = {st.st_atim, st.st_mtim};
 
 		if (fchmod(d2, st.st_mode & 07777) < 0 || futimens(d2, t) < 0)
@@ -455,6 +457,22 @@ static int copy_store(struct copy *c)
 	return rc;
 }
 
+/* Open `name` of `dfd` for fsync; a record kept with a mode we cannot
+   read it with (not root) is made readable for that (sync_tree puts its
+   mode back). */
+static int sync_open(int dfd, const char *name, const struct stat *st)
+{
+	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+		    (S_ISDIR(st->st_mode) ? O_DIRECTORY : 0);
+	int f = openat(dfd, name, flags);
+
+	if (f < 0 && errno == EACCES && !(st->st_mode & S_IRUSR) &&
+	    fchmodat(dfd, name, (st->st_mode & 07777) | S_IRUSR | S_IXUSR, 0) ==
+		    0)
+		f = openat(dfd, name, flags);
+	return f < 0 ? -errno : f;
+}
+
 /* fsync every file and directory under `dfd`, then `dfd` itself. */
 static int sync_tree(struct store *s, int dfd)
 {
@@ -479,16 +497,16 @@ static int sync_tree(struct store *s, int dfd)
 			rc = -errno;
 			break;
 		}
-		f = openat(dfd, d->d_name,
-			   O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-				   (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+		f = sync_open(dfd, d->d_name, &st);
 		if (f < 0) {
-			rc = -errno;
+			rc = f;
 			break;
 		}
 		rc = S_ISDIR(st.st_mode) ? sync_tree(s, f)
 					 : io_fsync(s->io, "backup.fsync", f);
 		close(f);
+		if (!(st.st_mode & S_IRUSR))
+			fchmodat(dfd, d->d_name, st.st_mode & 07777, 0);
 	}
 	closedir(dir);
 	if (rc == 0)
