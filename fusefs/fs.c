@@ -665,6 +665,9 @@ static int fs_setxattr(const char *path, const char *name, const char *value,
 
 	if (rc)
 		return -ENOENT;
+	if (p.kind == FS_ROOT &&
+	    strncmp(name, FS_CTL_PREFIX, strlen(FS_CTL_PREFIX)) == 0)
+		return fs_ctl(c, name + strlen(FS_CTL_PREFIX), value, size);
 	if (c->cfg.read_only)
 		return -EROFS;
 	if (strncmp(name, "user.", 5) != 0)
@@ -711,18 +714,50 @@ static int fs_removexattr(const char *path, const char *name)
 
 /* ---- status, context, table --------------------------------------------- */
 
+/* `s` as a JSON string into b (at most cap bytes, NUL included); the
+   store path is the only free text in the status. */
+static void json_string(char *b, size_t cap, const char *s)
+{
+	size_t n = 0;
+
+	b[n++] = '"';
+	for (; s && *s && n + 8 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			b[n++] = '\\';
+			b[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			n += (size_t)snprintf(b + n, cap - n, "\\u%04x", ch);
+		} else {
+			b[n++] = (char)ch;
+		}
+	}
+	b[n++] = '"';
+	b[n] = '\0';
+}
+
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 {
+	enum { CAP = 1024 + 6 * 4096 + 8 };
 	struct store_status st;
-	uint64_t commits, errors;
+	uint64_t commits, errors, ctl;
 	char hist[256];
-	char *buf = malloc(1024);
+	char *path = malloc(6 * 4096 + 8);
+	char *buf = malloc(CAP);
 	int n;
 
-	if (!buf)
+	if (!buf || !path) {
+		free(buf);
+		free(path);
 		return -ENOMEM;
+	}
 	store_status_get(c->store, &st);
 	fs_ctx_counts(c, &commits, &errors);
+	pthread_mutex_lock(&c->mu);
+	ctl = c->ctl_calls;
+	pthread_mutex_unlock(&c->mu);
+	json_string(path, 6 * 4096 + 8, store_path(c->store));
 	if (!st.history)
 		snprintf(hist, sizeof(hist),
 			 "{\"lag\":null,\"done\":null,\"state\":\"none\"}");
@@ -736,14 +771,17 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 			 : st.history_lag ? "catching up"
 					  : "ok",
 			 st.history_error ? strerror(-st.history_error) : "");
-	n = snprintf(buf, 1024,
+	n = snprintf(buf, CAP,
 		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
 		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64
 		     ",\"state\":\"%s\"},\"history\":%s,\"read_only\":%s,"
-		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64 "}\n",
+		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
+		     ",\"ctl\":%" PRIu64 ",\"store\":%s}\n",
 		     st.revision, st.records, st.tombstones, st.journal_bytes,
 		     st.broken ? "needs recovery (remount)" : "ok", hist,
-		     st.read_only ? "true" : "false", commits, errors);
+		     st.read_only ? "true" : "false", commits, errors, ctl,
+		     path);
+	free(path);
 	*out = buf;
 	*len = (size_t)n;
 	return 0;

@@ -127,6 +127,7 @@ struct fs_ctx {
 	uint64_t cache_ver[FS_CACHE_SLOTS];
 	bool cache_ok[FS_CACHE_SLOTS]; /* the kernel has dropped older pages */
 	uint64_t commits, commit_errors; /* protected by mu */
+	uint64_t ctl_calls;		 /* control verbs run; mu */
 };
 
 /* The context of the running mount. */
@@ -224,6 +225,12 @@ void fs_cache_moved(struct fs_ctx *c, const char *from, const char *to);
 /* Fill st for a record's metadata. */
 void fs_fill_stat(const struct fs_ctx *c, const struct store_meta *m,
 		  struct stat *st);
+/* ctl.c: the control channel. `verb` follows FS_CTL_PREFIX in the name
+   of a setxattr on the mount root; `value` is its argument. Returns 0
+   when done, -EPERM for other users, -EOPNOTSUPP for unknown verbs. */
+#define FS_CTL_PREFIX "user.recfs.ctl."
+int fs_ctl(struct fs_ctx *c, const char *verb, const char *value, size_t size);
+
 /* The JSON of .recfs/status into a new buffer. */
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len);
 

@@ -163,6 +163,8 @@ struct hist {
 	uint64_t begun;	      /* batches begun */
 	uint64_t attempts;    /* batches tried (ended) */
 	unsigned kicks;	      /* drains waiting: no delay, no backoff */
+	unsigned paused;      /* hist_pause calls not resumed yet */
+	bool in_batch;	      /* the writer is writing a batch */
 	bool stop, running, started;
 	pthread_t thread;
 };

@@ -528,17 +528,20 @@ static void *writer_main(void *arg)
 		uint64_t upto = 0, before = h->done;
 		int rc;
 
-		if (!pending || (!h->kicks && mono_ns() < next_try)) {
-			if (pending)
+		if (!pending || h->paused ||
+		    (!h->kicks && mono_ns() < next_try)) {
+			if (pending && !h->paused)
 				wait_until(&h->wake, &h->mu, next_try);
 			else
 				pthread_cond_wait(&h->wake, &h->mu);
 			continue;
 		}
 		h->begun++;
+		h->in_batch = true;
 		pthread_mutex_unlock(&h->mu);
 		rc = hist_batch_run(h, &upto);
 		pthread_mutex_lock(&h->mu);
+		h->in_batch = false;
 		h->attempts++;
 		h->err = rc;
 		if (rc == 0) {
@@ -656,6 +659,24 @@ int hist_throttle(struct hist *h, uint64_t rev, unsigned timeout_ms)
 	}
 	pthread_mutex_unlock(&h->mu);
 	return rc;
+}
+
+void hist_pause(struct hist *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->paused++;
+	while (h->in_batch)
+		pthread_cond_wait(&h->moved, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+void hist_resume(struct hist *h)
+{
+	pthread_mutex_lock(&h->mu);
+	if (h->paused)
+		h->paused--;
+	pthread_cond_broadcast(&h->wake);
+	pthread_mutex_unlock(&h->mu);
 }
 
 void hist_stop(struct hist *h)

@@ -143,6 +143,15 @@ int hist_drain(struct hist *h, uint64_t rev, unsigned timeout_ms);
  */
 int hist_throttle(struct hist *h, uint64_t rev, unsigned timeout_ms);
 
+/*
+ * Pause the writer: returns once the batch in progress (if any) is
+ * written; until hist_resume, the writer writes nothing to history.git
+ * and removes no blob link, so the repository and journal/blobs stay as
+ * they are (store_backup copies them). Drains wait meanwhile. Calls nest.
+ */
+void hist_pause(struct hist *h);
+void hist_resume(struct hist *h);
+
 /* Stop the writer after the batch in progress (what is not written
    stays in the journal). The history can still be read. */
 void hist_stop(struct hist *h);
@@ -187,6 +196,18 @@ int hist_verify(struct hist *h, struct hist_verify_report *rep);
 int hist_tree_each(struct hist *h,
 		   int (*fn)(void *arg, const char *id, const char *blob),
 		   void *arg);
+
+/* Is the blob `blob` (hex) in the repository? Returns 1, 0 or -errno. */
+int hist_blob_exists(struct hist *h, const char *blob);
+
+/*
+ * Write back a blob that is missing from the repository (verify
+ * --repair): `buf` must be its content, which is checked (the object id
+ * is the hash of the content), so history is never rewritten. Synced.
+ * Returns 0, -EBADMSG (not that blob's content), or -errno.
+ */
+int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
+		      size_t len);
 
 /* The blob of `id` in the tree of refs/heads/main (hex into blob[41]).
    Returns 0, -ENOENT, or -errno. */

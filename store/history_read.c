@@ -7,6 +7,8 @@
  * are not shared between threads).
  */
 #include "hist_i.h"
+#include <git2/sys/odb_backend.h>
+#include "io.h"
 #include "log.h"
 
 #include <errno.h>
@@ -258,5 +260,67 @@ int hist_tree_lookup(struct hist *h, const char *id, char blob[41])
 	git_tree_free(tree);
 	git_commit_free(c);
 	pthread_mutex_unlock(&h->rmu);
+	return rc;
+}
+
+int hist_blob_exists(struct hist *h, const char *blob)
+{
+	git_odb *odb = NULL;
+	git_oid oid;
+	int rc;
+
+	if (git_oid_fromstr(&oid, blob) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->rmu);
+	rc = git_repository_odb(&odb, h->rrepo);
+	if (rc == 0)
+		rc = git_odb_exists(odb, &oid) ? 1 : 0;
+	pthread_mutex_unlock(&h->rmu);
+	git_odb_free(odb);
+	return rc < 0 ? hist_git_error(rc, "opening the object database", NULL)
+		      : rc;
+}
+
+int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
+		      size_t len)
+{
+	git_odb_backend *loose = NULL;
+	char *objects = NULL;
+	git_odb *odb = NULL;
+	git_oid want, got;
+	size_t n;
+	int rc;
+
+	if (git_oid_fromstr(&want, blob) < 0)
+		return -EINVAL;
+	/* the object id is the hash of the content: check before writing */
+	rc = git_odb_hash(&got, buf, len, GIT_OBJECT_BLOB);
+	if (rc < 0)
+		return hist_git_error(rc, "hashing a blob", NULL);
+	if (!git_oid_equal(&want, &got))
+		return -EBADMSG;
+	n = strlen(h->path) + sizeof("/objects");
+	objects = malloc(n);
+	if (!objects)
+		return -ENOMEM;
+	snprintf(objects, n, "%s/objects", h->path);
+	/* a loose object with the store's modes, like the writer's */
+	rc = git_odb_new(&odb);
+	if (rc == 0)
+		rc = git_odb_backend_loose(&loose, objects, -1, 0, 0700, 0600);
+	if (rc == 0 && (rc = git_odb_add_backend(odb, loose, 1)) == 0)
+		loose = NULL;
+	if (rc == 0)
+		rc = git_odb_write(&got, odb, buf, len, GIT_OBJECT_BLOB);
+	if (loose)
+		loose->free(loose);
+	git_odb_free(odb);
+	free(objects);
+	if (rc < 0)
+		return hist_git_error(rc, "writing a blob", NULL);
+	/* objects are written without fsync (history.c): sync them now */
+	rc = io_syncfs(h->o.io, "hist.blob.sync", h->repo_fd);
+	if (rc == 0)
+		rlog_info("%s: blob %s written back", h->path, blob);
 	return rc;
 }

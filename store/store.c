@@ -344,6 +344,48 @@ out:
 	return 0;
 }
 
+int store_open_history(struct store **out, const char *path)
+{
+	struct store_opts o = {.path = path, .read_only = true};
+	struct store *s = calloc(1, sizeof(*s));
+	char why[512] = "";
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->opts = o;
+	s->dirfd = s->jnl_dirfd = s->blobs_fd = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->ckpt_mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_rwlock_init(&s->gate, NULL);
+	s->path = strdup(path);
+	rc = s->path ? idx_init(&s->ix) : -ENOMEM;
+	if (rc)
+		goto out;
+	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		rc = -errno;
+		rlog_err("%s: cannot open store: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = format_check(s->dirfd, path, why, sizeof(why));
+	if (rc) {
+		rlog_err("%s", why[0] ? why : "cannot read the format file");
+		goto out;
+	}
+	/* read-only: no lock, no journal, no writer; nothing is written */
+	rc = store_hist_open(s);
+out:
+	if (rc) {
+		store_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
 int store_close(struct store *s)
 {
 	int rc = 0;

@@ -354,6 +354,9 @@ struct store_verify_report {
 	uint64_t hist_absent;	/* live records whose current version is
 				   not in the history (adopted files and
 				   versions from before it) */
+	/* store_verify_repair only: */
+	uint64_t repaired;     /* problems repaired */
+	uint64_t unrepairable; /* problems found that could not be */
 };
 
 /*
@@ -366,6 +369,60 @@ struct store_verify_report {
  * errors (-ETIMEDOUT if the history could not catch up).
  */
 int store_verify(struct store *s, struct store_verify_report *rep);
+
+/*
+ * store_verify, repairing what can be repaired safely (recfsctl verify
+ * --repair), each repair logged naming the record:
+ *  - a record whose file does not match its current version, or is
+ *    missing, gets the content of that version back from the history
+ *    (checked against the version's hash), without a new version;
+ *  - the file of a deleted record that was left behind is removed if its
+ *    content is a version in the history (else left, reported);
+ *  - a blob missing from history.git whose content a record still has
+ *    (same hash, hence the same object id) is written back.
+ * Nothing committed is lost and history is never rewritten. Returns 0 if
+ * nothing is left unrepaired, -EBADMSG otherwise (rep->unrepairable),
+ * -errno on I/O errors.
+ */
+int store_verify_repair(struct store *s, struct store_verify_report *rep);
+
+/* What store_backup did. */
+struct store_backup_report {
+	uint64_t revision; /* the store revision the copy holds */
+	uint64_t records;  /* live records in it */
+	uint64_t files;	   /* files copied */
+	uint64_t bytes;	   /* bytes copied */
+	uint64_t gated_files, gated_bytes; /* of those, copied (again) while
+					      commits waited */
+	uint64_t gate_ms;		   /* how long commits waited */
+	uint64_t history_done; /* the copy's history.git has every version
+				  up to this revision; its journal has the
+				  rest, which its first open writes */
+};
+
+/*
+ * Copy the store, consistently at one revision, to `dest` (which must not
+ * exist, or be an empty directory; -ENOTEMPTY / -EEXIST otherwise): the
+ * format file, records, index, journal and history, so the copy is a
+ * complete, mountable store. Records and history are copied while
+ * commits go on; commits then wait while the journal and the records
+ * that changed meanwhile are copied (readers never wait). The copy's
+ * history.git has every version up to rep->history_done, its journal
+ * the rest, which the copy's first open writes to its history. Created
+ * 0700/0600, without the lock; everything is fsync'ed before it returns 0. On
+ * failure what was made is removed. `dest` inside the store is -EINVAL. `rep`
+ * may be NULL.
+ */
+int store_backup(struct store *s, const char *dest,
+		 struct store_backup_report *rep);
+
+/*
+ * Open only the history of the store at `path`, read-only and without
+ * the store lock, so that it works while the store is mounted (git
+ * readers are safe next to the writer). Only the store_history_*
+ * reading functions, store_path and store_close may be used on it.
+ */
+int store_open_history(struct store **out, const char *path);
 
 /* What .recfs/status and recfsctl stats report. */
 struct store_status {

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define DEFAULT_WAIT_MS 10000
 #define DEFAULT_DRAIN_MS 10000
@@ -304,10 +305,52 @@ static int collect_live(void *arg, struct entry *e)
 	return 0;
 }
 
+/* The blob of version `v` of a live record is missing from git: write
+   it back from the record's file if that holds this version. Returns 0
+   if it did. */
+static int restore_blob(struct store *s, const struct live *l,
+			const struct store_version *v)
+{
+	uint8_t hash[16];
+	uint64_t size;
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (hist_blob_exists(s->hist, v->blob) != 0)
+		return -EEXIST; /* not missing (or cannot tell) */
+	rc = store_get(s, l->id, &buf, &len, NULL);
+	if (rc == 0) {
+		XXH128_canonical_t got;
+
+		XXH128_canonicalFromHash(&got, XXH3_128bits(buf, len));
+		memcpy(hash, got.digest, 16);
+		size = len;
+		if (!v->hash_valid || memcmp(hash, v->hash, 16) != 0 ||
+		    size != v->size)
+			rc = -EBADMSG;
+	}
+	if (rc == 0)
+		rc = hist_blob_restore(s->hist, v->blob, buf, len);
+	free(buf);
+	if (rc)
+		rlog_err("record %s: blob %s of version %" PRIu64 " cannot be "
+			 "written back: %s",
+			 l->id, v->blob, v->version,
+			 rc == -EBADMSG ? "the record's file does not hold "
+					  "that version"
+					: strerror(-rc));
+	else
+		rlog_info("record %s: repaired: blob %s of version %" PRIu64
+			  " written back to the history from the record",
+			  l->id, v->blob, v->version);
+	return rc;
+}
+
 /* A live record: is its current version in the history, and in the tree
    of refs/heads/main with that content? */
 static void verify_live(struct store *s, const struct live *l,
-			struct store_verify_report *rep)
+			struct store_verify_report *rep, bool repair)
 {
 	struct store_version v;
 	char blob[41];
@@ -334,6 +377,8 @@ static void verify_live(struct store *s, const struct live *l,
 			 l->id, l->meta.version);
 		rep->hist_bad++;
 	}
+	if (repair && restore_blob(s, l, &v) == 0)
+		rep->repaired++;
 }
 
 static int tree_entry_live(void *arg, const char *id, const char *blob)
@@ -357,9 +402,11 @@ static int tree_entry_live(void *arg, const char *id, const char *blob)
 	return 0;
 }
 
-int store_verify_history(struct store *s, struct store_verify_report *rep)
+int store_verify_history(struct store *s, struct store_verify_report *rep,
+			 bool repair)
 {
 	struct hist_verify_report hr;
+	uint64_t bad0 = rep->hist_bad, repaired0 = rep->repaired;
 	struct lives l = {0};
 	void *arg[2] = {s, rep};
 	int rc = 0;
@@ -391,9 +438,21 @@ int store_verify_history(struct store *s, struct store_verify_report *rep)
 	pthread_mutex_unlock(&s->mu);
 	rc = l.err;
 	for (size_t i = 0; rc == 0 && i < l.n; i++)
-		verify_live(s, &l.v[i], rep);
+		verify_live(s, &l.v[i], rep, repair);
 	if (rc == 0)
 		rc = hist_tree_each(s->hist, tree_entry_live, arg);
+	if (rc == 0 && repair) {
+		/* what is left: the blobs still missing (checked again if
+		   some were written back), and the other problems, which are
+		   not repaired (that would take rewriting history) */
+		uint64_t other = rep->hist_bad - bad0 - hr.no_blob;
+		uint64_t left = hr.no_blob;
+
+		if (rep->repaired != repaired0 &&
+		    (rc = hist_verify(s->hist, &hr)) == 0)
+			left = hr.no_blob;
+		rep->unrepairable += other + left;
+	}
 	if (rep->hist_absent > 10)
 		rlog_info("%s: %" PRIu64 " live records are not in the history "
 			  "(adopted, or from before it)",

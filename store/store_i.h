@@ -264,7 +264,9 @@ uint64_t store_hist_keep(struct store *s, uint64_t rev);
    writer. The history is freed by store_hist_free. */
 void store_hist_stop(struct store *s);
 void store_hist_free(struct store *s);
-/* store_verify's history part. */
-int store_verify_history(struct store *s, struct store_verify_report *rep);
+/* store_verify's history part; with `repair`, blobs missing from git
+   that a record file still holds are written back. */
+int store_verify_history(struct store *s, struct store_verify_report *rep,
+			 bool repair);
 
 #endif

@@ -1,25 +1,204 @@
 /*
  * verify.c - store_verify: every record's content against its hash, every
- * indexed record present, and (store_hist.c) the history.
+ * indexed record present, and (store_hist.c) the history; with repair
+ * (store_verify_repair), what can be put right from the history without
+ * losing anything committed and without rewriting history.
+ *
+ * A record file is repaired the way recovery restores one: the content of
+ * its current version (from its history blob, checked against the
+ * version's hash) is staged, synced and swapped into place, with the gate
+ * held exclusively and the record idle, so no commit races it. Its
+ * version, revision and metadata stay as they are: this is the same
+ * version, not a new one.
  */
 #include "store_i.h"
+#include "history.h"
 #include "id.h"
+#include "io.h"
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 struct verify_walk {
 	struct store *s;
 	struct store_verify_report *rep;
+	bool repair;
 	char path[ID_MAX_LEN + 2];
 	int err;
 };
 
+/* Put the content of version `m->version` of `id` back from the history.
+   Returns 0, or -errno with the reason logged. */
+static int restore_record(struct store *s, const char *id,
+			  const struct store_meta *m)
+{
+	struct store_stage *st = NULL;
+	struct store_version v;
+	XXH128_canonical_t got;
+	struct entry *e;
+	struct stat sb;
+	void *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int rc;
+
+	if (!s->hist) {
+		rlog_err("record %s: cannot be repaired: the store has no "
+			 "history",
+			 id);
+		return -ENOENT;
+	}
+	rc = hist_lookup(s->hist, id, m->version, &v);
+	if (rc == 0)
+		rc = hist_read(s->hist, &v, &buf, &len);
+	if (rc) {
+		rlog_err("record %s: cannot be repaired: version %" PRIu64
+			 " is not readable in the history (%s)",
+			 id, m->version,
+			 rc == -ENOENT ? "not in it" : strerror(-rc));
+		return rc;
+	}
+	XXH128_canonicalFromHash(&got, XXH3_128bits(buf, len));
+	if (m->hash_valid &&
+	    (memcmp(got.digest, m->hash, 16) != 0 || len != m->size)) {
+		rlog_err("record %s: cannot be repaired: the history's "
+			 "version %" PRIu64 " (blob %s) has another content "
+			 "than the index says",
+			 id, m->version, v.blob);
+		rc = -EBADMSG;
+		goto out;
+	}
+	rc = store_stage_new(s, &st);
+	if (rc)
+		goto out;
+	n = io_pwrite_all(s->io, "repair.write", st->fd, buf, len, 0);
+	rc = n < 0 ? (int)n : s->be->ops->stage_sync(s->be, st);
+	if (rc == 0 && fstat(st->fd, &sb) < 0)
+		rc = -errno;
+	if (rc)
+		goto out;
+	pthread_rwlock_wrlock(&s->gate);
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	if (e)
+		store_wait_idle(s, e);
+	/* still the version we are repairing? */
+	if (!e || e->meta.deleted || e->meta.version != m->version)
+		rc = -ESTALE;
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = be_file_mkparents(s->be, id);
+	if (rc == 0)
+		rc = s->be->ops->publish(s->be, st, id);
+	if (rc == 0)
+		rc = s->be->ops->sync(s->be);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mu);
+		e->ino = (uint64_t)sb.st_ino;
+		pthread_mutex_unlock(&s->mu);
+	}
+	pthread_rwlock_unlock(&s->gate);
+	if (rc)
+		rlog_err("record %s: repair failed: %s", id, strerror(-rc));
+	else
+		rlog_info("record %s: repaired: version %" PRIu64 " restored "
+			  "from the history (commit %.12s, blob %.12s)",
+			  id, m->version, v.commit, v.blob);
+out:
+	store_stage_free(st);
+	free(buf);
+	return rc;
+}
+
+/* Is `hash` the hash of a version of `id` in the history? */
+struct find_hash {
+	const uint8_t *hash;
+	uint64_t size;
+	uint64_t version;
+};
+
+static int match_hash(void *arg, const char *id, const struct store_version *v)
+{
+	struct find_hash *f = arg;
+
+	if (!v->deleted && v->hash_valid && v->size == f->size &&
+	    memcmp(v->hash, f->hash, 16) == 0) {
+		f->version = v->version;
+		return 1;
+	}
+	return 0;
+}
+
+/* The file of a deleted record is still there: remove it if what it
+   holds is kept in the history, else leave it. */
+static int drop_leftover(struct store *s, const char *id,
+			 const uint8_t hash[16], uint64_t size)
+{
+	struct find_hash f = {hash, size, 0};
+	struct entry *e;
+	int rc;
+
+	rc = s->hist ? hist_each(s->hist, id, match_hash, &f) : 0;
+	if (rc != 1) {
+		rlog_err("record %s: cannot be repaired: its left-over file "
+			 "is not a version in the history; move it out of "
+			 "the store (or copy it back in through a mount)",
+			 id);
+		return -ENOENT;
+	}
+	pthread_rwlock_wrlock(&s->gate);
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	if (e)
+		store_wait_idle(s, e);
+	rc = e && e->meta.deleted ? 0 : -ESTALE;
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = s->be->ops->remove(s->be, id);
+	if (rc == 0)
+		rc = s->be->ops->sync(s->be);
+	pthread_rwlock_unlock(&s->gate);
+	if (rc == 0)
+		rlog_info("record %s: repaired: removed the file left by its "
+			  "delete (it holds version %" PRIu64 ", kept in the "
+			  "history)",
+			  id, f.version);
+	return rc;
+}
+
+/* Hash the file of record `id` as it is now. */
+static int hash_file(struct store *s, const char *id, uint8_t hash[16],
+		     uint64_t *size)
+{
+	int fd = -1, rc = s->be->ops->open(s->be, id, &fd);
+
+	if (rc == 0)
+		rc = store_hash_fd(s, fd, hash, size);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Count a problem found; with repair, try `fixed` (its result). */
+static void tally(struct store_verify_report *rep, bool repair, int fixed)
+{
+	rep->bad++;
+	if (!repair)
+		return;
+	if (fixed == 0)
+		rep->repaired++;
+	else
+		rep->unrepairable++;
+}
+
 static int verify_record(struct store *s, const char *id,
-			 struct store_verify_report *rep)
+			 struct store_verify_report *rep, bool repair)
 {
 	struct store_meta meta;
 	struct entry *e;
@@ -50,7 +229,8 @@ static int verify_record(struct store *s, const char *id,
 		rlog_err("record %s: deleted at version %llu but its file is "
 			 "still there",
 			 id, (unsigned long long)meta.version);
-		rep->bad++;
+		tally(rep, repair,
+		      repair ? drop_leftover(s, id, hash, size) : -1);
 	} else if (known &&
 		   (memcmp(hash, meta.hash, 16) || size != meta.size)) {
 		char want[64], got[64];
@@ -62,7 +242,11 @@ static int verify_record(struct store *s, const char *id,
 			 id, (unsigned long long)meta.version, want,
 			 (unsigned long long)meta.size, got,
 			 (unsigned long long)size);
-		rep->bad++;
+		rc = repair ? restore_record(s, id, &meta) : -1;
+		if (rc == 0 && (rc = hash_file(s, id, hash, &size)) == 0 &&
+		    (memcmp(hash, meta.hash, 16) || size != meta.size))
+			rc = -EIO; /* re-verified: still wrong */
+		tally(rep, repair, rc);
 	}
 	return 0;
 }
@@ -81,7 +265,7 @@ static int verify_cb(void *arg, const char *name, bool is_ns)
 	if (is_ns)
 		rc = store_list(w->s, w->path, verify_cb, w);
 	else
-		rc = verify_record(w->s, w->path, w->rep);
+		rc = verify_record(w->s, w->path, w->rep, w->repair);
 	w->path[len ? len - 1 : 0] = '\0';
 	return rc;
 }
@@ -89,7 +273,35 @@ static int verify_cb(void *arg, const char *name, bool is_ns)
 struct missing_walk {
 	struct store *s;
 	struct store_verify_report *rep;
+	bool repair;
+	char **ids; /* with repair: the missing ones, repaired after the walk */
+	struct store_meta *metas;
+	size_t n, cap;
+	int err;
 };
+
+static int remember(struct missing_walk *m, const struct entry *e)
+{
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 16;
+		char **ids = realloc(m->ids, cap * sizeof(*ids));
+		struct store_meta *metas;
+
+		if (!ids)
+			return m->err = -ENOMEM;
+		m->ids = ids;
+		metas = realloc(m->metas, cap * sizeof(*metas));
+		if (!metas)
+			return m->err = -ENOMEM;
+		m->metas = metas;
+		m->cap = cap;
+	}
+	m->ids[m->n] = strdup(e->id);
+	if (!m->ids[m->n])
+		return m->err = -ENOMEM;
+	m->metas[m->n++] = e->meta;
+	return 0;
+}
 
 static int check_present(void *arg, struct entry *e)
 {
@@ -104,25 +316,58 @@ static int check_present(void *arg, struct entry *e)
 	rlog_err("record %s: version %llu is in the index but its file is "
 		 "missing",
 		 e->id, (unsigned long long)e->meta.version);
+	if (m->repair)
+		return remember(m, e);
 	m->rep->bad++;
 	return 0;
 }
 
-int store_verify(struct store *s, struct store_verify_report *rep)
+/* Repair the records check_present found missing; frees the list. */
+static void restore_missing(struct missing_walk *m)
 {
-	struct verify_walk w = {.s = s, .rep = rep};
-	struct missing_walk m = {s, rep};
+	for (size_t i = 0; i < m->n; i++) {
+		tally(m->rep, true,
+		      restore_record(m->s, m->ids[i], &m->metas[i]));
+		free(m->ids[i]);
+	}
+	free(m->ids);
+	free(m->metas);
+}
+
+static int verify_all(struct store *s, struct store_verify_report *rep,
+		      bool repair)
+{
+	struct verify_walk w = {.s = s, .rep = rep, .repair = repair};
+	struct missing_walk m = {.s = s, .rep = rep, .repair = repair};
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	if (repair && s->opts.read_only)
+		return -EROFS;
 	rc = store_list(s, "", verify_cb, &w);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&s->mu);
 	idx_each(&s->ix, check_present, &m);
 	pthread_mutex_unlock(&s->mu);
-	rc = store_verify_history(s, rep);
+	rc = m.err;
+	restore_missing(&m);
 	if (rc)
 		return rc;
+	rc = store_verify_history(s, rep, repair);
+	if (rc)
+		return rc;
+	if (repair)
+		return rep->unrepairable ? -EBADMSG : 0;
 	return rep->bad || rep->hist_bad ? -EBADMSG : 0;
+}
+
+int store_verify(struct store *s, struct store_verify_report *rep)
+{
+	return verify_all(s, rep, false);
+}
+
+int store_verify_repair(struct store *s, struct store_verify_report *rep)
+{
+	return verify_all(s, rep, true);
 }

@@ -7,6 +7,7 @@
 #define RECFS_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct store;
@@ -35,6 +36,18 @@ bool ctl_is_mount(const char *dir);
 /* Print version n of id (0: current) from a store or a mount. */
 int ctl_show_version(const char *target, const char *id, uint64_t n);
 
+/*
+ * The control channel of a mount (fusefs/ctl.c): ask the daemon of mount
+ * point `mnt` to run `verb` with `arg`; returns when it is done, 0 or
+ * -errno (-EPERM: not the daemon's user nor root).
+ */
+int ctl_send(const char *mnt, const char *verb, const char *arg);
+
+/* The store directory of mount point `mnt` (from .recfs/status) into
+   out[len]. Returns 0, -ENOENT if the daemon does not say, -EIO. */
+int ctl_mount_store(const char *mnt, char *out, size_t len);
+
+int ctl_backup(int argc, char **argv);
 int ctl_update(int argc, char **argv);
 int ctl_log(int argc, char **argv);
 int ctl_diff(int argc, char **argv);

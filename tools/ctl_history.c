@@ -1,8 +1,11 @@
 /*
  * ctl_history.c - recfsctl subcommands over the history (SPEC sections 5
  * and 7): log, diff, rollback. They open an unmounted store; on a mount
- * point, log and diff read MNT/ID@N and rollback writes MNT/ID@N, so the
- * daemon does the work under its lock.
+ * point, diff reads MNT/ID@N and rollback writes MNT/ID@N, so the daemon
+ * does the work under its lock, and log reads the store's history.git
+ * directly, read-only and without the lock (store_open_history: git
+ * readers are safe next to the daemon's writer), after asking the daemon
+ * to write its history up to now (the control verb "drain").
  */
 #include "ctl.h"
 #include "store.h"
@@ -109,6 +112,35 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 	return 0;
 }
 
+/*
+ * The history of the store mounted on `mnt`: the daemon writes what it
+ * has not yet (if we may ask it: its user or root; else what git has is
+ * listed), then history.git is read directly.
+ */
+static int open_mount_history(const char *mnt, struct store **s)
+{
+	char store[4096];
+	int rc;
+
+	rc = ctl_mount_store(mnt, store, sizeof(store));
+	if (rc) {
+		fprintf(stderr, "recfsctl log: %s: the daemon does not say "
+				"where its store is (an older recfs?)\n",
+			mnt);
+		return rc;
+	}
+	rc = ctl_send(mnt, "drain", "");
+	if (rc && rc != -EPERM && rc != -ETIMEDOUT)
+		fprintf(stderr, "recfsctl log: %s: history: %s\n", mnt,
+			strerror(-rc));
+	rc = store_open_history(s, store);
+	if (rc)
+		fprintf(stderr, "recfsctl log: %s: cannot read the history of "
+				"%s: %s\n",
+			mnt, store, strerror(-rc));
+	return rc;
+}
+
 int ctl_log(int argc, char **argv)
 {
 	struct log_out o = {.json = ctl_take_flag(&argc, argv, "--json")};
@@ -117,21 +149,29 @@ int ctl_log(int argc, char **argv)
 	int rc;
 
 	if (argc != 2 && argc != 3)
-		return ctl_usage_error("expects STORE [ID]");
+		return ctl_usage_error("expects TARGET [ID]");
 	id = argc == 3 ? argv[2] : NULL;
-	if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr,
-			"recfsctl log: %s: not a store directory (for a mounted "
-			"store, run it on the store once unmounted, or use git "
-			"log on STORE/history.git)\n",
+	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
+		rc = open_mount_history(argv[1], &s);
+		if (rc)
+			return EXIT_FAIL;
+	} else if (!ctl_is_store_dir(argv[1])) {
+		fprintf(stderr, "recfsctl log: %s: neither a recfs mount point "
+				"nor a store directory\n",
 			argv[1]);
 		return EXIT_FAIL;
+	} else {
+		if (ctl_open_store(argv[1], false, &s)) {
+			fprintf(stderr, "recfsctl log: if %s is mounted, give "
+					"its mount point\n",
+				argv[1]);
+			return EXIT_FAIL;
+		}
+		rc = store_history_drain(s, 10000);
+		if (rc && rc != -ETIMEDOUT)
+			fprintf(stderr, "recfsctl log: history: %s\n",
+				strerror(-rc));
 	}
-	if (ctl_open_store(argv[1], false, &s))
-		return EXIT_FAIL;
-	rc = store_history_drain(s, 10000);
-	if (rc && rc != -ETIMEDOUT)
-		fprintf(stderr, "recfsctl log: history: %s\n", strerror(-rc));
 	if (!o.json)
 		printf("%-8s %-9s %-20s %6s %-16s %10s %-12s %s\n", "VERSION",
 		       "REVISION", "TIME", "UID", "COMMAND", "SIZE", "COMMIT",

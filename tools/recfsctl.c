@@ -221,33 +221,54 @@ static int cmd_stats(int argc, char **argv)
 static int cmd_verify(int argc, char **argv)
 {
 	bool json = ctl_take_flag(&argc, argv, "--json");
+	bool repair = ctl_take_flag(&argc, argv, "--repair");
 	struct store_verify_report rep;
 	struct store *s = NULL;
 	int rc;
 
-	if (ctl_take_flag(&argc, argv, "--repair"))
-		fprintf(stderr, "recfsctl verify: --repair comes with the "
-				"history layer (it needs old versions)\n");
 	if (argc != 2)
 		return ctl_usage_error("expects one STORE");
 	/* opening runs recovery, so a store that opens is consistent with
 	   its journal; verify then checks every file against its hash */
-	if (ctl_open_store(argv[1], false, &s))
+	if (ctl_open_store(argv[1], false, &s)) {
+		if (ctl_is_mount(argv[1]))
+			fprintf(stderr, "recfsctl verify: %s is a mount point: "
+					"verify the store once unmounted\n",
+				argv[1]);
 		return EXIT_FAIL;
-	rc = store_verify(s, &rep);
+	}
+	rc = repair ? store_verify_repair(s, &rep) : store_verify(s, &rep);
 	if (json)
 		printf("{\"records\":%llu,\"bad\":%llu,\"unindexed\":%llu,"
+		       "\"history_versions\":%llu,\"history_bad\":%llu,"
+		       "\"repaired\":%llu,\"unrepairable\":%llu,"
 		       "\"ok\":%s}\n",
 		       (unsigned long long)rep.records,
 		       (unsigned long long)rep.bad,
 		       (unsigned long long)rep.unindexed,
+		       (unsigned long long)rep.hist_versions,
+		       (unsigned long long)rep.hist_bad,
+		       (unsigned long long)rep.repaired,
+		       (unsigned long long)rep.unrepairable,
 		       rc == 0 ? "true" : "false");
+	else if (repair)
+		printf("%llu records checked, %llu bad, %llu history "
+		       "problems; %llu repaired, %llu not repairable: %s\n",
+		       (unsigned long long)rep.records,
+		       (unsigned long long)rep.bad,
+		       (unsigned long long)rep.hist_bad,
+		       (unsigned long long)rep.repaired,
+		       (unsigned long long)rep.unrepairable,
+		       rc == 0 ? "ok" : "PROBLEMS LEFT (see above)");
 	else
 		printf("%llu records checked, %llu bad, %llu adopted files "
-		       "not yet indexed: %s\n",
+		       "not yet indexed, %llu history versions, %llu history "
+		       "problems: %s\n",
 		       (unsigned long long)rep.records,
 		       (unsigned long long)rep.bad,
 		       (unsigned long long)rep.unindexed,
+		       (unsigned long long)rep.hist_versions,
+		       (unsigned long long)rep.hist_bad,
 		       rc == 0 ? "ok" : "PROBLEMS (see above)");
 	if (store_close(s) && rc == 0)
 		rc = -EIO;
@@ -288,9 +309,11 @@ static const struct cmd cmds[] = {
 	 "history), or its metadata (--meta, --json: store directory only). "
 	 "TARGET is a store directory or a mount point.",
 	 cmd_show},
-	{"log", "[--json] STORE [ID]",
+	{"log", "[--json] TARGET [ID]",
 	 "List the versions in the history, of ID or of every record: "
-	 "version, revision, time, uid, command, size, commit.",
+	 "version, revision, time, uid, command, size, commit. TARGET is a "
+	 "store directory or a mount point (whose daemon is asked to write "
+	 "its history up to now first).",
 	 ctl_log},
 	{"diff", "TARGET ID N M",
 	 "Unified diff of versions N and M of ID (exit 0 same, 1 different).",
@@ -301,10 +324,25 @@ static const struct cmd cmds[] = {
 	 ctl_rollback},
 	{"stats", "[--json] STORE",
 	 "Print the store revision and record counts.", cmd_stats},
-	{"verify", "[--json] STORE",
+	{"verify", "[--repair] [--json] STORE",
 	 "Recover the store if needed and check every record against its "
-	 "hash. Exit 1 if anything is wrong.",
+	 "hash and the history. Exit 1 if anything is wrong. --repair: a "
+	 "record file that does not match its version (or is missing) gets "
+	 "that version's content back from the history, a deleted record's "
+	 "left-over file that the history keeps is removed, and a history "
+	 "blob that a record still holds is written back; each repair is "
+	 "named, nothing committed is lost and history is never rewritten. "
+	 "Exit 1 if something could not be repaired. STORE must not be "
+	 "mounted.",
 	 cmd_verify},
+	{"backup", "TARGET DEST",
+	 "Copy the store consistently (at one revision, with its history) "
+	 "to DEST, which must not exist or be an empty directory: a "
+	 "complete store that mounts as it is. TARGET is a mount point (the "
+	 "daemon makes the copy; commits wait only for its last part) or an "
+	 "unmounted store directory. The copy is durable when the command "
+	 "returns.",
+	 ctl_backup},
 	{"update",
 	 "[--retries N] [--timeout SECONDS] [--backoff-ms MS] TARGET ID -- "
 	 "CMD [ARGS...]",
@@ -327,6 +365,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: recfsctl COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].usage);
+
 	fprintf(f, "\n`recfsctl COMMAND --help` describes one command.\n");
 }
 

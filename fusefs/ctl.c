@@ -1,0 +1,127 @@
+/*
+ * ctl.c - the control channel of a mount: recfsctl asks the running
+ * daemon to do something with its open store by setting the extended
+ * attribute `user.recfs.ctl.VERB` on the mount root, with the verb's
+ * argument as the value. The setxattr is synchronous: it returns 0 once
+ * the operation is done, or its -errno.
+ *
+ * Only the daemon's own user and root may use it (anyone else: EPERM).
+ * The names are never listed by listxattr and read as ENODATA, so
+ * `rsync -aX` and `cp -a` of the mount root never copy them and cannot
+ * trigger anything. The work runs in the FUSE thread that got the
+ * request; other requests go on meanwhile (commits wait while a backup
+ * holds the store's gate).
+ *
+ * To add a verb: a function `int verb(struct fs_ctx *, const char *arg)`
+ * and a line in `verbs` below (and a word in man/recfs.1).
+ */
+#include "fs_i.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CTL_ARG_MAX 4096
+#define CTL_DRAIN_DEFAULT_MS 10000
+#define CTL_DRAIN_MAX_MS 600000
+
+/* Is `path` (absolute) on this mount? Then the daemon would wait for
+   itself: a backup there is refused. */
+static bool on_this_mount(struct fs_ctx *c, const char *path)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat a, b;
+
+	if (!c->cfg.mountpoint)
+		return false;
+	snprintf(parent, sizeof(parent), "%.*s",
+		 slash == path ? 1 : (int)(slash - path), path);
+	/* stat() of our own mount is answered by another of our threads;
+	   nothing is held here */
+	return stat(parent, &a) == 0 && stat(c->cfg.mountpoint, &b) == 0 &&
+	       a.st_dev == b.st_dev;
+}
+
+/* backup DEST: a consistent copy of the store (store_backup). */
+static int ctl_backup(struct fs_ctx *c, const char *arg)
+{
+	if (arg[0] != '/') {
+		rlog_err("ctl backup: %s: not an absolute path", arg);
+		return -EINVAL;
+	}
+	if (on_this_mount(c, arg)) {
+		rlog_err("ctl backup: %s: inside the mount itself", arg);
+		return -EINVAL;
+	}
+	return store_backup(c->store, arg, NULL); /* it logs what it did */
+}
+
+/* drain [MS]: write the history up to now; wait at most MS (10 s). */
+static int ctl_drain(struct fs_ctx *c, const char *arg)
+{
+	unsigned long ms = CTL_DRAIN_DEFAULT_MS;
+	char *end;
+
+	if (arg[0]) {
+		errno = 0;
+		ms = strtoul(arg, &end, 10);
+		if (errno || *end || arg[0] == '-' || ms == 0)
+			return -EINVAL;
+		if (ms > CTL_DRAIN_MAX_MS)
+			ms = CTL_DRAIN_MAX_MS;
+	}
+	return store_history_drain(c->store, (unsigned)ms);
+}
+
+/* checkpoint: fold the journal into the records and a new snapshot. */
+static int ctl_checkpoint(struct fs_ctx *c, const char *arg)
+{
+	return arg[0] ? -EINVAL : store_checkpoint(c->store);
+}
+
+static const struct {
+	const char *name;
+	int (*run)(struct fs_ctx *c, const char *arg);
+} verbs[] = {
+	{"backup", ctl_backup},
+	{"drain", ctl_drain},
+	{"checkpoint", ctl_checkpoint},
+};
+
+int fs_ctl(struct fs_ctx *c, const char *verb, const char *value, size_t size)
+{
+	const struct fuse_context *fc = fuse_get_context();
+	char arg[CTL_ARG_MAX + 1];
+	int rc;
+
+	if (fc->uid != 0 && fc->uid != c->uid) {
+		rlog_warn("ctl %s: refused to uid %u (pid %d)", verb,
+			  (unsigned)fc->uid, (int)fc->pid);
+		return -EPERM;
+	}
+	if (size > CTL_ARG_MAX || (size && memchr(value, '\0', size)))
+		return -EINVAL;
+	if (size)
+		memcpy(arg, value, size);
+	arg[size] = '\0';
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strcmp(verb, verbs[i].name) != 0)
+			continue;
+		pthread_mutex_lock(&c->mu);
+		c->ctl_calls++;
+		pthread_mutex_unlock(&c->mu);
+		rlog_info("ctl %s %s (uid %u, pid %d)", verb, arg,
+			  (unsigned)fc->uid, (int)fc->pid);
+		rc = verbs[i].run(c, arg);
+		if (rc)
+			rlog_err("ctl %s %s: %s", verb, arg, strerror(-rc));
+		return rc;
+	}
+	return -EOPNOTSUPP;
+}
