@@ -130,8 +130,8 @@ static int stage_unpark(struct store *s, struct store_stage *st)
 
 	if (st->fd >= 0)
 		return 0;
-	fd = io_openat(s->io, "txn.stage.open", be_file_tmp_fd(s->be),
-		       st->name, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	fd = io_openat(s->io, "txn.stage.open", be_file_tmp_fd(s->be), st->name,
+		       O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return fd;
 	st->fd = fd;
@@ -393,8 +393,7 @@ again:
 
 /* The sub-record of a changing part (content attached later). */
 static void part_rec(const struct txn_part *p, const struct store_who *who,
-		     const struct timespec *now, int64_t time_ns,
-		     struct rec *r)
+		     const struct timespec *now, int64_t time_ns, struct rec *r)
 {
 	const struct entry *e = p->e;
 	uint64_t cur = live_version(e);
@@ -428,9 +427,8 @@ static void part_rec(const struct txn_part *p, const struct store_who *who,
  * Step 2's content: inline (read into *data at *data_off) while the budget
  * lasts, else by reference to the synced and history-linked stage.
  */
-static int part_content(struct store_txn *t, struct txn_part *p,
-			struct rec *r, uint8_t *data, size_t *data_off,
-			size_t budget)
+static int part_content(struct store_txn *t, struct txn_part *p, struct rec *r,
+			uint8_t *data, size_t *data_off, size_t budget)
 {
 	struct store *s = t->s;
 	ssize_t n;

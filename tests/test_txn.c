@@ -160,8 +160,9 @@ static void check_verify(struct store *s, const char *what)
 	struct store_verify_report rep;
 	int rc = store_verify(s, &rep);
 
-	cr_assert_eq(rc, 0, "%s: verify: %s (%" PRIu64 " bad, %" PRIu64
-			    " strays, %" PRIu64 " hist_bad)",
+	cr_assert_eq(rc, 0,
+		     "%s: verify: %s (%" PRIu64 " bad, %" PRIu64
+		     " strays, %" PRIu64 " hist_bad)",
 		     what, strerror(-rc), rep.bad, rep.strays, rep.hist_bad);
 }
 
@@ -496,8 +497,8 @@ Test(txn, txns_and_single_commits_run_together_without_deadlock)
 		struct store_meta m;
 
 		cr_assert_eq(store_stat(s, conc_ids[k], &m, false), 0);
-		cr_assert_eq(m.version, want[k] + 1, "%s: version %" PRIu64
-						     ", %" PRIu64 " changes",
+		cr_assert_eq(m.version, want[k] + 1,
+			     "%s: version %" PRIu64 ", %" PRIu64 " changes",
 			     conc_ids[k], m.version, want[k]);
 	}
 	check_verify(s, "after the concurrent changes");
@@ -555,8 +556,7 @@ static void check_txn_commit(uint64_t rev, unsigned blocks, unsigned deletes)
 	snprintf(needle, sizeof(needle), "Recfs-Revision: %" PRIu64 "\n", rev);
 	cr_assert_eq(count_str(msg, "Recfs-Id: "), blocks, "%s", msg);
 	cr_assert_eq(count_str(msg, needle), blocks, "%s", msg);
-	cr_assert_eq(count_str(msg, "Recfs-Deleted: true"), deletes, "%s",
-		     msg);
+	cr_assert_eq(count_str(msg, "Recfs-Deleted: true"), deletes, "%s", msg);
 	free(msg);
 	/* and no other commit has a block of that revision */
 	count = run("git -C '%s/history.git' log --format=%%B refs/heads/main"
@@ -770,9 +770,8 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 			cr_assert_eq(store_history_drain(s, 60000), 0);
 			cr_assert_eq(store_history_each(s, NULL, count_rev, c),
 				     0);
-			cr_assert_eq(c[1], got == NEW ? 5 : 1, "%s: %" PRIu64
-							       " versions",
-				     what, c[1]);
+			cr_assert_eq(c[1], got == NEW ? 5 : 1,
+				     "%s: %" PRIu64 " versions", what, c[1]);
 			/* and it takes new changes */
 			put(s, "p", "p-next");
 			cr_assert(holds_text(s, "p", "p-next",
@@ -787,4 +786,239 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 		cr_assert(reached, "point %s is not on the txn path", pt);
 	}
 	cr_assert_gt(cases, 20);
+}
+
+/* ---- rollback and import (store/rollback.c) ------------------------------ */
+
+static int count_versions(void *arg, const char *id,
+			  const struct store_version *v)
+{
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static size_t history_size(struct store *s)
+{
+	size_t n = 0;
+
+	cr_assert_eq(store_history_drain(s, 60000), 0);
+	cr_assert_eq(store_history_each(s, NULL, count_versions, &n), 0);
+	return n;
+}
+
+Test(txn, rollback_to_a_revision_restores_every_record_as_one_change)
+{
+	struct store *s = open_store();
+	struct store_bulk_result res;
+	uint64_t r3, now;
+	size_t hist0;
+
+	put(s, "a", "a-1");
+	put(s, "b", "b-1");
+	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
+	put(s, "ns/c", "c-1");
+	put(s, "same", "s-1");
+	r3 = store_revision(s);
+	put(s, "a", "a-2");
+	put(s, "a", "a-3");
+	cr_assert_eq(store_delete(s, "b", NULL, NULL, NULL), 0);
+	put(s, "d", "d-1");
+	cr_assert_eq(store_rename(s, "ns/c", "e", NULL, NULL, NULL), 0);
+	cr_assert_eq(store_rmdir(s, "ns"), 0);
+	put(s, "same", "s-2");
+	put(s, "same", "s-1"); /* back to the content it had at r3 */
+	now = store_revision(s);
+	hist0 = history_size(s);
+
+	cr_assert_eq(store_rollback_to(s, now + 1, NULL, &res), -EINVAL);
+	cr_assert_eq(store_revision(s), now);
+
+	/* a dry run changes nothing */
+	cr_assert_eq(store_rollback_to(
+			     s, r3, &(struct store_bulk_args){.dry_run = true},
+			     &res),
+		     0);
+	cr_assert_eq(res.revision, 0);
+	cr_assert_eq(res.puts, 3);    /* a, b, ns/c */
+	cr_assert_eq(res.deletes, 2); /* d, e */
+	cr_assert_eq(store_revision(s), now);
+
+	cr_assert_eq(store_rollback_to(s, r3, NULL, &res), 0);
+	cr_assert_eq(res.revision, now + 1, "one store change");
+	cr_assert_eq(store_revision(s), now + 1);
+	cr_assert_eq(res.puts, 3);
+	cr_assert_eq(res.deletes, 2);
+	cr_assert(holds_text(s, "a", "a-1", 4), "a: a new version");
+	cr_assert(holds_text(s, "b", "b-1", 2), "b: re-created");
+	cr_assert(holds_text(s, "ns/c", "c-1", 2), "ns/c: re-created");
+	cr_assert(gone(s, "d", 1));
+	cr_assert(gone(s, "e", 1));
+	cr_assert(holds_text(s, "same", "s-1", 3), "same: untouched");
+	/* history only grew: 5 more versions */
+	cr_assert_eq(history_size(s), hist0 + 5);
+	check_verify(s, "after the rollback");
+
+	/* rolling back to the current revision changes nothing */
+	cr_assert_eq(store_rollback_to(s, store_revision(s), NULL, &res), 0);
+	cr_assert_eq(res.revision, 0);
+	cr_assert_eq(res.puts + res.deletes, 0);
+	cr_assert_eq(store_revision(s), now + 1);
+	/* nor does rolling back to r3 again */
+	cr_assert_eq(store_rollback_to(s, r3, NULL, &res), 0);
+	cr_assert_eq(res.revision, 0);
+
+	/* revision 0: the empty store */
+	cr_assert_eq(store_rollback_to(s, 0, NULL, &res), 0);
+	cr_assert_eq(res.deletes, 4);
+	cr_assert(gone(s, "a", 4) && gone(s, "b", 2) && gone(s, "same", 3));
+	cr_assert_eq(store_close(s), 0);
+	s = open_store();
+	cr_assert(gone(s, "ns/c", 2));
+	check_verify(s, "after reopening");
+	cr_assert_eq(store_close(s), 0);
+}
+
+struct rev_time {
+	uint64_t rev;
+	struct timespec t;
+};
+
+static int find_rev_time(void *arg, const char *id,
+			 const struct store_version *v)
+{
+	struct rev_time *rt = arg;
+
+	if (v->revision == rt->rev)
+		rt->t = v->time;
+	return 0;
+}
+
+Test(txn, revision_at_a_time_is_the_last_one_made_by_then)
+{
+	struct store *s = open_store();
+	struct rev_time rt = {.rev = 2};
+	struct timespec t;
+	uint64_t rev = 99;
+
+	put(s, "a", "a-1");
+	put(s, "a", "a-2");
+	put(s, "b", "b-1");
+	cr_assert_eq(store_history_drain(s, 60000), 0);
+	cr_assert_eq(store_history_each(s, NULL, find_rev_time, &rt), 0);
+	cr_assert_neq(rt.t.tv_sec, 0);
+	cr_assert_eq(store_revision_at(s, &rt.t, &rev), 0);
+	cr_assert_eq(rev, 2);
+	t = rt.t;
+	if (t.tv_nsec)
+		t.tv_nsec--;
+	else
+		t.tv_sec--, t.tv_nsec = 999999999;
+	cr_assert_eq(store_revision_at(s, &t, &rev), 0);
+	cr_assert_eq(rev, 1);
+	t = (struct timespec){0};
+	cr_assert_eq(store_revision_at(s, &t, &rev), 0);
+	cr_assert_eq(rev, 0);
+	t.tv_sec = rt.t.tv_sec + 3600;
+	cr_assert_eq(store_revision_at(s, &t, &rev), 0);
+	cr_assert_eq(rev, 3);
+	cr_assert_eq(store_close(s), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+struct prog {
+	size_t calls, last, total;
+};
+
+static void on_progress(void *arg, size_t done, size_t total)
+{
+	struct prog *p = arg;
+
+	p->calls++;
+	p->last = done;
+	p->total = total;
+}
+
+Test(txn, import_makes_every_file_a_version_in_one_change)
+{
+	char dir[PATH_MAX + 64], path[PATH_MAX + 128];
+	struct store_bulk_result res;
+	struct prog pr = {0};
+	struct store_bulk_args a = {.progress = on_progress,
+				    .progress_arg = &pr};
+	struct store *s = open_store();
+	struct store_meta m;
+	size_t hist0;
+	uint64_t rev0;
+
+	snprintf(dir, sizeof(dir), "%s/import", base);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/sub", dir);
+	cr_assert_eq(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/sub/deep", dir);
+	cr_assert_eq(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/top", dir);
+	write_file(path, "top-1");
+	snprintf(path, sizeof(path), "%s/sub/b", dir);
+	write_file(path, "b-1");
+	cr_assert_eq(chmod(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/sub/deep/c", dir);
+	write_file(path, "c-1");
+	snprintf(path, sizeof(path), "%s/same", dir);
+	write_file(path, "same");
+	/* skipped: a reserved name, a symlink (to a file and to a dir), a
+	   FIFO, a forbidden directory name */
+	snprintf(path, sizeof(path), "%s/x@3", dir);
+	write_file(path, "reserved");
+	snprintf(path, sizeof(path), "%s/link", dir);
+	cr_assert_eq(symlink("/etc/passwd", path), 0);
+	snprintf(path, sizeof(path), "%s/dirlink", dir);
+	cr_assert_eq(symlink("/etc", path), 0);
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/.git", dir);
+	cr_assert_eq(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/.git/config", dir);
+	write_file(path, "no");
+
+	put(s, "same", "same");
+	put(s, "top", "top-0");
+	rev0 = store_revision(s);
+	hist0 = history_size(s);
+	cr_assert_eq(store_import(s, dir, &a, &res), 0);
+	cr_assert_eq(res.revision, rev0 + 1);
+	cr_assert_eq(store_revision(s), rev0 + 1);
+	cr_assert_eq(res.puts, 3);
+	cr_assert_eq(res.noops, 1);
+	cr_assert_eq(res.skipped, 5);
+	cr_assert(holds_text(s, "top", "top-1", 2));
+	cr_assert(holds_text(s, "sub/b", "b-1", 1));
+	cr_assert(holds_text(s, "sub/deep/c", "c-1", 1));
+	cr_assert(holds_text(s, "same", "same", 1));
+	cr_assert_eq(store_stat(s, "sub/b", &m, false), 0);
+	cr_assert_eq(m.mode, 0600);
+	cr_assert_eq(store_stat(s, "link", &m, false), -ENOENT);
+	cr_assert_eq(store_stat(s, "fifo", &m, false), -ENOENT);
+	cr_assert_gt(pr.calls, 0);
+	cr_assert_eq(pr.last, 4);
+	cr_assert_eq(pr.total, 4);
+	cr_assert_eq(history_size(s), hist0 + 3);
+	check_verify(s, "after the import");
+
+	/* again: nothing changes */
+	cr_assert_eq(store_import(s, dir, NULL, &res), 0);
+	cr_assert_eq(res.revision, 0);
+	cr_assert_eq(res.noops, 4);
+	cr_assert_eq(store_revision(s), rev0 + 1);
+
+	/* not a directory */
+	cr_assert_eq(store_import(s, "/nonexistent/dir", NULL, &res), -ENOENT);
+	cr_assert_eq(store_close(s), 0);
 }
