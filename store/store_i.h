@@ -312,6 +312,11 @@ void store_hist_throttle(struct store *s);
 /* Link a by-reference stage as journal/blobs/<stage>, durably (before the
    journal names it). Returns 0 or -errno. */
 int store_hist_link(struct store *s, const struct store_stage *st);
+/* The same for `n` stages with one fsync of the directory (txn.c); the
+   stages themselves must be durable already. *linked: how many of the
+   first were linked (the caller unlinks them if the change fails). */
+int store_hist_link_many(struct store *s, const struct store_stage *const *st,
+			 size_t n, size_t *linked);
 /* Remove that link again (the change failed). */
 void store_hist_unlink(struct store *s, const struct store_stage *st);
 /* The revision up to which journal segments may be dropped. */

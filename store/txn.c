@@ -46,6 +46,9 @@
 /* Encoded bytes of a part besides its ID, xattrs and inline content (the
    fixed fields of codec_encode, the stage name, the comm, the length). */
 #define TXN_PART_FIXED 200u
+/* Up to this many by-reference parts are synced one by one; more with
+   one syncfs. */
+#define TXN_SYNC_EACH_MAX 8
 
 struct txn_part {
 	char *id;
@@ -61,7 +64,7 @@ struct txn_part {
 	struct entry *e;
 	uint8_t *xa; /* the xattrs the new version keeps (owned) */
 	size_t xa_len;
-	bool noop, inline_data, linked;
+	bool noop, inline_data, by_ref, linked;
 	struct store_result res;
 };
 
@@ -425,7 +428,8 @@ static void part_rec(const struct txn_part *p, const struct store_who *who,
 
 /*
  * Step 2's content: inline (read into *data at *data_off) while the budget
- * lasts, else by reference to the synced and history-linked stage.
+ * lasts, else by reference to the stage (made durable and linked for the
+ * history by sync_refs).
  */
 static int part_content(struct store_txn *t, struct txn_part *p, struct rec *r,
 			uint8_t *data, size_t *data_off, size_t budget)
@@ -436,32 +440,84 @@ static int part_content(struct store_txn *t, struct txn_part *p, struct rec *r,
 
 	if (!s->jnl)
 		return 0;
+	if (p->size > TXN_INLINE_PART || *data_off + p->size > budget) {
+		r->stage = p->st->name;
+		r->stage_len = strlen(p->st->name);
+		p->by_ref = true;
+		return 0;
+	}
 	rc = stage_unpark(s, p->st);
 	if (rc)
 		return rc;
-	if (p->size <= TXN_INLINE_PART && *data_off + p->size <= budget) {
-		n = io_pread_all(s->io, "stage.read", p->st->fd,
-				 data + *data_off, p->size, 0);
-		if (n < 0)
-			rc = (int)n;
-		else if ((uint64_t)n != p->size)
-			rc = -EIO; /* the stage changed under us */
-		if (rc == 0) {
-			r->has_data = true;
-			r->data = data + *data_off;
-			r->data_len = p->size;
-			*data_off += p->size;
-			p->inline_data = true;
-		}
-	} else {
-		r->stage = p->st->name;
-		r->stage_len = strlen(p->st->name);
-		rc = s->be->ops->stage_sync(s->be, p->st);
-		if (rc == 0)
-			rc = store_hist_link(s, p->st);
-		p->linked = rc == 0;
+	n = io_pread_all(s->io, "stage.read", p->st->fd, data + *data_off,
+			 p->size, 0);
+	if (n < 0)
+		rc = (int)n;
+	else if ((uint64_t)n != p->size)
+		rc = -EIO; /* the stage changed under us */
+	if (rc == 0) {
+		r->has_data = true;
+		r->data = data + *data_off;
+		r->data_len = p->size;
+		*data_off += p->size;
+		p->inline_data = true;
 	}
 	stage_park(s, p->st);
+	return rc;
+}
+
+/*
+ * Make the by-reference stages durable before the journal names them, and
+ * link them for the history: one at a time for a few, else with one
+ * syncfs of the store's file system and one fsync of the blobs directory
+ * (a bulk import stages thousands of files).
+ */
+static int sync_refs(struct store_txn *t)
+{
+	struct store *s = t->s;
+	const struct store_stage **v = NULL;
+	size_t n = 0, k = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < t->n; i++)
+		n += t->p[i].by_ref;
+	if (n == 0)
+		return 0;
+	if (n < TXN_SYNC_EACH_MAX) {
+		for (size_t i = 0; i < t->n && rc == 0; i++) {
+			struct txn_part *p = &t->p[i];
+
+			if (!p->by_ref)
+				continue;
+			rc = stage_unpark(s, p->st);
+			if (rc == 0)
+				rc = s->be->ops->stage_sync(s->be, p->st);
+			if (rc == 0)
+				rc = store_hist_link(s, p->st);
+			p->linked = rc == 0;
+			stage_park(s, p->st);
+		}
+		return rc;
+	}
+	v = malloc(n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->p[i].by_ref)
+			v[k++] = t->p[i].st;
+	rc = io_syncfs(s->io, "txn.syncfs", be_file_tmp_fd(s->be));
+	if (rc == 0)
+		rc = store_hist_link_many(s, v, n, &k);
+	else
+		k = 0;
+	/* the first k are linked (removed again if the txn fails) */
+	for (size_t i = 0; i < t->n && k; i++) {
+		if (t->p[i].by_ref) {
+			t->p[i].linked = true;
+			k--;
+		}
+	}
+	free(v);
 	return rc;
 }
 
@@ -518,6 +574,8 @@ static int journal_and_publish(struct store_txn *t, size_t nchange,
 		k++;
 	}
 	if (rc == 0 && s->jnl)
+		rc = sync_refs(t);
+	if (rc == 0 && s->jnl)
 		rc = codec_encode_txn(recs, nchange, &enc, &len);
 	if (rc == 0 && len > JNL_MAX_RECORD)
 		rc = -E2BIG; /* not reached: hdr bounds it */
@@ -553,7 +611,7 @@ static int journal_and_publish(struct store_txn *t, size_t nchange,
 			prc = io_point(s->io, "commit.publish");
 			if (prc == 0)
 				prc = s->be->ops->publish(s->be, p->st, p->id);
-			if (prc && !p->inline_data && s->jnl)
+			if (prc && p->by_ref)
 				p->st->published = true; /* recovery's */
 		}
 		if (prc)

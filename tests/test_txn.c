@@ -616,15 +616,28 @@ Test(txn, history_has_one_commit_with_a_trailer_block_per_version)
 
 /* ---- crashes ------------------------------------------------------------- */
 
+#define NMID 9		    /* over TXN_SYNC_EACH_MAX by-reference parts */
+#define MID_LEN (70u << 10) /* over TXN_INLINE_PART: by reference */
+
+static uint8_t mid[MID_LEN];
+
 /*
  * The txn under test: a small put, a big put (by reference), a delete, a
- * new record in a namespace and a re-creation after a delete; the old
- * state is what make_fixture leaves.
+ * new record in a namespace and a re-creation after a delete; with
+ * `many`, NMID more new records by reference (so that they are synced
+ * with one syncfs). The old state is what make_fixture leaves.
  */
-static int crash_txn(struct store *s)
+static int crash_txn(struct store *s, bool many)
 {
 	struct store_txn *t = NULL;
+	char id[16];
 	int rc = store_txn_new(s, &t);
+
+	for (unsigned i = 0; many && i < NMID && rc == 0; i++) {
+		snprintf(id, sizeof(id), "m%u", i);
+		mid[0] = (uint8_t)i;
+		rc = store_txn_put(t, id, mid, sizeof(mid), NULL);
+	}
 
 	if (rc == 0)
 		rc = store_txn_put(t, "p", "p-2", 3, NULL);
@@ -660,8 +673,25 @@ static void make_fixture(void)
 
 enum outcome { OLD, NEW, TORN };
 
-static enum outcome outcome_of(struct store *s)
+/* Are the NMID records of a `many` txn there (1), all absent (0)? */
+static int mids_there(struct store *s)
 {
+	unsigned n = 0, absent = 0;
+	char id[16];
+
+	for (unsigned i = 0; i < NMID; i++) {
+		snprintf(id, sizeof(id), "m%u", i);
+		mid[0] = (uint8_t)i;
+		n += holds(s, id, mid, sizeof(mid), 1);
+		absent += store_stat(s, id, &(struct store_meta){0}, false) ==
+			  -ENOENT;
+	}
+	return n == NMID ? 1 : absent == NMID ? 0 : -1;
+}
+
+static enum outcome outcome_of(struct store *s, bool many)
+{
+	int mids = many ? mids_there(s) : -2;
 	bool old = holds_text(s, "p", "p-1", 1) &&
 		   holds_text(s, "big", "big-1", 1) &&
 		   holds_text(s, "del", "del-1", 1) &&
@@ -673,6 +703,10 @@ static enum outcome outcome_of(struct store *s)
 		   holds_text(s, "ns/new", "new-1", 1) &&
 		   holds_text(s, "re", "re-2", 2);
 
+	if (many) {
+		old = old && mids == 0;
+		new = new &&mids == 1;
+	}
 	return old ? OLD : new ? NEW : TORN;
 }
 
@@ -686,7 +720,7 @@ static int count_rev(void *arg, const char *id, const struct store_version *v)
 	return 0;
 }
 
-static void crash_child(const char *point, unsigned nth)
+static void crash_child(const char *point, unsigned nth, bool many)
 {
 	struct store_opts o = {.path = spath};
 	struct store *s = NULL;
@@ -699,26 +733,40 @@ static void crash_child(const char *point, unsigned nth)
 		_exit(3);
 	if (io_arm(io, point, IO_CRASH, 0, nth, 1))
 		_exit(4);
-	if (crash_txn(s))
+	if (crash_txn(s, many))
 		_exit(5);
 	_exit(0); /* no close: like kill -9 right after the change */
 }
 
+#define FEW 1  /* reached by the txn of few by-reference parts */
+#define MANY 2 /* and by the one of many */
+
+/* Every failpoint of the txn path, and which txns reach it. */
 static const struct {
 	const char *name;
 	enum outcome want; /* TORN: old or new */
+	unsigned txns;
 } txn_points[] = {
-	{"stage.create", OLD},	      {"stage.write", OLD},
-	{"hash.read", OLD},	      {"txn.stage.open", OLD},
-	{"stage.read", OLD},	      {"stage.fsync", OLD},
-	{"stage.dirsync", OLD},	      {"commit.blob.link", OLD},
-	{"commit.blob.dirsync", OLD}, {"commit.journal", OLD},
-	{"jnl.write", OLD},	      {"jnl.fsync", TORN},
-	{"commit.publish", NEW},      {"commit.rename", NEW},
-	{"commit.drop", NEW},	      {"commit.unlink", NEW},
+	{"stage.create", OLD, FEW | MANY},
+	{"stage.write", OLD, FEW | MANY},
+	{"hash.read", OLD, FEW | MANY},
+	{"txn.stage.open", OLD, FEW | MANY},
+	{"stage.read", OLD, FEW | MANY},
+	{"stage.fsync", OLD, FEW},
+	{"stage.dirsync", OLD, FEW},
+	{"txn.syncfs", OLD, MANY},
+	{"commit.blob.link", OLD, FEW | MANY},
+	{"commit.blob.dirsync", OLD, FEW | MANY},
+	{"commit.journal", OLD, FEW | MANY},
+	{"jnl.write", OLD, FEW | MANY},
+	{"jnl.fsync", TORN, FEW | MANY},
+	{"commit.publish", NEW, FEW | MANY},
+	{"commit.rename", NEW, FEW | MANY},
+	{"commit.drop", NEW, FEW | MANY},
+	{"commit.unlink", NEW, FEW | MANY},
 };
 
-Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
+static void crash_every_point(bool many)
 {
 	char what[128];
 	unsigned cases = 0;
@@ -728,6 +776,7 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 	for (size_t i = 0; i < sizeof(txn_points) / sizeof(txn_points[0]);
 	     i++) {
 		const char *pt = txn_points[i].name;
+		bool expected = txn_points[i].txns & (many ? MANY : FEW);
 		bool reached = false;
 
 		/* every hit of the point in turn, until the txn passes it */
@@ -739,12 +788,14 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 			pid_t pid;
 
 			make_fixture();
-			snprintf(what, sizeof(what), "crash at %s, hit %u", pt,
-				 nth);
+			snprintf(what, sizeof(what),
+				 "%s txn, crash at %s, "
+				 "hit %u",
+				 many ? "many" : "few", pt, nth);
 			pid = fork();
 			cr_assert_geq(pid, 0);
 			if (pid == 0)
-				crash_child(pt, nth);
+				crash_child(pt, nth, many);
 			cr_assert_eq(waitpid(pid, &status, 0), pid);
 			cr_assert(WIFEXITED(status), "%s: signal %d", what,
 				  WTERMSIG(status));
@@ -752,7 +803,7 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 			cr_assert(code == IO_CRASH_STATUS || code == 0,
 				  "%s: child failed (%d)", what, code);
 			s = open_store();
-			got = outcome_of(s);
+			got = outcome_of(s, many);
 			cr_assert_neq(got, TORN, "%s: neither old nor new",
 				      what);
 			if (code == IO_CRASH_STATUS &&
@@ -765,12 +816,13 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 				cr_assert_eq(got, NEW, "%s", what);
 			cr_assert(holds_text(s, "other", "o-1", 1), "%s", what);
 			check_verify(s, what);
-			/* the history has the txn's five versions or none */
+			/* the history has the txn's versions or none */
 			c[0] = store_revision(s);
 			cr_assert_eq(store_history_drain(s, 60000), 0);
 			cr_assert_eq(store_history_each(s, NULL, count_rev, c),
 				     0);
-			cr_assert_eq(c[1], got == NEW ? 5 : 1,
+			cr_assert_eq(c[1],
+				     got == NEW ? 5 + (many ? NMID : 0) : 1,
 				     "%s: %" PRIu64 " versions", what, c[1]);
 			/* and it takes new changes */
 			put(s, "p", "p-next");
@@ -783,9 +835,20 @@ Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
 				break;
 			reached = true;
 		}
-		cr_assert(reached, "point %s is not on the txn path", pt);
+		cr_assert_eq(reached, expected, "point %s is %s the txn path",
+			     pt, expected ? "not on" : "on");
 	}
 	cr_assert_gt(cases, 20);
+}
+
+Test(txn, crash_at_every_failpoint_of_a_txn_is_all_or_nothing)
+{
+	crash_every_point(false);
+}
+
+Test(txn, crash_at_every_failpoint_of_a_txn_of_many_stages_too)
+{
+	crash_every_point(true);
 }
 
 /* ---- rollback and import (store/rollback.c) ------------------------------ */
