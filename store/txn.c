@@ -46,7 +46,7 @@
 /* Encoded bytes of a part besides its ID, xattrs and inline content (the
    fixed fields of codec_encode, the stage name, the comm, the length). */
 #define TXN_PART_FIXED 200u
-/* Up to this many by-reference parts are synced one by one; more with
+/* Fewer by-reference parts than this are synced one by one; more with
    one syncfs. */
 #define TXN_SYNC_EACH_MAX 8
 
