@@ -614,6 +614,63 @@ Test(txn, history_has_one_commit_with_a_trailer_block_per_version)
 	cr_assert_eq(store_close(s), 0);
 }
 
+Test(txn, a_txn_that_could_overflow_a_history_batch_gets_its_own_commit)
+{
+	struct store_opts o = {
+		.path = spath, .create = true, .history_delay_ms = 30000};
+	struct store *s = NULL;
+	struct store_txn *t = NULL;
+	struct store_txn_result res;
+	char id[256], body[400], *msg, *prev;
+	void *buf = NULL;
+	size_t len = 0;
+
+	cr_assert_eq(store_open(&s, &o), 0);
+	put(s, "first", "1"); /* the first commit does not wait */
+	cr_assert_eq(store_history_drain(s, 60000), 0);
+	/* 3000 versions with long IDs wait in the writer's next batch */
+	memset(id, 'p', sizeof(id) - 1);
+	id[sizeof(id) - 1] = '\0';
+	for (unsigned i = 0; i < 3000; i++) {
+		snprintf(id, 12, "%010u", i);
+		id[10] = 'p';
+		put(s, id, "x");
+	}
+	/* then a txn of about 3.8 MiB in the journal */
+	memset(body, 'b', sizeof(body));
+	memset(id, 't', sizeof(id) - 1);
+	cr_assert_eq(store_txn_new(s, &t), 0);
+	for (unsigned i = 0; i < 5000; i++) {
+		snprintf(id, 12, "%010u", i);
+		id[10] = 't';
+		cr_assert_eq(store_txn_put(t, id, body, sizeof(body), NULL), 0);
+	}
+	cr_assert_eq(store_txn_commit(t, NULL, &res), 0);
+	store_txn_free(t);
+	cr_assert_eq(res.changes, 5000);
+	cr_assert_eq(store_history_drain(s, 60000), 0);
+	/* the txn is alone in the last commit, the puts in the one before */
+	msg = run("git -C '%s/history.git' log -1 --format=%%B "
+		  "refs/heads/main | grep -c '^Recfs-Id: '",
+		  spath);
+	cr_assert_eq(strtoul(msg, NULL, 10), 5000, "%s", msg);
+	free(msg);
+	prev = run("git -C '%s/history.git' log -1 --skip=1 --format=%%B "
+		   "refs/heads/main | grep -c '^Recfs-Id: '",
+		   spath);
+	cr_assert_eq(strtoul(prev, NULL, 10), 3000, "%s", prev);
+	free(prev);
+	cr_assert_eq(store_close(s), 0);
+	/* history.idx was written whole: reopened, a version is found */
+	s = open_store();
+	snprintf(id, 12, "%010u", 4999u);
+	id[10] = 't';
+	cr_assert_eq(store_history_get(s, id, 1, &buf, &len, NULL), 0);
+	cr_assert_eq(len, sizeof(body));
+	free(buf);
+	cr_assert_eq(store_close(s), 0);
+}
+
 /* ---- crashes ------------------------------------------------------------- */
 
 #define NMID 9		    /* over TXN_SYNC_EACH_MAX by-reference parts */
