@@ -304,9 +304,10 @@ static int attach_content(struct store *s, struct store_stage *st,
 		r->stage = st->name;
 		r->stage_len = strlen(st->name);
 		rc = s->be->ops->stage_sync(s->be, st);
+		/* a link made before its dirsync failed is removed too */
+		*linked = rc == 0;
 		if (rc == 0)
 			rc = store_hist_link(s, st);
-		*linked = rc == 0;
 		return rc;
 	}
 	*data = malloc(r->meta.size ? r->meta.size : 1);

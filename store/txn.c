@@ -492,9 +492,11 @@ static int sync_refs(struct store_txn *t)
 			rc = stage_unpark(s, p->st);
 			if (rc == 0)
 				rc = s->be->ops->stage_sync(s->be, p->st);
+			/* a link made before its dirsync failed is removed
+			   too */
+			p->linked = rc == 0;
 			if (rc == 0)
 				rc = store_hist_link(s, p->st);
-			p->linked = rc == 0;
 			stage_park(s, p->st);
 		}
 		return rc;

@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1141,4 +1142,129 @@ Test(txn, import_makes_every_file_a_version_in_one_change)
 	/* not a directory */
 	cr_assert_eq(store_import(s, "/nonexistent/dir", NULL, &res), -ENOENT);
 	cr_assert_eq(store_close(s), 0);
+}
+
+/* Files in STORE/DIR (not . and ..). */
+static unsigned files_in(const char *dir)
+{
+	char path[PATH_MAX + 64];
+	struct dirent *de;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", spath, dir);
+	d = opendir(path);
+	cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+	while ((de = readdir(d)) != NULL)
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+static void reopen_is_new(bool many, const char *what)
+{
+	struct store *s = open_store();
+
+	cr_assert_eq(outcome_of(s, many), NEW, "%s: not new after reopening",
+		     what);
+	cr_assert(holds_text(s, "other", "o-1", 1), "%s", what);
+	check_verify(s, what);
+	cr_assert_eq(store_close(s), 0);
+}
+
+/* An I/O error at hit `nth` of `pt`: false if the txn did not get there. */
+static bool error_case(size_t pi, unsigned nth, int err, bool many)
+{
+	const char *pt = txn_points[pi].name;
+	struct io *io = NULL;
+	struct store *s;
+	char what[160];
+	unsigned hits;
+	int rc;
+
+	snprintf(what, sizeof(what), "%s txn, %s at %s, hit %u",
+		 many ? "many" : "few", strerror(err), pt, nth);
+	make_fixture();
+	cr_assert_eq(io_new(&io), 0);
+	s = open_io(io);
+	hits = io_hits(io, pt);
+	cr_assert_eq(io_arm(io, pt, IO_FAIL, err, nth, 1), 0);
+	rc = crash_txn(s, many);
+	io_disarm_all(io);
+	if (io_hits(io, pt) - hits < nth) {
+		cr_assert_eq(rc, 0, "%s: %s", what, strerror(-rc));
+		cr_assert_eq(store_close(s), 0);
+		io_free(io);
+		return false;
+	}
+	if (txn_points[pi].want == NEW) {
+		/* after the commit point: durable, so success */
+		cr_assert_eq(rc, 0, "%s: journaled but returned %s", what,
+			     strerror(-rc));
+		if (strcmp(pt, "commit.drop") == 0)
+			/* removing the old content: only logged */
+			cr_assert_eq(outcome_of(s, many), NEW, "%s", what);
+		else
+			/* the records directory is behind the journal:
+			   nothing may change until a reopen finishes it */
+			cr_assert_eq(store_put(s, "x", "x", 1, NULL, NULL),
+				     -EIO, "%s: a broken store took a change",
+				     what);
+		store_close(s);
+		io_free(io);
+		reopen_is_new(many, what);
+		return true;
+	}
+	/* before the commit point (jnl.fsync included: its failure is
+	   undone): the error, nothing changed, nothing left behind */
+	cr_assert_eq(rc, -err, "%s: returned %s", what, strerror(-rc));
+	cr_assert_eq(outcome_of(s, many), OLD, "%s: partly visible", what);
+	cr_assert_eq(files_in("tmp"), 0, "%s: stages left in tmp/", what);
+	cr_assert_eq(files_in("journal/blobs"), 0, "%s: blob links left", what);
+	/* the same txn then goes through */
+	cr_assert_eq(crash_txn(s, many), 0, "%s: second try", what);
+	cr_assert_eq(outcome_of(s, many), NEW, "%s", what);
+	cr_assert_eq(store_close(s), 0);
+	io_free(io);
+	reopen_is_new(many, what);
+	return true;
+}
+
+static void errors_everywhere(bool many)
+{
+	static const int errs[] = {EIO, ENOSPC};
+	unsigned cases = 0;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 13 + 5);
+	for (size_t i = 0; i < sizeof(txn_points) / sizeof(txn_points[0]);
+	     i++) {
+		bool expected = txn_points[i].txns & (many ? MANY : FEW);
+
+		for (size_t e = 0; e < 2; e++) {
+			unsigned nth = 1;
+
+			/* jnl.fsync: the first hit only (a second failure
+			   would fail the undo and break the journal) */
+			while (error_case(i, nth, errs[e], many) &&
+			       strcmp(txn_points[i].name, "jnl.fsync") &&
+			       nth < 64)
+				nth++, cases++;
+			cr_assert(nth > 1 || !expected ||
+					  !strcmp(txn_points[i].name,
+						  "jnl.fsync"),
+				  "%s not reached", txn_points[i].name);
+		}
+	}
+	cr_assert_gt(cases, 20);
+}
+
+Test(txn, io_errors_before_the_commit_point_change_nothing_after_it_all)
+{
+	errors_everywhere(false);
+}
+
+Test(txn, io_errors_in_a_txn_of_many_stages_too)
+{
+	errors_everywhere(true);
 }
