@@ -202,6 +202,92 @@ static int check_decoded(const struct rec *r)
 	return xa_validate(r->xa, r->xa_len);
 }
 
+/* Parts of a txn, at most: each takes more than 100 bytes of a record of
+   at most JNL_MAX_RECORD (4 MiB), and the decoder never trusts more. */
+#define TXN_PARTS_MAX (1u << 16)
+
+int codec_encode_txn(const struct rec *parts, size_t n, uint8_t **out,
+		     size_t *len)
+{
+	struct wbuf w = {0};
+
+	if (n == 0 || n > TXN_PARTS_MAX)
+		return -EINVAL;
+	w_u8(&w, REC_TXN);
+	w_u8(&w, 0);
+	w_u32(&w, (uint32_t)n);
+	for (size_t i = 0; i < n && !w.err; i++) {
+		const struct rec *p = &parts[i];
+		uint8_t *enc = NULL;
+		size_t elen = 0, dlen = p->has_data ? p->data_len : 0;
+		int rc;
+
+		if (p->type != REC_PUT && p->type != REC_DEL) {
+			w.err = -EINVAL;
+			break;
+		}
+		rc = codec_encode(p, &enc, &elen);
+		if (rc) {
+			w.err = rc;
+			break;
+		}
+		if (elen + dlen > UINT32_MAX)
+			w.err = -EINVAL;
+		w_u32(&w, (uint32_t)(elen + dlen));
+		w_put(&w, enc, elen);
+		if (dlen)
+			w_put(&w, p->data, dlen);
+		free(enc);
+	}
+	if (w.err) {
+		free(w.p);
+		return w.err;
+	}
+	*out = w.p;
+	*len = w.len;
+	return 0;
+}
+
+int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part)
+{
+	struct rbuf b;
+	const uint8_t *p;
+	size_t n;
+
+	if (txn->type != REC_TXN || *off > txn->parts_len)
+		return -EBADMSG;
+	if (*off == txn->parts_len)
+		return 0;
+	b = (struct rbuf){txn->parts + *off, txn->parts_len - *off, 0};
+	n = r_uint(&b, 4);
+	p = r_take(&b, n);
+	/* a part is never a txn: no recursion on untrusted input */
+	if (!p || n == 0 || p[0] == REC_TXN || codec_decode(p, n, part) ||
+	    (part->type != REC_PUT && part->type != REC_DEL))
+		return -EBADMSG;
+	*off = txn->parts_len - b.left;
+	return 1;
+}
+
+static int decode_txn(struct rbuf *b, struct rec *r)
+{
+	struct rec part;
+	size_t off = 0;
+	uint32_t seen = 0;
+	int rc;
+
+	if (r_uint(b, 1) != 0) /* flags: none defined */
+		return -EBADMSG;
+	r->nparts = (uint32_t)r_uint(b, 4);
+	if (b->err || r->nparts == 0 || r->nparts > TXN_PARTS_MAX)
+		return -EBADMSG;
+	r->parts = b->p;
+	r->parts_len = b->left;
+	while ((rc = codec_txn_next(r, &off, &part)) == 1)
+		seen++;
+	return rc == 0 && seen == r->nparts ? 0 : -EBADMSG;
+}
+
 int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 {
 	struct rbuf b = {buf, len, 0};
@@ -210,6 +296,8 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 
 	memset(r, 0, sizeof(*r));
 	r->type = (enum rec_type)r_uint(&b, 1);
+	if (r->type == REC_TXN)
+		return decode_txn(&b, r);
 	flags = (unsigned)r_uint(&b, 1);
 	r->id = r_str16(&b, &r->id_len);
 	r->meta.version = r_uint(&b, 8);

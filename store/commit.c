@@ -37,7 +37,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static int64_t now_ns(struct timespec *ts)
+int64_t commit_now_ns(struct timespec *ts)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
@@ -45,8 +45,8 @@ static int64_t now_ns(struct timespec *ts)
 
 /* Checks every change starts with. s->broken is checked again under mu
    once the record is idle: the change it waited for may have broken the
-   store (see mark_broken). */
-static int precheck(struct store *s, const char *id,
+   store (see commit_mark_broken). */
+int commit_precheck(struct store *s, const char *id,
 		    const struct store_cond *cond)
 {
 	int rc = id_check(id);
@@ -71,7 +71,7 @@ static int precheck(struct store *s, const char *id,
 
 /* Make sure a plain file the index does not know yet gets its entry (an
    adopted file is version 1), so versions continue from it. */
-static void ensure_indexed(struct store *s, const char *id)
+void commit_ensure_indexed(struct store *s, const char *id)
 {
 	struct store_meta m;
 
@@ -79,7 +79,7 @@ static void ensure_indexed(struct store *s, const char *id)
 }
 
 /* The namespace of `id` must exist and `id` must not be one. Gate held. */
-static int check_place(struct store *s, const char *id)
+int commit_check_place(struct store *s, const char *id)
 {
 	const char *slash = strrchr(id, '/');
 	char ns[ID_MAX_LEN + 1];
@@ -106,7 +106,7 @@ static uint64_t live_version(const struct entry *e)
 	return e && !e->meta.deleted ? e->meta.version : 0;
 }
 
-static int check_cond(const struct store_cond *c, uint64_t cur,
+int commit_check_cond(const struct store_cond *c, uint64_t cur,
 		      struct store_result *res)
 {
 	bool ok = true;
@@ -121,7 +121,7 @@ static int check_cond(const struct store_cond *c, uint64_t cur,
 	return -ESTALE;
 }
 
-static void mark_broken(struct store *s, const char *id, int err)
+void commit_mark_broken(struct store *s, const char *id, int err)
 {
 	rlog_err("record %s: change is journaled but could not be put in "
 		 "place (%s); refusing further changes until the store is "
@@ -133,6 +133,23 @@ static void mark_broken(struct store *s, const char *id, int err)
 	pthread_mutex_unlock(&s->mu);
 }
 
+int commit_journal(struct store *s, const struct iovec *iov, int n,
+		   uint64_t *seq)
+{
+	int rc;
+
+	if (!s->jnl) {
+		pthread_mutex_lock(&s->mu);
+		*seq = ++s->revision;
+		pthread_mutex_unlock(&s->mu);
+		return 0;
+	}
+	rc = io_point(s->io, "commit.journal");
+	if (rc == 0)
+		rc = jnl_append(s->jnl, iov, n, seq);
+	return rc;
+}
+
 /* Step 2: journal `r` (no-op for a memory store); *seq is its revision. */
 static int log_rec(struct store *s, const struct rec *r, uint64_t *seq)
 {
@@ -141,12 +158,8 @@ static int log_rec(struct store *s, const struct rec *r, uint64_t *seq)
 	size_t len;
 	int rc, n = 1;
 
-	if (!s->jnl) {
-		pthread_mutex_lock(&s->mu);
-		*seq = ++s->revision;
-		pthread_mutex_unlock(&s->mu);
-		return 0;
-	}
+	if (!s->jnl)
+		return commit_journal(s, NULL, 0, seq);
 	rc = codec_encode(r, &hdr, &len);
 	if (rc)
 		return rc;
@@ -157,21 +170,19 @@ static int log_rec(struct store *s, const struct rec *r, uint64_t *seq)
 		iov[1].iov_len = r->data_len;
 		n = 2;
 	}
-	rc = io_point(s->io, "commit.journal");
-	if (rc == 0)
-		rc = jnl_append(s->jnl, iov, n, seq);
+	rc = commit_journal(s, iov, n, seq);
 	free(hdr);
 	return rc;
 }
 
-static void unbusy(struct store *s, struct entry *e)
+void commit_unbusy(struct store *s, struct entry *e)
 {
 	e->busy = false;
 	e->pending_ino = 0;
 	pthread_cond_broadcast(&s->cv);
 }
 
-static void maybe_checkpoint(struct store *s)
+void commit_maybe_checkpoint(struct store *s)
 {
 	if (!s->jnl || jnl_segment_bytes(s->jnl) < s->opts.checkpoint_bytes)
 		return;
@@ -293,9 +304,10 @@ static int attach_content(struct store *s, struct store_stage *st,
 		r->stage = st->name;
 		r->stage_len = strlen(st->name);
 		rc = s->be->ops->stage_sync(s->be, st);
+		/* a link made before its dirsync failed is removed too */
+		*linked = rc == 0;
 		if (rc == 0)
 			rc = store_hist_link(s, st);
-		*linked = rc == 0;
 		return rc;
 	}
 	*data = malloc(r->meta.size ? r->meta.size : 1);
@@ -330,7 +342,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	res = res ? res : &scratch;
 	memset(res, 0, sizeof(*res));
 	append = args->cond.kind == STORE_COND_APPEND;
-	rc = precheck(s, id, &args->cond);
+	rc = commit_precheck(s, id, &args->cond);
 	if (rc)
 		return rc;
 	store_hist_throttle(s);
@@ -343,9 +355,9 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 		if (rc)
 			return rc;
 	}
-	ensure_indexed(s, id);
+	commit_ensure_indexed(s, id);
 	pthread_rwlock_rdlock(&s->gate);
-	rc = check_place(s, id);
+	rc = commit_check_place(s, id);
 	if (rc)
 		goto out_gate;
 
@@ -355,7 +367,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	if (e)
 		store_wait_idle(s, e);
 	cur = live_version(e);
-	rc = s->broken ? s->broken : check_cond(&args->cond, cur, res);
+	rc = s->broken ? s->broken : commit_check_cond(&args->cond, cur, res);
 	if (rc == 0 && !append && is_noop(e, &r.meta, args)) {
 		res->noop = true;
 		res->version = cur;
@@ -399,7 +411,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	/* step 2: the commit point */
 	r.id = id;
 	r.id_len = strlen(id);
-	r.time_ns = now_ns(&r.meta.mtime);
+	r.time_ns = commit_now_ns(&r.meta.mtime);
 	if (args->mtime)
 		r.meta.mtime = *args->mtime;
 	r.meta.hash_valid = true;
@@ -423,7 +435,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	if (rc == 0)
 		rc = s->be->ops->publish(s->be, st, id);
 	if (rc) {
-		mark_broken(s, id, rc);
+		commit_mark_broken(s, id, rc);
 		/* the journal names a by-reference stage: recovery needs it */
 		if (r.stage)
 			st->published = true;
@@ -436,7 +448,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	e->xa = xa;
 	e->xa_len = r.xa_len;
 	xa = NULL;
-	unbusy(s, e);
+	commit_unbusy(s, e);
 	pthread_mutex_unlock(&s->mu);
 	e = NULL;
 	res->version = r.meta.version;
@@ -444,7 +456,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 out:
 	if (e) {
 		pthread_mutex_lock(&s->mu);
-		unbusy(s, e);
+		commit_unbusy(s, e);
 		pthread_mutex_unlock(&s->mu);
 	}
 out_gate:
@@ -453,7 +465,7 @@ out_gate:
 	free(xa);
 	store_stage_free(rebased);
 	if (rc == 0 && !res->noop)
-		maybe_checkpoint(s);
+		commit_maybe_checkpoint(s);
 	return rc;
 }
 
@@ -494,11 +506,11 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	memset(res, 0, sizeof(*res));
 	if (cond->kind != STORE_COND_ANY && cond->kind != STORE_COND_IF_VERSION)
 		return -EINVAL;
-	rc = precheck(s, id, cond);
+	rc = commit_precheck(s, id, cond);
 	if (rc)
 		return rc;
 	store_hist_throttle(s);
-	ensure_indexed(s, id);
+	commit_ensure_indexed(s, id);
 	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, id, strlen(id));
@@ -508,7 +520,7 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	if (s->broken)
 		rc = s->broken;
 	else
-		rc = cur ? check_cond(cond, cur, res) : -ENOENT;
+		rc = cur ? commit_check_cond(cond, cur, res) : -ENOENT;
 	if (rc) {
 		e = NULL;
 		pthread_mutex_unlock(&s->mu);
@@ -524,7 +536,7 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	r.id = id;
 	r.id_len = strlen(id);
 	r.meta.deleted = true;
-	r.time_ns = now_ns(&(struct timespec){0});
+	r.time_ns = commit_now_ns(&(struct timespec){0});
 	if (who)
 		r.who = *who;
 	rc = log_rec(s, &r, &seq);
@@ -535,7 +547,7 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	store_hist_changed(s, seq);
 	rc = s->be->ops->remove(s->be, id);
 	if (rc && rc != -ENOENT)
-		mark_broken(s, id, rc);
+		commit_mark_broken(s, id, rc);
 	rc = 0;
 	pthread_mutex_lock(&s->mu);
 	e->meta.deleted = true;
@@ -546,19 +558,19 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	e->xa_len = 0;
 	res->version = e->meta.version;
 	res->revision = seq;
-	unbusy(s, e);
+	commit_unbusy(s, e);
 	pthread_mutex_unlock(&s->mu);
 	e = NULL;
 out:
 	if (e) {
 		pthread_mutex_lock(&s->mu);
-		unbusy(s, e);
+		commit_unbusy(s, e);
 		pthread_mutex_unlock(&s->mu);
 	}
 out_gate:
 	pthread_rwlock_unlock(&s->gate);
 	if (rc == 0)
-		maybe_checkpoint(s);
+		commit_maybe_checkpoint(s);
 	return rc;
 }
 
@@ -587,7 +599,7 @@ static int rename_begin(struct store *s, const char *from, const char *to,
 	if (!live_version(*ef))
 		return -ENOENT;
 	cur = live_version(*et);
-	rc = check_cond(to_cond, cur, res);
+	rc = commit_check_cond(to_cond, cur, res);
 	if (rc)
 		return rc;
 	if (!*et && !(*et = idx_add(&s->ix, to, strlen(to))))
@@ -614,9 +626,9 @@ int store_rename(struct store *s, const char *from, const char *to,
 	memset(res, 0, sizeof(*res));
 	if (to_cond->kind == STORE_COND_APPEND)
 		return -EINVAL;
-	rc = precheck(s, from, NULL);
+	rc = commit_precheck(s, from, NULL);
 	if (rc == 0)
-		rc = precheck(s, to, to_cond);
+		rc = commit_precheck(s, to, to_cond);
 	if (rc)
 		return rc;
 	store_hist_throttle(s);
@@ -630,9 +642,9 @@ int store_rename(struct store *s, const char *from, const char *to,
 		res->noop = true;
 		return 0;
 	}
-	ensure_indexed(s, to);
+	commit_ensure_indexed(s, to);
 	pthread_rwlock_rdlock(&s->gate);
-	rc = check_place(s, to);
+	rc = commit_check_place(s, to);
 	if (rc)
 		goto out_gate;
 	pthread_mutex_lock(&s->mu);
@@ -641,8 +653,8 @@ int store_rename(struct store *s, const char *from, const char *to,
 		rc = -ENOMEM;
 	if (rc) {
 		if (et && et->busy && ef && ef->busy) {
-			unbusy(s, ef);
-			unbusy(s, et);
+			commit_unbusy(s, ef);
+			commit_unbusy(s, et);
 		}
 		pthread_mutex_unlock(&s->mu);
 		goto out_gate;
@@ -659,7 +671,7 @@ int store_rename(struct store *s, const char *from, const char *to,
 	r.id_len = strlen(to);
 	r.from = from;
 	r.from_len = strlen(from);
-	r.time_ns = now_ns(&(struct timespec){0});
+	r.time_ns = commit_now_ns(&(struct timespec){0});
 	if (who)
 		r.who = *who;
 	rc = log_rec(s, &r, &seq);
@@ -672,7 +684,7 @@ int store_rename(struct store *s, const char *from, const char *to,
 		store_hist_changed(s, seq);
 		mv = s->be->ops->move(s->be, from, to, true);
 		if (mv)
-			mark_broken(s, to, mv);
+			commit_mark_broken(s, to, mv);
 	}
 	pthread_mutex_lock(&s->mu);
 	if (rc == 0) {
@@ -692,14 +704,14 @@ int store_rename(struct store *s, const char *from, const char *to,
 		res->version = r.meta.version;
 		res->revision = seq;
 	}
-	unbusy(s, ef);
-	unbusy(s, et);
+	commit_unbusy(s, ef);
+	commit_unbusy(s, et);
 	pthread_mutex_unlock(&s->mu);
 out_gate:
 	pthread_rwlock_unlock(&s->gate);
 	free(xa);
 	if (rc == 0)
-		maybe_checkpoint(s);
+		commit_maybe_checkpoint(s);
 	return rc;
 }
 
@@ -729,11 +741,11 @@ static int change_meta(struct store *s, const char *id,
 	uint64_t seq;
 	int rc;
 
-	rc = precheck(s, id, NULL);
+	rc = commit_precheck(s, id, NULL);
 	if (rc)
 		return rc;
 	store_hist_throttle(s);
-	ensure_indexed(s, id);
+	commit_ensure_indexed(s, id);
 	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, id, strlen(id));
@@ -774,7 +786,7 @@ static int change_meta(struct store *s, const char *id,
 	r.id_len = strlen(id);
 	r.xa = xa;
 	r.xa_len = xa_len;
-	r.time_ns = now_ns(&(struct timespec){0});
+	r.time_ns = commit_now_ns(&(struct timespec){0});
 	rc = log_rec(s, &r, &seq);
 	if (rc)
 		rlog_err("record %s: metadata change failed: %s", id,
@@ -790,7 +802,7 @@ static int change_meta(struct store *s, const char *id,
 		e->xa_len = xa_len;
 		xa = NULL;
 	}
-	unbusy(s, e);
+	commit_unbusy(s, e);
 	pthread_mutex_unlock(&s->mu);
 out_gate:
 	pthread_rwlock_unlock(&s->gate);

@@ -731,14 +731,10 @@ struct names {
 	size_t n, cap;
 };
 
-static int collect_stage(void *arg, uint64_t seq, const void *payload,
-			 size_t len)
+static int add_stage(struct names *ns, const struct rec *r)
 {
-	struct names *ns = arg;
-	struct rec r;
-
-	if (codec_decode(payload, len, &r) || r.type != REC_PUT || !r.stage)
-		return 0; /* recovery reports bad records */
+	if (r->type != REC_PUT || !r->stage)
+		return 0;
 	if (ns->n == ns->cap) {
 		size_t cap = ns->cap ? 2 * ns->cap : 16;
 		char **p = realloc(ns->v, cap * sizeof(*p));
@@ -748,8 +744,26 @@ static int collect_stage(void *arg, uint64_t seq, const void *payload,
 		ns->v = p;
 		ns->cap = cap;
 	}
-	ns->v[ns->n] = strndup(r.stage, r.stage_len);
+	ns->v[ns->n] = strndup(r->stage, r->stage_len);
 	return ns->v[ns->n++] ? 0 : -ENOMEM;
+}
+
+/* The stages the journal still names (a txn's parts too). */
+static int collect_stage(void *arg, uint64_t seq, const void *payload,
+			 size_t len)
+{
+	struct rec r, part;
+	size_t off = 0;
+	int rc;
+
+	if (codec_decode(payload, len, &r))
+		return 0; /* recovery reports bad records */
+	if (r.type != REC_TXN)
+		return add_stage(arg, &r);
+	while (codec_txn_next(&r, &off, &part) == 1)
+		if ((rc = add_stage(arg, &part)) != 0)
+			return rc;
+	return 0;
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -57,6 +57,7 @@ struct batch {
 	uint64_t first; /* first revision read (0: none) */
 	uint64_t upto;	/* last revision read */
 	size_t idx_bytes;
+	bool cut; /* the next record starts the next batch */
 };
 
 static int64_t mono_ns(void)
@@ -85,7 +86,7 @@ static unsigned batch_max(const struct hist *h)
 
 static bool batch_full(const struct hist *h, const struct batch *b)
 {
-	return b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET;
+	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET;
 }
 
 static char *strndup_(const char *s, size_t n)
@@ -361,10 +362,44 @@ static int add_rename(struct hist *h, struct batch *b, const struct rec *r,
 	return set_other(from, r->id, r->id_len, false);
 }
 
+/* A new version (or delete) of one record: a PUT, a DEL, or a part of a
+   txn. */
+static int add_change(struct hist *h, struct batch *b, uint64_t seq,
+		      const struct rec *r)
+{
+	struct bver *v = batch_add(b, r, r->id, r->id_len, seq);
+
+	if (!v)
+		return -ENOMEM;
+	v->m.e.version = r->meta.version;
+	if (r->type == REC_DEL) {
+		v->m.e.flags = HENT_DELETED;
+		return 0;
+	}
+	fill_content(&v->m.e, r);
+	return put_blob(h, r, v);
+}
+
+/* Every part of a txn: one version (and trailer block) each, all in this
+   batch, so in one commit. */
+static int add_txn(struct hist *h, struct batch *b, uint64_t seq,
+		   const struct rec *r)
+{
+	struct rec part;
+	size_t off = 0;
+	int rc;
+
+	while ((rc = codec_txn_next(r, &off, &part)) == 1) {
+		rc = add_change(h, b, seq, &part);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
 static int add_record(struct hist *h, struct batch *b, uint64_t seq,
 		      const void *payload, size_t len)
 {
-	struct bver *v;
 	struct rec r;
 	int rc = codec_decode(payload, len, &r);
 
@@ -379,18 +414,11 @@ static int add_record(struct hist *h, struct batch *b, uint64_t seq,
 		return 0; /* no new version */
 	case REC_PUT:
 	case REC_DEL:
-		v = batch_add(b, &r, r.id, r.id_len, seq);
-		if (!v)
-			return -ENOMEM;
-		v->m.e.version = r.meta.version;
-		if (r.type == REC_DEL) {
-			v->m.e.flags = HENT_DELETED;
-			return 0;
-		}
-		fill_content(&v->m.e, &r);
-		return put_blob(h, &r, v);
+		return add_change(h, b, seq, &r);
 	case REC_RENAME:
 		return add_rename(h, b, &r, seq);
+	case REC_TXN:
+		return add_txn(h, b, seq, &r);
 	case REC_STATE:
 		break;
 	}
@@ -664,6 +692,17 @@ static int read_available(struct hist *h, struct batch *b, uint64_t target)
 		rc = jnl_cursor_next(h->cur, target, &seq, &payload, &len);
 		if (rc <= 0)
 			return rc;
+		/* A txn's versions all go into one commit, whose history.idx
+		   frame must stay under JNL_MAX_RECORD: a txn that might not
+		   fit after what the batch holds starts the next batch (its
+		   versions take fewer bytes there than in the journal). */
+		if (b->n && len && ((const uint8_t *)payload)[0] == REC_TXN &&
+		    b->idx_bytes + len > IDX_BUDGET) {
+			rc = jnl_cursor_seek(h->cur, seq);
+			if (rc == 0)
+				b->cut = true;
+			return rc;
+		}
 		rc = io_point(h->o.io, "hist.read");
 		if (rc == 0)
 			rc = add_record(h, b, seq, payload, len);

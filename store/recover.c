@@ -60,10 +60,29 @@ static struct entry *entry_for(struct store *s, const char *id, size_t len)
 	return idx_add(&s->ix, id, len);
 }
 
+/* Every part of a txn, in order, at the txn's seq. */
+static int apply_txn(struct store *s, const struct rec *r, uint64_t seq)
+{
+	struct rec part;
+	size_t off = 0;
+	int rc;
+
+	while ((rc = codec_txn_next(r, &off, &part)) == 1) {
+		rc = store_apply_rec(s, &part, seq);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
 int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq)
 {
-	struct entry *e = entry_for(s, r->id, r->id_len), *f;
+	struct entry *e;
+	struct entry *f;
 
+	if (r->type == REC_TXN)
+		return apply_txn(s, r, seq);
+	e = entry_for(s, r->id, r->id_len);
 	if (!e)
 		return -ENOMEM;
 	switch (r->type) {
@@ -101,6 +120,8 @@ int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq)
 		e->meta = r->meta;
 		e->ino = r->ino;
 		return set_xa(e, r->xa, r->xa_len);
+	case REC_TXN:
+		break;
 	}
 	return -EBADMSG;
 }
@@ -429,27 +450,47 @@ static int drop_rename_source(struct replay *rp, const struct rec *r,
 	return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
 }
 
-static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
+/* Pass 2 for one change (a single record, or one part of a txn). */
+static int pass2_one(struct replay *rp, uint64_t seq, const struct rec *r)
 {
-	struct replay *rp = arg;
 	char id[ID_MAX_LEN + 1];
 	struct entry *e;
-	struct rec r;
+	int rc = 0;
+
+	memcpy(id, r->id, r->id_len);
+	id[r->id_len] = '\0';
+	e = idx_find(&rp->s->ix, id, r->id_len);
+	/* else a later record decides this one's content */
+	if (e && e->replay_seq == seq)
+		rc = materialize(rp, r, id);
+	if (rc == 0 && r->type == REC_RENAME)
+		rc = drop_rename_source(rp, r, seq);
+	if (rc)
+		rlog_err("record %s: recovery of version %llu failed: %s", id,
+			 (unsigned long long)r->meta.version, strerror(-rc));
+	return rc;
+}
+
+/*
+ * A txn's parts all carry its seq, so each part whose record the txn
+ * changed last is put in place: all of them, as for single changes (see
+ * store_i.h): a txn is all or nothing because its record is.
+ */
+static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
+{
+	struct rec r, part;
+	size_t off = 0;
 	int rc = codec_decode(payload, len, &r);
 
 	if (rc || r.type == REC_META)
 		return rc;
-	memcpy(id, r.id, r.id_len);
-	id[r.id_len] = '\0';
-	e = idx_find(&rp->s->ix, id, r.id_len);
-	/* else a later record decides this one's content */
-	if (e && e->replay_seq == seq)
-		rc = materialize(rp, &r, id);
-	if (rc == 0 && r.type == REC_RENAME)
-		rc = drop_rename_source(rp, &r, seq);
-	if (rc)
-		rlog_err("record %s: recovery of version %llu failed: %s", id,
-			 (unsigned long long)r.meta.version, strerror(-rc));
+	if (r.type != REC_TXN)
+		return pass2_one(arg, seq, &r);
+	while ((rc = codec_txn_next(&r, &off, &part)) == 1) {
+		rc = pass2_one(arg, seq, &part);
+		if (rc)
+			return rc;
+	}
 	return rc;
 }
 

@@ -144,6 +144,34 @@ int store_hist_link(struct store *s, const struct store_stage *st)
 	return rc;
 }
 
+int store_hist_link_many(struct store *s, const struct store_stage *const *st,
+			 size_t n, size_t *linked)
+{
+	int rc = 0;
+
+	*linked = 0;
+	if (s->blobs_fd < 0)
+		return 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = io_linkat(s->io, "commit.blob.link", be_file_tmp_fd(s->be),
+			       st[i]->name, s->blobs_fd, st[i]->name);
+		if (rc == 0)
+			(*linked)++;
+		else
+			rlog_err("%s/%s/%s: cannot link the content for the "
+				 "history: %s",
+				 STORE_JOURNAL_DIR, HIST_BLOBS_DIR,
+				 st[i]->name, strerror(-rc));
+	}
+	if (rc == 0)
+		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
+	if (rc)
+		rlog_err("%s/%s: cannot make the links for the history "
+			 "durable: %s",
+			 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, strerror(-rc));
+	return rc;
+}
+
 void store_hist_unlink(struct store *s, const struct store_stage *st)
 {
 	if (s->blobs_fd >= 0)

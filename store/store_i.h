@@ -14,6 +14,15 @@
  *     change to either record may start.
  * Recovery replays, for each record, only the *last* journal record that
  * touches it: from inline content, from the stage, or by finishing a move.
+ *
+ * A change of several records (store_txn, txn.c) is one REC_TXN record
+ * holding a REC_PUT or REC_DEL per record, all at the txn's seq (one
+ * store revision): step 2 appends that one record, so it is the commit
+ * point of every part at once; step 3 starts only after it. Recovery
+ * treats each part as a record of that seq, so either the txn record is
+ * in the journal and every part is finished, or it is not and no part was
+ * put in place (stages and blob links left behind are removed at open).
+ * The record is at most JNL_MAX_RECORD: bigger txns are refused (-E2BIG).
  * A checkpoint (syncfs + index snapshot) retires journal segments, but
  * only those the history (history.h) has written to git too.
  *
@@ -32,6 +41,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 struct hist;
 struct jnl;
@@ -54,6 +64,9 @@ enum rec_type {
 	REC_RENAME = 4, /* `id` gets `from`'s content as a new version;
 			   `from` is deleted */
 	REC_STATE = 5,	/* snapshot: the state of one record */
+	REC_TXN = 6,	/* one store change made of several REC_PUT and
+			   REC_DEL parts (store_txn, txn.c); all parts
+			   share the record's seq */
 };
 
 /* One decoded record; pointers borrow the encoded buffer. */
@@ -76,6 +89,11 @@ struct rec {
 	bool has_data; /* REC_PUT inline: `data` holds the content */
 	const uint8_t *data;
 	size_t data_len;
+	/* REC_TXN: `nparts` encoded parts at `parts` (codec_txn_next);
+	   `id` is NULL */
+	uint32_t nparts;
+	const uint8_t *parts;
+	size_t parts_len;
 };
 
 /*
@@ -85,8 +103,22 @@ struct rec {
  */
 int codec_encode(const struct rec *r, uint8_t **out, size_t *len);
 
-/* Decode untrusted bytes. Returns 0 or -EBADMSG. */
+/* Decode untrusted bytes. Returns 0 or -EBADMSG. A REC_TXN is checked
+   whole: each part decodes and is a REC_PUT or REC_DEL. */
 int codec_decode(const uint8_t *buf, size_t len, struct rec *r);
+
+/*
+ * Encode a REC_TXN of the `n` parts (REC_PUT/REC_DEL, inline data
+ * included) as one buffer: [u8 6][u8 0][u32 n], then per part [u32 len]
+ * and the part as codec_encode + its inline bytes. *out is the caller's.
+ * Returns 0, -EINVAL (no parts, a part of another type), -ENOMEM.
+ */
+int codec_encode_txn(const struct rec *parts, size_t n, uint8_t **out,
+		     size_t *len);
+
+/* The next part of a decoded REC_TXN from *off (start at 0). Returns 1
+   with *part (borrowing the buffer), 0 after the last, -EBADMSG. */
+int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part);
 
 /* Packed xattrs: repeated [u16 name_len][name][u32 value_len][value]. */
 int xa_get(const uint8_t *xa, size_t xa_len, const char *name,
@@ -241,6 +273,30 @@ int store_snapshot_write(struct store *s, uint64_t rev);
 /* Wait until `e` is not busy; `mu` held. */
 void store_wait_idle(struct store *s, struct entry *e);
 
+/* ---- commit.c: the steps every change shares (txn.c uses them) ------ */
+
+int64_t commit_now_ns(struct timespec *ts);
+/* ID, read-only, broken, CAS support of a conditional change. */
+int commit_precheck(struct store *s, const char *id,
+		    const struct store_cond *cond);
+/* Give an adopted file its index entry before a change. */
+void commit_ensure_indexed(struct store *s, const char *id);
+/* The namespace of `id` exists and `id` is not one. Gate held. */
+int commit_check_place(struct store *s, const char *id);
+/* -ESTALE (res->current set) unless `c` holds for version `cur`. */
+int commit_check_cond(const struct store_cond *c, uint64_t cur,
+		      struct store_result *res);
+/* A journaled change could not be put in place: refuse changes. */
+void commit_mark_broken(struct store *s, const char *id, int err);
+/* Step 2: append one journal record (the commit point); *seq is its
+   revision. Memory store: just the next revision. */
+int commit_journal(struct store *s, const struct iovec *iov, int n,
+		   uint64_t *seq);
+/* Clear `e`'s busy mark and wake waiters; `mu` held. */
+void commit_unbusy(struct store *s, struct entry *e);
+/* Checkpoint if the journal segment is big enough (no lock held). */
+void commit_maybe_checkpoint(struct store *s);
+
 /* ---- store_hist.c: the store's side of the history ------------------ */
 
 /* Open the history (creating STORE/history.git if the store has none);
@@ -256,6 +312,11 @@ void store_hist_throttle(struct store *s);
 /* Link a by-reference stage as journal/blobs/<stage>, durably (before the
    journal names it). Returns 0 or -errno. */
 int store_hist_link(struct store *s, const struct store_stage *st);
+/* The same for `n` stages with one fsync of the directory (txn.c); the
+   stages themselves must be durable already. *linked: how many of the
+   first were linked (the caller unlinks them if the change fails). */
+int store_hist_link_many(struct store *s, const struct store_stage *const *st,
+			 size_t n, size_t *linked);
 /* Remove that link again (the change failed). */
 void store_hist_unlink(struct store *s, const struct store_stage *st);
 /* The revision up to which journal segments may be dropped. */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct store;
 
@@ -52,5 +53,14 @@ int ctl_update(int argc, char **argv);
 int ctl_log(int argc, char **argv);
 int ctl_diff(int argc, char **argv);
 int ctl_rollback(int argc, char **argv);
+
+/* ctl_bulk.c: rollback STORE --to REVISION|DATE (argv: rollback STORE),
+   and import STORE DIR. */
+int ctl_rollback_store(int argc, char **argv, const char *to, bool dry);
+int ctl_import(int argc, char **argv);
+
+/* "@EPOCH" or "YYYY-MM-DD[THH:MM[:SS]][Z]" (local time without Z) into
+ * *out. Returns 0 or -EINVAL. */
+int ctl_parse_time(const char *s, struct timespec *out);
 
 #endif

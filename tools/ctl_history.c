@@ -369,6 +369,7 @@ static int rollback_mount(const char *mnt, const char *id, const void *buf,
 int ctl_rollback(int argc, char **argv)
 {
 	const char *to = ctl_take_option(&argc, argv, "--to");
+	bool dry = ctl_take_flag(&argc, argv, "--dry-run");
 	struct store_result res = {0};
 	struct store *s = NULL;
 	void *buf = NULL;
@@ -377,11 +378,13 @@ int ctl_rollback(int argc, char **argv)
 	int rc;
 
 	if (argc == 2 && to)
-		return ctl_usage_error("rolling back the whole store "
-				       "(--to REVISION|DATE without an ID) "
-				       "is not built yet; give an ID");
+		return ctl_rollback_store(argc, argv, to, dry);
 	if (argc != 3 || !to)
-		return ctl_usage_error("expects TARGET ID --to N");
+		return ctl_usage_error("expects TARGET ID --to N, or STORE "
+				       "--to REVISION|DATE");
+	if (dry)
+		return ctl_usage_error("--dry-run is for STORE --to "
+				       "REVISION|DATE");
 	if (parse_version(to, &n) || n == 0)
 		return ctl_usage_error("--to takes a version (1, 2, ...)");
 	if (open_target(argv[1], &s))

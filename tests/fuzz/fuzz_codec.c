@@ -12,6 +12,10 @@
  * itself (length query, exact buffer, short buffer), xa_get must find
  * every listed name, and xa_update (set and remove) must give a blob that
  * validates, holds the change and keeps every other name.
+ *
+ * A REC_TXN is checked part by part the same way (each part is a REC_PUT
+ * or REC_DEL that keeps every promise above), and encoded again whole with
+ * codec_encode_txn: the same bytes (canonical).
  */
 #include "store_i.h"
 #include "id.h"
@@ -226,18 +230,15 @@ static void check_xattrs(const struct rec *r)
 	free(names);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* What an accepted record promises its users (recover.c), and that it
+   encodes back to the same record; `data`/`size` hold it. */
+static void check_one(const struct rec *rp, const uint8_t *data, size_t size)
 {
-	struct rec r, r2, r3;
+	struct rec r = *rp, r2, r3;
 	uint8_t *enc, *enc2;
 	size_t len, len2;
 	int rc;
 
-	rc = codec_decode(data, size, &r);
-	check(rc == 0 || rc == -EBADMSG);
-	if (rc)
-		return 0;
-	/* what an accepted record promises its users (recover.c) */
 	check(r.type >= REC_PUT && r.type <= REC_STATE);
 	check(r.id && r.id_len >= 1 && r.id_len <= ID_MAX_LEN);
 	check((const uint8_t *)r.id >= data &&
@@ -272,5 +273,72 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_xattrs(&r);
 	free(enc);
 	free(enc2);
+}
+
+/* The parts of `r` into a new array (*n of them). */
+static struct rec *txn_parts(const struct rec *r, const uint8_t *data,
+			     size_t size, size_t *n)
+{
+	struct rec *parts = calloc(r->nparts ? r->nparts : 1, sizeof(*parts));
+	size_t off = 0, prev = 0;
+	int rc;
+
+	check(parts != NULL);
+	*n = 0;
+	while ((rc = codec_txn_next(r, &off, &parts[*n])) == 1) {
+		const uint8_t *at = r->parts + prev + 4;
+
+		check(*n < r->nparts);
+		check(parts[*n].type == REC_PUT || parts[*n].type == REC_DEL);
+		check(at >= data && r->parts + off <= data + size);
+		/* each part is a whole record of its own bytes */
+		check_one(&parts[*n], at, off - prev - 4);
+		prev = off;
+		(*n)++;
+	}
+	check(rc == 0 && *n == r->nparts && off == r->parts_len);
+	return parts;
+}
+
+/* Every part of a txn, and the whole encoded again: the same parts, and
+   canonical from then on. */
+static void check_txn(const struct rec *r, const uint8_t *data, size_t size)
+{
+	struct rec *parts, *parts2, again;
+	uint8_t *enc = NULL, *enc2 = NULL;
+	size_t n = 0, n2 = 0, len = 0, len2 = 0;
+
+	check(r->id == NULL && r->nparts >= 1);
+	check(r->parts >= data && r->parts + r->parts_len == data + size);
+	parts = txn_parts(r, data, size, &n);
+	check(codec_encode_txn(parts, n, &enc, &len) == 0);
+	check(len <= size);
+	check(codec_decode(enc, len, &again) == 0);
+	check(again.type == REC_TXN && again.nparts == r->nparts);
+	parts2 = txn_parts(&again, enc, len, &n2);
+	check(n2 == n);
+	for (size_t i = 0; i < n; i++)
+		check_same_rec(&parts[i], &parts2[i]);
+	check(codec_encode_txn(parts2, n2, &enc2, &len2) == 0);
+	check(same_bytes(enc, len, enc2, len2));
+	free(enc);
+	free(enc2);
+	free(parts);
+	free(parts2);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct rec r;
+	int rc;
+
+	rc = codec_decode(data, size, &r);
+	check(rc == 0 || rc == -EBADMSG);
+	if (rc)
+		return 0;
+	if (r.type == REC_TXN)
+		check_txn(&r, data, size);
+	else
+		check_one(&r, data, size);
 	return 0;
 }

@@ -1,0 +1,602 @@
+/*
+ * rollback.c - whole-store operations made of one txn (txn.c):
+ * store_rollback_to (every record as of a revision, from the history) and
+ * store_import (a directory of plain files). Both plan first, without
+ * holding any lock, then commit the plan as one store change; the parts of
+ * a rollback are conditional on the versions the plan saw, so a change
+ * that comes in between makes it fail (-ESTALE) instead of being undone
+ * unseen.
+ */
+#include "store_i.h"
+#include "id.h"
+#include "io.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PROGRESS_EVERY 256
+
+static void progress(const struct store_bulk_args *a, size_t done, size_t total)
+{
+	if (a && a->progress)
+		a->progress(a->progress_arg, done, total);
+}
+
+/*
+ * Create the namespaces `id` lives in, as needed (namespaces are not
+ * versioned: this is not part of the txn). Returns 0, -ENOTDIR (a record
+ * is in the way), -errno.
+ */
+static int ensure_parents(struct store *s, const char *id)
+{
+	char ns[ID_MAX_LEN + 1];
+	struct stat st;
+	const char *p = id;
+	int rc;
+
+	while ((p = strchr(p, '/')) != NULL) {
+		memcpy(ns, id, (size_t)(p - id));
+		ns[p - id] = '\0';
+		p++;
+		if (store_ns_stat(s, ns, &st) == 0)
+			continue;
+		rc = store_mkdir(s, ns, 0755);
+		if (rc == -EEXIST && store_ns_stat(s, ns, &st) != 0)
+			rc = -ENOTDIR;
+		if (rc && rc != -EEXIST) {
+			rlog_err("record %s: cannot create namespace %s: %s",
+				 id, ns, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* ---- the plan of a rollback ------------------------------------------- */
+
+/* What one record was at the target revision, and is now. */
+struct target {
+	char *id;
+	bool at;		/* a version at or before the target revision */
+	struct store_version v; /* ... that one */
+	bool after;		/* a version after it (or the first one) */
+	uint64_t first_after;	/* the version of the first one after */
+	bool live;		/* live now */
+	struct store_meta cur;	/* now */
+	uint32_t hv;
+};
+
+struct plan {
+	struct target **slots;
+	size_t nslots, n;
+	uint64_t revision;
+	int err;
+};
+
+static uint32_t hash_id(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 16777619u;
+	return h;
+}
+
+static int plan_grow(struct plan *p)
+{
+	size_t ns = p->nslots ? 2 * p->nslots : 1024;
+	struct target **slots = calloc(ns, sizeof(*slots));
+
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nslots; i++) {
+		struct target *t = p->slots[i];
+		size_t j;
+
+		if (!t)
+			continue;
+		for (j = t->hv & (ns - 1); slots[j]; j = (j + 1) & (ns - 1))
+			;
+		slots[j] = t;
+	}
+	free(p->slots);
+	p->slots = slots;
+	p->nslots = ns;
+	return 0;
+}
+
+/* The target of `id`, added if new; NULL on -ENOMEM (p->err). */
+static struct target *plan_get(struct plan *p, const char *id)
+{
+	uint32_t hv = hash_id(id);
+	struct target *t;
+	size_t j;
+
+	if (2 * (p->n + 1) > p->nslots && (p->err = plan_grow(p)) != 0)
+		return NULL;
+	for (j = hv & (p->nslots - 1); (t = p->slots[j]) != NULL;
+	     j = (j + 1) & (p->nslots - 1))
+		if (t->hv == hv && strcmp(t->id, id) == 0)
+			return t;
+	t = calloc(1, sizeof(*t));
+	if (t)
+		t->id = strdup(id);
+	if (!t || !t->id) {
+		free(t);
+		p->err = -ENOMEM;
+		return NULL;
+	}
+	t->hv = hv;
+	p->slots[j] = t;
+	p->n++;
+	return t;
+}
+
+static void plan_free(struct plan *p)
+{
+	for (size_t i = 0; i < p->nslots; i++) {
+		if (p->slots[i]) {
+			free(p->slots[i]->id);
+			free(p->slots[i]);
+		}
+	}
+	free(p->slots);
+}
+
+/* store_history_each: versions in revision order. */
+static int plan_version(void *arg, const char *id,
+			const struct store_version *v)
+{
+	struct plan *p = arg;
+	struct target *t = plan_get(p, id);
+
+	if (!t)
+		return p->err;
+	if (v->revision <= p->revision) {
+		t->at = true;
+		t->v = *v;
+	} else if (!t->after) {
+		t->after = true;
+		t->first_after = v->version;
+	}
+	return 0;
+}
+
+/* idx_each, s->mu held: the current state of every record. */
+static int plan_entry(void *arg, struct entry *e)
+{
+	struct plan *p = arg;
+	struct target *t;
+
+	if (!e->meta.version)
+		return 0;
+	t = plan_get(p, e->id);
+	if (!t)
+		return p->err;
+	t->cur = e->meta;
+	t->live = !e->meta.deleted;
+	return 0;
+}
+
+static int cmp_target(const void *a, const void *b)
+{
+	return strcmp((*(struct target *const *)a)->id,
+		      (*(struct target *const *)b)->id);
+}
+
+/*
+ * The part of the txn for one record (or none). Returns 0, or -ENODATA
+ * when its state at the revision is not in the history.
+ */
+static int plan_part(struct store *s, struct store_txn *txn,
+		     const struct target *t, uint64_t revision,
+		     struct store_bulk_result *res)
+{
+	struct store_cond cond = {STORE_COND_IF_VERSION, t->cur.version};
+	struct store_commit_args args = {.mode = -1};
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!t->live) {
+		cond.kind = STORE_COND_CREATE;
+		cond.version = 0;
+	}
+	args.cond = cond;
+	if (!t->at) {
+		/* Nothing in the history up to the revision: the record was
+		   made after it (its first version is 1), or it was there
+		   before the history began (adopted; a store older than its
+		   history) and is then kept if it has not changed since. */
+		if (t->after && t->first_after == 1)
+			goto absent;
+		if (!t->after && t->cur.revision <= revision)
+			goto keep;
+		rlog_err("record %s: its state at revision %" PRIu64
+			 " predates the history; cannot roll it back",
+			 t->id, revision);
+		return -ENODATA;
+	}
+	if (t->v.deleted)
+		goto absent;
+	if (t->live && t->cur.version == t->v.version)
+		goto keep; /* unchanged since */
+	if (t->v.missing) {
+		rlog_err("record %s: version %" PRIu64 " is in the history "
+			 "without its content; cannot roll back to it",
+			 t->id, t->v.version);
+		return -ENODATA;
+	}
+	if (t->live && t->cur.hash_valid && t->v.hash_valid &&
+	    t->cur.size == t->v.size && !memcmp(t->cur.hash, t->v.hash, 16))
+		goto keep; /* the same content again */
+	rc = store_history_get(s, t->id, t->v.version, &buf, &len, NULL);
+	if (rc) {
+		rlog_err("record %s: cannot read version %" PRIu64
+			 " from the history: %s",
+			 t->id, t->v.version, strerror(-rc));
+		return rc;
+	}
+	rc = store_txn_put(txn, t->id, buf, len, &args);
+	free(buf);
+	if (rc == 0 && res)
+		res->puts++;
+	return rc;
+absent:
+	if (!t->live)
+		return 0;
+	rc = store_txn_delete(txn, t->id, &cond);
+	if (rc == 0 && res)
+		res->deletes++;
+	return rc;
+keep:
+	if (res)
+		res->noops++;
+	return 0;
+}
+
+int store_rollback_to(struct store *s, uint64_t revision,
+		      const struct store_bulk_args *args,
+		      struct store_bulk_result *res)
+{
+	static const struct store_bulk_args none = {0};
+	struct store_bulk_result scratch;
+	struct store_txn_result tr;
+	struct plan p = {.revision = revision};
+	struct store_txn *txn = NULL;
+	struct target **v = NULL;
+	size_t k = 0;
+	uint64_t now;
+	int rc;
+
+	args = args ? args : &none;
+	res = res ? res : &scratch;
+	memset(res, 0, sizeof(*res));
+	if (!s->hist)
+		return -ENOTSUP;
+	if (s->opts.read_only)
+		return -EROFS;
+	now = store_revision(s);
+	if (revision > now) {
+		rlog_err("%s: revision %" PRIu64 " is after the current one "
+			 "(%" PRIu64 ")",
+			 s->path, revision, now);
+		return -EINVAL;
+	}
+	rc = store_history_drain(
+		s, s->opts.history_drain_ms ? s->opts.history_drain_ms : 10000);
+	if (rc) {
+		rlog_err("%s: the history cannot catch up: %s", s->path,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = store_history_each(s, NULL, plan_version, &p);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mu);
+		rc = idx_each(&s->ix, plan_entry, &p);
+		pthread_mutex_unlock(&s->mu);
+	}
+	if (rc == 0 && !(v = malloc((p.n ? p.n : 1) * sizeof(*v))))
+		rc = -ENOMEM;
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < p.nslots; i++)
+		if (p.slots[i])
+			v[k++] = p.slots[i];
+	qsort(v, k, sizeof(*v), cmp_target);
+	rc = store_txn_new(s, &txn);
+	for (size_t i = 0; i < k && rc == 0; i++) {
+		rc = plan_part(s, txn, v[i], revision, res);
+		if (i % PROGRESS_EVERY == 0)
+			progress(args, i, k);
+	}
+	for (size_t i = 0; i < k && rc == 0; i++)
+		if (v[i]->at && !v[i]->v.deleted && !v[i]->live)
+			rc = ensure_parents(s, v[i]->id);
+	if (rc || args->dry_run)
+		goto out;
+	rc = store_txn_commit(txn, args->who, &tr);
+	if (rc == 0) {
+		res->revision = tr.revision;
+		res->noops += tr.noops;
+		res->puts -= tr.noops; /* puts found equal at commit time */
+	} else if (rc == -ESTALE && tr.failed < store_txn_count(txn)) {
+		rlog_err("%s: a record changed while rolling back (it is at "
+			 "version %" PRIu64 " now); nothing was changed, try "
+			 "again",
+			 s->path, tr.current);
+	}
+	progress(args, k, k);
+out:
+	if (rc)
+		res->puts = res->deletes = 0;
+	store_txn_free(txn);
+	free(v);
+	plan_free(&p);
+	return rc;
+}
+
+/* ---- revision at a time ----------------------------------------------- */
+
+struct at_time {
+	int64_t when_ns;
+	uint64_t revision;
+};
+
+static int at_time_version(void *arg, const char *id,
+			   const struct store_version *v)
+{
+	struct at_time *a = arg;
+	int64_t t = (int64_t)v->time.tv_sec * 1000000000 + v->time.tv_nsec;
+
+	(void)id;
+	if (t <= a->when_ns && v->revision > a->revision)
+		a->revision = v->revision;
+	return 0;
+}
+
+int store_revision_at(struct store *s, const struct timespec *when,
+		      uint64_t *revision)
+{
+	struct at_time a = {
+		.when_ns = (int64_t)when->tv_sec * 1000000000 + when->tv_nsec,
+	};
+	int rc;
+
+	*revision = 0;
+	if (!s->hist)
+		return -ENOTSUP;
+	if (!s->opts.read_only) {
+		rc = store_history_drain(s, s->opts.history_drain_ms
+						    ? s->opts.history_drain_ms
+						    : 10000);
+		if (rc)
+			return rc;
+	}
+	rc = store_history_each(s, NULL, at_time_version, &a);
+	if (rc == 0)
+		*revision = a.revision;
+	return rc;
+}
+
+/* ---- import ------------------------------------------------------------ */
+
+struct files {
+	char **v;
+	size_t n, cap;
+	size_t skipped;
+};
+
+static int files_add(struct files *f, const char *rel)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 256;
+		char **v = realloc(f->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n] = strdup(rel);
+	if (!f->v[f->n])
+		return -ENOMEM;
+	f->n++;
+	return 0;
+}
+
+static void files_free(struct files *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->v[i]);
+	free(f->v);
+}
+
+/*
+ * Walk the directory `dfd` (owned: closed here) whose relative path is
+ * `rel` ("" at the top), collecting regular files. Nothing is followed:
+ * every entry is opened or stat'ed with O_NOFOLLOW relative to its
+ * directory. Names that are not IDs are reported and skipped.
+ */
+static int walk(int dfd, const char *top, const char *rel, unsigned depth,
+		struct files *f)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		rc = -errno;
+		close(dfd);
+		return rc;
+	}
+	while (rc == 0) {
+		char path[ID_MAX_LEN + 2];
+		struct stat st;
+		int n;
+
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			rc = -errno;
+			break;
+		}
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		n = snprintf(path, sizeof(path), "%s%s%s", rel,
+			     rel[0] ? "/" : "", de->d_name);
+		if (n < 0 || (size_t)n >= sizeof(path) || id_check(path) ||
+		    depth >= ID_MAX_COMPONENTS) {
+			rlog_warn("%s/%s%s%s: not a valid record ID; skipped",
+				  top, rel, rel[0] ? "/" : "", de->d_name);
+			f->skipped++;
+			continue;
+		}
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) <
+		    0) {
+			rc = -errno;
+			rlog_err("%s/%s: %s", top, path, strerror(-rc));
+			break;
+		}
+		if (S_ISREG(st.st_mode)) {
+			rc = files_add(f, path);
+		} else if (S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						 O_CLOEXEC);
+
+			if (sub < 0) {
+				rc = -errno;
+				rlog_err("%s/%s: %s", top, path, strerror(-rc));
+				break;
+			}
+			rc = walk(sub, top, path, depth + 1, f);
+		} else {
+			rlog_warn("%s/%s: not a regular file (a symlink, "
+				  "device, FIFO or socket); skipped",
+				  top, path);
+			f->skipped++;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Stage the file `rel` under `topfd` and add it to the txn. */
+static int import_one(struct store *s, struct store_txn *txn, int topfd,
+		      const char *top, const char *rel, mode_t mode)
+{
+	/* the file's permission bits, the time of the import */
+	struct store_commit_args args = {.mode = (int)(mode & 07777)};
+	struct store_stage *st = NULL;
+	struct stat sb;
+	ssize_t n;
+	int fd = -1, rc;
+
+	/* openat2 would be neater; the walk already refused symlinks, and
+	   O_NOFOLLOW refuses one put in the last place since */
+	fd = openat(topfd, rel, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		rlog_err("%s/%s: cannot open: %s", top, rel, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		rc = -EINVAL;
+		rlog_err("%s/%s: no longer a regular file", top, rel);
+		goto out;
+	}
+	rc = store_stage_new(s, &st);
+	if (rc)
+		goto out;
+	n = io_copy_fd(s->io, "import.copy", fd, st->fd);
+	rc = n < 0 ? (int)n : 0;
+	if (rc) {
+		rlog_err("%s/%s: cannot copy: %s", top, rel, strerror(-rc));
+		store_stage_free(st);
+		goto out;
+	}
+	rc = store_txn_put_stage(txn, rel, st, &args);
+	if (rc)
+		rlog_err("record %s: cannot import %s/%s: %s", rel, top, rel,
+			 strerror(-rc));
+out:
+	close(fd);
+	return rc;
+}
+
+int store_import(struct store *s, const char *dir,
+		 const struct store_bulk_args *args,
+		 struct store_bulk_result *res)
+{
+	static const struct store_bulk_args none = {0};
+	struct store_bulk_result scratch;
+	struct store_txn_result tr;
+	struct store_txn *txn = NULL;
+	struct files f = {0};
+	int topfd = -1, dfd, rc;
+
+	args = args ? args : &none;
+	res = res ? res : &scratch;
+	memset(res, 0, sizeof(*res));
+	if (s->opts.read_only)
+		return -EROFS;
+	topfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (topfd < 0) {
+		rc = -errno;
+		rlog_err("%s: cannot open the directory: %s", dir,
+			 strerror(-rc));
+		return rc;
+	}
+	dfd = dup(topfd);
+	rc = dfd < 0 ? -errno : walk(dfd, dir, "", 0, &f);
+	res->skipped = f.skipped;
+	if (rc)
+		goto out;
+	if (f.n)
+		qsort(f.v, f.n, sizeof(*f.v), cmp_str);
+	rc = store_txn_new(s, &txn);
+	for (size_t i = 0; i < f.n && rc == 0; i++) {
+		struct stat sb;
+
+		if (fstatat(topfd, f.v[i], &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = -errno;
+			rlog_err("%s/%s: %s", dir, f.v[i], strerror(-rc));
+			break;
+		}
+		rc = import_one(s, txn, topfd, dir, f.v[i], sb.st_mode);
+		if ((i + 1) % PROGRESS_EVERY == 0 || i + 1 == f.n)
+			progress(args, i + 1, f.n);
+	}
+	for (size_t i = 0; i < f.n && rc == 0 && !args->dry_run; i++)
+		rc = ensure_parents(s, f.v[i]);
+	if (rc || args->dry_run) {
+		if (rc == 0)
+			res->puts = f.n;
+		goto out;
+	}
+	rc = store_txn_commit(txn, args->who, &tr);
+	if (rc == 0) {
+		res->revision = tr.revision;
+		res->puts = tr.changes;
+		res->noops = tr.noops;
+	}
+out:
+	store_txn_free(txn);
+	files_free(&f);
+	close(topfd);
+	return rc;
+}
