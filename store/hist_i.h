@@ -139,6 +139,8 @@ struct hist {
 	git_oid head;
 	bool has_head;
 	git_tree *head_tree;
+	git_oid side; /* refs/heads/recfs-versions (if has_side) */
+	bool has_side;
 	git_oid ref_maybe; /* a commit a failed ref update may have left
 			      in refs/heads/main */
 	bool has_ref_maybe;
@@ -179,6 +181,19 @@ int hist_git_error(int gerr, const char *what, const char *id);
  * renames it over refs/heads/main and fsyncs refs/heads, abort removes
  * it. Return 0 or -errno (-ESTALE: moved by someone else meanwhile).
  */
+/*
+ * Versions that a batch records but whose blobs its tree does not hold
+ * (a record changed twice in one batch: only the last change is in the
+ * tree) are kept reachable by a side branch, HIST_REF_SIDE: one commit
+ * per such batch, parent the previous one, tree "ID@VERSION" -> blob. It
+ * carries no trailers; git clone and git gc keep its blobs. The batch
+ * writes its lock file before the syncfs and renames it in place just
+ * before refs/heads/main (hist_side_prepare, hist_side_commit).
+ */
+#define HIST_REF_SIDE "refs/heads/recfs-versions"
+int hist_side_prepare(struct hist *h, const git_oid *oid);
+int hist_side_commit(struct hist *h);
+
 int hist_ref_prepare(struct hist *h, const git_oid *oid);
 int hist_ref_commit(struct hist *h, const git_oid *oid);
 void hist_ref_abort(struct hist *h);

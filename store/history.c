@@ -44,6 +44,7 @@
 #define BACKOFF_MIN_NS (100 * 1000000LL)
 #define BACKOFF_MAX_NS (10 * 1000000000LL)
 #define REF_MAIN "refs/heads/main"
+#define SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
 #define HIST_NEW_DIR HIST_DIR ".new"
 
 static int64_t mono_ns(void)
@@ -223,6 +224,17 @@ static int skip_ver(void *arg, const struct hmsg_ver *v)
 	return 0;
 }
 
+/* Read refs/heads/recfs-versions (see hist_side_prepare), if any. */
+static int read_side(struct hist *h)
+{
+	int rc = git_reference_name_to_id(&h->side, h->repo, HIST_REF_SIDE);
+
+	h->has_side = rc == 0;
+	if (rc == GIT_ENOTFOUND)
+		return 0;
+	return rc < 0 ? hist_git_error(rc, "reading " HIST_REF_SIDE, NULL) : 0;
+}
+
 /* Read refs/heads/main: head, its tree and its Recfs-Upto (done). */
 static int read_head(struct hist *h)
 {
@@ -256,6 +268,8 @@ static int read_head(struct hist *h)
 		rc = -EBADMSG;
 	}
 	h->done = upto;
+	if (rc == 0)
+		rc = read_side(h);
 out:
 	git_commit_free(c);
 	return rc;
@@ -295,6 +309,9 @@ static int open_dirs(struct hist *h)
 	/* a lock of ours left by a crash */
 	if (rc == 0 && unlinkat(h->heads_fd, "main.lock", 0) == 0)
 		rlog_info("%s: removed a stale %s.lock", h->path, REF_MAIN);
+	if (rc == 0 && unlinkat(h->heads_fd, SIDE_NAME ".lock", 0) == 0)
+		rlog_info("%s: removed a stale %s.lock", h->path,
+			  HIST_REF_SIDE);
 	return rc;
 }
 
@@ -460,19 +477,18 @@ static int ref_check(struct hist *h)
 	return -ESTALE;
 }
 
-int hist_ref_prepare(struct hist *h, const git_oid *oid)
+/* Write `oid` into refs/heads/NAME.lock (O_EXCL, 0600), not synced: the
+   batch's syncfs makes it durable with the objects it names. */
+static int ref_write_lock(struct hist *h, const char *lock, const git_oid *oid)
 {
 	char line[GIT_OID_HEXSZ + 2];
 	ssize_t n;
 	int fd, rc;
 
-	rc = ref_check(h);
-	if (rc)
-		return rc;
 	git_oid_tostr(line, sizeof(line), oid);
 	line[GIT_OID_HEXSZ] = '\n';
-	unlinkat(h->heads_fd, "main.lock", 0);
-	fd = io_openat(h->o.io, "hist.ref.open", h->heads_fd, "main.lock",
+	unlinkat(h->heads_fd, lock, 0);
+	fd = io_openat(h->o.io, "hist.ref.open", h->heads_fd, lock,
 		       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		       0600);
 	if (fd < 0) {
@@ -485,10 +501,36 @@ int hist_ref_prepare(struct hist *h, const git_oid *oid)
 	close(fd);
 out:
 	if (rc) {
-		unlinkat(h->heads_fd, "main.lock", 0);
-		rlog_err("%s: cannot write %s.lock: %s", h->path, REF_MAIN,
+		unlinkat(h->heads_fd, lock, 0);
+		rlog_err("%s: cannot write refs/heads/%s: %s", h->path, lock,
 			 strerror(-rc));
 	}
+	return rc;
+}
+
+int hist_ref_prepare(struct hist *h, const git_oid *oid)
+{
+	int rc = ref_check(h);
+
+	return rc ? rc : ref_write_lock(h, "main.lock", oid);
+}
+
+int hist_side_prepare(struct hist *h, const git_oid *oid)
+{
+	return ref_write_lock(h, SIDE_NAME ".lock", oid);
+}
+
+int hist_side_commit(struct hist *h)
+{
+	/* no directory fsync of its own: hist_ref_commit's, of the same
+	   directory, follows; if that fails the batch is tried again with
+	   a side commit on top of this one */
+	int rc = io_renameat(h->o.io, "hist.ref.rename", h->heads_fd,
+			     SIDE_NAME ".lock", h->heads_fd, SIDE_NAME, 0);
+
+	if (rc)
+		rlog_err("%s: cannot update %s: %s", h->path, HIST_REF_SIDE,
+			 strerror(-rc));
 	return rc;
 }
 
@@ -512,6 +554,7 @@ int hist_ref_commit(struct hist *h, const git_oid *oid)
 void hist_ref_abort(struct hist *h)
 {
 	unlinkat(h->heads_fd, "main.lock", 0);
+	unlinkat(h->heads_fd, SIDE_NAME ".lock", 0);
 }
 
 /* ---- the writer ------------------------------------------------------------

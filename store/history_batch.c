@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -432,6 +433,7 @@ static int add_record(struct hist *h, struct batch *b, uint64_t seq,
 struct op {
 	const char *path;
 	size_t order;
+	uint64_t version;
 	const git_oid *blob; /* NULL: remove */
 };
 
@@ -512,26 +514,38 @@ static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
 	return rc < 0 ? hist_git_error(rc, "updating the tree", NULL) : 0;
 }
 
+/* The changes of the batch, sorted by path, then in batch order; the
+   caller frees. */
+static struct op *batch_ops(const struct batch *b)
+{
+	struct op *ops = calloc(b->n ? b->n : 1, sizeof(*ops));
+
+	if (!ops)
+		return NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct hent *e = &b->v[i].m.e;
+
+		ops[i].path = b->v[i].id;
+		ops[i].order = i;
+		ops[i].version = e->version;
+		ops[i].blob = e->flags & (HENT_DELETED | HENT_MISSING)
+				      ? NULL
+				      : &e->blob;
+	}
+	qsort(ops, b->n, sizeof(*ops), cmp_op);
+	return ops;
+}
+
 /* The tree of the batch: the previous one with its last changes. */
 static int batch_tree(struct hist *h, const struct batch *b, git_oid *out)
 {
-	struct op *ops = calloc(b->n, sizeof(*ops));
+	struct op *ops = batch_ops(b);
 	git_tree *mid = NULL;
 	size_t n = 0;
 	int rc;
 
 	if (!ops)
 		return -ENOMEM;
-	for (size_t i = 0; i < b->n; i++) {
-		const struct hent *e = &b->v[i].m.e;
-
-		ops[i].path = b->v[i].id;
-		ops[i].order = i;
-		ops[i].blob = e->flags & (HENT_DELETED | HENT_MISSING)
-				      ? NULL
-				      : &e->blob;
-	}
-	qsort(ops, b->n, sizeof(*ops), cmp_op);
 	for (size_t i = 0; i < b->n; i++)
 		if (i + 1 == b->n || strcmp(ops[i].path, ops[i + 1].path))
 			ops[n++] = ops[i]; /* the last change of the path */
@@ -635,11 +649,116 @@ static void batch_done(struct hist *h, const struct batch *b,
 	}
 }
 
+/* Free the paths of side_updates(). */
+static void side_updates_free(git_tree_update *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)u[i].path);
+	free(u);
+}
+
+/*
+ * The versions whose blob a later change of the same path in this batch
+ * hides from the batch's tree, as upserts "ID@VERSION" -> blob (a name no
+ * record can have: SPEC 2 reserves the suffix). *n is 0 if there are none.
+ */
+static int side_updates(const struct batch *b, git_tree_update **out, size_t *n)
+{
+	struct op *ops = batch_ops(b);
+	git_tree_update *u = NULL;
+	size_t k = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!ops)
+		return -ENOMEM;
+	for (size_t i = 0; i + 1 < b->n; i++) {
+		char *path;
+
+		if (!ops[i].blob || strcmp(ops[i].path, ops[i + 1].path))
+			continue;
+		if (!u && !(u = calloc(b->n, sizeof(*u)))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (asprintf(&path, "%s@%" PRIu64, ops[i].path,
+			     ops[i].version) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		u[k].action = GIT_TREE_UPDATE_UPSERT;
+		u[k].path = path;
+		u[k].filemode = GIT_FILEMODE_BLOB;
+		u[k].id = *ops[i].blob;
+		k++;
+	}
+out:
+	free(ops);
+	if (rc) {
+		side_updates_free(u, k);
+		return rc;
+	}
+	*out = u;
+	*n = k;
+	return 0;
+}
+
+/*
+ * The commit of HIST_REF_SIDE for this batch (hist_i.h), if some of its
+ * versions need one: *made says whether it did.
+ */
+static int side_commit(struct hist *h, const struct batch *b, git_oid *out,
+		       bool *made)
+{
+	const git_oid *parents[1] = {&h->side};
+	git_signature *sig = NULL;
+	git_tree_update *u = NULL;
+	struct sbuf m = {0};
+	git_oid tree;
+	size_t n = 0;
+	int rc;
+
+	*made = false;
+	rc = side_updates(b, &u, &n);
+	if (rc || n == 0)
+		return rc;
+	rc = git_tree_create_updated(&tree, h->repo, NULL, n, u);
+	if (rc < 0) {
+		rc = hist_git_error(rc, "writing the superseded versions",
+				    NULL);
+		goto out;
+	}
+	sb_fmt(&m,
+	       "recfs: %zu versions superseded within revisions %" PRIu64
+	       "..%" PRIu64 "\n\nTheir blobs, kept reachable; the versions "
+	       "are recorded on refs/heads/main.\n",
+	       n, b->first, b->upto);
+	rc = m.err;
+	if (rc == 0)
+		rc = git_signature_new(&sig, "recfs", "recfs@localhost",
+				       time(NULL), 0);
+	if (rc == 0)
+		rc = git_commit_create_from_ids(out, h->repo, NULL, sig, sig,
+						NULL, m.p, &tree,
+						h->has_side ? 1 : 0, parents);
+	if (rc < 0)
+		rc = hist_git_error(rc, "committing the superseded versions",
+				    NULL);
+	*made = rc == 0;
+out:
+	git_signature_free(sig);
+	sb_free(&m);
+	side_updates_free(u, n);
+	return rc;
+}
+
 static int batch_commit(struct hist *h, const struct batch *b)
 {
-	git_oid tree_oid, commit;
+	git_oid tree_oid, commit, side;
 	git_tree *tree = NULL;
 	int64_t t0 = mono_ns(), t1, t2, t3;
+	bool has_side = false;
 	int rc;
 
 	rc = io_point(h->o.io, "hist.commit");
@@ -649,6 +768,10 @@ static int batch_commit(struct hist *h, const struct batch *b)
 	if (rc == 0)
 		rc = make_commit(h, b, &tree_oid, &commit);
 	if (rc == 0)
+		rc = side_commit(h, b, &side, &has_side);
+	if (rc == 0 && has_side)
+		rc = hist_side_prepare(h, &side);
+	if (rc == 0)
 		rc = hist_ref_prepare(h, &commit);
 	t2 = mono_ns();
 	/* every object of the batch (and the new ref, not in place yet)
@@ -656,6 +779,8 @@ static int batch_commit(struct hist *h, const struct batch *b)
 	if (rc == 0)
 		rc = io_syncfs(h->o.io, "hist.sync", h->repo_fd);
 	t3 = mono_ns();
+	if (rc == 0 && has_side)
+		rc = hist_side_commit(h);
 	if (rc == 0)
 		rc = hist_ref_commit(h, &commit);
 	if (rc == 0 && (rc = git_tree_lookup(&tree, h->repo, &tree_oid)) < 0)
@@ -673,6 +798,10 @@ static int batch_commit(struct hist *h, const struct batch *b)
 	h->head_tree = tree;
 	h->head = commit;
 	h->has_head = true;
+	if (has_side) {
+		h->side = side;
+		h->has_side = true;
+	}
 	batch_done(h, b, &commit);
 	return 0;
 }

@@ -450,7 +450,7 @@ Test(history, every_version_has_one_trailer_block_and_its_blob)
 
 Test(history, hot_record_versions_in_one_batch_each_get_a_block)
 {
-	char text[32];
+	char text[32], *out;
 	struct wrote w[50];
 	const struct block *b = NULL;
 	struct log l;
@@ -480,6 +480,28 @@ Test(history, hot_record_versions_in_one_batch_each_get_a_block)
 	}
 	/* the tree holds the last one */
 	check_tree(s);
+	/* and every other one is reachable (SPEC 5): in a clone, and kept
+	   by git gc */
+	out = run("git -C '%s' fsck --no-progress --dangling 2>&1 | "
+		  "grep -c dangling || true",
+		  gitdir);
+	cr_assert_eq(atoi(out), 0, "dangling objects: %s", out);
+	free(out);
+	free(run("git -C '%s' gc -q --prune=now 2>&1", gitdir));
+	out = run(
+		"cd '%s/..' && rm -rf clone && git clone -q --bare '%s' clone "
+		"&& for b in %s; do git -C clone cat-file -e $b || echo "
+		"missing; done",
+		spath, gitdir,
+		"$(git -C clone log --format=%B | sed -n "
+		"'s/^Recfs-Blob: //p')");
+	cr_assert_eq(strstr(out, "missing"), NULL, "clone: %s", out);
+	free(out);
+	for (int i = 0; i < 50; i++) {
+		snprintf(text, sizeof(text), "hot-%d", i);
+		w[i].buf = text;
+		check_version(s, &l, &w[i]);
+	}
 	log_free(&l);
 	close_store(s);
 }
