@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define CTL_ARG_MAX 4096
 #define CTL_DRAIN_DEFAULT_MS 10000
@@ -46,6 +47,15 @@ static bool on_this_mount(struct fs_ctx *c, const char *path)
 	   nothing is held here */
 	return stat(parent, &a) == 0 && stat(c->cfg.mountpoint, &b) == 0 &&
 	       a.st_dev == b.st_dev;
+}
+
+/* Is directory `path` itself on this mount (its root, say)? */
+static bool dir_on_this_mount(struct fs_ctx *c, const char *path)
+{
+	struct stat a, b;
+
+	return c->cfg.mountpoint && stat(path, &a) == 0 &&
+	       stat(c->cfg.mountpoint, &b) == 0 && a.st_dev == b.st_dev;
 }
 
 /* backup DEST: a consistent copy of the store (store_backup). */
@@ -85,12 +95,88 @@ static int ctl_checkpoint(struct fs_ctx *c, const char *arg)
 	return arg[0] ? -EINVAL : store_checkpoint(c->store);
 }
 
+/* A revision, or "@EPOCH": the last revision at or before that time. */
+static int ctl_revision(struct fs_ctx *c, const char *arg, uint64_t *rev)
+{
+	const char *digits = arg[0] == '@' ? arg + 1 : arg;
+	unsigned long long v;
+	char *end;
+
+	if (digits[0] < '0' || digits[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(digits, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	if (arg[0] == '@') {
+		struct timespec when = {.tv_sec = (time_t)v};
+
+		if (v > (unsigned long long)INT64_MAX / 2)
+			return -EINVAL;
+		return store_revision_at(c->store, &when, rev);
+	}
+	*rev = v;
+	return 0;
+}
+
+/* rollback REVISION|@EPOCH: every record as it was then, as one change
+   (store_rollback_to), made by the caller. */
+static int ctl_rollback(struct fs_ctx *c, const char *arg)
+{
+	struct store_bulk_args a = {0};
+	struct store_bulk_result res;
+	struct store_who who;
+	uint64_t rev = 0;
+	int rc = ctl_revision(c, arg, &rev);
+
+	if (rc) {
+		rlog_err("ctl rollback %s: not a revision nor @EPOCH", arg);
+		return rc;
+	}
+	fs_who_now(&who);
+	a.who = &who;
+	rc = store_rollback_to(c->store, rev, &a, &res);
+	if (rc == 0)
+		rlog_info("ctl rollback to revision %" PRIu64 ": revision "
+			  "%" PRIu64 ", %zu new versions, %zu deleted, %zu as "
+			  "they were",
+			  rev, res.revision, res.puts, res.deletes, res.noops);
+	return rc;
+}
+
+/* import DIR: the regular files under DIR (absolute, not on this mount)
+   as new versions, one change (store_import), made by the caller. */
+static int ctl_import(struct fs_ctx *c, const char *arg)
+{
+	struct store_bulk_args a = {0};
+	struct store_bulk_result res;
+	struct store_who who;
+	int rc;
+
+	if (arg[0] != '/') {
+		rlog_err("ctl import: %s: not an absolute path", arg);
+		return -EINVAL;
+	}
+	if (on_this_mount(c, arg) || dir_on_this_mount(c, arg)) {
+		rlog_err("ctl import: %s: inside the mount itself", arg);
+		return -EINVAL;
+	}
+	fs_who_now(&who);
+	a.who = &who;
+	rc = store_import(c->store, arg, &a, &res);
+	if (rc == 0)
+		rlog_info("ctl import %s: revision %" PRIu64 ", %zu new "
+			  "versions, %zu unchanged, %zu skipped",
+			  arg, res.revision, res.puts, res.noops, res.skipped);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(struct fs_ctx *c, const char *arg);
 } verbs[] = {
-	{"backup", ctl_backup},
-	{"drain", ctl_drain},
+	{"backup", ctl_backup},		{"rollback", ctl_rollback},
+	{"import", ctl_import},		{"drain", ctl_drain},
 	{"checkpoint", ctl_checkpoint},
 };
 

@@ -1,9 +1,9 @@
 /*
  * ctl_bulk.c - recfsctl subcommands that change many records as one store
  * change (SPEC sections 5 and 7): `rollback STORE --to REVISION|DATE` and
- * `import STORE DIR`. Both work on a store directory that is not mounted;
- * through a mount point they are refused for now (the daemon will do them
- * through its control channel).
+ * `import STORE DIR`. On a store directory that is not mounted they open
+ * it; on a mount point the daemon does them (its control channel,
+ * fusefs/ctl.c: verbs "rollback REVISION|@EPOCH" and "import DIR").
  */
 #include "ctl.h"
 #include "store.h"
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,13 +26,54 @@ static void fill_who(struct store_who *who)
 	snprintf(who->comm, sizeof(who->comm), "recfsctl");
 }
 
-static int refuse_mount(const char *target)
+/* The store revision a mount point reports (0 if it says nothing). */
+static uint64_t mount_revision(const char *mnt)
+{
+	char v[32];
+	ssize_t n = getxattr(mnt, "user.recfs.revision", v, sizeof(v) - 1);
+
+	if (n <= 0)
+		return 0;
+	v[n] = '\0';
+	return strtoull(v, NULL, 10);
+}
+
+/*
+ * Run `verb arg` in the daemon of mount point `mnt` (its control channel)
+ * and say what became of the store revision. `what` names the change for
+ * messages.
+ */
+static int through_mount(const char *mnt, const char *verb, const char *arg,
+			 const char *what)
+{
+	uint64_t before = mount_revision(mnt), after;
+	int rc = ctl_send(mnt, verb, arg);
+
+	if (rc) {
+		fprintf(stderr,
+			"recfsctl %s: %s: %s failed: %s (nothing was "
+			"changed%s; the daemon's log says more)\n",
+			ctl_name(), mnt, what, strerror(-rc),
+			rc == -ESTALE ? ", a record changed meanwhile: try "
+					"again"
+				      : "");
+		return EXIT_FAIL;
+	}
+	after = mount_revision(mnt);
+	if (after == before)
+		printf("%s: nothing changed (revision %" PRIu64 ")\n", what,
+		       after);
+	else
+		printf("%s: done as revision %" PRIu64 "\n", what, after);
+	return EXIT_OK;
+}
+
+static int dry_run_on_mount(const char *mnt)
 {
 	fprintf(stderr,
-		"recfsctl %s: %s is a mount point: this command does not "
-		"work through the mount yet; unmount it and give the store "
-		"directory\n",
-		ctl_name(), target);
+		"recfsctl %s: %s: --dry-run needs the store directory (the "
+		"store unmounted)\n",
+		ctl_name(), mnt);
 	return EXIT_FAIL;
 }
 
@@ -158,11 +200,23 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 				"YYYY-MM-DD[THH:MM[:SS]][Z]");
 		by_time = true;
 	}
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1]))
-		return refuse_mount(argv[1]);
+	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
+		char arg[32], what[128];
+
+		if (dry)
+			return dry_run_on_mount(argv[1]);
+		if (by_time)
+			snprintf(arg, sizeof(arg), "@%lld",
+				 (long long)when.tv_sec);
+		else
+			snprintf(arg, sizeof(arg), "%" PRIu64, rev);
+		snprintf(what, sizeof(what), "rollback to %s", to);
+		return through_mount(argv[1], "rollback", arg, what);
+	}
 	if (!ctl_is_store_dir(argv[1])) {
 		fprintf(stderr,
-			"recfsctl rollback: %s: not a store directory\n",
+			"recfsctl rollback: %s: not a store directory nor a "
+			"recfs mount point\n",
 			argv[1]);
 		return EXIT_FAIL;
 	}
@@ -226,10 +280,25 @@ int ctl_import(int argc, char **argv)
 
 	if (argc != 3)
 		return ctl_usage_error("expects STORE DIR");
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1]))
-		return refuse_mount(argv[1]);
+	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
+		char *dir = realpath(argv[2], NULL), what[4200];
+
+		if (dry)
+			return dry_run_on_mount(argv[1]);
+		if (!dir) {
+			fprintf(stderr, "recfsctl import: %s: %s\n", argv[2],
+				strerror(errno));
+			return EXIT_FAIL;
+		}
+		snprintf(what, sizeof(what), "import of %s", dir);
+		rc = through_mount(argv[1], "import", dir, what);
+		free(dir);
+		return rc;
+	}
 	if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr, "recfsctl import: %s: not a store directory\n",
+		fprintf(stderr,
+			"recfsctl import: %s: not a store directory nor a "
+			"recfs mount point\n",
 			argv[1]);
 		return EXIT_FAIL;
 	}

@@ -318,7 +318,7 @@ static const struct cmd cmds[] = {
 	{"diff", "TARGET ID N M",
 	 "Unified diff of versions N and M of ID (exit 0 same, 1 different).",
 	 ctl_diff},
-	{"rollback", "TARGET ID --to N | [--dry-run] STORE --to REVISION|DATE",
+	{"rollback", "TARGET ID --to N | [--dry-run] TARGET --to REVISION|DATE",
 	 "With an ID: make a new version of ID with the content of version "
 	 "N (history is never rewritten); conditional on the version it "
 	 "saw. Without one: make every record what it was at store revision "
@@ -326,18 +326,18 @@ static const struct cmd cmds[] = {
 	 "@EPOCH, or YYYY-MM-DD[THH:MM[:SS]][Z], local time without Z), as "
 	 "ONE store change: records changed since get a new version with "
 	 "that content, records created since are deleted, records deleted "
-	 "since are re-created; mode and xattrs are not rolled back. STORE "
-	 "must not be mounted (refused through a mount point for now). "
-	 "--dry-run: say what would change.",
+	 "since are re-created; mode and xattrs are not rolled back. TARGET "
+	 "is a store directory, or a mount point (the daemon does it). "
+	 "--dry-run (store directory only): say what would change.",
 	 ctl_rollback},
-	{"import", "[--dry-run] STORE DIR",
+	{"import", "[--dry-run] TARGET DIR",
 	 "Make every regular file under DIR a new version of the record with "
 	 "the same relative path (its permission bits kept), all as ONE "
 	 "store change; files equal to their record change nothing. "
 	 "Symlinks are not followed; they, other non-regular files and "
 	 "names that are not valid record IDs are reported and skipped. "
-	 "Progress on stderr when it is a terminal. STORE must not be "
-	 "mounted (refused through a mount point for now).",
+	 "Progress on stderr when it is a terminal. TARGET is a store "
+	 "directory, or a mount point (the daemon does it).",
 	 ctl_import},
 	{"stats", "[--json] STORE",
 	 "Print the store revision and record counts.", cmd_stats},

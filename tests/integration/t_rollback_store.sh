@@ -3,8 +3,8 @@
 # --to REVISION|DATE` brings every record back to its state at a revision
 # as one store change (new versions only: the history grows), and
 # `recfsctl import STORE DIR` loads a directory tree as one change, one git
-# commit with one trailer block per record. Both refuse a mount point for
-# now.
+# commit with one trailer block per record. On a mount point the daemon
+# does them (its control channel): last section.
 . "$(dirname "$0")/lib.sh"
 
 command -v git >/dev/null || { echo "Bail out! no git" >&2; exit 2; }
@@ -35,13 +35,11 @@ mv "$MNT/ns/c" "$MNT/e"
 NOW=$(revision)
 check "[ '$NOW' = 9 ]" "five more changes: revision 9 (got $NOW)"
 
-# a mount point is refused, cleanly
-out=$("$RECFSCTL" rollback "$MNT" --to "$R" 2>&1)
+# --dry-run needs the store directory
+out=$("$RECFSCTL" rollback --dry-run "$MNT" --to "$R" 2>&1)
 rc=$?
-check "[ $rc = 1 ]" "rollback --to on a mount point exits 1 (got $rc)"
-check "grep -q 'mount point' <<<'$out'" "and says it is a mount point"
-check "! '$RECFSCTL' import '$MNT' /etc >/dev/null 2>&1" \
-	"import into a mount point is refused"
+check "[ $rc = 1 ]" "rollback --dry-run on a mount point exits 1 (got $rc)"
+check "grep -q 'store directory' <<<'$out'" "and says why: $out"
 check "[ '$(revision)' = '$NOW' ]" "nothing changed through the mount"
 # while mounted the store directory is locked
 check "! '$RECFSCTL' rollback '$STORE' --to '$R' >/dev/null 2>&1" \
@@ -143,5 +141,45 @@ check "cmp '$SRC/z/big' '$MNT/z/big'" "the big file reads back"
 check "[ \"\$(cat '$MNT/x/y/deep')\" = xy ]" "nested files are records"
 check "[ ! -e '$MNT/link' ]" "the symlink was not imported"
 umount_store
+
+# ---- through a mount point --------------------------------------------------
+
+mount_store || exit 1
+echo m-1 >"$MNT/m"
+MR=$(revision)
+echo m-2 >"$MNT/m"
+echo n-1 >"$MNT/n"
+rm "$MNT/top"
+exec 7<"$MNT/m" # a reader open across the rollback keeps its version
+out=$("$RECFSCTL" rollback "$MNT" --to "$MR" 2>&1)
+check "[ $? = 0 ]" "recfsctl rollback MNT --to $MR: $out"
+check "grep -q 'done as revision' <<<'$out'" "says the new revision"
+check "[ \"\$(cat '$MNT/m')\" = m-1 ] && [ \$(version '$MNT/m') = 3 ]" \
+	"m is back to m-1 as version 3"
+check "[ ! -e '$MNT/n' ]" "n, made after revision $MR, is gone"
+check "[ \"\$(cat '$MNT/top')\" = top ]" "top is back"
+check "[ \"\$(cat <&7)\" = m-2 ]" "the reader open before still reads m-2"
+exec 7<&-
+out=$("$RECFSCTL" rollback "$MNT" --to "$(revision)" 2>&1)
+check "grep -q 'nothing changed' <<<'$out'" "rollback to now through the mount: $out"
+SRC2=$T/src2
+mkdir -p "$SRC2/q"
+echo q1 >"$SRC2/q/one"
+echo q2 >"$SRC2/q/two"
+before=$(revision)
+out=$(cd "$T" && "$RECFSCTL" import "$MNT" src2 2>&1)
+check "[ $? = 0 ]" "recfsctl import MNT DIR (a relative DIR): $out"
+check "[ \$(revision) = \$((before + 1)) ]" "one store change"
+check "[ \"\$(cat '$MNT/q/one')\" = q1 ] && [ \"\$(cat '$MNT/q/two')\" = q2 ]" \
+	"the imported records read back through the mount"
+check "! '$RECFSCTL' import '$MNT' '$MNT' >/dev/null 2>&1" \
+	"importing the mount into itself is refused"
+check "! '$RECFSCTL' rollback '$MNT' --to 999 >/dev/null 2>&1" \
+	"rollback through the mount to a future revision fails"
+umount_store
+check "'$RECFSCTL' verify '$STORE' >/dev/null" "verify after the changes through the mount"
+msg=$($GIT log -1 --format=%B refs/heads/main)
+check "grep -q '^Recfs-Comm: recfsctl' <<<'$msg'" \
+	"the import through the mount is recorded as made by recfsctl"
 
 finish
