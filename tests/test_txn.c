@@ -1268,3 +1268,59 @@ Test(txn, io_errors_in_a_txn_of_many_stages_too)
 {
 	errors_everywhere(true);
 }
+
+struct rb_thread {
+	struct store *s;
+	uint64_t revision;
+	struct store_bulk_result res;
+	int rc;
+};
+
+static void *rollback_thread(void *arg)
+{
+	struct rb_thread *r = arg;
+
+	r->rc = store_rollback_to(r->s, r->revision, NULL, &r->res);
+	return NULL;
+}
+
+Test(txn, rollback_fails_with_estale_when_a_record_changes_meanwhile)
+{
+	struct rb_thread rb = {0};
+	struct io *io = NULL;
+	struct store *s;
+	pthread_t th;
+	uint64_t r2, now;
+
+	cr_assert_eq(io_new(&io), 0);
+	s = open_io(io);
+	put(s, "a", "a-1");
+	put(s, "b", "b-1");
+	r2 = store_revision(s);
+	put(s, "a", "a-2");
+	put(s, "b", "b-2");
+	/* the plan stages a's old content, and stalls there; meanwhile b
+	   changes (its stage is the point's second hit: not stalled) */
+	cr_assert_eq(io_arm(io, "stage.create", IO_STALL, 0, 1, 1), 0);
+	rb.s = s;
+	rb.revision = r2;
+	cr_assert_eq(pthread_create(&th, NULL, rollback_thread, &rb), 0);
+	for (int i = 0; i < 5000 && !io_stalled(io, "stage.create"); i++)
+		usleep(1000);
+	cr_assert_eq(io_stalled(io, "stage.create"), 1, "the plan stalled");
+	put(s, "b", "b-3");
+	now = store_revision(s);
+	io_release(io);
+	pthread_join(th, NULL);
+	cr_assert_eq(rb.rc, -ESTALE, "rollback: %s", strerror(-rb.rc));
+	cr_assert_eq(store_revision(s), now, "nothing was committed");
+	cr_assert(holds_text(s, "a", "a-2", 2));
+	cr_assert(holds_text(s, "b", "b-3", 3));
+	/* tried again, it goes through */
+	cr_assert_eq(store_rollback_to(s, r2, NULL, &rb.res), 0);
+	cr_assert_eq(rb.res.revision, now + 1);
+	cr_assert(holds_text(s, "a", "a-1", 3));
+	cr_assert(holds_text(s, "b", "b-1", 4));
+	cr_assert_eq(store_close(s), 0);
+	io_free(io);
+}
