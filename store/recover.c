@@ -528,8 +528,13 @@ int store_recover(struct store *s)
 			  (unsigned long long)rp.fixed,
 			  (unsigned long long)rp.lost,
 			  (unsigned long long)rep.torn_bytes);
-	if (s->opts.read_only)
+	if (s->opts.read_only) {
+		/* no journal to ask: store_revision() reads this */
+		pthread_mutex_lock(&s->mu);
+		s->revision = rev;
+		pthread_mutex_unlock(&s->mu);
 		return 0;
+	}
 	jo.io = s->io;
 	jo.dirfd = s->jnl_dirfd;
 	jo.next_seq = rev + 1;

@@ -252,7 +252,8 @@ struct store {
 	pthread_mutex_t mu; /* protects: ix, revision_mem, broken */
 	pthread_cond_t cv;  /* an entry stopped being busy */
 	struct index ix;
-	uint64_t revision; /* last committed revision (memory backend) */
+	uint64_t revision; /* last committed revision (memory backend,
+			      read-only opens) */
 	int broken;	   /* -errno once the records dir and the journal may
 			      disagree: every change fails until reopened */
 

@@ -520,6 +520,37 @@ Test(store, delete_then_recreate_across_reopen_gives_last_plus_one)
 	close_store(s);
 }
 
+/* A read-only open (recfsctl stats, show) reports the store revision,
+   whether it comes from the snapshot or from replaying the journal. */
+Test(store, read_only_open_reports_the_store_revision)
+{
+	struct store_opts ro = {.path = spath, .read_only = true};
+	struct store *s = open_store(STORE_BACKEND_FILE);
+
+	must_put(s, "a", "1");
+	must_put(s, "b", "1");
+	must_put(s, "a", "2");
+	close_store(s); /* a checkpoint: the snapshot is at revision 3 */
+	s = open_with(&ro);
+	cr_assert_eq(store_revision(s), 3);
+	close_store(s);
+	/* a child commits revision 4 and dies without closing: it is only
+	   in the journal */
+	pid_t pid = fork();
+	int st = 0;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		s = open_store(STORE_BACKEND_FILE);
+		_exit(put(s, "c", "1", NULL) ? 1 : 0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	s = open_with(&ro);
+	cr_assert_eq(store_revision(s), 4);
+	close_store(s);
+}
+
 static void rename_body(enum store_backend b)
 {
 	struct store *s = open_store(b);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 struct store;
@@ -26,6 +27,9 @@ const char *ctl_take_option(int *argc, char **argv, const char *name);
 
 /* Open the store at `path`, saying why on stderr if it cannot. */
 int ctl_open_store(const char *path, bool ro, struct store **s);
+
+/* Print `s` as a JSON string (quoted, escaped). */
+void ctl_json_str(FILE *f, const char *s);
 
 /* The name of the running subcommand, for messages. */
 const char *ctl_name(void);

@@ -58,8 +58,7 @@ static void iso_time(const struct timespec *t, char buf[40])
 		snprintf(buf, 40, "%lld", (long long)t->tv_sec);
 }
 
-/* Print `s` as a JSON string. */
-static void json_str(FILE *f, const char *s)
+void ctl_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {
@@ -93,11 +92,11 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 	o->n++;
 	if (o->json) {
 		printf("{\"id\":");
-		json_str(stdout, id);
+		ctl_json_str(stdout, id);
 		printf(",\"version\":%" PRIu64 ",\"revision\":%" PRIu64
 		       ",\"time\":\"%s\",\"uid\":%u,\"pid\":%u,\"comm\":",
 		       v->version, v->revision, when, v->uid, v->pid);
-		json_str(stdout, v->comm);
+		ctl_json_str(stdout, v->comm);
 		printf(",\"size\":%" PRIu64 ",\"hash\":\"%s\",\"commit\":\"%s\","
 		       "\"deleted\":%s}\n",
 		       v->size, hash, v->commit, v->deleted ? "true" : "false");

@@ -119,15 +119,17 @@ static void print_meta(const char *id, const struct store_meta *m,
 
 	if (m->hash_valid)
 		store_hash_format(m->hash, hash);
-	if (json)
-		printf("{\"id\":\"%s\",\"version\":%llu,\"revision\":%llu,"
+	if (json) {
+		printf("{\"id\":");
+		ctl_json_str(stdout, id);
+		printf(",\"version\":%llu,\"revision\":%llu,"
 		       "\"size\":%llu,\"mode\":\"%04o\",\"mtime\":%lld,"
 		       "\"hash\":\"%s\"}\n",
-		       id, (unsigned long long)m->version,
+		       (unsigned long long)m->version,
 		       (unsigned long long)m->revision,
 		       (unsigned long long)m->size, m->mode,
 		       (long long)m->mtime.tv_sec, hash);
-	else
+	} else {
 		printf("id:       %s\nversion:  %llu\nrevision: %llu\n"
 		       "size:     %llu\nmode:     %04o\nmtime:    %lld\n"
 		       "hash:     %s\n",
@@ -135,6 +137,7 @@ static void print_meta(const char *id, const struct store_meta *m,
 		       (unsigned long long)m->revision,
 		       (unsigned long long)m->size, m->mode,
 		       (long long)m->mtime.tv_sec, hash);
+	}
 }
 
 /* "ID@N" -> "ID" and N (> 0); false if there is no such suffix. */
@@ -204,12 +207,14 @@ static int cmd_stats(int argc, char **argv)
 		return EXIT_FAIL;
 	store_counts(s, &live, &tomb);
 	rev = store_revision(s);
-	if (json)
-		printf("{\"store\":\"%s\",\"revision\":%llu,\"records\":%llu,"
+	if (json) {
+		printf("{\"store\":");
+		ctl_json_str(stdout, argv[1]);
+		printf(",\"revision\":%llu,\"records\":%llu,"
 		       "\"deleted\":%llu}\n",
-		       argv[1], (unsigned long long)rev,
-		       (unsigned long long)live, (unsigned long long)tomb);
-	else
+		       (unsigned long long)rev, (unsigned long long)live,
+		       (unsigned long long)tomb);
+	} else
 		printf("store:    %s\nrevision: %llu\nrecords:  %llu\n"
 		       "deleted:  %llu\n",
 		       argv[1], (unsigned long long)rev,
