@@ -794,7 +794,16 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->nullpath_ok = 0;
 	cfg->attr_timeout = 0; /* sizes change with commits the kernel does
 				  not see (append rebase, failed CAS) */
-	cfg->entry_timeout = 1;
+	/*
+	 * Names change only through the kernel (create, unlink, rename), so
+	 * it may keep them: a warm open is OPEN alone, without a LOOKUP. Two
+	 * names it keeps can stop naming a version behind its back, and
+	 * both are resolved again by the daemon: ID after `rm ID@N` (its
+	 * GETATTR and OPEN say ENOENT) and ID@0 after ID was created through
+	 * it (an open of it is a create-only commit, see open_write).
+	 * Missing names are never kept: ID@N appears with a commit.
+	 */
+	cfg->entry_timeout = 10;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 0;
 	cfg->auto_cache = 0;

@@ -460,6 +460,13 @@ static int open_write(struct fs_ctx *c, const struct fs_path *p, int flags,
 	rc = cond_of(c, p, &h->cond);
 	if (rc)
 		goto fail;
+	/* ID@0 passed its check, so ID does not exist: a name the kernel
+	   still knows from an earlier create (its entry is cached; the
+	   kernel drops O_CREAT from an open) is created as create() would */
+	if (p->kind == FS_COND && p->version == 0 && !created) {
+		created = true;
+		mode = 0666 & ~fuse_get_context()->umask;
+	}
 	if (created && (flags & O_APPEND) && !(flags & (O_TRUNC | O_EXCL)) &&
 	    p->kind != FS_COND) {
 		/* `>>` creating the record: others may create it too before

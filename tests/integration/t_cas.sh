@@ -70,4 +70,15 @@ printf 'again\n' >"$MNT/c"
 check "! mv '$MNT/c' '$A@3' 2>/dev/null && cmp - '$A' <<<renamed && [ -e '$MNT/c' ]" \
 	"mv c a@3 fails when a is at version 4, and changes nothing"
 
+# Names the kernel keeps (entry_timeout) that stop naming a version behind
+# its back: b@0 once b is gone again, b after rm b@N.
+check "rm '$MNT/b' && cp '$T/second' '$MNT/b@0' && cmp '$T/second' '$MNT/b' && [ \"\$(version '$MNT/b')\" = 2 ]" \
+	"after rm b, cp x b@0 creates b again (version 2)"
+check "rm '$MNT/b' && printf 'dd\\n' | dd of='$MNT/b@0' conv=notrunc status=none && cmp - '$MNT/b' <<<dd && [ \"\$(version '$MNT/b')\" = 3 ]" \
+	"... and so does an open of b@0 without O_TRUNC (dd conv=notrunc)"
+check "rm '$MNT/b@3' && [ ! -e '$MNT/b' ] && ! cat '$MNT/b' 2>/dev/null" \
+	"rm b@3 deletes b: stat and cat of b fail at once"
+check "echo back >'$MNT/b' && cmp - '$MNT/b' <<<back && [ \"\$(version '$MNT/b')\" = 4 ]" \
+	"... and > b creates it again (version 4)"
+
 finish

@@ -14,15 +14,17 @@
  *                     (close is the durable commit)
  *       MODE durable: write a temp file, fsync, rename, fsync the dir
  *   fsbench mkfiles DIR FROM TO SIZE      create f<FROM>..f<TO-1>, untimed
- *   fsbench readfiles DIR COUNT SIZE      open+read+close of each, warm:
- *                                         one untimed pass, then timed
+ *   fsbench readfiles DIR COUNT SIZE [DIR...]  open+read+close of each,
+ *       warm: one untimed pass per DIR, then the timed one, the DIRs
+ *       taking turns every 250 files; one rate per DIR
  *   fsbench seqwrite MODE FILE MIB        sequential write in 1 MiB
  *       writes, then close (MODE recfs: close commits; MODE durable:
  *       fsync before close); MiB/s
  *   fsbench seqread FILE                  one untimed pass, then timed;
  *                                         MiB/s
- *   fsbench xattr FILE NAME COUNT [VALUE] getxattr calls/s (with VALUE:
- *                                         setxattr it first, untimed)
+ *   fsbench xattr COUNT FILE:NAME[:VALUE]...  getxattr calls/s on each
+ *       FILE (with VALUE: setxattr it first, untimed), taking turns every
+ *       2000 calls; one rate per FILE
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -269,13 +271,13 @@ static int cmd_mkfiles(int argc, char **argv)
 	return 0;
 }
 
-/* One pass of open+read+close over f0..f(count-1); -1 on error. */
-static int read_pass(const char *dir, unsigned long count, size_t size,
-		     char *buf, size_t bufsz)
+/* Open+read+close of f<from>..f<to-1> in dir; -1 on error. */
+static int read_pass(const char *dir, unsigned long from, unsigned long to,
+		     size_t size, char *buf, size_t bufsz)
 {
 	char path[4096];
 
-	for (unsigned long i = 0; i < count; i++) {
+	for (unsigned long i = from; i < to; i++) {
 		ssize_t n;
 		int fd;
 
@@ -298,25 +300,57 @@ static int read_pass(const char *dir, unsigned long count, size_t size,
 	return 0;
 }
 
+/* Print one rate per target, in the order given. */
+static void print_rates(unsigned long count, const double *secs, int n)
+{
+	for (int k = 0; k < n; k++)
+		printf("%s%.1f", k ? " " : "", (double)count / secs[k]);
+	printf("\n");
+}
+
+/*
+ * readfiles DIR COUNT SIZE [DIR...]: an untimed pass over every DIR, then
+ * the timed one, the DIRs taking turns every CHUNK files (rotating who
+ * goes first) so that load from elsewhere hits them alike.
+ */
 static int cmd_readfiles(int argc, char **argv)
 {
+	enum { FILES_TURN = 250, MAXT = 8 };
 	unsigned long count, size;
+	const char *dirs[MAXT];
+	double secs[MAXT] = {0};
 	char buf[65536];
-	double t0, t1;
+	int nt = 0;
 
-	if (argc != 5)
+	if (argc < 5 || argc - 4 > MAXT)
 		return 2;
 	count = count_arg(argv[3]);
 	size = count_arg(argv[4]);
 	if (!count || !size)
 		return 2;
-	if (read_pass(argv[2], count, size, buf, sizeof(buf)))
-		return 1;
-	t0 = now_s();
-	if (read_pass(argv[2], count, size, buf, sizeof(buf)))
-		return 1;
-	t1 = now_s();
-	printf("%.1f\n", (double)count / (t1 - t0));
+	dirs[nt++] = argv[2];
+	for (int i = 5; i < argc; i++)
+		dirs[nt++] = argv[i];
+	for (int k = 0; k < nt; k++)
+		if (read_pass(dirs[k], 0, count, size, buf, sizeof(buf)))
+			return 1;
+	for (unsigned long from = 0, c = 0; from < count;
+	     from += FILES_TURN, c++) {
+		unsigned long to =
+			from + FILES_TURN < count ? from + FILES_TURN : count;
+
+		for (int j = 0; j < nt; j++) {
+			int k = (int)((c + (unsigned long)j) %
+				      (unsigned long)nt);
+			double t0 = now_s();
+
+			if (read_pass(dirs[k], from, to, size, buf,
+				      sizeof(buf)))
+				return 1;
+			secs[k] += now_s() - t0;
+		}
+	}
+	print_rates(count, secs, nt);
 	return 0;
 }
 
@@ -414,35 +448,66 @@ static int cmd_seqread(int argc, char **argv)
 
 /* ---- (d) getxattr ------------------------------------------------------- */
 
+/*
+ * xattr COUNT FILE:NAME[:VALUE]...: getxattr calls/s on each FILE (with
+ * VALUE: setxattr it first, untimed), the targets taking turns every
+ * CHUNK calls.
+ */
 static int cmd_xattr(int argc, char **argv)
 {
+	enum { CALLS_TURN = 2000, MAXT = 8 };
+	char *file[MAXT], *name[MAXT], val[256];
+	double secs[MAXT] = {0};
 	unsigned long count;
-	char val[256];
-	double t0, t1;
+	int nt = argc - 3;
 
-	if (argc != 5 && argc != 6)
+	if (argc < 4 || nt > MAXT)
 		return 2;
-	count = count_arg(argv[4]);
+	count = count_arg(argv[2]);
 	if (!count)
 		return 2;
-	if (argc == 6 &&
-	    setxattr(argv[2], argv[3], argv[5], strlen(argv[5]), 0) < 0) {
-		fail("setxattr", argv[2]);
-		return 1;
-	}
-	if (getxattr(argv[2], argv[3], val, sizeof(val)) < 0) {
-		fail("getxattr", argv[2]);
-		return 1;
-	}
-	t0 = now_s();
-	for (unsigned long i = 0; i < count; i++) {
-		if (getxattr(argv[2], argv[3], val, sizeof(val)) < 0) {
-			fail("getxattr", argv[2]);
+	for (int k = 0; k < nt; k++) {
+		char *v;
+
+		file[k] = argv[3 + k];
+		name[k] = strchr(file[k], ':');
+		if (!name[k])
+			return 2;
+		*name[k]++ = '\0';
+		v = strchr(name[k], ':');
+		if (v) {
+			*v++ = '\0';
+			if (setxattr(file[k], name[k], v, strlen(v), 0) < 0) {
+				fail("setxattr", file[k]);
+				return 1;
+			}
+		}
+		if (getxattr(file[k], name[k], val, sizeof(val)) < 0) {
+			fail("getxattr", file[k]);
 			return 1;
 		}
 	}
-	t1 = now_s();
-	printf("%.1f\n", (double)count / (t1 - t0));
+	for (unsigned long done = 0, c = 0; done < count;
+	     done += CALLS_TURN, c++) {
+		unsigned long n =
+			count - done < CALLS_TURN ? count - done : CALLS_TURN;
+
+		for (int j = 0; j < nt; j++) {
+			int k = (int)((c + (unsigned long)j) %
+				      (unsigned long)nt);
+			double t0 = now_s();
+
+			for (unsigned long i = 0; i < n; i++) {
+				if (getxattr(file[k], name[k], val,
+					     sizeof(val)) < 0) {
+					fail("getxattr", file[k]);
+					return 1;
+				}
+			}
+			secs[k] += now_s() - t0;
+		}
+	}
+	print_rates(count, secs, nt);
 	return 0;
 }
 
