@@ -351,7 +351,7 @@ static int hist_alloc(struct hist **out, const struct hist_opts *opts)
 	if (!h)
 		return -ENOMEM;
 	h->o = *opts;
-	h->repo_fd = h->heads_fd = h->blobs_fd = h->idx_fd = -1;
+	h->repo_fd = h->heads_fd = h->blobs_fd = h->idx_fd = h->idx_rfd = -1;
 	if (!h->o.lag_max)
 		h->o.lag_max = DEFAULT_LAG_MAX;
 	h->path = join(opts->store_path, HIST_DIR);
@@ -686,6 +686,8 @@ void hist_close(struct hist *h)
 		close(h->blobs_fd);
 	if (h->idx_fd >= 0)
 		close(h->idx_fd);
+	if (h->idx_rfd >= 0)
+		close(h->idx_rfd);
 	pthread_cond_destroy(&h->wake);
 	pthread_cond_destroy(&h->moved);
 	pthread_rwlock_destroy(&h->ix_lock);
