@@ -28,7 +28,13 @@ enum {
 	HENT_HASH = 4,	  /* `hash` is known */
 };
 
-/* One version (or delete) of a record; about 110 bytes each. */
+/*
+ * One version (or delete) of a record, about 110 bytes. The index holds
+ * these in memory only for the versions that are not in history.idx (a
+ * read-only open, or after history.idx could not be written): the others
+ * are read from the file when asked for, so that the memory of a mounted
+ * store does not grow with its history.
+ */
 struct hent {
 	uint64_t version, revision, size;
 	int64_t time_ns;
@@ -41,10 +47,19 @@ struct hent {
 	char comm[16];
 };
 
-/* A record: its versions, in revision order, as positions in `all`. */
+/*
+ * A record: where its versions are. Those in history.idx form a chain
+ * from the last one back (each entry names the offset of the one
+ * before); those held in memory (all newer than the file's) are listed
+ * as positions in `chunks`. About 50 bytes and the ID per record, whatever
+ * its number of versions.
+ */
 struct hrec {
-	struct hrec *next; /* hash chain */
-	uint32_t *pos;
+	struct hrec *next;     /* hash chain */
+	uint64_t last;	       /* offset in history.idx of its last entry, 0 */
+	uint64_t stage_last;   /* the writer only: `last` in the frame */
+	uint64_t stage_serial; /* ... being built (frame number) */
+	uint32_t *pos;	       /* its versions held in memory */
 	uint32_t n, cap;
 	uint32_t hv;
 	uint16_t id_len;
@@ -56,28 +71,47 @@ struct hrec {
 struct hidx {
 	struct hrec **slots;
 	size_t nslots, nrecs;
-	struct hent **chunks; /* all versions in revision order */
+	struct hent **chunks; /* versions held in memory, in revision order */
 	size_t n, nchunks;
-	git_oid *commits;
+	git_oid *commits; /* of the versions held in memory */
 	size_t ncommits, commits_cap;
-	uint64_t upto; /* Recfs-Upto of the last commit added */
+	uint64_t upto;		/* Recfs-Upto of the last commit added */
+	uint64_t disk_end;	/* history.idx: the entries before this offset
+				   are part of the index */
+	uint64_t disk_versions; /* ... and how many versions they are */
 };
 
 int hidx_init(struct hidx *x);
 void hidx_destroy(struct hidx *x);
 /* Entry number `i` (< x->n). */
 struct hent *hidx_at(const struct hidx *x, size_t i);
-/* Add a commit to the table; *no is its number. */
-int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no);
-/* Append a version of `id` (e->rec is set here). */
-int hidx_add(struct hidx *x, const char *id, size_t id_len,
-	     const struct hent *e);
 struct hrec *hidx_rec(const struct hidx *x, const char *id, size_t id_len);
-/* The version `version` of `id` with content (not a delete), or NULL. */
+/* The version `version` of `id` with content (not a delete) held in
+   memory, or NULL. */
 const struct hent *hidx_find(const struct hidx *x, const char *id,
 			     size_t id_len, uint64_t version);
-/* Fill a public version from an entry. */
+/* Fill a public version from an entry held in memory. */
 void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out);
+
+/*
+ * history.idx entries (history_index.c), for the readers: the entry at
+ * `off` of record `r`, read from the file (h->idx_rfd). ent_step reads
+ * only what a walk down the chain needs; ent_read all of it (the record
+ * ID is checked against r). Return 0, or -EIO for an entry that does not
+ * read back as one (logged).
+ */
+int hidx_ent_step(struct hist *h, uint64_t off, uint64_t *prev,
+		  uint64_t *version, uint8_t *flags);
+int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
+		  hist_version *out);
+/*
+ * Call fn for every entry of history.idx before `end`, in file (so
+ * revision) order; `id` is NUL-terminated. A non-zero return stops and
+ * is returned; -EIO for a frame that does not read back (logged).
+ */
+int hidx_file_each(struct hist *h, uint64_t end,
+		   int (*fn)(void *arg, const char *id, const hist_version *v),
+		   void *arg);
 
 /* ---- history_msg.c: commit messages ---------------------------------- */
 
@@ -146,6 +180,7 @@ struct hist {
 	bool has_ref_maybe;
 	int idx_fd; /* history.idx, -1 if it cannot be written */
 	uint64_t idx_end;
+	uint64_t frame_serial;	/* frames built (hrec.stage_serial) */
 	int64_t last_commit_ns; /* CLOCK_MONOTONIC */
 
 	/* Readers' repository: libgit2 objects are not shared between
@@ -155,6 +190,8 @@ struct hist {
 
 	pthread_rwlock_t ix_lock; /* protects ix */
 	struct hidx ix;
+	int idx_rfd; /* history.idx for the readers (pread only), or -1;
+			open as long as the history is */
 
 	pthread_mutex_t mu;   /* protects the fields below */
 	pthread_cond_t wake;  /* the writer: notify, drain, stop */
@@ -206,13 +243,13 @@ int hist_batch_run(struct hist *h, uint64_t *upto);
 /* history_index.c: load history.idx and catch it up with the commits
    (or rebuild it). Returns 0 or -errno. */
 int hist_index_load(struct hist *h);
-/* Append the versions of one commit to history.idx (best effort: a
-   failure is logged and the file is caught up at the next open). */
-void hist_index_append(struct hist *h, const git_oid *commit, uint64_t upto,
-		       const struct hmsg_ver *v, size_t n);
-/* Add the versions of one commit to the in-memory index (ix_lock
-   taken here). */
-int hist_index_add(struct hist *h, const git_oid *commit, uint64_t upto,
-		   const struct hmsg_ver *v, size_t n);
+/*
+ * Add the versions of one durable commit to the index: appended to
+ * history.idx, or, if that cannot be written, held in memory (logged;
+ * the file is caught up at the next open). ix_lock is taken here.
+ * Returns 0 or -errno (the index then misses them until the next open).
+ */
+int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
+		      const struct hmsg_ver *v, size_t n);
 
 #endif

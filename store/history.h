@@ -47,7 +47,8 @@
  * STORE/history.idx is an index of the versions (ID, version -> commit,
  * blob, metadata), appended after each batch and not fsynced: git is the
  * truth, and the file is caught up (or rebuilt, if it is corrupt) from the
- * commits at open.
+ * commits at open. Lookups are served from the file: the index keeps only
+ * a few bytes per record in memory, not per version.
  */
 #ifndef RECFS_HISTORY_H
 #define RECFS_HISTORY_H
@@ -174,6 +175,10 @@ int hist_read(struct hist *h, const hist_version *v, void **buf, size_t *len);
 int hist_each(struct hist *h, const char *id,
 	      int (*fn)(void *arg, const char *id, const hist_version *v),
 	      void *arg);
+
+/* How many versions the index holds in memory: 0 unless history.idx
+   cannot be written (read-only, a full disk), see history_index.c. */
+uint64_t hist_index_resident(struct hist *h);
 
 /* What hist_verify found. */
 struct hist_verify_report {

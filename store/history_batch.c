@@ -292,27 +292,25 @@ static int put_blob(struct hist *h, const struct rec *r, struct bver *v)
 static bool find_blob(struct hist *h, const struct batch *b, const char *id,
 		      size_t id_len, uint64_t version, git_oid *out)
 {
-	const struct hent *e;
-	bool found = false;
+	char key[ID_MAX_LEN + 1];
+	hist_version v;
 
 	for (size_t i = b->n; i > 0; i--) {
-		const struct bver *v = &b->v[i - 1];
+		const struct bver *bv = &b->v[i - 1];
 
-		if (v->m.id_len == id_len && !memcmp(v->id, id, id_len) &&
-		    v->m.e.version == version &&
-		    !(v->m.e.flags & (HENT_DELETED | HENT_MISSING))) {
-			*out = v->m.e.blob;
+		if (bv->m.id_len == id_len && !memcmp(bv->id, id, id_len) &&
+		    bv->m.e.version == version &&
+		    !(bv->m.e.flags & (HENT_DELETED | HENT_MISSING))) {
+			*out = bv->m.e.blob;
 			return true;
 		}
 	}
-	pthread_rwlock_rdlock(&h->ix_lock);
-	e = hidx_find(&h->ix, id, id_len, version);
-	if (e && !(e->flags & HENT_MISSING)) {
-		*out = e->blob;
-		found = true;
-	}
-	pthread_rwlock_unlock(&h->ix_lock);
-	return found;
+	if (id_len > ID_MAX_LEN)
+		return false;
+	memcpy(key, id, id_len);
+	key[id_len] = '\0';
+	return hist_lookup(h, key, version, &v) == 0 && !v.missing &&
+	       git_oid_fromstr(out, v.blob) == 0;
 }
 
 /* ---- records to versions ----------------------------------------------- */
@@ -625,9 +623,7 @@ static void batch_done(struct hist *h, const struct batch *b,
 	if (mv) {
 		for (size_t i = 0; i < b->n; i++)
 			mv[i] = b->v[i].m;
-		rc = hist_index_add(h, commit, b->upto, mv, b->n);
-		if (rc == 0)
-			hist_index_append(h, commit, b->upto, mv, b->n);
+		rc = hist_index_commit(h, commit, b->upto, mv, b->n);
 		free(mv);
 	}
 	if (rc)

@@ -1,24 +1,38 @@
 /*
  * history_index.c - the index of the history: (ID, version) -> commit,
- * blob and metadata, in memory, and its copy in STORE/history.idx.
+ * blob and metadata, kept in STORE/history.idx and served from it.
  *
- * In memory: every version in one array in revision order (in chunks, so
- * that it never moves), a commit table, and a hash table of records each
- * listing the positions of its versions. Nothing is ever removed.
+ * In memory, per record: the offset of its last entry in history.idx, so
+ * the memory of the index grows with the number of records, not with the
+ * history (the file does; a mounted store writes a version a millisecond
+ * for days). Versions that could not be written to the file (read-only
+ * opens, a full disk) are held in memory instead, as before: every
+ * version in one array in revision order (in chunks, so that it never
+ * moves), a commit table, and per record the positions of its versions.
+ * Nothing is ever removed.
  *
- * On disk, history.idx: a 16-byte header ("RECFSH01", u64 0), then one
+ * On disk, history.idx: a 16-byte header ("RECFSH02", u64 0), then one
  * frame per git commit, framed and checksummed like journal records
  * (jnl_frame_encode, seq = the commit's Recfs-Upto). Payload (LE):
- *	u8 1, commit oid[20], u32 count, then per version:
- *	u16 id_len, id, u64 version, u64 revision, u64 size, u64 time_ns,
- *	u32 uid, u32 pid, u8 flags, blob[20], hash[16], u8 comm_len, comm
- * It is appended after each commit is durable and never fsynced: at open
- * it is read up to its last good frame, and the commits after that one are
- * read back from git (their messages hold everything). A frame that does
- * not verify, or a last commit that is not in the history of
- * refs/heads/main, makes us rebuild it from all commits; a damaged file is
- * reported by name, never trusted. Reading allocates one frame at a time
- * (at most JNL_MAX_RECORD).
+ *	u8 1, commit oid[20], u32 count, then per version (an entry):
+ *	u64 prev, u32 back, u64 version, u8 flags, u16 id_len, id,
+ *	u64 revision, u64 size, u64 time_ns, u32 uid, u32 pid, blob[20],
+ *	hash[16], u8 comm_len, comm
+ * where `prev` is the offset in the file of the entry before it of the
+ * same ID (0: none), so each record's entries form a chain from its last
+ * one back, and `back` is the distance back to the start of its frame
+ * (where the commit is). A lookup walks the chain from the newest entry:
+ * reads of recent versions (CAS, attributes) take a few small reads, an
+ * old version of a record with many versions one read per newer version.
+ * The file is appended after each commit is durable and never fsynced: at
+ * open it is read up to its last good frame (each entry's prev and back
+ * checked against the chain built so far), and the commits after that one
+ * are read back from git (their messages hold everything). A frame that
+ * does not verify, a header of another format (RECFSH01, before the
+ * chains), or a last commit that is not in the history of refs/heads/main
+ * makes us rebuild it from all commits; a damaged file is reported by
+ * name, never trusted. Reading allocates one frame at a time (at most
+ * JNL_MAX_RECORD).
  */
 #include "hist_i.h"
 #include "id.h"
@@ -35,9 +49,17 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define IDX_MAGIC "RECFSH01"
+#define IDX_MAGIC "RECFSH02"
+#define IDX_MAGIC_V1 "RECFSH01"
 #define IDX_HDR 16
 #define IDX_KIND_COMMIT 1
+/* an entry: prev, back, version, flags, id_len, then the ID */
+#define ENT_HEAD (8 + 4 + 8 + 1 + 2)
+/* ... then revision, size, time, uid, pid, blob, hash, comm_len, comm */
+#define ENT_TAIL (8 + 8 + 8 + 4 + 4 + 20 + 16 + 1 + 16)
+#define ENT_MAX (ENT_HEAD + ID_MAX_LEN + ENT_TAIL)
+/* a frame's payload starts with the kind and the commit */
+#define FRAME_COMMIT_AT (JNL_FRAME_HDR + 1)
 
 /* ---- in memory --------------------------------------------------------- */
 
@@ -75,7 +97,7 @@ struct hent *hidx_at(const struct hidx *x, size_t i)
 	return &x->chunks[i / HIDX_CHUNK][i % HIDX_CHUNK];
 }
 
-int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no)
+static int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no)
 {
 	if (x->ncommits == x->commits_cap) {
 		size_t cap = x->commits_cap ? 2 * x->commits_cap : 256;
@@ -157,8 +179,9 @@ static struct hrec *rec_add(struct hidx *x, const char *id, size_t id_len)
 	return r;
 }
 
-int hidx_add(struct hidx *x, const char *id, size_t id_len,
-	     const struct hent *e)
+/* Hold a version of `id` in memory (e->rec is set here). */
+static int hidx_add(struct hidx *x, const char *id, size_t id_len,
+		    const struct hent *e)
 {
 	struct hrec *r;
 	struct hent *slot;
@@ -246,26 +269,6 @@ void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out)
 	memcpy(out->hash, e->hash, 16);
 }
 
-int hist_index_add(struct hist *h, const git_oid *commit, uint64_t upto,
-		   const struct hmsg_ver *v, size_t n)
-{
-	uint32_t no;
-	int rc;
-
-	pthread_rwlock_wrlock(&h->ix_lock);
-	rc = hidx_add_commit(&h->ix, commit, &no);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		struct hent e = v[i].e;
-
-		e.commit = no;
-		rc = hidx_add(&h->ix, v[i].id, v[i].id_len, &e);
-	}
-	if (rc == 0)
-		h->ix.upto = upto;
-	pthread_rwlock_unlock(&h->ix_lock);
-	return rc;
-}
-
 /* ---- frames of history.idx --------------------------------------------- */
 
 static void put_u(struct sbuf *b, uint64_t v, unsigned bytes)
@@ -277,18 +280,28 @@ static void put_u(struct sbuf *b, uint64_t v, unsigned bytes)
 	sb_add(b, p, bytes);
 }
 
-/* A frame being built: payload after a JNL_FRAME_HDR gap. */
+/* A frame being built: payload after a JNL_FRAME_HDR gap, to be written
+   at h->idx_end; per version, its record and where its entry goes. */
 struct frame {
 	struct sbuf b;
 	size_t count_at;
 	uint32_t count;
+	uint64_t at;	 /* the file offset of b.p[0] */
+	uint64_t serial; /* h->frame_serial */
+	struct pub {
+		struct hrec *r;
+		uint64_t off;
+	} * pub;
+	size_t npub, cap;
 };
 
-static void frame_start(struct frame *f, const git_oid *commit)
+static void frame_start(struct hist *h, struct frame *f, const git_oid *commit)
 {
 	static const uint8_t gap[JNL_FRAME_HDR];
 
 	memset(f, 0, sizeof(*f));
+	f->at = h->idx_end;
+	f->serial = ++h->frame_serial;
 	sb_add(&f->b, gap, sizeof(gap));
 	put_u(&f->b, IDX_KIND_COMMIT, 1);
 	sb_add(&f->b, commit->id, GIT_OID_RAWSZ);
@@ -296,46 +309,81 @@ static void frame_start(struct frame *f, const git_oid *commit)
 	put_u(&f->b, 0, 4);
 }
 
-static void frame_add(struct frame *f, const struct hmsg_ver *v)
+static void frame_free(struct frame *f)
+{
+	sb_free(&f->b);
+	free(f->pub);
+}
+
+/*
+ * Add a version to the frame, chained to the record's entry before it
+ * (in this frame or in the file). Only the writer builds frames (and,
+ * before it starts, hist_open): the records' stage fields are its own.
+ */
+static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
 {
 	const struct hent *e = &v->e;
 	size_t comm = strnlen(e->comm, sizeof(e->comm));
+	uint64_t off = f->at + f->b.len;
+	struct hrec *r;
 
+	pthread_rwlock_wrlock(&h->ix_lock);
+	r = rec_add(&h->ix, v->id, v->id_len);
+	pthread_rwlock_unlock(&h->ix_lock);
+	if (!r || f->b.err) {
+		f->b.err = f->b.err ? f->b.err : -ENOMEM;
+		return;
+	}
+	if (f->npub == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 64;
+		struct pub *p = realloc(f->pub, cap * sizeof(*p));
+
+		if (!p) {
+			f->b.err = -ENOMEM;
+			return;
+		}
+		f->pub = p;
+		f->cap = cap;
+	}
+	put_u(&f->b, r->stage_serial == f->serial ? r->stage_last : r->last, 8);
+	put_u(&f->b, off - f->at, 4);
+	put_u(&f->b, e->version, 8);
+	put_u(&f->b, e->flags, 1);
 	put_u(&f->b, v->id_len, 2);
 	sb_add(&f->b, v->id, v->id_len);
-	put_u(&f->b, e->version, 8);
 	put_u(&f->b, e->revision, 8);
 	put_u(&f->b, e->size, 8);
 	put_u(&f->b, (uint64_t)e->time_ns, 8);
 	put_u(&f->b, e->uid, 4);
 	put_u(&f->b, e->pid, 4);
-	put_u(&f->b, e->flags, 1);
 	sb_add(&f->b, e->blob.id, GIT_OID_RAWSZ);
 	sb_add(&f->b, e->hash, 16);
 	put_u(&f->b, comm, 1);
 	sb_add(&f->b, e->comm, comm);
+	r->stage_serial = f->serial;
+	r->stage_last = off;
+	f->pub[f->npub].r = r;
+	f->pub[f->npub++].off = off;
 	f->count++;
 }
 
-/* Append the frame to history.idx. Best effort (see the top). */
-static void frame_write(struct hist *h, struct frame *f, uint64_t upto)
+/* Append the frame to history.idx. Returns 0, or -errno: then the file
+   is cut back to where it was and not written again (see the top). */
+static int frame_write(struct hist *h, struct frame *f, uint64_t upto)
 {
 	struct iovec iov;
 	size_t plen = f->b.len - JNL_FRAME_HDR;
 	ssize_t n;
-	int rc;
+	int rc, trc;
 
 	if (h->idx_fd < 0)
-		return;
+		return -EBADF;
 	rc = f->b.err;
 	if (rc == 0 && plen > JNL_MAX_RECORD)
 		rc = -EFBIG;
 	if (rc == 0) {
 		uint8_t *p = (uint8_t *)f->b.p;
 
-		for (int i = 0; i < 4; i++)
-			p[f->count_at + (size_t)i] =
-				(uint8_t)(f->count >> (8 * i));
 		iov.iov_base = p + JNL_FRAME_HDR;
 		iov.iov_len = plen;
 		jnl_frame_encode(p, upto, &iov, 1);
@@ -345,31 +393,19 @@ static void frame_write(struct hist *h, struct frame *f, uint64_t upto)
 	}
 	if (rc == 0) {
 		h->idx_end += f->b.len;
-		return;
+		return 0;
 	}
-	rlog_warn("%s: cannot append (%s); it is caught up from the git "
+	rlog_warn("%s: cannot append (%s); the versions from here on are "
+		  "held in memory, and the file is caught up from the git "
 		  "history at the next open",
 		  h->idx_path, strerror(-rc));
-	rc = io_ftruncate(h->o.io, "hist.idx.write", h->idx_fd,
-			  (off_t)h->idx_end);
-	if (rc)
-		rlog_warn("%s: truncate: %s", h->idx_path, strerror(-rc));
+	trc = io_ftruncate(h->o.io, "hist.idx.write", h->idx_fd,
+			   (off_t)h->idx_end);
+	if (trc)
+		rlog_warn("%s: truncate: %s", h->idx_path, strerror(-trc));
 	close(h->idx_fd);
 	h->idx_fd = -1;
-}
-
-void hist_index_append(struct hist *h, const git_oid *commit, uint64_t upto,
-		       const struct hmsg_ver *v, size_t n)
-{
-	struct frame f;
-
-	if (h->idx_fd < 0)
-		return;
-	frame_start(&f, commit);
-	for (size_t i = 0; i < n; i++)
-		frame_add(&f, &v[i]);
-	frame_write(h, &f, upto);
-	sb_free(&f.b);
+	return rc;
 }
 
 /* ---- reading history.idx ------------------------------------------------ */
@@ -403,14 +439,62 @@ static uint64_t rd_u(struct rd *r, unsigned bytes)
 	return v;
 }
 
-/* Decode one frame's payload into the index. Returns 0 or -EBADMSG. */
+/* One entry as decoded. */
+struct ent {
+	uint64_t prev;
+	uint32_t back;
+	const char *id;
+	size_t id_len;
+	struct hent e;
+};
+
+/* Decode an entry; false if it is not one. `upto`: the frame's. */
+static bool ent_decode(struct rd *r, uint64_t upto, struct ent *out)
+{
+	struct hent *e = &out->e;
+	const uint8_t *p;
+	size_t comm;
+
+	memset(out, 0, sizeof(*out));
+	out->prev = rd_u(r, 8);
+	out->back = (uint32_t)rd_u(r, 4);
+	e->version = rd_u(r, 8);
+	e->flags = (uint8_t)rd_u(r, 1);
+	out->id_len = rd_u(r, 2);
+	out->id = (const char *)rd_take(r, out->id_len);
+	e->revision = rd_u(r, 8);
+	e->size = rd_u(r, 8);
+	e->time_ns = (int64_t)rd_u(r, 8);
+	e->uid = (uint32_t)rd_u(r, 4);
+	e->pid = (uint32_t)rd_u(r, 4);
+	if ((p = rd_take(r, 20)))
+		memcpy(e->blob.id, p, 20);
+	if ((p = rd_take(r, 16)))
+		memcpy(e->hash, p, 16);
+	comm = rd_u(r, 1);
+	if (comm > sizeof(e->comm) || !(p = rd_take(r, comm)) || r->bad ||
+	    !out->id || id_parse(out->id, out->id_len, NULL) != 0 ||
+	    e->version == 0 || e->revision == 0 || e->revision > upto ||
+	    e->flags > (HENT_DELETED | HENT_MISSING | HENT_HASH))
+		return false;
+	memcpy(e->comm, p, comm);
+	return true;
+}
+
+/*
+ * Decode one frame's payload (the frame starts at file offset `at`, its
+ * payload at `at + JNL_FRAME_HDR`). As read from history.idx (mem false),
+ * each entry must continue its record's chain, which it then extends;
+ * as a frame that could not be written (mem true), its versions are held
+ * in memory. Returns 0, -EBADMSG or -ENOMEM. Caller holds ix_lock (write).
+ */
 static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
-		      uint64_t upto, git_oid *commit)
+		      uint64_t at, uint64_t upto, bool mem, git_oid *commit)
 {
 	struct rd r = {payload, len, false};
 	const uint8_t *p;
-	uint32_t count, no;
-	int rc;
+	uint32_t count, no = 0;
+	int rc = 0;
 
 	if (rd_u(&r, 1) != IDX_KIND_COMMIT || !(p = rd_take(&r, 20)))
 		return -EBADMSG;
@@ -418,31 +502,27 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
 	count = (uint32_t)rd_u(&r, 4);
 	if (r.bad)
 		return -EBADMSG;
-	rc = hidx_add_commit(&h->ix, commit, &no);
+	if (mem)
+		rc = hidx_add_commit(&h->ix, commit, &no);
 	for (uint32_t i = 0; rc == 0 && i < count; i++) {
-		struct hent e = {.commit = no};
-		size_t id_len = rd_u(&r, 2), comm;
-		const char *id = (const char *)rd_take(&r, id_len);
+		uint64_t off = at + JNL_FRAME_HDR + (uint64_t)(r.p - payload);
+		struct hrec *rec;
+		struct ent en;
 
-		e.version = rd_u(&r, 8);
-		e.revision = rd_u(&r, 8);
-		e.size = rd_u(&r, 8);
-		e.time_ns = (int64_t)rd_u(&r, 8);
-		e.uid = (uint32_t)rd_u(&r, 4);
-		e.pid = (uint32_t)rd_u(&r, 4);
-		e.flags = (uint8_t)rd_u(&r, 1);
-		if ((p = rd_take(&r, 20)))
-			memcpy(e.blob.id, p, 20);
-		if ((p = rd_take(&r, 16)))
-			memcpy(e.hash, p, 16);
-		comm = rd_u(&r, 1);
-		if (comm > sizeof(e.comm) || !(p = rd_take(&r, comm)) ||
-		    r.bad || !id || id_parse(id, id_len, NULL) != 0 ||
-		    e.version == 0 || e.revision == 0 || e.revision > upto ||
-		    e.flags > (HENT_DELETED | HENT_MISSING | HENT_HASH))
+		if (!ent_decode(&r, upto, &en))
 			return -EBADMSG;
-		memcpy(e.comm, p, comm);
-		rc = hidx_add(&h->ix, id, id_len, &e);
+		if (mem) {
+			en.e.commit = no;
+			rc = hidx_add(&h->ix, en.id, en.id_len, &en.e);
+			continue;
+		}
+		rec = rec_add(&h->ix, en.id, en.id_len);
+		if (!rec)
+			return -ENOMEM;
+		if (en.prev != rec->last || en.back != off - at)
+			return -EBADMSG;
+		rec->last = off;
+		h->ix.disk_versions++;
 	}
 	if (rc == 0 && r.left != 0)
 		rc = -EBADMSG;
@@ -452,10 +532,89 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
 }
 
 /*
+ * Make a built frame's versions part of the index: written to
+ * history.idx and found there, or held in memory if it cannot be
+ * written. Returns 0 or -errno.
+ */
+static int frame_commit(struct hist *h, struct frame *f, uint64_t upto)
+{
+	git_oid commit;
+	int rc;
+
+	for (int i = 0; f->b.err == 0 && i < 4; i++)
+		((uint8_t *)f->b.p)[f->count_at + (size_t)i] =
+			(uint8_t)(f->count >> (8 * i));
+	rc = frame_write(h, f, upto);
+
+	pthread_rwlock_wrlock(&h->ix_lock);
+	if (rc == 0) {
+		for (size_t i = 0; i < f->npub; i++)
+			f->pub[i].r->last = f->pub[i].off;
+		h->ix.disk_versions += f->npub;
+		h->ix.disk_end = h->idx_end;
+		h->ix.upto = upto;
+	} else if (f->b.err) {
+		rc = f->b.err;
+	} else {
+		rc = frame_load(h, (const uint8_t *)f->b.p + JNL_FRAME_HDR,
+				f->b.len - JNL_FRAME_HDR, f->at, upto, true,
+				&commit);
+	}
+	pthread_rwlock_unlock(&h->ix_lock);
+	return rc;
+}
+
+int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
+		      const struct hmsg_ver *v, size_t n)
+{
+	struct frame f;
+	int rc;
+
+	frame_start(h, &f, commit);
+	for (size_t i = 0; i < n; i++)
+		frame_add(h, &f, &v[i]);
+	rc = frame_commit(h, &f, upto);
+	frame_free(&f);
+	return rc;
+}
+
+/*
+ * Read the frame at `off` of `fd` into buf (JNL_FRAME_HDR +
+ * JNL_MAX_RECORD bytes). Returns its length (> 0), 0 if it is not a
+ * complete, valid frame, or -errno.
+ */
+static long frame_read(struct hist *h, int fd, uint64_t off, uint8_t *buf,
+		       uint64_t *upto, const uint8_t **payload, size_t *len)
+{
+	size_t need = 0;
+	ssize_t n;
+	long fl;
+
+	n = io_pread_all(h->o.io, "hist.idx.read", fd, buf, JNL_FRAME_HDR,
+			 (off_t)off);
+	if (n < 0)
+		return (long)n;
+	fl = n == JNL_FRAME_HDR ? jnl_frame_decode(buf, (size_t)n, upto,
+						   payload, len, &need)
+				: -EBADMSG;
+	if (fl == 0 && need <= JNL_FRAME_HDR + JNL_MAX_RECORD) {
+		n = io_pread_all(h->o.io, "hist.idx.read", fd, buf, need,
+				 (off_t)off);
+		if (n < 0)
+			return (long)n;
+		fl = n == (ssize_t)need ? jnl_frame_decode(buf, need, upto,
+							   payload, len, NULL)
+					: -EBADMSG;
+	}
+	return fl > 0 ? fl : 0;
+}
+
+/*
  * Read history.idx (open as h->idx_fd) into the index. *last is the
  * commit of its last good frame (*has_last false if none), h->idx_end the
  * offset after it. Returns 0 (also for a damaged tail: then *damaged),
- * -EBADMSG for a bad header, or -errno.
+ * -EBADMSG for a bad header or a frame that does not fit the chains, or
+ * -errno.
  */
 static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 		    bool *damaged)
@@ -472,6 +631,10 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 	n = io_pread_all(h->o.io, "hist.idx.read", h->idx_fd, hdr, IDX_HDR, 0);
 	if (n < 0)
 		return (int)n;
+	if (n == IDX_HDR && memcmp(hdr, IDX_MAGIC_V1, 8) == 0) {
+		rlog_info("%s: an index of an older format", h->idx_path);
+		return -EBADMSG;
+	}
 	if (n != IDX_HDR || memcmp(hdr, IDX_MAGIC, 8) != 0) {
 		rlog_err("%s: not a history index (bad header)", h->idx_path);
 		return -EBADMSG;
@@ -481,39 +644,30 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 		return -ENOMEM;
 	while (off < (uint64_t)st.st_size) {
 		const uint8_t *payload;
-		size_t len, need = 0, want;
+		size_t len;
 		uint64_t upto;
 		git_oid commit;
 		long fl;
 
-		want = JNL_FRAME_HDR;
-		n = io_pread_all(h->o.io, "hist.idx.read", h->idx_fd, buf, want,
-				 (off_t)off);
-		fl = n == (ssize_t)want
-			     ? jnl_frame_decode(buf, want, &upto, &payload,
-						&len, &need)
-			     : -EBADMSG;
-		if (fl == 0) {
-			n = io_pread_all(h->o.io, "hist.idx.read", h->idx_fd,
-					 buf, need, (off_t)off);
-			fl = n == (ssize_t)need
-				     ? jnl_frame_decode(buf, need, &upto,
-							&payload, &len, NULL)
-				     : -EBADMSG;
-		}
-		if (n < 0) {
-			rc = (int)n;
+		fl = frame_read(h, h->idx_fd, off, buf, &upto, &payload, &len);
+		if (fl < 0) {
+			rc = (int)fl;
 			break;
 		}
-		if (fl <= 0) {
+		if (fl == 0) {
 			rlog_err("%s: damaged at byte %" PRIu64 " of %lld; the "
 				 "rest is read back from the git history",
 				 h->idx_path, off, (long long)st.st_size);
 			*damaged = true;
 			break;
 		}
-		if (upto < prev ||
-		    (rc = frame_load(h, payload, len, upto, &commit)) != 0) {
+		if (upto >= prev) {
+			pthread_rwlock_wrlock(&h->ix_lock);
+			rc = frame_load(h, payload, len, off, upto, false,
+					&commit);
+			pthread_rwlock_unlock(&h->ix_lock);
+		}
+		if (upto < prev || rc != 0) {
 			if (rc == -ENOMEM)
 				break;
 			rlog_err("%s: frame at byte %" PRIu64 " is not a valid "
@@ -529,6 +683,168 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 	}
 	free(buf);
 	h->idx_end = off;
+	h->ix.disk_end = off;
+	return rc;
+}
+
+/* ---- the readers' side: entries read back from history.idx -------------- */
+
+/* Where the entry at `off` can be, given the published part of the file. */
+static int ent_check_off(struct hist *h, uint64_t off)
+{
+	uint64_t end;
+
+	pthread_rwlock_rdlock(&h->ix_lock);
+	end = h->ix.disk_end;
+	pthread_rwlock_unlock(&h->ix_lock);
+	if (h->idx_rfd < 0 || off < IDX_HDR + FRAME_COMMIT_AT + 24 ||
+	    off + ENT_HEAD > end) {
+		rlog_err("%s: an entry at byte %" PRIu64 " is outside the "
+			 "index",
+			 h->idx_path, off);
+		return -EIO;
+	}
+	return 0;
+}
+
+int hidx_ent_step(struct hist *h, uint64_t off, uint64_t *prev,
+		  uint64_t *version, uint8_t *flags)
+{
+	uint8_t b[ENT_HEAD];
+	struct rd r = {b, sizeof(b), false};
+	ssize_t n;
+	int rc = ent_check_off(h, off);
+
+	if (rc)
+		return rc;
+	n = io_pread_all(h->o.io, "hist.idx.read", h->idx_rfd, b, sizeof(b),
+			 (off_t)off);
+	if (n < 0)
+		return (int)n;
+	*prev = rd_u(&r, 8);
+	(void)rd_u(&r, 4);
+	*version = rd_u(&r, 8);
+	*flags = (uint8_t)rd_u(&r, 1);
+	if (n != (ssize_t)sizeof(b) || *prev >= off) {
+		rlog_err("%s: the entry at byte %" PRIu64 " does not read "
+			 "back",
+			 h->idx_path, off);
+		return -EIO;
+	}
+	return 0;
+}
+
+int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
+		  hist_version *out)
+{
+	uint8_t *b = NULL, c[21];
+	struct rd rd;
+	struct ent en;
+	struct hent e;
+	git_oid commit;
+	ssize_t n;
+	int rc = ent_check_off(h, off);
+
+	if (rc)
+		return rc;
+	b = malloc(ENT_MAX);
+	if (!b)
+		return -ENOMEM;
+	n = io_pread_all(h->o.io, "hist.idx.read", h->idx_rfd, b, ENT_MAX,
+			 (off_t)off);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	rd = (struct rd){b, (size_t)n, false};
+	rc = -EIO;
+	if (!ent_decode(&rd, UINT64_MAX, &en) || en.id_len != r->id_len ||
+	    memcmp(en.id, r->id, r->id_len) != 0 || en.back > off ||
+	    off - en.back < IDX_HDR)
+		goto bad;
+	n = io_pread_all(h->o.io, "hist.idx.read", h->idx_rfd, c, sizeof(c),
+			 (off_t)(off - en.back + JNL_FRAME_HDR));
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	if (n != (ssize_t)sizeof(c) || c[0] != IDX_KIND_COMMIT)
+		goto bad;
+	memcpy(commit.id, c + 1, GIT_OID_RAWSZ);
+	e = en.e;
+	e.commit = 0;
+	{
+		struct hidx one = {.commits = &commit, .ncommits = 1};
+
+		hidx_export(&one, &e, out);
+	}
+	rc = 0;
+	goto out;
+bad:
+	rlog_err("%s: the entry at byte %" PRIu64 " (record %s) does not "
+		 "read back",
+		 h->idx_path, off, r->id);
+out:
+	free(b);
+	return rc;
+}
+
+int hidx_file_each(struct hist *h, uint64_t end,
+		   int (*fn)(void *arg, const char *id, const hist_version *v),
+		   void *arg)
+{
+	char id[ID_MAX_LEN + 1];
+	uint8_t *buf = NULL;
+	uint64_t off = IDX_HDR;
+	int rc = 0;
+
+	if (h->idx_rfd < 0 || end <= IDX_HDR)
+		return 0;
+	buf = malloc(JNL_FRAME_HDR + JNL_MAX_RECORD);
+	if (!buf)
+		return -ENOMEM;
+	while (rc == 0 && off < end) {
+		const uint8_t *payload, *p;
+		size_t len;
+		uint64_t upto;
+		uint32_t count;
+		git_oid commit;
+		struct rd r;
+		long fl;
+
+		fl = frame_read(h, h->idx_rfd, off, buf, &upto, &payload, &len);
+		if (fl <= 0) {
+			rc = fl < 0 ? (int)fl : -EIO;
+			break;
+		}
+		r = (struct rd){payload, len, false};
+		if (rd_u(&r, 1) != IDX_KIND_COMMIT || !(p = rd_take(&r, 20))) {
+			rc = -EIO;
+			break;
+		}
+		memcpy(commit.id, p, GIT_OID_RAWSZ);
+		count = (uint32_t)rd_u(&r, 4);
+		for (uint32_t i = 0; rc == 0 && i < count; i++) {
+			struct hidx one = {.commits = &commit, .ncommits = 1};
+			hist_version v;
+			struct ent en;
+
+			if (!ent_decode(&r, upto, &en)) {
+				rc = -EIO;
+				break;
+			}
+			en.e.commit = 0;
+			hidx_export(&one, &en.e, &v);
+			memcpy(id, en.id, en.id_len);
+			id[en.id_len] = '\0';
+			rc = fn(arg, id, &v);
+		}
+		off += (uint64_t)fl;
+	}
+	if (rc == -EIO)
+		rlog_err("%s: the frame at byte %" PRIu64 " does not read back",
+			 h->idx_path, off);
+	free(buf);
 	return rc;
 }
 
@@ -537,20 +853,14 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 struct catchup {
 	struct hist *h;
 	struct frame f;
-	uint32_t no;
-	int err;
 };
 
 static int catchup_ver(void *arg, const struct hmsg_ver *v)
 {
 	struct catchup *c = arg;
-	struct hent e = v->e;
 
-	e.commit = c->no;
-	c->err = hidx_add(&c->h->ix, v->id, v->id_len, &e);
-	if (c->err == 0)
-		frame_add(&c->f, v);
-	return c->err;
+	frame_add(c->h, &c->f, v);
+	return c->f.b.err;
 }
 
 /* Add the versions of commit `oid` to the index and to history.idx. */
@@ -569,10 +879,8 @@ static int catchup_commit(struct hist *h, const git_oid *oid)
 	if (rc < 0)
 		return hist_git_error(rc, "reading a commit", NULL);
 	msg = git_commit_message_raw(commit);
-	rc = hidx_add_commit(&h->ix, oid, &c.no);
-	frame_start(&c.f, oid);
-	if (rc == 0)
-		rc = hmsg_parse(msg, strlen(msg), catchup_ver, &c, &upto, &bad);
+	frame_start(h, &c.f, oid);
+	rc = hmsg_parse(msg, strlen(msg), catchup_ver, &c, &upto, &bad);
 	if (rc == 0 && upto == 0) {
 		rlog_err("%s: commit %s has no Recfs-Upto line", h->path,
 			 hexid);
@@ -582,11 +890,9 @@ static int catchup_commit(struct hist *h, const git_oid *oid)
 		rlog_err("%s: commit %s: %u trailer blocks cannot be read; "
 			 "those versions are not in the index",
 			 h->path, hexid, bad);
-	if (rc == 0) {
-		h->ix.upto = upto;
-		frame_write(h, &c.f, upto);
-	}
-	sb_free(&c.f.b);
+	if (rc == 0)
+		rc = frame_commit(h, &c.f, upto);
+	frame_free(&c.f);
 	git_commit_free(commit);
 	return rc;
 }
@@ -633,7 +939,8 @@ out:
 	return rc;
 }
 
-/* Start history.idx afresh (header only) and the index empty. */
+/* Start history.idx afresh (header only) and the index empty (no
+   reader runs yet: hist_open). */
 static int idx_reset(struct hist *h)
 {
 	uint8_t hdr[IDX_HDR] = IDX_MAGIC;
@@ -656,6 +963,7 @@ static int idx_reset(struct hist *h)
 		h->idx_fd = -1;
 	}
 	h->idx_end = IDX_HDR;
+	h->ix.disk_end = IDX_HDR;
 	return 0;
 }
 
@@ -693,10 +1001,16 @@ int hist_index_load(struct hist *h)
 	int rc;
 
 	rc = idx_open(h, &fresh);
+	if (rc == 0 && h->idx_fd >= 0) {
+		/* the readers' own: idx_fd is closed if a write fails */
+		h->idx_rfd = fcntl(h->idx_fd, F_DUPFD_CLOEXEC, 3);
+		if (h->idx_rfd < 0)
+			rc = -errno;
+	}
 	if (rc == 0 && !fresh)
 		rc = idx_read(h, &last, &has_last, &damaged);
 	if (h->o.read_only && h->idx_fd >= 0) {
-		/* caught up in memory only */
+		/* read from, but caught up in memory only */
 		close(h->idx_fd);
 		h->idx_fd = -1;
 	}

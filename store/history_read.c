@@ -3,8 +3,9 @@
  * from the repository, and the checks of verify. Any thread may call
  * these while the writer runs: the index is read under ix_lock (copied
  * out in small chunks, so a long listing does not hold up the writer),
- * and the readers' own git_repository is used under rmu (libgit2 objects
- * are not shared between threads).
+ * the entries of history.idx without it (they never change once they are
+ * part of the index), and the readers' own git_repository is used under
+ * rmu (libgit2 objects are not shared between threads).
  */
 #include "hist_i.h"
 #include <git2/sys/odb_backend.h>
@@ -20,19 +21,54 @@
 
 #define EACH_CHUNK 256
 
+/*
+ * Version `version` of record r (with content) in history.idx: down the
+ * chain from the entry at `off`. Returns 0, -ENOENT, or -errno.
+ */
+static int file_find(struct hist *h, const struct hrec *r, uint64_t off,
+		     uint64_t version, hist_version *out)
+{
+	uint64_t prev, v;
+	uint8_t flags;
+	int rc;
+
+	/* versions only grow down the chain from its end, a delete
+	   repeating the version it deleted */
+	while (off) {
+		rc = hidx_ent_step(h, off, &prev, &v, &flags);
+		if (rc)
+			return rc;
+		if (v < version)
+			break;
+		if (v == version && !(flags & HENT_DELETED))
+			return hidx_ent_read(h, r, off, out);
+		off = prev;
+	}
+	return -ENOENT;
+}
+
 int hist_lookup(struct hist *h, const char *id, uint64_t version,
 		hist_version *out)
 {
+	const struct hrec *r;
 	const struct hent *e;
+	uint64_t last = 0;
 	int rc = -ENOENT;
 
 	pthread_rwlock_rdlock(&h->ix_lock);
-	e = hidx_find(&h->ix, id, strlen(id), version);
+	r = hidx_rec(&h->ix, id, strlen(id));
+	e = r ? hidx_find(&h->ix, id, strlen(id), version) : NULL;
 	if (e) {
 		hidx_export(&h->ix, e, out);
 		rc = 0;
+	} else if (r) {
+		last = r->last;
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
+	/* entries in the file never change: read them without the lock
+	   (records are never freed while the history is open) */
+	if (last)
+		rc = file_find(h, r, last, version, out);
 	return rc;
 }
 
@@ -87,9 +123,11 @@ struct each_item {
 	hist_version v;
 };
 
-int hist_each(struct hist *h, const char *id,
-	      int (*fn)(void *arg, const char *id, const hist_version *v),
-	      void *arg)
+/* The versions of `r` held in memory (of all records if r is NULL), in
+   revision order, copied out in chunks. */
+static int mem_each(struct hist *h, const struct hrec *r,
+		    int (*fn)(void *arg, const char *id, const hist_version *v),
+		    void *arg)
 {
 	struct each_item *items = malloc(EACH_CHUNK * sizeof(*items));
 	size_t pos = 0;
@@ -98,16 +136,10 @@ int hist_each(struct hist *h, const char *id,
 	if (!items)
 		return -ENOMEM;
 	while (rc == 0) {
-		const struct hrec *r = NULL;
 		size_t k = 0, total;
 
 		pthread_rwlock_rdlock(&h->ix_lock);
-		if (id) {
-			r = hidx_rec(&h->ix, id, strlen(id));
-			total = r ? r->n : 0;
-		} else {
-			total = h->ix.n;
-		}
+		total = r ? r->n : h->ix.n;
 		for (; pos < total && k < EACH_CHUNK; pos++, k++) {
 			const struct hent *e =
 				hidx_at(&h->ix, r ? r->pos[pos] : pos);
@@ -125,50 +157,127 @@ int hist_each(struct hist *h, const char *id,
 	return rc;
 }
 
+/* The versions of r in history.idx, oldest first: the chain from `last`
+   walked once for the offsets (memory: 8 bytes per version listed). */
+static int file_rec_each(struct hist *h, const struct hrec *r, uint64_t last,
+			 int (*fn)(void *arg, const char *id,
+				   const hist_version *v),
+			 void *arg)
+{
+	uint64_t *offs = NULL, prev, v;
+	size_t n = 0, cap = 0;
+	uint8_t flags;
+	int rc = 0;
+
+	for (uint64_t off = last; rc == 0 && off; off = prev) {
+		if (n == cap) {
+			size_t c = cap ? 2 * cap : 64;
+			uint64_t *p = realloc(offs, c * sizeof(*p));
+
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			offs = p;
+			cap = c;
+		}
+		offs[n++] = off;
+		rc = hidx_ent_step(h, off, &prev, &v, &flags);
+	}
+	while (rc == 0 && n > 0) {
+		hist_version hv;
+
+		rc = hidx_ent_read(h, r, offs[--n], &hv);
+		if (rc == 0)
+			rc = fn(arg, r->id, &hv);
+	}
+	free(offs);
+	return rc;
+}
+
+int hist_each(struct hist *h, const char *id,
+	      int (*fn)(void *arg, const char *id, const hist_version *v),
+	      void *arg)
+{
+	const struct hrec *r = NULL;
+	uint64_t last = 0, end;
+	int rc;
+
+	/* the file's versions are older than those held in memory */
+	pthread_rwlock_rdlock(&h->ix_lock);
+	if (id) {
+		r = hidx_rec(&h->ix, id, strlen(id));
+		last = r ? r->last : 0;
+	}
+	end = h->ix.disk_end;
+	pthread_rwlock_unlock(&h->ix_lock);
+	if (id && !r)
+		return 0;
+	rc = id ? file_rec_each(h, r, last, fn, arg)
+		: hidx_file_each(h, end, fn, arg);
+	if (rc == 0)
+		rc = mem_each(h, r, fn, arg);
+	return rc;
+}
+
+struct verify {
+	struct hist *h;
+	git_odb *odb;
+	struct hist_verify_report *rep;
+};
+
+static int verify_one(void *arg, const char *id, const hist_version *v)
+{
+	struct verify *vf = arg;
+	git_oid oid;
+	int rc;
+
+	if (v->deleted)
+		return 0;
+	vf->rep->versions++;
+	if (v->missing) {
+		vf->rep->missing++;
+		return 0;
+	}
+	if (git_oid_fromstr(&oid, v->blob) == 0) {
+		pthread_mutex_lock(&vf->h->rmu);
+		rc = git_odb_exists(vf->odb, &oid);
+		pthread_mutex_unlock(&vf->h->rmu);
+		if (rc)
+			return 0;
+	}
+	rlog_err("record %s: version %" PRIu64 " names blob %s, which is not "
+		 "in %s",
+		 id, v->version, v->blob, vf->h->path);
+	vf->rep->no_blob++;
+	return 0;
+}
+
 int hist_verify(struct hist *h, struct hist_verify_report *rep)
 {
-	git_odb *odb = NULL;
-	size_t pos = 0, total;
+	struct verify vf = {.h = h, .rep = rep};
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
 	pthread_mutex_lock(&h->rmu);
-	rc = git_repository_odb(&odb, h->rrepo);
+	rc = git_repository_odb(&vf.odb, h->rrepo);
 	pthread_mutex_unlock(&h->rmu);
 	if (rc < 0)
 		return hist_git_error(rc, "opening the object database", NULL);
-	pthread_rwlock_rdlock(&h->ix_lock);
-	total = h->ix.n;
-	pthread_rwlock_unlock(&h->ix_lock);
-	for (; pos < total; pos++) {
-		struct hent e;
-		const char *id;
-		char hexid[GIT_OID_HEXSZ + 1];
+	rc = hist_each(h, NULL, verify_one, &vf);
+	git_odb_free(vf.odb);
+	return rc;
+}
 
-		pthread_rwlock_rdlock(&h->ix_lock);
-		e = *hidx_at(&h->ix, pos);
-		id = e.rec->id;
-		pthread_rwlock_unlock(&h->ix_lock);
-		if (e.flags & HENT_DELETED)
-			continue;
-		rep->versions++;
-		if (e.flags & HENT_MISSING) {
-			rep->missing++;
-			continue;
-		}
-		pthread_mutex_lock(&h->rmu);
-		rc = git_odb_exists(odb, &e.blob);
-		pthread_mutex_unlock(&h->rmu);
-		if (rc)
-			continue;
-		git_oid_tostr(hexid, sizeof(hexid), &e.blob);
-		rlog_err("record %s: version %" PRIu64 " names blob %s, which "
-			 "is not in %s",
-			 id, e.version, hexid, h->path);
-		rep->no_blob++;
-	}
-	git_odb_free(odb);
-	return 0;
+/* Versions of the index held in memory (not served from history.idx). */
+uint64_t hist_index_resident(struct hist *h)
+{
+	uint64_t n;
+
+	pthread_rwlock_rdlock(&h->ix_lock);
+	n = h->ix.n;
+	pthread_rwlock_unlock(&h->ix_lock);
+	return n;
 }
 
 struct tree_walk {

@@ -28,6 +28,7 @@ void store_status_get(struct store *s, struct store_status *st)
 					  ? st->revision - st->history_done
 					  : 0;
 		st->history_error = hist_error(s->hist);
+		st->history_resident = hist_index_resident(s->hist);
 	}
 }
 

@@ -577,6 +577,9 @@ struct store_status {
 	uint64_t history_done; /* revision up to which git has everything */
 	uint64_t history_lag;  /* revision - history_done */
 	int history_error;     /* -errno of the writer's last batch, or 0 */
+	uint64_t history_resident; /* versions its index holds in memory
+				      (0 unless history.idx cannot be
+				      written) */
 };
 void store_status_get(struct store *s, struct store_status *st);
 

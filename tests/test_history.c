@@ -1330,3 +1330,169 @@ Test(history, read_only_store_reads_history_and_writes_nothing)
 	free(before);
 	free(after);
 }
+
+/* ---- the index is served from history.idx -------------------------------- */
+
+struct counted {
+	uint64_t n, deletes, last_rev;
+	bool ordered;
+};
+
+static int count_cb(void *arg, const char *id, const struct store_version *v)
+{
+	struct counted *c = arg;
+
+	(void)id;
+	c->n++;
+	c->deletes += v->deleted;
+	if (v->revision <= c->last_rev)
+		c->ordered = false;
+	c->last_rev = v->revision;
+	return 0;
+}
+
+/* Versions 1..n of "hot", 1..n/2 of "warm", a delete and re-create of
+   "warm" (n/2 + 1): each version's content names it. */
+static void fill_hot(struct store *s, int n)
+{
+	char text[32];
+
+	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
+	for (int i = 1; i <= n; i++) {
+		snprintf(text, sizeof(text), "hot %d", i);
+		put(s, "ns/hot", text);
+		if (i <= n / 2) {
+			snprintf(text, sizeof(text), "warm %d", i);
+			put(s, "warm", text);
+		}
+		if (i % 500 == 0)
+			drain(s);
+	}
+	cr_assert_eq(store_delete(s, "warm", NULL, NULL, NULL), 0);
+	put(s, "warm", "warm again");
+	drain(s);
+}
+
+static void check_hot(struct store *s, int n)
+{
+	struct counted all = {.ordered = true}, hot = {.ordered = true};
+	char text[32];
+	void *buf;
+	size_t len;
+	int probes[] = {1, 2, n / 3, n / 2, n - 1, n};
+
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		snprintf(text, sizeof(text), "hot %d", probes[i]);
+		cr_assert_eq(store_history_get(s, "ns/hot", (uint64_t)probes[i],
+					       &buf, &len, NULL),
+			     0, "ns/hot@%d", probes[i]);
+		cr_assert(len == strlen(text) && !memcmp(buf, text, len),
+			  "ns/hot@%d", probes[i]);
+		free(buf);
+	}
+	cr_assert_eq(store_history_get(s, "warm", 1, &buf, &len, NULL), 0);
+	cr_assert(len == 6 && !memcmp(buf, "warm 1", 6));
+	free(buf);
+	cr_assert_eq(store_history_get(s, "warm", (uint64_t)(n / 2 + 1), &buf,
+				       &len, NULL),
+		     0);
+	cr_assert(len == 10 && !memcmp(buf, "warm again", 10));
+	free(buf);
+	cr_assert_eq(store_history_get(s, "ns/hot", (uint64_t)n + 1, &buf, &len,
+				       NULL),
+		     -ENOENT);
+	cr_assert_eq(store_history_get(s, "nothing", 1, &buf, &len, NULL),
+		     -ENOENT);
+	cr_assert_eq(store_history_each(s, "ns/hot", count_cb, &hot), 0);
+	cr_assert_eq(hot.n, (uint64_t)n);
+	cr_assert(hot.ordered);
+	cr_assert_eq(store_history_each(s, NULL, count_cb, &all), 0);
+	cr_assert_eq(all.n, (uint64_t)(n + n / 2 + 2)); /* + delete + again */
+	cr_assert_eq(all.deletes, 1);
+	cr_assert(all.ordered);
+}
+
+static uint64_t resident(struct store *s)
+{
+	struct store_status st;
+
+	store_status_get(s, &st);
+	return st.history_resident;
+}
+
+Test(history, index_memory_does_not_grow_with_the_versions)
+{
+	struct store_opts ro = {.read_only = true};
+	struct store *s = open_store();
+	char p[PATH_MAX + 64];
+	struct stat st;
+
+	fill_hot(s, 2000);
+	/* every version is read back from history.idx: none in memory */
+	cr_assert_eq(resident(s), 0);
+	check_hot(s, 2000);
+	close_store(s);
+	s = open_store();
+	cr_assert_eq(resident(s), 0);
+	check_hot(s, 2000);
+	close_store(s);
+
+	/* read-only, history.idx cut short: caught up in memory only */
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(truncate(p, st.st_size / 2), 0);
+	s = open_opts(&ro);
+	cr_assert_gt(resident(s), 0);
+	cr_assert_lt(resident(s), 3002);
+	check_hot(s, 2000);
+	close_store(s);
+	/* writable: caught up in the file again */
+	s = open_store();
+	cr_assert_eq(resident(s), 0);
+	check_hot(s, 2000);
+	close_store(s);
+}
+
+Test(history, a_history_idx_frame_out_of_its_chains_is_rebuilt)
+{
+	char p[PATH_MAX + 64];
+	struct store *s = open_store();
+	struct stat st;
+	uint8_t *d;
+	off_t o = 16, last = -1;
+	int fd;
+
+	fill_hot(s, 300);
+	close_store(s);
+	/* the last frame appended a second time: a valid frame (its
+	   checksum holds, its revision does not go back), whose entries do
+	   not continue the records' chains */
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	cr_assert_eq(stat(p, &st), 0);
+	d = malloc((size_t)st.st_size);
+	fd = open(p, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, d, (size_t)st.st_size, 0), st.st_size);
+	while (o + 24 <= st.st_size) { /* 24: the journal's frame header */
+		uint32_t plen = (uint32_t)d[o + 4] | (uint32_t)d[o + 5] << 8 |
+				(uint32_t)d[o + 6] << 16 |
+				(uint32_t)d[o + 7] << 24;
+
+		last = o;
+		o += 24 + (off_t)plen;
+	}
+	cr_assert_eq(o, st.st_size);
+	cr_assert_gt(last, 16);
+	cr_assert_eq(
+		pwrite(fd, d + last, (size_t)(st.st_size - last), st.st_size),
+		st.st_size - last);
+	free(d);
+	close(fd);
+	s = open_store();
+	check_hot(s, 300);
+	cr_assert_eq(resident(s), 0);
+	close_store(s);
+	/* rebuilt: no longer than before */
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_size, o);
+}
