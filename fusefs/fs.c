@@ -295,6 +295,9 @@ static int fs_unlink(const char *path)
 			rc = 0;
 		fs_writers_orphan(c, p.id);
 		fs_cache_forget(c, p.id);
+		/* the kernel saw ID@N go, not ID */
+		if (rc == 0 && p.kind == FS_COND)
+			(void)fs_inval_id_later(c, p.id);
 	}
 	return rc;
 }
@@ -789,6 +792,8 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	struct fs_ctx *c;
+
 	cfg->use_ino = 0;
 	cfg->hard_remove = 1; /* no .fuse_hidden* files: handles own data */
 	cfg->nullpath_ok = 0;
@@ -814,7 +819,11 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-	return fuse_get_context()->private_data;
+	c = fuse_get_context()->private_data;
+	pthread_mutex_lock(&c->mu);
+	c->se = fuse_get_session(fuse_get_context()->fuse);
+	pthread_mutex_unlock(&c->mu);
+	return c;
 }
 
 static const struct fuse_operations ops = {
@@ -866,6 +875,7 @@ int fs_ctx_new(struct fs_ctx **out, struct store *s,
 	c->uid = getuid();
 	c->gid = getgid();
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->inval_done, NULL);
 	rc = fs_scratch_patterns(cfg->scratch ? cfg->scratch
 					      : FS_DEFAULT_SCRATCH,
 				 &c->scratch_pat);
@@ -894,6 +904,7 @@ void fs_ctx_free(struct fs_ctx *c)
 		}
 	}
 	fs_scratch_patterns_free(c->scratch_pat);
+	pthread_cond_destroy(&c->inval_done);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

@@ -128,10 +128,24 @@ struct fs_ctx {
 	bool cache_ok[FS_CACHE_SLOTS]; /* the kernel has dropped older pages */
 	uint64_t commits, commit_errors; /* protected by mu */
 	uint64_t ctl_calls;		 /* control verbs run; mu */
+	struct fuse_session *se;	 /* for notifications (NULL once
+					    shutting down); mu */
+	unsigned inval_threads;		 /* inval.c threads running; mu */
+	pthread_cond_t inval_done;	 /* one of them ended; with mu */
 };
 
 /* The context of the running mount. */
 struct fs_ctx *fs_ctx(void);
+
+/* inval.c: have the kernel forget root names the daemon removed behind
+   its back, from a thread of their own, after the current request. */
+/* Takes `names` (n malloc'ed strings in a malloc'ed array) in any case. */
+int fs_inval_later(struct fs_ctx *c, char **names, size_t n);
+/* The top component of `id`. */
+int fs_inval_id_later(struct fs_ctx *c, const char *id);
+/* At shutdown, before the session goes: wait for those threads (at most
+   timeout_ms), then stop any late one from using the session. */
+void fs_inval_wait(struct fs_ctx *c, unsigned timeout_ms);
 
 /* path.c */
 int fs_path_parse(const struct fs_ctx *c, const char *path, struct fs_path *p);

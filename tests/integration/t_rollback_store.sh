@@ -160,6 +160,14 @@ check "[ ! -e '$MNT/n' ]" "n, made after revision $MR, is gone"
 check "[ \"\$(cat '$MNT/top')\" = top ]" "top is back"
 check "[ \"\$(cat <&7)\" = m-2 ]" "the reader open before still reads m-2"
 exec 7<&-
+# the kernel kept the name n (deleted behind its back): it must forget
+# it, or an open(O_CREAT) without O_TRUNC would be sent as a plain open
+check "printf n-2 | dd of='$MNT/n' conv=notrunc status=none && [ \"\$(cat '$MNT/n')\" = n-2 ]" \
+	"dd conv=notrunc creates n again right after the rollback"
+v=$(version "$MNT/n")
+check "rm '$MNT/n@$v' && printf n-3 | dd of='$MNT/n' conv=notrunc status=none && [ \"\$(cat '$MNT/n')\" = n-3 ]" \
+	"and right after rm n@$v"
+rm -f "$MNT/n"
 out=$("$RECFSCTL" rollback "$MNT" --to "$(revision)" 2>&1)
 check "grep -q 'nothing changed' <<<'$out'" "rollback to now through the mount: $out"
 SRC2=$T/src2
