@@ -119,41 +119,12 @@ static int ctl_revision(struct fs_ctx *c, const char *arg, uint64_t *rev)
 	return 0;
 }
 
-/* The names at the root of the store, for fs_inval_later. */
-struct root_names {
-	char **v;
-	size_t n, cap;
-	int err;
-};
-
-static int add_root_name(void *arg, const char *name, bool is_ns)
-{
-	struct root_names *r = arg;
-
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 64;
-		char **p = realloc(r->v, cap * sizeof(*p));
-
-		if (!p)
-			return r->err = -ENOMEM;
-		r->v = p;
-		r->cap = cap;
-	}
-	r->v[r->n] = strdup(name);
-	if (!r->v[r->n])
-		return r->err = -ENOMEM;
-	r->n++;
-	return 0;
-}
-
 /* rollback REVISION|@EPOCH: every record as it was then, as one change
-   (store_rollback_to), made by the caller. The kernel is then told to
-   forget the names it held at the root: some of them are gone. */
+   (store_rollback_to), made by the caller. */
 static int ctl_rollback(struct fs_ctx *c, const char *arg)
 {
 	struct store_bulk_args a = {0};
 	struct store_bulk_result res;
-	struct root_names names = {0};
 	struct store_who who;
 	uint64_t rev = 0;
 	int rc = ctl_revision(c, arg, &rev);
@@ -164,17 +135,9 @@ static int ctl_rollback(struct fs_ctx *c, const char *arg)
 	}
 	fs_who_now(&who);
 	a.who = &who;
-	if (store_list(c->store, "", add_root_name, &names) || names.err)
-		rlog_warn("ctl rollback: cannot list the root: the kernel may "
-			  "name deleted records for a few seconds");
 	rc = store_rollback_to(c->store, rev, &a, &res);
-	if (rc == 0 && res.deletes) {
-		(void)fs_inval_later(c, names.v, names.n); /* takes them */
-	} else {
-		for (size_t i = 0; i < names.n; i++)
-			free(names.v[i]);
-		free(names.v);
-	}
+	if (rc == 0 && res.deletes)
+		fs_deleted_unseen(c); /* the kernel still names them */
 	if (rc == 0)
 		rlog_info("ctl rollback to revision %" PRIu64 ": revision "
 			  "%" PRIu64 ", %zu new versions, %zu deleted, %zu as "

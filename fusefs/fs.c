@@ -297,7 +297,7 @@ static int fs_unlink(const char *path)
 		fs_cache_forget(c, p.id);
 		/* the kernel saw ID@N go, not ID */
 		if (rc == 0 && p.kind == FS_COND)
-			(void)fs_inval_id_later(c, p.id);
+			fs_deleted_unseen(c);
 	}
 	return rc;
 }
@@ -792,8 +792,6 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-	struct fs_ctx *c;
-
 	cfg->use_ino = 0;
 	cfg->hard_remove = 1; /* no .fuse_hidden* files: handles own data */
 	cfg->nullpath_ok = 0;
@@ -808,7 +806,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * it (an open of it is a create-only commit, see open_write).
 	 * Missing names are never kept: ID@N appears with a commit.
 	 */
-	cfg->entry_timeout = 10;
+	cfg->entry_timeout = FS_ENTRY_TIMEOUT;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 0;
 	cfg->auto_cache = 0;
@@ -819,11 +817,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-	c = fuse_get_context()->private_data;
-	pthread_mutex_lock(&c->mu);
-	c->se = fuse_get_session(fuse_get_context()->fuse);
-	pthread_mutex_unlock(&c->mu);
-	return c;
+	return fuse_get_context()->private_data;
 }
 
 static const struct fuse_operations ops = {
@@ -875,7 +869,6 @@ int fs_ctx_new(struct fs_ctx **out, struct store *s,
 	c->uid = getuid();
 	c->gid = getgid();
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->inval_done, NULL);
 	rc = fs_scratch_patterns(cfg->scratch ? cfg->scratch
 					      : FS_DEFAULT_SCRATCH,
 				 &c->scratch_pat);
@@ -904,7 +897,6 @@ void fs_ctx_free(struct fs_ctx *c)
 		}
 	}
 	fs_scratch_patterns_free(c->scratch_pat);
-	pthread_cond_destroy(&c->inval_done);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

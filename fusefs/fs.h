@@ -31,10 +31,6 @@ void fs_ctx_free(struct fs_ctx *c);
 /* Commits and failed commits so far (for the shutdown report). */
 void fs_ctx_counts(struct fs_ctx *c, uint64_t *commits, uint64_t *errors);
 
-/* Once the loop has ended, before the session is destroyed: let the
-   kernel notifications still being sent finish (fusefs/inval.c). */
-void fs_ctx_quiesce(struct fs_ctx *c);
-
 /* The operations table; private_data must be the fs_ctx. */
 const struct fuse_operations *fs_operations(void);
 

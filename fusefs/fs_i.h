@@ -107,6 +107,9 @@ struct fs_handle {
 
 #define FS_CACHE_SLOTS 65536
 
+/* How long the kernel keeps names (fs.c, fs_init). */
+#define FS_ENTRY_TIMEOUT 10
+
 struct fs_ctx {
 	struct store *store;
 	struct fs_config cfg;
@@ -128,26 +131,21 @@ struct fs_ctx {
 	bool cache_ok[FS_CACHE_SLOTS]; /* the kernel has dropped older pages */
 	uint64_t commits, commit_errors; /* protected by mu */
 	uint64_t ctl_calls;		 /* control verbs run; mu */
-	struct fuse_session *se;	 /* for notifications (NULL once
-					    shutting down); mu */
-	unsigned inval_threads;		 /* inval.c threads running; mu */
-	pthread_cond_t inval_done;	 /* one of them ended; with mu */
+	struct timespec unseen_until;	 /* see fs_deleted_unseen; mu */
 };
 
 /* The context of the running mount. */
 struct fs_ctx *fs_ctx(void);
 
-/* inval.c: have the kernel forget root names the daemon removed behind
-   its back, from a thread of their own, after the current request. */
-/* Takes `names` (n malloc'ed strings in a malloc'ed array) in any case. */
-int fs_inval_later(struct fs_ctx *c, char **names, size_t n);
-/* The top component of `id`. */
-int fs_inval_id_later(struct fs_ctx *c, const char *id);
-/* At shutdown, before the session goes: wait for those threads (at most
-   timeout_ms), then stop any late one from using the session. */
-void fs_inval_wait(struct fs_ctx *c, unsigned timeout_ms);
+/*
+ * A record was deleted where the kernel could not see it (rm ID@N, a
+ * whole-store rollback): for the next FS_ENTRY_TIMEOUT seconds the kernel
+ * may still hold names of deleted records and send an open(O_CREAT) of
+ * one without O_CREAT (handle.c, open_write). Takes c->mu.
+ */
+void fs_deleted_unseen(struct fs_ctx *c);
 
-/* path.c */
+/* path.c *//* path.c */
 int fs_path_parse(const struct fs_ctx *c, const char *path, struct fs_path *p);
 bool fs_is_scratch_name(const struct fs_ctx *c, const char *name);
 int fs_scratch_patterns(const char *list, char ***out);

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -445,6 +446,43 @@ static int open_scratch(struct fs_ctx *c, const struct fs_path *p,
 	return 0;
 }
 
+void fs_deleted_unseen(struct fs_ctx *c)
+{
+	pthread_mutex_lock(&c->mu);
+	clock_gettime(CLOCK_MONOTONIC, &c->unseen_until);
+	c->unseen_until.tv_sec += FS_ENTRY_TIMEOUT + 1;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/*
+ * Is a write open of `id` without O_CREAT, O_TRUNC or O_APPEND that finds
+ * no record an open(O_CREAT) the kernel sent without it? It drops O_CREAT
+ * for a name it holds, and it may hold the name of a record deleted where
+ * it could not see (fs_deleted_unseen): so, within that time, a missing
+ * record that has been deleted before (it has a tombstone) is created.
+ * (The kernel cannot be asked to forget the name instead: that waits
+ * uninterruptibly for the directory's lock, and a daemon killed then
+ * never exits.)
+ */
+static bool create_dropped(struct fs_ctx *c, const struct fs_path *p, int flags)
+{
+	struct store_meta m;
+	struct timespec now;
+	uint64_t last = 0;
+	bool recent;
+
+	if (p->kind != FS_RECORD || (flags & (O_CREAT | O_TRUNC | O_APPEND)))
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&c->mu);
+	recent = now.tv_sec < c->unseen_until.tv_sec ||
+		 (now.tv_sec == c->unseen_until.tv_sec &&
+		  now.tv_nsec < c->unseen_until.tv_nsec);
+	pthread_mutex_unlock(&c->mu);
+	return recent && store_stat(c->store, p->id, &m, false) == -ENOENT &&
+	       store_last_version(c->store, p->id, &last) == 0 && last > 0;
+}
+
 /* A write handle on a record: see the top of this file. */
 static int open_write(struct fs_ctx *c, const struct fs_path *p, int flags,
 		      bool created, mode_t mode, struct fuse_file_info *fi)
@@ -464,6 +502,12 @@ static int open_write(struct fs_ctx *c, const struct fs_path *p, int flags,
 	   still knows from an earlier create (its entry is cached; the
 	   kernel drops O_CREAT from an open) is created as create() would */
 	if (p->kind == FS_COND && p->version == 0 && !created) {
+		created = true;
+		mode = 0666 & ~fuse_get_context()->umask;
+	}
+	if (!created && create_dropped(c, p, flags)) {
+		/* created only if still absent at commit time */
+		h->cond.kind = STORE_COND_CREATE;
 		created = true;
 		mode = 0666 & ~fuse_get_context()->umask;
 	}
@@ -672,9 +716,9 @@ static int make_writable(struct fs_ctx *c, struct fs_handle *h)
 		if (rc)
 			return rc;
 		if (h->cond.kind != STORE_COND_APPEND) {
-			ssize_t n = io_copy_fd(NULL, NULL,
-					       store_stage_fd(h->st),
-					       store_stage_fd(st));
+			ssize_t n =
+				io_copy_fd(NULL, NULL, store_stage_fd(h->st),
+					   store_stage_fd(st));
 
 			if (n < 0) {
 				store_stage_free(st);

@@ -233,7 +233,6 @@ static int run(struct opts *o, struct fuse_args *args,
 	rlog_info("mounted %s on %s", path ? path : o->store,
 		  cmd->mountpoint);
 	rc = serve(fuse, cmd);
-	fs_ctx_quiesce(ctx);
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 	ret = rc < 0 ? 1 : 0;
 out:
