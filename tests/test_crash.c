@@ -576,6 +576,8 @@ static void crash_op(enum op op)
 {
 	char what[128];
 
+	unsigned crashes = 0;
+
 	fill(big_new, sizeof(big_new), 1);
 	for (size_t i = 0; i < NPOINTS; i++) {
 		const struct point *pt = &points[i];
@@ -601,7 +603,10 @@ static void crash_op(enum op op)
 		else
 			want = TORN; /* old or new */
 		check_reopened(op, want, what);
+		crashes += code == IO_CRASH_STATUS;
 	}
+	cr_log_info("%s: %u crashes injected, at %u of the %zu failpoints",
+		    op_names[op], crashes, crashes, NPOINTS);
 }
 
 Test(crash, crash_during_small_put_keeps_old_or_new)
@@ -737,11 +742,19 @@ static void error_case(enum op op, const struct point *pt,
 
 static void error_op(enum op op)
 {
+	unsigned errors = 0, at = 0;
+
 	fill(big_new, sizeof(big_new), 2);
-	for (size_t i = 0; i < NPOINTS; i++)
+	for (size_t i = 0; i < NPOINTS; i++) {
+		at += (points[i].ops & B(op)) != 0;
 		for (size_t k = 0; k < sizeof(faults) / sizeof(faults[0]); k++)
-			if (faults[k].act != IO_SHORT || points[i].write)
+			if (faults[k].act != IO_SHORT || points[i].write) {
 				error_case(op, &points[i], &faults[k]);
+				errors += (points[i].ops & B(op)) != 0;
+			}
+	}
+	cr_log_info("%s: %u I/O errors injected, at %u of the %zu failpoints",
+		    op_names[op], errors, at, NPOINTS);
 }
 
 Test(crash, errors_during_small_put)
