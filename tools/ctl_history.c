@@ -128,8 +128,9 @@ static int open_mount_history(const char *mnt, struct store **s)
 			mnt);
 		return rc;
 	}
+	/* not ours to ask (EPERM), or a read-only mount: nothing to drain */
 	rc = ctl_send(mnt, "drain", "");
-	if (rc && rc != -EPERM && rc != -ETIMEDOUT)
+	if (rc && rc != -EPERM && rc != -ETIMEDOUT && rc != -EROFS)
 		fprintf(stderr, "recfsctl log: %s: history: %s\n", mnt,
 			strerror(-rc));
 	rc = store_open_history(s, store);
