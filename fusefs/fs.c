@@ -164,8 +164,8 @@ static int fs_getattr(const char *path, struct stat *st,
 		if (rc == -ENOENT && p.version == 0)
 			/* ID@0 being created: cp fstat()s it before writing */
 			return record_attr(c, p.id, st);
-		if (p.version && (rc == -ENOENT ||
-				  (rc == 0 && m.version != p.version)))
+		if (p.version &&
+		    (rc == -ENOENT || (rc == 0 && m.version != p.version)))
 			return fs_hist_attr(c, p.id, p.version, st);
 		if (rc == 0 && p.version == 0)
 			rc = -ENOENT;
@@ -311,8 +311,8 @@ static int target_cond(const struct fs_path *to, unsigned int flags,
 	if (to->kind == FS_COND) {
 		if (flags & RENAME_NOREPLACE)
 			return -EINVAL;
-		cond->kind = to->version ? STORE_COND_IF_VERSION
-					 : STORE_COND_CREATE;
+		cond->kind =
+			to->version ? STORE_COND_IF_VERSION : STORE_COND_CREATE;
 		cond->version = to->version;
 	} else if (flags & RENAME_NOREPLACE) {
 		cond->kind = STORE_COND_CREATE;
@@ -445,8 +445,8 @@ static int set_meta(const char *path, int mode, const struct timespec *mtime,
 	if (fs_writer_set_meta(c, p.id, mode, mtime))
 		return 0; /* goes with the writer's commit */
 	rc = store_set_meta(c->store, p.id, mtime, mode);
-	if (rc == -ENOENT && store_ns_stat(c->store, p.id, &(struct stat){0}) ==
-				     0)
+	if (rc == -ENOENT &&
+	    store_ns_stat(c->store, p.id, &(struct stat){0}) == 0)
 		rc = store_ns_set_meta(c->store, p.id, mtime, mode);
 	return rc;
 scratch:
@@ -492,8 +492,8 @@ static int fs_chown(const char *path, uid_t uid, gid_t gid,
 static int truncate_record(struct fs_ctx *c, const char *id, off_t size)
 {
 	for (int tries = 0; tries < 16; tries++) {
-		struct store_commit_args a = {.cond.kind = STORE_COND_IF_VERSION,
-					      .mode = -1};
+		struct store_commit_args a = {
+			.cond.kind = STORE_COND_IF_VERSION, .mode = -1};
 		struct store_stage *st = NULL;
 		int rc = store_stage_copy(c->store, id, &a.cond.version, &st);
 
@@ -519,7 +519,8 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	if (size < 0)
 		return -EINVAL;
 	if (fi && fi->fh)
-		return fs_ftruncate((struct fs_handle *)(uintptr_t)fi->fh, size);
+		return fs_ftruncate((struct fs_handle *)(uintptr_t)fi->fh,
+				    size);
 	rc = changeable(c, path, &p);
 	if (rc)
 		return rc;
@@ -554,8 +555,7 @@ static int computed_xattr(struct fs_ctx *c, const char *id, const char *name,
 	if (!id) {
 		if (strcmp(what, "revision") != 0)
 			return -ENODATA;
-		return snprintf(buf, 96, "%" PRIu64,
-				store_revision(c->store));
+		return snprintf(buf, 96, "%" PRIu64, store_revision(c->store));
 	}
 	rc = store_stat(c->store, id, &m, strcmp(what, "hash") == 0);
 	if (rc)
@@ -622,8 +622,9 @@ static int fs_getxattr(const char *path, const char *name, char *value,
 
 static int fs_listxattr(const char *path, char *list, size_t size)
 {
-	static const char computed[] = XATTR_PREFIX "version\0" XATTR_PREFIX
-		"hash\0" XATTR_PREFIX "revision\0" XATTR_PREFIX "commit";
+	static const char computed[] =
+		XATTR_PREFIX "version\0" XATTR_PREFIX "hash\0" XATTR_PREFIX
+			     "revision\0" XATTR_PREFIX "commit";
 	static const char root[] = XATTR_PREFIX "revision";
 	struct fs_ctx *c = fs_ctx();
 	struct store_meta m;

@@ -25,13 +25,13 @@
 /* What a path names. */
 enum fs_kind {
 	FS_ROOT,
-	FS_RECORD,	/* a record ID (or a namespace: the store tells) */
-	FS_COND,	/* ID@N: conditional name */
-	FS_SCRATCH,	/* an unversioned scratch file */
-	FS_META_DIR,	/* /.recfs */
-	FS_META_STATUS, /* /.recfs/status */
+	FS_RECORD,	 /* a record ID (or a namespace: the store tells) */
+	FS_COND,	 /* ID@N: conditional name */
+	FS_SCRATCH,	 /* an unversioned scratch file */
+	FS_META_DIR,	 /* /.recfs */
+	FS_META_STATUS,	 /* /.recfs/status */
 	FS_META_HISTORY, /* /.recfs/history[/...]: id holds what follows */
-	FS_META_OTHER,	/* anything else under /.recfs */
+	FS_META_OTHER,	 /* anything else under /.recfs */
 };
 
 struct fs_path {
@@ -92,7 +92,7 @@ struct fs_handle {
 	int mode;		 /* pending chmod, or -1 */
 	bool has_mtime;		 /* pending utimens */
 	struct timespec mtime;
-	struct store_who who;	/* the process that opened it */
+	struct store_who who; /* the process that opened it */
 	/* H_READ on ctx->readers (ctx->mu): the hash of the ID whose kernel
 	   inode it reads, the version its pages hold (UINT64_MAX once renamed:
 	   none), and whether its open had the kernel drop the cached pages,
@@ -100,8 +100,8 @@ struct fs_handle {
 	uint64_t cache_hv;
 	uint64_t cache_version;
 	atomic_bool cache_confirm;
-	struct fs_scratch *sc;	/* H_SCRATCH */
-	char *text;		/* H_STATUS */
+	struct fs_scratch *sc; /* H_SCRATCH */
+	char *text;	       /* H_STATUS */
 	size_t text_len;
 };
 
@@ -145,7 +145,7 @@ struct fs_ctx *fs_ctx(void);
  */
 void fs_deleted_unseen(struct fs_ctx *c);
 
-/* path.c *//* path.c */
+/* path.c */ /* path.c */
 int fs_path_parse(const struct fs_ctx *c, const char *path, struct fs_path *p);
 bool fs_is_scratch_name(const struct fs_ctx *c, const char *name);
 int fs_scratch_patterns(const char *list, char ***out);
@@ -184,12 +184,10 @@ int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
 		      const struct store_cond *cond);
 /* Make a scratch file holding record `id` (rename of a record onto a
    scratch name), then delete the record. */
-int fs_scratch_from_record(struct fs_ctx *c, const char *id,
-			   const char *path);
+int fs_scratch_from_record(struct fs_ctx *c, const char *id, const char *path);
 
 /* history.c: old versions (ID@N, .recfs/history/ID/N) */
-int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n,
-		 struct stat *st);
+int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n, struct stat *st);
 int fs_hist_open(struct fs_ctx *c, const char *id, uint64_t n,
 		 struct fuse_file_info *fi);
 int fs_hist_tree_attr(struct fs_ctx *c, const char *rest, struct stat *st);

@@ -54,8 +54,7 @@ static void ro_dir_attr(const struct fs_ctx *c, struct stat *st)
 	st->st_gid = c->gid;
 }
 
-int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n,
-		 struct stat *st)
+int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n, struct stat *st)
 {
 	struct store_version v;
 	void *buf = NULL;
@@ -105,11 +104,11 @@ int fs_hist_open(struct fs_ctx *c, const char *id, uint64_t n,
 struct walk {
 	const char *prefix; /* "" or "a/b" */
 	size_t plen;
-	bool is_record;	     /* some version of exactly `prefix` exists */
-	bool is_dir;	     /* some ID lies below `prefix` */
-	uint64_t want;	     /* a version of `prefix` asked for, or 0 */
-	bool found;	     /* `want` exists (and is not a delete) */
-	char **names;	     /* readdir: next components, or versions */
+	bool is_record; /* some version of exactly `prefix` exists */
+	bool is_dir;	/* some ID lies below `prefix` */
+	uint64_t want;	/* a version of `prefix` asked for, or 0 */
+	bool found;	/* `want` exists (and is not a delete) */
+	char **names;	/* readdir: next components, or versions */
 	size_t n, cap;
 	int err;
 };

@@ -38,7 +38,10 @@ struct opts {
 
 enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_SHARED };
 
-#define OPT(t, f) {t, offsetof(struct opts, f), 1}
+#define OPT(t, f)                                                              \
+	{                                                                      \
+		t, offsetof(struct opts, f), 1                                 \
+	}
 
 static const struct fuse_opt opt_spec[] = {
 	OPT("create", create),
@@ -117,10 +120,26 @@ static uint64_t parse_size(const char *s)
 	if (errno || end == s)
 		return 0;
 	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mul = 1ull << 40;
+		end++;
+		break;
 	}
 	if (*end != '\0' || v == 0 || v > UINT64_MAX / mul)
 		return 0;
@@ -191,7 +210,8 @@ static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
 static int run(struct opts *o, struct fuse_args *args,
 	       struct fuse_cmdline_opts *cmd, const struct fs_config *cfg)
 {
-	struct store_opts so = {.create = o->create, .read_only = o->ro,
+	struct store_opts so = {.create = o->create,
+				.read_only = o->ro,
 				.max_record_size = cfg->max_record_size};
 	struct store *store = NULL;
 	struct fs_ctx *ctx = NULL;
@@ -231,8 +251,7 @@ static int run(struct opts *o, struct fuse_args *args,
 	store_lock_refresh(store);
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out;
-	rlog_info("mounted %s on %s", path ? path : o->store,
-		  cmd->mountpoint);
+	rlog_info("mounted %s on %s", path ? path : o->store, cmd->mountpoint);
 	rc = serve(fuse, cmd);
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 	ret = rc < 0 ? 1 : 0;
@@ -326,16 +345,18 @@ int main(int argc, char **argv)
 	cfg.scratch = o.scratch;
 	cfg.max_record_size = STORE_DEFAULT_MAX_RECORD;
 	if (o.max_size && !(cfg.max_record_size = parse_size(o.max_size))) {
-		fprintf(stderr, "recfs: -o max_record_size=%s: not a positive "
-				"size (e.g. 64M)\n",
+		fprintf(stderr,
+			"recfs: -o max_record_size=%s: not a positive "
+			"size (e.g. 64M)\n",
 			o.max_size);
 		ret = 2;
 		goto out;
 	}
 	if (o.snapdir && strcmp(o.snapdir, "visible") != 0 &&
 	    strcmp(o.snapdir, "hidden") != 0) {
-		fprintf(stderr, "recfs: -o snapdir=%s: expected visible or "
-				"hidden\n",
+		fprintf(stderr,
+			"recfs: -o snapdir=%s: expected visible or "
+			"hidden\n",
 			o.snapdir);
 		ret = 2;
 		goto out;

@@ -34,8 +34,7 @@ static int parse_meta(const char *rel, struct fs_path *p)
 	} else if (strncmp(rest, "/history", 8) == 0 &&
 		   (rest[8] == '\0' || rest[8] == '/')) {
 		p->kind = FS_META_HISTORY;
-		snprintf(p->id, sizeof(p->id), "%s",
-			 rest[8] ? rest + 9 : "");
+		snprintf(p->id, sizeof(p->id), "%s", rest[8] ? rest + 9 : "");
 	} else {
 		p->kind = FS_META_OTHER;
 	}

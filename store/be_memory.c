@@ -110,8 +110,7 @@ static int m_stage_sync(struct backend *be, struct store_stage *st)
 	return 0;
 }
 
-static int m_publish(struct backend *be, struct store_stage *st,
-		     const char *id)
+static int m_publish(struct backend *be, struct store_stage *st, const char *id)
 {
 	struct be_mem *m = bm(be);
 	int rc = 0, fd;

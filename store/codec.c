@@ -466,8 +466,8 @@ int xa_update(const uint8_t *xa, size_t xa_len, const char *name,
 		payload += want + size;
 		count++;
 	}
-	if (!w.err && (payload > STORE_XATTR_TOTAL_MAX ||
-		       count > STORE_XATTR_COUNT_MAX))
+	if (!w.err &&
+	    (payload > STORE_XATTR_TOTAL_MAX || count > STORE_XATTR_COUNT_MAX))
 		w.err = -ENOSPC;
 	if (w.err) {
 		free(w.p);

@@ -181,35 +181,37 @@ static int check_doc(json_t *doc, const char *name, char *why, size_t whylen)
 	if (!json_is_string(format) ||
 	    strcmp(json_string_value(format), FORMAT_NAME) != 0) {
 		util_say(why, whylen,
-		    "%s: not a recfs store (\"format\" is not \"" FORMAT_NAME
-		    "\")",
-		    name);
+			 "%s: not a recfs store (\"format\" is not "
+			 "\"" FORMAT_NAME "\")",
+			 name);
 		return -EBADMSG;
 	}
 	version = json_object_get(doc, "version");
 	if (!json_is_integer(version)) {
-		util_say(why, whylen, "%s: \"version\" is missing or not an integer",
-		    name);
+		util_say(why, whylen,
+			 "%s: \"version\" is missing or not an integer", name);
 		return -EBADMSG;
 	}
 	v = json_integer_value(version);
 	if (v < 1) {
 		util_say(why, whylen,
-		    "%s: format version %" JSON_INTEGER_FORMAT " is not valid",
-		    name, v);
+			 "%s: format version %" JSON_INTEGER_FORMAT
+			 " is not valid",
+			 name, v);
 		return -EBADMSG;
 	}
 	/* checked before the rest: a newer format may change the rest */
 	if (v > STORE_FORMAT_VERSION) {
 		util_say(why, whylen,
-		    "%s: format version %" JSON_INTEGER_FORMAT
-		    " is newer than this recfs supports (%d); upgrade recfs",
-		    name, v, STORE_FORMAT_VERSION);
+			 "%s: format version %" JSON_INTEGER_FORMAT
+			 " is newer than this recfs supports (%d); upgrade "
+			 "recfs",
+			 name, v, STORE_FORMAT_VERSION);
 		return -EPROTONOSUPPORT;
 	}
 	if (!json_is_string(json_object_get(doc, "created"))) {
-		util_say(why, whylen, "%s: \"created\" is missing or not a string",
-		    name);
+		util_say(why, whylen,
+			 "%s: \"created\" is missing or not a string", name);
 		return -EBADMSG;
 	}
 	return 0;
@@ -242,19 +244,20 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 		ret = -errno;
 		if (ret == -ENOENT) {
 			util_say(why, whylen, "%s: missing (not a recfs store)",
-			    name);
+				 name);
 		} else if (ret == -ELOOP) {
 			ret = -EBADMSG;
 			util_say(why, whylen, "%s: is a symbolic link", name);
 		} else {
 			util_say(why, whylen, "%s: cannot open: %s", name,
-			    strerror(-ret));
+				 strerror(-ret));
 		}
 		goto out;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		util_say(why, whylen, "%s: cannot stat: %s", name, strerror(-ret));
+		util_say(why, whylen, "%s: cannot stat: %s", name,
+			 strerror(-ret));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -266,11 +269,12 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 	if (ret == -EFBIG) {
 		ret = -EBADMSG;
 		util_say(why, whylen, "%s: larger than %d bytes", name,
-		    FORMAT_MAX_BYTES);
+			 FORMAT_MAX_BYTES);
 		goto out;
 	}
 	if (ret < 0) {
-		util_say(why, whylen, "%s: cannot read: %s", name, strerror(-ret));
+		util_say(why, whylen, "%s: cannot read: %s", name,
+			 strerror(-ret));
 		goto out;
 	}
 	if (len == 0) {
@@ -282,8 +286,9 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 	if (!doc) {
 		ret = -EBADMSG;
 		util_clean_copy(text, sizeof(text), jerr.text);
-		util_say(why, whylen, "%s: not valid JSON at line %d column %d: %s",
-		    name, jerr.line, jerr.column, text);
+		util_say(why, whylen,
+			 "%s: not valid JSON at line %d column %d: %s", name,
+			 jerr.line, jerr.column, text);
 		goto out;
 	}
 	ret = check_doc(doc, name, why, whylen);

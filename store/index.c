@@ -100,8 +100,7 @@ struct entry *idx_add(struct index *ix, const char *id, size_t len)
 	return e;
 }
 
-int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e),
-	     void *arg)
+int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e), void *arg)
 {
 	for (size_t i = 0; i < ix->nslots; i++)
 		for (struct entry *e = ix->slots[i]; e; e = e->next) {

@@ -153,7 +153,7 @@ static int holder_read(int fd, struct holder *h, char *why, size_t whylen)
 
 		util_clean_copy(text, sizeof(text), jerr.text);
 		util_say(why, whylen, "not valid JSON at line %d column %d: %s",
-		    jerr.line, jerr.column, text);
+			 jerr.line, jerr.column, text);
 		goto out;
 	}
 	if (!json_is_object(doc)) {
@@ -165,7 +165,7 @@ static int holder_read(int fd, struct holder *h, char *why, size_t whylen)
 	if (!json_is_integer(pid) || json_integer_value(pid) <= 0 ||
 	    json_integer_value(pid) > INT_MAX) {
 		util_say(why, whylen,
-		    "\"pid\" is missing or not a positive integer");
+			 "\"pid\" is missing or not a positive integer");
 		goto out;
 	}
 	h->pid = json_integer_value(pid);
@@ -251,12 +251,13 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 		if (fd < 0) {
 			ret = -errno;
 			util_say(msg, msglen, "cannot open the lock file: %s",
-			    strerror(-ret));
+				 strerror(-ret));
 			goto out;
 		}
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			ret = -EINVAL;
-			util_say(msg, msglen, "the lock file is not a regular file");
+			util_say(msg, msglen,
+				 "the lock file is not a regular file");
 			goto out;
 		}
 		/*
@@ -275,7 +276,7 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 		}
 		if (ret < 0) {
 			util_say(msg, msglen, "cannot lock the lock file: %s",
-			    strerror(-ret));
+				 strerror(-ret));
 			goto out;
 		}
 		/*
@@ -312,17 +313,19 @@ static void describe_busy(int fd, char *msg, size_t msglen)
 
 	if (holder_read(fd, &h, why, sizeof(why)) < 0)
 		util_say(msg, msglen,
-		    "store is locked by another process (its lock record is "
-		    "unreadable: %s)",
-		    why);
+			 "store is locked by another process (its lock record "
+			 "is "
+			 "unreadable: %s)",
+			 why);
 	else if (h.empty)
 		util_say(msg, msglen,
-		    "store is locked by another process (its lock record is "
-		    "not written yet)");
+			 "store is locked by another process (its lock record "
+			 "is "
+			 "not written yet)");
 	else
 		util_say(msg, msglen,
-		    "store is locked by pid %lld on host %s since %s", h.pid,
-		    h.host, h.start);
+			 "store is locked by pid %lld on host %s since %s",
+			 h.pid, h.host, h.start);
 }
 
 /*
@@ -351,10 +354,12 @@ static int judge_record(int fd, const char *host, char *msg, size_t msglen)
 		return 0;
 	if (strcmp(h.host, host) != 0) {
 		util_say(msg, msglen,
-		    "store lock is held by host %s (pid %lld, since %s) and "
-		    "cannot be checked from here; run `recfsctl unlock --force "
-		    "STORE` if that process is gone",
-		    h.host, h.pid, h.start);
+			 "store lock is held by host %s (pid %lld, since %s) "
+			 "and "
+			 "cannot be checked from here; run `recfsctl unlock "
+			 "--force "
+			 "STORE` if that process is gone",
+			 h.host, h.pid, h.start);
 		return -EBUSY;
 	}
 	if (kill((pid_t)h.pid, 0) < 0 && errno == ESRCH)
@@ -384,7 +389,7 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 	ret = our_host(l->host, sizeof(l->host));
 	if (ret < 0) {
 		util_say(msg, msglen, "cannot get the host name: %s",
-		    strerror(-ret));
+			 strerror(-ret));
 		goto out;
 	}
 	ret = open_and_flock(dirfd, &fd, msg, msglen);
@@ -401,7 +406,7 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 	ret = record_write(fd, getpid(), l->host, l->start);
 	if (ret < 0) {
 		util_say(msg, msglen, "cannot write the lock file: %s",
-		    strerror(-ret));
+			 strerror(-ret));
 		goto out;
 	}
 	l->fd = fd;
@@ -466,7 +471,7 @@ int lock_holder(int dirfd, char *msg, size_t msglen)
 			util_say(msg, msglen, "store is not locked");
 		else
 			util_say(msg, msglen, "cannot open the lock file: %s",
-			    strerror(-ret));
+				 strerror(-ret));
 		goto out;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -476,7 +481,8 @@ int lock_holder(int dirfd, char *msg, size_t msglen)
 	}
 	ret = flock_nb(fd, LOCK_SH);
 	if (ret < 0 && ret != -EWOULDBLOCK) {
-		util_say(msg, msglen, "cannot test the lock: %s", strerror(-ret));
+		util_say(msg, msglen, "cannot test the lock: %s",
+			 strerror(-ret));
 		goto out;
 	}
 	held = ret == -EWOULDBLOCK;
@@ -495,27 +501,29 @@ int lock_holder(int dirfd, char *msg, size_t msglen)
 		ret = our_host(host, sizeof(host));
 		if (ret < 0) {
 			util_say(msg, msglen, "cannot get the host name: %s",
-			    strerror(-ret));
+				 strerror(-ret));
 			goto out;
 		}
 		if (strcmp(h.host, host) != 0) {
 			util_say(msg, msglen,
-			    "store lock is held by host %s (pid %lld, since "
-			    "%s); it cannot be checked from here",
-			    h.host, h.pid, h.start);
+				 "store lock is held by host %s (pid %lld, "
+				 "since "
+				 "%s); it cannot be checked from here",
+				 h.host, h.pid, h.start);
 		} else {
 			ret = -ENOENT;
 			util_say(msg, msglen,
-			    "store is not locked (the stale record of pid "
-			    "%lld since %s will be recovered)",
-			    h.pid, h.start);
+				 "store is not locked (the stale record of pid "
+				 "%lld since %s will be recovered)",
+				 h.pid, h.start);
 		}
 	} else if (hr == -EBADMSG) {
 		ret = -ENOENT;
 		util_say(msg, msglen,
-		    "store is not locked (an unreadable lock record will be "
-		    "replaced: %s)",
-		    why);
+			 "store is not locked (an unreadable lock record will "
+			 "be "
+			 "replaced: %s)",
+			 why);
 	} else {
 		ret = -ENOENT;
 		util_say(msg, msglen, "store is not locked");

@@ -574,9 +574,9 @@ struct store_status {
 	bool read_only;
 	bool broken;  /* refusing changes until reopened (see commit.c) */
 	bool history; /* the store has a history (FILE backend) */
-	uint64_t history_done; /* revision up to which git has everything */
-	uint64_t history_lag;  /* revision - history_done */
-	int history_error;     /* -errno of the writer's last batch, or 0 */
+	uint64_t history_done;	   /* revision up to which git has everything */
+	uint64_t history_lag;	   /* revision - history_done */
+	int history_error;	   /* -errno of the writer's last batch, or 0 */
 	uint64_t history_resident; /* versions its index holds in memory
 				      (0 unless history.idx cannot be
 				      written) */

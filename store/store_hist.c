@@ -160,8 +160,8 @@ int store_hist_link_many(struct store *s, const struct store_stage *const *st,
 		else
 			rlog_err("%s/%s/%s: cannot link the content for the "
 				 "history: %s",
-				 STORE_JOURNAL_DIR, HIST_BLOBS_DIR,
-				 st[i]->name, strerror(-rc));
+				 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, st[i]->name,
+				 strerror(-rc));
 	}
 	if (rc == 0)
 		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);

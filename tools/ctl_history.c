@@ -97,7 +97,8 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 		       ",\"time\":\"%s\",\"uid\":%u,\"pid\":%u,\"comm\":",
 		       v->version, v->revision, when, v->uid, v->pid);
 		ctl_json_str(stdout, v->comm);
-		printf(",\"size\":%" PRIu64 ",\"hash\":\"%s\",\"commit\":\"%s\","
+		printf(",\"size\":%" PRIu64
+		       ",\"hash\":\"%s\",\"commit\":\"%s\","
 		       "\"deleted\":%s}\n",
 		       v->size, hash, v->commit, v->deleted ? "true" : "false");
 		return 0;
@@ -123,8 +124,9 @@ static int open_mount_history(const char *mnt, struct store **s)
 
 	rc = ctl_mount_store(mnt, store, sizeof(store));
 	if (rc) {
-		fprintf(stderr, "recfsctl log: %s: the daemon does not say "
-				"where its store is (an older recfs?)\n",
+		fprintf(stderr,
+			"recfsctl log: %s: the daemon does not say "
+			"where its store is (an older recfs?)\n",
 			mnt);
 		return rc;
 	}
@@ -135,8 +137,9 @@ static int open_mount_history(const char *mnt, struct store **s)
 			strerror(-rc));
 	rc = store_open_history(s, store);
 	if (rc)
-		fprintf(stderr, "recfsctl log: %s: cannot read the history of "
-				"%s: %s\n",
+		fprintf(stderr,
+			"recfsctl log: %s: cannot read the history of "
+			"%s: %s\n",
 			mnt, store, strerror(-rc));
 	return rc;
 }
@@ -156,14 +159,16 @@ int ctl_log(int argc, char **argv)
 		if (rc)
 			return EXIT_FAIL;
 	} else if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr, "recfsctl log: %s: neither a recfs mount point "
-				"nor a store directory\n",
+		fprintf(stderr,
+			"recfsctl log: %s: neither a recfs mount point "
+			"nor a store directory\n",
 			argv[1]);
 		return EXIT_FAIL;
 	} else {
 		if (ctl_open_store(argv[1], false, &s)) {
-			fprintf(stderr, "recfsctl log: if %s is mounted, give "
-					"its mount point\n",
+			fprintf(stderr,
+				"recfsctl log: if %s is mounted, give "
+				"its mount point\n",
 				argv[1]);
 			return EXIT_FAIL;
 		}
@@ -245,8 +250,9 @@ static int open_target(const char *target, struct store **s)
 		return ctl_open_store(target, false, s) ? -EIO : 0;
 	if (ctl_is_mount(target))
 		return 0;
-	fprintf(stderr, "recfsctl %s: %s: neither a recfs mount point nor a "
-			"store directory\n",
+	fprintf(stderr,
+		"recfsctl %s: %s: neither a recfs mount point nor a "
+		"store directory\n",
 		ctl_name(), target);
 	return -EINVAL;
 }
@@ -396,8 +402,8 @@ int ctl_rollback(int argc, char **argv)
 
 		/* conditional on the version we saw: never a blind write */
 		rc = store_stat(s, argv[2], &m, false);
-		a.cond.kind = rc == 0 ? STORE_COND_IF_VERSION
-				      : STORE_COND_CREATE;
+		a.cond.kind =
+			rc == 0 ? STORE_COND_IF_VERSION : STORE_COND_CREATE;
 		a.cond.version = rc == 0 ? m.version : 0;
 		rc = rc == 0 || rc == -ENOENT
 			     ? store_put(s, argv[2], buf, len, &a, &res)
@@ -436,8 +442,8 @@ int ctl_show_version(const char *target, const char *id, uint64_t n)
 		return EXIT_FAIL;
 	rc = get_version(target, s, id, n, &buf, &len);
 	if (rc)
-		fprintf(stderr, "recfsctl show: record %s@%" PRIu64 ": %s\n", id,
-			n, strerror(-rc));
+		fprintf(stderr, "recfsctl show: record %s@%" PRIu64 ": %s\n",
+			id, n, strerror(-rc));
 	else if (fwrite(buf, 1, len, stdout) != len)
 		rc = -EIO;
 	free(buf);

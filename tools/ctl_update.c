@@ -229,7 +229,8 @@ static int write_store(const struct update *u, const struct buf *out,
 static int run_cmd(const struct update *u, const struct buf *in,
 		   struct buf *out)
 {
-	int infd = memfd_create("recfsctl-update", MFD_CLOEXEC), p[2] = {-1, -1};
+	int infd = memfd_create("recfsctl-update", MFD_CLOEXEC),
+	    p[2] = {-1, -1};
 	int status, rc;
 	pid_t pid;
 
@@ -309,7 +310,8 @@ static int update_loop(struct update *u)
 			backoff(u, round, deadline);
 		if (now_s() >= deadline)
 			break;
-		rc = u->store ? read_store(u, &in, &ver) : read_mount(u, &in, &ver);
+		rc = u->store ? read_store(u, &in, &ver)
+			      : read_mount(u, &in, &ver);
 		if (rc == 0)
 			rc = run_cmd(u, &in, &out);
 		free(in.p);
@@ -349,9 +351,10 @@ static int parse_opts(struct update *u, int *argc, char **argv)
 		return ctl_usage_error("--retries takes a whole number >= 1");
 	if (t && ((u->timeout = strtod(t, &end)) <= 0 || *end))
 		return ctl_usage_error("--timeout takes seconds > 0");
-	if (b && ((u->backoff_ms = (unsigned)strtoul(b, &end, 10)) == 0 ||
-		  *end))
-		return ctl_usage_error("--backoff-ms takes a whole number >= 1");
+	if (b &&
+	    ((u->backoff_ms = (unsigned)strtoul(b, &end, 10)) == 0 || *end))
+		return ctl_usage_error(
+			"--backoff-ms takes a whole number >= 1");
 	return 0;
 }
 
@@ -377,14 +380,16 @@ int ctl_update(int argc, char **argv)
 		u.seed = (unsigned)getpid();
 	if (ctl_is_store_dir(u.target)) {
 		if (ctl_open_store(u.target, false, &u.store)) {
-			fprintf(stderr, "recfsctl update: if %s is mounted, "
-					"give its mount point instead\n",
+			fprintf(stderr,
+				"recfsctl update: if %s is mounted, "
+				"give its mount point instead\n",
 				u.target);
 			return EXIT_FAIL;
 		}
 	} else if (!ctl_is_mount(u.target)) {
-		fprintf(stderr, "recfsctl update: %s: neither a recfs mount "
-				"point nor a store directory\n",
+		fprintf(stderr,
+			"recfsctl update: %s: neither a recfs mount "
+			"point nor a store directory\n",
 			u.target);
 		return EXIT_FAIL;
 	}

@@ -112,8 +112,7 @@ static int cmd_init(int argc, char **argv)
 	return EXIT_OK;
 }
 
-static void print_meta(const char *id, const struct store_meta *m,
-		       bool json)
+static void print_meta(const char *id, const struct store_meta *m, bool json)
 {
 	char hash[64] = "unknown";
 
@@ -237,8 +236,9 @@ static int cmd_verify(int argc, char **argv)
 	   its journal; verify then checks every file against its hash */
 	if (ctl_open_store(argv[1], false, &s)) {
 		if (ctl_is_mount(argv[1]))
-			fprintf(stderr, "recfsctl verify: %s is a mount point: "
-					"verify the store once unmounted\n",
+			fprintf(stderr,
+				"recfsctl verify: %s is a mount point: "
+				"verify the store once unmounted\n",
 				argv[1]);
 		return EXIT_FAIL;
 	}
@@ -290,8 +290,9 @@ static int cmd_unlock(int argc, char **argv)
 		return ctl_usage_error("needs --force and one STORE");
 	rc = store_lock_holder(argv[1], msg, sizeof(msg));
 	if (rc == 0)
-		fprintf(stderr, "recfsctl unlock: removing the lock held by a "
-				"live process: %s\n",
+		fprintf(stderr,
+			"recfsctl unlock: removing the lock held by a "
+			"live process: %s\n",
 			msg);
 	rc = store_unlock_force(argv[1]);
 	if (rc && rc != -ENOENT) {
