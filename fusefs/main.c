@@ -17,11 +17,13 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct opts {
@@ -185,6 +187,57 @@ static char *absolute(const char *p)
 	return out;
 }
 
+/*
+ * Once a second, give the system the free pages inside the heap
+ * (malloc_trim): the allocator gives back only its top by itself, and
+ * the nodes libfuse frees when the kernel forgets names (ID@N, by the
+ * thousand) leave whole free pages between live blocks. A thread of its
+ * own: it takes no lock but the allocator's and never touches the mount.
+ */
+struct trimmer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop; /* protected by mu */
+	pthread_t thread;
+};
+
+static void *trim_main(void *arg)
+{
+	struct trimmer *t = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&t->mu);
+	while (!t->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+		if (t->stop)
+			break;
+		pthread_mutex_unlock(&t->mu);
+		malloc_trim(0);
+		pthread_mutex_lock(&t->mu);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+static int trim_start(struct trimmer *t)
+{
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	t->stop = false;
+	return -pthread_create(&t->thread, NULL, trim_main, t);
+}
+
+static void trim_stop(struct trimmer *t)
+{
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->thread, NULL);
+}
+
 /* Serve until unmounted or signalled. */
 static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
 {
@@ -218,7 +271,8 @@ static int run(struct opts *o, struct fuse_args *args,
 	struct fuse *fuse = NULL;
 	char *path = NULL;
 	uint64_t commits = 0, errs = 0, rev;
-	int rc, ret = 1, mounted = 0, closed;
+	struct trimmer trim;
+	int rc, ret = 1, mounted = 0, closed, trimming = 0;
 
 	/* absolute: fuse_daemonize() changes to "/", and the history
 	   (libgit2) opens its repository by path */
@@ -252,10 +306,13 @@ static int run(struct opts *o, struct fuse_args *args,
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out;
 	rlog_info("mounted %s on %s", path ? path : o->store, cmd->mountpoint);
+	trimming = trim_start(&trim) == 0; /* (without it: only memory) */
 	rc = serve(fuse, cmd);
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 	ret = rc < 0 ? 1 : 0;
 out:
+	if (trimming)
+		trim_stop(&trim);
 	if (mounted)
 		fuse_unmount(fuse);
 	if (fuse)
