@@ -70,8 +70,10 @@ static void meta_dir_attr(struct fs_ctx *c, struct stat *st)
 	st->st_gid = c->gid;
 }
 
-/* A record (or namespace) by ID, as open writers see it. */
-static int record_attr(struct fs_ctx *c, const char *id, struct stat *st)
+/* A record (or namespace) by ID, as open writers see it: those that
+   opened it as ID, or as ID@N if `via_cond`. */
+static int record_attr(struct fs_ctx *c, const char *id, bool via_cond,
+		       struct stat *st)
 {
 	struct store_meta m;
 	int rc = store_stat(c->store, id, &m, false);
@@ -80,7 +82,7 @@ static int record_attr(struct fs_ctx *c, const char *id, struct stat *st)
 		return ns_attr(c, id, st);
 	if (rc == 0) {
 		fs_fill_stat(c, &m, st);
-		fs_writer_size(c, id, st);
+		fs_writer_size(c, id, via_cond, st);
 		return 0;
 	}
 	if (rc != -ENOENT)
@@ -90,7 +92,7 @@ static int record_attr(struct fs_ctx *c, const char *id, struct stat *st)
 	m.mode = 0644;
 	clock_gettime(CLOCK_REALTIME, &m.mtime);
 	fs_fill_stat(c, &m, st);
-	return fs_writer_size(c, id, st) ? 0 : -ENOENT;
+	return fs_writer_size(c, id, via_cond, st) ? 0 : -ENOENT;
 }
 
 static int handle_attr(struct fs_ctx *c, struct fs_handle *h, struct stat *st)
@@ -108,7 +110,7 @@ static int handle_attr(struct fs_ctx *c, struct fs_handle *h, struct stat *st)
 		fs_fill_stat(c, store_reader_meta(h->rd), st);
 		return 0;
 	default:
-		return record_attr(c, h->id, st);
+		return record_attr(c, h->id, h->via_cond, st);
 	}
 }
 
@@ -158,12 +160,12 @@ static int fs_getattr(const char *path, struct stat *st,
 			fs_scratch_put(c, sc);
 			return rc;
 		}
-		return record_attr(c, p.id, st);
+		return record_attr(c, p.id, false, st);
 	case FS_COND:
 		rc = store_stat(c->store, p.id, &m, false);
 		if (rc == -ENOENT && p.version == 0)
 			/* ID@0 being created: cp fstat()s it before writing */
-			return record_attr(c, p.id, st);
+			return record_attr(c, p.id, true, st);
 		if (p.version &&
 		    (rc == -ENOENT || (rc == 0 && m.version != p.version)))
 			return fs_hist_attr(c, p.id, p.version, st);
@@ -173,7 +175,7 @@ static int fs_getattr(const char *path, struct stat *st,
 			fs_fill_stat(c, &m, st);
 		return rc == -EISDIR ? -ENOENT : rc;
 	case FS_RECORD:
-		return record_attr(c, p.id, st);
+		return record_attr(c, p.id, false, st);
 	}
 	return -ENOENT;
 }
@@ -290,7 +292,7 @@ static int fs_unlink(const char *path)
 		struct stat st;
 
 		/* a created file not committed yet vanishes too */
-		if (rc == -ENOENT && record_attr(c, p.id, &st) == 0 &&
+		if (rc == -ENOENT && record_attr(c, p.id, false, &st) == 0 &&
 		    S_ISREG(st.st_mode))
 			rc = 0;
 		fs_writers_orphan(c, p.id);
@@ -332,7 +334,7 @@ static int rename_record(struct fs_ctx *c, const struct fs_path *from,
 	if (rc == -EISDIR) {
 		/* a namespace: moved whole if empty, else EXDEV (mv copies) */
 		if ((flags & RENAME_NOREPLACE) &&
-		    record_attr(c, to->id, &st) == 0)
+		    record_attr(c, to->id, false, &st) == 0)
 			return -EEXIST;
 		return store_rename_ns(c->store, from->id, to->id);
 	}

@@ -83,6 +83,9 @@ struct fs_handle {
 	bool touched;		 /* written or truncated since then: only
 				    then does flush commit (see handle.c) */
 	bool orphan;		 /* the record was unlinked: drop changes */
+	bool via_cond;		 /* opened as ID@N: the kernel's inode is
+				    ID@N's, so ID's attributes must not
+				    show this stage (fs_writer_size) */
 	int err;		 /* a write or truncate failed: every commit
 				    from this handle fails with it (the
 				    stage is incomplete) */
@@ -212,7 +215,10 @@ int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi);
 int fs_release(const char *path, struct fuse_file_info *fi);
 int fs_ftruncate(struct fs_handle *h, off_t size);
 /* Size of a record as the open writers see it; false if none. */
-bool fs_writer_size(struct fs_ctx *c, const char *id, struct stat *st);
+/* Size, mode, mtime of an open writer of `id` into *st (false if none):
+   of one opened as ID@N if `via_cond`, else of one opened as ID. */
+bool fs_writer_size(struct fs_ctx *c, const char *id, bool via_cond,
+		    struct stat *st);
 /* chmod/utimens of a record with open writers go to their next commit. */
 bool fs_writer_set_meta(struct fs_ctx *c, const char *id, int mode,
 			const struct timespec *mtime);

@@ -247,14 +247,19 @@ static void writer_remove(struct fs_ctx *c, struct fs_handle *h)
 	pthread_mutex_unlock(&c->mu);
 }
 
-bool fs_writer_size(struct fs_ctx *c, const char *id, struct stat *st)
+bool fs_writer_size(struct fs_ctx *c, const char *id, bool via_cond,
+		    struct stat *st)
 {
 	bool found = false;
 	struct stat sb;
 
 	pthread_mutex_lock(&c->mu);
 	for (struct fs_handle *h = c->writers; h; h = h->next) {
-		if (h->orphan || !h->dirty || strcmp(h->id, id) != 0)
+		/* a CAS writer's truncated stage shown as ID's size would
+		   clamp the kernel's reads of ID's committed version (a
+		   reader saw "": tools/torture --contention) */
+		if (h->orphan || !h->dirty || h->via_cond != via_cond ||
+		    strcmp(h->id, id) != 0)
 			continue;
 		if (h->staged && h->cond.kind != STORE_COND_APPEND &&
 		    fstat(store_stage_fd(h->st), &sb) == 0) {
@@ -495,6 +500,7 @@ static int open_write(struct fs_ctx *c, const struct fs_path *p, int flags,
 	h = handle_new(H_WRITE, p->id);
 	if (!h)
 		return -ENOMEM;
+	h->via_cond = p->kind == FS_COND;
 	rc = cond_of(c, p, &h->cond);
 	if (rc)
 		goto fail;

@@ -81,4 +81,23 @@ check "rm '$MNT/b@3' && [ ! -e '$MNT/b' ] && ! cat '$MNT/b' 2>/dev/null" \
 check "echo back >'$MNT/b' && cmp - '$MNT/b' <<<back && [ \"\$(version '$MNT/b')\" = 4 ]" \
 	"... and > b creates it again (version 4)"
 
+# A CAS writer's stage (open, truncated, not written yet) is not ID's
+# size: that would clamp the kernel's reads of the committed version for
+# every reader of ID (tools/torture --contention once read "").
+out=$(python3 - "$MNT/s" <<'PY' 2>&1
+import os, sys
+p = sys.argv[1]
+with open(p, "wb") as f:
+    f.write(b"committed\n")
+r = os.open(p, os.O_RDONLY)
+w = os.open(p + "@1", os.O_WRONLY | os.O_TRUNC)
+size = os.stat(p).st_size
+seen = os.pread(r, 100, 0)
+os.close(w)
+print(size, seen == b"committed\n")
+PY
+)
+check "[ '$out' = '10 True' ]" \
+	"stat of s while s@1 is open truncated says 10 bytes, a reader reads them all ($out)"
+
 finish
