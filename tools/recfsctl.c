@@ -8,6 +8,8 @@
 #include "store.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +94,24 @@ int ctl_open_store(const char *path, bool ro, struct store **s)
 		fprintf(stderr, "recfsctl %s: %s: cannot open store: %s\n",
 			current->name, path, strerror(-rc));
 	return rc;
+}
+
+/* A command that needs the store directory was given a mount point:
+   say so (true) rather than try to open it as a store. */
+static bool refuse_mount_point(const char *path, const char *what)
+{
+	char store[PATH_MAX];
+
+	if (ctl_is_store_dir(path) || !ctl_is_mount(path))
+		return false;
+	if (ctl_mount_store(path, store, sizeof(store)) == 0)
+		fprintf(stderr,
+			"recfsctl %s: %s is a recfs mount point (of %s): %s\n",
+			current->name, path, store, what);
+	else
+		fprintf(stderr, "recfsctl %s: %s is a recfs mount point: %s\n",
+			current->name, path, what);
+	return true;
 }
 
 static int cmd_init(int argc, char **argv)
@@ -194,6 +214,39 @@ out:
 	return ret;
 }
 
+/* stats of a mounted store: what its daemon says in .recfs/status. */
+static int stats_of_mount(const char *mnt, bool json)
+{
+	char path[PATH_MAX];
+	json_error_t jerr;
+	json_t *st;
+	json_int_t rev, live, tomb;
+
+	snprintf(path, sizeof(path), "%s/.recfs/status", mnt);
+	st = json_load_file(path, 0, &jerr);
+	if (!st || json_unpack(st, "{s:I, s:I, s:I}", "revision", &rev,
+			       "records", &live, "deleted", &tomb) != 0) {
+		fprintf(stderr,
+			"recfsctl stats: %s: cannot read its status: %s\n",
+			path, st ? "unexpected content" : jerr.text);
+		json_decref(st);
+		return EXIT_FAIL;
+	}
+	json_decref(st);
+	if (json) {
+		printf("{\"mount\":");
+		ctl_json_str(stdout, mnt);
+		printf(",\"revision\":%lld,\"records\":%lld,\"deleted\":%lld}"
+		       "\n",
+		       (long long)rev, (long long)live, (long long)tomb);
+	} else {
+		printf("mount:    %s\nrevision: %lld\nrecords:  %lld\n"
+		       "deleted:  %lld\n",
+		       mnt, (long long)rev, (long long)live, (long long)tomb);
+	}
+	return EXIT_OK;
+}
+
 static int cmd_stats(int argc, char **argv)
 {
 	bool json = ctl_take_flag(&argc, argv, "--json");
@@ -202,6 +255,8 @@ static int cmd_stats(int argc, char **argv)
 
 	if (argc != 2)
 		return ctl_usage_error("expects one STORE");
+	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1]))
+		return stats_of_mount(argv[1], json);
 	if (ctl_open_store(argv[1], true, &s))
 		return EXIT_FAIL;
 	store_counts(s, &live, &tomb);
@@ -234,14 +289,11 @@ static int cmd_verify(int argc, char **argv)
 		return ctl_usage_error("expects one STORE");
 	/* opening runs recovery, so a store that opens is consistent with
 	   its journal; verify then checks every file against its hash */
-	if (ctl_open_store(argv[1], false, &s)) {
-		if (ctl_is_mount(argv[1]))
-			fprintf(stderr,
-				"recfsctl verify: %s is a mount point: "
-				"verify the store once unmounted\n",
-				argv[1]);
+	if (refuse_mount_point(argv[1], "verify the store directory once "
+					"it is unmounted"))
 		return EXIT_FAIL;
-	}
+	if (ctl_open_store(argv[1], false, &s))
+		return EXIT_FAIL;
 	rc = repair ? store_verify_repair(s, &rep) : store_verify(s, &rep);
 	if (json)
 		printf("{\"records\":%llu,\"bad\":%llu,\"unindexed\":%llu,"
@@ -288,6 +340,16 @@ static int cmd_unlock(int argc, char **argv)
 
 	if (argc != 2 || !force)
 		return ctl_usage_error("needs --force and one STORE");
+	if (refuse_mount_point(argv[1], "unlock takes the store directory, "
+					"and only when no daemon holds it"))
+		return EXIT_FAIL;
+	if (!ctl_is_store_dir(argv[1])) {
+		fprintf(stderr,
+			"recfsctl unlock: %s: not a recfs store (no "
+			"format.json)\n",
+			argv[1]);
+		return EXIT_FAIL;
+	}
 	rc = store_lock_holder(argv[1], msg, sizeof(msg));
 	if (rc == 0)
 		fprintf(stderr,
@@ -345,8 +407,10 @@ static const struct cmd cmds[] = {
 	 "Progress on stderr when it is a terminal. TARGET is a store "
 	 "directory, or a mount point (the daemon does it).",
 	 ctl_import},
-	{"stats", "[--json] STORE",
-	 "Print the store revision and record counts.", cmd_stats},
+	{"stats", "[--json] TARGET",
+	 "Print the store revision and record counts, of a store directory "
+	 "or (from its daemon) of a mount point.",
+	 cmd_stats},
 	{"verify", "[--repair] [--json] STORE",
 	 "Recover the store if needed and check every record against its "
 	 "hash and the history. Exit 1 if anything is wrong. --repair: a "

@@ -100,4 +100,19 @@ mount_store || exit 1
 check "[ \"\$(cat '$MNT/a')\" = one ] && [ \"\$(cat '$MNT/b')\" = two ]" \
 	"the store mounts and is intact"
 
+# recfsctl on the mount point: stats from the daemon; commands that need
+# the store directory say so and change nothing
+out=$("$RECFSCTL" stats "$MNT" 2>&1)
+check "grep -q \"^revision: \$(revision)\$\" <<<'$out' && grep -q '^records:  2\$' <<<'$out'" \
+	"recfsctl stats MNT: the daemon's revision and record count ($out)"
+out=$("$RECFSCTL" verify "$MNT" 2>&1)
+check "[ $? = 1 ] && grep -q 'is a recfs mount point (of .*): verify the store' <<<'$out'" \
+	"recfsctl verify MNT refuses, naming the store ($out)"
+out=$("$RECFSCTL" unlock --force "$MNT" 2>&1)
+check "[ $? = 1 ] && grep -q 'mount point' <<<'$out' && [ -s '$STORE/lock' ]" \
+	"recfsctl unlock --force MNT refuses and leaves the lock ($out)"
+out=$("$RECFSCTL" unlock --force "$T" 2>&1)
+check "[ $? = 1 ] && grep -q 'not a recfs store' <<<'$out'" \
+	"recfsctl unlock --force of a plain directory refuses ($out)"
+
 finish
