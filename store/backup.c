@@ -40,6 +40,7 @@
 #include "jnl.h"
 #include "lock.h"
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -337,17 +338,12 @@ static int copy_entry(struct copy *c, int sfd, int dfd, const char *name,
    history.git, `which` says whether objects/ is copied. */
 static int copy_dir(struct copy *c, int sfd, int dfd, int which)
 {
-	int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 	struct dirent *d;
 	DIR *dir;
+	int rc = util_opendir_fd(sfd, &dir);
 
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		close(fd);
-		return -errno;
-	}
+	if (rc)
+		return rc;
 	while (rc == 0 && (d = readdir(dir)) != NULL) {
 		const char *n = d->d_name;
 		bool objects = !strcmp(n, "objects");
@@ -476,17 +472,12 @@ static int sync_open(int dfd, const char *name, const struct stat *st)
 /* fsync every file and directory under `dfd`, then `dfd` itself. */
 static int sync_tree(struct store *s, int dfd)
 {
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 	struct dirent *d;
 	DIR *dir;
+	int rc = util_opendir_fd(dfd, &dir);
 
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		close(fd);
-		return -errno;
-	}
+	if (rc)
+		return rc;
 	while (rc == 0 && (d = readdir(dir)) != NULL) {
 		struct stat st;
 		int f;
@@ -517,17 +508,11 @@ static int sync_tree(struct store *s, int dfd)
 /* Remove everything under `dfd` (what a failed backup made). */
 static void remove_tree(int dfd)
 {
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *d;
 	DIR *dir;
 
-	if (fd < 0)
+	if (util_opendir_fd(dfd, &dir))
 		return;
-	dir = fdopendir(fd);
-	if (!dir) {
-		close(fd);
-		return;
-	}
 	while ((d = readdir(dir)) != NULL) {
 		struct stat st;
 		int sub;
@@ -594,15 +579,9 @@ static int open_dest(const char *dest, int *dfd, bool *created)
 		goto out;
 	}
 	if (!*created) {
-		int fd2 = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		dir = fd2 < 0 ? NULL : fdopendir(fd2);
-		if (!dir) {
-			rc = -errno;
-			if (fd2 >= 0)
-				close(fd2);
+		rc = util_opendir_fd(fd, &dir);
+		if (rc)
 			goto out;
-		}
 		while ((d = readdir(dir)) != NULL)
 			if (strcmp(d->d_name, ".") && strcmp(d->d_name, "..")) {
 				rc = -ENOTEMPTY;

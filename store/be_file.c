@@ -13,6 +13,7 @@
 #include "id.h"
 #include "io.h"
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -527,17 +528,11 @@ int be_file_clean_tmp(struct backend *be)
 {
 	struct be_file *b = bf(be);
 	struct dirent *d;
-	int fd, n = 0;
 	DIR *dir;
+	int n = 0, rc = util_opendir_fd(b->tmp_fd, &dir);
 
-	fd = openat(b->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		close(fd);
-		return -errno;
-	}
+	if (rc)
+		return rc;
 	while ((d = readdir(dir)) != NULL) {
 		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
 			continue;

@@ -27,6 +27,7 @@
 #include "io.h"
 #include "jnl.h"
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -831,7 +832,7 @@ int hist_clean_blobs(struct hist *h)
 	struct names ns = {0};
 	struct dirent *de;
 	DIR *dir = NULL;
-	int fd, rc, removed = 0;
+	int rc, removed = 0;
 
 	if (h->blobs_fd < 0)
 		return 0;
@@ -841,14 +842,9 @@ int hist_clean_blobs(struct hist *h)
 		goto out;
 	if (ns.n)
 		qsort(ns.v, ns.n, sizeof(*ns.v), cmp_str);
-	fd = openat(h->blobs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	dir = fd < 0 ? NULL : fdopendir(fd);
-	if (!dir) {
-		rc = -errno;
-		if (fd >= 0)
-			close(fd);
+	rc = util_opendir_fd(h->blobs_fd, &dir);
+	if (rc)
 		goto out;
-	}
 	while ((de = readdir(dir)) != NULL) {
 		const char *name = de->d_name;
 

@@ -5,6 +5,7 @@
  * store_hist.c.
  */
 #include "store_i.h"
+#include "util.h"
 #include "format.h"
 #include "history.h"
 #include "id.h"
@@ -83,18 +84,12 @@ out:
 /* Is `dirfd` empty but for the subdirectories a store creates? */
 static int check_empty(int dirfd, const char *path)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *d;
 	DIR *dir;
-	int rc = 0;
+	int rc = util_opendir_fd(dirfd, &dir);
 
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		close(fd);
-		return -errno;
-	}
+	if (rc)
+		return rc;
 	while ((d = readdir(dir)) != NULL) {
 		const char *n = d->d_name;
 
@@ -118,18 +113,13 @@ static int check_empty(int dirfd, const char *path)
    records/ (one rename each, nothing is rewritten). */
 static int adopt_files(int dirfd, const char *path)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int recfd = -1, rc = 0, moved = 0;
+	int recfd = -1, moved = 0;
 	struct dirent *d;
 	DIR *dir;
+	int rc = util_opendir_fd(dirfd, &dir);
 
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		close(fd);
-		return -errno;
-	}
+	if (rc)
+		return rc;
 	recfd = openat(dirfd, STORE_RECORDS_DIR,
 		       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (recfd < 0) {

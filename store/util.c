@@ -4,9 +4,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 void util_say(char *msg, size_t len, const char *fmt, ...)
 {
@@ -41,4 +43,19 @@ int util_now_iso(char *buf, size_t len)
 	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		return -ERANGE;
 	return 0;
+}
+
+int util_opendir_fd(int dirfd, DIR **out)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+
+	*out = NULL;
+	if (fd < 0)
+		return -errno;
+	*out = fdopendir(fd);
+	if (*out)
+		return 0;
+	err = errno;
+	close(fd);
+	return -err;
 }

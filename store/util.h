@@ -1,11 +1,12 @@
 /*
- * util.h - small helpers shared by the store's modules that parse or
- * write untrusted text (lock, format): messages into caller buffers,
- * printable copies of input, timestamps.
+ * util.h - small helpers shared by the store's modules: messages into
+ * caller buffers, printable copies of untrusted text (lock, format),
+ * timestamps, directory listings on descriptors.
  */
 #ifndef RECFS_UTIL_H
 #define RECFS_UTIL_H
 
+#include <dirent.h>
 #include <stddef.h>
 
 /* snprintf into msg[len]; does nothing if msg is NULL or len 0. */
@@ -18,5 +19,10 @@ void util_clean_copy(char *dst, size_t len, const char *src);
 
 /* The current UTC time as "2026-11-23T16:00:00Z". Returns 0 or -errno. */
 int util_now_iso(char *buf, size_t len);
+
+/* A listing of directory `dirfd` itself on a descriptor of its own
+   (`dirfd` stays the caller's), for readdir and closedir. Returns 0 or
+   -errno. */
+int util_opendir_fd(int dirfd, DIR **out);
 
 #endif

@@ -10,6 +10,7 @@
  * (/dev/shm) when there is one (RECFS_TEST_TMPDIR overrides).
  */
 #include "io.h"
+#include "sandbox.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -33,39 +34,16 @@ static char base[PATH_MAX];
 static char spath[PATH_MAX + 32]; /* base/store */
 static char dpath[PATH_MAX + 32]; /* base/copy */
 
-static const char *test_root(void)
-{
-	const char *e = getenv("RECFS_TEST_TMPDIR");
-
-	if (e && *e)
-		return e;
-	if (access("/dev/shm", W_OK | X_OK) == 0)
-		return "/dev/shm";
-	return "/tmp";
-}
-
 static void setup(void)
 {
-	snprintf(base, sizeof(base), "%s/recfs-backup.XXXXXX", test_root());
-	cr_assert_not_null(mkdtemp(base), "mkdtemp %s: %s", base,
-			   strerror(errno));
+	sandbox_new(base, sizeof(base), "backup", false);
 	snprintf(spath, sizeof(spath), "%s/store", base);
 	snprintf(dpath, sizeof(dpath), "%s/copy", base);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		chmod(path, 0700), rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static void teardown(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	sandbox_rm(base);
 }
 
 TestSuite(backup, .init = setup, .fini = teardown, .timeout = 300);

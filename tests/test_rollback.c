@@ -10,6 +10,7 @@
  * RECFS_TEST_VERBOSE is set.
  */
 #include "io.h"
+#include "sandbox.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -34,46 +35,15 @@
 static char base[PATH_MAX];
 static char spath[PATH_MAX + 32];
 
-static const char *test_root(void)
-{
-	const char *e = getenv("RECFS_TEST_TMPDIR");
-
-	if (e && *e)
-		return e;
-	if (access("/dev/shm", W_OK | X_OK) == 0)
-		return "/dev/shm";
-	return "/tmp";
-}
-
 static void setup(void)
 {
-	snprintf(base, sizeof(base), "%s/recfs-rollback.XXXXXX", test_root());
-	cr_assert_not_null(mkdtemp(base), "mkdtemp %s: %s", base,
-			   strerror(errno));
+	sandbox_new(base, sizeof(base), "rollback", true);
 	snprintf(spath, sizeof(spath), "%s/store", base);
-	if (!getenv("RECFS_TEST_VERBOSE")) {
-		int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-		if (fd >= 0) {
-			dup2(fd, 2);
-			close(fd);
-		}
-	}
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
 }
 
 static void teardown(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	sandbox_rm(base);
 }
 
 TestSuite(rollback, .init = setup, .fini = teardown, .timeout = 300);

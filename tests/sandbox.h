@@ -1,0 +1,24 @@
+/*
+ * sandbox.h - the fresh temp directory each test runs in (libgit2's
+ * sandbox habit), shared by the unit test executables that use it.
+ */
+#ifndef RECFS_TEST_SANDBOX_H
+#define RECFS_TEST_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Make a new directory "ROOT/recfs-NAME.XXXXXX" into base[len], ROOT
+ * being $RECFS_TEST_TMPDIR, else /dev/shm (a process crash does not lose
+ * the page cache: the disk adds nothing but time), else /tmp. Asserts
+ * that it was made. With `quiet`, what the store logs on stderr is
+ * dropped unless RECFS_TEST_VERBOSE is set.
+ */
+void sandbox_new(char *base, size_t len, const char *name, bool quiet);
+
+/* Remove `path` and everything under it (directories made unreadable
+   by a test included). */
+void sandbox_rm(const char *path);
+
+#endif
