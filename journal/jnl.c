@@ -18,12 +18,23 @@
  * (ftruncate + fdatasync) and its sequence numbers are not consumed; if
  * that undo fails too the journal is broken and refuses appends.
  *
+ * Preallocation: a batch that leaves less than JNL_PREALLOC of zeros after
+ * the end of the segment also writes the next JNL_PREALLOC of zeros there,
+ * made durable by the same fdatasync. The batches after it overwrite
+ * blocks that are already allocated and within the file's size, so their
+ * fdatasync writes only the data, not the inode: about half the latency
+ * of an append on ext4. A zero tail reads as a torn tail, which every
+ * reader already stops at; it is cut off when the segment is closed or
+ * rotated, and by the trim of seg_prepare after a crash. Writing the zeros
+ * is best effort: if it fails (ENOSPC) the batch goes on without them.
+ *
  * Failpoints: "jnl.open" (opening a segment to write: create, reuse,
  * trim), "jnl.hdr.write", "jnl.hdr.fsync", "jnl.dir.fsync", "jnl.write"
  * (the batch pwritev), "jnl.fsync" (every fdatasync of a segment: the
  * batch's, and the one that makes an undo or a trim durable),
  * "jnl.truncate" (undo of a failed batch, trim of a torn tail, reset of a
- * reused segment), "jnl.drop.unlink", "jnl.scan.open" (directory and
+ * reused segment), "jnl.cut", "jnl.cut.fsync" (the zeros after the last
+ * record cut off at rotation and close), "jnl.drop.unlink", "jnl.scan.open" (directory and
  * segments), "jnl.scan.read".
  *
  * Reading (jnl_scan, the segment walk jnl_open also uses, and cursors)
@@ -47,6 +58,9 @@
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
+
+/* Zeros written ahead of the end of a segment (see the top). */
+#define JNL_PREALLOC (2u << 20)
 
 struct jnl_waiter {
 	const struct iovec *iov;
@@ -73,6 +87,9 @@ struct jnl {
 	bool broken;		  /* protected by lock */
 	uint64_t last_seq;	  /* last durable record; protected by lock */
 	uint64_t end;		  /* bytes in the segment; protected by lock */
+	uint64_t zero_end;	  /* [end, zero_end) of the segment holds
+				     zeros written by an earlier batch (see
+				     the top); leader, or lock when none */
 
 	/* Scratch of the current leader (whoever set `flushing`). */
 	uint8_t (*hdrs)[JNL_FRAME_HDR];
@@ -235,7 +252,8 @@ out:
 		rlog_err("journal %s: trimming torn tail at %" PRIu64 ": %s",
 			 name, end, strerror(-rc));
 	else
-		rlog_info("journal %s: trimmed torn tail at offset %" PRIu64,
+		rlog_info("journal %s: cut the tail after the last record, at "
+			  "offset %" PRIu64,
 			  name, end);
 	if (fd >= 0)
 		close(fd);
@@ -356,7 +374,7 @@ int jnl_open(struct jnl **out, const struct jnl_opts *opts)
 	j->seg_first = opts->next_seq;
 	jnl_seg_name(j->seg_name, j->seg_first);
 	j->last_seq = opts->next_seq - 1;
-	j->end = JNL_FILE_HDR;
+	j->end = j->zero_end = JNL_FILE_HDR;
 	*out = j;
 	j = NULL;
 out:
@@ -390,6 +408,56 @@ static int scratch_reserve(struct jnl *j, size_t nrec, size_t niov)
 		j->iovs = p;
 		j->iovs_cap = cap;
 	}
+	return 0;
+}
+
+/*
+ * After a batch that ends at `end`: if fewer than JNL_PREALLOC zeros follow
+ * it, write the next JNL_PREALLOC, for the batch's fdatasync to make
+ * durable too. Best effort and without a failpoint: zeros are what a
+ * reader stops at anyway, and a batch never depends on them. Leader only.
+ */
+static void seg_zero_ahead(struct jnl *j, uint64_t end)
+{
+	static const uint8_t zeros[64 * 1024];
+	uint64_t from = j->zero_end > end ? j->zero_end : end;
+	uint64_t to = end + 2 * (uint64_t)JNL_PREALLOC;
+
+	if (j->zero_end >= end + JNL_PREALLOC)
+		return;
+	while (from < to) {
+		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from)
+						     : sizeof(zeros);
+		ssize_t w = pwrite(j->fd, zeros, n, (off_t)from);
+
+		if (w <= 0)
+			break; /* ENOSPC, say: appends go on without */
+		from += (uint64_t)w;
+	}
+	j->zero_end = from;
+}
+
+/*
+ * Cut the zeros after the end of the current segment off again, durably,
+ * so that a segment no longer written to ends at its last record. With
+ * j->lock held and no flush in progress.
+ */
+static int seg_cut_zeros(struct jnl *j)
+{
+	int rc;
+
+	if (j->fd < 0 || j->zero_end <= j->end)
+		return 0;
+	rc = io_ftruncate(j->io, "jnl.cut", j->fd, (off_t)j->end);
+	if (rc == 0)
+		rc = io_fdatasync(j->io, "jnl.cut.fsync", j->fd);
+	if (rc < 0) {
+		rlog_err("journal %s: cutting the zeros after offset %" PRIu64
+			 ": %s",
+			 j->seg_name, j->end, strerror(-rc));
+		return rc;
+	}
+	j->zero_end = j->end;
 	return 0;
 }
 
@@ -437,8 +505,10 @@ static void flush_batch(struct jnl *j)
 	n = io_pwritev_all(j->io, "jnl.write", j->fd, j->iovs, (int)v,
 			   (off_t)base);
 	rc = n < 0 ? (int)n : 0;
-	if (rc == 0)
+	if (rc == 0) {
+		seg_zero_ahead(j, base + total);
 		rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+	}
 	if (rc < 0) {
 		rlog_err("journal %s: writing records %" PRIu64 "..%" PRIu64
 			 " at offset %" PRIu64 ": %s",
@@ -452,6 +522,7 @@ static void flush_batch(struct jnl *j)
 		urc = io_ftruncate(j->io, "jnl.truncate", j->fd, (off_t)base);
 		if (urc == 0)
 			urc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+		j->zero_end = base;
 		if (urc < 0) {
 			rlog_err("journal %s: cannot cut failed records at "
 				 "offset %" PRIu64 ": %s; journal is broken",
@@ -539,19 +610,25 @@ int jnl_rotate(struct jnl *j)
 	int fd = -1, old, rc = 0;
 
 	pthread_mutex_lock(&j->lock);
+	while (j->flushing)
+		pthread_cond_wait(&j->cond, &j->lock);
 	if (j->broken)
 		rc = -EIO;
 	first = j->last_seq + 1;
 	empty = j->end == JNL_FILE_HDR && j->seg_first == first;
+	/*
+	 * Every record of the current segment is already durable (each
+	 * batch is fdatasync'ed), so it only needs its zeros cut off: only
+	 * the last segment may end in bytes that are not records. Under
+	 * the lock, so that no batch is written meanwhile.
+	 */
+	if (rc == 0 && !empty)
+		rc = seg_cut_zeros(j);
 	pthread_mutex_unlock(&j->lock);
 	/* An empty segment already starts at the next record. */
 	if (rc < 0 || empty)
 		return rc;
 
-	/*
-	 * Every record of the current segment is already durable (each
-	 * batch is fdatasync'ed), so it only needs closing.
-	 */
 	rc = seg_create(j->io, j->dirfd, first, false, &fd);
 	if (rc < 0)
 		return rc;
@@ -559,7 +636,7 @@ int jnl_rotate(struct jnl *j)
 	old = j->fd;
 	j->fd = fd;
 	j->seg_first = first;
-	j->end = JNL_FILE_HDR;
+	j->end = j->zero_end = JNL_FILE_HDR;
 	jnl_seg_name(j->seg_name, first);
 	pthread_mutex_unlock(&j->lock);
 	close(old);
@@ -615,6 +692,9 @@ void jnl_close(struct jnl *j)
 {
 	if (!j)
 		return;
+	/* a clean close leaves no zeros for the next open to report */
+	if (!j->broken)
+		(void)seg_cut_zeros(j);
 	if (j->fd >= 0)
 		close(j->fd);
 	pthread_cond_destroy(&j->cond);

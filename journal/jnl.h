@@ -16,7 +16,8 @@
  * "jnl.hdr.write", "jnl.hdr.fsync", "jnl.dir.fsync", "jnl.write" (one
  * pwritev per batch), "jnl.fsync" (every fdatasync of a segment: one per
  * batch, plus the one that makes an undo or a trim durable),
- * "jnl.truncate" (undo of a failed batch, trim of a torn tail),
+ * "jnl.truncate" (undo of a failed batch, trim of a torn tail), "jnl.cut",
+ * "jnl.cut.fsync" (zeros after the last record cut off),
  * "jnl.drop.unlink", "jnl.scan.open" (directory and segments),
  * "jnl.scan.read", "jnl.cursor.open", "jnl.cursor.read" (cursors).
  */
@@ -104,6 +105,9 @@ struct jnl_scan_report {
 	uint64_t records;    /* records passed to the callback */
 	uint64_t last_seq;   /* highest seq seen (0 if none) */
 	uint64_t torn_bytes; /* bytes ignored at the tail of the last segment */
+	uint64_t zero_bytes; /* such a tail that holds only zeros, as the
+				space jnl_append writes ahead of the records
+				does: counted here instead */
 	unsigned segments;   /* segment files read */
 };
 

@@ -83,7 +83,8 @@ struct jnl_walk {
 	uint64_t nrec;	    /* valid records */
 	uint64_t last_seq;  /* of the last valid record */
 	uint64_t valid_end; /* offset after the header and valid records */
-	uint64_t torn;	    /* bytes ignored at the tail */
+	uint64_t torn;	    /* bytes ignored at the tail, unless ... */
+	uint64_t zeros;	    /* ... they are all zeros: then here */
 	uint64_t passed;    /* records given to cb */
 };
 

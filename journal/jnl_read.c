@@ -150,6 +150,23 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* Does fd hold only zeros in [from, to)? (Read errors: no.) */
+static bool zero_tail(int fd, uint64_t from, uint64_t to)
+{
+	uint8_t buf[16384];
+
+	while (from < to) {
+		size_t want = to - from < sizeof(buf) ? (size_t)(to - from)
+						      : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, (off_t)from);
+
+		if (n <= 0 || !all_zero(buf, (size_t)n))
+			return false;
+		from += (uint64_t)n;
+	}
+	return true;
+}
+
 /*
  * Read segment w->first and verify it: header, then frames of seqs
  * first, first+1, ... passing those above w->after to w->cb. Returns 0,
@@ -277,10 +294,18 @@ int jnl_seg_walk(struct jnl_walk *w, struct jnl_rbuf *b)
 
 bad:
 	if (w->last) {
-		w->torn = w->size - pos;
-		rlog_warn("journal %s: torn tail at offset %" PRIu64
-			  ", ignoring %" PRIu64 " bytes",
-			  name, pos, w->torn);
+		/* zeros are what jnl.c writes ahead of the records */
+		if (zero_tail(fd, pos, w->size)) {
+			w->zeros = w->size - pos;
+			rlog_debug("journal %s: %" PRIu64 " bytes of zeros "
+				   "after the last record, at offset %" PRIu64,
+				   name, w->zeros, pos);
+		} else {
+			w->torn = w->size - pos;
+			rlog_warn("journal %s: torn tail at offset %" PRIu64
+				  ", ignoring %" PRIu64 " bytes",
+				  name, pos, w->torn);
+		}
 		rc = 0;
 	} else {
 		rc = -EBADMSG;
@@ -333,6 +358,7 @@ int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
 		if (w.nrec)
 			r.last_seq = w.last_seq;
 		r.torn_bytes += w.torn;
+		r.zero_bytes += w.zeros;
 		if (rc)
 			goto out;
 		expect = segs[i] + w.nrec;

@@ -185,6 +185,8 @@ static const struct point points[] = {
 	{"snapshot.fsync", CKPT, B(OP_CHECKPOINT), false, 0},
 	{"snapshot.rename", CKPT, B(OP_CHECKPOINT), false, 0},
 	{"snapshot.dirsync", CKPT, B(OP_CHECKPOINT), false, 0},
+	{"jnl.cut", CKPT, B(OP_CHECKPOINT), false, 0},
+	{"jnl.cut.fsync", CKPT, B(OP_CHECKPOINT), false, 0},
 	{"jnl.open", CKPT, B(OP_CHECKPOINT), false, 0},
 	{"jnl.hdr.write", CKPT, B(OP_CHECKPOINT), true, 0},
 	{"jnl.hdr.fsync", CKPT, B(OP_CHECKPOINT), false, 0},

@@ -94,6 +94,26 @@ static off_t seg_size(uint64_t first)
 	return st.st_size;
 }
 
+/* Does segment `first` hold only zeros from offset `from` on? */
+static bool seg_zeros_from(uint64_t first, uint64_t from)
+{
+	char name[32], buf[4096];
+	bool zeros = true;
+	ssize_t n;
+	int fd;
+
+	seg_path(name, sizeof(name), first);
+	fd = openat(dfd, name, O_RDONLY);
+	cr_assert_geq(fd, 0, "open %s", name);
+	while (zeros && (n = pread(fd, buf, sizeof(buf), (off_t)from)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			zeros = zeros && buf[i] == 0;
+		from += (uint64_t)n;
+	}
+	close(fd);
+	return zeros;
+}
+
 static bool seg_exists(uint64_t first)
 {
 	char name[32];
@@ -206,7 +226,9 @@ Test(jnl, append_then_scan_round_trip)
 	}
 	cr_expect_eq(jnl_last_seq(j), 100);
 	cr_expect_eq(jnl_segment_bytes(j), bytes);
-	cr_expect_eq(seg_size(1), (off_t)bytes);
+	/* zeros written ahead of the records, and only zeros */
+	cr_expect_gt(seg_size(1), (off_t)bytes);
+	cr_expect(seg_zeros_from(1, bytes), "non-zero bytes after the records");
 
 	/* Empty and multi-iovec records. */
 	memset(big, 'z', sizeof(big));
@@ -236,7 +258,14 @@ Test(jnl, append_then_scan_round_trip)
 	cr_expect_str_eq(s->payload[100], "");
 	cr_expect_eq(strncmp(s->payload[101], "ab", 2), 0);
 	cr_expect_eq(strlen(s->payload[101]), 2 + sizeof(big) - 1);
+	cr_expect_eq(r.zero_bytes, (uint64_t)seg_size(1) - jnl_segment_bytes(j));
 	seen_free(s);
+
+	/* a clean close leaves the segment ending at its last record */
+	bytes = jnl_segment_bytes(j);
+	jnl_close(j);
+	j = NULL;
+	cr_expect_eq(seg_size(1), (off_t)bytes);
 }
 
 Test(jnl, seqs_are_consecutive_from_next_seq)
@@ -386,7 +415,7 @@ Test(jnl, torn_header_of_last_frame_is_ignored)
 	seen_free(s);
 }
 
-Test(jnl, garbage_after_last_record_is_ignored_and_counted)
+Test(jnl, zeros_after_last_record_are_ignored_and_counted)
 {
 	struct jnl_scan_report r;
 	struct seen *s;
@@ -403,7 +432,8 @@ Test(jnl, garbage_after_last_record_is_ignored_and_counted)
 	close(fd);
 	s = scan(0, 0, &r);
 	expect_records(s, 1, 5, "r");
-	cr_expect_eq(r.torn_bytes, 100);
+	cr_expect_eq(r.torn_bytes, 0);
+	cr_expect_eq(r.zero_bytes, 100);
 	seen_free(s);
 }
 

@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct seen s1 = {0}, s2 = {0};
 	uint8_t hdr[JNL_FILE_HDR];
 	uint64_t first, next, after;
-	size_t valid;
+	size_t valid, tail;
 	int rc;
 
 	decode_all(data, size);
@@ -209,14 +209,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(r1.records == s1.n);
 	if (first == 0)
 		goto out; /* a record of seq 0 is never passed (seq > after) */
-	check(JNL_FILE_HDR + s1.bytes + r1.torn_bytes == size);
+	check(JNL_FILE_HDR + s1.bytes + r1.torn_bytes + r1.zero_bytes == size);
 	check(s1.n == 0 || (s1.first == first && r1.last_seq == s1.next - 1));
 	if (s1.n == 0)
 		goto out;
 
 	/* Continue it with a second segment: same payloads, next seqs. */
 	next = first + s1.n;
-	valid = size - (size_t)r1.torn_bytes;
+	tail = (size_t)(r1.torn_bytes + r1.zero_bytes);
+	valid = size - tail;
 	s1.base = next;
 	s1.n = 0;
 	s1.bytes = 0;
@@ -227,13 +228,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 8; i++)
 		hdr[8 + i] = (uint8_t)(next >> (8 * i));
 	{
-		size_t blen = s1.len + (size_t)r1.torn_bytes;
+		size_t blen = s1.len + tail;
 		uint8_t *body = malloc(blen ? blen : 1);
 
 		check(body != NULL);
 		if (s1.len)
 			memcpy(body, s1.frames, s1.len);
-		memcpy(body + s1.len, data + valid, (size_t)r1.torn_bytes);
+		memcpy(body + s1.len, data + valid, tail);
 		write_seg(next, hdr, sizeof(hdr), body, blen);
 		free(body);
 	}
@@ -242,7 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = jnl_scan(NULL, dir_fd, after, on_record, &s2, &r2);
 	check(rc == 0);
 	check(r2.segments == 2);
-	check(r2.torn_bytes == r1.torn_bytes);
+	check(r2.torn_bytes == r1.torn_bytes && r2.zero_bytes == r1.zero_bytes);
 	check(r2.last_seq == next + s1.n - 1);
 	check(r2.records == next + s1.n - 1 - after);
 	check(s2.n == r2.records && (s2.n == 0 || s2.first == after + 1));
