@@ -820,6 +820,15 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * With it the kernel asks for the attributes (a GETATTR round trip:
+	 * attr_timeout is 0) before every read(2), to drop the pages if the
+	 * mtime changed. The pages are ours to keep or drop at open (see
+	 * "the page cache" in handle.c), and a read past the size the kernel
+	 * knows still asks first, so that a record that grew is read whole;
+	 * one that shrank is cut at the short read.
+	 */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	return fuse_get_context()->private_data;
 }
 
