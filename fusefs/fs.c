@@ -499,8 +499,8 @@ static int truncate_record(struct fs_ctx *c, const char *id, off_t size)
 		struct store_stage *st = NULL;
 		int rc = store_stage_copy(c->store, id, &a.cond.version, &st);
 
-		if (rc == 0 && ftruncate(store_stage_fd(st), size) < 0)
-			rc = -errno;
+		if (rc == 0)
+			rc = store_stage_truncate(st, (uint64_t)size);
 		if (rc == 0)
 			rc = store_commit(c->store, id, st, &a, NULL);
 		store_stage_free(st);
@@ -529,7 +529,7 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	if ((uint64_t)size > c->cfg.max_record_size)
 		return -EFBIG;
 	if (p.kind == FS_SCRATCH && (sc = fs_scratch_get(c, p.id)) != NULL) {
-		rc = ftruncate(store_stage_fd(sc->st), size) < 0 ? -errno : 0;
+		rc = store_stage_truncate(sc->st, (uint64_t)size);
 		fs_scratch_put(c, sc);
 		return rc;
 	}

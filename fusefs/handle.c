@@ -435,10 +435,13 @@ static int open_scratch(struct fs_ctx *c, const struct fs_path *p,
 
 	if (!sc)
 		return -ENOENT;
-	if ((fi->flags & O_ACCMODE) != O_RDONLY && (fi->flags & O_TRUNC) &&
-	    ftruncate(store_stage_fd(sc->st), 0) < 0) {
-		fs_scratch_put(c, sc);
-		return -errno;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && (fi->flags & O_TRUNC)) {
+		int rc = store_stage_truncate(sc->st, 0);
+
+		if (rc) {
+			fs_scratch_put(c, sc);
+			return rc;
+		}
 	}
 	h = handle_new(H_SCRATCH, p->id);
 	if (!h) {
@@ -751,8 +754,7 @@ int fs_write(const char *path, const char *buf, size_t size, off_t off,
 	int fd, rc;
 
 	if (h->kind == H_SCRATCH) {
-		n = io_pwrite_all(NULL, NULL, store_stage_fd(h->sc->st), buf,
-				  size, off);
+		n = store_stage_write(h->sc->st, buf, size, (uint64_t)off);
 		return (int)n;
 	}
 	if (h->kind != H_WRITE)
@@ -773,7 +775,7 @@ int fs_write(const char *path, const char *buf, size_t size, off_t off,
 		rc = -EFBIG;
 		goto out;
 	}
-	n = io_pwrite_all(NULL, NULL, fd, buf, size, off);
+	n = store_stage_write(h->st, buf, size, (uint64_t)off);
 	if (n < 0) {
 		rc = (int)n;
 		goto out;
@@ -794,16 +796,15 @@ int fs_ftruncate(struct fs_handle *h, off_t size)
 	int rc;
 
 	if (h->kind == H_SCRATCH)
-		return ftruncate(store_stage_fd(h->sc->st), size) < 0 ? -errno
-								      : 0;
+		return store_stage_truncate(h->sc->st, (uint64_t)size);
 	if (h->kind != H_WRITE)
 		return -EBADF;
 	if ((uint64_t)size > c->cfg.max_record_size)
 		return -EFBIG;
 	pthread_mutex_lock(&h->mu);
 	rc = make_writable(c, h);
-	if (rc == 0 && ftruncate(store_stage_fd(h->st), size) < 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = store_stage_truncate(h->st, (uint64_t)size);
 	if (rc == 0)
 		h->dirty = h->touched = true;
 	else if (!h->err)

@@ -351,7 +351,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	if (!append) {
 		if ((uint64_t)sb.st_size > s->opts.max_record_size)
 			return -EFBIG;
-		rc = store_hash_fd(s, st->fd, r.meta.hash, &r.meta.size);
+		rc = store_stage_hash(s, st, r.meta.hash, &r.meta.size);
 		if (rc)
 			return rc;
 	}

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ void store_hash_format(const uint8_t hash[16], char buf[64])
 	*p = '\0';
 }
 
-int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size)
+static int hash_fd(struct io *io, int fd, uint8_t hash[16], uint64_t *size)
 {
 	enum { CHUNK = 256 * 1024 };
 	XXH3_state_t *st = XXH3_createState();
@@ -57,7 +58,7 @@ int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size)
 	}
 	XXH3_128bits_reset(st);
 	for (;;) {
-		ssize_t n = io_pread_all(s->io, "hash.read", fd, buf, CHUNK,
+		ssize_t n = io_pread_all(io, "hash.read", fd, buf, CHUNK,
 					 (off_t)off);
 
 		if (n < 0) {
@@ -77,6 +78,45 @@ out:
 	free(buf);
 	XXH3_freeState(st);
 	return rc;
+}
+
+int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size)
+{
+	return hash_fd(s->io, fd, hash, size);
+}
+
+/* RECFS_PARANOID: the running hash must be the content's. */
+static void check_running_hash(struct store_stage *st, const uint8_t hash[16],
+			       uint64_t size)
+{
+	uint8_t full[16];
+	uint64_t n;
+
+	if (hash_fd(NULL, st->fd, full, &n) == 0 &&
+	    (n != size || memcmp(full, hash, 16) != 0)) {
+		rlog_err("stage %s: running hash of %" PRIu64
+			 " bytes differs from its content (%" PRIu64
+			 " bytes): a change bypassed store_stage_write",
+			 st->name, size, n);
+		abort();
+	}
+}
+
+int store_stage_hash(struct store *s, struct store_stage *st, uint8_t hash[16],
+		     uint64_t *size)
+{
+	struct stat sb;
+
+	if (st->hash_off || fstat(st->fd, &sb) < 0 ||
+	    (uint64_t)sb.st_size != st->hashed)
+		return store_hash_fd(s, st->fd, hash, size);
+	XXH128_canonicalFromHash((XXH128_canonical_t *)hash,
+				 st->hs ? XXH3_128bits_digest(st->hs)
+					: XXH3_128bits(NULL, 0));
+	*size = st->hashed;
+	if (s->paranoid)
+		check_running_hash(st, hash, *size);
+	return 0;
 }
 
 /* ---- init --------------------------------------------------------------- */
@@ -302,6 +342,8 @@ int store_open(struct store **out, const struct store_opts *opts)
 	s->jnl_dirfd = -1;
 	s->blobs_fd = -1;
 	s->io = opts->io;
+	s->paranoid = getenv("RECFS_PARANOID") &&
+		      strcmp(getenv("RECFS_PARANOID"), "1") == 0;
 	if (!s->opts.max_record_size)
 		s->opts.max_record_size = STORE_DEFAULT_MAX_RECORD;
 	if (!s->opts.checkpoint_bytes)
@@ -799,11 +841,67 @@ int store_stage_fd(const struct store_stage *st)
 	return st->fd;
 }
 
+/* Bytes [off, off + n) of st now hold buf. */
+static void stage_hash_update(struct store_stage *st, const void *buf, size_t n,
+			      uint64_t off)
+{
+	if (st->hash_off)
+		return;
+	if (off != st->hashed) {
+		st->hash_off = true;
+		return;
+	}
+	if (!st->hs) {
+		st->hs = XXH3_createState();
+		if (!st->hs || XXH3_128bits_reset(st->hs) != XXH_OK) {
+			st->hash_off = true;
+			return;
+		}
+	}
+	if (XXH3_128bits_update(st->hs, buf, n) != XXH_OK) {
+		st->hash_off = true;
+		return;
+	}
+	st->hashed += n;
+}
+
+ssize_t store_stage_write(struct store_stage *st, const void *buf, size_t len,
+			  uint64_t off)
+{
+	ssize_t n = io_pwrite_all(NULL, NULL, st->fd, buf, len, (off_t)off);
+
+	if (n < 0)
+		st->hash_off = true; /* some of it may be there */
+	else
+		stage_hash_update(st, buf, (size_t)n, off);
+	return n;
+}
+
+int store_stage_truncate(struct store_stage *st, uint64_t size)
+{
+	if (size > INT64_MAX)
+		return -EFBIG;
+	if (ftruncate(st->fd, (off_t)size) < 0) {
+		st->hash_off = true;
+		return -errno;
+	}
+	if (size == 0) { /* empty: nothing hashed, nothing out of order */
+		st->hashed = 0;
+		st->hash_off = false;
+		if (st->hs)
+			XXH3_128bits_reset(st->hs);
+	} else if (size != st->hashed) {
+		st->hash_off = true;
+	}
+	return 0;
+}
+
 void store_stage_free(struct store_stage *st)
 {
 	if (!st)
 		return;
 	st->s->be->ops->stage_drop(st->s->be, st);
+	XXH3_freeState(st->hs);
 	free(st);
 }
 

@@ -190,6 +190,18 @@ int store_stage_copy(struct store *s, const char *id, uint64_t *base,
 		     struct store_stage **out);
 /* Read/write fd of the stage content (borrowed). */
 int store_stage_fd(const struct store_stage *st);
+/*
+ * Write to or truncate a stage. Writes that come in order from offset 0
+ * are hashed as they arrive, so that the commit need not read the stage
+ * again (any other write, or a truncate to another size than 0 or the
+ * current one, makes the commit read it). Once a stage was written this
+ * way, change it only through these two calls: a change through the fd
+ * to bytes already hashed would not be seen. RECFS_PARANOID=1 in the
+ * environment checks every such hash at commit and aborts on a mismatch.
+ */
+ssize_t store_stage_write(struct store_stage *st, const void *buf, size_t len,
+			  uint64_t off);
+int store_stage_truncate(struct store_stage *st, uint64_t size);
 /* Free a stage; its temp file is removed unless it was committed. */
 void store_stage_free(struct store_stage *st);
 

@@ -168,12 +168,21 @@ int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e),
 
 struct backend;
 
-/* A stage: a temp file that becomes a version's content. */
+/*
+ * A stage: a temp file that becomes a version's content. While every
+ * store_stage_write so far came in order from offset 0 (hashed == the
+ * offset of the next one), `hs` holds the hash of bytes [0, hashed), and
+ * a commit of a stage that is `hashed` bytes long takes it instead of
+ * reading the stage again (stage_hash in commit.c).
+ */
 struct store_stage {
 	struct store *s;
 	int fd;
-	char name[64];	/* name in tmp/ (file backend) */
-	bool published; /* renamed into place: nothing to remove */
+	char name[64];		 /* name in tmp/ (file backend) */
+	bool published;		 /* renamed into place: nothing to remove */
+	struct XXH3_state_s *hs; /* NULL until the first write at 0 */
+	uint64_t hashed;
+	bool hash_off; /* a write out of order: hash the whole stage */
 };
 
 struct backend_ops {
@@ -258,10 +267,17 @@ struct store {
 			      disagree: every change fails until reopened */
 
 	pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
+			  running stage hash against the content (tests) */
 };
 
 /* Hash of a whole fd's content. Returns 0 or -errno. */
 int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size);
+
+/* Hash and size of a stage's content: the running hash when it covers
+   the stage, else a pass over it (store_hash_fd). */
+int store_stage_hash(struct store *s, struct store_stage *st, uint8_t hash[16],
+		     uint64_t *size);
 
 /* Apply a decoded journal record to the index (replay and commit). */
 int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq);

@@ -218,7 +218,7 @@ int store_txn_put_stage(struct store_txn *t, const char *id,
 			p->mtime = *args->mtime;
 		}
 	}
-	rc = store_hash_fd(s, st->fd, p->hash, &p->size);
+	rc = store_stage_hash(s, st, p->hash, &p->size);
 	if (rc) {
 		p->st = NULL; /* freed below */
 		part_clear(p);

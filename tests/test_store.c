@@ -464,6 +464,90 @@ static void append_body(enum store_backend b)
 	close_store(s);
 }
 
+/* Commit what `steps` make of a stage (written with store_stage_write and
+   store_stage_truncate) as `id`; the record's hash must be the content's,
+   `want` (whether the running hash was used or given up). */
+struct stage_step {
+	const char *data; /* NULL: truncate to `off` */
+	uint64_t off;
+};
+
+static void stage_case(struct store *s, const char *id,
+		       const struct stage_step *steps, size_t n,
+		       const char *want, size_t want_len, bool noop)
+{
+	struct store_stage *st = NULL;
+	struct store_result r;
+	struct store_meta m;
+	uint8_t hash[16];
+
+	cr_assert_eq(store_stage_new(s, &st), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (!steps[i].data) {
+			cr_assert_eq(store_stage_truncate(st, steps[i].off), 0);
+			continue;
+		}
+		cr_assert_eq(store_stage_write(st, steps[i].data,
+					       strlen(steps[i].data),
+					       steps[i].off),
+			     (ssize_t)strlen(steps[i].data));
+	}
+	cr_assert_eq(store_commit(s, id, st, NULL, &r), 0, "%s", id);
+	store_stage_free(st);
+	cr_expect_eq(r.noop, noop, "%s: noop %d", id, r.noop);
+	expect_buf(s, id, want, want_len, 0);
+	cr_assert_eq(store_stat(s, id, &m, false), 0);
+	XXH128_canonicalFromHash((XXH128_canonical_t *)hash,
+				 XXH3_128bits(want, want_len));
+	cr_expect(memcmp(m.hash, hash, 16) == 0, "%s: wrong hash", id);
+}
+
+static void stage_hash_body(enum store_backend b)
+{
+	struct store *s = open_store(b);
+	const struct stage_step in_order[] = {{"abc", 0}, {"def", 3}};
+	const struct stage_step overwrite[] = {{"abcdef", 0}, {"X", 2}};
+	const struct stage_step gap[] = {{"def", 3}, {"abc", 0}};
+	const struct stage_step shrink[] = {{"abcdef", 0}, {NULL, 4}};
+	const struct stage_step grow[] = {{"ab", 0}, {NULL, 4}};
+	const struct stage_step restart[] = {
+		{"old content", 0}, {NULL, 0}, {"abc", 0}, {"def", 3}};
+	const struct stage_step same_size[] = {{"abcdef", 0}, {NULL, 6}};
+	/* as many bytes written as the size, but not in order */
+	const struct stage_step rewrite_grow[] = {
+		{"abcd", 0}, {"XY", 2}, {NULL, 6}};
+	const struct stage_step empty[] = {{NULL, 0}};
+
+	stage_case(s, "in-order", in_order, 2, "abcdef", sizeof("abcdef") - 1,
+		   false);
+	stage_case(s, "overwrite", overwrite, 2, "abXdef", sizeof("abXdef") - 1,
+		   false);
+	stage_case(s, "gap", gap, 2, "abcdef", sizeof("abcdef") - 1, false);
+	stage_case(s, "shrink", shrink, 2, "abcd", sizeof("abcd") - 1, false);
+	stage_case(s, "grow", grow, 2, "ab\0\0", sizeof("ab\0\0") - 1, false);
+	stage_case(s, "restart", restart, 4, "abcdef", sizeof("abcdef") - 1,
+		   false);
+	stage_case(s, "same-size", same_size, 2, "abcdef", sizeof("abcdef") - 1,
+		   false);
+	stage_case(s, "rewrite-grow", rewrite_grow, 3, "abXY\0\0",
+		   sizeof("abXY\0\0") - 1, false);
+	stage_case(s, "empty", empty, 1, "", sizeof("") - 1, false);
+	stage_case(s, "none", NULL, 0, "", sizeof("") - 1, false);
+	/* the same content again, hashed as it came: no new version */
+	stage_case(s, "in-order", in_order, 2, "abcdef", sizeof("abcdef") - 1,
+		   true);
+	stage_case(s, "in-order", restart, 4, "abcdef", sizeof("abcdef") - 1,
+		   true);
+	stage_case(s, "empty", NULL, 0, "", sizeof("") - 1, true);
+	close_store(s);
+}
+
+Test(store, stage_written_in_order_is_hashed_as_it_comes)
+{
+	for (size_t i = 0; i < 2; i++)
+		stage_hash_body(backends[i]);
+}
+
 Test(store, append_adds_to_whatever_is_current)
 {
 	for (size_t i = 0; i < 2; i++)
