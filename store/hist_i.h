@@ -204,6 +204,9 @@ struct hist {
 	unsigned kicks;	      /* drains waiting: no delay, no backoff */
 	unsigned paused;      /* hist_pause calls not resumed yet */
 	bool in_batch;	      /* the writer is writing a batch */
+	uint64_t wake_at;     /* while it waits for more of a batch: the
+				 target at which hist_notify wakes it (a
+				 batch's worth later); 0: at any change */
 	bool stop, running, started;
 	pthread_t thread;
 };

@@ -652,7 +652,10 @@ void hist_notify(struct hist *h, uint64_t rev)
 	start_locked(h);
 	if (rev > h->target) {
 		h->target = rev;
-		pthread_cond_signal(&h->wake);
+		/* a writer collecting a batch reads it all at its deadline:
+		   waking it for every commit would cost a switch each */
+		if (!h->wake_at || rev >= h->wake_at)
+			pthread_cond_signal(&h->wake);
 	}
 	pthread_mutex_unlock(&h->mu);
 }

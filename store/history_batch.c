@@ -872,8 +872,11 @@ static int collect(struct hist *h, struct batch *b)
 				.tv_nsec = (long)(deadline % 1000000000),
 			};
 
-			/* h->wake runs on CLOCK_MONOTONIC */
+			/* h->wake runs on CLOCK_MONOTONIC; a commit wakes it
+			   only once a batch's worth has come (hist_notify) */
+			h->wake_at = target + batch_max(h);
 			pthread_cond_timedwait(&h->wake, &h->mu, &ts);
+			h->wake_at = 0;
 		}
 		pthread_mutex_unlock(&h->mu);
 	}
