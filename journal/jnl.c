@@ -26,7 +26,9 @@
  * of an append on ext4. A zero tail reads as a torn tail, which every
  * reader already stops at; it is cut off when the segment is closed or
  * rotated, and by the trim of seg_prepare after a crash. Writing the zeros
- * is best effort: if it fails (ENOSPC) the batch goes on without them.
+ * is best effort: if it fails (ENOSPC) the batch goes on without them,
+ * and on a file system with less than 64 MiB free it is not tried, so
+ * that the journal never takes the last free space from the records.
  *
  * Failpoints: "jnl.open" (opening a segment to write: create, reuse,
  * trim), "jnl.hdr.write", "jnl.hdr.fsync", "jnl.dir.fsync", "jnl.write"
@@ -54,13 +56,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
-/* Zeros written ahead of the end of a segment (see the top). */
+/* Zeros written ahead of the end of a segment (see the top), unless
+   the file system has less than JNL_PREALLOC_MIN_FREE free. */
 #define JNL_PREALLOC (2u << 20)
+#define JNL_PREALLOC_MIN_FREE (64ull << 20)
 
 struct jnl_waiter {
 	const struct iovec *iov;
@@ -422,8 +427,13 @@ static void seg_zero_ahead(struct jnl *j, uint64_t end)
 	static const uint8_t zeros[64 * 1024];
 	uint64_t from = j->zero_end > end ? j->zero_end : end;
 	uint64_t to = end + 2 * (uint64_t)JNL_PREALLOC;
+	struct statvfs vfs;
 
 	if (j->zero_end >= end + JNL_PREALLOC)
+		return;
+	/* on a nearly full file system the space is for records */
+	if (fstatvfs(j->fd, &vfs) < 0 ||
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < JNL_PREALLOC_MIN_FREE)
 		return;
 	while (from < to) {
 		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from)

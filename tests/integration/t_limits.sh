@@ -13,6 +13,9 @@ head -c $((16 << 20)) /dev/urandom >"$T/big"
 check "cp '$T/precious' '$MNT/r'" "write a small record"
 v=$(version "$MNT/r")
 check "[ '$v' = 1 ]" "it is version 1"
+jbytes=$(cat "$STORE"/journal/*.log | wc -c)
+check "[ $jbytes -lt 65536 ]" \
+	"on a small file system the journal writes no zeros ahead ($jbytes bytes)"
 out=$(cp "$T/big" "$MNT/r" 2>&1)
 rc=$?
 check "[ $rc -ne 0 ]" "cp of 16 MiB onto it fails"
