@@ -169,6 +169,9 @@ struct hist {
 	/* The writer's (and, before hist_start, hist_open's) repository
 	   and state: only the thread that writes touches them. */
 	git_repository *repo;
+	git_odb_backend *mempack; /* in repo's odb, first: a batch's objects
+				     until they are written as one pack */
+	git_odb *big_odb;	  /* loose objects only: large blobs */
 	struct jnl_cursor *cur;
 	git_oid head;
 	bool has_head;
@@ -234,6 +237,28 @@ int hist_side_commit(struct hist *h);
 int hist_ref_prepare(struct hist *h, const git_oid *oid);
 int hist_ref_commit(struct hist *h, const git_oid *oid);
 void hist_ref_abort(struct hist *h);
+
+/* Blobs larger than this are streamed as loose objects (h->big_odb)
+   rather than held in the mempack. */
+#define HIST_PACK_BLOB_MAX ((uint64_t)1 << 20)
+
+/*
+ * history_pack.c: hist_pack_write writes the objects held in h->mempack
+ * as one pack (not synced: the batch's syncfs does it) and empties the
+ * mempack, whatever happens; hist_pack_tidy merges packs when there are
+ * too many (made durable before the old ones are removed). Return 0 or
+ * -errno.
+ */
+int hist_pack_write(struct hist *h);
+int hist_pack_tidy(struct hist *h);
+/* The backend that holds a batch's objects (h->mempack): a mempack that
+   knows what it holds. Returns 0 or a libgit2 error. */
+int hist_pack_backend(git_odb_backend **out);
+/* Remove the temp files of a pack write cut short by a crash. */
+int hist_pack_clean(struct hist *h);
+/* history.c: open the writer's and the readers' object databases again
+   (after packs were removed). Returns 0 or -errno. */
+int hist_reopen_odbs(struct hist *h);
 
 /* history_batch.c: read the next batch from the cursor and commit it.
    Returns 0 (*upto: the last revision it covers; unchanged if there was

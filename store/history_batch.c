@@ -173,9 +173,18 @@ static int blob_from_fd(struct hist *h, int fd, uint64_t size,
 		goto out;
 	}
 	XXH3_128bits_reset(xs);
-	rc = git_repository_odb(&odb, h->repo);
-	if (rc == 0)
+	/* a large one is not held in memory: a loose object */
+	if (size > HIST_PACK_BLOB_MAX && h->big_odb) {
+		git_odb_free(odb);
+		odb = h->big_odb;
 		rc = git_odb_open_wstream(&st, odb, size, GIT_OBJECT_BLOB);
+		odb = NULL;
+	} else {
+		rc = git_repository_odb(&odb, h->repo);
+		if (rc == 0)
+			rc = git_odb_open_wstream(&st, odb, size,
+						  GIT_OBJECT_BLOB);
+	}
 	if (rc < 0) {
 		rc = hist_git_error(rc, "writing the blob", id);
 		goto out;
@@ -765,6 +774,8 @@ static int batch_commit(struct hist *h, const struct batch *b)
 		rc = make_commit(h, b, &tree_oid, &commit);
 	if (rc == 0)
 		rc = side_commit(h, b, &side, &has_side);
+	if (rc == 0)
+		rc = hist_pack_write(h);
 	if (rc == 0 && has_side)
 		rc = hist_side_prepare(h, &side);
 	if (rc == 0)
@@ -799,6 +810,7 @@ static int batch_commit(struct hist *h, const struct batch *b)
 		h->has_side = true;
 	}
 	batch_done(h, b, &commit);
+	hist_pack_tidy(h); /* logged; tried again after the next batch */
 	return 0;
 }
 
