@@ -254,6 +254,12 @@ int hist_pack_tidy(struct hist *h);
 /* The backend that holds a batch's objects (h->mempack): a mempack that
    knows what it holds. Returns 0 or a libgit2 error. */
 int hist_pack_backend(git_odb_backend **out);
+/* The bytes of the objects h->mempack holds now. A batch that holds
+   HIST_PACK_MEM_MAX takes no more versions. */
+uint64_t hist_pack_bytes(const struct hist *h);
+/* Drop what h->mempack holds (a batch attempt starts afresh). */
+void hist_pack_reset(struct hist *h);
+#define HIST_PACK_MEM_MAX ((uint64_t)64 << 20)
 /* Remove the temp files of a pack write cut short by a crash. */
 int hist_pack_clean(struct hist *h);
 /* history.c: open the writer's and the readers' object databases again

@@ -87,7 +87,10 @@ static unsigned batch_max(const struct hist *h)
 
 static bool batch_full(const struct hist *h, const struct batch *b)
 {
-	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET;
+	/* the objects of the batch are held in memory until its pack is
+	   written (history_pack.c) */
+	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
+	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX;
 }
 
 static char *strndup_(const char *s, size_t n)
@@ -917,6 +920,8 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 			  h->path, done + 1, start - 1, start);
 		b.upto = start - 1;
 	}
+	/* what a failed attempt left in memory: this one writes it again */
+	hist_pack_reset(h);
 	t0 = mono_ns();
 	rc = collect(h, &b);
 	if (b.n)

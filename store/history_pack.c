@@ -197,6 +197,7 @@ struct bpack {
 	git_odb_backend parent;
 	git_odb_backend *mp;
 	struct oids o;
+	uint64_t bytes; /* of the objects in mp */
 };
 
 static int bp_read(void **data, size_t *len, git_object_t *type,
@@ -235,6 +236,8 @@ static int bp_write(git_odb_backend *b, const git_oid *oid, const void *data,
 		git_error_set_oom();
 		rc = -1;
 	}
+	if (rc == 0)
+		bp->bytes += len;
 	return rc;
 }
 
@@ -312,9 +315,24 @@ int hist_pack_write(struct hist *h)
 	rc = io_point(h->o.io, "hist.pack");
 	if (rc == 0)
 		rc = write_mempack(h);
-	git_mempack_reset(((struct bpack *)h->mempack)->mp);
-	((struct bpack *)h->mempack)->o.n = 0;
+	hist_pack_reset(h);
 	return rc;
+}
+
+void hist_pack_reset(struct hist *h)
+{
+	struct bpack *bp = (struct bpack *)h->mempack;
+
+	if (!bp)
+		return;
+	git_mempack_reset(bp->mp);
+	bp->o.n = 0;
+	bp->bytes = 0;
+}
+
+uint64_t hist_pack_bytes(const struct hist *h)
+{
+	return h->mempack ? ((const struct bpack *)h->mempack)->bytes : 0;
 }
 
 int hist_pack_clean(struct hist *h)
@@ -541,15 +559,96 @@ static int copy_entries(struct hist *h, struct pstream *ps, int fd,
 	return rc;
 }
 
-/* Merge the first n packs of ps into one, then remove them. */
-static int merge(struct hist *h, int dirfd, const struct pks *ps, size_t n)
+/* The object IDs of NAME.idx (version 2), sorted; the caller frees. */
+static int idx_oids(struct hist *h, int dirfd, const char *name,
+		    uint8_t **out, uint32_t *count)
 {
-	struct pstream out = {0};
+	char p[PACK_NAME_MAX + 8];
+	uint8_t *oids = NULL;
+	size_t len;
+	int fd, rc;
+
+	*out = NULL;
+	snprintf(p, sizeof(p), "%s.idx", name);
+	fd = openat(dirfd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = get_be32(fd, 8 + 255 * 4, count);
+	len = (size_t)*count * GIT_OID_RAWSZ;
+	if (rc == 0 && !(oids = malloc(len ? len : 1)))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		ssize_t n = io_pread_all(h->o.io, "hist.pack.read", fd, oids,
+					 len, 8 + 256 * 4);
+
+		rc = n < 0 ? (int)n : (size_t)n != len ? -EIO : 0;
+	}
+	close(fd);
+	if (rc)
+		free(oids);
+	else
+		*out = oids;
+	return rc;
+}
+
+static int cmp_oid(const void *a, const void *b)
+{
+	return memcmp(a, b, GIT_OID_RAWSZ);
+}
+
+enum { M_SKIP, M_COPY, M_DROP };
+
+/*
+ * What to do with each of the n packs (sorted by object count) so that
+ * the merged pack holds each object once (git's indexer refuses a pack
+ * with an object twice; a merge whose old packs could not be removed
+ * leaves them): from the largest down, a pack that shares no object with
+ * the packs copied so far is copied (M_COPY); one whose objects all are
+ * in those is removed with them (M_DROP); one that shares some is left
+ * as it is (M_SKIP).
+ */
+static int plan(struct hist *h, int dirfd, const struct pks *ps, size_t n,
+		uint8_t *what)
+{
+	uint8_t **oids = calloc(n, sizeof(*oids));
+	uint32_t *count = calloc(n, sizeof(*count));
+	int rc = oids && count ? 0 : -ENOMEM;
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = idx_oids(h, dirfd, ps->v[i].name, &oids[i], &count[i]);
+	for (size_t i = n; rc == 0 && i-- > 0;) {
+		uint32_t dups = 0;
+
+		for (uint32_t k = 0; k < count[i]; k++) {
+			const uint8_t *o = oids[i] + (size_t)k * GIT_OID_RAWSZ;
+
+			for (size_t j = i + 1; j < n; j++)
+				if (what[j] == M_COPY &&
+				    bsearch(o, oids[j], count[j],
+					    GIT_OID_RAWSZ, cmp_oid)) {
+					dups++;
+					break;
+				}
+		}
+		what[i] = dups == 0		? M_COPY
+			  : dups == count[i] ? M_DROP
+					     : M_SKIP;
+	}
+	for (size_t i = 0; oids && i < n; i++)
+		free(oids[i]);
+	free(oids);
+	free(count);
+	return rc;
+}
+
+/* Copy the packs marked M_COPY into one new pack, `out`. */
+static int concat(struct hist *h, int dirfd, const struct pks *ps, size_t n,
+		  const uint8_t *what, struct pstream *out)
+{
 	uint8_t *buf = malloc(READ_BUF);
 	uint64_t *size = calloc(n, sizeof(*size));
 	int *fd = malloc(n * sizeof(*fd));
 	uint64_t total = 0;
-	const char *made;
 	int rc = buf && size && fd ? 0 : -ENOMEM;
 
 	for (size_t i = 0; fd && i < n; i++)
@@ -557,35 +656,54 @@ static int merge(struct hist *h, int dirfd, const struct pks *ps, size_t n)
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint32_t count = 0;
 
+		if (what[i] != M_COPY)
+			continue;
 		rc = open_pack(dirfd, ps->v[i].name, &fd[i], &count, &size[i]);
 		total += count;
 	}
 	if (rc == 0 && total > UINT32_MAX)
 		rc = -EFBIG;
 	if (rc == 0)
-		rc = ps_open(h, &out, (uint32_t)total);
+		rc = ps_open(h, out, (uint32_t)total);
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = copy_entries(h, &out, fd[i], size[i], buf);
+		if (what[i] == M_COPY)
+			rc = copy_entries(h, out, fd[i], size[i], buf);
 	if (rc == 0)
-		rc = ps_commit(&out);
+		rc = ps_commit(out);
+	for (size_t i = 0; fd && i < n; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	free(fd);
+	free(size);
+	free(buf);
+	return rc;
+}
+
+/* Merge the first n packs of ps into one, then remove them. */
+static int merge(struct hist *h, int dirfd, const struct pks *ps, size_t n)
+{
+	struct pstream out = {0};
+	uint8_t *what = calloc(n, 1);
+	const char *made = NULL;
+	int rc = what ? plan(h, dirfd, ps, n, what) : -ENOMEM;
+
+	if (rc == 0)
+		rc = concat(h, dirfd, ps, n, what, &out);
 	/* the new pack durable before the old ones go */
 	if (rc == 0)
 		rc = io_syncfs(h->o.io, "hist.pack.sync", h->repo_fd);
-	made = rc == 0 ? git_indexer_name(out.ix) : NULL;
+	if (rc == 0)
+		made = git_indexer_name(out.ix);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (made && !strcmp(ps->v[i].name + 5, made))
-			continue; /* the same objects as before */
+		if (what[i] == M_SKIP ||
+		    (made && !strcmp(ps->v[i].name + 5, made)))
+			continue; /* kept, or the same objects as before */
 		rc = remove_pack(h, dirfd, ps->v[i].name);
 	}
 	if (rc == 0)
 		rc = io_fsync(h->o.io, "hist.pack.dirsync", dirfd);
-	for (size_t i = 0; fd && i < n; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
 	ps_free(&out);
-	free(fd);
-	free(size);
-	free(buf);
+	free(what);
 	return rc;
 }
 
