@@ -172,6 +172,9 @@ struct hist {
 	git_odb_backend *mempack; /* in repo's odb, first: a batch's objects
 				     until they are written as one pack */
 	git_odb *big_odb;	  /* loose objects only: large blobs */
+	git_odb_backend *pack_backend; /* in repo's odb (hist_pack_packs) */
+	unsigned packs;		  /* packs in objects/pack, as last counted
+				     plus those written since; 0: unknown */
 	struct jnl_cursor *cur;
 	git_oid head;
 	bool has_head;
@@ -260,6 +263,10 @@ uint64_t hist_pack_bytes(const struct hist *h);
 /* Drop what h->mempack holds (a batch attempt starts afresh). */
 void hist_pack_reset(struct hist *h);
 #define HIST_PACK_MEM_MAX ((uint64_t)64 << 20)
+/* The writer's pack backend over `objects` (repo_fd: the repository):
+   git_odb_backend_pack's, listing objects/pack again only when it
+   changed. Returns 0 or a libgit2 error. */
+int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd);
 /* Remove the temp files of a pack write cut short by a crash. */
 int hist_pack_clean(struct hist *h);
 /* history.c: open the writer's and the readers' object databases again

@@ -337,10 +337,12 @@ static int loose_backend(git_odb *odb, const char *objects, int prio)
  * objects and packs; and one of loose objects alone, for the blobs too
  * large to hold in memory (*big).
  */
-static int writer_odb(git_repository *repo, const char *path,
-		      git_odb_backend **mempack, git_odb **big)
+static int writer_odb(git_repository *repo, const char *path, int repo_fd,
+		      git_odb_backend **mempack, git_odb_backend **packs,
+		      git_odb **big)
 {
-	git_odb_backend *pack = NULL, *mem = NULL;
+	git_odb_backend *pack = NULL, *mem = NULL, *in_mem = NULL,
+			*in_pack = NULL;
 	git_odb *odb = NULL, *b = NULL;
 	char *objects = join(path, "objects");
 	int rc;
@@ -355,18 +357,23 @@ static int writer_odb(git_repository *repo, const char *path,
 	if (rc == 0)
 		rc = hist_pack_backend(&mem);
 	if (rc == 0 && (rc = git_odb_add_backend(odb, mem, 3)) == 0) {
-		*mempack = mem;
+		in_mem = mem; /* the odb's now */
 		mem = NULL;
 	}
 	if (rc == 0)
 		rc = loose_backend(odb, objects, 2);
 	if (rc == 0)
-		rc = git_odb_backend_pack(&pack, objects);
-	if (rc == 0 && (rc = git_odb_add_backend(odb, pack, 1)) == 0)
+		rc = hist_pack_packs(&pack, objects, repo_fd);
+	if (rc == 0 && (rc = git_odb_add_backend(odb, pack, 1)) == 0) {
+		in_pack = pack;
 		pack = NULL;
+	}
 	if (rc == 0)
 		rc = git_repository_set_odb(repo, odb);
+	/* only now: on failure the old ones stay in use */
 	if (rc == 0) {
+		*mempack = in_mem;
+		*packs = in_pack;
 		git_odb_free(*big);
 		*big = b;
 		b = NULL;
@@ -389,7 +396,8 @@ int hist_reopen_odbs(struct hist *h)
 
 	if (!objects)
 		return -ENOMEM;
-	rc = writer_odb(h->repo, h->path, &h->mempack, &h->big_odb);
+	rc = writer_odb(h->repo, h->path, h->repo_fd, &h->mempack,
+			&h->pack_backend, &h->big_odb);
 	if (rc == 0)
 		rc = git_odb_open(&odb, objects);
 	if (rc == 0) {
@@ -410,7 +418,8 @@ static int open_repo(struct hist *h, git_repository **out, bool writer)
 		GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL);
 
 	if (rc == 0 && writer)
-		rc = writer_odb(*out, h->path, &h->mempack, &h->big_odb);
+		rc = writer_odb(*out, h->path, h->repo_fd, &h->mempack,
+				&h->pack_backend, &h->big_odb);
 	return rc < 0 ? hist_git_error(rc, "opening the repository", NULL) : 0;
 }
 

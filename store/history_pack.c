@@ -51,6 +51,23 @@
 #define PACK_NAME_MAX 64 /* "pack-" + 40 hex + ".pack" */
 #define READ_BUF ((size_t)1 << 20)
 
+/* ---- the writer's packs, refreshed only when they changed ------------- */
+
+/*
+ * libgit2 refreshes every backend when an object is not found, and the
+ * writer asks for every object it writes (to skip those that exist), so
+ * the pack backend listed objects/pack for each new blob and tree. This
+ * wrapper lists it only when the directory changed (its mtime and ctime),
+ * which a pack added or removed by anyone does.
+ */
+struct cpack {
+	git_odb_backend parent;
+	git_odb_backend *in;
+	int dirfd; /* objects/pack */
+	struct timespec mtime, ctime;
+	bool seen;
+};
+
 /* ---- one pack per batch ------------------------------------------------- */
 
 static char *pack_dir(const struct hist *h)
@@ -301,6 +318,12 @@ static int write_mempack(struct hist *h)
 	}
 	if (rc == 0)
 		rc = ps_commit(&ps);
+	/* seen at the next lookup, whatever the directory's times say (they
+	   may not have moved: coarse clock) */
+	if (h->pack_backend)
+		((struct cpack *)h->pack_backend)->seen = false;
+	if (rc == 0 && h->packs)
+		h->packs++;
 out:
 	ps_free(&ps);
 	return rc;
@@ -333,6 +356,106 @@ void hist_pack_reset(struct hist *h)
 uint64_t hist_pack_bytes(const struct hist *h)
 {
 	return h->mempack ? ((const struct bpack *)h->mempack)->bytes : 0;
+}
+
+#define IN(b) (((struct cpack *)(b))->in)
+
+static int cp_read(void **data, size_t *len, git_object_t *type,
+		   git_odb_backend *b, const git_oid *oid)
+{
+	return IN(b)->read(data, len, type, IN(b), oid);
+}
+
+static int cp_read_prefix(git_oid *out, void **data, size_t *len,
+			  git_object_t *type, git_odb_backend *b,
+			  const git_oid *prefix, size_t n)
+{
+	return IN(b)->read_prefix(out, data, len, type, IN(b), prefix, n);
+}
+
+static int cp_read_header(size_t *len, git_object_t *type, git_odb_backend *b,
+			  const git_oid *oid)
+{
+	return IN(b)->read_header(len, type, IN(b), oid);
+}
+
+static int cp_exists(git_odb_backend *b, const git_oid *oid)
+{
+	return IN(b)->exists(IN(b), oid);
+}
+
+static int cp_exists_prefix(git_oid *out, git_odb_backend *b,
+			    const git_oid *prefix, size_t n)
+{
+	return IN(b)->exists_prefix(out, IN(b), prefix, n);
+}
+
+static int cp_foreach(git_odb_backend *b, git_odb_foreach_cb cb, void *arg)
+{
+	return IN(b)->foreach(IN(b), cb, arg);
+}
+
+static int cp_freshen(git_odb_backend *b, const git_oid *oid)
+{
+	return IN(b)->freshen(IN(b), oid);
+}
+
+static int cp_refresh(git_odb_backend *b)
+{
+	struct cpack *cp = (struct cpack *)b;
+	struct stat st;
+
+	if (cp->dirfd >= 0 && fstat(cp->dirfd, &st) == 0) {
+		if (cp->seen && !memcmp(&st.st_mtim, &cp->mtime,
+					sizeof(st.st_mtim)) &&
+		    !memcmp(&st.st_ctim, &cp->ctime, sizeof(st.st_ctim)))
+			return 0;
+		cp->mtime = st.st_mtim;
+		cp->ctime = st.st_ctim;
+		cp->seen = true;
+	}
+	return cp->in->refresh(cp->in);
+}
+
+static void cp_free(git_odb_backend *b)
+{
+	struct cpack *cp = (struct cpack *)b;
+
+	cp->in->free(cp->in);
+	if (cp->dirfd >= 0)
+		close(cp->dirfd);
+	free(cp);
+}
+
+int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd)
+{
+	struct cpack *cp = calloc(1, sizeof(*cp));
+	int rc;
+
+	*out = NULL;
+	if (!cp)
+		return -1;
+	rc = git_odb_backend_pack(&cp->in, objects);
+	if (rc < 0) {
+		free(cp);
+		return rc;
+	}
+	/* without the directory: every refresh lists it, as before */
+	cp->dirfd = openat(repo_fd, "objects/pack",
+			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cp->parent.version = GIT_ODB_BACKEND_VERSION;
+	cp->parent.read = cp->in->read ? cp_read : NULL;
+	cp->parent.read_prefix = cp->in->read_prefix ? cp_read_prefix : NULL;
+	cp->parent.read_header = cp->in->read_header ? cp_read_header : NULL;
+	cp->parent.exists = cp->in->exists ? cp_exists : NULL;
+	cp->parent.exists_prefix =
+		cp->in->exists_prefix ? cp_exists_prefix : NULL;
+	cp->parent.foreach = cp->in->foreach ? cp_foreach : NULL;
+	cp->parent.freshen = cp->in->freshen ? cp_freshen : NULL;
+	cp->parent.refresh = cp->in->refresh ? cp_refresh : NULL;
+	cp->parent.free = cp_free;
+	*out = &cp->parent;
+	return 0;
 }
 
 int hist_pack_clean(struct hist *h)
@@ -713,17 +836,26 @@ int hist_pack_tidy(struct hist *h)
 	size_t n = 0;
 	int dirfd, rc;
 
+	/* not a directory listing per batch: only when there may be too
+	   many (what others add is seen at the next listing) */
+	if (h->packs && h->packs <= PACK_MAX)
+		return 0;
 	dirfd = openat(h->repo_fd, "objects/pack",
 		       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dirfd < 0)
 		return -errno;
 	rc = list_packs(dirfd, &ps);
+	/* as many as listed (at least 1: known), less those merged into
+	   one; 0 (unknown) if the merge fails: the next batch lists again */
+	h->packs = rc == 0 ? (unsigned)(ps.n ? ps.n : 1) : 0;
 	if (rc == 0 && ps.n > PACK_MAX) {
 		qsort(ps.v, ps.n, sizeof(*ps.v), cmp_count);
 		n = geometric_split(ps.v, ps.n);
 	}
-	if (rc == 0 && n >= 2)
+	if (rc == 0 && n >= 2) {
 		rc = merge(h, dirfd, &ps, n);
+		h->packs = rc == 0 ? (unsigned)(ps.n - n + 1) : 0;
+	}
 	/* whatever was removed: no stale pack stays open */
 	if (n >= 2) {
 		int orc = hist_reopen_odbs(h);
