@@ -169,6 +169,12 @@ struct hist {
 	/* The writer's (and, before hist_start, hist_open's) repository
 	   and state: only the thread that writes touches them. */
 	git_repository *repo;
+	git_odb_backend *mempack; /* in repo's odb, first: a batch's objects
+				     until they are written as one pack */
+	git_odb *big_odb;	  /* loose objects only: large blobs */
+	git_odb_backend *pack_backend; /* in repo's odb (hist_pack_packs) */
+	unsigned packs;		  /* packs in objects/pack, as last counted
+				     plus those written since; 0: unknown */
 	struct jnl_cursor *cur;
 	git_oid head;
 	bool has_head;
@@ -237,6 +243,38 @@ int hist_side_commit(struct hist *h);
 int hist_ref_prepare(struct hist *h, const git_oid *oid);
 int hist_ref_commit(struct hist *h, const git_oid *oid);
 void hist_ref_abort(struct hist *h);
+
+/* Blobs larger than this are streamed as loose objects (h->big_odb)
+   rather than held in the mempack. */
+#define HIST_PACK_BLOB_MAX ((uint64_t)1 << 20)
+
+/*
+ * history_pack.c: hist_pack_write writes the objects held in h->mempack
+ * as one pack (not synced: the batch's syncfs does it) and empties the
+ * mempack, whatever happens; hist_pack_tidy merges packs when there are
+ * too many (made durable before the old ones are removed). Return 0 or
+ * -errno.
+ */
+int hist_pack_write(struct hist *h);
+int hist_pack_tidy(struct hist *h);
+/* The backend that holds a batch's objects (h->mempack): a mempack that
+   knows what it holds. Returns 0 or a libgit2 error. */
+int hist_pack_backend(git_odb_backend **out);
+/* The bytes of the objects h->mempack holds now. A batch that holds
+   HIST_PACK_MEM_MAX takes no more versions. */
+uint64_t hist_pack_bytes(const struct hist *h);
+/* Drop what h->mempack holds (a batch attempt starts afresh). */
+void hist_pack_reset(struct hist *h);
+#define HIST_PACK_MEM_MAX ((uint64_t)64 << 20)
+/* The writer's pack backend over `objects` (repo_fd: the repository):
+   git_odb_backend_pack's, listing objects/pack again only when it
+   changed. Returns 0 or a libgit2 error. */
+int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd);
+/* Remove the temp files of a pack write cut short by a crash. */
+int hist_pack_clean(struct hist *h);
+/* history.c: open the writer's and the readers' object databases again
+   (after packs were removed). Returns 0 or -errno. */
+int hist_reopen_odbs(struct hist *h);
 
 /* history_batch.c: read the next batch from the cursor and commit it.
    Returns 0 (*upto: the last revision it covers; unchanged if there was

@@ -21,6 +21,7 @@
  * mount opens the store before it daemonises (fuse_daemonize).
  */
 #include "hist_i.h"
+#include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
 #include "store_i.h"
@@ -313,18 +314,36 @@ static int open_dirs(struct hist *h)
 	if (rc == 0 && unlinkat(h->heads_fd, SIDE_NAME ".lock", 0) == 0)
 		rlog_info("%s: removed a stale %s.lock", h->path,
 			  HIST_REF_SIDE);
+	if (rc == 0)
+		hist_pack_clean(h); /* only tidying */
+	return rc;
+}
+
+/* A loose backend with the store's modes (directories 0700, files 0600,
+   whatever the umask) and no fsync (see the top). */
+static int loose_backend(git_odb *odb, const char *objects, int prio)
+{
+	git_odb_backend *loose = NULL;
+	int rc = git_odb_backend_loose(&loose, objects, -1, 0, 0700, 0600);
+
+	if (rc == 0 && (rc = git_odb_add_backend(odb, loose, prio)) < 0)
+		loose->free(loose);
 	return rc;
 }
 
 /*
- * The writer's object database: loose objects with the store's modes
- * (directories 0700, files 0600, whatever the umask), no fsync (see the
- * top), and the packs that `git gc` may have made.
+ * The writer's object databases: the mempack that holds a batch's
+ * objects until they are written as one pack (history_pack.c), loose
+ * objects and packs; and one of loose objects alone, for the blobs too
+ * large to hold in memory (*big).
  */
-static int writer_odb(git_repository *repo, const char *path)
+static int writer_odb(git_repository *repo, const char *path, int repo_fd,
+		      git_odb_backend **mempack, git_odb_backend **packs,
+		      git_odb **big)
 {
-	git_odb_backend *loose = NULL, *pack = NULL;
-	git_odb *odb = NULL;
+	git_odb_backend *pack = NULL, *mem = NULL, *in_mem = NULL,
+			*in_pack = NULL;
+	git_odb *odb = NULL, *b = NULL;
 	char *objects = join(path, "objects");
 	int rc;
 
@@ -332,22 +351,64 @@ static int writer_odb(git_repository *repo, const char *path)
 		return -ENOMEM;
 	rc = git_odb_new(&odb);
 	if (rc == 0)
-		rc = git_odb_backend_loose(&loose, objects, -1, 0, 0700, 0600);
-	if (rc == 0 && (rc = git_odb_add_backend(odb, loose, 2)) == 0)
-		loose = NULL;
+		rc = git_odb_new(&b);
 	if (rc == 0)
-		rc = git_odb_backend_pack(&pack, objects);
-	if (rc == 0 && (rc = git_odb_add_backend(odb, pack, 1)) == 0)
+		rc = loose_backend(b, objects, 1);
+	if (rc == 0)
+		rc = hist_pack_backend(&mem);
+	if (rc == 0 && (rc = git_odb_add_backend(odb, mem, 3)) == 0) {
+		in_mem = mem; /* the odb's now */
+		mem = NULL;
+	}
+	if (rc == 0)
+		rc = loose_backend(odb, objects, 2);
+	if (rc == 0)
+		rc = hist_pack_packs(&pack, objects, repo_fd);
+	if (rc == 0 && (rc = git_odb_add_backend(odb, pack, 1)) == 0) {
+		in_pack = pack;
 		pack = NULL;
+	}
 	if (rc == 0)
 		rc = git_repository_set_odb(repo, odb);
-	if (loose)
-		loose->free(loose);
+	/* only now: on failure the old ones stay in use */
+	if (rc == 0) {
+		*mempack = in_mem;
+		*packs = in_pack;
+		git_odb_free(*big);
+		*big = b;
+		b = NULL;
+	}
 	if (pack)
 		pack->free(pack);
+	if (mem)
+		mem->free(mem);
 	git_odb_free(odb);
+	git_odb_free(b);
 	free(objects);
 	return rc;
+}
+
+int hist_reopen_odbs(struct hist *h)
+{
+	char *objects = join(h->path, "objects");
+	git_odb *odb = NULL;
+	int rc;
+
+	if (!objects)
+		return -ENOMEM;
+	rc = writer_odb(h->repo, h->path, h->repo_fd, &h->mempack,
+			&h->pack_backend, &h->big_odb);
+	if (rc == 0)
+		rc = git_odb_open(&odb, objects);
+	if (rc == 0) {
+		pthread_mutex_lock(&h->rmu);
+		rc = git_repository_set_odb(h->rrepo, odb);
+		pthread_mutex_unlock(&h->rmu);
+	}
+	git_odb_free(odb);
+	free(objects);
+	return rc < 0 ? hist_git_error(rc, "opening the objects again", NULL)
+		      : rc;
 }
 
 static int open_repo(struct hist *h, git_repository **out, bool writer)
@@ -357,7 +418,8 @@ static int open_repo(struct hist *h, git_repository **out, bool writer)
 		GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL);
 
 	if (rc == 0 && writer)
-		rc = writer_odb(*out, h->path);
+		rc = writer_odb(*out, h->path, h->repo_fd, &h->mempack,
+				&h->pack_backend, &h->big_odb);
 	return rc < 0 ? hist_git_error(rc, "opening the repository", NULL) : 0;
 }
 
@@ -758,6 +820,7 @@ void hist_close(struct hist *h)
 	jnl_cursor_close(h->cur);
 	git_tree_free(h->head_tree);
 	git_repository_free(h->repo);
+	git_odb_free(h->big_odb);
 	git_repository_free(h->rrepo);
 	if (h->git_inited)
 		git_libgit2_shutdown();

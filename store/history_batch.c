@@ -87,7 +87,10 @@ static unsigned batch_max(const struct hist *h)
 
 static bool batch_full(const struct hist *h, const struct batch *b)
 {
-	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET;
+	/* the objects of the batch are held in memory until its pack is
+	   written (history_pack.c) */
+	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
+	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX;
 }
 
 static char *strndup_(const char *s, size_t n)
@@ -173,9 +176,18 @@ static int blob_from_fd(struct hist *h, int fd, uint64_t size,
 		goto out;
 	}
 	XXH3_128bits_reset(xs);
-	rc = git_repository_odb(&odb, h->repo);
-	if (rc == 0)
+	/* a large one is not held in memory: a loose object */
+	if (size > HIST_PACK_BLOB_MAX && h->big_odb) {
+		git_odb_free(odb);
+		odb = h->big_odb;
 		rc = git_odb_open_wstream(&st, odb, size, GIT_OBJECT_BLOB);
+		odb = NULL;
+	} else {
+		rc = git_repository_odb(&odb, h->repo);
+		if (rc == 0)
+			rc = git_odb_open_wstream(&st, odb, size,
+						  GIT_OBJECT_BLOB);
+	}
 	if (rc < 0) {
 		rc = hist_git_error(rc, "writing the blob", id);
 		goto out;
@@ -765,6 +777,8 @@ static int batch_commit(struct hist *h, const struct batch *b)
 		rc = make_commit(h, b, &tree_oid, &commit);
 	if (rc == 0)
 		rc = side_commit(h, b, &side, &has_side);
+	if (rc == 0)
+		rc = hist_pack_write(h);
 	if (rc == 0 && has_side)
 		rc = hist_side_prepare(h, &side);
 	if (rc == 0)
@@ -799,6 +813,7 @@ static int batch_commit(struct hist *h, const struct batch *b)
 		h->has_side = true;
 	}
 	batch_done(h, b, &commit);
+	hist_pack_tidy(h); /* logged; tried again after the next batch */
 	return 0;
 }
 
@@ -908,6 +923,8 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 			  h->path, done + 1, start - 1, start);
 		b.upto = start - 1;
 	}
+	/* what a failed attempt left in memory: this one writes it again */
+	hist_pack_reset(h);
 	t0 = mono_ns();
 	rc = collect(h, &b);
 	if (b.n)

@@ -21,4 +21,15 @@ void sandbox_new(char *base, size_t len, const char *name, bool quiet);
    by a test included). */
 void sandbox_rm(const char *path);
 
+/*
+ * A shell command (printf format, one %s: a git directory) that turns
+ * every pack of the repository into loose objects and removes the packs,
+ * for tests that remove one object (the history writer packs them).
+ */
+#define LOOSEN_SH                                                          \
+	"cd '%s' && for p in objects/pack/pack-*.pack; do "                \
+	"[ -e \"$p\" ] || continue; mv \"$p\" \"$p.x\"; "             \
+	"rm -f \"${p%%.pack}.idx\"; git unpack-objects -q <\"$p.x\" && " \
+	"rm \"$p.x\" || exit 1; done"
+
 #endif

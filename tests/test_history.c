@@ -11,6 +11,7 @@
  * (/dev/shm) when there is one (RECFS_TEST_TMPDIR overrides).
  */
 #include "io.h"
+#include "sandbox.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -1022,9 +1023,9 @@ Test(history, crash_while_history_lags_loses_no_version)
 Test(history, crash_inside_a_history_commit_loses_no_version_nor_doubles)
 {
 	static const char *const points[] = {
-		"hist.commit",	  "hist.sync",	      "hist.ref.write",
-		"hist.ref.open",  "hist.ref.rename",  "hist.ref.dirsync",
-		"hist.idx.write", "hist.blob.unlink",
+		"hist.commit",	  "hist.pack",	      "hist.sync",
+		"hist.ref.write", "hist.ref.open",    "hist.ref.rename",
+		"hist.ref.dirsync", "hist.idx.write", "hist.blob.unlink",
 	};
 
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
@@ -1052,7 +1053,8 @@ Test(history, errors_at_every_history_failpoint_lose_no_version_nor_double)
 {
 	static const char *const points[] = {
 		"hist.read",	    "hist.blob.open",  "hist.blob.read",
-		"hist.commit",	    "hist.sync",       "hist.ref.open",
+		"hist.commit",	    "hist.pack",       "hist.sync",
+		"hist.ref.open",
 		"hist.ref.write",   "hist.ref.rename", "hist.ref.dirsync",
 		"hist.idx.open",    "hist.idx.read",   "hist.idx.write",
 		"hist.blob.unlink",
@@ -1147,6 +1149,81 @@ static void check_history(struct store *s, int n)
 		free(buf);
 	}
 	(void)dummy;
+}
+
+/*
+ * Each batch's objects are one pack (no loose objects), and the packs are
+ * merged so that there stay few of them; a fault at any step of a merge
+ * (persistent: every merge fails) loses no object, and git fsck is clean.
+ */
+/* `n` puts (from the `from`th) to seven records, one batch every 4. */
+static void put_batches(struct store *s, int from, int n)
+{
+	char id[16], text[16];
+
+	for (int k = from; k < from + n; k++) {
+		snprintf(id, sizeof(id), "r%d", k % 7);
+		snprintf(text, sizeof(text), "t%d", k);
+		put(s, id, text);
+		if (k % 4 == 3)
+			drain(s);
+	}
+	drain(s);
+}
+
+/* No loose object, at most `max_packs` packs (0: any), git fsck clean. */
+static void check_packs(int max_packs)
+{
+	char *out;
+
+	free(run("git -C '%s' fsck --strict 2>&1", gitdir));
+	out = run("cd '%s/objects' && find ?? -type f 2>/dev/null | wc -l; "
+		  "ls pack | grep -c '[.]pack$'",
+		  gitdir);
+	cr_assert_eq(strncmp(out, "0\n", 2), 0, "loose objects: %s", out);
+	if (max_packs)
+		cr_assert_leq(atoi(out + 2), max_packs, "packs: %s", out + 2);
+	free(out);
+}
+
+/*
+ * Each batch's objects are one pack (no loose objects), and the packs are
+ * merged so that there stay few of them; a fault at any step of a merge
+ * (persistent: every merge fails) loses no object, git fsck stays clean,
+ * and once the fault is gone the merges catch up.
+ */
+Test(history, batches_are_packed_and_merged_losing_nothing)
+{
+	static const char *const points[] = {
+		NULL,		  "hist.pack.read",    "hist.pack.sync",
+		"hist.pack.unlink", "hist.pack.dirsync",
+	};
+
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		struct io *io = NULL;
+		struct store *s;
+
+		nftw(spath, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		cr_assert_eq(io_new(&io), 0);
+		if (points[i])
+			cr_assert_eq(io_arm(io, points[i], IO_FAIL, EIO, 1, 0),
+				     0);
+		s = open_slow(1, io);
+		put_batches(s, 0, 240); /* 60 batches, so 60 packs */
+		check_history(s, 240);
+		if (points[i])
+			cr_assert_gt(io_hits(io, points[i]), 0, "%s",
+				     points[i]);
+		close_store(s);
+		io_free(io);
+		check_packs(points[i] ? 0 : 17);
+		s = open_slow(1, NULL);
+		check_history(s, 240);
+		put_batches(s, 240, 80);
+		check_history(s, 320);
+		close_store(s);
+		check_packs(17);
+	}
 }
 
 Test(history, damaged_history_idx_is_caught_up_or_rebuilt)
@@ -1257,8 +1334,12 @@ Test(history, verify_finds_a_blob_missing_from_the_repository)
 	cr_assert_eq(store_verify(s, &rep), 0);
 	cr_assert_eq(rep.hist_versions, 2);
 	blob_hex("verify me", 9, want);
+	close_store(s);
+	/* the writer packs its objects: make them loose to remove one */
+	free(run(LOOSEN_SH, gitdir));
 	snprintf(p, sizeof(p), "%s/objects/%.2s/%s", gitdir, want, want + 2);
 	cr_assert_eq(unlink(p), 0, "%s", p);
+	s = open_store();
 	cr_assert_eq(store_verify(s, &rep), -EBADMSG);
 	cr_assert_geq(rep.hist_bad, 1);
 	close_store(s);
