@@ -789,18 +789,21 @@ static int batch_commit(struct hist *h, const struct batch *b)
 	if (rc == 0)
 		rc = io_syncfs(h->o.io, "hist.sync", h->repo_fd);
 	t3 = mono_ns();
+	/* before the ref moves: once it has, the batch is done, and a
+	   failure here would have it written again after main's head */
+	if (rc == 0 && (rc = git_tree_lookup(&tree, h->repo, &tree_oid)) < 0)
+		rc = hist_git_error(rc, "reading the tree", NULL);
 	if (rc == 0 && has_side)
 		rc = hist_side_commit(h);
 	if (rc == 0)
 		rc = hist_ref_commit(h, &commit);
-	if (rc == 0 && (rc = git_tree_lookup(&tree, h->repo, &tree_oid)) < 0)
-		rc = hist_git_error(rc, "reading the tree", NULL);
 	rlog_debug("%s: commit of %zu versions: tree %.1f ms, commit %.1f "
 		   "ms, sync %.1f ms, ref %.1f ms",
 		   h->path, b->n, (double)(t1 - t0) / 1e6,
 		   (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
 		   (double)(mono_ns() - t3) / 1e6);
 	if (rc) {
+		git_tree_free(tree);
 		hist_ref_abort(h);
 		return rc;
 	}
