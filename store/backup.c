@@ -103,15 +103,12 @@ static int remember(struct copy *c, const struct stat *st, bool dir)
 	if (c->gated)
 		return 0;
 	if (!d) {
-		if (c->n == c->cap) {
-			size_t cap = c->cap ? 2 * c->cap : 1024;
-			struct done *v = realloc(c->v, cap * sizeof(*v));
+		struct done *v = util_grow(c->v, &c->cap, c->n, sizeof(*v),
+					   1024);
 
-			if (!v)
-				return -ENOMEM;
-			c->v = v;
-			c->cap = cap;
-		}
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
 		d = &c->v[c->n];
 		d->path = strdup(c->rel);
 		if (!d->path)

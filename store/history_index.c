@@ -39,6 +39,7 @@
 #include "io.h"
 #include "jnl.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,18 +100,15 @@ struct hent *hidx_at(const struct hidx *x, size_t i)
 
 static int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no)
 {
-	if (x->ncommits == x->commits_cap) {
-		size_t cap = x->commits_cap ? 2 * x->commits_cap : 256;
-		git_oid *p;
+	git_oid *v;
 
-		if (cap > UINT32_MAX)
-			return -EOVERFLOW;
-		p = realloc(x->commits, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		x->commits = p;
-		x->commits_cap = cap;
-	}
+	if (x->ncommits >= UINT32_MAX)
+		return -EOVERFLOW; /* commits are numbered in 32 bits */
+	v = util_grow(x->commits, &x->commits_cap, x->ncommits, sizeof(*v),
+		      256);
+	if (!v)
+		return -ENOMEM;
+	x->commits = v;
 	x->commits[x->ncommits] = *oid;
 	*no = (uint32_t)x->ncommits++;
 	return 0;
@@ -326,6 +324,7 @@ static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
 	size_t comm = strnlen(e->comm, sizeof(e->comm));
 	uint64_t off = f->at + f->b.len;
 	struct hrec *r;
+	struct pub *pub;
 
 	pthread_rwlock_wrlock(&h->ix_lock);
 	r = rec_add(&h->ix, v->id, v->id_len);
@@ -334,17 +333,12 @@ static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
 		f->b.err = f->b.err ? f->b.err : -ENOMEM;
 		return;
 	}
-	if (f->npub == f->cap) {
-		size_t cap = f->cap ? 2 * f->cap : 64;
-		struct pub *p = realloc(f->pub, cap * sizeof(*p));
-
-		if (!p) {
-			f->b.err = -ENOMEM;
-			return;
-		}
-		f->pub = p;
-		f->cap = cap;
+	pub = util_grow(f->pub, &f->cap, f->npub, sizeof(*pub), 64);
+	if (!pub) {
+		f->b.err = -ENOMEM;
+		return;
 	}
+	f->pub = pub;
 	put_u(&f->b, r->stage_serial == f->serial ? r->stage_last : r->last, 8);
 	put_u(&f->b, off - f->at, 4);
 	put_u(&f->b, e->version, 8);

@@ -163,15 +163,11 @@ static int collect_oid(const git_oid *id, void *arg)
 {
 	struct oids *o = arg;
 
-	if (o->n == o->cap) {
-		size_t cap = o->cap ? 2 * o->cap : 256;
-		git_oid *p = realloc(o->v, cap * sizeof(*p));
+	git_oid *v = util_grow(o->v, &o->cap, o->n, sizeof(*v), 256);
 
-		if (!p)
-			return -ENOMEM;
-		o->v = p;
-		o->cap = cap;
-	}
+	if (!v)
+		return -ENOMEM;
+	o->v = v;
 	o->v[o->n++] = *id;
 	return 0;
 }
@@ -546,15 +542,11 @@ static bool mergeable(int dirfd, const char *name, uint32_t *count)
 static int pks_add(struct pks *ps, const char *name, size_t len,
 		   uint32_t count)
 {
-	if (ps->n == ps->cap) {
-		size_t cap = ps->cap ? 2 * ps->cap : 32;
-		struct pk *p = realloc(ps->v, cap * sizeof(*p));
+	struct pk *v = util_grow(ps->v, &ps->cap, ps->n, sizeof(*v), 32);
 
-		if (!p)
-			return -ENOMEM;
-		ps->v = p;
-		ps->cap = cap;
-	}
+	if (!v)
+		return -ENOMEM;
+	ps->v = v;
 	memcpy(ps->v[ps->n].name, name, len);
 	ps->v[ps->n].name[len] = '\0';
 	ps->v[ps->n++].count = count;

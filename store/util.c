@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +45,25 @@ int util_now_iso(char *buf, size_t len)
 	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		return -ERANGE;
 	return 0;
+}
+
+void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t want;
+	void *p;
+
+	if (n < *cap)
+		return v;
+	want = *cap ? *cap : first;
+	if (*cap && want > SIZE_MAX / 2)
+		return NULL;
+	want = *cap ? 2 * want : want;
+	if (!want || size == 0 || want > SIZE_MAX / size)
+		return NULL;
+	p = realloc(v, want * size);
+	if (p)
+		*cap = want;
+	return p;
 }
 
 int util_opendir_fd(int dirfd, DIR **out)

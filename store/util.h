@@ -25,4 +25,13 @@ int util_now_iso(char *buf, size_t len);
    -errno. */
 int util_opendir_fd(int dirfd, DIR **out);
 
+/*
+ * Room for element `n` of the array `v` of *cap elements of `size`
+ * bytes (n <= *cap): `v` itself while n < *cap, else `v` reallocated to
+ * twice *cap (`first` elements if *cap is 0), *cap updated. NULL if out
+ * of memory or if the bytes overflow size_t; `v` and *cap are then
+ * unchanged and `v` is still the caller's to free.
+ */
+void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
+
 #endif
