@@ -113,6 +113,40 @@ int hidx_file_each(struct hist *h, uint64_t end,
 		   int (*fn)(void *arg, const char *id, const hist_version *v),
 		   void *arg);
 
+/*
+ * The chains of a few records, held in memory for lookups of their old
+ * versions (history_read.c): without them, version k back from the
+ * newest costs k reads of history.idx, and reading every version of a
+ * record with n versions n*n/2. A lookup that has walked HIST_CHAIN_WALK
+ * entries without reaching its version goes on through r's slot: what
+ * the walk reads on is kept there, entries newer than those held on one
+ * side and older ones on the other, so each entry is read once and a
+ * lookup of a held version is two binary searches. Entries in the file
+ * never change: a slot stays true. At most HIST_CHAIN_MAX entries a slot
+ * (16 bytes each; a slot that would grow past it starts again), slots
+ * taken in turn; chain_mu protects them.
+ */
+#define HIST_CHAINS 4
+#define HIST_CHAIN_WALK 32
+#define HIST_CHAIN_MAX ((size_t)1 << 18)
+
+/* Entries of a chain: their offsets and versions (version << 1 | 1 for
+   a delete). */
+struct hspan {
+	size_t n, cap;
+	uint64_t *off, *ver;
+};
+
+struct hchain {
+	const struct hrec *r; /* NULL: free */
+	struct hspan hi;      /* the newer entries, oldest first */
+	struct hspan lo;      /* the older ones, newest first, below hi's */
+	uint64_t rest;	      /* the entry below the oldest held, 0 */
+};
+
+/* Free the slots (history close). */
+void hist_chains_free(struct hist *h);
+
 /* ---- history_msg.c: commit messages ---------------------------------- */
 
 /* A growing text buffer; an allocation failure sticks in `err`. */
@@ -198,6 +232,9 @@ struct hist {
 	struct hidx ix;
 	int idx_rfd; /* history.idx for the readers (pread only), or -1;
 			open as long as the history is */
+	pthread_mutex_t chain_mu; /* protects chains, chain_next */
+	struct hchain chains[HIST_CHAINS];
+	unsigned chain_next;
 
 	pthread_mutex_t mu;   /* protects the fields below */
 	pthread_cond_t wake;  /* the writer: notify, drain, stop */

@@ -440,6 +440,7 @@ static int hist_alloc(struct hist **out, const struct hist_opts *opts)
 	    pthread_mutex_init(&h->mu, NULL) ||
 	    pthread_mutex_init(&h->rmu, NULL) ||
 	    pthread_rwlock_init(&h->ix_lock, NULL) ||
+	    pthread_mutex_init(&h->chain_mu, NULL) ||
 	    cond_init_mono(&h->wake) || cond_init_mono(&h->moved)) {
 		/* the sync objects need no destroy on Linux */
 		hidx_destroy(&h->ix);
@@ -835,6 +836,8 @@ void hist_close(struct hist *h)
 		close(h->idx_fd);
 	if (h->idx_rfd >= 0)
 		close(h->idx_rfd);
+	hist_chains_free(h);
+	pthread_mutex_destroy(&h->chain_mu);
 	pthread_cond_destroy(&h->wake);
 	pthread_cond_destroy(&h->moved);
 	pthread_rwlock_destroy(&h->ix_lock);

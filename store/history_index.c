@@ -22,8 +22,11 @@
  * same ID (0: none), so each record's entries form a chain from its last
  * one back, and `back` is the distance back to the start of its frame
  * (where the commit is). A lookup walks the chain from the newest entry:
- * reads of recent versions (CAS, attributes) take a few small reads, an
- * old version of a record with many versions one read per newer version.
+ * reads of recent versions (CAS, attributes) take a few small reads; past
+ * HIST_CHAIN_WALK entries the walk goes on through a slot in memory that
+ * keeps what it read (history_read.c), so the old versions of a record
+ * with many versions cost each entry one read, not one read per newer
+ * version at every lookup.
  * The file is appended after each commit is durable and never fsynced: at
  * open it is read up to its last good frame (each entry's prev and back
  * checked against the chain built so far), and the commits after that one
@@ -941,6 +944,9 @@ static int idx_reset(struct hist *h)
 	ssize_t n;
 	int rc;
 
+	pthread_mutex_lock(&h->chain_mu); /* slots name records of ix */
+	hist_chains_free(h);
+	pthread_mutex_unlock(&h->chain_mu);
 	hidx_destroy(&h->ix);
 	rc = hidx_init(&h->ix);
 	if (rc || h->idx_fd < 0)

@@ -11,6 +11,7 @@
 #include <git2/sys/odb_backend.h>
 #include "io.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,13 +22,241 @@
 
 #define EACH_CHUNK 256
 
+/* ---- the chains of records with many versions (see struct hchain) ------ */
+
+static void span_free(struct hspan *s)
+{
+	free(s->off);
+	free(s->ver);
+	memset(s, 0, sizeof(*s));
+}
+
+static int span_add(struct hspan *s, uint64_t off, uint64_t ver)
+{
+	size_t cap = s->cap;
+	uint64_t *o = util_grow(s->off, &cap, s->n, sizeof(*o), 256);
+
+	if (!o)
+		return -ENOMEM;
+	s->off = o;
+	cap = s->cap;
+	o = util_grow(s->ver, &cap, s->n, sizeof(*o), 256);
+	if (!o)
+		return -ENOMEM;
+	s->ver = o;
+	s->cap = cap;
+	s->off[s->n] = off;
+	s->ver[s->n++] = ver;
+	return 0;
+}
+
+/*
+ * Read r's chain from the entry at `off` down into s (newest first):
+ * down to the entry at or below `stop` if `stop` is not 0, else until
+ * past `version` (an entry older than it is the last one read) or the
+ * end. *next: the entry below the last one read (0: the end).
+ */
+static int span_walk(struct hist *h, uint64_t off, uint64_t stop,
+		     uint64_t version, struct hspan *s, uint64_t *next)
+{
+	uint64_t prev, v = UINT64_MAX;
+	uint8_t flags;
+	int rc = 0;
+
+	while (rc == 0 && off && (stop ? off > stop : v >= version) &&
+	       s->n < HIST_CHAIN_MAX) {
+		rc = hidx_ent_step(h, off, &prev, &v, &flags);
+		if (rc)
+			break;
+		rc = span_add(s, off, v << 1 | !!(flags & HENT_DELETED));
+		off = prev;
+	}
+	*next = off;
+	return rc;
+}
+
+static struct hchain *chain_of(struct hist *h, const struct hrec *r)
+{
+	for (unsigned i = 0; i < HIST_CHAINS; i++)
+		if (h->chains[i].r == r)
+			return &h->chains[i];
+	return NULL;
+}
+
+static void chain_clear(struct hchain *c)
+{
+	span_free(&c->hi);
+	span_free(&c->lo);
+	c->r = NULL;
+	c->rest = 0;
+}
+
+void hist_chains_free(struct hist *h)
+{
+	for (unsigned i = 0; i < HIST_CHAINS; i++)
+		chain_clear(&h->chains[i]);
+}
+
+static size_t chain_n(const struct hchain *c)
+{
+	return c->hi.n + c->lo.n;
+}
+
+/* Held entry i, counted from the newest (0) down. */
+static uint64_t chain_off(const struct hchain *c, size_t i)
+{
+	return i < c->hi.n ? c->hi.off[c->hi.n - 1 - i]
+			   : c->lo.off[i - c->hi.n];
+}
+
+static uint64_t chain_ver(const struct hchain *c, size_t i)
+{
+	return i < c->hi.n ? c->hi.ver[c->hi.n - 1 - i]
+			   : c->lo.ver[i - c->hi.n];
+}
+
+/*
+ * Version `version` of r in slot c, down from the entry at `off`
+ * (chain_mu held). Returns 0 (*at: its entry), 1 (older entries are
+ * needed: *at is where they start) or -ENOENT; 2 if `off` is newer than
+ * what c holds.
+ */
+static int chain_pick(const struct hchain *c, uint64_t off, uint64_t version,
+		      uint64_t *at)
+{
+	size_t n = chain_n(c), lo = 0, hi = n, i;
+
+	if (off > chain_off(c, 0))
+		return 2;
+	while (lo < hi) { /* offsets decrease down the chain */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (chain_off(c, mid) > off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	hi = n;
+	while (lo < hi) { /* ... and so do versions */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (chain_ver(c, mid) >> 1 > version)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* newest first, as down the chain: a delete repeats the version
+	   it deleted */
+	for (i = lo; i < n && chain_ver(c, i) >> 1 == version; i++) {
+		if (!(chain_ver(c, i) & 1)) {
+			*at = chain_off(c, i);
+			return 0;
+		}
+	}
+	if (i == n && c->rest) {
+		*at = c->rest;
+		return 1;
+	}
+	return -ENOENT;
+}
+
+/* What a walk read for a slot: a new one, or entries it lacks. */
+enum chain_read { CHAIN_NEW, CHAIN_NEWER, CHAIN_OLDER };
+
+/*
+ * Add what a walk read (s, newest first; `next` the entry below it) to
+ * r's slot (chain_mu held), if the slot is still as it was when the walk
+ * began at `from` (its newest entry for CHAIN_NEWER, its `rest` for
+ * CHAIN_OLDER); else drop it. Any walk is also a slot of its own: one
+ * with no slot for r, or one that would outgrow HIST_CHAIN_MAX, starts
+ * again with it. Returns 0 or -ENOMEM.
+ */
+static int chain_put(struct hist *h, const struct hrec *r, enum chain_read kind,
+		     uint64_t from, struct hspan *s, uint64_t next)
+{
+	struct hchain *c = chain_of(h, r);
+	int rc = 0;
+
+	if (c && chain_n(c) + s->n > HIST_CHAIN_MAX)
+		chain_clear(c);
+	c = chain_of(h, r);
+	if (!c) {
+		c = &h->chains[h->chain_next++ % HIST_CHAINS];
+		chain_clear(c);
+		c->r = r;
+		c->lo = *s;
+		*s = (struct hspan){0};
+		c->rest = next;
+		return 0;
+	}
+	if (kind == CHAIN_NEWER && chain_off(c, 0) == from) {
+		for (size_t i = s->n; rc == 0 && i > 0; i--)
+			rc = span_add(&c->hi, s->off[i - 1], s->ver[i - 1]);
+	} else if (kind == CHAIN_OLDER && from && c->rest == from) {
+		for (size_t i = 0; rc == 0 && i < s->n; i++)
+			rc = span_add(&c->lo, s->off[i], s->ver[i]);
+		if (rc == 0)
+			c->rest = next;
+	}
+	if (rc)
+		chain_clear(c); /* half added: not to be trusted */
+	return rc;
+}
+
+/*
+ * file_find past HIST_CHAIN_WALK entries: on through r's slot, reading
+ * into it what it lacks. Returns 0 (*at: the entry), 1 (walk on from
+ * *at without it), -ENOENT or -errno.
+ */
+static int chain_find(struct hist *h, const struct hrec *r, uint64_t off,
+		      uint64_t version, uint64_t *at)
+{
+	for (int round = 0; round < 4; round++) {
+		enum chain_read kind = CHAIN_NEW;
+		struct hspan s = {0};
+		uint64_t from = 0, start = off, stop = 0, next;
+		struct hchain *c;
+		int rc = 0;
+
+		pthread_mutex_lock(&h->chain_mu);
+		c = chain_of(h, r);
+		if (c)
+			rc = chain_pick(c, off, version, at);
+		if (rc == 2) { /* newer than what it holds */
+			kind = CHAIN_NEWER;
+			from = stop = chain_off(c, 0);
+		} else if (rc == 1) { /* older */
+			kind = CHAIN_OLDER;
+			from = start = *at;
+		}
+		pthread_mutex_unlock(&h->chain_mu);
+		if (c && (rc == 0 || rc == -ENOENT))
+			return rc;
+		rc = span_walk(h, start, stop, version, &s, &next);
+		if (rc == 0) {
+			pthread_mutex_lock(&h->chain_mu);
+			rc = chain_put(h, r, kind, from, &s, next);
+			pthread_mutex_unlock(&h->chain_mu);
+		}
+		span_free(&s);
+		if (rc == -ENOMEM)
+			break; /* no memory for it: walk on without */
+		if (rc)
+			return rc;
+	}
+	*at = off; /* or the slot keeps changing under us */
+	return 1;
+}
+
 /*
  * Version `version` of record r (with content) in history.idx: down the
- * chain from the entry at `off`. Returns 0, -ENOENT, or -errno.
+ * chain from the entry at `off`, through r's slot once the walk is long.
+ * Returns 0, -ENOENT, or -errno.
  */
 static int file_find(struct hist *h, const struct hrec *r, uint64_t off,
 		     uint64_t version, hist_version *out)
 {
+	unsigned steps = 0;
 	uint64_t prev, v;
 	uint8_t flags;
 	int rc;
@@ -35,6 +264,13 @@ static int file_find(struct hist *h, const struct hrec *r, uint64_t off,
 	/* versions only grow down the chain from its end, a delete
 	   repeating the version it deleted */
 	while (off) {
+		if (++steps == HIST_CHAIN_WALK) {
+			rc = chain_find(h, r, off, version, &off);
+			if (rc == 0)
+				return hidx_ent_read(h, r, off, out);
+			if (rc < 0)
+				return rc;
+		}
 		rc = hidx_ent_step(h, off, &prev, &v, &flags);
 		if (rc)
 			return rc;
@@ -170,17 +406,13 @@ static int file_rec_each(struct hist *h, const struct hrec *r, uint64_t last,
 	int rc = 0;
 
 	for (uint64_t off = last; rc == 0 && off; off = prev) {
-		if (n == cap) {
-			size_t c = cap ? 2 * cap : 64;
-			uint64_t *p = realloc(offs, c * sizeof(*p));
+		uint64_t *p = util_grow(offs, &cap, n, sizeof(*p), 64);
 
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			offs = p;
-			cap = c;
+		if (!p) {
+			rc = -ENOMEM;
+			break;
 		}
+		offs = p;
 		offs[n++] = off;
 		rc = hidx_ent_step(h, off, &prev, &v, &flags);
 	}

@@ -703,6 +703,163 @@ Test(history, history_get_reads_every_version_right_after_the_write)
 	close_store(s);
 }
 
+/* Read version v of "hot" and check it says "hot v". */
+static void check_hot_version(struct store *s, uint64_t v)
+{
+	char want[32];
+	void *buf = NULL;
+	size_t len = 0;
+	int rc = store_history_get(s, "hot", v, &buf, &len, NULL);
+
+	cr_assert_eq(rc, 0, "hot@%" PRIu64 ": %s", v, strerror(-rc));
+	snprintf(want, sizeof(want), "hot %" PRIu64, v);
+	cr_assert(len == strlen(want) && memcmp(buf, want, len) == 0,
+		  "hot@%" PRIu64 " reads \"%.*s\"", v, (int)len,
+		  (char *)buf);
+	free(buf);
+}
+
+/*
+ * The old versions of a record with a long chain in history.idx: every
+ * one is found (a delete in the middle, versions added later included),
+ * and reading all n of them takes O(n) reads of the index, not n*n/2
+ * (one per newer version, each time).
+ */
+Test(history, old_versions_of_a_long_chain_take_few_index_reads)
+{
+	enum { N = 3000, GONE = 1200, MORE = 100 };
+	struct store_opts o = {0};
+	struct store_result d;
+	struct io *io = NULL;
+	char text[32];
+	unsigned before, reads;
+	void *buf = NULL;
+	size_t len;
+	struct store *s;
+
+	cr_assert_eq(io_new(&io), 0);
+	o.io = io;
+	s = open_opts(&o);
+	for (int i = 1; i <= N; i++) {
+		snprintf(text, sizeof(text), "hot %d", i);
+		put(s, "hot", text);
+		if (i % 7 == 0)
+			put(s, "cold", text); /* chains interleave in the file */
+		if (i == GONE) /* the delete repeats version GONE */
+			cr_assert_eq(store_delete(s, "hot", NULL, NULL, &d), 0);
+	}
+	drain(s);
+	before = io_hits(io, "hist.idx.read");
+	for (uint64_t v = 1; v <= N; v++)
+		check_hot_version(s, v);
+	reads = io_hits(io, "hist.idx.read") - before;
+	cr_assert_lt(reads, 40u * N, "%u reads of the index for %d versions",
+		     reads, N);
+	/* versions written after the chain was read */
+	for (int i = N + 1; i <= N + MORE; i++) {
+		snprintf(text, sizeof(text), "hot %d", i);
+		put(s, "hot", text);
+	}
+	drain(s);
+	for (int v = N + MORE; v >= 1; v -= 37)
+		check_hot_version(s, (uint64_t)v);
+	check_hot_version(s, 1);
+	check_hot_version(s, GONE);
+	cr_assert_eq(store_history_get(s, "hot", N + MORE + 1, &buf, &len,
+				       NULL),
+		     -ENOENT);
+	cr_assert_eq(store_history_get(s, "hot", 0, &buf, &len, NULL),
+		     -ENOENT);
+	close_store(s);
+	io_free(io);
+}
+
+struct chain_reader {
+	struct store *s;
+	unsigned seed;
+	int rounds;
+	volatile uint64_t *known; /* versions of each record readable */
+	int bad;		  /* lookups that failed or read wrong */
+	char what[96];
+};
+
+static const char *const chain_ids[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
+#define CHAIN_IDS (sizeof(chain_ids) / sizeof(chain_ids[0]))
+
+static void *chain_reader(void *arg)
+{
+	struct chain_reader *cr = arg;
+
+	for (int i = 0; i < cr->rounds; i++) {
+		unsigned k = (unsigned)rand_r(&cr->seed) % CHAIN_IDS;
+		uint64_t max = cr->known[k];
+		uint64_t v = 1 + (uint64_t)rand_r(&cr->seed) % max;
+		char want[32];
+		void *buf = NULL;
+		size_t len = 0;
+		int rc = store_history_get(cr->s, chain_ids[k], v, &buf, &len,
+					   NULL);
+
+		snprintf(want, sizeof(want), "%s %" PRIu64, chain_ids[k], v);
+		if (rc || len != strlen(want) || memcmp(buf, want, len)) {
+			if (!cr->bad++)
+				snprintf(cr->what, sizeof(cr->what),
+					 "%s@%" PRIu64 ": rc %d, %zu bytes",
+					 chain_ids[k], v, rc, len);
+		}
+		free(buf);
+	}
+	return NULL;
+}
+
+/*
+ * Lookups of old versions from several threads while new versions are
+ * written: more records with long chains than there are slots, so slots
+ * are taken from each other, filled at both ends and read at once.
+ */
+Test(history, old_versions_read_by_threads_while_versions_are_added)
+{
+	enum { FIRST = 600, MORE = 150, READERS = 4 };
+	volatile uint64_t known[CHAIN_IDS];
+	struct chain_reader r[READERS];
+	pthread_t t[READERS];
+	char text[32];
+	struct store *s = open_store();
+
+	for (int v = 1; v <= FIRST; v++) {
+		for (size_t k = 0; k < CHAIN_IDS; k++) {
+			snprintf(text, sizeof(text), "%s %d", chain_ids[k], v);
+			put(s, chain_ids[k], text);
+		}
+	}
+	drain(s);
+	for (size_t k = 0; k < CHAIN_IDS; k++)
+		known[k] = FIRST;
+	for (int i = 0; i < READERS; i++) {
+		r[i] = (struct chain_reader){.s = s, .seed = 17u + (unsigned)i,
+					     .rounds = 1500, .known = known};
+		cr_assert_eq(pthread_create(&t[i], NULL, chain_reader, &r[i]),
+			     0);
+	}
+	for (int v = FIRST + 1; v <= FIRST + MORE; v++) {
+		for (size_t k = 0; k < CHAIN_IDS; k++) {
+			snprintf(text, sizeof(text), "%s %d", chain_ids[k], v);
+			put(s, chain_ids[k], text);
+		}
+		if (v % 50 == 0) {
+			drain(s);
+			for (size_t k = 0; k < CHAIN_IDS; k++)
+				known[k] = (uint64_t)v;
+		}
+	}
+	for (int i = 0; i < READERS; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(r[i].bad, 0, "reader %d: %d bad lookups, first %s",
+			     i, r[i].bad, r[i].what);
+	}
+	close_store(s);
+}
+
 Test(history, versions_that_never_existed_are_enoent)
 {
 	void *buf = NULL;
