@@ -18,10 +18,12 @@
 #include "io.h"
 #include "jnl.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -375,13 +377,50 @@ static int restore_blob(struct store *s, const struct live *l,
 	return rc;
 }
 
+/* The tree of refs/heads/main, read once: (ID, blob) sorted by ID. */
+struct tree_ent {
+	char *id;
+	char blob[41];
+};
+
+struct tree_ents {
+	struct tree_ent *v;
+	size_t n, cap;
+	void *live_arg[2]; /* for tree_entry_live */
+	int err;
+};
+
+static int tree_ent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct tree_ent *)a)->id,
+		      ((const struct tree_ent *)b)->id);
+}
+
+static const char *tree_blob(const struct tree_ents *t, const char *id)
+{
+	struct tree_ent key = {.id = (char *)id};
+	const struct tree_ent *e =
+		t->n ? bsearch(&key, t->v, t->n, sizeof(*t->v), tree_ent_cmp)
+		     : NULL;
+
+	return e ? e->blob : NULL;
+}
+
+static void tree_ents_free(struct tree_ents *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].id);
+	free(t->v);
+}
+
 /* A live record: is its current version in the history, and in the tree
    of refs/heads/main with that content? */
 static void verify_live(struct store *s, const struct live *l,
+			const struct tree_ents *t,
 			struct store_verify_report *rep, bool repair)
 {
+	const char *in_tree;
 	struct store_version v;
-	char blob[41];
 
 	if (hist_lookup(s->hist, l->id, l->meta.version, &v) != 0 ||
 	    v.missing) {
@@ -392,8 +431,8 @@ static void verify_live(struct store *s, const struct live *l,
 				  l->id, l->meta.version);
 		return;
 	}
-	if (hist_tree_lookup(s->hist, l->id, blob) != 0 ||
-	    strcmp(blob, v.blob) != 0) {
+	in_tree = tree_blob(t, l->id);
+	if (!in_tree || strcmp(in_tree, v.blob) != 0) {
 		rlog_err("record %s: the history's last tree does not hold "
 			 "version %" PRIu64 " (blob %s)",
 			 l->id, l->meta.version, v.blob);
@@ -430,13 +469,35 @@ static int tree_entry_live(void *arg, const char *id, const char *blob)
 	return 0;
 }
 
+/* hist_tree_each: check the entry (tree_entry_live) and keep it. */
+static int collect_tree(void *arg, const char *id, const char *blob)
+{
+	struct tree_ents *t = arg;
+	struct tree_ent *v;
+	int rc = tree_entry_live(t->live_arg, id, blob);
+
+	if (rc)
+		return rc;
+	v = util_grow(t->v, &t->cap, t->n, sizeof(*v), 1024);
+	if (!v || !(v[t->n].id = strdup(id))) {
+		if (v)
+			t->v = v;
+		t->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	t->v = v;
+	snprintf(v[t->n].blob, sizeof(v[t->n].blob), "%s", blob);
+	t->n++;
+	return 0;
+}
+
 int store_verify_history(struct store *s, struct store_verify_report *rep,
 			 bool repair)
 {
 	struct hist_verify_report hr;
 	uint64_t bad0 = rep->hist_bad, repaired0 = rep->repaired;
 	struct lives l = {0};
-	void *arg[2] = {s, rep};
+	struct tree_ents t = {.live_arg = {s, rep}};
 	int rc = 0;
 
 	if (!s->hist)
@@ -465,10 +526,14 @@ int store_verify_history(struct store *s, struct store_verify_report *rep,
 	idx_each(&s->ix, collect_live, &l);
 	pthread_mutex_unlock(&s->mu);
 	rc = l.err;
-	for (size_t i = 0; rc == 0 && i < l.n; i++)
-		verify_live(s, &l.v[i], rep, repair);
+	/* the tree once, not once per record: a tree of more than 4 KiB is
+	   not in libgit2's object cache and would be inflated every time */
 	if (rc == 0)
-		rc = hist_tree_each(s->hist, tree_entry_live, arg);
+		rc = hist_tree_each(s->hist, collect_tree, &t);
+	if (rc == 0)
+		qsort(t.v, t.n, sizeof(*t.v), tree_ent_cmp);
+	for (size_t i = 0; rc == 0 && i < l.n; i++)
+		verify_live(s, &l.v[i], &t, rep, repair);
 	if (rc == 0 && repair) {
 		/* what is left: the blobs still missing (checked again if
 		   some were written back), and the other problems, which are
@@ -488,5 +553,6 @@ int store_verify_history(struct store *s, struct store_verify_report *rep,
 	for (size_t i = 0; i < l.n; i++)
 		free(l.v[i].id);
 	free(l.v);
+	tree_ents_free(&t);
 	return rc;
 }

@@ -1480,6 +1480,51 @@ Test(history, renaming_a_version_from_before_the_history_takes_the_file)
 	close_store(s);
 }
 
+/*
+ * verify compares every live record with the tree of refs/heads/main,
+ * read once (a namespace of many records is a tree object too big for
+ * libgit2's cache): a record the tree lacks, one it holds with another
+ * blob, and one it holds that is not live are each reported.
+ */
+Test(history, verify_compares_the_records_with_the_last_tree)
+{
+	struct store_verify_report rep;
+	char *out;
+	struct store *s = open_store();
+
+	cr_assert_eq(store_mkdir(s, "ns", 0700), 0);
+	for (int i = 0; i < 300; i++) {
+		char id[32], text[32];
+
+		snprintf(id, sizeof(id), "ns/r%03d", i);
+		snprintf(text, sizeof(text), "record %d", i);
+		put(s, id, text);
+	}
+	put(s, "other", "one");
+	cr_assert_eq(store_verify(s, &rep), 0);
+	cr_assert_eq(rep.hist_bad, 0);
+	close_store(s);
+	/* main's tree, rewritten by git (the same message, so the same
+	   Recfs-Upto): ns/r007 gone, other with another blob, and a
+	   stranger that is no record */
+	out = run("cd '%s' && git read-tree main && "
+		  "git rm -q --cached ns/r007 && "
+		  "b=$(printf two | git hash-object -w --stdin) && "
+		  "git update-index --cacheinfo 100644,$b,other && "
+		  "git update-index --add --cacheinfo 100644,$b,stranger && "
+		  "t=$(git write-tree) && "
+		  "m=$(git log -1 --format=%%B main) && "
+		  "c=$(git commit-tree $t -p main -m \"$m\") && "
+		  "git update-ref refs/heads/main $c && rm -f index",
+		  gitdir);
+	free(out);
+	s = open_store();
+	cr_assert_eq(store_verify(s, &rep), -EBADMSG);
+	cr_assert_eq(rep.hist_bad, 3, "%llu problems",
+		     (unsigned long long)rep.hist_bad);
+	close_store(s);
+}
+
 Test(history, verify_finds_a_blob_missing_from_the_repository)
 {
 	struct store_verify_report rep;
