@@ -214,8 +214,5 @@ int hist_blob_exists(struct hist *h, const char *blob);
 int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
 		      size_t len);
 
-/* The blob of `id` in the tree of refs/heads/main (hex into blob[41]).
-   Returns 0, -ENOENT, or -errno. */
-int hist_tree_lookup(struct hist *h, const char *id, char blob[41]);
 
 #endif

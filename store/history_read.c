@@ -574,36 +574,6 @@ out:
 	return rc;
 }
 
-int hist_tree_lookup(struct hist *h, const char *id, char blob[41])
-{
-	git_tree_entry *te = NULL;
-	git_commit *c = NULL;
-	git_tree *tree = NULL;
-	git_oid head;
-	int rc;
-
-	blob[0] = '\0';
-	pthread_mutex_lock(&h->rmu);
-	rc = git_reference_name_to_id(&head, h->rrepo, "refs/heads/main");
-	if (rc == 0)
-		rc = git_commit_lookup(&c, h->rrepo, &head);
-	if (rc == 0)
-		rc = git_commit_tree(&tree, c);
-	if (rc == 0)
-		rc = git_tree_entry_bypath(&te, tree, id);
-	if (rc == 0 && git_tree_entry_type(te) == GIT_OBJECT_BLOB)
-		git_oid_tostr(blob, 41, git_tree_entry_id(te));
-	if (rc == GIT_ENOTFOUND || (rc == 0 && !blob[0]))
-		rc = -ENOENT;
-	else if (rc < 0)
-		rc = hist_git_error(rc, "reading the tree", id);
-	git_tree_entry_free(te);
-	git_tree_free(tree);
-	git_commit_free(c);
-	pthread_mutex_unlock(&h->rmu);
-	return rc;
-}
-
 int hist_blob_exists(struct hist *h, const char *blob)
 {
 	git_odb *odb = NULL;
