@@ -530,7 +530,7 @@ int store_verify_history(struct store *s, struct store_verify_report *rep,
 	   not in libgit2's object cache and would be inflated every time */
 	if (rc == 0)
 		rc = hist_tree_each(s->hist, collect_tree, &t);
-	if (rc == 0)
+	if (rc == 0 && t.n)
 		qsort(t.v, t.n, sizeof(*t.v), tree_ent_cmp);
 	for (size_t i = 0; rc == 0 && i < l.n; i++)
 		verify_live(s, &l.v[i], &t, rep, repair);
