@@ -482,18 +482,48 @@ static bool dir_file_conflict(const struct op *ops, size_t n)
 	return false;
 }
 
-/* Is `path` a blob in the previous tree? */
-static bool in_tree(struct hist *h, const char *path)
-{
-	git_tree_entry *te = NULL;
-	bool yes;
+/*
+ * The directory of the previous tree that the last in_tree looked in:
+ * ops come sorted by path, so the removes of one namespace ask the same
+ * directory in a row, and with libgit2's object cache off (history.c)
+ * each lookup by path would inflate that directory's tree again.
+ */
+struct tree_dir {
+	git_tree *t; /* NULL: no such directory (or the root: head_tree) */
+	size_t len;  /* of its path, a prefix of the last path asked */
+	char path[ID_MAX_LEN + 1];
+	bool have;
+};
 
-	if (!h->head_tree ||
-	    git_tree_entry_bypath(&te, h->head_tree, path) != 0)
+/* Is `path` a blob in the previous tree? */
+static bool in_tree(struct hist *h, struct tree_dir *d, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	size_t len = slash ? (size_t)(slash - path) : 0;
+	const git_tree_entry *te;
+	git_tree *dir;
+
+	if (!h->head_tree)
 		return false;
-	yes = git_tree_entry_type(te) == GIT_OBJECT_BLOB;
-	git_tree_entry_free(te);
-	return yes;
+	if (!d->have || d->len != len || memcmp(d->path, path, len) != 0) {
+		git_tree_entry *de = NULL;
+
+		git_tree_free(d->t);
+		d->t = NULL;
+		d->have = true;
+		d->len = len;
+		memcpy(d->path, path, len);
+		d->path[len] = '\0';
+		if (len && git_tree_entry_bypath(&de, h->head_tree, d->path) == 0) {
+			if (git_tree_entry_type(de) == GIT_OBJECT_TREE)
+				(void)git_tree_lookup(&d->t, h->repo,
+						      git_tree_entry_id(de));
+			git_tree_entry_free(de);
+		}
+	}
+	dir = len ? d->t : h->head_tree;
+	te = dir ? git_tree_entry_byname(dir, slash ? slash + 1 : path) : NULL;
+	return te && git_tree_entry_type(te) == GIT_OBJECT_BLOB;
 }
 
 /* One git_tree_create_updated over `base` with the ops that pass. */
@@ -501,6 +531,7 @@ static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
 		     size_t n, int which, git_oid *out)
 {
 	git_tree_update *u = calloc(n ? n : 1, sizeof(*u));
+	struct tree_dir d = {0};
 	size_t k = 0;
 	int rc;
 
@@ -509,7 +540,7 @@ static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
 	for (size_t i = 0; i < n; i++) {
 		if ((which == 1 && ops[i].blob) || (which == 2 && !ops[i].blob))
 			continue;
-		if (!ops[i].blob && !in_tree(h, ops[i].path))
+		if (!ops[i].blob && !in_tree(h, &d, ops[i].path))
 			continue; /* never in the history: nothing to remove */
 		u[k].action = ops[i].blob ? GIT_TREE_UPDATE_UPSERT
 					  : GIT_TREE_UPDATE_REMOVE;
@@ -519,6 +550,7 @@ static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
 			u[k].id = *ops[i].blob;
 		k++;
 	}
+	git_tree_free(d.t);
 	rc = git_tree_create_updated(out, h->repo, base, k, u);
 	free(u);
 	return rc < 0 ? hist_git_error(rc, "updating the tree", NULL) : 0;

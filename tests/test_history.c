@@ -1525,6 +1525,56 @@ Test(history, verify_compares_the_records_with_the_last_tree)
 	close_store(s);
 }
 
+/*
+ * Removes of many records in one batch, across namespaces (ops come
+ * sorted by path, the previous tree is asked one directory at a time):
+ * the tree loses exactly the deleted records, and a record created and
+ * deleted within the batch, never in the history, is no remove at all.
+ */
+Test(history, a_batch_of_deletes_across_namespaces_leaves_the_right_tree)
+{
+	static const char *const dirs[] = {"", "a/", "a/b/", "c/"};
+	char id[64], text[64];
+	struct store_verify_report rep;
+	char *out;
+	struct store *s = open_store();
+
+	cr_assert_eq(store_mkdir(s, "a", 0700), 0);
+	cr_assert_eq(store_mkdir(s, "a/b", 0700), 0);
+	cr_assert_eq(store_mkdir(s, "c", 0700), 0);
+	for (size_t d = 0; d < 4; d++) {
+		for (int i = 0; i < 40; i++) {
+			/* leaf names differ between directories */
+			snprintf(id, sizeof(id), "%sr%c%02d", dirs[d],
+				 (char)('k' + d), i);
+			snprintf(text, sizeof(text), "%s %d", dirs[d], i);
+			put(s, id, text);
+		}
+	}
+	drain(s);
+	close_store(s);
+	s = open_slow(60000, NULL); /* one batch, at the drain */
+	for (size_t d = 0; d < 4; d++) {
+		for (int i = 0; i < 40; i += 2) {
+			snprintf(id, sizeof(id), "%sr%c%02d", dirs[d],
+				 (char)('k' + d), i);
+			cr_assert_eq(store_delete(s, id, NULL, NULL, NULL), 0,
+				     "%s", id);
+		}
+	}
+	put(s, "a/new", "never in the history");
+	cr_assert_eq(store_delete(s, "a/new", NULL, NULL, NULL), 0);
+	drain(s);
+	check_tree(s);
+	out = run("git -C '%s' ls-tree -r --name-only refs/heads/main | "
+		  "grep -c '[13579]$'",
+		  gitdir);
+	cr_assert_eq(strtoul(out, NULL, 10), 4 * 20, "%s", out);
+	free(out);
+	cr_assert_eq(store_verify(s, &rep), 0);
+	close_store(s);
+}
+
 Test(history, verify_finds_a_blob_missing_from_the_repository)
 {
 	struct store_verify_report rep;
