@@ -23,12 +23,13 @@
  * made durable by the same fdatasync. The batches after it overwrite
  * blocks that are already allocated and within the file's size, so their
  * fdatasync writes only the data, not the inode: about half the latency
- * of an append on ext4. A zero tail reads as a torn tail, which every
- * reader already stops at; it is cut off when the segment is closed or
- * rotated, and by the trim of seg_prepare after a crash. Writing the zeros
- * is best effort: if it fails (ENOSPC) the batch goes on without them,
- * and on a file system with less than 64 MiB free it is not tried, so
- * that the journal never takes the last free space from the records.
+ * of an append on ext4. Every reader stops at a zero tail (a scan counts
+ * it as zero_bytes, not as torn); it is cut off when the segment is
+ * closed or rotated, and by the trim of seg_prepare after a crash.
+ * Writing the zeros is best effort: if it fails (ENOSPC) the batch goes
+ * on without them, and on a file system with less than 64 MiB free it is
+ * not tried, so that the journal never takes the last free space from the
+ * records.
  *
  * Failpoints: "jnl.open" (opening a segment to write: create, reuse,
  * trim), "jnl.hdr.write", "jnl.hdr.fsync", "jnl.dir.fsync", "jnl.write"

@@ -130,11 +130,15 @@ int hidx_file_each(struct hist *h, uint64_t end,
 #define HIST_CHAIN_WALK 32
 #define HIST_CHAIN_MAX ((size_t)1 << 18)
 
-/* Entries of a chain: their offsets and versions (version << 1 | 1 for
-   a delete). */
+/* An entry of a chain: its offset and version (version << 1 | 1 for a
+   delete). */
+struct hlink {
+	uint64_t off, ver;
+};
+
 struct hspan {
 	size_t n, cap;
-	uint64_t *off, *ver;
+	struct hlink *v;
 };
 
 struct hchain {

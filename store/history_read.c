@@ -26,27 +26,18 @@
 
 static void span_free(struct hspan *s)
 {
-	free(s->off);
-	free(s->ver);
+	free(s->v);
 	memset(s, 0, sizeof(*s));
 }
 
-static int span_add(struct hspan *s, uint64_t off, uint64_t ver)
+static int span_add(struct hspan *s, struct hlink l)
 {
-	size_t cap = s->cap;
-	uint64_t *o = util_grow(s->off, &cap, s->n, sizeof(*o), 256);
+	struct hlink *v = util_grow(s->v, &s->cap, s->n, sizeof(*v), 256);
 
-	if (!o)
+	if (!v)
 		return -ENOMEM;
-	s->off = o;
-	cap = s->cap;
-	o = util_grow(s->ver, &cap, s->n, sizeof(*o), 256);
-	if (!o)
-		return -ENOMEM;
-	s->ver = o;
-	s->cap = cap;
-	s->off[s->n] = off;
-	s->ver[s->n++] = ver;
+	s->v = v;
+	s->v[s->n++] = l;
 	return 0;
 }
 
@@ -68,7 +59,8 @@ static int span_walk(struct hist *h, uint64_t off, uint64_t stop,
 		rc = hidx_ent_step(h, off, &prev, &v, &flags);
 		if (rc)
 			break;
-		rc = span_add(s, off, v << 1 | !!(flags & HENT_DELETED));
+		rc = span_add(s, (struct hlink){off, v << 1 |
+						     !!(flags & HENT_DELETED)});
 		off = prev;
 	}
 	*next = off;
@@ -103,16 +95,19 @@ static size_t chain_n(const struct hchain *c)
 }
 
 /* Held entry i, counted from the newest (0) down. */
+static const struct hlink *chain_at(const struct hchain *c, size_t i)
+{
+	return i < c->hi.n ? &c->hi.v[c->hi.n - 1 - i] : &c->lo.v[i - c->hi.n];
+}
+
 static uint64_t chain_off(const struct hchain *c, size_t i)
 {
-	return i < c->hi.n ? c->hi.off[c->hi.n - 1 - i]
-			   : c->lo.off[i - c->hi.n];
+	return chain_at(c, i)->off;
 }
 
 static uint64_t chain_ver(const struct hchain *c, size_t i)
 {
-	return i < c->hi.n ? c->hi.ver[c->hi.n - 1 - i]
-			   : c->lo.ver[i - c->hi.n];
+	return chain_at(c, i)->ver;
 }
 
 /*
@@ -191,10 +186,10 @@ static int chain_put(struct hist *h, const struct hrec *r, enum chain_read kind,
 	}
 	if (kind == CHAIN_NEWER && chain_off(c, 0) == from) {
 		for (size_t i = s->n; rc == 0 && i > 0; i--)
-			rc = span_add(&c->hi, s->off[i - 1], s->ver[i - 1]);
+			rc = span_add(&c->hi, s->v[i - 1]);
 	} else if (kind == CHAIN_OLDER && from && c->rest == from) {
 		for (size_t i = 0; rc == 0 && i < s->n; i++)
-			rc = span_add(&c->lo, s->off[i], s->ver[i]);
+			rc = span_add(&c->lo, s->v[i]);
 		if (rc == 0)
 			c->rest = next;
 	}

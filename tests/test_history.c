@@ -1275,23 +1275,8 @@ static void damage_idx(off_t at, const char *bytes, size_t n)
 	close(fd);
 }
 
-static void fill_history(struct store *s, int n)
-{
-	char id[16], text[16];
-
-	for (int i = 0; i < n; i++) {
-		snprintf(id, sizeof(id), "r%d", i % 7);
-		snprintf(text, sizeof(text), "t%d", i);
-		put(s, id, text);
-		if (i % 10 == 9)
-			drain(s);
-	}
-	drain(s);
-}
-
 static void check_history(struct store *s, int n)
 {
-	struct listing dummy = {0};
 	char id[16], text[16];
 	void *buf;
 	size_t len;
@@ -1305,16 +1290,11 @@ static void check_history(struct store *s, int n)
 		cr_assert(len == strlen(text) && !memcmp(buf, text, len));
 		free(buf);
 	}
-	(void)dummy;
 }
 
-/*
- * Each batch's objects are one pack (no loose objects), and the packs are
- * merged so that there stay few of them; a fault at any step of a merge
- * (persistent: every merge fails) loses no object, and git fsck is clean.
- */
-/* `n` puts (from the `from`th) to seven records, one batch every 4. */
-static void put_batches(struct store *s, int from, int n)
+/* `n` puts (from the `from`th) to seven records, one batch every
+   `every`; check_history reads them back. */
+static void put_batches(struct store *s, int from, int n, int every)
 {
 	char id[16], text[16];
 
@@ -1322,7 +1302,7 @@ static void put_batches(struct store *s, int from, int n)
 		snprintf(id, sizeof(id), "r%d", k % 7);
 		snprintf(text, sizeof(text), "t%d", k);
 		put(s, id, text);
-		if (k % 4 == 3)
+		if (k % every == every - 1)
 			drain(s);
 	}
 	drain(s);
@@ -1366,7 +1346,7 @@ Test(history, batches_are_packed_and_merged_losing_nothing)
 			cr_assert_eq(io_arm(io, points[i], IO_FAIL, EIO, 1, 0),
 				     0);
 		s = open_slow(1, io);
-		put_batches(s, 0, 240); /* 60 batches, so 60 packs */
+		put_batches(s, 0, 240, 4); /* 60 batches, so 60 packs */
 		check_history(s, 240);
 		if (points[i])
 			cr_assert_gt(io_hits(io, points[i]), 0, "%s",
@@ -1376,7 +1356,7 @@ Test(history, batches_are_packed_and_merged_losing_nothing)
 		check_packs(points[i] ? 0 : 17);
 		s = open_slow(1, NULL);
 		check_history(s, 240);
-		put_batches(s, 240, 80);
+		put_batches(s, 240, 80, 4);
 		check_history(s, 320);
 		close_store(s);
 		check_packs(17);
@@ -1397,7 +1377,7 @@ Test(history, damaged_history_idx_is_caught_up_or_rebuilt)
 	char p[PATH_MAX + 64];
 	struct stat st;
 
-	fill_history(s, 60);
+	put_batches(s, 0, 60, 10);
 	close_store(s);
 	snprintf(p, sizeof(p), "%s/history.idx", spath);
 	for (size_t i = 0; i < 3; i++) {
@@ -1418,7 +1398,7 @@ Test(history, damaged_history_idx_is_caught_up_or_rebuilt)
 	cr_assert_eq(unlink(p), 0);
 	s = open_store();
 	check_history(s, 60);
-	fill_history(s, 5);
+	put_batches(s, 0, 5, 10);
 	close_store(s);
 	/* a directory in its place: a clear error, no crash */
 	cr_assert_eq(unlink(p), 0);
