@@ -300,9 +300,10 @@ static int run(struct opts *o, struct fuse_args *args,
 		goto out;
 	if (!cmd->foreground)
 		rlog_use_syslog(true);
-	/* the lock names this (possibly forked) process, and the history
-	   writer starts here, after the fork, catching up on the journal */
-	store_lock_refresh(store);
+	/* the lock names this (possibly forked) process, and the store's
+	   threads start here, after the fork: the history writer (catching
+	   up on the journal) and the one that creates stages ahead */
+	store_serve_start(store);
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out;
 	rlog_info("mounted %s on %s", path ? path : o->store, cmd->mountpoint);

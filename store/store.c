@@ -447,10 +447,12 @@ int store_close(struct store *s)
 	return rc;
 }
 
-int store_lock_refresh(struct store *s)
+int store_serve_start(struct store *s)
 {
-	/* after the fork: the history writer can start now */
+	/* after the fork: the threads can start now */
 	(void)store_hist_start(s);
+	if (!s->opts.read_only && s->be && s->be->ops->start)
+		(void)s->be->ops->start(s->be);
 	return s->lock ? lock_refresh(s->lock) : 0;
 }
 

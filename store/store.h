@@ -602,12 +602,15 @@ int store_statfs(struct store *s, struct statvfs *out);
 const char *store_path(const struct store *s);
 
 /*
- * Update the pid in the lock after the daemon forked, and start the
- * history writer (store_open does not start that thread, which a fork
- * would lose; otherwise it starts at the first change, drain, status or
- * history call).
+ * In the process that serves the store (after a daemon forked): update
+ * the pid in the lock and start the background threads, which a fork
+ * would lose, so store_open does not start them: the history writer
+ * (otherwise it starts at the first change, drain, status or history
+ * call) and, unless read-only, the thread that creates stages ahead of
+ * the commits that need them (otherwise each stage is created when it
+ * is needed).
  */
-int store_lock_refresh(struct store *s);
+int store_serve_start(struct store *s);
 
 /* Format `hash` as "xxh3-128:" + 32 hex digits into buf[64]. */
 void store_hash_format(const uint8_t hash[16], char buf[64]);

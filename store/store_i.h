@@ -168,6 +168,8 @@ int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e),
 
 struct backend;
 
+#define STORE_STAGE_NAME_MAX 64
+
 /*
  * A stage: a temp file that becomes a version's content. While every
  * store_stage_write so far came in order from offset 0 (hashed == the
@@ -178,7 +180,7 @@ struct backend;
 struct store_stage {
 	struct store *s;
 	int fd;
-	char name[64];		 /* name in tmp/ (file backend) */
+	char name[STORE_STAGE_NAME_MAX]; /* name in tmp/ (file backend) */
 	bool published;		 /* renamed into place: nothing to remove */
 	struct XXH3_state_s *hs; /* NULL until the first write at 0 */
 	uint64_t hashed;
@@ -187,6 +189,8 @@ struct store_stage {
 
 struct backend_ops {
 	const char *name;
+	/* optional: start what runs in the background (after a fork) */
+	int (*start)(struct backend *be);
 	int (*stage_new)(struct backend *be, struct store_stage *st);
 	void (*stage_drop)(struct backend *be, struct store_stage *st);
 	/* make the stage and its name durable (before a by-reference
@@ -320,7 +324,7 @@ void commit_maybe_checkpoint(struct store *s);
    before recovery. Returns 0 or -errno. */
 int store_hist_open(struct store *s);
 /* Start the history writer if it is not running (it starts on first
-   use, never in store_open: see store_lock_refresh). */
+   use, never in store_open: see store_serve_start). */
 int store_hist_start(struct store *s);
 /* A change was journaled at revision `rev`. */
 void store_hist_changed(struct store *s, uint64_t rev);

@@ -1597,7 +1597,7 @@ Test(history, the_writer_is_not_lost_by_a_fork_after_open)
 		void *buf = NULL;
 		size_t len;
 
-		if (store_lock_refresh(s) ||
+		if (store_serve_start(s) ||
 		    store_put(s, "after", "fork", 4, NULL, NULL) ||
 		    store_history_drain(s, 10000) ||
 		    store_history_get(s, "after", 1, &buf, &len, NULL))
