@@ -875,19 +875,17 @@ static void stage_hash_update(struct store_stage *st, const void *buf, size_t n,
  */
 #define STAGE_WRITEBACK (8u << 20)
 
-static void stage_writeback(struct store_stage *st)
+/* The in-order write of n bytes just hashed ended at st->hashed. */
+static void stage_writeback(struct store_stage *st, size_t n)
 {
-	uint64_t to = st->hashed - st->hashed % STAGE_WRITEBACK;
+	uint64_t from = (st->hashed - n) / STAGE_WRITEBACK * STAGE_WRITEBACK;
+	uint64_t to = st->hashed / STAGE_WRITEBACK * STAGE_WRITEBACK;
 
-	if (to <= st->written_back)
-		return;
 	/* a hint: durability still comes from the fsync at commit, so a
 	   failure here (or a stage that is not a file) changes nothing */
-	if (io_point(st->s->io, "stage.writeback") == 0)
-		(void)sync_file_range(st->fd, (off_t)st->written_back,
-				      (off_t)(to - st->written_back),
+	if (to > from && io_point(st->s->io, "stage.writeback") == 0)
+		(void)sync_file_range(st->fd, (off_t)from, (off_t)(to - from),
 				      SYNC_FILE_RANGE_WRITE);
-	st->written_back = to;
 }
 
 ssize_t store_stage_write(struct store_stage *st, const void *buf, size_t len,
@@ -901,7 +899,7 @@ ssize_t store_stage_write(struct store_stage *st, const void *buf, size_t len,
 	}
 	stage_hash_update(st, buf, (size_t)n, off);
 	if (!st->hash_off)
-		stage_writeback(st);
+		stage_writeback(st, (size_t)n);
 	return n;
 }
 
@@ -915,7 +913,6 @@ int store_stage_truncate(struct store_stage *st, uint64_t size)
 	}
 	if (size == 0) { /* empty: nothing hashed, nothing out of order */
 		st->hashed = 0;
-		st->written_back = 0;
 		st->hash_off = false;
 		if (st->hs)
 			XXH3_128bits_reset(st->hs);

@@ -185,7 +185,6 @@ struct store_stage {
 	struct XXH3_state_s *hs; /* NULL until the first write at 0 */
 	uint64_t hashed;
 	bool hash_off; /* a write out of order: hash the whole stage */
-	uint64_t written_back; /* writeback started for [0, this) */
 };
 
 struct backend_ops {
