@@ -12,7 +12,7 @@
  * request; other requests go on meanwhile (commits wait while a backup
  * holds the store's gate).
  *
- * To add a verb: a function `int verb(struct fs_ctx *, const char *arg)`
+ * To add a verb: a function `int verb(struct fs_ctx *, who, const char *arg)`
  * and a line in `verbs` below (and a word in man/recfs.1).
  */
 #include "fs_i.h"
@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CTL_ARG_MAX 4096
 #define CTL_DRAIN_DEFAULT_MS 10000
@@ -59,7 +60,8 @@ static bool dir_on_this_mount(struct fs_ctx *c, const char *path)
 }
 
 /* backup DEST: a consistent copy of the store (store_backup). */
-static int ctl_backup(struct fs_ctx *c, const char *arg)
+static int ctl_backup(struct fs_ctx *c, const struct store_who *who,
+			const char *arg)
 {
 	if (arg[0] != '/') {
 		rlog_err("ctl backup: %s: not an absolute path", arg);
@@ -73,7 +75,8 @@ static int ctl_backup(struct fs_ctx *c, const char *arg)
 }
 
 /* drain [MS]: write the history up to now; wait at most MS (10 s). */
-static int ctl_drain(struct fs_ctx *c, const char *arg)
+static int ctl_drain(struct fs_ctx *c, const struct store_who *who,
+			const char *arg)
 {
 	unsigned long ms = CTL_DRAIN_DEFAULT_MS;
 	char *end;
@@ -90,7 +93,8 @@ static int ctl_drain(struct fs_ctx *c, const char *arg)
 }
 
 /* checkpoint: fold the journal into the records and a new snapshot. */
-static int ctl_checkpoint(struct fs_ctx *c, const char *arg)
+static int ctl_checkpoint(struct fs_ctx *c, const struct store_who *who,
+			const char *arg)
 {
 	return arg[0] ? -EINVAL : store_checkpoint(c->store);
 }
@@ -121,11 +125,11 @@ static int ctl_revision(struct fs_ctx *c, const char *arg, uint64_t *rev)
 
 /* rollback REVISION|@EPOCH: every record as it was then, as one change
    (store_rollback_to), made by the caller. */
-static int ctl_rollback(struct fs_ctx *c, const char *arg)
+static int ctl_rollback(struct fs_ctx *c, const struct store_who *who,
+			const char *arg)
 {
 	struct store_bulk_args a = {0};
 	struct store_bulk_result res;
-	struct store_who who;
 	uint64_t rev = 0;
 	int rc = ctl_revision(c, arg, &rev);
 
@@ -133,11 +137,10 @@ static int ctl_rollback(struct fs_ctx *c, const char *arg)
 		rlog_err("ctl rollback %s: not a revision nor @EPOCH", arg);
 		return rc;
 	}
-	fs_who_now(&who);
-	a.who = &who;
+	a.who = who;
 	rc = store_rollback_to(c->store, rev, &a, &res);
-	if (rc == 0 && res.deletes)
-		fs_deleted_unseen(c); /* the kernel still names them */
+	if (rc == 0) /* changed where the kernel could not see */
+		fs_inval_all(c);
 	if (rc == 0)
 		rlog_info("ctl rollback to revision %" PRIu64 ": revision "
 			  "%" PRIu64 ", %zu new versions, %zu deleted, %zu as "
@@ -148,11 +151,11 @@ static int ctl_rollback(struct fs_ctx *c, const char *arg)
 
 /* import DIR: the regular files under DIR (absolute, not on this mount)
    as new versions, one change (store_import), made by the caller. */
-static int ctl_import(struct fs_ctx *c, const char *arg)
+static int ctl_import(struct fs_ctx *c, const struct store_who *who,
+			const char *arg)
 {
 	struct store_bulk_args a = {0};
 	struct store_bulk_result res;
-	struct store_who who;
 	int rc;
 
 	if (arg[0] != '/') {
@@ -163,9 +166,10 @@ static int ctl_import(struct fs_ctx *c, const char *arg)
 		rlog_err("ctl import: %s: inside the mount itself", arg);
 		return -EINVAL;
 	}
-	fs_who_now(&who);
-	a.who = &who;
+	a.who = who;
 	rc = store_import(c->store, arg, &a, &res);
+	if (rc == 0)
+		fs_inval_all(c);
 	if (rc == 0)
 		rlog_info("ctl import %s: revision %" PRIu64 ", %zu new "
 			  "versions, %zu unchanged, %zu skipped",
@@ -175,20 +179,23 @@ static int ctl_import(struct fs_ctx *c, const char *arg)
 
 static const struct {
 	const char *name;
-	int (*run)(struct fs_ctx *c, const char *arg);
+	int (*run)(struct fs_ctx *c, const struct store_who *who,
+		   const char *arg);
 } verbs[] = {
 	{"backup", ctl_backup},		{"rollback", ctl_rollback},
 	{"import", ctl_import},		{"drain", ctl_drain},
 	{"checkpoint", ctl_checkpoint},
 };
 
-int fs_ctl(struct fs_ctx *c, const char *verb, const char *value, size_t size)
+int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,
+	   const char *value, size_t size)
 {
-	const struct fuse_context *fc = fuse_get_context();
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	char arg[CTL_ARG_MAX + 1];
+	struct store_who who;
 	int rc;
 
-	if (fc->uid != 0 && fc->uid != c->uid) {
+	if (fc->uid != 0 && fc->uid != getuid()) {
 		rlog_warn("ctl %s: refused to uid %u (pid %d)", verb,
 			  (unsigned)fc->uid, (int)fc->pid);
 		return -EPERM;
@@ -206,7 +213,8 @@ int fs_ctl(struct fs_ctx *c, const char *verb, const char *value, size_t size)
 		pthread_mutex_unlock(&c->mu);
 		rlog_info("ctl %s %s (uid %u, pid %d)", verb, arg,
 			  (unsigned)fc->uid, (int)fc->pid);
-		rc = verbs[i].run(c, arg);
+		fs_who(req, &who);
+		rc = verbs[i].run(c, &who, arg);
 		if (rc)
 			rlog_err("ctl %s %s: %s", verb, arg, strerror(-rc));
 		return rc;

@@ -1,7 +1,7 @@
 /*
- * fs.h - the FUSE frontend of recfs: a context for one mount and the
- * operations table handed to libfuse's high-level API. main.c builds the
- * context (owning the store) and runs the loop.
+ * fs.h - the FUSE frontend of recfs: a context for one mount and its
+ * session on libfuse's low-level API. main.c builds the context (owning
+ * the store), makes the session and runs the loop.
  */
 #ifndef RECFS_FS_H
 #define RECFS_FS_H
@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 struct fs_ctx;
-struct fuse_operations;
+struct fuse_args;
+struct fuse_session;
 struct store;
 
 #define FS_DEFAULT_SCRATCH ".*.??????:.*.sw?:4913:*~:sed??????"
@@ -31,7 +32,13 @@ void fs_ctx_free(struct fs_ctx *c);
 /* Commits and failed commits so far (for the shutdown report). */
 void fs_ctx_counts(struct fs_ctx *c, uint64_t *commits, uint64_t *errors);
 
-/* The operations table; private_data must be the fs_ctx. */
-const struct fuse_operations *fs_operations(void);
+/* The low-level session serving `c` (fuse_session_new with recfs's
+   operations); NULL on failure (libfuse said why). The caller owns it. */
+struct fuse_session *fs_session_new(struct fuse_args *args, struct fs_ctx *c);
+
+/* Start and stop the thread that tells the kernel which of its caches
+   went stale (after the session is mounted; before it is destroyed). */
+int fs_ctx_start(struct fs_ctx *c);
+void fs_ctx_stop(struct fs_ctx *c);
 
 #endif

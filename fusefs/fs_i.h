@@ -1,46 +1,72 @@
 /*
- * fs_i.h - what the files of fusefs/ share: the mount's context, per-open
- * handles, scratch files and path classification. Not for use outside
- * fusefs/.
+ * fs_i.h - what the files of fusefs/ share: the mount's context, the inode
+ * table, drafts, open handles and the invalidation queue. Not for use
+ * outside fusefs/.
  *
- * The frontend only translates: every record change is a store call
- * (store/store.h). Writes are staged per open handle and committed in
- * flush/fsync (the commit point of close(2)); see handle.c.
+ * The frontend is built on libfuse's low-level API so that it knows what
+ * the kernel holds (passthrough_ll's habit): every inode number the kernel
+ * was given is in the table with its lookup count until FORGET, and every
+ * change the kernel did not make itself (a commit through ID@N, an append
+ * rebased on another version, a rollback) is invalidated in the kernel's
+ * caches before the request that made it returns (attributes) or from a
+ * thread of its own (pages, names). See inode.c for the table, draft.c for
+ * the commit point, ops.c for the requests.
  */
 #ifndef RECFS_FS_I_H
 #define RECFS_FS_I_H
 
 #define FUSE_USE_VERSION 314
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include "fs.h"
 #include "id.h"
+#include "scratch.h"
 #include "store.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
-/* What a path names. */
+/* How long the kernel may keep names and attributes of records and
+   namespaces: every change it does not see is invalidated (inval.c). */
+#define FS_CACHE_TIMEOUT 86400.0
+
+/* What an inode is. */
 enum fs_kind {
-	FS_ROOT,
-	FS_RECORD,	 /* a record ID (or a namespace: the store tells) */
-	FS_COND,	 /* ID@N: conditional name */
-	FS_SCRATCH,	 /* an unversioned scratch file */
-	FS_META_DIR,	 /* /.recfs */
-	FS_META_STATUS,	 /* /.recfs/status */
-	FS_META_HISTORY, /* /.recfs/history[/...]: id holds what follows */
-	FS_META_OTHER,	 /* anything else under /.recfs */
+	FS_ROOT,      /* the mount root (namespace "") */
+	FS_NS,	      /* a namespace */
+	FS_RECORD,    /* a record (regular file or symlink) */
+	FS_COND,      /* ID@N: conditional name (zero timeouts) */
+	FS_SCRATCH,   /* an unversioned scratch file */
+	FS_META_DIR,  /* /.recfs */
+	FS_STATUS,    /* /.recfs/status */
+	FS_HIST_DIR,  /* /.recfs/history[/PREFIX] */
+	FS_HIST_FILE, /* /.recfs/history/ID/N */
 };
 
-struct fs_path {
-	enum fs_kind kind;
-	char id[ID_MAX_LEN + 1]; /* the ID (without @N), or scratch path */
-	uint64_t version;	 /* FS_COND: N */
+/*
+ * The state of an inode's uncommitted changes. Transitions (draft.c,
+ * draft_step is the only place that changes it):
+ *   CLEAN   --O_TRUNC open, truncate to 0, create-->   REPLACE
+ *   CLEAN   --write from an O_APPEND handle at EOF-->   APPEND
+ *   CLEAN   --any other write or truncate-->            PATCH
+ *   APPEND  --a write that is not an append-->          PATCH
+ *   any     --O_TRUNC open-->                           REPLACE
+ *   dirty   --write or truncate fails-->                FAILED
+ *   dirty   --commit (flush, fsync, release)-->         CLEAN
+ *   any     --unlink, replaced by rename-->             CLEAN (dropped)
+ */
+enum fs_dstate {
+	D_CLEAN,   /* nothing to commit */
+	D_REPLACE, /* whole new content: last writer wins (or ID@N's cond) */
+	D_PATCH,   /* a copy of version `base` changed: only if still base */
+	D_APPEND,  /* bytes to add to whatever version is current */
+	D_FAILED,  /* a write or truncate failed: the commit reports it */
 };
 
-/* An xattr of a scratch file. */
+/* A user xattr set before the record existed (cp -a): kept for the
+   commit. */
 struct fs_xattr {
 	struct fs_xattr *next;
 	char *name;
@@ -48,204 +74,218 @@ struct fs_xattr {
 	size_t size;
 };
 
-/* A scratch file: content in a store stage, attributes in memory. */
-struct fs_scratch {
-	struct fs_scratch *next; /* in ctx->scratch, protected by ctx->mu */
-	char *path;		 /* as an ID: "ns/.name.XXXXXX" */
-	struct store_stage *st;
-	mode_t mode;
+/* Uncommitted changes of one record inode; in fs_inode, under its mu. */
+struct fs_draft {
+	enum fs_dstate state;
+	struct store_stage *st; /* content (APPEND: only the added bytes) */
+	uint64_t base;		/* PATCH: the version it was copied from;
+				   APPEND: the version read below base_size */
+	uint64_t base_size;	/* APPEND: size of that version */
+	bool created;		/* the record does not exist yet */
+	bool excl;		/* created with O_EXCL: create-only */
+	bool written;		/* data written since it began (not just
+				   created or truncated; see draft.c) */
+	int err;		/* D_FAILED: what failed */
+	int mode;		/* chmod while dirty, or -1 */
+	bool has_owner;		/* chown while dirty (or the creator) */
+	uint32_t uid, gid;
+	bool has_mtime;		/* utimens while dirty (cp -p) */
 	struct timespec mtime;
-	bool mtime_set; /* mtime was set (utimens) or kept from a record:
-			   committed as the version's time; else the
-			   commit time is */
-	struct fs_xattr *xattrs;
-	unsigned refs; /* the table's reference + one per open handle */
-	bool linked;   /* still in the table (not unlinked/renamed) */
+	struct timespec changed; /* time of the last write (for stat) */
+	struct store_who who;	 /* the last writer */
+	struct fs_xattr *xattrs; /* set while `created` */
 };
 
-enum fs_hkind { H_READ, H_WRITE, H_SCRATCH, H_STATUS };
+struct fs_inode {
+	uint64_t ino;
+	enum fs_kind kind;
+	bool private; /* an ID@N writer's own: not in the table */
+	/* protected by ctx->mu: */
+	char *key;		 /* path from the root ("" root, "a/b", "a@3",
+				    ".recfs/history/a"); NULL once detached */
+	uint64_t nlookup;	 /* the kernel's references */
+	unsigned refs;		 /* open handles + temporary holds */
+	unsigned writers;	 /* open handles that may write */
+	struct fs_inode *hnext_ino, *hnext_key; /* hash chains */
+	/* fixed at creation: */
+	uint64_t cond;		 /* FS_COND: N; FS_HIST_FILE: the version */
+	char *id;		 /* FS_RECORD/COND/HIST_FILE/SCRATCH/NS: the
+				    ID or path it was made for (ctx->mu) */
+	pthread_mutex_t mu;	 /* protects the rest */
+	struct store_reader *rd; /* the committed version it shows, opened
+				    lazily (records) */
+	uint64_t version;	 /* version the kernel was last told of */
+	uint64_t cas_next;	 /* FS_COND: the version a commit through it
+				    must find (N, then what it made) */
+	bool deleted;		 /* the record is gone: reads go on from rd */
+	bool pages_stale;	 /* the kernel's pages may not be the content:
+				    every open drops them, until the thread
+				    has had the kernel drop them (inval.c) */
+	uint64_t stale_gen;	 /* counts the times pages went stale */
+	struct fs_draft d;	 /* d.state == D_CLEAN: no draft */
+	struct fs_inode *shadow; /* FS_COND in the table: the private draft
+				    of its latest writer, for stat (ctx->mu) */
+	struct stat last;	 /* the attributes last replied */
+};
+
+/* What an open handle reads and writes. */
+enum fs_hkind {
+	H_RECORD,  /* a record inode: reads the draft or the version */
+	H_COND,	   /* ID@N: like H_RECORD, or an old version in `buf` */
+	H_SCRATCH, /* a scratch file: `fd` */
+	H_BUF,	   /* a read-only buffer: status, an old version */
+};
 
 /* Per-open state, in fi->fh; created in open/create, freed in release. */
 struct fs_handle {
 	enum fs_hkind kind;
-	pthread_mutex_t mu; /* serialises write/flush/truncate on it */
-	struct fs_handle *next, *prev; /* ctx->writers (H_WRITE) or
-					  ctx->readers (H_READ using the
-					  page cache), ctx->mu */
-	char *id;
-	struct store_reader *rd; /* H_READ; H_WRITE until content is staged */
-	struct store_stage *st;	 /* H_WRITE: the content to commit */
-	bool st_committed;	 /* st became a version: copy before writing */
-	bool staged;		 /* st holds the full content (or the bytes
-				    to append); else reads go to rd */
-	struct store_cond cond;	 /* condition of the next commit */
-	bool dirty;		 /* changed since the last commit */
-	bool touched;		 /* written or truncated since then: only
-				    then does flush commit (see handle.c) */
-	bool orphan;		 /* the record was unlinked: drop changes */
-	bool via_cond;		 /* opened as ID@N: the kernel's inode is
-				    ID@N's, so ID's attributes must not
-				    show this stage (fs_writer_size) */
-	int err;		 /* a write or truncate failed: every commit
-				    from this handle fails with it (the
-				    stage is incomplete) */
-	struct fs_xattr *xattrs; /* user xattrs set while the record did not
-				    exist yet (cp -a): applied at commit;
-				    protected by ctx->mu */
-	int mode;		 /* pending chmod, or -1 */
-	bool has_mtime;		 /* pending utimens */
-	struct timespec mtime;
-	struct store_who who; /* the process that opened it */
-	/* H_READ on ctx->readers (ctx->mu): the hash of the ID whose kernel
-	   inode it reads, the version its pages hold (UINT64_MAX once renamed:
-	   none), and whether its open had the kernel drop the cached pages,
-	   which its first read confirms (see handle.c) */
-	uint64_t cache_hv;
-	uint64_t cache_version;
-	atomic_bool cache_confirm;
-	struct fs_scratch *sc; /* H_SCRATCH */
-	char *text;	       /* H_STATUS */
-	size_t text_len;
+	struct fs_inode *ino; /* holds a ref */
+	struct fs_inode *dino; /* the inode whose draft it writes: `ino`, or
+				  for ID@N a private one (see draft.c) */
+	int flags;	      /* open flags */
+	bool writable;
+	int fd;		      /* H_SCRATCH */
+	char *buf;	      /* H_BUF (and H_COND of an old version) */
+	size_t len;
+	struct store_who who; /* who opened it */
 };
 
-#define FS_CACHE_SLOTS 65536
-
-/* How long the kernel keeps names (fs.c, fs_init). */
-#define FS_ENTRY_TIMEOUT 10
+/* One pending kernel notification (inval.c). */
+struct fs_inval;
 
 struct fs_ctx {
 	struct store *store;
 	struct fs_config cfg;
+	struct fuse_session *se;
 	char **scratch_pat; /* NULL-terminated fnmatch patterns */
-	uid_t uid;
-	gid_t gid;
-	pthread_mutex_t mu;	    /* protects writers, scratch, cache */
-	struct fs_handle *writers;  /* open write handles */
-	struct fs_handle *readers;  /* read handles using the page cache */
-	struct fs_scratch *scratch; /* scratch files */
-	/*
-	 * Which version of a path the kernel may hold in its page cache:
-	 * an open for reading keeps the cache only if the slot says the same
-	 * version (a bounded, direct-mapped table: a collision just costs
-	 * a re-read). See handle.c for who may use the cache at all.
-	 */
-	uint64_t cache_hv[FS_CACHE_SLOTS];
-	uint64_t cache_ver[FS_CACHE_SLOTS];
-	bool cache_ok[FS_CACHE_SLOTS]; /* the kernel has dropped older pages */
+	pthread_mutex_t mu; /* the inode table, counters */
+	struct fs_inode **by_ino, **by_key; /* hash tables, `buckets` each */
+	size_t buckets, count;
+	uint64_t next_ino;
 	uint64_t commits, commit_errors; /* protected by mu */
 	uint64_t ctl_calls;		 /* control verbs run; mu */
-	struct timespec unseen_until;	 /* see fs_deleted_unseen; mu */
+	int mnt_id;			 /* of the mount, for fdinfo; -1 */
+	/* the invalidation thread (inval.c) */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	struct fs_inval *qhead, *qtail; /* protected by qmu */
+	bool qstop, qrunning;
+	pthread_t qthread;
 };
 
-/* The context of the running mount. */
-struct fs_ctx *fs_ctx(void);
+/* ---- inode.c: the table --------------------------------------------- */
 
-/*
- * A record was deleted where the kernel could not see it (rm ID@N, a
- * whole-store rollback): for the next FS_ENTRY_TIMEOUT seconds the kernel
- * may still hold names of deleted records and send an open(O_CREAT) of
- * one without O_CREAT (handle.c, open_write). Takes c->mu.
- */
-void fs_deleted_unseen(struct fs_ctx *c);
+int fs_table_init(struct fs_ctx *c);
+void fs_table_free(struct fs_ctx *c);
+/* The inode the kernel calls `ino` (borrowed: valid while the kernel holds
+   it, i.e. within the request), or NULL. */
+struct fs_inode *fs_inode_get(struct fs_ctx *c, fuse_ino_t ino);
+/* The inode named `key` with a temporary ref (fs_inode_put), or NULL. */
+struct fs_inode *fs_inode_find(struct fs_ctx *c, const char *key);
+/* Find or make the inode for `key` of `kind` and count one kernel lookup;
+   `id` and `cond` are set on a new one. Returns NULL on ENOMEM. */
+struct fs_inode *fs_inode_lookup(struct fs_ctx *c, const char *key,
+				 enum fs_kind kind, const char *id,
+				 uint64_t cond);
+void fs_inode_hold(struct fs_ctx *c, struct fs_inode *ino);
+void fs_inode_put(struct fs_ctx *c, struct fs_inode *ino);
+/* A private inode like `like` (an ID@N writer's own draft; never in the
+   table), with one ref: released with fs_inode_put. */
+struct fs_inode *fs_inode_private(struct fs_ctx *c, const struct fs_inode *like);
+/* The kernel forgot `n` lookups. */
+void fs_inode_forget(struct fs_ctx *c, fuse_ino_t ino, uint64_t n);
+/* The inode no longer has a name (deleted or replaced). */
+void fs_inode_detach(struct fs_ctx *c, struct fs_inode *ino);
+/* Renamed: `from` (and with `tree`, everything below it) is now `to`;
+   what `to` named before is detached. */
+void fs_inode_rekey(struct fs_ctx *c, const char *from, const char *to,
+		    bool tree);
+/* Call fn on every named record inode (with a ref held, no lock). */
+void fs_inode_each_record(struct fs_ctx *c,
+			  void (*fn)(struct fs_ctx *, struct fs_inode *));
 
-/* path.c */ /* path.c */
-int fs_path_parse(const struct fs_ctx *c, const char *path, struct fs_path *p);
-bool fs_is_scratch_name(const struct fs_ctx *c, const char *name);
-int fs_scratch_patterns(const char *list, char ***out);
-void fs_scratch_patterns_free(char **pat);
+/* ---- inval.c: the kernel's caches ---------------------------------- */
 
-/* scratch.c: the table; callers hold no lock, these take ctx->mu. */
-int fs_scratch_create(struct fs_ctx *c, const char *path, mode_t mode,
-		      struct fs_scratch **out);
-/* Find and take a reference; NULL if absent. */
-struct fs_scratch *fs_scratch_get(struct fs_ctx *c, const char *path);
-void fs_scratch_put(struct fs_ctx *c, struct fs_scratch *sc);
-/* Remove from the table (the content lives on while referenced). */
-int fs_scratch_unlink(struct fs_ctx *c, const char *path);
-int fs_scratch_rename(struct fs_ctx *c, const char *from, const char *to);
-int fs_scratch_stat(struct fs_ctx *c, struct fs_scratch *sc, struct stat *st);
-/* Call filler for each scratch file directly in namespace `ns`. */
-void fs_scratch_list(struct fs_ctx *c, const char *ns, void *buf,
-		     fuse_fill_dir_t filler);
-int fs_scratch_xattr_set(struct fs_ctx *c, struct fs_scratch *sc,
-			 const char *name, const void *value, size_t size,
-			 int flags);
-ssize_t fs_scratch_xattr_get(struct fs_ctx *c, struct fs_scratch *sc,
-			     const char *name, void *value, size_t size);
-ssize_t fs_scratch_xattr_list(struct fs_ctx *c, struct fs_scratch *sc,
-			      char *list, size_t size);
-int fs_scratch_xattr_remove(struct fs_ctx *c, struct fs_scratch *sc,
-			    const char *name);
-/* The same on any attribute list; callers hold ctx->mu. */
+int fs_inval_start(struct fs_ctx *c);
+void fs_inval_stop(struct fs_ctx *c);
+/* Attributes of `ino` are stale: told now (never blocks). */
+void fs_inval_attr(struct fs_ctx *c, struct fs_inode *ino);
+/* Pages of `ino` may differ from its content: mark them stale, in the
+   same hold of ino->mu as the change, so that no open keeps them from
+   then on; returns the mark for fs_inval_queue. */
+uint64_t fs_stale_mark(struct fs_inode *ino);
+/* Have the thread drop the pages marked `gen`; once the kernel did,
+   opens may keep pages again (unless marked since). No lock held. */
+void fs_inval_queue(struct fs_ctx *c, struct fs_inode *ino, uint64_t gen);
+/* The name of record/namespace `key` changed behind the kernel's back:
+   told from the thread (the parent's lock may be held now). */
+void fs_inval_name(struct fs_ctx *c, const char *key);
+/* Everything the kernel holds may be stale (rollback, import). */
+void fs_inval_all(struct fs_ctx *c);
+
+/* ---- draft.c: open files and the commit point ----------------------- */
+
+/* Who is asking: uid, pid and command name of the calling process. */
+void fs_who(fuse_req_t req, struct store_who *w);
+/* A handle of `kind` on ino (holds a ref; counts a writer). */
+struct fs_handle *fs_handle_new(struct fs_ctx *c, fuse_req_t req,
+				enum fs_hkind kind, struct fs_inode *ino,
+				int flags);
+int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
+		   struct fuse_file_info *fi, bool created, mode_t mode);
+ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
+		       size_t size, off_t off);
+ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h,
+			const char *buf, size_t size, off_t off);
+int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
+		       const struct store_who *who);
+/* Commit the inode's draft if it has one. */
+int fs_commit(struct fs_ctx *c, struct fs_inode *ino);
+int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
+	     uint64_t lock_owner);
+void fs_release(struct fs_ctx *c, struct fs_handle *h);
+/* Drop the draft (unlinked, replaced). */
+void fs_draft_drop(struct fs_inode *ino);
+/* Attributes of a record inode as the kernel should see them. */
+int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
+/* The committed version changed (commit, rename): forget the reader. */
+void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino,
+		       uint64_t version, bool pages);
+void fs_xattr_free(struct fs_xattr *list);
 int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
 		 size_t size, int flags);
 ssize_t fs_xattr_get(struct fs_xattr *list, const char *name, void *value,
 		     size_t size);
-void fs_xattr_free(struct fs_xattr *list);
-/* Commit a scratch file as the next version of `id` (rename onto it). */
-int fs_scratch_commit(struct fs_ctx *c, struct fs_scratch *sc, const char *id,
-		      const struct store_cond *cond);
-/* Make a scratch file holding record `id` (rename of a record onto a
-   scratch name), then delete the record. */
-int fs_scratch_from_record(struct fs_ctx *c, const char *id, const char *path);
 
-/* history.c: old versions (ID@N, .recfs/history/ID/N) */
+/* ---- path.c: names --------------------------------------------------- */
+
+bool fs_is_scratch_name(const struct fs_ctx *c, const char *name);
+int fs_scratch_patterns(const char *list, char ***out);
+void fs_scratch_patterns_free(char **pat);
+/* parent key + "/" + name into out[ID_MAX_LEN + 1]; -ENAMETOOLONG. */
+int fs_join(const char *parent, const char *name, char *out);
+
+/* ---- history.c: old versions (ID@N, .recfs/history/ID/N) ------------- */
+
 int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n, struct stat *st);
-int fs_hist_open(struct fs_ctx *c, const char *id, uint64_t n,
-		 struct fuse_file_info *fi);
-int fs_hist_tree_attr(struct fs_ctx *c, const char *rest, struct stat *st);
-int fs_hist_tree_readdir(struct fs_ctx *c, const char *rest, void *buf,
-			 fuse_fill_dir_t filler);
-int fs_hist_tree_open(struct fs_ctx *c, const char *rest,
-		      struct fuse_file_info *fi);
+int fs_hist_read(struct fs_ctx *c, const char *id, uint64_t n, char **buf,
+		 size_t *len);
+/* What .recfs/history/REST is: a directory (*version 0) or version
+   *version of *id (a new string, caller frees). */
+int fs_hist_resolve(struct fs_ctx *c, const char *rest, char **id,
+		    uint64_t *version);
+void fs_hist_dir_attr(const struct fs_ctx *c, struct stat *st);
+/* Names in .recfs/history/REST, via cb. */
+int fs_hist_list(struct fs_ctx *c, const char *rest,
+		 int (*cb)(void *arg, const char *name, bool is_dir),
+		 void *arg);
 
-/* handle.c */
-/* Who is asking: uid, pid and command name of the calling process. */
-void fs_who_now(struct store_who *w);
-int fs_open(const char *path, struct fuse_file_info *fi);
-int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi);
-int fs_read(const char *path, char *buf, size_t size, off_t off,
-	    struct fuse_file_info *fi);
-int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
-		off_t off, struct fuse_file_info *fi);
-int fs_write(const char *path, const char *buf, size_t size, off_t off,
-	     struct fuse_file_info *fi);
-int fs_flush(const char *path, struct fuse_file_info *fi);
-int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi);
-int fs_release(const char *path, struct fuse_file_info *fi);
-int fs_ftruncate(struct fs_handle *h, off_t size);
-/* Size of a record as the open writers see it; false if none. */
-/* Size, mode, mtime of an open writer of `id` into *st (false if none):
-   of one opened as ID@N if `via_cond`, else of one opened as ID. */
-bool fs_writer_size(struct fs_ctx *c, const char *id, bool via_cond,
-		    struct stat *st);
-/* chmod/utimens of a record with open writers go to their next commit. */
-bool fs_writer_set_meta(struct fs_ctx *c, const char *id, int mode,
-			const struct timespec *mtime);
-/* User xattrs of a record that only open writers have created so far:
-   kept for their commit. -ENOENT if there is no such writer. */
-int fs_writer_xattr_set(struct fs_ctx *c, const char *id, const char *name,
-			const void *value, size_t size, int flags);
-ssize_t fs_writer_xattr_get(struct fs_ctx *c, const char *id, const char *name,
-			    void *value, size_t size);
-/* Free the write handles the kernel never released (shutdown while files
-   were open, or before their release arrived). */
-void fs_writers_free(struct fs_ctx *c);
-/* The record was unlinked or renamed away: writers drop their changes. */
-void fs_writers_orphan(struct fs_ctx *c, const char *id);
-/* Forget what the kernel may cache for `id`. */
-void fs_cache_forget(struct fs_ctx *c, const char *id);
-/* Record `from` was renamed onto `to`: the read handles open on `from`
-   now read the kernel inode named `to`. */
-void fs_cache_moved(struct fs_ctx *c, const char *from, const char *to);
-/* Fill st for a record's metadata. */
-void fs_fill_stat(const struct fs_ctx *c, const struct store_meta *m,
-		  struct stat *st);
 /* ctl.c: the control channel. `verb` follows FS_CTL_PREFIX in the name
    of a setxattr on the mount root; `value` is its argument. Returns 0
    when done, -EPERM for other users, -EOPNOTSUPP for unknown verbs. */
 #define FS_CTL_PREFIX "user.recfs.ctl."
-int fs_ctl(struct fs_ctx *c, const char *verb, const char *value, size_t size);
+int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,
+	   const char *value, size_t size);
 
 /* The JSON of .recfs/status into a new buffer. */
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len);

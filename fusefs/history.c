@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /*
  * Old versions are readable by whoever may read the record now: the
@@ -19,24 +20,21 @@
  * that no longer exists (with allow_other, default_permissions checks
  * these modes; an old version must not outlive a chmod 600).
  */
-static mode_t ro_mode(struct fs_ctx *c, const char *id)
-{
-	struct store_meta m;
-
-	if (store_stat(c->store, id, &m, false) == 0)
-		return (mode_t)m.mode & 0444;
-	return 0400;
-}
-
 static void ro_file_attr(struct fs_ctx *c, const char *id,
 			 const struct store_version *v, size_t len,
 			 struct stat *st)
 {
+	struct store_meta m;
+
 	memset(st, 0, sizeof(*st));
-	st->st_mode = S_IFREG | ro_mode(c, id);
+	if (store_stat(c->store, id, &m, false) == 0) {
+		st->st_mode = S_IFREG | ((mode_t)m.mode & 0444);
+		st->st_uid = m.uid;
+		st->st_gid = m.gid;
+	} else {
+		st->st_mode = S_IFREG | 0400;
+	}
 	st->st_nlink = 1;
-	st->st_uid = c->uid;
-	st->st_gid = c->gid;
 	st->st_size = (off_t)len;
 	st->st_blocks = (blkcnt_t)((len + 511) / 512);
 	st->st_blksize = 4096;
@@ -45,13 +43,14 @@ static void ro_file_attr(struct fs_ctx *c, const char *id,
 	st->st_atim = v->time;
 }
 
-static void ro_dir_attr(const struct fs_ctx *c, struct stat *st)
+void fs_hist_dir_attr(const struct fs_ctx *c, struct stat *st)
 {
+	(void)c;
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR | 0500; /* the owner's: it lists every ID */
 	st->st_nlink = 2;
-	st->st_uid = c->uid;
-	st->st_gid = c->gid;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
 }
 
 int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n, struct stat *st)
@@ -70,31 +69,15 @@ int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n, struct stat *st)
 	return 0;
 }
 
-int fs_hist_open(struct fs_ctx *c, const char *id, uint64_t n,
-		 struct fuse_file_info *fi)
+int fs_hist_read(struct fs_ctx *c, const char *id, uint64_t n, char **buf,
+		 size_t *len)
 {
-	struct fs_handle *h;
-	void *buf = NULL;
-	size_t len = 0;
-	int rc;
+	void *b = NULL;
+	int rc = store_history_get(c->store, id, n, &b, len, NULL);
 
-	if ((fi->flags & O_ACCMODE) != O_RDONLY)
-		return -EROFS;
-	rc = store_history_get(c->store, id, n, &buf, &len, NULL);
 	if (rc)
-		return rc == -ENOTSUP ? -ENOENT : rc;
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		free(buf);
-		return -ENOMEM;
-	}
-	h->kind = H_STATUS; /* a read-only buffer */
-	h->mode = -1;
-	pthread_mutex_init(&h->mu, NULL);
-	h->text = buf;
-	h->text_len = len;
-	fi->keep_cache = 1; /* an old version never changes */
-	fi->fh = (uintptr_t)h;
+		return rc == -ENOTSUP || rc == -EAGAIN ? -ENOENT : rc;
+	*buf = b;
 	return 0;
 }
 
@@ -208,27 +191,30 @@ static int walk_path(struct fs_ctx *c, const char *rest, struct walk *w,
 	return rc ? rc : w->found ? 0 : -ENOENT;
 }
 
-int fs_hist_tree_attr(struct fs_ctx *c, const char *rest, struct stat *st)
+int fs_hist_resolve(struct fs_ctx *c, const char *rest, char **id,
+		    uint64_t *version)
 {
 	char prefix[ID_MAX_LEN + 1];
 	struct walk w;
 	int rc;
 
-	if (*rest == '\0') {
-		ro_dir_attr(c, st);
+	*id = NULL;
+	*version = 0;
+	if (*rest == '\0')
 		return 0;
-	}
 	rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
-	if (rc == 0 && w.want)
-		rc = fs_hist_attr(c, prefix, w.want, st);
-	else if (rc == 0)
-		ro_dir_attr(c, st);
+	if (rc == 0 && w.want) {
+		*id = strdup(prefix);
+		*version = w.want;
+		rc = *id ? 0 : -ENOMEM;
+	}
 	walk_free(&w);
 	return rc;
 }
 
-int fs_hist_tree_readdir(struct fs_ctx *c, const char *rest, void *buf,
-			 fuse_fill_dir_t filler)
+int fs_hist_list(struct fs_ctx *c, const char *rest,
+		 int (*cb)(void *arg, const char *name, bool is_dir),
+		 void *arg)
 {
 	char prefix[ID_MAX_LEN + 1];
 	struct walk w;
@@ -237,22 +223,7 @@ int fs_hist_tree_readdir(struct fs_ctx *c, const char *rest, void *buf,
 	if (rc == 0 && w.want)
 		rc = -ENOTDIR;
 	for (size_t i = 0; rc == 0 && i < w.n; i++)
-		filler(buf, w.names[i], NULL, 0, 0);
-	walk_free(&w);
-	return rc;
-}
-
-int fs_hist_tree_open(struct fs_ctx *c, const char *rest,
-		      struct fuse_file_info *fi)
-{
-	char prefix[ID_MAX_LEN + 1];
-	struct walk w;
-	int rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
-
-	if (rc == 0 && !w.want)
-		rc = -EISDIR;
-	if (rc == 0)
-		rc = fs_hist_open(c, prefix, w.want, fi);
+		rc = cb(arg, w.names[i], true);
 	walk_free(&w);
 	return rc;
 }

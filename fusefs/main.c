@@ -6,7 +6,6 @@
  * report line is logged.
  */
 #define FUSE_USE_VERSION 314
-#include <fuse.h>
 #include <fuse_lowlevel.h>
 
 #include "fs.h"
@@ -105,7 +104,8 @@ static void usage(const char *prog)
 	       "    -d                     debug (implies -f)\n"
 	       "    -s                     single-threaded\n\n",
 	       prog, FS_DEFAULT_SCRATCH);
-	fuse_lib_help(&(struct fuse_args)FUSE_ARGS_INIT(0, NULL));
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
 }
 
 /* "64M" -> bytes; 0 on a bad or non-positive size. */
@@ -239,13 +239,13 @@ static void trim_stop(struct trimmer *t)
 }
 
 /* Serve until unmounted or signalled. */
-static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
 {
 	struct fuse_loop_config *lc;
 	int rc;
 
 	if (cmd->singlethread)
-		return fuse_loop(fuse);
+		return fuse_session_loop(se);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		return -ENOMEM;
@@ -255,7 +255,7 @@ static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
 		fuse_loop_cfg_set_idle_threads(lc, cmd->max_idle_threads);
 	if (cmd->max_threads && cmd->max_threads <= 100000)
 		fuse_loop_cfg_set_max_threads(lc, cmd->max_threads);
-	rc = fuse_loop_mt(fuse, lc);
+	rc = fuse_session_loop_mt(se, lc);
 	fuse_loop_cfg_destroy(lc);
 	return rc;
 }
@@ -268,7 +268,7 @@ static int run(struct opts *o, struct fuse_args *args,
 				.max_record_size = cfg->max_record_size};
 	struct store *store = NULL;
 	struct fs_ctx *ctx = NULL;
-	struct fuse *fuse = NULL;
+	struct fuse_session *se = NULL;
 	char *path = NULL;
 	uint64_t commits = 0, errs = 0, rev;
 	struct trimmer trim;
@@ -289,11 +289,10 @@ static int run(struct opts *o, struct fuse_args *args,
 	}
 	if (fs_ctx_new(&ctx, store, cfg))
 		goto out;
-	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations),
-			ctx);
-	if (!fuse)
+	se = fs_session_new(args, ctx);
+	if (!se)
 		goto out;
-	if (fuse_mount(fuse, cmd->mountpoint) != 0)
+	if (fuse_session_mount(se, cmd->mountpoint) != 0)
 		goto out;
 	mounted = 1;
 	if (fuse_daemonize(cmd->foreground) != 0)
@@ -304,20 +303,22 @@ static int run(struct opts *o, struct fuse_args *args,
 	   threads start here, after the fork: the history writer (catching
 	   up on the journal) and the one that creates stages ahead */
 	store_serve_start(store);
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+	if (fuse_set_signal_handlers(se) != 0 || fs_ctx_start(ctx) != 0)
 		goto out;
 	rlog_info("mounted %s on %s", path ? path : o->store, cmd->mountpoint);
 	trimming = trim_start(&trim) == 0; /* (without it: only memory) */
-	rc = serve(fuse, cmd);
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	rc = serve(se, cmd);
+	fuse_remove_signal_handlers(se);
 	ret = rc < 0 ? 1 : 0;
 out:
 	if (trimming)
 		trim_stop(&trim);
+	if (ctx)
+		fs_ctx_stop(ctx);
 	if (mounted)
-		fuse_unmount(fuse);
-	if (fuse)
-		fuse_destroy(fuse);
+		fuse_session_unmount(se);
+	if (se)
+		fuse_session_destroy(se);
 	if (ctx)
 		fs_ctx_counts(ctx, &commits, &errs);
 	fs_ctx_free(ctx);

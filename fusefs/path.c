@@ -1,7 +1,7 @@
 /*
- * path.c - what a path under the mount names. Paths are parsed into
- * components by the store's ID rules (store/id.h); nothing here joins
- * strings into backing paths.
+ * path.c - names under the mount: scratch patterns, and the key of a name
+ * in a namespace. Keys are checked by the store's ID rules (store/id.h)
+ * before use; nothing here makes a backing path.
  */
 #include "fs_i.h"
 
@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define META_DIR ".recfs"
 
 bool fs_is_scratch_name(const struct fs_ctx *c, const char *name)
 {
@@ -22,60 +20,17 @@ bool fs_is_scratch_name(const struct fs_ctx *c, const char *name)
 	return false;
 }
 
-/* Classify what lies under /.recfs. */
-static int parse_meta(const char *rel, struct fs_path *p)
+int fs_join(const char *parent, const char *name, char *out)
 {
-	const char *rest = rel + strlen(META_DIR);
+	size_t p = strlen(parent), n = strlen(name);
 
-	if (*rest == '\0') {
-		p->kind = FS_META_DIR;
-	} else if (strcmp(rest, "/status") == 0) {
-		p->kind = FS_META_STATUS;
-	} else if (strncmp(rest, "/history", 8) == 0 &&
-		   (rest[8] == '\0' || rest[8] == '/')) {
-		p->kind = FS_META_HISTORY;
-		snprintf(p->id, sizeof(p->id), "%s", rest[8] ? rest + 9 : "");
-	} else {
-		p->kind = FS_META_OTHER;
-	}
-	return 0;
-}
-
-int fs_path_parse(const struct fs_ctx *c, const char *path, struct fs_path *p)
-{
-	const char *rel, *leaf;
-	size_t len, base;
-	int rc;
-
-	memset(p, 0, sizeof(*p));
-	if (!path)
-		return -ENOENT; /* an unlinked file or directory */
-	rel = path[0] == '/' ? path + 1 : path;
-	len = strlen(rel);
-	if (len == 0) {
-		p->kind = FS_ROOT;
-		return 0;
-	}
-	if (len > ID_MAX_LEN)
+	if (n > ID_MAX_COMPONENT || p + 1 + n > ID_MAX_LEN)
 		return -ENAMETOOLONG;
-	if (strncmp(rel, META_DIR, strlen(META_DIR)) == 0 &&
-	    (rel[strlen(META_DIR)] == '\0' || rel[strlen(META_DIR)] == '/'))
-		return parse_meta(rel, p);
-	memcpy(p->id, rel, len + 1);
-	leaf = strrchr(rel, '/');
-	leaf = leaf ? leaf + 1 : rel;
-	rc = id_split_cond(rel, len, &base, &p->version);
-	if (rc < 0)
-		return -EINVAL;
-	if (rc == 1) {
-		p->id[base] = '\0';
-		p->kind = FS_COND;
-		return id_check(p->id);
+	if (p) {
+		memcpy(out, parent, p);
+		out[p++] = '/';
 	}
-	rc = id_check(p->id);
-	if (rc)
-		return rc;
-	p->kind = fs_is_scratch_name(c, leaf) ? FS_SCRATCH : FS_RECORD;
+	memcpy(out + p, name, n + 1);
 	return 0;
 }
 

@@ -1,0 +1,929 @@
+/*
+ * draft.c - open records and the commit point.
+ *
+ * The kernel keeps one page cache per inode, shared by every descriptor of
+ * the file, and writes go through it (so shared writable mmap works). The
+ * daemon therefore keeps the uncommitted changes per inode too, as a disk
+ * keeps them in the inode: a draft (fs_draft in fs_i.h, its states and
+ * transitions there). Reads of a record are the draft if it has one, else
+ * the committed version the inode shows; a commit through any descriptor
+ * replaces that version, so every descriptor follows the record in place
+ * (tail -f, sqlite), as on a local disk. While a draft is open, other
+ * descriptors of the same record on this mount see its bytes, as the
+ * kernel's shared pages show them; other mounts, ID@N and the store never
+ * see uncommitted bytes.
+ *
+ * The commit point is flush (close(2)) or fsync of a descriptor that may
+ * write: the draft becomes the next version, conditional on how it began
+ * (SPEC section 4): REPLACE is last-writer-wins (create-only for O_EXCL,
+ * or the condition of ID@N), PATCH only if the record is still at the
+ * version it copied, APPEND rebased on whatever version is current. One
+ * case needs more than the request says: a draft that was only created or
+ * truncated, with no byte written (`cmd > f` opens, dup2()s and closes the
+ * first descriptor before it writes). Its flush commits unless the closing
+ * process still has a descriptor on the same inode, read from
+ * /proc/PID/fdinfo by mount id and inode number: exact for the process that
+ * closes; a child that inherited the descriptor commits again at its own
+ * close. A draft left when the last writer goes (mmap pages written back
+ * after close) is committed at release, where a failure can only be logged.
+ */
+#include "fs_i.h"
+#include "io.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+void fs_who(fuse_req_t req, struct store_who *w)
+{
+	const struct fuse_ctx *fc = req ? fuse_req_ctx(req) : NULL;
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	memset(w, 0, sizeof(*w));
+	if (!fc)
+		return;
+	w->uid = fc->uid;
+	w->pid = (uint32_t)fc->pid;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, w->comm, sizeof(w->comm) - 1);
+	close(fd);
+	if (n > 0 && w->comm[n - 1] == '\n')
+		n--;
+	w->comm[n > 0 ? n : 0] = '\0';
+}
+
+/* ---- user xattrs of a record not committed yet ----------------------- */
+
+void fs_xattr_free(struct fs_xattr *list)
+{
+	while (list) {
+		struct fs_xattr *x = list;
+
+		list = x->next;
+		free(x->name);
+		free(x->value);
+		free(x);
+	}
+}
+
+int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
+		 size_t size, int flags)
+{
+	struct fs_xattr *x;
+	void *v;
+
+	for (x = *list; x && strcmp(x->name, name) != 0; x = x->next)
+		;
+	if (x && (flags & XATTR_CREATE))
+		return -EEXIST;
+	if (!x && (flags & XATTR_REPLACE))
+		return -ENODATA;
+	if (size > STORE_XATTR_VALUE_MAX)
+		return -E2BIG;
+	v = malloc(size ? size : 1);
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, value, size);
+	if (!x) {
+		x = calloc(1, sizeof(*x));
+		if (!x || !(x->name = strdup(name))) {
+			free(x);
+			free(v);
+			return -ENOMEM;
+		}
+		x->next = *list;
+		*list = x;
+	}
+	free(x->value);
+	x->value = v;
+	x->size = size;
+	return 0;
+}
+
+ssize_t fs_xattr_get(struct fs_xattr *list, const char *name, void *value,
+		     size_t size)
+{
+	for (; list; list = list->next) {
+		if (strcmp(list->name, name) != 0)
+			continue;
+		if (size == 0)
+			return (ssize_t)list->size;
+		if (list->size > size)
+			return -ERANGE;
+		memcpy(value, list->value, list->size);
+		return (ssize_t)list->size;
+	}
+	return -ENODATA;
+}
+
+/* ---- the draft's states ----------------------------------------------- */
+
+void fs_draft_drop(struct fs_inode *ino)
+{
+	struct fs_draft *d = &ino->d;
+
+	store_stage_free(d->st);
+	fs_xattr_free(d->xattrs);
+	memset(d, 0, sizeof(*d));
+	d->state = D_CLEAN;
+	d->mode = -1;
+}
+
+static bool dirty(const struct fs_draft *d)
+{
+	return d->state != D_CLEAN;
+}
+
+/* The committed version the inode shows, opened if it is not. mu held. */
+static int reader(struct fs_ctx *c, struct fs_inode *ino)
+{
+	int rc;
+
+	if (ino->rd)
+		return 0;
+	if (ino->deleted)
+		return -ESTALE;
+	rc = store_reader_open(c->store, ino->id, &ino->rd);
+	if (rc == 0)
+		ino->version = store_reader_meta(ino->rd)->version;
+	return rc;
+}
+
+/* Size of the committed version the inode shows. mu held. */
+static int committed_size(struct fs_ctx *c, struct fs_inode *ino,
+			  uint64_t *size)
+{
+	int rc = reader(c, ino);
+
+	if (rc == 0)
+		*size = store_reader_meta(ino->rd)->size;
+	return rc;
+}
+
+/* Add all of stage `from` at the end of stage `to`. */
+static int copy_on_top(struct store_stage *from, struct store_stage *to)
+{
+	char *buf = malloc(1 << 16);
+	uint64_t at, off = 0;
+	struct stat sb;
+	ssize_t n = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	if (fstat(store_stage_fd(to), &sb) < 0) {
+		free(buf);
+		return -errno;
+	}
+	at = (uint64_t)sb.st_size;
+	while ((n = io_pread_all(NULL, NULL, store_stage_fd(from), buf,
+				 1 << 16, (off_t)off)) > 0) {
+		ssize_t w = store_stage_write(to, buf, (size_t)n, at + off);
+
+		if (w < 0) {
+			n = w;
+			break;
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	return n < 0 ? (int)n : 0;
+}
+
+/* A copy of the committed content to change (PATCH). mu held. */
+static int begin_patch(struct fs_ctx *c, struct fs_inode *ino)
+{
+	struct fs_draft *d = &ino->d;
+	struct store_stage *st = NULL;
+	uint64_t base = 0;
+	int rc = store_stage_copy(c->store, ino->id, &base, &st);
+
+	if (rc)
+		return rc;
+	if (ino->kind == FS_COND && base != ino->cas_next) {
+		store_stage_free(st);
+		return -ESTALE;
+	}
+	if (d->state == D_APPEND) {
+		/* the bytes added so far go on top of the copy */
+		rc = copy_on_top(d->st, st);
+		if (rc) {
+			store_stage_free(st);
+			return rc;
+		}
+		store_stage_free(d->st);
+	}
+	d->st = st;
+	d->base = base;
+	d->state = D_PATCH;
+	return 0;
+}
+
+static int begin_replace(struct fs_ctx *c, struct fs_inode *ino)
+{
+	struct fs_draft *d = &ino->d;
+
+	if (d->st && d->state != D_APPEND) {
+		int rc = store_stage_truncate(d->st, 0);
+
+		if (rc)
+			return rc;
+	} else {
+		struct store_stage *st = NULL;
+		int rc = store_stage_new(c->store, &st);
+
+		if (rc)
+			return rc;
+		store_stage_free(d->st);
+		d->st = st;
+	}
+	d->state = D_REPLACE;
+	return 0;
+}
+
+static int begin_append(struct fs_ctx *c, struct fs_inode *ino)
+{
+	struct fs_draft *d = &ino->d;
+	int rc = committed_size(c, ino, &d->base_size);
+
+	if (rc == 0)
+		rc = store_stage_new(c->store, &d->st);
+	if (rc == 0) {
+		d->base = ino->version;
+		d->state = D_APPEND;
+	}
+	return rc;
+}
+
+/* What happens to the draft. */
+enum draft_event {
+	EV_TRUNC_OPEN, /* open with O_TRUNC, or create */
+	EV_WRITE,      /* a write at `off` (`append`: from O_APPEND) */
+	EV_TRUNCATE,   /* a truncate to `off` */
+};
+
+/*
+ * The one transition function: make the draft ready for `ev` (see the
+ * table in fs_i.h). A failure moves it to D_FAILED, whose commit reports
+ * the error: the stage no longer holds what was written. mu held.
+ */
+static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
+		      enum draft_event ev, bool append, uint64_t off)
+{
+	struct fs_draft *d = &ino->d;
+	uint64_t end = 0;
+	int rc = 0;
+
+	if (d->state == D_FAILED)
+		return d->err;
+	if (ev == EV_TRUNC_OPEN) {
+		rc = begin_replace(c, ino);
+	} else if (d->state == D_CLEAN) {
+		if (ev == EV_TRUNCATE && off == 0)
+			rc = begin_replace(c, ino);
+		else if (ev == EV_WRITE && append && ino->kind == FS_RECORD &&
+			 committed_size(c, ino, &end) == 0 && off == end)
+			rc = begin_append(c, ino);
+		else
+			rc = begin_patch(c, ino);
+	} else if (d->state == D_APPEND) {
+		struct stat sb;
+
+		if (fstat(store_stage_fd(d->st), &sb) < 0)
+			rc = -errno;
+		else if (ev != EV_WRITE || !append ||
+			 off != d->base_size + (uint64_t)sb.st_size)
+			rc = begin_patch(c, ino);
+	}
+	if (rc) {
+		if (dirty(d)) {
+			d->state = D_FAILED;
+			d->err = rc;
+		}
+		return rc;
+	}
+	clock_gettime(CLOCK_REALTIME, &d->changed);
+	return 0;
+}
+
+/* The draft's size as the kernel sees it. mu held. */
+static int draft_size(const struct fs_draft *d, uint64_t *size)
+{
+	struct stat sb;
+
+	if (!d->st) {
+		*size = 0;
+		return 0;
+	}
+	if (fstat(store_stage_fd(d->st), &sb) < 0)
+		return -errno;
+	*size = (uint64_t)sb.st_size + (d->state == D_APPEND ? d->base_size
+							     : 0);
+	return 0;
+}
+
+/* ---- reading and writing ---------------------------------------------- */
+
+ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
+		       size_t size, off_t off)
+{
+	struct fs_draft *d = &ino->d;
+	ssize_t n = 0;
+	int rc;
+
+	pthread_mutex_lock(&ino->mu);
+	if (d->st && (d->state == D_REPLACE || d->state == D_PATCH ||
+		      d->state == D_FAILED)) {
+		n = io_pread_all(NULL, NULL, store_stage_fd(d->st), buf, size,
+				 off);
+		goto out;
+	}
+	rc = reader(c, ino);
+	if (rc) {
+		n = rc;
+		goto out;
+	}
+	if (d->state == D_APPEND && (uint64_t)off + size > d->base_size) {
+		size_t head = (uint64_t)off < d->base_size
+				      ? (size_t)(d->base_size - (uint64_t)off)
+				      : 0;
+		ssize_t m = 0;
+
+		if (head)
+			n = store_reader_pread(ino->rd, buf, head, off);
+		if (n >= 0 && (size_t)n == head)
+			m = io_pread_all(NULL, NULL, store_stage_fd(d->st),
+					 buf + head, size - head,
+					 (off_t)((uint64_t)off + head -
+						 d->base_size));
+		n = m < 0 ? m : n + m;
+		goto out;
+	}
+	n = store_reader_pread(ino->rd, buf, size, off);
+out:
+	pthread_mutex_unlock(&ino->mu);
+	return n;
+}
+
+ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h,
+			const char *buf, size_t size, off_t off)
+{
+	struct fs_inode *ino = h->dino;
+	struct fs_draft *d = &ino->d;
+	bool append = (h->flags & O_APPEND) != 0;
+	ssize_t n;
+	int rc;
+
+	pthread_mutex_lock(&ino->mu);
+	if ((uint64_t)off + size > c->cfg.max_record_size) {
+		/* the draft misses these bytes: its commit must fail */
+		if (dirty(d)) {
+			d->state = D_FAILED;
+			d->err = -EFBIG;
+		}
+		pthread_mutex_unlock(&ino->mu);
+		return -EFBIG;
+	}
+	if (ino->deleted && !dirty(d)) {
+		/* unlinked while open: the bytes go nowhere, as they would
+		   into an unlinked file on a disk */
+		pthread_mutex_unlock(&ino->mu);
+		return (ssize_t)size;
+	}
+	rc = draft_step(c, ino, EV_WRITE, append, (uint64_t)off);
+	if (rc) {
+		pthread_mutex_unlock(&ino->mu);
+		return rc;
+	}
+	n = store_stage_write(d->st, buf, size,
+			      (uint64_t)off - (d->state == D_APPEND
+						       ? d->base_size
+						       : 0));
+	if (n < 0) {
+		d->state = D_FAILED;
+		d->err = (int)n;
+	} else {
+		d->written = true;
+		d->who = h->who;
+	}
+	pthread_mutex_unlock(&ino->mu);
+	return n;
+}
+
+int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
+		       const struct store_who *who)
+{
+	struct fs_draft *d = &ino->d;
+	int rc;
+
+	if ((uint64_t)size > c->cfg.max_record_size)
+		return -EFBIG;
+	pthread_mutex_lock(&ino->mu);
+	rc = draft_step(c, ino, EV_TRUNCATE, false, (uint64_t)size);
+	if (rc == 0) {
+		rc = store_stage_truncate(d->st, (uint64_t)size);
+		if (rc) {
+			d->state = D_FAILED;
+			d->err = rc;
+		} else {
+			d->written = true; /* a change to commit */
+			d->who = *who;
+		}
+	}
+	pthread_mutex_unlock(&ino->mu);
+	return rc;
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+static void fill(const struct fs_inode *ino, const struct store_meta *m,
+		 struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino->ino;
+	st->st_mode = (m->symlink ? S_IFLNK : S_IFREG) | (m->mode & 07777);
+	st->st_nlink = 1;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
+	st->st_size = (off_t)m->size;
+	st->st_blocks = (blkcnt_t)((m->size + 511) / 512);
+	st->st_blksize = 4096;
+	st->st_mtim = m->mtime;
+	st->st_ctim = m->mtime;
+	st->st_atim = m->mtime;
+}
+
+int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
+{
+	struct fs_draft *d = &ino->d;
+	struct store_meta m;
+	bool changed = false;
+	uint64_t size = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&ino->mu);
+	if (ino->deleted && !dirty(d)) {
+		*st = ino->last;
+		st->st_nlink = 0;
+		rc = -ESTALE; /* the caller decides: fstat must work */
+		goto out;
+	}
+	memset(&m, 0, sizeof(m));
+	rc = d->created ? -ENOENT : store_stat(c->store, ino->id, &m, false);
+	if (rc && !(rc == -ENOENT && dirty(d)))
+		goto out;
+	if (rc) { /* created, not committed yet */
+		m.mode = 0644;
+		m.uid = d->uid;
+		m.gid = d->gid;
+	}
+	rc = 0;
+	if (dirty(d)) {
+		if (draft_size(d, &size) == 0)
+			m.size = size;
+		m.mtime = d->changed;
+	} else if (m.version != ino->version) {
+		changed = ino->rd != NULL; /* committed where we did not see */
+	}
+	if (d->mode >= 0)
+		m.mode = (uint32_t)d->mode;
+	if (d->has_owner) {
+		m.uid = d->uid;
+		m.gid = d->gid;
+	}
+	if (d->has_mtime)
+		m.mtime = d->mtime;
+	fill(ino, &m, st);
+	ino->last = *st;
+out:
+	pthread_mutex_unlock(&ino->mu);
+	if (changed)
+		fs_record_changed(c, ino, m.version, true);
+	return rc;
+}
+
+void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino,
+		       uint64_t version, bool pages)
+{
+	uint64_t gen = 0;
+
+	pthread_mutex_lock(&ino->mu);
+	ino->version = version;
+	store_reader_free(ino->rd);
+	ino->rd = NULL;
+	if (pages)
+		gen = fs_stale_mark(ino);
+	pthread_mutex_unlock(&ino->mu);
+	if (gen)
+		fs_inval_queue(c, ino, gen);
+}
+
+/* ---- the commit point --------------------------------------------------- */
+
+/* The condition of committing draft d of ino. mu held. */
+static struct store_cond draft_cond(const struct fs_inode *ino,
+				    const struct fs_draft *d)
+{
+	struct store_cond cond = {STORE_COND_ANY, 0};
+
+	if (ino->kind == FS_COND) {
+		cond.kind = ino->cas_next ? STORE_COND_IF_VERSION
+					  : STORE_COND_CREATE;
+		cond.version = ino->cas_next;
+	} else if (d->state == D_PATCH) {
+		cond.kind = STORE_COND_IF_VERSION;
+		cond.version = d->base;
+	} else if (d->state == D_APPEND) {
+		cond.kind = STORE_COND_APPEND;
+	} else if (d->excl) {
+		cond.kind = STORE_COND_CREATE;
+	}
+	return cond;
+}
+
+/* Tell the record inode of a commit made through ID@N. */
+static void cond_committed(struct fs_ctx *c, const char *id, uint64_t version)
+{
+	struct fs_inode *rec = fs_inode_find(c, id);
+
+	if (!rec)
+		return;
+	if (rec->kind == FS_RECORD) {
+		fs_record_changed(c, rec, version, true);
+		fs_inval_attr(c, rec);
+	}
+	fs_inode_put(c, rec);
+}
+
+/* Commit ino's draft; *gen: pages marked stale (fs_inval_queue them).
+   mu held. */
+static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t *gen)
+{
+	struct fs_draft *d = &ino->d;
+	struct store_owner owner = {d->uid, d->gid};
+	struct store_commit_args args = {.mode = d->mode, .who = &d->who};
+	struct store_result res;
+	bool pages = false;
+	int rc;
+
+	if (!dirty(d))
+		return 0;
+	args.cond = draft_cond(ino, d);
+	if (d->has_mtime)
+		args.mtime = &d->mtime;
+	if (d->has_owner)
+		args.owner = &owner;
+	rc = d->state == D_FAILED
+		     ? d->err
+		     : store_commit(c->store, ino->id, d->st, &args, &res);
+	if (rc == 0) {
+		for (struct fs_xattr *x = d->xattrs; x && rc == 0; x = x->next)
+			rc = store_xattr_set(c->store, ino->id, x->name,
+					     x->value, x->size, 0);
+		/* the pages are the stage, unless an append was rebased on
+		   a version committed meanwhile */
+		pages = d->state == D_APPEND && res.version != d->base + 1;
+	} else {
+		pages = true; /* the pages hold what was not committed */
+	}
+	fs_draft_drop(ino);
+	pthread_mutex_lock(&c->mu);
+	if (rc)
+		c->commit_errors++;
+	else
+		c->commits++;
+	pthread_mutex_unlock(&c->mu);
+	if (rc == 0 && ino->kind == FS_COND)
+		ino->cas_next = res.version;
+	if (rc == 0 || pages) {
+		if (rc == 0)
+			ino->version = res.version;
+		store_reader_free(ino->rd);
+		ino->rd = NULL;
+	}
+	if (pages && !ino->private)
+		*gen = fs_stale_mark(ino);
+	return rc;
+}
+
+int fs_commit(struct fs_ctx *c, struct fs_inode *ino)
+{
+	uint64_t gen = 0, made;
+	bool was_dirty;
+	int rc;
+
+	pthread_mutex_lock(&ino->mu);
+	was_dirty = dirty(&ino->d);
+	rc = commit_locked(c, ino, &gen);
+	made = ino->cas_next;
+	pthread_mutex_unlock(&ino->mu);
+	if (!was_dirty)
+		return 0;
+	fs_inval_attr(c, ino);
+	if (gen)
+		fs_inval_queue(c, ino, gen);
+	if (rc == 0 && ino->kind == FS_COND)
+		cond_committed(c, ino->id, made);
+	return rc;
+}
+
+/* ---- does the closing process still hold the file? -------------------- */
+
+/* The mount's id in /proc/self/mountinfo (the last mount on the mount
+   point), or -1. */
+static int find_mnt_id(const struct fs_ctx *c)
+{
+	char line[8192], mnt[4096];
+	int id = -1, mid;
+	FILE *f;
+
+	if (!c->cfg.mountpoint)
+		return -1;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%d %*d %*s %*s %4095s", &mid, mnt) == 2 &&
+		    strcmp(mnt, c->cfg.mountpoint) == 0)
+			id = mid;
+	fclose(f);
+	return id;
+}
+
+/* Does fdinfo file `name` in `dir` describe our inode `ino`? */
+static bool fdinfo_is(int dir, const char *name, int mnt_id, uint64_t ino)
+{
+	char buf[512];
+	int fd = openat(dir, name, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	const char *m, *i;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	m = strstr(buf, "mnt_id:");
+	i = strstr(buf, "\nino:");
+	return m && i && atoi(m + 7) == mnt_id &&
+	       strtoull(i + 5, NULL, 10) == ino;
+}
+
+static bool pid_holds(struct fs_ctx *c, pid_t pid, uint64_t ino)
+{
+	char path[64];
+	struct dirent *de;
+	bool held = false;
+	DIR *d;
+
+	if (c->mnt_id < 0)
+		c->mnt_id = find_mnt_id(c);
+	if (c->mnt_id < 0 || pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return false;
+	while (!held && (de = readdir(d)) != NULL)
+		held = de->d_name[0] != '.' &&
+		       fdinfo_is(dirfd(d), de->d_name, c->mnt_id, ino);
+	closedir(d);
+	return held;
+}
+
+int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
+	     uint64_t lock_owner)
+{
+	struct fs_inode *ino = h->dino;
+	bool only_created;
+
+	(void)lock_owner;
+	if (!h->writable || (h->kind != H_RECORD && h->kind != H_COND))
+		return 0;
+	pthread_mutex_lock(&ino->mu);
+	only_created = dirty(&ino->d) && !ino->d.written;
+	pthread_mutex_unlock(&ino->mu);
+	if (only_created && pid_holds(c, fuse_req_ctx(req)->pid, h->ino->ino))
+		return 0; /* `cmd > f`: committed at the close after writing */
+	return fs_commit(c, ino);
+}
+
+/* A writer of ID@N goes: its draft is committed and its inode freed. */
+static void release_private(struct fs_ctx *c, struct fs_handle *h)
+{
+	int rc = fs_commit(c, h->dino);
+
+	if (rc)
+		rlog_err("record %s: changes not committed at release: %s",
+			 h->dino->id, strerror(-rc));
+	pthread_mutex_lock(&c->mu);
+	if (h->ino->shadow == h->dino)
+		h->ino->shadow = NULL;
+	pthread_mutex_unlock(&c->mu);
+	fs_inode_put(c, h->dino);
+}
+
+void fs_release(struct fs_ctx *c, struct fs_handle *h)
+{
+	struct fs_inode *ino = h->ino;
+	unsigned left;
+	int rc;
+
+	if (h->writable) {
+		pthread_mutex_lock(&c->mu);
+		left = --ino->writers;
+		pthread_mutex_unlock(&c->mu);
+		if (h->dino && h->dino != ino) {
+			release_private(c, h);
+		} else if (left == 0 && h->kind == H_RECORD) {
+			rc = fs_commit(c, ino);
+			if (rc)
+				rlog_err("record %s: changes not committed at "
+					 "release: %s",
+					 ino->id, strerror(-rc));
+		}
+	}
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->buf);
+	fs_inode_put(c, ino);
+	free(h);
+}
+
+/* ---- open ----------------------------------------------------------------- */
+
+/* The version ID@N's inode may commit on, checked now: a stale name fails
+   the open already. */
+static int cond_check(struct fs_ctx *c, struct fs_inode *ino)
+{
+	struct store_meta m;
+	int rc = store_stat(c->store, ino->id, &m, false);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	return (rc ? 0 : m.version) == ino->cas_next ? 0 : -ESTALE;
+}
+
+struct fs_handle *fs_handle_new(struct fs_ctx *c, fuse_req_t req,
+				enum fs_hkind kind, struct fs_inode *ino,
+				int flags)
+{
+	struct fs_handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->kind = kind;
+	h->ino = ino;
+	h->dino = ino;
+	h->flags = flags;
+	h->fd = -1;
+	h->writable = (flags & O_ACCMODE) != O_RDONLY;
+	fs_who(req, &h->who);
+	fs_inode_hold(c, ino);
+	if (h->writable) {
+		pthread_mutex_lock(&c->mu);
+		ino->writers++;
+		pthread_mutex_unlock(&c->mu);
+	}
+	return h;
+}
+
+/* Prepare ino for an open with `flags`; *gen: pages marked stale
+   (fs_inval_queue them). mu held. */
+static int open_prepare(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
+			int flags, bool created, mode_t mode, uint64_t *gen)
+{
+	struct fs_draft *d = &ino->d;
+	struct store_meta m;
+	int rc;
+
+	if (created) {
+		const struct fuse_ctx *fc = fuse_req_ctx(req);
+
+		rc = draft_step(c, ino, EV_TRUNC_OPEN, false, 0);
+		if (rc)
+			return rc;
+		d->created = true;
+		d->excl = (flags & O_EXCL) != 0;
+		d->mode = (int)(mode & 07777);
+		d->has_owner = true;
+		d->uid = fc->uid;
+		d->gid = fc->gid;
+		clock_gettime(CLOCK_REALTIME, &d->changed);
+		return 0;
+	}
+	if (ino->deleted && !dirty(d))
+		return -ESTALE; /* the kernel looks the name up again */
+	if (ino->kind == FS_RECORD && !dirty(d)) {
+		/* the committed version now: another may have come */
+		rc = store_stat(c->store, ino->id, &m, false);
+		if (rc)
+			return rc == -EISDIR || rc == -ENOENT ? -ESTALE : rc;
+		if (m.version != ino->version) {
+			/* committed where we did not see: the pages go */
+			store_reader_free(ino->rd);
+			ino->rd = NULL;
+			if (ino->version)
+				*gen = fs_stale_mark(ino);
+		}
+		rc = reader(c, ino);
+		if (rc)
+			return rc;
+	}
+	if ((flags & O_ACCMODE) != O_RDONLY && (flags & O_TRUNC))
+		return draft_step(c, ino, EV_TRUNC_OPEN, false, 0);
+	return 0;
+}
+
+/*
+ * A writer of ID@N gets a draft of its own, in a private inode: two
+ * processes racing to commit on version N open the same name, and each
+ * must commit its own content or fail (ESTALE), never the other's. Its
+ * handle uses direct I/O, so its bytes never reach the shared pages.
+ */
+static int open_private(struct fs_ctx *c, struct fs_handle *h)
+{
+	struct fs_inode *p = fs_inode_private(c, h->ino);
+
+	if (!p)
+		return -ENOMEM;
+	h->dino = p;
+	pthread_mutex_lock(&c->mu);
+	h->ino->shadow = p;
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+static void open_abort(struct fs_ctx *c, struct fs_handle *h)
+{
+	if (h->writable) {
+		pthread_mutex_lock(&c->mu);
+		h->ino->writers--;
+		if (h->ino->shadow == h->dino)
+			h->ino->shadow = NULL;
+		pthread_mutex_unlock(&c->mu);
+	}
+	if (h->dino != h->ino)
+		fs_inode_put(c, h->dino);
+	fs_inode_put(c, h->ino);
+	free(h);
+}
+
+int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
+		   struct fuse_file_info *fi, bool created, mode_t mode)
+{
+	bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct fs_handle *h;
+	struct fs_inode *d;
+	uint64_t gen = 0;
+	int rc = 0;
+
+	if (writing && c->cfg.read_only)
+		return -EROFS;
+	if (ino->kind == FS_COND && writing)
+		rc = cond_check(c, ino);
+	if (rc)
+		return rc;
+	h = fs_handle_new(c, req, ino->kind == FS_COND ? H_COND : H_RECORD, ino,
+			  fi->flags);
+	if (!h)
+		return -ENOMEM;
+	if (ino->kind == FS_COND && writing)
+		rc = open_private(c, h);
+	d = h->dino;
+	if (rc == 0) {
+		pthread_mutex_lock(&d->mu);
+		rc = open_prepare(c, req, d, fi->flags, created, mode, &gen);
+		/* the pages are kept only if no commit was seen since the
+		   kernel last dropped them (inval.c) */
+		if (rc == 0 && d->kind == FS_RECORD)
+			fi->keep_cache = !d->pages_stale;
+		pthread_mutex_unlock(&d->mu);
+		if (gen)
+			fs_inval_queue(c, d, gen);
+	}
+	if (rc) {
+		open_abort(c, h);
+		return rc;
+	}
+	/* ID@N's content is not ID's: no pages, no mmap of it */
+	fi->direct_io = ino->kind == FS_COND;
+	fi->noflush = !writing;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}

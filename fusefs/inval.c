@@ -1,0 +1,227 @@
+/*
+ * inval.c - keeping the kernel's caches exact. The kernel keeps names and
+ * attributes for FS_CACHE_TIMEOUT and pages across opens, so every change
+ * it did not make itself is told to it:
+ *   - attributes: at once, from the request that made the change, before
+ *     it replies. Invalidating attributes takes no lock the kernel could
+ *     hold for the request (fuse_reverse_inval_inode with a negative
+ *     offset only marks them stale), so the next stat, read near EOF or
+ *     open by any process asks again: with FUSE_CAP_AUTO_INVAL_DATA a
+ *     changed size or mtime also drops the pages then.
+ *   - pages and names: from a thread of its own (libfuse's
+ *     invalidate_path.c), because dropping pages waits on page locks held
+ *     by reads that need a daemon thread, and dropping a name takes the
+ *     parent directory's lock, which the kernel holds during a rename or
+ *     unlink in that directory. Until the thread has told the kernel, the
+ *     daemon answers for what it knows: an open of such an inode drops
+ *     the pages (keep_cache off, pages_stale), and a request on a name
+ *     whose record is gone gets ESTALE, which makes the kernel look the
+ *     name up again (ops.c).
+ */
+#include "fs_i.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum inval_kind { INVAL_PAGES, INVAL_NAME };
+
+struct fs_inval {
+	struct fs_inval *next;
+	enum inval_kind kind;
+	fuse_ino_t ino;		/* PAGES: the inode; NAME: the parent */
+	struct fs_inode *inode; /* PAGES: held until told */
+	uint64_t gen;		/* PAGES: its stale_gen then */
+	char name[];		/* NAME */
+};
+
+static void enqueue(struct fs_ctx *c, struct fs_inval *q)
+{
+	pthread_mutex_lock(&c->qmu);
+	q->next = NULL;
+	if (c->qtail)
+		c->qtail->next = q;
+	else
+		c->qhead = q;
+	c->qtail = q;
+	pthread_cond_signal(&c->qcv);
+	pthread_mutex_unlock(&c->qmu);
+}
+
+static void notify(struct fs_ctx *c, const struct fs_inval *q)
+{
+	int rc;
+
+	if (q->kind == INVAL_PAGES)
+		rc = fuse_lowlevel_notify_inval_inode(c->se, q->ino, 0, 0);
+	else
+		rc = fuse_lowlevel_notify_inval_entry(c->se, q->ino, q->name,
+						      strlen(q->name));
+	/* -ENOENT: the kernel no longer holds it, nothing to drop */
+	if (rc && rc != -ENOENT && rc != -ENOTCONN && rc != -ENODEV) {
+		rlog_warn("kernel cache invalidation failed: %s",
+			  strerror(-rc));
+		return;
+	}
+	if (q->kind != INVAL_PAGES)
+		return;
+	/* the kernel holds no page older than this request: opens may keep
+	   the pages again, unless they went stale once more meanwhile */
+	pthread_mutex_lock(&q->inode->mu);
+	if (q->inode->stale_gen == q->gen)
+		q->inode->pages_stale = false;
+	pthread_mutex_unlock(&q->inode->mu);
+}
+
+static void *inval_main(void *arg)
+{
+	struct fs_ctx *c = arg;
+	struct fs_inval *q;
+
+	pthread_mutex_lock(&c->qmu);
+	for (;;) {
+		while (!c->qhead && !c->qstop)
+			pthread_cond_wait(&c->qcv, &c->qmu);
+		if (!c->qhead)
+			break; /* stopping with nothing left */
+		q = c->qhead;
+		c->qhead = q->next;
+		if (!c->qhead)
+			c->qtail = NULL;
+		pthread_mutex_unlock(&c->qmu);
+		if (!c->qstop)
+			notify(c, q);
+		if (q->inode)
+			fs_inode_put(c, q->inode);
+		free(q);
+		pthread_mutex_lock(&c->qmu);
+	}
+	pthread_mutex_unlock(&c->qmu);
+	return NULL;
+}
+
+int fs_inval_start(struct fs_ctx *c)
+{
+	int rc = pthread_create(&c->qthread, NULL, inval_main, c);
+
+	if (rc)
+		return -rc;
+	c->qrunning = true;
+	return 0;
+}
+
+void fs_inval_stop(struct fs_ctx *c)
+{
+	if (!c->qrunning)
+		return;
+	pthread_mutex_lock(&c->qmu);
+	c->qstop = true;
+	pthread_cond_signal(&c->qcv);
+	pthread_mutex_unlock(&c->qmu);
+	pthread_join(c->qthread, NULL);
+	c->qrunning = false;
+	while (c->qhead) { /* left when stopping */
+		struct fs_inval *q = c->qhead;
+
+		c->qhead = q->next;
+		if (q->inode)
+			fs_inode_put(c, q->inode);
+		free(q);
+	}
+	c->qtail = NULL;
+}
+
+void fs_inval_attr(struct fs_ctx *c, struct fs_inode *ino)
+{
+	if (c->se && ino)
+		fuse_lowlevel_notify_inval_inode(c->se, ino->ino, -1, 0);
+}
+
+uint64_t fs_stale_mark(struct fs_inode *ino)
+{
+	ino->pages_stale = true;
+	return ++ino->stale_gen;
+}
+
+void fs_inval_queue(struct fs_ctx *c, struct fs_inode *ino, uint64_t gen)
+{
+	struct fs_inval *q;
+
+	if (ino->private || !c->se || !c->qrunning ||
+	    !(q = calloc(1, sizeof(*q))))
+		return; /* every open still drops them (pages_stale) */
+	q->kind = INVAL_PAGES;
+	q->ino = ino->ino;
+	q->gen = gen;
+	q->inode = ino;
+	fs_inode_hold(c, ino);
+	enqueue(c, q);
+}
+
+void fs_inval_name(struct fs_ctx *c, const char *key)
+{
+	const char *slash = strrchr(key, '/');
+	const char *name = slash ? slash + 1 : key;
+	size_t plen = slash ? (size_t)(slash - key) : 0;
+	char parent[ID_MAX_LEN + 1];
+	struct fs_inode *p;
+	struct fs_inval *q;
+
+	if (!c->se || !c->qrunning || plen > ID_MAX_LEN)
+		return;
+	memcpy(parent, key, plen);
+	parent[plen] = '\0';
+	p = fs_inode_find(c, parent);
+	if (!p)
+		return; /* the kernel holds no name below it */
+	q = calloc(1, sizeof(*q) + strlen(name) + 1);
+	if (q) {
+		q->kind = INVAL_NAME;
+		q->ino = p->ino;
+		strcpy(q->name, name);
+		enqueue(c, q);
+	}
+	fs_inode_put(c, p);
+}
+
+/* One record inode after a change of many records: compare it with the
+   store and tell the kernel what differs. */
+static void revalidate(struct fs_ctx *c, struct fs_inode *ino)
+{
+	struct store_meta m;
+	char *key = NULL;
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	if (ino->key)
+		key = strdup(ino->key);
+	pthread_mutex_unlock(&c->mu);
+	if (!key)
+		return;
+	rc = store_stat(c->store, key, &m, false);
+	if (rc == -ENOENT || rc == -EISDIR) {
+		pthread_mutex_lock(&ino->mu);
+		ino->deleted = true;
+		fs_draft_drop(ino);
+		pthread_mutex_unlock(&ino->mu);
+		fs_inode_detach(c, ino);
+		fs_inval_attr(c, ino);
+		fs_inval_name(c, key);
+	} else if (rc == 0) {
+		bool changed;
+
+		pthread_mutex_lock(&ino->mu);
+		changed = m.version != ino->version;
+		pthread_mutex_unlock(&ino->mu);
+		if (changed)
+			fs_record_changed(c, ino, m.version, true);
+		fs_inval_attr(c, ino);
+	}
+	free(key);
+}
+
+void fs_inval_all(struct fs_ctx *c)
+{
+	fs_inode_each_record(c, revalidate);
+}
