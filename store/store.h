@@ -32,6 +32,8 @@ struct store_reader;
 #define STORE_XATTR_VALUE_MAX 65536
 #define STORE_XATTR_TOTAL_MAX 65536 /* all user xattrs of one record */
 #define STORE_XATTR_COUNT_MAX 64
+#define STORE_SYMLINK_MAX 4095 /* bytes of a symlink's target (PATH_MAX - 1)   \
+				*/
 
 enum store_backend {
 	STORE_BACKEND_FILE,   /* the default: a store directory on disk */
@@ -74,7 +76,9 @@ struct store_meta {
 	uint64_t size;
 	struct timespec mtime; /* time of the version, or as set by utimens */
 	uint32_t mode;	       /* permission bits (07777) */
-	bool deleted;	       /* a tombstone: the last version was deleted */
+	uint32_t uid, gid;     /* owner and group */
+	bool symlink; /* a symbolic link: its content is the link target */
+	bool deleted; /* a tombstone: the last version was deleted */
 };
 
 /* Who made a change (kept in history). */
@@ -106,12 +110,23 @@ struct store_result {
 			      (0 if the record did not exist) */
 };
 
+/* Owner and group of a record. */
+struct store_owner {
+	uint32_t uid, gid;
+};
+
 /* Optional parts of a commit. */
 struct store_commit_args {
 	struct store_cond cond;
 	const struct timespec *mtime; /* NULL: the commit time */
 	int mode;		      /* -1: the current mode, or 0644 */
 	const struct store_who *who;  /* NULL: unknown */
+	/* NULL: the current owner; a new record (or one re-created after
+	   a delete) gets uid who->uid (0 without `who`) and gid 0 */
+	const struct store_owner *owner;
+	bool symlink; /* the new version is a symbolic link whose target is
+			 the content (at most STORE_SYMLINK_MAX bytes); false:
+			 a regular file (also for a record that was a link) */
 };
 
 /* Open or create a store. On failure *out is NULL and the cause logged. */
@@ -214,7 +229,9 @@ void store_stage_free(struct store_stage *st);
  * are added to whatever version is current now.
  * Returns 0, -ESTALE (condition not met: res->current says what was
  * found), -EFBIG (over max_record_size), -ENOENT (namespace missing),
- * -EISDIR (`id` is a namespace), -EINVAL (bad ID), -EROFS, -ENOSPC, -EIO.
+ * -EISDIR (`id` is a namespace), -EINVAL (bad ID), -ENAMETOOLONG (an ID
+ * component over 255 bytes, an ID over 4096, or a symlink target over
+ * STORE_SYMLINK_MAX), -EROFS, -ENOSPC, -EIO.
  * On failure the previous version is intact and the stage can be reused.
  */
 int store_commit(struct store *s, const char *id, struct store_stage *st,
@@ -233,8 +250,9 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 		 const struct store_who *who, struct store_result *res);
 
 /*
- * Atomically give `to` a new version with the content (and mode, mtime,
- * xattrs) of `from` and delete `from`, as one store change; `to_cond`
+ * Atomically give `to` a new version with the content (and mode, owner,
+ * kind -- file or symlink --, mtime, xattrs) of `from` and delete `from`,
+ * as one store change; `to_cond`
  * applies to `to` (NULL: ANY). Returns 0, -ENOENT, -ESTALE, -EISDIR, ...
  */
 int store_rename(struct store *s, const char *from, const char *to,
@@ -248,6 +266,16 @@ int store_rename(struct store *s, const char *from, const char *to,
  */
 int store_set_meta(struct store *s, const char *id,
 		   const struct timespec *mtime, int mode);
+
+/*
+ * Change the owner (`uid`) and group (`gid`) of the current version
+ * without making a new version; (uint32_t)-1 keeps that one. Journaled
+ * (and in the history with the next version); bumps the store revision
+ * unless nothing changes. Permission checks are the caller's (the
+ * kernel's with -o allow_other). Returns 0, -ENOENT, -EINVAL, -EROFS, ...
+ */
+int store_set_owner(struct store *s, const char *id, uint32_t uid,
+		    uint32_t gid);
 
 /* --- Changes of several records at once (txn.c) --------------------- */
 
@@ -378,13 +406,14 @@ int store_revision_at(struct store *s, const struct timespec *when,
 		      uint64_t *revision);
 
 /*
- * Import a directory: every regular file under `dir` (recursively;
- * symlinks, devices and the like are not followed and are skipped with a
- * warning) becomes a new version of the record with the same relative
- * path, all as one txn (no-ops for files equal to their record). A name
- * that is not a valid record ID is reported by name and skipped (counted
- * in res->skipped); the namespaces are created first. Returns 0, -ENOENT /
- * -ENOTDIR (dir), -E2BIG (too many files for one change), ...
+ * Import a directory: every regular file under `dir` (recursively)
+ * becomes a new version of the record with the same relative path, and
+ * every symlink a symlink record with its target (never followed; a
+ * target over STORE_SYMLINK_MAX is skipped); devices, FIFOs and sockets
+ * are skipped with a warning; all as one txn (no-ops for files equal to their
+ * record). A name that is not a valid record ID is reported by name and skipped
+ * (counted in res->skipped); the namespaces are created first. Returns 0,
+ * -ENOENT / -ENOTDIR (dir), -E2BIG (too many files for one change), ...
  */
 int store_import(struct store *s, const char *dir,
 		 const struct store_bulk_args *args,
@@ -418,10 +447,17 @@ int store_mkdir(struct store *s, const char *ns, mode_t mode);
 int store_rmdir(struct store *s, const char *ns);
 /* Rename an empty namespace; -EXDEV if it holds records. */
 int store_rename_ns(struct store *s, const char *from, const char *to);
-/* Stat a namespace's backing directory (mode, times, link count). */
+/* Stat a namespace's backing directory (mode, owner, times, links). */
 int store_ns_stat(struct store *s, const char *ns, struct stat *st);
 int store_ns_set_meta(struct store *s, const char *ns,
 		      const struct timespec *mtime, int mode);
+/*
+ * Change owner and group of a namespace's backing directory ((uint32_t)-1
+ * keeps one), never through a symlink. Not versioned. Returns 0, -ENOENT,
+ * -EPERM (the daemon may not chown), -EROFS, ...
+ */
+int store_ns_set_owner(struct store *s, const char *ns, uint32_t uid,
+		       uint32_t gid);
 
 /* --- History (SPEC section 5) --------------------------------------- */
 
@@ -443,6 +479,12 @@ struct store_version {
 	uint64_t size;
 	uint8_t hash[16]; /* xxh3-128 of the content, if hash_valid */
 	bool hash_valid;
+	bool symlink; /* a symbolic link: the content is its target */
+	/* The version's own mode and owner (not the writer's: that is
+	   uid above), when the history recorded them (meta_known; versions
+	   written before recfs kept them have none) */
+	uint32_t mode, owner_uid, owner_gid;
+	bool meta_known;
 };
 
 /*
