@@ -31,12 +31,15 @@ struct id_parts {
  * Check that the `len` bytes at `id` are a valid record or namespace ID and
  * split them into `parts`. Exactly `len` bytes are read and `id` need not
  * be NUL-terminated; a NUL among them (len != strlen) is refused. `parts`
- * may be NULL; on error parts->n is 0. Returns 0 or -EINVAL.
+ * may be NULL; on error parts->n is 0. Returns 0, -ENAMETOOLONG (a
+ * component over ID_MAX_COMPONENT bytes, or more than ID_MAX_LEN bytes
+ * in all) or -EINVAL (anything else that is not an ID).
  * A leading '/' is not accepted here (callers strip the mount's own '/').
  */
 int id_parse(const char *id, size_t len, struct id_parts *parts);
 
-/* Same as id_parse, for a NUL-terminated string (NULL gives -EINVAL). */
+/* Same as id_parse, for a NUL-terminated string (NULL gives -EINVAL; one
+   longer than ID_MAX_LEN is not scanned to its end). */
 int id_check(const char *id);
 
 /*

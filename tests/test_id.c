@@ -401,11 +401,12 @@ Test(id, component_of_256_bytes_is_refused)
 	size_t len;
 
 	len = build_id(buf, 1, 0, ID_MAX_COMPONENT + 1);
-	cr_assert_eq(id_parse(buf, len, NULL), -EINVAL);
-	cr_assert_eq(id_check(buf), -EINVAL);
+	cr_assert_eq(id_parse(buf, len, NULL), -ENAMETOOLONG);
+	cr_assert_eq(id_check(buf), -ENAMETOOLONG);
 	/* Also in the middle, where 255 bytes are fine. */
 	len = middle_component_id(buf, ID_MAX_COMPONENT + 1);
-	cr_assert_eq(id_parse(buf, len, NULL), -EINVAL);
+	cr_assert_eq(id_parse(buf, len, NULL), -ENAMETOOLONG);
+	cr_assert_eq(id_check(buf), -ENAMETOOLONG);
 	len = middle_component_id(buf, ID_MAX_COMPONENT);
 	cr_assert_eq(id_parse(buf, len, NULL), 0);
 }
@@ -452,8 +453,8 @@ Test(id, total_of_4097_bytes_is_refused)
 
 	len = build_id(buf, 17, 240, 241);
 	cr_assert_eq(len, ID_MAX_LEN + 1);
-	cr_assert_eq(id_parse(buf, len, NULL), -EINVAL);
-	cr_assert_eq(id_check(buf), -EINVAL);
+	cr_assert_eq(id_parse(buf, len, NULL), -ENAMETOOLONG);
+	cr_assert_eq(id_check(buf), -ENAMETOOLONG);
 }
 
 Test(id, far_too_long_id_is_refused)
@@ -463,8 +464,40 @@ Test(id, far_too_long_id_is_refused)
 
 	len = build_id(buf, 31, 255, 255);
 	cr_assert_gt(len, ID_MAX_LEN);
-	cr_assert_eq(id_parse(buf, len, NULL), -EINVAL);
+	cr_assert_eq(id_parse(buf, len, NULL), -ENAMETOOLONG);
+	cr_assert_eq(id_check(buf), -ENAMETOOLONG);
+}
+
+/* SPEC 2: only the lengths give ENAMETOOLONG; every other way an ID is
+   wrong, also next to a long component, is EINVAL. */
+Test(id, only_over_long_names_are_enametoolong)
+{
+	char buf[BUF_LEN];
+	struct id_parts p;
+	size_t len;
+
+	/* 255 bytes and a bad component after it */
+	len = middle_component_id(buf, ID_MAX_COMPONENT);
+	memcpy(buf + len, "/..", 4);
 	cr_assert_eq(id_check(buf), -EINVAL);
+	/* 33 short components: too many, not too long */
+	len = build_id(buf, ID_MAX_COMPONENTS + 1, 1, 1);
+	cr_assert_eq(id_parse(buf, len, &p), -EINVAL);
+	/* an empty component, a NUL, a reserved name: EINVAL */
+	cr_assert_eq(id_check("a//b"), -EINVAL);
+	cr_assert_eq(id_parse("a\0b", 3, NULL), -EINVAL);
+	cr_assert_eq(id_check(".recfs/x"), -EINVAL);
+	cr_assert_eq(id_check("x@3"), -EINVAL);
+	/* over-long wins over the rest: nothing past 4096 bytes is read */
+	len = build_id(buf, 17, 240, 241);
+	buf[0] = '/';
+	cr_assert_eq(id_parse(buf, len, NULL), -ENAMETOOLONG);
+	/* a component of 256 bytes after a valid one, or after ".." */
+	len = build_id(buf, 2, 10, ID_MAX_COMPONENT + 1);
+	cr_assert_eq(id_parse(buf, len, &p), -ENAMETOOLONG);
+	cr_assert_eq(p.n, 0);
+	memcpy(buf, "../", 3);
+	cr_assert_eq(id_check(buf + 0), -ENAMETOOLONG);
 }
 
 /* ---- id_parse output ---- */

@@ -42,6 +42,23 @@ static bool ref_forbidden(const uint8_t *c, size_t n)
 	return false;
 }
 
+/* SPEC 2: which error an invalid ID gets. */
+static bool ref_too_long(const uint8_t *d, size_t size)
+{
+	size_t start = 0, i;
+
+	if (size > ID_MAX_LEN)
+		return true;
+	for (i = 0; i <= size; i++) {
+		if (i < size && d[i] != '/')
+			continue;
+		if (i - start > ID_MAX_COMPONENT)
+			return true;
+		start = i + 1;
+	}
+	return false;
+}
+
 /* True if the component ends in '@' + one or more ASCII digits. */
 static bool ref_cond_suffix(const uint8_t *c, size_t n)
 {
@@ -159,9 +176,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	p.n = 12345;
 	rc = id_parse((const char *)data, size, &p);
-	CHECK(rc == 0 || rc == -EINVAL);
+	CHECK(rc == 0 || rc == -EINVAL || rc == -ENAMETOOLONG);
 	CHECK(id_parse((const char *)data, size, NULL) == rc);
 	CHECK((rc == 0) == ref_valid(data, size));
+	CHECK((rc == -ENAMETOOLONG) == ref_too_long(data, size));
 	if (rc == 0) {
 		CHECK(size >= 1 && size <= ID_MAX_LEN);
 		CHECK(!memchr(data, '\0', size));
