@@ -7,9 +7,11 @@
  * and the backing directory, so it refuses rather than normalises.
  *
  * Decision where the spec is silent: ".recfs" is reserved only as the
- * exact, case-sensitive first component. SPEC section 2 says ".git (any
- * case)" but ".recfs at the root" without that qualifier, and the backing
+ * exact, case-sensitive first component ("at the root"), and the backing
  * store is case-sensitive, so ".RECFS" and "a/.recfs" are ordinary IDs.
+ * ".git" is an ordinary component too (SPEC section 2: `git init` works in
+ * a mount); the history stores it under an escaped tree-entry name
+ * (hist_path_from_id, history.h).
  */
 #include "id.h"
 
@@ -51,9 +53,7 @@ static bool equals_nocase(const char *name, size_t len, const char *lit)
 
 bool id_component_forbidden(const char *name, size_t len)
 {
-	return equals_nocase(name, len, ".") ||
-	       equals_nocase(name, len, "..") ||
-	       equals_nocase(name, len, ".git");
+	return equals_nocase(name, len, ".") || equals_nocase(name, len, "..");
 }
 
 /*

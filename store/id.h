@@ -4,7 +4,8 @@
  *
  * An ID is a relative path of 1..ID_MAX_COMPONENTS components joined by
  * '/', at most ID_MAX_LEN bytes. A component is 1..255 bytes, any bytes but
- * NUL and '/', and is not ".", "..", or ".git" in any case. Reserved: a
+ * NUL and '/', and is not "." or ".." (".git" is an ordinary component:
+ * the history escapes it, see history.h). Reserved: a
  * final component ending in '@' followed by one or more digits (a
  * conditional name, even a malformed one such as "a@01") and ".recfs" as
  * the first component (exactly: ".RECFS" and "a/.recfs" are ordinary IDs).
@@ -59,9 +60,9 @@ int id_split_cond(const char *name, size_t len, size_t *base_len,
 		  uint64_t *version);
 
 /*
- * True if the `len` bytes at `name` (one component) are ".", "..", or
- * ".git" in any ASCII case. Empty and over-long names are not "forbidden"
- * here; id_parse refuses them.
+ * True if the `len` bytes at `name` (one component) are "." or "..".
+ * Empty and over-long names are not "forbidden" here; id_parse refuses
+ * them.
  */
 bool id_component_forbidden(const char *name, size_t len);
 

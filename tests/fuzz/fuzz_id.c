@@ -28,17 +28,13 @@ static bool ref_is_digit(uint8_t c)
 	return c >= '0' && c <= '9';
 }
 
-/* ".", ".." or ".git" in any ASCII case, written without id.c's helpers. */
+/* "." or "..", written without id.c's helpers (".git" is an ID). */
 static bool ref_forbidden(const uint8_t *c, size_t n)
 {
 	if (n == 1)
 		return c[0] == '.';
 	if (n == 2)
 		return c[0] == '.' && c[1] == '.';
-	if (n == 4)
-		return c[0] == '.' && (c[1] == 'g' || c[1] == 'G') &&
-		       (c[2] == 'i' || c[2] == 'I') &&
-		       (c[3] == 't' || c[3] == 'T');
 	return false;
 }
 
