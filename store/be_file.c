@@ -508,6 +508,23 @@ static int f_ns_set_meta(struct backend *be, const char *ns,
 	return rc;
 }
 
+/* fchown of the directory opened without following a symlink anywhere
+   (open_beneath): what fchownat(AT_SYMLINK_NOFOLLOW) would do, scoped to
+   records/. */
+static int f_ns_set_owner(struct backend *be, const char *ns, uint32_t uid,
+			  uint32_t gid)
+{
+	struct be_file *b = bf(be);
+	int fd = open_beneath(b, NULL, ns, O_RDONLY | O_DIRECTORY, 0), rc = 0;
+
+	if (fd < 0)
+		return fd == -ENOTDIR ? -ENOENT : fd;
+	if (fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 /* True for names that can be neither a record nor a namespace. */
 static bool not_a_record_name(const char *name)
 {
@@ -600,6 +617,7 @@ static const struct backend_ops file_ops = {
 	.rmdir = f_rmdir,
 	.ns_rename = f_ns_rename,
 	.ns_set_meta = f_ns_set_meta,
+	.ns_set_owner = f_ns_set_owner,
 	.list = f_list,
 	.sync = f_sync,
 	.free = f_free,

@@ -19,6 +19,8 @@ struct mem_item {
 	int fd; /* -1 for a namespace */
 	struct timespec mtime;
 	mode_t mode;
+	uid_t uid; /* namespaces: owner and group, as chown set them */
+	gid_t gid;
 };
 
 struct be_mem {
@@ -78,6 +80,8 @@ static int add(struct be_mem *m, const char *id, int fd, mode_t mode)
 		return -ENOMEM;
 	it->fd = fd;
 	it->mode = mode;
+	it->uid = geteuid();
+	it->gid = getegid();
 	clock_gettime(CLOCK_REALTIME, &it->mtime);
 	m->n++;
 	return 0;
@@ -178,6 +182,8 @@ static int m_stat(struct backend *be, const char *id, struct stat *st)
 		st->st_mode = S_IFDIR | m->items[i].mode;
 		st->st_nlink = 2;
 		st->st_mtim = m->items[i].mtime;
+		st->st_uid = m->items[i].uid;
+		st->st_gid = m->items[i].gid;
 	}
 	pthread_mutex_unlock(&m->mu);
 	return rc;
@@ -308,6 +314,31 @@ static int m_ns_set_meta(struct backend *be, const char *ns,
 	return rc;
 }
 
+/* Any owner is allowed: there is no file system to ask (tests). The
+   root is not an item: it keeps its owner (-EPERM). */
+static int m_ns_set_owner(struct backend *be, const char *ns, uint32_t uid,
+			  uint32_t gid)
+{
+	struct be_mem *m = bm(be);
+	int rc = 0;
+	long i;
+
+	if (ns[0] == '\0')
+		return -EPERM;
+	pthread_mutex_lock(&m->mu);
+	i = find(m, ns);
+	if (i < 0 || m->items[i].fd >= 0) {
+		rc = -ENOENT;
+	} else {
+		if (uid != (uint32_t)-1)
+			m->items[i].uid = uid;
+		if (gid != (uint32_t)-1)
+			m->items[i].gid = gid;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
 static int m_list(struct backend *be, const char *ns, store_list_cb cb,
 		  void *arg)
 {
@@ -380,6 +411,7 @@ static const struct backend_ops mem_ops = {
 	.rmdir = m_rmdir,
 	.ns_rename = m_ns_rename,
 	.ns_set_meta = m_ns_set_meta,
+	.ns_set_owner = m_ns_set_owner,
 	.list = m_list,
 	.sync = m_sync,
 	.free = m_free,

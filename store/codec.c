@@ -3,6 +3,16 @@
  * user xattrs they carry. Little-endian, length-prefixed; the decoder
  * treats its input as untrusted (a journal or index file from disk) and
  * checks every length against what is left before using it.
+ *
+ * A record (not a txn) is
+ *	u8 type, u8 flags, str16 id, u64 version, u64 revision, hash[16],
+ *	u64 size, u64 mtime_sec, u32 mtime_nsec, u32 mode, u64 ino,
+ *	u32 xa_len, xa, u32 who.uid, u32 who.pid, u8 comm_len, comm,
+ *	u64 time_ns, str16 from, u64 from_version, str16 stage, u64 data_len,
+ *	[F_OWNER: u32 uid, u32 gid, u8 kind]  [F_DATA: the data_len bytes]
+ * The owner block came later: records written before it (journals and
+ * snapshots of stores made by older binaries) have no F_OWNER and decode
+ * as owner 0:0, a regular file -- what every record was then.
  */
 #include "store_i.h"
 #include "id.h"
@@ -17,6 +27,11 @@ enum {
 	F_STAGE = 2,
 	F_DELETED = 4,
 	F_HASH_VALID = 8,
+	F_OWNER = 16, /* the owner block is there (always written now) */
+};
+
+enum {
+	K_SYMLINK = 1, /* kind byte of the owner block */
 };
 
 struct wbuf {
@@ -101,6 +116,7 @@ int codec_encode(const struct rec *r, uint8_t **out, size_t *len)
 		flags |= F_DELETED;
 	if (r->meta.hash_valid)
 		flags |= F_HASH_VALID;
+	flags |= F_OWNER;
 	w_u8(&w, (uint8_t)r->type);
 	w_u8(&w, flags);
 	w_str16(&w, r->id, r->id_len);
@@ -123,6 +139,9 @@ int codec_encode(const struct rec *r, uint8_t **out, size_t *len)
 	w_u64(&w, r->from_version);
 	w_str16(&w, r->stage, r->stage_len);
 	w_u64(&w, r->has_data ? r->data_len : 0);
+	w_u32(&w, r->meta.uid);
+	w_u32(&w, r->meta.gid);
+	w_u8(&w, r->meta.symlink ? K_SYMLINK : 0);
 	if (w.err) {
 		free(w.p);
 		return w.err;
@@ -198,6 +217,9 @@ static int check_decoded(const struct rec *r)
 	    (r->type == REC_RENAME && r->from_version == 0))
 		return -EBADMSG;
 	if (r->has_data && r->data_len != r->meta.size)
+		return -EBADMSG;
+	/* the store never commits a longer target (store_commit) */
+	if (r->meta.symlink && r->meta.size > STORE_SYMLINK_MAX)
 		return -EBADMSG;
 	return xa_validate(r->xa, r->xa_len);
 }
@@ -325,7 +347,18 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 	r->from_version = r_uint(&b, 8);
 	r->stage = r_str16(&b, &r->stage_len);
 	r->data_len = r_uint(&b, 8);
-	if (b.err)
+	if (flags & F_OWNER) {
+		unsigned kind;
+
+		r->meta.uid = (uint32_t)r_uint(&b, 4);
+		r->meta.gid = (uint32_t)r_uint(&b, 4);
+		kind = (unsigned)r_uint(&b, 1);
+		if (kind & ~(unsigned)K_SYMLINK)
+			return -EBADMSG;
+		r->meta.symlink = kind & K_SYMLINK;
+	}
+	if (b.err || (flags & ~(unsigned)(F_DATA | F_STAGE | F_DELETED |
+					  F_HASH_VALID | F_OWNER)))
 		return -EBADMSG;
 	if (flags & F_DATA) {
 		r->has_data = true;

@@ -281,10 +281,31 @@ static bool is_noop(const struct entry *e, const struct store_meta *m,
 {
 	return live_version(e) && e->meta.hash_valid &&
 	       memcmp(e->meta.hash, m->hash, 16) == 0 &&
-	       e->meta.size == m->size &&
+	       e->meta.size == m->size && e->meta.symlink == a->symlink &&
 	       (a->mode < 0 || (uint32_t)(a->mode & 07777) == e->meta.mode) &&
+	       (!a->owner || (a->owner->uid == e->meta.uid &&
+			      a->owner->gid == e->meta.gid)) &&
 	       (!a->mtime || (a->mtime->tv_sec == e->meta.mtime.tv_sec &&
 			      a->mtime->tv_nsec == e->meta.mtime.tv_nsec));
+}
+
+void commit_pick_owner(const struct store_owner *owner,
+		       const struct store_who *who, const struct entry *e,
+		       struct store_meta *m)
+{
+	if (owner) {
+		m->uid = owner->uid;
+		m->gid = owner->gid;
+	} else if (live_version(e)) {
+		m->uid = e->meta.uid;
+		m->gid = e->meta.gid;
+	} else {
+		/* a new record, or one re-created after a delete: its
+		   creator's; the group is not known here (the frontend
+		   passes `owner` when it knows it) */
+		m->uid = who ? who->uid : 0;
+		m->gid = 0;
+	}
 }
 
 /*
@@ -348,6 +369,9 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	store_hist_throttle(s);
 	if (fstat(st->fd, &sb) < 0)
 		return -errno;
+	if (args->symlink &&
+	    (append || (uint64_t)sb.st_size > STORE_SYMLINK_MAX))
+		return append ? -EINVAL : -ENAMETOOLONG;
 	if (!append) {
 		if ((uint64_t)sb.st_size > s->opts.max_record_size)
 			return -EFBIG;
@@ -390,6 +414,8 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	r.meta.mode = args->mode >= 0 ? (uint32_t)args->mode & 07777
 		      : cur	      ? e->meta.mode
 				      : 0644;
+	commit_pick_owner(args->owner, args->who, e, &r.meta);
+	r.meta.symlink = args->symlink;
 	r.xa = xa;
 	r.xa_len = xa ? e->xa_len : 0;
 	pthread_mutex_unlock(&s->mu);
@@ -715,10 +741,11 @@ out_gate:
 	return rc;
 }
 
-/* A metadata change: mtime/mode and/or one xattr set or removed. */
+/* A metadata change: mtime/mode/owner and/or one xattr set or removed. */
 struct meta_change {
 	const struct timespec *mtime; /* NULL: keep */
 	int mode;		      /* -1: keep */
+	uint32_t uid, gid;	      /* (uint32_t)-1: keep */
 	const char *xname;	      /* NULL: no xattr change */
 	const void *xvalue;	      /* NULL: remove xname */
 	size_t xsize;
@@ -767,13 +794,18 @@ static int change_meta(struct store *s, const char *id,
 		r.meta.mtime = *c->mtime;
 	if (c->mode >= 0)
 		r.meta.mode = (uint32_t)c->mode & 07777;
+	if (c->uid != (uint32_t)-1)
+		r.meta.uid = c->uid;
+	if (c->gid != (uint32_t)-1)
+		r.meta.gid = c->gid;
 	if (!c->xname) {
 		xa_len = e->xa_len;
 		if (xa_len && !(xa = memdup(e->xa, xa_len)))
 			rc = -ENOMEM;
 	}
 	same = same_time(&r.meta.mtime, &e->meta.mtime) &&
-	       r.meta.mode == e->meta.mode && xa_len == e->xa_len &&
+	       r.meta.mode == e->meta.mode && r.meta.uid == e->meta.uid &&
+	       r.meta.gid == e->meta.gid && xa_len == e->xa_len &&
 	       (!xa_len || memcmp(xa, e->xa, xa_len) == 0);
 	if (rc || same) {
 		pthread_mutex_unlock(&s->mu);
@@ -797,6 +829,8 @@ static int change_meta(struct store *s, const char *id,
 	if (rc == 0) {
 		e->meta.mtime = r.meta.mtime;
 		e->meta.mode = r.meta.mode;
+		e->meta.uid = r.meta.uid;
+		e->meta.gid = r.meta.gid;
 		free(e->xa);
 		e->xa = xa;
 		e->xa_len = xa_len;
@@ -813,7 +847,8 @@ out_gate:
 int store_set_meta(struct store *s, const char *id,
 		   const struct timespec *mtime, int mode)
 {
-	struct meta_change c = {.mtime = mtime, .mode = mode};
+	struct meta_change c = {
+		.mtime = mtime, .mode = mode, .uid = -1u, .gid = -1u};
 
 	return change_meta(s, id, &c);
 }
@@ -822,6 +857,8 @@ int store_xattr_set(struct store *s, const char *id, const char *name,
 		    const void *value, size_t size, int flags)
 {
 	struct meta_change c = {.mode = -1,
+				.uid = -1u,
+				.gid = -1u,
 				.xname = name,
 				.xvalue = value ? value : "",
 				.xsize = size,
@@ -832,7 +869,15 @@ int store_xattr_set(struct store *s, const char *id, const char *name,
 
 int store_xattr_remove(struct store *s, const char *id, const char *name)
 {
-	struct meta_change c = {.mode = -1, .xname = name};
+	struct meta_change c = {
+		.mode = -1, .uid = -1u, .gid = -1u, .xname = name};
+
+	return change_meta(s, id, &c);
+}
+
+int store_set_owner(struct store *s, const char *id, uint32_t uid, uint32_t gid)
+{
+	struct meta_change c = {.mode = -1, .uid = uid, .gid = gid};
 
 	return change_meta(s, id, &c);
 }

@@ -26,6 +26,9 @@ enum {
 	HENT_DELETED = 1,
 	HENT_MISSING = 2, /* no content: no blob */
 	HENT_HASH = 4,	  /* `hash` is known */
+	HENT_SYMLINK = 8, /* a symlink: the blob is its target */
+	HENT_META = 16,	  /* `mode`, `ouid`, `ogid` are known */
+	HENT_ALL = 31,
 };
 
 /*
@@ -45,6 +48,7 @@ struct hent {
 	git_oid blob;
 	uint8_t hash[16];
 	char comm[16];
+	uint32_t mode, ouid, ogid; /* the version's own (HENT_META) */
 };
 
 /*
@@ -211,8 +215,8 @@ struct hist {
 				     until they are written as one pack */
 	git_odb *big_odb;	  /* loose objects only: large blobs */
 	git_odb_backend *pack_backend; /* in repo's odb (hist_pack_packs) */
-	unsigned packs;		  /* packs in objects/pack, as last counted
-				     plus those written since; 0: unknown */
+	unsigned packs;		       /* packs in objects/pack, as last counted
+					  plus those written since; 0: unknown */
 	struct jnl_cursor *cur;
 	git_oid head;
 	bool has_head;

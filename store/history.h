@@ -28,6 +28,12 @@
  *   Recfs-Id: <id>            Recfs-Version: <n>   Recfs-Revision: <rev>
  *   Recfs-Blob: <oid>         Recfs-Hash: xxh3-128:<hex>
  *   Recfs-Size: <bytes>
+ *   Recfs-Owner: <uid>:<gid>  Recfs-Mode: 0<octal>  (the version's own;
+ *                              not in commits written before recfs kept
+ *                              them: then store_version.meta_known is
+ *                              false)
+ *   Recfs-Symlink: true       (a symlink: the blob is its target; its
+ *                              tree entry has mode 120000)
  *   Recfs-Uid: <uid>          Recfs-Pid: <pid>     Recfs-Comm: <comm>
  *   Recfs-Time: <RFC 3339 UTC with nanoseconds>
  *   Recfs-Deleted: true       (deletes; no Blob/Hash/Size; Version is
@@ -58,6 +64,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "id.h"
 #include "store.h"
 
 struct io;
@@ -66,6 +73,23 @@ struct hist;
 #define HIST_DIR "history.git"
 #define HIST_INDEX_FILE "history.idx"
 #define HIST_BLOBS_DIR "blobs" /* inside STORE/journal */
+
+/*
+ * Record IDs as tree paths (history_path.c, the rule in recfs(5)): a
+ * component that is ".git" or ".gitmodules" in any ASCII case, or that
+ * ends in HIST_PATH_SUFFIX, gets one more HIST_PATH_SUFFIX. Reversible.
+ */
+#define HIST_PATH_SUFFIX "~recfs"
+#define HIST_PATH_MAX (ID_MAX_LEN + ID_MAX_COMPONENTS * 6)
+
+/* Is this component of an ID escaped in the tree? */
+bool hist_path_escaped(const char *comp, size_t len);
+/* The tree path of the ID id[0..len) into out (NUL-terminated). Returns
+   its length, or -EINVAL (not an ID's length). */
+int hist_path_from_id(char out[HIST_PATH_MAX + 1], const char *id, size_t len);
+/* The ID whose tree path is path[0..len), into out (NUL-terminated).
+   Returns its length, or -EINVAL if no ID has that path. */
+int hist_id_from_path(char out[ID_MAX_LEN + 1], const char *path, size_t len);
 
 /* One version of a record as the history knows it (store.h). */
 typedef struct store_version hist_version;
@@ -195,11 +219,14 @@ int hist_verify(struct hist *h, struct hist_verify_report *rep);
 
 /*
  * The records in the tree of refs/heads/main: `fn` is called for each
- * (path, hex blob oid), in tree order; a non-zero return stops and is
- * returned. `fn` must not call back into the history (a lock is held).
+ * (ID, hex blob oid, whether the entry is a symlink), in tree order; the
+ * ID is the path made back into one (hist_id_from_path), or the path as
+ * it is if no ID has it. A non-zero return stops and is returned. `fn`
+ * must not call back into the history (a lock is held).
  */
 int hist_tree_each(struct hist *h,
-		   int (*fn)(void *arg, const char *id, const char *blob),
+		   int (*fn)(void *arg, const char *id, const char *blob,
+			     bool link),
 		   void *arg);
 
 /* Is the blob `blob` (hex) in the repository? Returns 1, 0 or -errno. */
@@ -213,6 +240,5 @@ int hist_blob_exists(struct hist *h, const char *blob);
  */
 int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
 		      size_t len);
-
 
 #endif

@@ -6,7 +6,8 @@
  * said is durable. Each version's blob is written as soon as its record
  * is read (the record's bytes are only valid until the next one), so a
  * batch holds only metadata in memory. Then one tree update over the
- * previous tree (paths are the record IDs; the last change of a path in
+ * previous tree (paths are the record IDs as hist_path_from_id escapes
+ * them; a symlink's entry has mode 120000; the last change of a path in
  * the batch wins; deletes remove), one commit whose parent is the
  * previous main, one syncfs of the repository's file system (libgit2
  * writes objects without fsync), and only then refs/heads/main moves
@@ -49,6 +50,7 @@ struct bver {
 	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
 			      below */
 	char *id, *other;  /* owned */
+	char *path;	   /* id in the tree (hist_path_from_id), owned */
 	char *stage;	   /* blob link to remove after the commit */
 };
 
@@ -74,6 +76,7 @@ static void batch_free(struct batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		free(b->v[i].id);
 		free(b->v[i].other);
+		free(b->v[i].path);
 		free(b->v[i].stage);
 	}
 	free(b->v);
@@ -108,8 +111,12 @@ static char *strndup_(const char *s, size_t n)
 static struct bver *batch_add(struct batch *b, const struct rec *r,
 			      const char *id, size_t id_len, uint64_t rev)
 {
+	char path[HIST_PATH_MAX + 1];
 	struct bver *v;
+	int plen = hist_path_from_id(path, id, id_len);
 
+	if (plen < 0)
+		return NULL; /* not reached: the journal holds only IDs */
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? 2 * b->cap : 64;
 		struct bver *p = realloc(b->v, cap * sizeof(*p));
@@ -122,8 +129,12 @@ static struct bver *batch_add(struct batch *b, const struct rec *r,
 	v = &b->v[b->n];
 	memset(v, 0, sizeof(*v));
 	v->id = strndup_(id, id_len);
-	if (!v->id)
+	v->path = strndup_(path, (size_t)plen);
+	if (!v->id || !v->path) {
+		free(v->id);
+		free(v->path);
 		return NULL;
+	}
 	v->m.id = v->id;
 	v->m.id_len = id_len;
 	v->m.e.revision = rev;
@@ -334,6 +345,14 @@ static void fill_content(struct hent *e, const struct rec *r)
 		memcpy(e->hash, r->meta.hash, 16);
 		e->flags |= HENT_HASH;
 	}
+	if (r->meta.symlink)
+		e->flags |= HENT_SYMLINK;
+	/* the version's own mode and owner (a journal record of an older
+	   binary says 0:0, which they were then) */
+	e->flags |= HENT_META;
+	e->mode = r->meta.mode;
+	e->ouid = r->meta.uid;
+	e->ogid = r->meta.gid;
 }
 
 static int add_rename(struct hist *h, struct batch *b, const struct rec *r,
@@ -441,10 +460,11 @@ static int add_record(struct hist *h, struct batch *b, uint64_t seq,
 /* ---- the tree ------------------------------------------------------------ */
 
 struct op {
-	const char *path;
+	const char *path; /* in the tree (escaped) */
 	size_t order;
 	uint64_t version;
 	const git_oid *blob; /* NULL: remove */
+	bool link;	     /* a symlink: mode 120000 */
 };
 
 static int cmp_op(const void *a, const void *b)
@@ -466,7 +486,7 @@ static int cmp_path(const void *key, const void *elem)
    among them? Then removes and upserts need two passes. */
 static bool dir_file_conflict(const struct op *ops, size_t n)
 {
-	char buf[ID_MAX_LEN + 1];
+	char buf[HIST_PATH_MAX + 1];
 
 	for (size_t i = 0; i < n; i++) {
 		const char *p = ops[i].path;
@@ -491,7 +511,7 @@ static bool dir_file_conflict(const struct op *ops, size_t n)
 struct tree_dir {
 	git_tree *t; /* NULL: no such directory (or the root: head_tree) */
 	size_t len;  /* of its path, a prefix of the last path asked */
-	char path[ID_MAX_LEN + 1];
+	char path[HIST_PATH_MAX + 1];
 	bool have;
 };
 
@@ -514,7 +534,8 @@ static bool in_tree(struct hist *h, struct tree_dir *d, const char *path)
 		d->len = len;
 		memcpy(d->path, path, len);
 		d->path[len] = '\0';
-		if (len && git_tree_entry_bypath(&de, h->head_tree, d->path) == 0) {
+		if (len &&
+		    git_tree_entry_bypath(&de, h->head_tree, d->path) == 0) {
 			if (git_tree_entry_type(de) == GIT_OBJECT_TREE)
 				(void)git_tree_lookup(&d->t, h->repo,
 						      git_tree_entry_id(de));
@@ -545,7 +566,8 @@ static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
 		u[k].action = ops[i].blob ? GIT_TREE_UPDATE_UPSERT
 					  : GIT_TREE_UPDATE_REMOVE;
 		u[k].path = ops[i].path;
-		u[k].filemode = GIT_FILEMODE_BLOB;
+		u[k].filemode =
+			ops[i].link ? GIT_FILEMODE_LINK : GIT_FILEMODE_BLOB;
 		if (ops[i].blob)
 			u[k].id = *ops[i].blob;
 		k++;
@@ -567,9 +589,10 @@ static struct op *batch_ops(const struct batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		const struct hent *e = &b->v[i].m.e;
 
-		ops[i].path = b->v[i].id;
+		ops[i].path = b->v[i].path;
 		ops[i].order = i;
 		ops[i].version = e->version;
+		ops[i].link = e->flags & HENT_SYMLINK;
 		ops[i].blob = e->flags & (HENT_DELETED | HENT_MISSING)
 				      ? NULL
 				      : &e->blob;
@@ -729,7 +752,8 @@ static int side_updates(const struct batch *b, git_tree_update **out, size_t *n)
 		}
 		u[k].action = GIT_TREE_UPDATE_UPSERT;
 		u[k].path = path;
-		u[k].filemode = GIT_FILEMODE_BLOB;
+		u[k].filemode =
+			ops[i].link ? GIT_FILEMODE_LINK : GIT_FILEMODE_BLOB;
 		u[k].id = *ops[i].blob;
 		k++;
 	}

@@ -11,13 +11,14 @@
  * moves), a commit table, and per record the positions of its versions.
  * Nothing is ever removed.
  *
- * On disk, history.idx: a 16-byte header ("RECFSH02", u64 0), then one
+ * On disk, history.idx: a 16-byte header ("RECFSH03", u64 0), then one
  * frame per git commit, framed and checksummed like journal records
  * (jnl_frame_encode, seq = the commit's Recfs-Upto). Payload (LE):
  *	u8 1, commit oid[20], u32 count, then per version (an entry):
  *	u64 prev, u32 back, u64 version, u8 flags, u16 id_len, id,
  *	u64 revision, u64 size, u64 time_ns, u32 uid, u32 pid, blob[20],
- *	hash[16], u8 comm_len, comm
+ *	hash[16], u8 comm_len, comm, u32 mode, u32 owner_uid, u32 owner_gid
+ * (flags: HENT_*; mode and owner are the version's own, when HENT_META)
  * where `prev` is the offset in the file of the entry before it of the
  * same ID (0: none), so each record's entries form a chain from its last
  * one back, and `back` is the distance back to the start of its frame
@@ -32,10 +33,10 @@
  * checked against the chain built so far), and the commits after that one
  * are read back from git (their messages hold everything). A frame that
  * does not verify, a header of another format (RECFSH01, before the
- * chains), or a last commit that is not in the history of refs/heads/main
- * makes us rebuild it from all commits; a damaged file is reported by
- * name, never trusted. Reading allocates one frame at a time (at most
- * JNL_MAX_RECORD).
+ * chains; RECFSH02, before mode, owner and symlinks), or a last commit that is
+ *not in the history of refs/heads/main makes us rebuild it from all commits; a
+ *damaged file is reported by name, never trusted. Reading allocates one frame
+ *at a time (at most JNL_MAX_RECORD).
  */
 #include "hist_i.h"
 #include "id.h"
@@ -53,14 +54,16 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define IDX_MAGIC "RECFSH02"
+#define IDX_MAGIC "RECFSH03"
 #define IDX_MAGIC_V1 "RECFSH01"
+#define IDX_MAGIC_V2 "RECFSH02"
 #define IDX_HDR 16
 #define IDX_KIND_COMMIT 1
 /* an entry: prev, back, version, flags, id_len, then the ID */
 #define ENT_HEAD (8 + 4 + 8 + 1 + 2)
-/* ... then revision, size, time, uid, pid, blob, hash, comm_len, comm */
-#define ENT_TAIL (8 + 8 + 8 + 4 + 4 + 20 + 16 + 1 + 16)
+/* ... then revision, size, time, uid, pid, blob, hash, comm_len, comm,
+   mode, owner uid, owner gid */
+#define ENT_TAIL (8 + 8 + 8 + 4 + 4 + 20 + 16 + 1 + 16 + 4 + 4 + 4)
 #define ENT_MAX (ENT_HEAD + ID_MAX_LEN + ENT_TAIL)
 /* a frame's payload starts with the kind and the commit */
 #define FRAME_COMMIT_AT (JNL_FRAME_HDR + 1)
@@ -268,6 +271,13 @@ void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out)
 	out->size = e->size;
 	out->hash_valid = e->flags & HENT_HASH;
 	memcpy(out->hash, e->hash, 16);
+	out->symlink = e->flags & HENT_SYMLINK;
+	out->meta_known = e->flags & HENT_META;
+	if (out->meta_known) {
+		out->mode = e->mode;
+		out->owner_uid = e->ouid;
+		out->owner_gid = e->ogid;
+	}
 }
 
 /* ---- frames of history.idx --------------------------------------------- */
@@ -357,6 +367,9 @@ static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
 	sb_add(&f->b, e->hash, 16);
 	put_u(&f->b, comm, 1);
 	sb_add(&f->b, e->comm, comm);
+	put_u(&f->b, e->mode, 4);
+	put_u(&f->b, e->ouid, 4);
+	put_u(&f->b, e->ogid, 4);
 	r->stage_serial = f->serial;
 	r->stage_last = off;
 	f->pub[f->npub].r = r;
@@ -469,13 +482,16 @@ static bool ent_decode(struct rd *r, uint64_t upto, struct ent *out)
 	if ((p = rd_take(r, 16)))
 		memcpy(e->hash, p, 16);
 	comm = rd_u(r, 1);
-	if (comm > sizeof(e->comm) || !(p = rd_take(r, comm)) || r->bad ||
-	    !out->id || id_parse(out->id, out->id_len, NULL) != 0 ||
-	    e->version == 0 || e->revision == 0 || e->revision > upto ||
-	    e->flags > (HENT_DELETED | HENT_MISSING | HENT_HASH))
+	if (comm > sizeof(e->comm) || !(p = rd_take(r, comm)))
 		return false;
 	memcpy(e->comm, p, comm);
-	return true;
+	e->mode = (uint32_t)rd_u(r, 4);
+	e->ouid = (uint32_t)rd_u(r, 4);
+	e->ogid = (uint32_t)rd_u(r, 4);
+	return !r->bad && out->id &&
+	       id_parse(out->id, out->id_len, NULL) == 0 && e->version != 0 &&
+	       e->revision != 0 && e->revision <= upto &&
+	       (e->flags & ~HENT_ALL) == 0 && e->mode <= 07777;
 }
 
 /*
@@ -628,7 +644,9 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 	n = io_pread_all(h->o.io, "hist.idx.read", h->idx_fd, hdr, IDX_HDR, 0);
 	if (n < 0)
 		return (int)n;
-	if (n == IDX_HDR && memcmp(hdr, IDX_MAGIC_V1, 8) == 0) {
+	if (n == IDX_HDR && (memcmp(hdr, IDX_MAGIC_V1, 8) == 0 ||
+			     memcmp(hdr, IDX_MAGIC_V2, 8) == 0)) {
+		/* RECFSH02: before the versions' mode, owner and kind */
 		rlog_info("%s: an index of an older format", h->idx_path);
 		return -EBADMSG;
 	}

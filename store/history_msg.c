@@ -273,6 +273,13 @@ void hmsg_block(struct sbuf *b, const struct hmsg_ver *v)
 			hex(b, e->hash, 16);
 		}
 		sb_fmt(b, "\nRecfs-Size: %" PRIu64, e->size);
+		if (e->flags & HENT_SYMLINK)
+			sb_str(b, "\nRecfs-Symlink: true");
+		if (e->flags & HENT_META)
+			sb_fmt(b,
+			       "\nRecfs-Owner: %" PRIu32 ":%" PRIu32
+			       "\nRecfs-Mode: 0%03" PRIo32,
+			       e->ouid, e->ogid, e->mode);
 	}
 	if (v->from) {
 		sb_str(b, "\nRecfs-From: ");
@@ -339,6 +346,7 @@ struct pblock {
 	struct hmsg_ver v;
 	char id[ID_MAX_LEN + 1], from[ID_MAX_LEN + 1], to[ID_MAX_LEN + 1];
 	bool has_id, has_version, has_revision, has_blob, bad;
+	bool has_owner, has_mode; /* both: HENT_META */
 };
 
 static bool is_key(const char *line, size_t n, const char *key,
@@ -361,6 +369,83 @@ static bool id_value(const char *val, size_t n, char *out, size_t *len)
 	if (l < 0 || id_parse(out, (size_t)l, NULL) != 0)
 		return false;
 	*len = (size_t)l;
+	return true;
+}
+
+/* "UID:GID", each a u32. */
+static bool parse_owner(const char *s, uint32_t *uid, uint32_t *gid)
+{
+	char a[16], b[16];
+	const char *colon = strchr(s, ':');
+	uint64_t u, g;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(a) ||
+	    strlen(colon + 1) >= sizeof(b))
+		return false;
+	memcpy(a, s, (size_t)(colon - s));
+	a[colon - s] = '\0';
+	strcpy(b, colon + 1);
+	if (parse_u64(a, &u) || parse_u64(b, &g) || u > UINT32_MAX ||
+	    g > UINT32_MAX)
+		return false;
+	*uid = (uint32_t)u;
+	*gid = (uint32_t)g;
+	return true;
+}
+
+/* "0" and octal digits, at most 07777. */
+static bool parse_mode(const char *s, uint32_t *mode)
+{
+	uint32_t m = 0;
+
+	if (s[0] != '0' || strlen(s) > 5)
+		return false;
+	for (s++; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return false;
+		m = m * 8 + (uint32_t)(*s - '0');
+	}
+	if (m > 07777)
+		return false;
+	*mode = m;
+	return true;
+}
+
+/* The trailers that came with owners and symlinks: each optional, as
+   older commits have none. Returns true if the line was one of them. */
+static bool block_meta_line(struct pblock *pb, const char *line, size_t n)
+{
+	struct hent *e = &pb->v.e;
+	const char *val;
+	char tmp[40];
+	size_t vlen;
+	int key;
+
+	if (is_key(line, n, "Recfs-Owner", &val, &vlen))
+		key = 'O';
+	else if (is_key(line, n, "Recfs-Mode", &val, &vlen))
+		key = 'M';
+	else if (is_key(line, n, "Recfs-Symlink", &val, &vlen))
+		key = 'S';
+	else
+		return false;
+	if (vlen >= sizeof(tmp)) {
+		pb->bad = true;
+		return true;
+	}
+	memcpy(tmp, val, vlen);
+	tmp[vlen] = '\0';
+	if (key == 'O') {
+		pb->has_owner = parse_owner(tmp, &e->ouid, &e->ogid);
+		pb->bad |= !pb->has_owner;
+	} else if (key == 'M') {
+		pb->has_mode = parse_mode(tmp, &e->mode);
+		pb->bad |= !pb->has_mode;
+	} else if (strcmp(tmp, "true") == 0) {
+		e->flags |= HENT_SYMLINK;
+	} else {
+		pb->bad = true;
+	}
 	return true;
 }
 
@@ -390,6 +475,8 @@ static void block_line(struct pblock *pb, const char *line, size_t n)
 		pb->v.to = pb->to;
 		return;
 	}
+	if (block_meta_line(pb, line, n))
+		return;
 	if (is_key(line, n, "Recfs-Comm", &val, &vlen)) {
 		long l = unquote(val, vlen, tmp, sizeof(e->comm) + 1);
 
@@ -470,6 +557,10 @@ static bool block_ok(const struct pblock *pb)
 
 	if (pb->bad || !pb->has_id || !pb->has_version || !pb->has_revision)
 		return false;
+	/* a delete has no content, hence neither kind nor mode */
+	if ((e->flags & HENT_DELETED) &&
+	    ((e->flags & HENT_SYMLINK) || pb->has_owner || pb->has_mode))
+		return false;
 	if (e->flags & (HENT_DELETED | HENT_MISSING))
 		return !pb->has_blob;
 	return pb->has_blob;
@@ -508,6 +599,8 @@ int hmsg_parse(const char *msg, size_t len,
 		}
 		if (n == 0 || !nl) {
 			/* a blank line (or the end) closes a block */
+			if (pb->has_owner && pb->has_mode)
+				pb->v.e.flags |= HENT_META;
 			if (in_block && block_ok(pb))
 				rc = fn(arg, &pb->v);
 			else if (in_block)
@@ -516,6 +609,7 @@ int hmsg_parse(const char *msg, size_t len,
 			memset(&pb->v, 0, sizeof(pb->v));
 			pb->has_id = pb->has_version = false;
 			pb->has_revision = pb->has_blob = pb->bad = false;
+			pb->has_owner = pb->has_mode = false;
 		}
 		if (!nl)
 			break;

@@ -59,8 +59,9 @@ static int span_walk(struct hist *h, uint64_t off, uint64_t stop,
 		rc = hidx_ent_step(h, off, &prev, &v, &flags);
 		if (rc)
 			break;
-		rc = span_add(s, (struct hlink){off, v << 1 |
-						     !!(flags & HENT_DELETED)});
+		rc = span_add(
+			s,
+			(struct hlink){off, v << 1 | !!(flags & HENT_DELETED)});
 		off = prev;
 	}
 	*next = off;
@@ -508,9 +509,10 @@ uint64_t hist_index_resident(struct hist *h)
 }
 
 struct tree_walk {
-	int (*fn)(void *arg, const char *id, const char *blob);
+	int (*fn)(void *arg, const char *id, const char *blob, bool link);
 	void *arg;
-	char path[4096 + 256 + 2];
+	char path[HIST_PATH_MAX + 256 + 2];
+	char id[ID_MAX_LEN + 1];
 	int rc;
 };
 
@@ -518,6 +520,7 @@ static int walk_cb(const char *root, const git_tree_entry *te, void *arg)
 {
 	struct tree_walk *w = arg;
 	char hexid[GIT_OID_HEXSZ + 1];
+	const char *id;
 	int n;
 
 	if (git_tree_entry_type(te) != GIT_OBJECT_BLOB)
@@ -526,13 +529,19 @@ static int walk_cb(const char *root, const git_tree_entry *te, void *arg)
 		     git_tree_entry_name(te));
 	if (n < 0 || (size_t)n >= sizeof(w->path))
 		return 0;
+	/* a path that is no ID's (hist_id_from_path) is passed as it is:
+	   the caller finds no record of that name */
+	id = hist_id_from_path(w->id, w->path, (size_t)n) >= 0 ? w->id
+							       : w->path;
 	git_oid_tostr(hexid, sizeof(hexid), git_tree_entry_id(te));
-	w->rc = w->fn(w->arg, w->path, hexid);
+	w->rc = w->fn(w->arg, id, hexid,
+		      git_tree_entry_filemode(te) == GIT_FILEMODE_LINK);
 	return w->rc ? -1 : 0;
 }
 
 int hist_tree_each(struct hist *h,
-		   int (*fn)(void *arg, const char *id, const char *blob),
+		   int (*fn)(void *arg, const char *id, const char *blob,
+			     bool link),
 		   void *arg)
 {
 	struct tree_walk *w = calloc(1, sizeof(*w));

@@ -7,9 +7,11 @@
  * and the backing directory, so it refuses rather than normalises.
  *
  * Decision where the spec is silent: ".recfs" is reserved only as the
- * exact, case-sensitive first component. SPEC section 2 says ".git (any
- * case)" but ".recfs at the root" without that qualifier, and the backing
+ * exact, case-sensitive first component ("at the root"), and the backing
  * store is case-sensitive, so ".RECFS" and "a/.recfs" are ordinary IDs.
+ * ".git" is an ordinary component too (SPEC section 2: `git init` works in
+ * a mount); the history stores it under an escaped tree-entry name
+ * (hist_path_from_id, history.h).
  */
 #include "id.h"
 
@@ -51,9 +53,7 @@ static bool equals_nocase(const char *name, size_t len, const char *lit)
 
 bool id_component_forbidden(const char *name, size_t len)
 {
-	return equals_nocase(name, len, ".") ||
-	       equals_nocase(name, len, "..") ||
-	       equals_nocase(name, len, ".git");
+	return equals_nocase(name, len, ".") || equals_nocase(name, len, "..");
 }
 
 /*
@@ -77,11 +77,30 @@ static bool is_reserved_root(const char *comp, size_t len)
 
 static int check_component(const char *comp, size_t len)
 {
-	if (len == 0 || len > ID_MAX_COMPONENT)
+	if (len > ID_MAX_COMPONENT)
+		return -ENAMETOOLONG;
+	if (len == 0)
 		return -EINVAL;
 	if (id_component_forbidden(comp, len))
 		return -EINVAL;
 	return 0;
+}
+
+/* Is a component of id[0..len) longer than ID_MAX_COMPONENT? */
+static bool has_long_component(const char *id, size_t len)
+{
+	size_t start = 0;
+	const char *slash;
+
+	for (;;) {
+		slash = memchr(id + start, '/', len - start);
+		if ((slash ? (size_t)(slash - id) : len) - start >
+		    ID_MAX_COMPONENT)
+			return true;
+		if (!slash)
+			return false;
+		start = (size_t)(slash - id) + 1;
+	}
 }
 
 /*
@@ -119,8 +138,18 @@ int id_parse(const char *id, size_t len, struct id_parts *parts)
 	int rc = -EINVAL;
 
 	p->n = 0;
-	if (!id || len == 0 || len > ID_MAX_LEN)
+	if (id && len > ID_MAX_LEN) {
+		rc = -ENAMETOOLONG;
 		goto out;
+	}
+	if (!id || len == 0)
+		goto out;
+	/* SPEC 2: a name too long is ENAMETOOLONG whatever else is wrong
+	   with it, as the kernel says of a path with such a component */
+	if (has_long_component(id, len)) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
 	if (memchr(id, '\0', len))
 		goto out;
 	/* "ID@N" (valid or malformed N) is a conditional name, never an ID. */

@@ -4,7 +4,8 @@
  *
  * An ID is a relative path of 1..ID_MAX_COMPONENTS components joined by
  * '/', at most ID_MAX_LEN bytes. A component is 1..255 bytes, any bytes but
- * NUL and '/', and is not ".", "..", or ".git" in any case. Reserved: a
+ * NUL and '/', and is not "." or ".." (".git" is an ordinary component:
+ * the history escapes it, see history.h). Reserved: a
  * final component ending in '@' followed by one or more digits (a
  * conditional name, even a malformed one such as "a@01") and ".recfs" as
  * the first component (exactly: ".RECFS" and "a/.recfs" are ordinary IDs).
@@ -31,12 +32,15 @@ struct id_parts {
  * Check that the `len` bytes at `id` are a valid record or namespace ID and
  * split them into `parts`. Exactly `len` bytes are read and `id` need not
  * be NUL-terminated; a NUL among them (len != strlen) is refused. `parts`
- * may be NULL; on error parts->n is 0. Returns 0 or -EINVAL.
+ * may be NULL; on error parts->n is 0. Returns 0, -ENAMETOOLONG (a
+ * component over ID_MAX_COMPONENT bytes, or more than ID_MAX_LEN bytes
+ * in all) or -EINVAL (anything else that is not an ID).
  * A leading '/' is not accepted here (callers strip the mount's own '/').
  */
 int id_parse(const char *id, size_t len, struct id_parts *parts);
 
-/* Same as id_parse, for a NUL-terminated string (NULL gives -EINVAL). */
+/* Same as id_parse, for a NUL-terminated string (NULL gives -EINVAL; one
+   longer than ID_MAX_LEN is not scanned to its end). */
 int id_check(const char *id);
 
 /*
@@ -56,9 +60,9 @@ int id_split_cond(const char *name, size_t len, size_t *base_len,
 		  uint64_t *version);
 
 /*
- * True if the `len` bytes at `name` (one component) are ".", "..", or
- * ".git" in any ASCII case. Empty and over-long names are not "forbidden"
- * here; id_parse refuses them.
+ * True if the `len` bytes at `name` (one component) are "." or "..".
+ * Empty and over-long names are not "forbidden" here; id_parse refuses
+ * them.
  */
 bool id_component_forbidden(const char *name, size_t len);
 

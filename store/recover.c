@@ -113,8 +113,12 @@ int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq)
 		e->replay_seq = seq;
 		return set_xa(e, NULL, 0);
 	case REC_META:
+		/* a REC_META of an older binary has no owner block: 0:0,
+		   which every record's owner was then */
 		e->meta.mtime = r->meta.mtime;
 		e->meta.mode = r->meta.mode;
+		e->meta.uid = r->meta.uid;
+		e->meta.gid = r->meta.gid;
 		return set_xa(e, r->xa, r->xa_len);
 	case REC_STATE:
 		e->meta = r->meta;

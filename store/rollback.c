@@ -236,8 +236,12 @@ static int plan_part(struct store *s, struct store_txn *txn,
 		return -ENODATA;
 	}
 	if (t->live && t->cur.hash_valid && t->v.hash_valid &&
-	    t->cur.size == t->v.size && !memcmp(t->cur.hash, t->v.hash, 16))
-		goto keep; /* the same content again */
+	    t->cur.size == t->v.size && !memcmp(t->cur.hash, t->v.hash, 16) &&
+	    t->cur.symlink == t->v.symlink)
+		goto keep; /* the same content (and kind) again */
+	/* the content and kind of that version; mode and owner stay the
+	   current ones (a new record's: 0644, the rollback's who) */
+	args.symlink = t->v.symlink;
 	rc = store_history_get(s, t->id, t->v.version, &buf, &len, NULL);
 	if (rc) {
 		rlog_err("record %s: cannot read version %" PRIu64
@@ -395,8 +399,16 @@ struct files {
 	size_t skipped;
 };
 
-static int files_add(struct files *f, const char *rel)
+/* A file to import: its relative path, and for a symlink a 'L' byte
+   before it (so that the list sorts by path all the same after the
+   first byte, see import_one). */
+#define FILE_REG 'F'
+#define FILE_LINK 'L'
+
+static int files_add(struct files *f, const char *rel, char kind)
 {
+	size_t len = strlen(rel);
+
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? 2 * f->cap : 256;
 		char **v = realloc(f->v, cap * sizeof(*v));
@@ -406,9 +418,11 @@ static int files_add(struct files *f, const char *rel)
 		f->v = v;
 		f->cap = cap;
 	}
-	f->v[f->n] = strdup(rel);
+	f->v[f->n] = malloc(len + 2);
 	if (!f->v[f->n])
 		return -ENOMEM;
+	f->v[f->n][0] = kind;
+	memcpy(f->v[f->n] + 1, rel, len + 1);
 	f->n++;
 	return 0;
 }
@@ -422,7 +436,8 @@ static void files_free(struct files *f)
 
 /*
  * Walk the directory `dfd` (owned: closed here) whose relative path is
- * `rel` ("" at the top), collecting regular files. Nothing is followed:
+ * `rel` ("" at the top), collecting regular files and symlinks (marked
+ * FILE_REG / FILE_LINK). Nothing is followed:
  * every entry is opened or stat'ed with O_NOFOLLOW relative to its
  * directory. Names that are not IDs are reported and skipped.
  */
@@ -467,7 +482,9 @@ static int walk(int dfd, const char *top, const char *rel, unsigned depth,
 			break;
 		}
 		if (S_ISREG(st.st_mode)) {
-			rc = files_add(f, path);
+			rc = files_add(f, path, FILE_REG);
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = files_add(f, path, FILE_LINK);
 		} else if (S_ISDIR(st.st_mode)) {
 			int sub = openat(dirfd(d), de->d_name,
 					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -480,8 +497,9 @@ static int walk(int dfd, const char *top, const char *rel, unsigned depth,
 			}
 			rc = walk(sub, top, path, depth + 1, f);
 		} else {
-			rlog_warn("%s/%s: not a regular file (a symlink, "
-				  "device, FIFO or socket); skipped",
+			rlog_warn("%s/%s: not a regular file, symlink or "
+				  "directory (a device, FIFO or socket); "
+				  "skipped",
 				  top, path);
 			f->skipped++;
 		}
@@ -490,9 +508,47 @@ static int walk(int dfd, const char *top, const char *rel, unsigned depth,
 	return rc;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* By path, after the kind byte. */
+static int cmp_file(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(*(char *const *)a + 1, *(char *const *)b + 1);
+}
+
+/*
+ * Stage the target of the symlink `rel` under `topfd` (read with
+ * readlinkat, never followed) and add it to the txn as a symlink record.
+ * A target over STORE_SYMLINK_MAX is skipped (*skipped), as the kernel
+ * would not let it be made in a mount either.
+ */
+static int import_link(struct store *s, struct store_txn *txn, int topfd,
+		       const char *top, const char *rel, mode_t mode,
+		       bool *skipped)
+{
+	struct store_commit_args args = {.mode = (int)(mode & 07777),
+					 .symlink = true};
+	char target[STORE_SYMLINK_MAX + 2];
+	ssize_t n;
+	int rc;
+
+	*skipped = false;
+	n = readlinkat(topfd, rel, target, sizeof(target));
+	if (n < 0) {
+		rc = -errno;
+		rlog_err("%s/%s: cannot read the link: %s", top, rel,
+			 strerror(-rc));
+		return rc;
+	}
+	if ((size_t)n > STORE_SYMLINK_MAX) {
+		rlog_warn("%s/%s: link target over %d bytes; skipped", top, rel,
+			  STORE_SYMLINK_MAX);
+		*skipped = true;
+		return 0;
+	}
+	rc = store_txn_put(txn, rel, target, (size_t)n, &args);
+	if (rc)
+		rlog_err("record %s: cannot import the link %s/%s: %s", rel,
+			 top, rel, strerror(-rc));
+	return rc;
 }
 
 /* Stage the file `rel` under `topfd` and add it to the txn. */
@@ -567,22 +623,29 @@ int store_import(struct store *s, const char *dir,
 	if (rc)
 		goto out;
 	if (f.n)
-		qsort(f.v, f.n, sizeof(*f.v), cmp_str);
+		qsort(f.v, f.n, sizeof(*f.v), cmp_file);
 	rc = store_txn_new(s, &txn);
 	for (size_t i = 0; i < f.n && rc == 0; i++) {
+		const char *rel = f.v[i] + 1;
+		bool skipped = false;
 		struct stat sb;
 
-		if (fstatat(topfd, f.v[i], &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (fstatat(topfd, rel, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 			rc = -errno;
-			rlog_err("%s/%s: %s", dir, f.v[i], strerror(-rc));
+			rlog_err("%s/%s: %s", dir, rel, strerror(-rc));
 			break;
 		}
-		rc = import_one(s, txn, topfd, dir, f.v[i], sb.st_mode);
+		if (f.v[i][0] == FILE_LINK)
+			rc = import_link(s, txn, topfd, dir, rel, sb.st_mode,
+					 &skipped);
+		else
+			rc = import_one(s, txn, topfd, dir, rel, sb.st_mode);
+		res->skipped += skipped;
 		if ((i + 1) % PROGRESS_EVERY == 0 || i + 1 == f.n)
 			progress(args, i + 1, f.n);
 	}
 	for (size_t i = 0; i < f.n && rc == 0 && !args->dry_run; i++)
-		rc = ensure_parents(s, f.v[i]);
+		rc = ensure_parents(s, f.v[i] + 1);
 	if (rc || args->dry_run) {
 		if (rc == 0)
 			res->puts = f.n;

@@ -532,8 +532,11 @@ static struct entry *adopt_locked(struct store *s, const char *id,
 	}
 	if (e->meta.size != (uint64_t)st->st_size || e->ino == 0) {
 		if (!e->meta.revision) {
+			/* an adopted file keeps what it had on disk */
 			e->meta.mtime = st->st_mtim;
 			e->meta.mode = st->st_mode & 07777;
+			e->meta.uid = st->st_uid;
+			e->meta.gid = st->st_gid;
 		}
 		e->meta.size = (uint64_t)st->st_size;
 	}
@@ -1109,6 +1112,11 @@ int store_unlock_force(const char *path)
 int store_ns_set_owner(struct store *s, const char *ns, uint32_t uid,
 		       uint32_t gid)
 {
-	(void)s, (void)ns, (void)uid, (void)gid;
-	return -ENOSYS; /* not yet: the next commits */
+	int rc = check_ns(ns);
+
+	if (rc)
+		return rc;
+	if (s->opts.read_only)
+		return -EROFS;
+	return s->be->ops->ns_set_owner(s->be, ns, uid, gid);
 }

@@ -32,8 +32,9 @@ struct store_reader;
 #define STORE_XATTR_VALUE_MAX 65536
 #define STORE_XATTR_TOTAL_MAX 65536 /* all user xattrs of one record */
 #define STORE_XATTR_COUNT_MAX 64
-#define STORE_SYMLINK_MAX 4095 /* bytes of a symlink's target (PATH_MAX - 1)   \
-				*/
+#define STORE_SYMLINK_MAX                                                      \
+	4095 /* bytes of a symlink's target (PATH_MAX - 1)                     \
+	      */
 
 enum store_backend {
 	STORE_BACKEND_FILE,   /* the default: a store directory on disk */
@@ -288,9 +289,11 @@ int store_set_owner(struct store *s, const char *id, uint32_t uid,
  * content and metadata equal the current version is a no-op and skipped
  * (it makes no version and no history entry), and a condition
  * (STORE_COND_IF_VERSION / STORE_COND_CREATE; no APPEND) that fails makes
- * the whole txn fail with -ESTALE, changing nothing. Mode and xattrs of a
- * put are kept from the current version unless args->mode says otherwise
- * (0644 for a new record); args->who is ignored (see store_txn_commit).
+ * the whole txn fail with -ESTALE, changing nothing. Mode, owner and
+ * xattrs of a put are kept from the current version unless args->mode or
+ * args->owner say otherwise (0644 and the txn's who->uid, group 0, for a
+ * new record); args->symlink says the kind, as for store_commit;
+ * args->who is ignored (see store_txn_commit).
  *
  * Limits: the journal record must hold every part's ID and xattrs and the
  * inline content (small parts while 2 MiB last; the others by reference),
@@ -666,8 +669,5 @@ int store_lock_holder(const char *path, char *msg, size_t msglen);
 
 /* Remove the lock of the store at `path` whoever holds it. */
 int store_unlock_force(const char *path);
-
-/* Scratch files: store_scratch_* */
-#include "scratch.h"
 
 #endif

@@ -381,6 +381,7 @@ static int restore_blob(struct store *s, const struct live *l,
 struct tree_ent {
 	char *id;
 	char blob[41];
+	bool link; /* mode 120000 */
 };
 
 struct tree_ents {
@@ -396,14 +397,13 @@ static int tree_ent_cmp(const void *a, const void *b)
 		      ((const struct tree_ent *)b)->id);
 }
 
-static const char *tree_blob(const struct tree_ents *t, const char *id)
+static const struct tree_ent *tree_find(const struct tree_ents *t,
+					const char *id)
 {
 	struct tree_ent key = {.id = (char *)id};
-	const struct tree_ent *e =
-		t->n ? bsearch(&key, t->v, t->n, sizeof(*t->v), tree_ent_cmp)
-		     : NULL;
 
-	return e ? e->blob : NULL;
+	return t->n ? bsearch(&key, t->v, t->n, sizeof(*t->v), tree_ent_cmp)
+		    : NULL;
 }
 
 static void tree_ents_free(struct tree_ents *t)
@@ -419,7 +419,7 @@ static void verify_live(struct store *s, const struct live *l,
 			const struct tree_ents *t,
 			struct store_verify_report *rep, bool repair)
 {
-	const char *in_tree;
+	const struct tree_ent *in_tree;
 	struct store_version v;
 
 	if (hist_lookup(s->hist, l->id, l->meta.version, &v) != 0 ||
@@ -431,11 +431,19 @@ static void verify_live(struct store *s, const struct live *l,
 				  l->id, l->meta.version);
 		return;
 	}
-	in_tree = tree_blob(t, l->id);
-	if (!in_tree || strcmp(in_tree, v.blob) != 0) {
+	in_tree = tree_find(t, l->id);
+	if (!in_tree || strcmp(in_tree->blob, v.blob) != 0) {
 		rlog_err("record %s: the history's last tree does not hold "
 			 "version %" PRIu64 " (blob %s)",
 			 l->id, l->meta.version, v.blob);
+		rep->hist_bad++;
+	} else if (in_tree->link != l->meta.symlink ||
+		   v.symlink != l->meta.symlink) {
+		rlog_err("record %s: version %" PRIu64 " is %s, but %s in "
+			 "the history",
+			 l->id, l->meta.version,
+			 l->meta.symlink ? "a symlink" : "a file",
+			 l->meta.symlink ? "a file" : "a symlink");
 		rep->hist_bad++;
 	} else if (l->meta.hash_valid && v.hash_valid &&
 		   memcmp(l->meta.hash, v.hash, 16) != 0) {
@@ -448,7 +456,8 @@ static void verify_live(struct store *s, const struct live *l,
 		rep->repaired++;
 }
 
-static int tree_entry_live(void *arg, const char *id, const char *blob)
+static int tree_entry_live(void *arg, const char *id, const char *blob,
+			   bool link)
 {
 	void **a = arg;
 	struct store *s = a[0];
@@ -470,11 +479,11 @@ static int tree_entry_live(void *arg, const char *id, const char *blob)
 }
 
 /* hist_tree_each: check the entry (tree_entry_live) and keep it. */
-static int collect_tree(void *arg, const char *id, const char *blob)
+static int collect_tree(void *arg, const char *id, const char *blob, bool link)
 {
 	struct tree_ents *t = arg;
 	struct tree_ent *v;
-	int rc = tree_entry_live(t->live_arg, id, blob);
+	int rc = tree_entry_live(t->live_arg, id, blob, link);
 
 	if (rc)
 		return rc;
@@ -487,6 +496,7 @@ static int collect_tree(void *arg, const char *id, const char *blob)
 	}
 	t->v = v;
 	snprintf(v[t->n].blob, sizeof(v[t->n].blob), "%s", blob);
+	v[t->n].link = link;
 	t->n++;
 	return 0;
 }

@@ -60,7 +60,8 @@ struct store_lock;
 enum rec_type {
 	REC_PUT = 1,	/* a new version of `id` */
 	REC_DEL = 2,	/* `id` deleted (meta.version = its last version) */
-	REC_META = 3,	/* mode/mtime/xattrs of the current version changed */
+	REC_META = 3,	/* mode/owner/mtime/xattrs of the current version
+			   changed */
 	REC_RENAME = 4, /* `id` gets `from`'s content as a new version;
 			   `from` is deleted */
 	REC_STATE = 5,	/* snapshot: the state of one record */
@@ -213,6 +214,9 @@ struct backend_ops {
 	int (*ns_rename)(struct backend *be, const char *from, const char *to);
 	int (*ns_set_meta)(struct backend *be, const char *ns,
 			   const struct timespec *mtime, int mode);
+	/* (uint32_t)-1 keeps one; never through a symlink */
+	int (*ns_set_owner)(struct backend *be, const char *ns, uint32_t uid,
+			    uint32_t gid);
 	int (*list)(struct backend *be, const char *ns, store_list_cb cb,
 		    void *arg);
 	/* make everything published so far durable */
@@ -304,6 +308,11 @@ int commit_precheck(struct store *s, const char *id,
 void commit_ensure_indexed(struct store *s, const char *id);
 /* The namespace of `id` exists and `id` is not one. Gate held. */
 int commit_check_place(struct store *s, const char *id);
+/* The owner of a new version into m->uid/gid: `owner` if given, else
+   the current one of `e`, else (a new record) who->uid and group 0. */
+void commit_pick_owner(const struct store_owner *owner,
+		       const struct store_who *who, const struct entry *e,
+		       struct store_meta *m);
 /* -ESTALE (res->current set) unless `c` holds for version `cur`. */
 int commit_check_cond(const struct store_cond *c, uint64_t cur,
 		      struct store_result *res);

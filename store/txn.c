@@ -54,7 +54,10 @@ struct txn_part {
 	char *id;
 	bool del;
 	struct store_cond cond;
-	int mode; /* -1: keep */
+	int mode;	/* -1: keep */
+	bool has_owner; /* else keep (a new record: the txn's who) */
+	struct store_owner owner;
+	bool symlink;
 	bool has_mtime;
 	struct timespec mtime;
 	struct store_stage *st; /* puts: the content (owned) */
@@ -205,6 +208,10 @@ int store_txn_put_stage(struct store_txn *t, const char *id,
 		rc = -EFBIG;
 		goto fail;
 	}
+	if (args && args->symlink && (uint64_t)sb.st_size > STORE_SYMLINK_MAX) {
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
 	rc = part_add(t, id, &p);
 	if (rc)
 		goto fail;
@@ -213,6 +220,11 @@ int store_txn_put_stage(struct store_txn *t, const char *id,
 	if (args) {
 		p->cond = args->cond;
 		p->mode = args->mode;
+		p->symlink = args->symlink;
+		if (args->owner) {
+			p->has_owner = true;
+			p->owner = *args->owner;
+		}
 		if (args->mtime) {
 			p->has_mtime = true;
 			p->mtime = *args->mtime;
@@ -287,7 +299,9 @@ static bool part_is_noop(const struct txn_part *p, const struct entry *e)
 {
 	return live_version(e) && e->meta.hash_valid &&
 	       memcmp(e->meta.hash, p->hash, 16) == 0 &&
-	       e->meta.size == p->size &&
+	       e->meta.size == p->size && e->meta.symlink == p->symlink &&
+	       (!p->has_owner ||
+		(p->owner.uid == e->meta.uid && p->owner.gid == e->meta.gid)) &&
 	       (p->mode < 0 || (uint32_t)(p->mode & 07777) == e->meta.mode) &&
 	       (!p->has_mtime || (p->mtime.tv_sec == e->meta.mtime.tv_sec &&
 				  p->mtime.tv_nsec == e->meta.mtime.tv_nsec));
@@ -422,6 +436,8 @@ static void part_rec(const struct txn_part *p, const struct store_who *who,
 	r->meta.mode = p->mode >= 0 ? (uint32_t)p->mode & 07777
 		       : cur	    ? e->meta.mode
 				    : 0644;
+	commit_pick_owner(p->has_owner ? &p->owner : NULL, who, e, &r->meta);
+	r->meta.symlink = p->symlink;
 	r->xa = p->xa;
 	r->xa_len = p->xa_len;
 }

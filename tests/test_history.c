@@ -10,6 +10,7 @@
  * Each test builds its store in a fresh mkdtemp directory, on tmpfs
  * (/dev/shm) when there is one (RECFS_TEST_TMPDIR overrides).
  */
+#include "hist_i.h"
 #include "io.h"
 #include "sandbox.h"
 #include "store.h"
@@ -714,8 +715,7 @@ static void check_hot_version(struct store *s, uint64_t v)
 	cr_assert_eq(rc, 0, "hot@%" PRIu64 ": %s", v, strerror(-rc));
 	snprintf(want, sizeof(want), "hot %" PRIu64, v);
 	cr_assert(len == strlen(want) && memcmp(buf, want, len) == 0,
-		  "hot@%" PRIu64 " reads \"%.*s\"", v, (int)len,
-		  (char *)buf);
+		  "hot@%" PRIu64 " reads \"%.*s\"", v, (int)len, (char *)buf);
 	free(buf);
 }
 
@@ -744,8 +744,9 @@ Test(history, old_versions_of_a_long_chain_take_few_index_reads)
 		snprintf(text, sizeof(text), "hot %d", i);
 		put(s, "hot", text);
 		if (i % 7 == 0)
-			put(s, "cold", text); /* chains interleave in the file */
-		if (i == GONE) /* the delete repeats version GONE */
+			put(s, "cold",
+			    text); /* chains interleave in the file */
+		if (i == GONE)	   /* the delete repeats version GONE */
 			cr_assert_eq(store_delete(s, "hot", NULL, NULL, &d), 0);
 	}
 	drain(s);
@@ -765,11 +766,10 @@ Test(history, old_versions_of_a_long_chain_take_few_index_reads)
 		check_hot_version(s, (uint64_t)v);
 	check_hot_version(s, 1);
 	check_hot_version(s, GONE);
-	cr_assert_eq(store_history_get(s, "hot", N + MORE + 1, &buf, &len,
-				       NULL),
-		     -ENOENT);
-	cr_assert_eq(store_history_get(s, "hot", 0, &buf, &len, NULL),
-		     -ENOENT);
+	cr_assert_eq(
+		store_history_get(s, "hot", N + MORE + 1, &buf, &len, NULL),
+		-ENOENT);
+	cr_assert_eq(store_history_get(s, "hot", 0, &buf, &len, NULL), -ENOENT);
 	close_store(s);
 	io_free(io);
 }
@@ -836,8 +836,10 @@ Test(history, old_versions_read_by_threads_while_versions_are_added)
 	for (size_t k = 0; k < CHAIN_IDS; k++)
 		known[k] = FIRST;
 	for (int i = 0; i < READERS; i++) {
-		r[i] = (struct chain_reader){.s = s, .seed = 17u + (unsigned)i,
-					     .rounds = 1500, .known = known};
+		r[i] = (struct chain_reader){.s = s,
+					     .seed = 17u + (unsigned)i,
+					     .rounds = 1500,
+					     .known = known};
 		cr_assert_eq(pthread_create(&t[i], NULL, chain_reader, &r[i]),
 			     0);
 	}
@@ -1180,8 +1182,8 @@ Test(history, crash_while_history_lags_loses_no_version)
 Test(history, crash_inside_a_history_commit_loses_no_version_nor_doubles)
 {
 	static const char *const points[] = {
-		"hist.commit",	  "hist.pack",	      "hist.sync",
-		"hist.ref.write", "hist.ref.open",    "hist.ref.rename",
+		"hist.commit",	    "hist.pack",      "hist.sync",
+		"hist.ref.write",   "hist.ref.open",  "hist.ref.rename",
 		"hist.ref.dirsync", "hist.idx.write", "hist.blob.unlink",
 	};
 
@@ -1209,12 +1211,11 @@ Test(history, crash_inside_a_history_commit_loses_no_version_nor_doubles)
 Test(history, errors_at_every_history_failpoint_lose_no_version_nor_double)
 {
 	static const char *const points[] = {
-		"hist.read",	    "hist.blob.open",  "hist.blob.read",
-		"hist.commit",	    "hist.pack",       "hist.sync",
-		"hist.ref.open",
-		"hist.ref.write",   "hist.ref.rename", "hist.ref.dirsync",
-		"hist.idx.open",    "hist.idx.read",   "hist.idx.write",
-		"hist.blob.unlink",
+		"hist.read",	    "hist.blob.open",	"hist.blob.read",
+		"hist.commit",	    "hist.pack",	"hist.sync",
+		"hist.ref.open",    "hist.ref.write",	"hist.ref.rename",
+		"hist.ref.dirsync", "hist.idx.open",	"hist.idx.read",
+		"hist.idx.write",   "hist.blob.unlink",
 	};
 	static const struct {
 		int err;
@@ -1332,8 +1333,11 @@ static void check_packs(int max_packs)
 Test(history, batches_are_packed_and_merged_losing_nothing)
 {
 	static const char *const points[] = {
-		NULL,		  "hist.pack.read",    "hist.pack.sync",
-		"hist.pack.unlink", "hist.pack.dirsync",
+		NULL,
+		"hist.pack.read",
+		"hist.pack.sync",
+		"hist.pack.unlink",
+		"hist.pack.dirsync",
 	};
 
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
@@ -1808,4 +1812,277 @@ Test(history, a_history_idx_frame_out_of_its_chains_is_rebuilt)
 	/* rebuilt: no longer than before */
 	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_size, o);
+}
+
+/* ---- owner, mode and kind of each version ---------------------------------
+ */
+
+static void get_version(struct store *s, const char *id, uint64_t version,
+			const char *want, struct store_version *v)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	int rc = store_history_get(s, id, version, &buf, &len, v);
+
+	cr_assert_eq(rc, 0, "%s@%" PRIu64 ": %s", id, version, strerror(-rc));
+	cr_assert(len == strlen(want) && memcmp(buf, want, len) == 0,
+		  "%s@%" PRIu64 " reads \"%.*s\"", id, version, (int)len,
+		  (char *)buf);
+	free(buf);
+}
+
+Test(history, symlink_versions_are_git_symlinks)
+{
+	struct store_commit_args l = {.mode = -1, .symlink = true};
+	char clone[PATH_MAX + 64], *out;
+	struct store_version v;
+	struct store_result r;
+	struct store *s = open_store();
+
+	cr_assert_eq(store_put(s, "ln", "../x/y", 6, &l, &r), 0);
+	drain(s);
+	put(s, "ln", "now a file");
+	drain(s);
+	cr_assert_eq(store_put(s, "ln", "target", 6, &l, &r), 0);
+	drain(s);
+	get_version(s, "ln", 1, "../x/y", &v);
+	cr_assert(v.symlink);
+	out = run("git -C '%s' ls-tree %s ln", gitdir, v.commit);
+	cr_assert(strncmp(out, "120000 blob ", 12) == 0, "%s", out);
+	free(out);
+	get_version(s, "ln", 2, "now a file", &v);
+	cr_assert_not(v.symlink);
+	out = run("git -C '%s' ls-tree %s ln", gitdir, v.commit);
+	cr_assert(strncmp(out, "100644 blob ", 12) == 0, "%s", out);
+	free(out);
+	out = run("git -C '%s' log -1 --format=%%B %s", gitdir, v.commit);
+	cr_assert_null(strstr(out, "Recfs-Symlink"), "%s", out);
+	free(out);
+	get_version(s, "ln", 3, "target", &v);
+	cr_assert(v.symlink);
+	out = run("git -C '%s' log -1 --format=%%B %s", gitdir, v.commit);
+	cr_assert_not_null(strstr(out, "\nRecfs-Symlink: true\n"), "%s", out);
+	free(out);
+	/* stock git checks it out as a real symlink */
+	snprintf(clone, sizeof(clone), "%s/clone", base);
+	free(run("git clone -q '%s' '%s' 2>&1", gitdir, clone));
+	out = run("test -L '%s/ln' && readlink '%s/ln'", clone, clone);
+	cr_assert_str_eq(out, "target\n");
+	free(out);
+	free(run("git -C '%s' fsck --strict --no-dangling 2>&1", gitdir));
+	close_store(s);
+}
+
+static void meta_is(const struct store_version *v, uint32_t mode, uint32_t uid,
+		    uint32_t gid)
+{
+	cr_assert(v->meta_known);
+	cr_assert(v->mode == mode && v->owner_uid == uid && v->owner_gid == gid,
+		  "version %" PRIu64 ": %04o %u:%u, not %04o %u:%u", v->version,
+		  v->mode, v->owner_uid, v->owner_gid, mode, uid, gid);
+}
+
+Test(history, each_version_records_its_own_mode_and_owner)
+{
+	struct store_owner own = {.uid = 5, .gid = 6};
+	struct store_who who = {.uid = 1000, .pid = 7, .comm = "w"};
+	struct store_commit_args a = {.mode = 0600, .owner = &own, .who = &who};
+	struct store_version v;
+	struct store_result r;
+	char p[PATH_MAX + 64], *out;
+	struct store *s = open_store();
+
+	cr_assert_eq(store_put(s, "r", "one", 3, &a, &r), 0);
+	cr_assert_eq(store_set_owner(s, "r", 7, 8), 0);
+	cr_assert_eq(store_set_meta(s, "r", NULL, 04750), 0);
+	put(s, "r", "two");
+	drain(s);
+	for (int round = 0; round < 2; round++) {
+		/* round 1: the index rebuilt from the commit messages */
+		get_version(s, "r", 1, "one", &v);
+		meta_is(&v, 0600, 5, 6);
+		cr_assert_eq(v.uid, 1000, "the writer stays Recfs-Uid");
+		get_version(s, "r", 2, "two", &v);
+		meta_is(&v, 04750, 7, 8);
+		close_store(s);
+		snprintf(p, sizeof(p), "%s/history.idx", spath);
+		cr_assert_eq(unlink(p), 0);
+		s = open_store();
+	}
+	out = run("git -C '%s' log --format=%%B refs/heads/main", gitdir);
+	cr_assert_not_null(
+		strstr(out, "\nRecfs-Owner: 5:6\nRecfs-Mode: 0600\n"), "%s",
+		out);
+	cr_assert_not_null(
+		strstr(out, "\nRecfs-Owner: 7:8\nRecfs-Mode: 04750\n"), "%s",
+		out);
+	free(out);
+	close_store(s);
+}
+
+struct parsed {
+	unsigned n;
+	struct hmsg_ver v[4];
+	char id[4][16];
+};
+
+static int keep_parsed(void *arg, const struct hmsg_ver *v)
+{
+	struct parsed *p = arg;
+
+	if (p->n < 4) {
+		p->v[p->n] = *v;
+		snprintf(p->id[p->n], sizeof(p->id[0]), "%.*s", (int)v->id_len,
+			 v->id);
+		p->n++;
+	}
+	return 0;
+}
+
+Test(history, trailers_of_older_commits_parse_without_owner_and_mode)
+{
+	static const char msg[] =
+		"recfs: 2 changes\n\n"
+		"Recfs-Id: old\nRecfs-Version: 1\nRecfs-Revision: 3\n"
+		"Recfs-Blob: 5716ca5987cbf97d6bb54920bea6adde242d87e6\n"
+		"Recfs-Size: 3\nRecfs-Uid: 0\nRecfs-Pid: 1\nRecfs-Comm: sh\n"
+		"Recfs-Time: 2026-01-01T00:00:00.000000000Z\n\n"
+		"Recfs-Id: new\nRecfs-Version: 2\nRecfs-Revision: 3\n"
+		"Recfs-Blob: 5716ca5987cbf97d6bb54920bea6adde242d87e6\n"
+		"Recfs-Size: 3\nRecfs-Symlink: true\nRecfs-Owner: 1:2\n"
+		"Recfs-Mode: 0755\nRecfs-Uid: 0\nRecfs-Pid: 1\n"
+		"Recfs-Comm: sh\nRecfs-Time: 2026-01-01T00:00:00.000000000Z\n\n"
+		"Recfs-Id: bad\nRecfs-Version: 2\nRecfs-Revision: 3\n"
+		"Recfs-Blob: 5716ca5987cbf97d6bb54920bea6adde242d87e6\n"
+		"Recfs-Mode: 0999\nRecfs-Uid: 0\n\n"
+		"Recfs-Upto: 3\n";
+	struct parsed p = {0};
+	unsigned bad = 0;
+	uint64_t upto = 0;
+
+	cr_assert_eq(hmsg_parse(msg, strlen(msg), keep_parsed, &p, &upto, &bad),
+		     0);
+	cr_assert_eq(upto, 3);
+	cr_assert_eq(p.n, 2);
+	cr_assert_eq(bad, 1, "a mode that is not octal spoils its block");
+	cr_assert_str_eq(p.id[0], "old");
+	cr_assert_eq(p.v[0].e.flags & (HENT_META | HENT_SYMLINK), 0);
+	cr_assert_str_eq(p.id[1], "new");
+	cr_assert_eq(p.v[1].e.flags & (HENT_META | HENT_SYMLINK),
+		     HENT_META | HENT_SYMLINK);
+	cr_assert(p.v[1].e.mode == 0755 && p.v[1].e.ouid == 1 &&
+		  p.v[1].e.ogid == 2);
+}
+
+/* ---- ".git" in IDs (SPEC 2, recfs(5)) ---------------------------------------
+ */
+
+Test(history, tree_paths_escape_git_names_reversibly)
+{
+	static const char *const ids[][2] = {
+		{".git", ".git~recfs"},
+		{"a/.GIT/config", "a/.GIT~recfs/config"},
+		{".gitmodules", ".gitmodules~recfs"},
+		{"x~recfs", "x~recfs~recfs"},
+		{".git~recfs/y", ".git~recfs~recfs/y"},
+		{"~recfs", "~recfs~recfs"},
+		{".git.", ".git."},
+		{"GIT~1", "GIT~1"},
+		{".gitignore", ".gitignore"},
+		{"a.git/b", "a.git/b"},
+		{"recfs~", "recfs~"},
+	};
+	static const char *const not_paths[] = {".git",	       "a/.Git/b",
+						".gitmodules", "x~recfs",
+						"a/~recfs",    "..~recfs"};
+	char path[HIST_PATH_MAX + 1], id[ID_MAX_LEN + 1];
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		int n = hist_path_from_id(path, ids[i][0], strlen(ids[i][0]));
+
+		cr_assert_eq(n, (int)strlen(ids[i][1]), "%s", ids[i][0]);
+		cr_assert_str_eq(path, ids[i][1]);
+		n = hist_id_from_path(id, path, (size_t)n);
+		cr_assert_eq(n, (int)strlen(ids[i][0]), "%s", path);
+		cr_assert_str_eq(id, ids[i][0]);
+	}
+	for (size_t i = 0; i < sizeof(not_paths) / sizeof(not_paths[0]); i++)
+		cr_assert_eq(hist_id_from_path(id, not_paths[i],
+					       strlen(not_paths[i])),
+			     -EINVAL, "%s", not_paths[i]);
+}
+
+Test(history, git_repositories_inside_the_store_go_through_history)
+{
+	static const char *const ids[] = {
+		".git/HEAD", "a/.git/config", ".GIT/x", ".gitmodules",
+		"x~recfs",   ".git~recfs",    "plain",
+	};
+	struct store_commit_args l = {.mode = -1, .symlink = true};
+	struct store_bulk_result br;
+	struct store_verify_report rep;
+	struct store_version v;
+	struct store_result r;
+	char p[PATH_MAX + 64], *out;
+	uint64_t rev1;
+	struct store *s = open_store();
+
+	cr_assert_eq(store_mkdir(s, ".git", 0755), 0);
+	cr_assert_eq(store_mkdir(s, "a", 0755), 0);
+	cr_assert_eq(store_mkdir(s, "a/.git", 0755), 0);
+	cr_assert_eq(store_mkdir(s, ".GIT", 0755), 0);
+	cr_assert_eq(store_mkdir(s, "sub", 0755), 0);
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		put(s, ids[i], ids[i]);
+	/* what git fsck would refuse as content or kind of .gitmodules */
+	put(s, ".gitmodules", "[submodule \"../../evil\"]\n\turl = -x\n");
+	cr_assert_eq(store_put(s, "sub/.gitmodules", "/etc/passwd", 11, &l, &r),
+		     0);
+	drain(s);
+	rev1 = store_revision(s);
+	put(s, "a/.git/config", "[core]\n\tbare = false\n");
+	cr_assert_eq(store_delete(s, ".git/HEAD", NULL, NULL, &r), 0);
+	drain(s);
+
+	out = run("git -C '%s' ls-tree -r --name-only refs/heads/main", gitdir);
+	cr_assert_str_eq(out, ".GIT~recfs/x\n"
+			      ".gitmodules~recfs\n"
+			      ".git~recfs~recfs\n"
+			      "a/.git~recfs/config\n"
+			      "plain\n"
+			      "sub/.gitmodules~recfs\n"
+			      "x~recfs~recfs\n");
+	free(out);
+	out = run("git -C '%s' fsck --strict --no-dangling 2>&1", gitdir);
+	cr_assert_str_eq(out, "", "git fsck --strict: %s", out);
+	free(out);
+
+	get_version(s, "a/.git/config", 1, "a/.git/config", &v);
+	get_version(s, ".git/HEAD", 1, ".git/HEAD", &v);
+	get_version(s, ".gitmodules", 1, ".gitmodules", &v);
+	cr_assert_eq(store_verify(s, &rep), 0, "verify: %" PRIu64 " bad",
+		     rep.hist_bad);
+	cr_assert_eq(rep.hist_bad, 0);
+
+	/* roll back: .git/HEAD re-created, config as it was */
+	cr_assert_eq(store_rollback_to(s, rev1, NULL, &br), 0);
+	cr_assert_eq(br.puts, 2);
+	get_version(s, "a/.git/config", 3, "a/.git/config", &v);
+	get_version(s, ".git/HEAD", 2, ".git/HEAD", &v);
+	drain(s);
+	cr_assert_eq(store_verify(s, &rep), 0, "verify: %" PRIu64 " bad",
+		     rep.hist_bad);
+	out = run("git -C '%s' fsck --strict --no-dangling 2>&1", gitdir);
+	cr_assert_str_eq(out, "", "git fsck --strict: %s", out);
+	free(out);
+
+	/* the index rebuilt from the commits knows them all */
+	close_store(s);
+	snprintf(p, sizeof(p), "%s/history.idx", spath);
+	cr_assert_eq(unlink(p), 0);
+	s = open_store();
+	get_version(s, "a/.git/config", 2, "[core]\n\tbare = false\n", &v);
+	get_version(s, "x~recfs", 1, "x~recfs", &v);
+	cr_assert_eq(store_verify(s, &rep), 0);
+	close_store(s);
 }

@@ -298,8 +298,9 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	write_file(path, "c-1");
 	snprintf(path, sizeof(path), "%s/same", dir);
 	write_file(path, "same");
-	/* skipped: a reserved name, a symlink (to a file and to a dir), a
-	   FIFO, a forbidden directory name */
+	/* skipped: a reserved name and a FIFO; symlinks (to a file and to
+	   a dir) become symlink records, never followed; ".git" is an
+	   ordinary name (SPEC 2) */
 	snprintf(path, sizeof(path), "%s/x@3", dir);
 	write_file(path, "reserved");
 	snprintf(path, sizeof(path), "%s/link", dir);
@@ -320,27 +321,33 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	cr_assert_eq(store_import(s, dir, &a, &res), 0);
 	cr_assert_eq(res.revision, rev0 + 1);
 	cr_assert_eq(store_revision(s), rev0 + 1);
-	cr_assert_eq(res.puts, 3);
+	cr_assert_eq(res.puts, 6);
 	cr_assert_eq(res.noops, 1);
-	cr_assert_eq(res.skipped, 5);
+	cr_assert_eq(res.skipped, 2);
 	cr_assert(holds_text(s, "top", "top-1", 2));
 	cr_assert(holds_text(s, "sub/b", "b-1", 1));
 	cr_assert(holds_text(s, "sub/deep/c", "c-1", 1));
 	cr_assert(holds_text(s, "same", "same", 1));
 	cr_assert_eq(store_stat(s, "sub/b", &m, false), 0);
 	cr_assert_eq(m.mode, 0600);
-	cr_assert_eq(store_stat(s, "link", &m, false), -ENOENT);
+	cr_assert_eq(store_stat(s, "link", &m, false), 0);
+	cr_assert(m.symlink);
+	cr_assert(holds_text(s, "link", "/etc/passwd", 1));
+	cr_assert(holds_text(s, "dirlink", "/etc", 1));
+	cr_assert(holds_text(s, ".git/config", "no", 1));
+	cr_assert_eq(store_stat(s, "sub/b", &m, false), 0);
+	cr_assert_not(m.symlink);
 	cr_assert_eq(store_stat(s, "fifo", &m, false), -ENOENT);
 	cr_assert_gt(pr.calls, 0);
-	cr_assert_eq(pr.last, 4);
-	cr_assert_eq(pr.total, 4);
-	cr_assert_eq(history_size(s), hist0 + 3);
+	cr_assert_eq(pr.last, 7);
+	cr_assert_eq(pr.total, 7);
+	cr_assert_eq(history_size(s), hist0 + 6);
 	check_verify(s, "after the import");
 
 	/* again: nothing changes */
 	cr_assert_eq(store_import(s, dir, NULL, &res), 0);
 	cr_assert_eq(res.revision, 0);
-	cr_assert_eq(res.noops, 4);
+	cr_assert_eq(res.noops, 7);
 	cr_assert_eq(store_revision(s), rev0 + 1);
 
 	/* not a directory */
@@ -402,4 +409,39 @@ Test(rollback, rollback_fails_with_estale_when_a_record_changes_meanwhile)
 	cr_assert(holds_text(s, "b", "b-1", 4));
 	cr_assert_eq(store_close(s), 0);
 	io_free(io);
+}
+
+/* A rollback restores content and kind; mode and owner stay current. */
+Test(rollback, rollback_restores_symlinks_and_keeps_mode_and_owner)
+{
+	struct store_commit_args l = {.mode = -1, .symlink = true};
+	struct store_bulk_result res;
+	struct store_meta m;
+	struct store *s = open_store();
+	uint64_t rev1;
+
+	cr_assert_eq(store_put(s, "ln", "../t", 4, &l, NULL), 0);
+	cr_assert_eq(store_put(s, "gone", "x", 1, &l, NULL), 0);
+	rev1 = store_revision(s);
+	put(s, "ln", "a file now");
+	cr_assert_eq(store_set_owner(s, "ln", 12, 34), 0);
+	cr_assert_eq(store_set_meta(s, "ln", NULL, 0600), 0);
+	cr_assert_eq(store_delete(s, "gone", NULL, NULL, NULL), 0);
+	cr_assert_eq(store_rollback_to(s, rev1, NULL, &res), 0);
+	cr_assert_eq(res.puts, 2);
+	cr_assert(holds_text(s, "ln", "../t", 3));
+	cr_assert_eq(store_stat(s, "ln", &m, false), 0);
+	cr_assert(m.symlink);
+	cr_assert(m.uid == 12 && m.gid == 34 && m.mode == 0600);
+	cr_assert(holds_text(s, "gone", "x", 2));
+	cr_assert_eq(store_stat(s, "gone", &m, false), 0);
+	cr_assert(m.symlink, "re-created as the symlink it was");
+	/* the same target as a file is not "the same again" */
+	put(s, "ln", "../t");
+	cr_assert_eq(store_rollback_to(s, rev1, NULL, &res), 0);
+	cr_assert_eq(res.puts, 1);
+	cr_assert_eq(store_stat(s, "ln", &m, false), 0);
+	cr_assert(m.symlink);
+	check_verify(s, "after the rollbacks");
+	cr_assert_eq(store_close(s), 0);
 }

@@ -28,17 +28,30 @@ static bool ref_is_digit(uint8_t c)
 	return c >= '0' && c <= '9';
 }
 
-/* ".", ".." or ".git" in any ASCII case, written without id.c's helpers. */
+/* "." or "..", written without id.c's helpers (".git" is an ID). */
 static bool ref_forbidden(const uint8_t *c, size_t n)
 {
 	if (n == 1)
 		return c[0] == '.';
 	if (n == 2)
 		return c[0] == '.' && c[1] == '.';
-	if (n == 4)
-		return c[0] == '.' && (c[1] == 'g' || c[1] == 'G') &&
-		       (c[2] == 'i' || c[2] == 'I') &&
-		       (c[3] == 't' || c[3] == 'T');
+	return false;
+}
+
+/* SPEC 2: which error an invalid ID gets. */
+static bool ref_too_long(const uint8_t *d, size_t size)
+{
+	size_t start = 0, i;
+
+	if (size > ID_MAX_LEN)
+		return true;
+	for (i = 0; i <= size; i++) {
+		if (i < size && d[i] != '/')
+			continue;
+		if (i - start > ID_MAX_COMPONENT)
+			return true;
+		start = i + 1;
+	}
 	return false;
 }
 
@@ -159,9 +172,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	p.n = 12345;
 	rc = id_parse((const char *)data, size, &p);
-	CHECK(rc == 0 || rc == -EINVAL);
+	CHECK(rc == 0 || rc == -EINVAL || rc == -ENAMETOOLONG);
 	CHECK(id_parse((const char *)data, size, NULL) == rc);
 	CHECK((rc == 0) == ref_valid(data, size));
+	CHECK((rc == -ENAMETOOLONG) == ref_too_long(data, size));
 	if (rc == 0) {
 		CHECK(size >= 1 && size <= ID_MAX_LEN);
 		CHECK(!memchr(data, '\0', size));

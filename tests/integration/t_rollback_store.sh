@@ -119,17 +119,22 @@ ln -s /etc/passwd "$SRC/link"
 echo bad >"$SRC/bad@7"
 out=$("$RECFSCTL" import "$STORE" "$SRC" 2>"$T/import.err")
 check "[ $? = 0 ]" "recfsctl import STORE DIR"
-check "grep -q '4 records given a new version, 1 unchanged, 2 skipped' <<<'$out'" \
-	"four files imported, one unchanged, two skipped: $out"
-check "grep -q 'link' '$T/import.err' && grep -q 'bad@7' '$T/import.err'" \
-	"the skipped files are named on stderr"
+# a symlink becomes a symlink record (SPEC 2), never followed
+check "grep -q '5 records given a new version, 1 unchanged, 1 skipped' <<<'$out'" \
+	"four files and a symlink imported, one unchanged, one skipped: $out"
+check "grep -q 'bad@7' '$T/import.err'" \
+	"the skipped file is named on stderr"
 IREV=$(sed -n 's/.*as revision \([0-9]*\).*/\1/p' <<<"$out")
-check "[ -n '$IREV' ] && [ \$(blocks_at '$IREV') = 4 ]" \
-	"the import is one revision with four trailer blocks"
+check "[ -n '$IREV' ] && [ \$(blocks_at '$IREV') = 5 ]" \
+	"the import is one revision with five trailer blocks"
 msg=$($GIT log -1 --format=%B refs/heads/main)
-check "[ \$(grep -c '^Recfs-Id: ' <<<'$msg') = 4 ]" \
+check "[ \$(grep -c '^Recfs-Id: ' <<<'$msg') = 5 ]" \
 	"git log shows one commit with one trailer block per record"
-for id in top x/y/deep x/one z/big; do
+check "[ \"\$($GIT cat-file -p refs/heads/main:link)\" = /etc/passwd ] && $GIT ls-tree refs/heads/main link | grep -q '^120000 '" \
+	"the symlink is a git symlink to its target"
+check "[ -f '$STORE/records/link' ] && [ ! -L '$STORE/records/link' ]" \
+	"... and a plain file in the store"
+for id in top x/y/deep x/one z/big link; do
 	check "grep -qx 'Recfs-Id: $id' <<<'$msg'" "  with $id"
 done
 check "'$RECFSCTL' verify '$STORE' >/dev/null" "verify after the import"
@@ -139,7 +144,6 @@ check "grep -q 'nothing changed' <<<'$out'" "a second import changes nothing"
 mount_store || exit 1
 check "cmp '$SRC/z/big' '$MNT/z/big'" "the big file reads back"
 check "[ \"\$(cat '$MNT/x/y/deep')\" = xy ]" "nested files are records"
-check "[ ! -e '$MNT/link' ]" "the symlink was not imported"
 umount_store
 
 # ---- through a mount point --------------------------------------------------
