@@ -625,4 +625,7 @@ int store_lock_holder(const char *path, char *msg, size_t msglen);
 /* Remove the lock of the store at `path` whoever holds it. */
 int store_unlock_force(const char *path);
 
+/* Scratch files: store_scratch_* */
+#include "scratch.h"
+
 #endif
