@@ -236,6 +236,18 @@ int be_file_tmp_fd(struct backend *be);
 int be_file_clean_tmp(struct backend *be);
 /* Create the missing parent namespaces of `id` (recovery). */
 int be_file_mkparents(struct backend *be, const char *id);
+/*
+ * The resolution the file backend uses for records, under another
+ * directory of the store (`root`, borrowed: scratch.c uses STORE/scratch):
+ * open `path` beneath `root` without following any symlink (fd or
+ * -errno), and open the directory holding `path` (*leaf points into
+ * `path`; release *pfd with be_file_parent_put).
+ */
+int be_file_open_at(struct backend *be, int root, const char *point,
+		    const char *path, int flags, mode_t mode);
+int be_file_parent_at(struct backend *be, int root, const char *path, int *pfd,
+		      const char **leaf);
+void be_file_parent_put(int root, int pfd);
 
 /* be_memory.c */
 int be_memory_open(struct backend **out, bool cas);
