@@ -319,6 +319,15 @@ int commit_check_place(struct store *s, const char *id);
 /* -ESTALE (res->current set) unless `c` holds for version `cur`. */
 int commit_check_cond(const struct store_cond *c, uint64_t cur,
 		      struct store_result *res);
+/*
+ * store_commit, with the record's user xattrs replaced by the packed
+ * `xa` (xa_len bytes, may be 0) instead of kept from the current version,
+ * in the same journal record (scratch.c: a rename onto a record brings
+ * the file's xattrs). A commit whose xattrs differ is not a no-op.
+ */
+int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
+		       const struct store_commit_args *args, const uint8_t *xa,
+		       size_t xa_len, struct store_result *res);
 /* A journaled change could not be put in place: refuse changes. */
 void commit_mark_broken(struct store *s, const char *id, int err);
 /* Step 2: append one journal record (the commit point); *seq is its
