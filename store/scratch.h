@@ -111,7 +111,7 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
  * neither. Returns 0, -ENOENT, -EISDIR (`id` is a namespace), -ESTALE,
  * -EROFS, -ENOTSUP, ...
  */
-int store_scratch_from_record(struct store *s, const char *id,
-			      const char *path, const struct store_who *who);
+int store_scratch_from_record(struct store *s, const char *id, const char *path,
+			      const struct store_who *who);
 
 #endif

@@ -53,6 +53,7 @@ struct store_lock;
 #define STORE_RECORDS_DIR "records"
 #define STORE_JOURNAL_DIR "journal"
 #define STORE_TMP_DIR "tmp"
+#define STORE_SCRATCH_DIR "scratch" /* scratch files (scratch.h) */
 #define STORE_INDEX_FILE "index"
 
 /* ---- codec.c: journal and snapshot records ------------------------- */
@@ -263,6 +264,8 @@ struct store {
 	struct jnl *jnl; /* NULL if the backend is not durable */
 	int jnl_dirfd;
 	int blobs_fd;	   /* STORE/journal/blobs, -1 without history */
+	int scratch_fd;	   /* STORE/scratch, -1: none (memory backend, or
+			      a read-only store that has none yet) */
 	struct hist *hist; /* NULL: no history (memory backend, or a
 			      read-only store made before history) */
 	struct store_lock *lock;
@@ -338,6 +341,15 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 void commit_unbusy(struct store *s, struct entry *e);
 /* Checkpoint if the journal segment is big enough (no lock held). */
 void commit_maybe_checkpoint(struct store *s);
+
+/* ---- scratch.c: what namespace changes need (gate held exclusively) -- */
+
+/*
+ * Remove the scratch directory of namespace `ns` if it is empty, so the
+ * namespace can go or move. Returns 0 (removed, or there is none),
+ * -ENOTEMPTY (it holds scratch files), -errno.
+ */
+int scratch_ns_drop(struct store *s, const char *ns);
 
 /* ---- store_hist.c: the store's side of the history ------------------ */
 
