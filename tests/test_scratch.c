@@ -4,8 +4,8 @@
  * version when renamed onto it (and only then, as one commit, the file
  * gone after), come back from a record renamed onto a scratch name, keep
  * namespaces from going while they hold some, refuse symlinks planted in
- * the store, and are never seen by store_list, verify or the history.
- * A commit failing or crashing at each of its steps
+ * the store, and are never seen by store_list, verify or the history;
+ * backups carry them. A commit failing or crashing at each of its steps
  * leaves the record at its old version with the scratch file, or at the
  * new one.
  *
@@ -768,6 +768,34 @@ Test(scratch, verify_is_clean_with_scratch_files)
 	cr_assert_eq(store_verify(s, &rep), 0);
 	cr_assert_eq(rep.records, 2);
 	expect_scratch(s, "ns/b~", "4");
+	store_close(s);
+}
+
+Test(scratch, backup_carries_scratch_files)
+{
+	struct store *s = open_store(NULL);
+	struct timespec t = {1650000000, 5};
+	char val[8] = "";
+	struct stat st;
+	int fd = -1;
+
+	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
+	put_str(s, "ns/f", "rec");
+	mk_scratch_buf(s, "ns/.f.swp", "swap", 4, 0640);
+	set_xattr(s, "ns/.f.swp", "user.s", "x");
+	set_mtime(s, "ns/.f.swp", &t);
+	cr_assert_eq(store_backup(s, dpath, NULL), 0);
+	store_close(s);
+
+	s = open_opts(dpath, NULL, false);
+	expect_record(s, "ns/f", "rec", 3, 1);
+	expect_scratch(s, "ns/.f.swp", "swap");
+	cr_assert_eq(store_scratch_stat(s, "ns/.f.swp", &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0640);
+	cr_assert_eq(st.st_mtim.tv_sec, t.tv_sec);
+	cr_assert_eq(store_scratch_open(s, "ns/.f.swp", O_RDONLY, 0, &fd), 0);
+	cr_assert_eq(fgetxattr(fd, "user.s", val, sizeof(val)), 1);
+	close(fd);
 	store_close(s);
 }
 
