@@ -22,6 +22,12 @@
  * store_scratch_rename and _from_record sync their directories
  * themselves, and _commit its version (not the removal of the file).
  *
+ * The daemon's own access to a file follows its mode, as on a local
+ * disk: unless it runs as root, it cannot open for writing (or commit,
+ * which reads it) a scratch file whose mode denies that to its owner:
+ * -EACCES. A symlink planted as STORE/scratch itself makes store_open
+ * fail, as one planted as STORE/records does.
+ *
  * Only the file backend has scratch files: with the memory backend every
  * function here returns -ENOTSUP. Anything that writes returns -EROFS on
  * a read-only store. All functions return 0 or -errno.

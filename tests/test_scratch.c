@@ -841,3 +841,20 @@ Test(scratch, memory_backend_has_no_scratch_files)
 	cr_assert_eq(store_rmdir(s, "ns"), 0);
 	store_close(s);
 }
+
+Test(scratch, a_symlink_planted_as_the_scratch_tree_fails_the_open)
+{
+	struct store_opts o = {.path = spath};
+	struct store *s = open_store(NULL);
+	char p[PATH_MAX + 64], out[PATH_MAX + 64];
+
+	store_close(s);
+	snprintf(p, sizeof(p), "%s/scratch", spath);
+	snprintf(out, sizeof(out), "%s/outside", base);
+	cr_assert_eq(mkdir(out, 0700), 0);
+	cr_assert_eq(rmdir(p), 0);
+	cr_assert_eq(symlink(out, p), 0);
+	cr_assert_neq(store_open(&s, &o), 0);
+	cr_assert_null(s);
+	cr_assert_eq(rmdir(out), 0, "something was made outside the store");
+}
