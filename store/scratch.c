@@ -171,18 +171,28 @@ static int open_existing(struct store *s, const char *path, int flags,
 	return 0;
 }
 
+/* A scratch file cannot take the name of a namespace (nor could a file
+   on a local disk take a directory's): -EISDIR if `path` is one. */
+static int check_not_ns(struct store *s, const char *path)
+{
+	struct stat st;
+
+	if (s->be->ops->stat(s->be, path, &st) == 0 && S_ISDIR(st.st_mode))
+		return -EISDIR;
+	return 0;
+}
+
 /* Create scratch file `path` (O_EXCL), 0600 until it has `mode`. Gate
    held shared. */
 static int create_new(struct store *s, const char *path, int flags, mode_t mode,
 		      int *fd_out)
 {
 	const char *leaf;
-	struct stat st;
 	int pfd = -1, fd = -1, rc;
 
-	/* a scratch file and a namespace cannot share a name */
-	if (s->be->ops->stat(s->be, path, &st) == 0 && S_ISDIR(st.st_mode))
-		return (flags & O_EXCL) ? -EEXIST : -EISDIR;
+	rc = check_not_ns(s, path);
+	if (rc)
+		return (flags & O_EXCL) ? -EEXIST : rc;
 	rc = parent_made(s, path, &pfd, &leaf);
 	if (rc)
 		return rc;
@@ -327,7 +337,9 @@ int store_scratch_rename(struct store *s, const char *from, const char *to)
 	if (rc || strcmp(from, to) == 0)
 		return rc;
 	pthread_rwlock_rdlock(&s->gate);
-	rc = be_file_parent_at(s->be, s->scratch_fd, from, &ffd, &lf);
+	rc = check_not_ns(s, to);
+	if (rc == 0)
+		rc = be_file_parent_at(s->be, s->scratch_fd, from, &ffd, &lf);
 	if (rc == 0)
 		rc = parent_made(s, to, &tfd, &lt);
 	if (rc == 0)
@@ -724,7 +736,9 @@ int store_scratch_from_record(struct store *s, const char *id, const char *path,
 	if (rc)
 		goto out;
 	pthread_rwlock_rdlock(&s->gate);
-	rc = parent_made(s, path, &pfd, &leaf);
+	rc = check_not_ns(s, path);
+	if (rc == 0)
+		rc = parent_made(s, path, &pfd, &leaf);
 	if (rc == 0)
 		rc = place(s, st, pfd, leaf, &swapped);
 	pthread_rwlock_unlock(&s->gate);

@@ -283,6 +283,10 @@ Test(scratch, open_honours_its_flags_and_the_namespace_rules)
 	cr_assert_eq(store_scratch_open(s, "ns", O_RDWR | O_CREAT, 0600, &fd),
 		     -EISDIR);
 	cr_assert_eq(store_mkdir(s, "f~", 0755), -EEXIST);
+	cr_assert_eq(store_scratch_rename(s, "f~", "ns"), -EISDIR);
+	put_str(s, "r", "rec");
+	cr_assert_eq(store_scratch_from_record(s, "r", "ns", NULL), -EISDIR);
+	expect_record(s, "r", "rec", 3, 1);
 	umask(old);
 	store_close(s);
 }
