@@ -26,12 +26,15 @@
  *     the segments the history has not written, and the paused writer
  *     removes no blob link), so the copy's first open writes the rest to
  *     its history, as after a crash;
- *  4. release the locks, resume the writer, fsync every file and
+ *  4. release the locks, resume the writer, copy scratch/ (scratch
+ *     files, scratch.h: they change without the gate, so they are copied
+ *     as they are at that moment, as rsync of a live directory would,
+ *     with their modes, times and user xattrs), fsync every file and
  *     directory of the copy, then install the format file (temp, fsync,
  *     rename, fsync) which marks a complete store, and fsync the parent
  *     of DEST.
- * What is not copied: the lock, tmp/ (stages of writes in progress and
- * scratch files: not committed) and any stray file.
+ * What is not copied: the lock, tmp/ (stages of writes in progress: not
+ * committed) and any stray file.
  */
 #include "store_i.h"
 #include "format.h"
@@ -51,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +77,7 @@ struct copy {
 	bool incr;	/* keep what an earlier pass copied, if unchanged */
 	bool gated;	/* step 3: the store is quiet */
 	bool keep_meta; /* records/: keep modes and mtimes */
+	bool xattrs;	/* scratch/: keep user xattrs */
 	bool git; /* history.git: leave out what git leaves while writing */
 	struct done *v; /* what step 1 copied; sorted by path after it */
 	size_t n, cap;
@@ -183,6 +188,41 @@ static int clear_dest(int dfd, const char *name)
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
+/* Copy the user xattrs of `in` to `out`. */
+static int copy_xattrs(int in, int out)
+{
+	char *names = NULL, *value = NULL;
+	ssize_t n = flistxattr(in, NULL, 0), len;
+	int rc = 0;
+
+	if (n <= 0)
+		return n == 0 || errno == ENOTSUP ? 0 : -errno;
+	names = malloc((size_t)n);
+	value = malloc(STORE_XATTR_VALUE_MAX);
+	if (!names || !value) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = flistxattr(in, names, (size_t)n);
+	if (n < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (char *p = names; rc == 0 && p < names + n; p += strlen(p) + 1) {
+		if (strncmp(p, "user.", 5) != 0)
+			continue;
+		len = fgetxattr(in, p, value, STORE_XATTR_VALUE_MAX);
+		if (len < 0)
+			rc = errno == ENODATA ? 0 : -errno;
+		else if (fsetxattr(out, p, value, (size_t)len, 0) < 0)
+			rc = -errno;
+	}
+out:
+	free(names);
+	free(value);
+	return rc;
+}
+
 /* Copy the regular file `name` of `sfd` as `to` in `dfd` (0600). */
 static int copy_file_as(struct copy *c, int sfd, int dfd, const char *name,
 			const char *to)
@@ -217,7 +257,9 @@ static int copy_file_as(struct copy *c, int sfd, int dfd, const char *name,
 		c->rep->gated_files++;
 		c->rep->gated_bytes += (uint64_t)n;
 	}
-	if (c->keep_meta) {
+	if (c->xattrs)
+		rc = copy_xattrs(in, out); /* before a mode that forbids it */
+	if (rc == 0 && c->keep_meta) {
 		struct timespec t[2] = {st.st_atim, st.st_mtim};
 
 		if (fchmod(out, st.st_mode & 07777) < 0 || futimens(out, t) < 0)
@@ -447,6 +489,17 @@ static int copy_store(struct copy *c)
 		    errno != ENOENT)
 			rc = -errno;
 	}
+	return rc;
+}
+
+/* Step 4: scratch files, as they are now (see the top). */
+static int copy_scratch(struct copy *c)
+{
+	int rc;
+
+	c->keep_meta = c->xattrs = true;
+	rc = copy_top(c, STORE_SCRATCH_DIR);
+	c->keep_meta = c->xattrs = false;
 	return rc;
 }
 
@@ -728,6 +781,8 @@ int store_backup(struct store *s, const char *dest,
 	paused = false;
 
 	/* step 4 */
+	if (rc == 0)
+		rc = copy_scratch(&c);
 	if (rc == 0)
 		rc = sync_tree(s, c.dfd);
 	if (rc == 0)

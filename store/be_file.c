@@ -7,7 +7,8 @@
  * symlink planted in the store can reach outside it or be followed; where
  * openat2 is missing (kernels before 5.6) each component is opened in turn
  * with O_NOFOLLOW. Only regular files are records and only directories
- * are namespaces: anything else found in the store is refused.
+ * are namespaces: anything else found in the store is refused. The same
+ * resolution serves the scratch tree (be_file_open_at, scratch.c).
  *
  * Stages made ahead: creating a file is the costliest step of a small
  * commit here (ext4 looks for a free inode that was not freed recently:
@@ -72,12 +73,11 @@ static struct be_file *bf(struct backend *be)
 }
 
 /* Component-by-component fallback of open_beneath. */
-static int open_walk(struct be_file *b, const char *path, int flags,
-		     mode_t mode)
+static int open_walk(int root, const char *path, int flags, mode_t mode)
 {
 	char comp[ID_MAX_COMPONENT + 1];
 	const char *p = path, *slash;
-	int dfd = b->records_fd, fd;
+	int dfd = root, fd;
 
 	while ((slash = strchr(p, '/')) != NULL) {
 		size_t n = (size_t)(slash - p);
@@ -88,7 +88,7 @@ static int open_walk(struct be_file *b, const char *path, int flags,
 		comp[n] = '\0';
 		fd = openat(dfd, comp,
 			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (dfd != b->records_fd)
+		if (dfd != root)
 			close(dfd);
 		if (fd < 0)
 			return -errno;
@@ -98,14 +98,15 @@ static int open_walk(struct be_file *b, const char *path, int flags,
 	fd = openat(dfd, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		fd = -errno;
-	if (dfd != b->records_fd)
+	if (dfd != root)
 		close(dfd);
 	return fd;
 }
 
-/* Open `path` (relative to records/) without following any symlink. */
-static int open_beneath(struct be_file *b, const char *point, const char *path,
-			int flags, mode_t mode)
+/* Open `path` (relative to the directory `root`) without following any
+   symlink. */
+static int open_beneath_at(struct be_file *b, int root, const char *point,
+			   const char *path, int flags, mode_t mode)
 {
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
@@ -128,7 +129,7 @@ static int open_beneath(struct be_file *b, const char *point, const char *path,
 		   records/ meanwhile: retry. A mount point in the way
 		   (RESOLVE_NO_XDEV) gives it every time, hence the bound. */
 		do
-			fd = syscall(SYS_openat2, b->records_fd, path, &how,
+			fd = syscall(SYS_openat2, root, path, &how,
 				     sizeof(how));
 		while (fd < 0 && (errno == EINTR || errno == EAGAIN ||
 				  (errno == EXDEV && ++races < 100)));
@@ -138,15 +139,23 @@ static int open_beneath(struct be_file *b, const char *point, const char *path,
 			return -errno;
 		b->no_openat2 = true;
 	}
-	return open_walk(b, path, flags, mode);
+	return open_walk(root, path, flags, mode);
+}
+
+/* open_beneath_at in records/. */
+static int open_beneath(struct be_file *b, const char *point, const char *path,
+			int flags, mode_t mode)
+{
+	return open_beneath_at(b, b->records_fd, point, path, flags, mode);
 }
 
 /*
- * Open the namespace that holds `id`, for *at calls and fsync. *leaf
- * points into `id`. *pfd must be released with put_parent.
+ * Open the directory that holds `id` under `root`, for *at calls and
+ * fsync. *leaf points into `id`. *pfd must be released with
+ * put_parent_at.
  */
-static int get_parent(struct be_file *b, const char *id, int *pfd,
-		      const char **leaf)
+static int get_parent_at(struct be_file *b, int root, const char *id, int *pfd,
+			 const char **leaf)
 {
 	const char *slash = strrchr(id, '/');
 	char dir[ID_MAX_LEN + 1];
@@ -154,7 +163,7 @@ static int get_parent(struct be_file *b, const char *id, int *pfd,
 	int fd;
 
 	if (!slash) {
-		*pfd = b->records_fd;
+		*pfd = root;
 		*leaf = id;
 		return 0;
 	}
@@ -163,7 +172,7 @@ static int get_parent(struct be_file *b, const char *id, int *pfd,
 		return -ENAMETOOLONG;
 	memcpy(dir, id, n);
 	dir[n] = '\0';
-	fd = open_beneath(b, NULL, dir, O_RDONLY | O_DIRECTORY, 0);
+	fd = open_beneath_at(b, root, NULL, dir, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
 		return fd == -ENOTDIR ? -ENOENT : fd;
 	*pfd = fd;
@@ -171,10 +180,22 @@ static int get_parent(struct be_file *b, const char *id, int *pfd,
 	return 0;
 }
 
+static void put_parent_at(int root, int pfd)
+{
+	if (pfd >= 0 && pfd != root)
+		close(pfd);
+}
+
+/* get_parent_at and put_parent_at in records/. */
+static int get_parent(struct be_file *b, const char *id, int *pfd,
+		      const char **leaf)
+{
+	return get_parent_at(b, b->records_fd, id, pfd, leaf);
+}
+
 static void put_parent(struct be_file *b, int pfd)
 {
-	if (pfd >= 0 && pfd != b->records_fd)
-		close(pfd);
+	put_parent_at(b->records_fd, pfd);
 }
 
 /* Create an empty stage in tmp/: its fd, or -errno. */
@@ -721,4 +742,21 @@ int be_file_mkparents(struct backend *be, const char *id)
 			return rc;
 	}
 	return 0;
+}
+
+int be_file_open_at(struct backend *be, int root, const char *point,
+		    const char *path, int flags, mode_t mode)
+{
+	return open_beneath_at(bf(be), root, point, path, flags, mode);
+}
+
+int be_file_parent_at(struct backend *be, int root, const char *path, int *pfd,
+		      const char **leaf)
+{
+	return get_parent_at(bf(be), root, path, pfd, leaf);
+}
+
+void be_file_parent_put(int root, int pfd)
+{
+	put_parent_at(root, pfd);
 }

@@ -276,10 +276,25 @@ out:
 	return 0;
 }
 
-static bool is_noop(const struct entry *e, const struct store_meta *m,
-		    const struct store_commit_args *a)
+/* The user xattrs a new version gets: the current version's (`set`
+   false), or `xa` in their place. */
+struct new_xattrs {
+	bool set;
+	const uint8_t *xa;
+	size_t len;
+};
+
+static bool same_xattrs(const struct entry *e, const struct new_xattrs *x)
 {
-	return live_version(e) && e->meta.hash_valid &&
+	return !x->set || (x->len == e->xa_len &&
+			   (!x->len || memcmp(x->xa, e->xa, x->len) == 0));
+}
+
+static bool is_noop(const struct entry *e, const struct store_meta *m,
+		    const struct store_commit_args *a,
+		    const struct new_xattrs *x)
+{
+	return live_version(e) && e->meta.hash_valid && same_xattrs(e, x) &&
 	       memcmp(e->meta.hash, m->hash, 16) == 0 &&
 	       e->meta.size == m->size && e->meta.symlink == a->symlink &&
 	       (a->mode < 0 || (uint32_t)(a->mode & 07777) == e->meta.mode) &&
@@ -345,14 +360,34 @@ static int attach_content(struct store *s, struct store_stage *st,
 	return 0;
 }
 
-int store_commit(struct store *s, const char *id, struct store_stage *st,
-		 const struct store_commit_args *args, struct store_result *res)
+/* Copy of the xattrs the new version gets (NULL if none); mu held. */
+static int pick_xattrs(const struct entry *e, uint64_t cur,
+		       const struct new_xattrs *x, uint8_t **out, size_t *len)
+{
+	const uint8_t *from = x->set ? x->xa : cur ? e->xa : NULL;
+	size_t n = x->set ? x->len : cur ? e->xa_len : 0;
+
+	*out = NULL;
+	*len = 0;
+	if (!n)
+		return 0;
+	*out = memdup(from, n);
+	if (!*out)
+		return -ENOMEM;
+	*len = n;
+	return 0;
+}
+
+static int commit_put(struct store *s, const char *id, struct store_stage *st,
+		      const struct store_commit_args *args,
+		      const struct new_xattrs *x, struct store_result *res)
 {
 	static const struct store_commit_args any = {.mode = -1};
 	struct store_stage *rebased = NULL;
 	struct store_result scratch;
 	struct rec r = {.type = REC_PUT};
 	uint8_t *data = NULL, *xa = NULL;
+	size_t xa_len = 0;
 	struct entry *e = NULL;
 	struct stat sb;
 	uint64_t seq, cur;
@@ -392,7 +427,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 		store_wait_idle(s, e);
 	cur = live_version(e);
 	rc = s->broken ? s->broken : commit_check_cond(&args->cond, cur, res);
-	if (rc == 0 && !append && is_noop(e, &r.meta, args)) {
+	if (rc == 0 && !append && is_noop(e, &r.meta, args, x)) {
 		res->noop = true;
 		res->version = cur;
 		res->revision = e->meta.revision;
@@ -401,8 +436,8 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	}
 	if (rc == 0 && !e && !(e = idx_add(&s->ix, id, strlen(id))))
 		rc = -ENOMEM;
-	if (rc == 0 && cur && e->xa_len && !(xa = memdup(e->xa, e->xa_len)))
-		rc = -ENOMEM;
+	if (rc == 0)
+		rc = pick_xattrs(e, cur, x, &xa, &xa_len);
 	if (rc) {
 		e = NULL;
 		pthread_mutex_unlock(&s->mu);
@@ -417,7 +452,7 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 	commit_pick_owner(args->owner, args->who, e, &r.meta);
 	r.meta.symlink = args->symlink;
 	r.xa = xa;
-	r.xa_len = xa ? e->xa_len : 0;
+	r.xa_len = xa_len;
 	pthread_mutex_unlock(&s->mu);
 
 	if (append) {
@@ -493,6 +528,25 @@ out_gate:
 	if (rc == 0 && !res->noop)
 		commit_maybe_checkpoint(s);
 	return rc;
+}
+
+int store_commit(struct store *s, const char *id, struct store_stage *st,
+		 const struct store_commit_args *args, struct store_result *res)
+{
+	static const struct new_xattrs keep = {.set = false};
+
+	return commit_put(s, id, st, args, &keep, res);
+}
+
+int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
+		       const struct store_commit_args *args, const uint8_t *xa,
+		       size_t xa_len, struct store_result *res)
+{
+	struct new_xattrs x = {.set = true, .xa = xa, .len = xa_len};
+
+	if (args && args->cond.kind == STORE_COND_APPEND)
+		return -EINVAL; /* an append keeps what the record has */
+	return commit_put(s, id, st, args, &x, res);
 }
 
 int store_put(struct store *s, const char *id, const void *buf, size_t len,

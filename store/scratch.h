@@ -18,9 +18,15 @@
  * xattrs are its own, and the caller reads, writes, fstat()s, fchmod()s,
  * futimens()es and fsetxattr()s the fd store_scratch_open returns
  * directly. Nothing here is journaled: a create, write or unlink is as
- * durable as on a local disk (that is, after store_scratch_fsync); the
- * renames (store_scratch_rename, _commit, _from_record) sync their
- * directories themselves.
+ * durable as on a local disk (that is, after store_scratch_fsync);
+ * store_scratch_rename and _from_record sync their directories
+ * themselves, and _commit its version (not the removal of the file).
+ *
+ * The daemon's own access to a file follows its mode, as on a local
+ * disk: unless it runs as root, it cannot open for writing (or commit,
+ * which reads it) a scratch file whose mode denies that to its owner:
+ * -EACCES. A symlink planted as STORE/scratch itself makes store_open
+ * fail, as one planted as STORE/records does.
  *
  * Only the file backend has scratch files: with the memory backend every
  * function here returns -ENOTSUP. Anything that writes returns -EROFS on
@@ -87,9 +93,10 @@ int store_scratch_list(struct store *s, const char *ns, store_list_cb cb,
  * scratch.c for why.
  *
  * On failure the record is unchanged and the scratch file is still
- * there. On success the version is durable and the scratch file gone
- * (its directory synced); a crash after the commit point but before
- * that may leave the scratch file behind, never lose the commit. A
+ * there. On success the version is durable and the scratch file gone,
+ * but its removal is not synced: a crash after the commit point may
+ * leave the scratch file behind (holding what was committed), never
+ * lose the commit. A
  * no-op commit (res->noop) removes the scratch file too. Callers must
  * not write to the file while this runs: such a write may or may not be
  * in the version. Returns what store_commit returns (-ESTALE with
@@ -111,7 +118,7 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
  * neither. Returns 0, -ENOENT, -EISDIR (`id` is a namespace), -ESTALE,
  * -EROFS, -ENOTSUP, ...
  */
-int store_scratch_from_record(struct store *s, const char *id,
-			      const char *path, const struct store_who *who);
+int store_scratch_from_record(struct store *s, const char *id, const char *path,
+			      const struct store_who *who);
 
 #endif

@@ -265,6 +265,35 @@ out:
 
 /* ---- open / close ------------------------------------------------------- */
 
+/*
+ * STORE/scratch, made (0700, STORE synced) on the first open that may
+ * write: stores made before it have none. A read-only open of such a
+ * store has no scratch files.
+ */
+static int open_scratch_dir(struct store *s)
+{
+	int rc;
+
+	if (!s->opts.read_only) {
+		rc = io_mkdirat(s->io, "scratch.mkdir", s->dirfd,
+				STORE_SCRATCH_DIR, 0700);
+		if (rc == 0)
+			rc = io_fsync(s->io, "scratch.mkdir.dirsync", s->dirfd);
+		if (rc && rc != -EEXIST) {
+			rlog_err("%s/%s: cannot create: %s", s->path,
+				 STORE_SCRATCH_DIR, strerror(-rc));
+			return rc;
+		}
+	}
+	s->scratch_fd = openat(s->dirfd, STORE_SCRATCH_DIR,
+			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->scratch_fd >= 0 || (errno == ENOENT && s->opts.read_only))
+		return 0;
+	rc = -errno;
+	rlog_err("%s/%s: %s", s->path, STORE_SCRATCH_DIR, strerror(errno));
+	return rc;
+}
+
 static int open_file_store(struct store *s)
 {
 	char why[512] = "";
@@ -308,6 +337,8 @@ static int open_file_store(struct store *s)
 		return rc;
 	}
 	rc = be_file_open(&s->be, s->io, s->dirfd);
+	if (rc == 0)
+		rc = open_scratch_dir(s);
 	if (rc)
 		return rc;
 	s->jnl_dirfd = openat(s->dirfd, STORE_JOURNAL_DIR,
@@ -341,6 +372,7 @@ int store_open(struct store **out, const struct store_opts *opts)
 	s->dirfd = -1;
 	s->jnl_dirfd = -1;
 	s->blobs_fd = -1;
+	s->scratch_fd = -1;
 	s->io = opts->io;
 	s->paranoid = getenv("RECFS_PARANOID") &&
 		      strcmp(getenv("RECFS_PARANOID"), "1") == 0;
@@ -387,7 +419,7 @@ int store_open_history(struct store **out, const char *path)
 	if (!s)
 		return -ENOMEM;
 	s->opts = o;
-	s->dirfd = s->jnl_dirfd = s->blobs_fd = -1;
+	s->dirfd = s->jnl_dirfd = s->blobs_fd = s->scratch_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ckpt_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
@@ -436,6 +468,8 @@ int store_close(struct store *s)
 	idx_destroy(&s->ix);
 	if (s->jnl_dirfd >= 0)
 		close(s->jnl_dirfd);
+	if (s->scratch_fd >= 0)
+		close(s->scratch_fd);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	pthread_rwlock_destroy(&s->gate);
@@ -1013,6 +1047,7 @@ int store_ns_stat(struct store *s, const char *ns, struct stat *st)
 int store_mkdir(struct store *s, const char *ns, mode_t mode)
 {
 	struct entry *e;
+	struct stat st;
 	int rc = id_check(ns);
 
 	if (rc)
@@ -1024,6 +1059,8 @@ int store_mkdir(struct store *s, const char *ns, mode_t mode)
 	e = idx_find(&s->ix, ns, strlen(ns));
 	rc = (e && !e->meta.deleted && e->meta.version) ? -EEXIST : 0;
 	pthread_mutex_unlock(&s->mu);
+	if (rc == 0 && store_scratch_stat(s, ns, &st) == 0)
+		rc = -EEXIST; /* a scratch file has that name */
 	if (rc == 0)
 		rc = s->be->ops->mkdir(s->be, ns, mode);
 	pthread_rwlock_unlock(&s->gate);
@@ -1039,7 +1076,11 @@ int store_rmdir(struct store *s, const char *ns)
 	if (s->opts.read_only)
 		return -EROFS;
 	pthread_rwlock_wrlock(&s->gate);
-	rc = s->be->ops->rmdir(s->be, ns);
+	/* its scratch directory first: it goes only if empty, and an empty
+	   one left by a failed rmdir below is no harm (made on demand) */
+	rc = scratch_ns_drop(s, ns);
+	if (rc == 0)
+		rc = s->be->ops->rmdir(s->be, ns);
 	pthread_rwlock_unlock(&s->gate);
 	return rc;
 }
@@ -1067,6 +1108,12 @@ int store_rename_ns(struct store *s, const char *from, const char *to)
 	else if (rc == 0 && s->be->ops->stat(s->be, to, &st) == 0 &&
 		 !S_ISDIR(st.st_mode))
 		rc = -ENOTDIR;
+	/* scratch files are not moved either: their directories must be
+	   empty (and go), `to`'s as rename(2) wants it */
+	if (rc == 0 && (rc = scratch_ns_drop(s, from)) == -ENOTEMPTY)
+		rc = -EXDEV;
+	if (rc == 0)
+		rc = scratch_ns_drop(s, to);
 	if (rc == 0)
 		rc = s->be->ops->ns_rename(s->be, from, to);
 	pthread_rwlock_unlock(&s->gate);

@@ -443,12 +443,15 @@ int store_xattr_remove(struct store *s, const char *id, const char *name);
 /* Called for each entry of a namespace; non-zero return stops. */
 typedef int (*store_list_cb)(void *arg, const char *name, bool is_ns);
 
-/* List records and sub-namespaces of `ns` ("" is the root). */
+/* List records and sub-namespaces of `ns` ("" is the root); scratch files
+   are not listed (store_scratch_list). */
 int store_list(struct store *s, const char *ns, store_list_cb cb, void *arg);
+/* -EEXIST if a record or a scratch file has that name. */
 int store_mkdir(struct store *s, const char *ns, mode_t mode);
-/* Returns -ENOTEMPTY if it holds anything. */
+/* Returns -ENOTEMPTY if it holds anything, scratch files included. */
 int store_rmdir(struct store *s, const char *ns);
-/* Rename an empty namespace; -EXDEV if it holds records. */
+/* Rename an empty namespace; -EXDEV if it holds records or scratch files
+   (they are not moved: mv falls back to copy and delete). */
 int store_rename_ns(struct store *s, const char *from, const char *to);
 /* Stat a namespace's backing directory (mode, owner, times, links). */
 int store_ns_stat(struct store *s, const char *ns, struct stat *st);
@@ -669,5 +672,8 @@ int store_lock_holder(const char *path, char *msg, size_t msglen);
 
 /* Remove the lock of the store at `path` whoever holds it. */
 int store_unlock_force(const char *path);
+
+/* Scratch files: store_scratch_* */
+#include "scratch.h"
 
 #endif

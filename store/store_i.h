@@ -53,6 +53,7 @@ struct store_lock;
 #define STORE_RECORDS_DIR "records"
 #define STORE_JOURNAL_DIR "journal"
 #define STORE_TMP_DIR "tmp"
+#define STORE_SCRATCH_DIR "scratch" /* scratch files (scratch.h) */
 #define STORE_INDEX_FILE "index"
 
 /* ---- codec.c: journal and snapshot records ------------------------- */
@@ -240,6 +241,18 @@ int be_file_tmp_fd(struct backend *be);
 int be_file_clean_tmp(struct backend *be);
 /* Create the missing parent namespaces of `id` (recovery). */
 int be_file_mkparents(struct backend *be, const char *id);
+/*
+ * The resolution the file backend uses for records, under another
+ * directory of the store (`root`, borrowed: scratch.c uses STORE/scratch):
+ * open `path` beneath `root` without following any symlink (fd or
+ * -errno), and open the directory holding `path` (*leaf points into
+ * `path`; release *pfd with be_file_parent_put).
+ */
+int be_file_open_at(struct backend *be, int root, const char *point,
+		    const char *path, int flags, mode_t mode);
+int be_file_parent_at(struct backend *be, int root, const char *path, int *pfd,
+		      const char **leaf);
+void be_file_parent_put(int root, int pfd);
 
 /* be_memory.c */
 int be_memory_open(struct backend **out, bool cas);
@@ -255,6 +268,8 @@ struct store {
 	struct jnl *jnl; /* NULL if the backend is not durable */
 	int jnl_dirfd;
 	int blobs_fd;	   /* STORE/journal/blobs, -1 without history */
+	int scratch_fd;	   /* STORE/scratch, -1: none (memory backend, or
+			      a read-only store that has none yet) */
 	struct hist *hist; /* NULL: no history (memory backend, or a
 			      read-only store made before history) */
 	struct store_lock *lock;
@@ -316,6 +331,15 @@ void commit_pick_owner(const struct store_owner *owner,
 /* -ESTALE (res->current set) unless `c` holds for version `cur`. */
 int commit_check_cond(const struct store_cond *c, uint64_t cur,
 		      struct store_result *res);
+/*
+ * store_commit, with the record's user xattrs replaced by the packed
+ * `xa` (xa_len bytes, may be 0) instead of kept from the current version,
+ * in the same journal record (scratch.c: a rename onto a record brings
+ * the file's xattrs). A commit whose xattrs differ is not a no-op.
+ */
+int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
+		       const struct store_commit_args *args, const uint8_t *xa,
+		       size_t xa_len, struct store_result *res);
 /* A journaled change could not be put in place: refuse changes. */
 void commit_mark_broken(struct store *s, const char *id, int err);
 /* Step 2: append one journal record (the commit point); *seq is its
@@ -326,6 +350,15 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 void commit_unbusy(struct store *s, struct entry *e);
 /* Checkpoint if the journal segment is big enough (no lock held). */
 void commit_maybe_checkpoint(struct store *s);
+
+/* ---- scratch.c: what namespace changes need (gate held exclusively) -- */
+
+/*
+ * Remove the scratch directory of namespace `ns` if it is empty, so the
+ * namespace can go or move. Returns 0 (removed, or there is none),
+ * -ENOTEMPTY (it holds scratch files), -errno.
+ */
+int scratch_ns_drop(struct store *s, const char *ns);
 
 /* ---- store_hist.c: the store's side of the history ------------------ */
 

@@ -431,8 +431,9 @@ static void check_others(struct store *s, enum op op, const char *what)
 static void check_no_strays(const char *what, bool tmp_may_hold)
 {
 	static const char *const known[] = {
-		"format.json", "lock", "index",	      "records",
-		"journal",     "tmp",  "history.git", "history.idx"};
+		"format.json", "lock",	      "index",
+		"records",     "journal",     "tmp",
+		"history.git", "history.idx", "scratch"};
 	char p[PATH_MAX + 64];
 	struct dirent *de;
 	DIR *d;
