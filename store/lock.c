@@ -534,15 +534,107 @@ out:
 	return ret;
 }
 
-/* Idempotent: a store without a lock file is already unlocked. */
-int lock_force(int dirfd)
+/*
+ * May `unlock --force` remove the lock whose file is open as `fd`? It takes
+ * the flock itself, so that a holder on this host shows as busy (and no
+ * one takes the lock between this check and the unlink, which the caller
+ * does while it holds the flock; a waiter then finds the file replaced,
+ * see open_and_flock). Returns 0 (remove it; `msg` says whose it was),
+ * -EBUSY (a live process on this host holds it; `msg` names it) or -errno.
+ */
+static int judge_force(int fd, char *msg, size_t msglen)
 {
-	if (unlinkat(dirfd, LOCK_FILE, 0) < 0 && errno != ENOENT) {
-		int ret = -errno;
+	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
+	char host[LOCK_HOST_MAX];
+	char who[LOCK_HOST_MAX + 2 * LOCK_TIME_MAX];
+	struct holder h;
+	char why[160];
+	int busy;
+	int hr;
+	int ret;
 
-		rlog_err("lock: cannot remove the lock file: %s",
+	ret = our_host(host, sizeof(host));
+	if (ret < 0) {
+		util_say(msg, msglen, "cannot get the host name: %s",
 			 strerror(-ret));
 		return ret;
 	}
+	/* retried briefly: lock_holder() probes with a shared flock */
+	for (busy = 0; busy < LOCK_BUSY_TRIES; busy++) {
+		ret = flock_nb(fd, LOCK_EX);
+		if (ret != -EWOULDBLOCK)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	if (ret < 0 && ret != -EWOULDBLOCK) {
+		util_say(msg, msglen, "cannot test the lock: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	hr = holder_read(fd, &h, why, sizeof(why));
+	if (hr < 0 && hr != -EBADMSG) {
+		util_say(msg, msglen, "cannot read the lock file: %s", why);
+		return hr;
+	}
+	if (hr == 0 && !h.empty && strcmp(h.host, host) != 0) {
+		/* flock may not reach across hosts: a person decided */
+		util_say(msg, msglen,
+			 "removing the lock of pid %lld on host %s (since "
+			 "%s), which cannot be checked from here: make sure "
+			 "that process is gone",
+			 h.pid, h.host, h.start);
+		return 0;
+	}
+	if (ret == -EWOULDBLOCK) {
+		describe_busy(fd, who, sizeof(who));
+		util_say(msg, msglen,
+			 "%s: a live process on this host holds it; unmount "
+			 "the store (or stop that process) instead",
+			 who);
+		return -EBUSY;
+	}
+	if (hr == 0 && !h.empty)
+		util_say(msg, msglen,
+			 "removing the stale lock of pid %lld on host %s "
+			 "(since %s): no process holds it",
+			 h.pid, h.host, h.start);
+	else
+		util_say(msg, msglen, "store was not locked");
 	return 0;
+}
+
+int lock_force(int dirfd, char *msg, size_t msglen)
+{
+	struct stat st;
+	int fd = -1;
+	int ret;
+
+	util_say(msg, msglen, "%s", "");
+	fd = openat(dirfd, LOCK_FILE,
+		    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		ret = errno == ENOENT ? 0 : -errno;
+		util_say(msg, msglen, "%s",
+			 ret ? strerror(-ret) : "store was not locked");
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		util_say(msg, msglen, "the lock file is not a regular file");
+		goto out;
+	}
+	ret = judge_force(fd, msg, msglen);
+	if (ret < 0)
+		goto out;
+	/* still holding the flock (unless another host's), so no one on
+	   this host takes the lock in between */
+	if (unlinkat(dirfd, LOCK_FILE, 0) < 0 && errno != ENOENT) {
+		ret = -errno;
+		util_say(msg, msglen, "cannot remove the lock file: %s",
+			 strerror(-ret));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }

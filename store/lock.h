@@ -36,7 +36,14 @@ void lock_release(struct store_lock *l);
  */
 int lock_holder(int dirfd, char *msg, size_t msglen);
 
-/* Remove the lock file whoever holds it (unlock --force). */
-int lock_force(int dirfd);
+/*
+ * Remove the lock file (unlock --force), unless a live process on this
+ * host holds it: then -EBUSY and `msg` names its pid, host and start time.
+ * A lock whose record names another host is removed (it cannot be
+ * checked from here), and `msg` says whose it was, for a warning. Returns
+ * 0 (also when there was no lock file), -EBUSY or -errno; `msg` (may be
+ * NULL) always gets a sentence.
+ */
+int lock_force(int dirfd, char *msg, size_t msglen);
 
 #endif

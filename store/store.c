@@ -1095,13 +1095,13 @@ int store_lock_holder(const char *path, char *msg, size_t msglen)
 	return rc;
 }
 
-int store_unlock_force(const char *path)
+int store_unlock_force(const char *path, char *msg, size_t msglen)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return -errno;
-	rc = lock_force(fd);
+	rc = lock_force(fd, msg, msglen);
 	close(fd);
 	return rc;
 }

@@ -622,7 +622,13 @@ void store_hash_format(const uint8_t hash[16], char buf[64]);
  */
 int store_lock_holder(const char *path, char *msg, size_t msglen);
 
-/* Remove the lock of the store at `path` whoever holds it. */
-int store_unlock_force(const char *path);
+/*
+ * Remove the lock of the store at `path` (recfsctl unlock --force), unless
+ * a live process on this host holds it: then -EBUSY, and `msg` names its
+ * pid, host and start time. The lock of another host is removed (it
+ * cannot be checked from here) and `msg` names it, for a warning. Returns
+ * 0 (also if there was no lock), -EBUSY or -errno.
+ */
+int store_unlock_force(const char *path, char *msg, size_t msglen);
 
 #endif

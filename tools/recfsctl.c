@@ -350,18 +350,14 @@ static int cmd_unlock(int argc, char **argv)
 			argv[1]);
 		return EXIT_FAIL;
 	}
-	rc = store_lock_holder(argv[1], msg, sizeof(msg));
-	if (rc == 0)
-		fprintf(stderr,
-			"recfsctl unlock: removing the lock held by a "
-			"live process: %s\n",
-			msg);
-	rc = store_unlock_force(argv[1]);
-	if (rc && rc != -ENOENT) {
+	/* refused while a live process on this host holds it (SPEC 6) */
+	rc = store_unlock_force(argv[1], msg, sizeof(msg));
+	if (rc) {
 		fprintf(stderr, "recfsctl unlock: %s: %s\n", argv[1],
-			strerror(-rc));
+			msg[0] ? msg : strerror(-rc));
 		return EXIT_FAIL;
 	}
+	fprintf(stderr, "recfsctl unlock: %s\n", msg);
 	printf("unlocked %s\n", argv[1]);
 	return EXIT_OK;
 }
@@ -442,8 +438,11 @@ static const struct cmd cmds[] = {
 	 "Exit 1 if CMD fails or the budget is spent.",
 	 ctl_update},
 	{"unlock", "--force STORE",
-	 "Remove the store lock whoever holds it (after a crash on another "
-	 "host).",
+	 "Remove the store lock (after a crash on another host; a lock "
+	 "left by a dead process on this host is recovered by itself). "
+	 "Refused (exit 1, naming the holder's pid, host and start time) "
+	 "while a live process on this host holds it; the lock of another "
+	 "host is removed with a warning naming it.",
 	 cmd_unlock},
 };
 
