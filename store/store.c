@@ -139,9 +139,9 @@ static int check_empty(int dirfd, const char *path)
 			continue;
 		if (!strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new"))
 			continue; /* store_init makes it */
-		rlog_err("%s: directory is not empty (found \"%s\"); use "
-			 "--adopt to turn its files into records",
-			 path, n);
+		rlog_err("%s: directory is not empty (found \"%s\"); "
+			 "`recfsctl init --adopt %s` makes its files records",
+			 path, n, path);
 		rc = -ENOTEMPTY;
 		break;
 	}
@@ -297,9 +297,11 @@ static int open_file_store(struct store *s)
 	if (rc) {
 		rlog_err("%s", why[0] ? why : "cannot read the format file");
 		if (rc == -ENOENT)
-			rlog_err("%s: not a recfs store (no %s); create one "
-				 "with `recfsctl init %s`",
-				 s->path, FORMAT_FILE, s->path);
+			rlog_err(
+				"%s: not a recfs store (no %s); create one "
+				"with `recfsctl init %s`, or make the files "
+				"in it records with `recfsctl init --adopt %s`",
+				s->path, FORMAT_FILE, s->path, s->path);
 		return rc;
 	}
 	rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));

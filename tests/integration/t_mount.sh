@@ -91,6 +91,18 @@ out=$(timeout 20 "$RECFS" "$T/no-store" "$MNT" -f 2>&1)
 rc=$?
 check "[ $rc -ne 0 ] && grep -q 'no-store' <<<\"\$out\" && [ ! -e '$T/no-store' ]" \
 	"a missing store is refused without -o create ($out)"
+# a plain directory of files is not a store: the message names the command
+# that makes one of it (recfs has no --adopt option)
+mkdir -p "$T/plain"
+echo data >"$T/plain/f"
+for opts in "" "-o create"; do
+	out=$(timeout 20 "$RECFS" "$T/plain" "$MNT" -f $opts 2>&1)
+	rc=$?
+	check "[ $rc -ne 0 ] && ! mountpoint -q '$MNT'" "recfs $opts of a plain directory fails"
+	check "grep -qF 'recfsctl init --adopt $T/plain' <<<\"\$out\" && ! grep -q 'use --adopt' <<<\"\$out\"" \
+		"... naming \`recfsctl init --adopt DIR\` ($out)"
+	check "[ \"\$(ls -A '$T/plain')\" = f ]" "... and leaves the directory as it was"
+done
 out=$(timeout 20 "$RECFS" 2>&1)
 rc=$?
 check "[ $rc -ne 0 ] && grep -qi usage <<<\"\$out\"" "recfs without arguments prints usage ($out)"
