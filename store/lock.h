@@ -24,6 +24,17 @@ struct store_lock;
  */
 int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen);
 
+/*
+ * Take the lock shared, for an open that writes nothing (recfsctl verify
+ * without --repair): no lock file is created and no record written. A
+ * stale record of this host is left as it is; a live holder or another
+ * host's record is -EBUSY, as for lock_acquire. Shared holders exclude a
+ * lock_acquire, not each other. With no lock file, *out is a lock that
+ * holds nothing. Returns 0 or -errno; *out is the caller's.
+ */
+int lock_acquire_shared(struct store_lock **out, int dirfd, char *msg,
+			size_t msglen);
+
 /* Rewrite the holder record with the current pid (after a fork). */
 int lock_refresh(struct store_lock *l);
 

@@ -304,7 +304,10 @@ static int open_file_store(struct store *s)
 				s->path, FORMAT_FILE, s->path, s->path);
 		return rc;
 	}
-	rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));
+	if (s->opts.no_write)
+		rc = lock_acquire_shared(&s->lock, s->dirfd, msg, sizeof(msg));
+	else
+		rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));
 	if (rc) {
 		rlog_err("%s: %s", s->path, msg[0] ? msg : strerror(-rc));
 		return rc;
@@ -350,6 +353,10 @@ int store_open(struct store **out, const struct store_opts *opts)
 		s->opts.max_record_size = STORE_DEFAULT_MAX_RECORD;
 	if (!s->opts.checkpoint_bytes)
 		s->opts.checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	if (s->opts.no_write) {
+		s->opts.read_only = true;
+		s->opts.create = false;
+	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ckpt_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);

@@ -43,6 +43,15 @@ struct store_opts {
 	enum store_backend backend;
 	bool create;		   /* create the store if it does not exist */
 	bool read_only;		   /* refuse every change with -EROFS */
+	bool no_write;		   /* read_only, and write nothing at all in
+				      the store directory (recfsctl verify):
+				      the lock is taken shared, without a
+				      record; recovery only checks that the
+				      journal's last changes are in place
+				      (store_open fails with -EROFS, naming
+				      them, if one is not); a torn journal
+				      tail, stray stages and history.idx
+				      are left as they are */
 	uint64_t max_record_size;  /* 0: STORE_DEFAULT_MAX_RECORD */
 	uint64_t checkpoint_bytes; /* journal size that triggers a checkpoint;
 				      0: default (64 MiB) */

@@ -441,6 +441,50 @@ Test(lock, force_refuses_while_a_live_holder_on_this_host_has_it)
 	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
 }
 
+/* The shared lock of an open that writes nothing (recfsctl verify). */
+Test(lock, shared_lock_writes_nothing_and_keeps_writers_out)
+{
+	struct store_lock *l = NULL, *w = NULL;
+	char host[256], rec[512], buf[4096], msg[512];
+
+	/* no lock file: none is created */
+	cr_assert_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
+	lock_release(l);
+	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
+	/* a stale record of this host stays as it is, held or released */
+	our_hostname(host, sizeof(host));
+	snprintf(rec, sizeof(rec),
+		 "{\"pid\":1,\"host\":\"%s\",\"start\":\"2020-01-01T00:00:"
+		 "00Z\"}",
+		 host);
+	put_str(LOCK_FILE, rec);
+	cr_assert_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	get_file(LOCK_FILE, buf, sizeof(buf));
+	cr_expect_str_eq(buf, rec);
+	/* a writer is kept out meanwhile; another reader is not */
+	cr_expect_eq(lock_acquire(&w, dirfd_, msg, sizeof(msg)), -EBUSY);
+	cr_assert_eq(lock_acquire_shared(&w, dirfd_, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	lock_release(w);
+	lock_release(l);
+	get_file(LOCK_FILE, buf, sizeof(buf));
+	cr_expect_str_eq(buf, rec);
+	/* a live holder keeps a reader out, naming it */
+	cr_assert_eq(lock_acquire(&w, dirfd_, NULL, 0), 0);
+	cr_expect_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), -EBUSY);
+	cr_expect_not_null(strstr(msg, "locked by pid"), "msg: %s", msg);
+	lock_release(w);
+	/* and another host's record too */
+	put_str(LOCK_FILE, other_host_rec);
+	cr_expect_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), -EBUSY);
+	cr_expect_not_null(strstr(msg, "far-away.example"), "msg: %s", msg);
+	get_file(LOCK_FILE, buf, sizeof(buf));
+	cr_expect_str_eq(buf, other_host_rec);
+}
+
 Test(lock, garbage_records_are_replaced_without_crashing)
 {
 	static const char *const junk[] = {
