@@ -570,6 +570,65 @@ Test(history, rename_gives_the_target_the_source_blob_and_deletes_it)
 	close_store(s);
 }
 
+/* What store_history_each says of one (id, version, deleted). */
+struct who_find {
+	const char *id;
+	uint64_t version;
+	bool deleted;
+	struct store_version v;
+	unsigned n;
+};
+
+static int who_cb(void *arg, const char *id, const struct store_version *v)
+{
+	struct who_find *f = arg;
+
+	if (!strcmp(id, f->id) && v->version == f->version &&
+	    v->deleted == f->deleted) {
+		f->v = *v;
+		f->n++;
+	}
+	return 0;
+}
+
+static void check_who(struct store *s, const char *id, uint64_t version,
+		      bool deleted, const struct store_who *who)
+{
+	struct who_find f = {.id = id, .version = version, .deleted = deleted};
+	char *out;
+
+	cr_assert_eq(store_history_each(s, id, who_cb, &f), 0);
+	cr_assert_eq(f.n, 1, "%s v%" PRIu64 "%s: %u entries", id, version,
+		     deleted ? " (delete)" : "", f.n);
+	cr_assert_eq(f.v.uid, who->uid, "%s: uid %" PRIu32, id, f.v.uid);
+	cr_assert_eq(f.v.pid, who->pid, "%s: pid %" PRIu32, id, f.v.pid);
+	cr_assert_str_eq(f.v.comm, who->comm, "%s: comm \"%s\"", id, f.v.comm);
+	/* and in the trailers of the commit, as stock git shows them */
+	out = run("git -C '%s' show -s --format=%%B %s | grep -c "
+		  "'^Recfs-Comm: %s$'",
+		  gitdir, f.v.commit, who->comm);
+	cr_assert_geq(strtoul(out, NULL, 10), 1, "%s: no Recfs-Comm: %s", id,
+		      who->comm);
+	free(out);
+}
+
+/* mv a b: both trailer blocks of the rename (b's new version, a's
+   delete) name who did it, as for any other change. */
+Test(history, rename_records_who_made_it)
+{
+	const struct store_who who = {.uid = 4321, .pid = 999, .comm = "mv"};
+	struct store_result r;
+	struct store *s = open_store();
+
+	put(s, "src", "moving");
+	put(s, "dst", "old");
+	cr_assert_eq(store_rename(s, "src", "dst", NULL, &who, &r), 0);
+	drain(s);
+	check_who(s, "dst", r.version, false, &who);
+	check_who(s, "src", 1, true, &who);
+	close_store(s);
+}
+
 Test(history, file_and_namespace_swap_in_one_batch)
 {
 	struct store *s = open_slow(60000, NULL);
