@@ -15,10 +15,13 @@
  *
  * The writer: waits for notifications, runs batches, and after a failed
  * one waits (100 ms, doubling up to 10 s) before it tries again, unless a
- * drain asks now. A drain returns the error of a batch that failed while
- * it waited. It is started on first use (hist_start, a notify, a drain or
- * a throttle), never by hist_open: threads do not survive fork(), and the
- * mount opens the store before it daemonises (fuse_daemonize).
+ * drain asks; a drain waits for that backoff too, but at most 1 s, so
+ * that drains asked again and again (readers of ID@N on a full disk) do
+ * not make it spin. A drain returns the error of a batch that failed
+ * while it waited. It is started on first use (hist_start, a notify, a
+ * drain or a throttle), never by hist_open: threads do not survive
+ * fork(), and the mount opens the store before it daemonises
+ * (fuse_daemonize).
  */
 #include "hist_i.h"
 #include <git2/sys/mempack.h>
@@ -45,6 +48,7 @@
 #define DEFAULT_LAG_MAX 100000
 #define BACKOFF_MIN_NS (100 * 1000000LL)
 #define BACKOFF_MAX_NS (10 * 1000000000LL)
+#define KICK_WAIT_MAX_NS (1000000000LL) /* a drain waits for a retry */
 #define REF_MAIN "refs/heads/main"
 #define SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
 #define HIST_NEW_DIR HIST_DIR ".new"
@@ -109,6 +113,9 @@ int hist_git_error(int gerr, const char *what, const char *id)
 			rc = -saved;
 		else
 			rc = -EIO;
+		/* errno may be gone by now, the message keeps strerror's */
+		if (rc == -EIO && strstr(msg, strerror(ENOSPC)))
+			rc = -ENOSPC;
 	}
 	if (id)
 		rlog_err("record %s: history: %s: %s", id, what, msg);
@@ -637,18 +644,18 @@ void hist_ref_abort(struct hist *h)
 static void *writer_main(void *arg)
 {
 	struct hist *h = arg;
-	int64_t backoff = 0, next_try = 0;
+	int64_t backoff = 0, next_try = 0, next_kick = 0;
 
 	pthread_mutex_lock(&h->mu);
 	while (!h->stop) {
 		bool pending = h->target > h->done;
 		uint64_t upto = 0, before = h->done;
+		int64_t until = h->kicks ? next_kick : next_try;
 		int rc;
 
-		if (!pending || h->paused ||
-		    (!h->kicks && mono_ns() < next_try)) {
+		if (!pending || h->paused || mono_ns() < until) {
 			if (pending && !h->paused)
-				wait_until(&h->wake, &h->mu, next_try);
+				wait_until(&h->wake, &h->mu, until);
 			else
 				pthread_cond_wait(&h->wake, &h->mu);
 			continue;
@@ -664,12 +671,15 @@ static void *writer_main(void *arg)
 		if (rc == 0) {
 			if (upto > h->done)
 				h->done = upto;
-			backoff = next_try = 0;
+			backoff = next_try = next_kick = 0;
 		} else {
 			backoff = backoff ? 2 * backoff : BACKOFF_MIN_NS;
 			if (backoff > BACKOFF_MAX_NS)
 				backoff = BACKOFF_MAX_NS;
 			next_try = mono_ns() + backoff;
+			next_kick = mono_ns() + (backoff < KICK_WAIT_MAX_NS
+							 ? backoff
+							 : KICK_WAIT_MAX_NS);
 		}
 		pthread_cond_broadcast(&h->moved);
 		if (rc == 0 && h->done == before && !h->stop)

@@ -34,9 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#define SPACE_SLACK ((uint64_t)1 << 20) /* a batch's own files, roughly */
 
 #define DEFAULT_BATCH_MAX 4096
 #define DEFAULT_DELAY_MS 100
@@ -956,6 +959,34 @@ static int collect(struct hist *h, struct batch *b)
 	}
 }
 
+/*
+ * libgit2 does not always say that a write failed for want of space: the
+ * message of a failed loose-object stream can be a stale "object not
+ * found", and errno is gone by the time it returns. So when a batch fails
+ * with an error that could hide it (-EIO, -ENOENT), the file system of the
+ * repository is asked: if it has less room than the batch's content, the
+ * cause is ENOSPC (kept apart from EIO, STYLE). Returns the error to
+ * report.
+ */
+static int space_error(const struct hist *h, const struct batch *b, int rc)
+{
+	uint64_t need = SPACE_SLACK + b->idx_bytes, room;
+	struct statvfs st;
+
+	if (rc != -EIO && rc != -ENOENT)
+		return rc;
+	if (fstatvfs(h->repo_fd, &st) < 0)
+		return rc;
+	for (size_t i = 0; i < b->n; i++)
+		need += b->v[i].m.e.size;
+	/* root may use the blocks reserved for it, and does */
+	room = (uint64_t)(geteuid() == 0 ? st.f_bfree : st.f_bavail) *
+	       st.f_frsize;
+	if (room < need || (st.f_files && st.f_ffree == 0))
+		return -ENOSPC;
+	return rc;
+}
+
 int hist_batch_run(struct hist *h, uint64_t *upto)
 {
 	struct batch b = {0};
@@ -1001,10 +1032,12 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 		if (src)
 			rlog_err("%s: cannot go back in the journal: %s",
 				 h->path, strerror(-src));
+		rc = space_error(h, &b, rc);
 		rlog_err("%s: the history of revisions %" PRIu64 "..%" PRIu64
-			 " is not written yet: %s (tried again later)",
-			 h->path, start, b.upto ? b.upto : start,
-			 strerror(-rc));
+			 " is not written yet: %s (%s; tried again later, "
+			 "backing off)",
+			 h->path, start, b.upto ? b.upto : start, strerror(-rc),
+			 strerrorname_np(-rc) ? strerrorname_np(-rc) : "?");
 	}
 	batch_free(&b);
 	return rc;

@@ -43,6 +43,7 @@
 
 struct store_lock {
 	int fd;			   /* holds the flock */
+	bool shared;		   /* lock_acquire_shared: no record of ours */
 	char host[LOCK_HOST_MAX];  /* our host name, cleaned */
 	char start[LOCK_TIME_MAX]; /* when we took the lock */
 };
@@ -235,8 +236,11 @@ static int flock_nb(int fd, int op)
  * (someone holds it; *fdp is open so the record can be read) or -errno
  * (*fdp is -1).
  */
-static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
+static int open_and_flock(int dirfd, bool shared, int *fdp, char *msg,
+			  size_t msglen)
 {
+	const int flags = shared ? O_RDONLY : O_RDWR | O_CREAT;
+	const int op = shared ? LOCK_SH : LOCK_EX;
 	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
 	struct stat st;
 	struct stat now;
@@ -246,8 +250,8 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 	int ret = -EBUSY;
 
 	for (tries = 0; tries < LOCK_OPEN_TRIES; tries++) {
-		fd = openat(dirfd, LOCK_FILE,
-			    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		fd = openat(dirfd, LOCK_FILE, flags | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
 		if (fd < 0) {
 			ret = -errno;
 			util_say(msg, msglen, "cannot open the lock file: %s",
@@ -265,7 +269,7 @@ static int open_and_flock(int dirfd, int *fdp, char *msg, size_t msglen)
 		 * flock shared for an instant to see whether anyone holds it.
 		 */
 		for (busy = 0; busy < LOCK_BUSY_TRIES; busy++) {
-			ret = flock_nb(fd, LOCK_EX);
+			ret = flock_nb(fd, op);
 			if (ret != -EWOULDBLOCK)
 				break;
 			nanosleep(&nap, NULL);
@@ -332,7 +336,8 @@ static void describe_busy(int fd, char *msg, size_t msglen)
  * We hold the flock: decide from the old record whether we may take over.
  * Returns 0 (take it) or -EBUSY (another host's record) or -errno.
  */
-static int judge_record(int fd, const char *host, char *msg, size_t msglen)
+static int judge_record(int fd, const char *host, bool shared, char *msg,
+			size_t msglen)
 {
 	struct holder h;
 	char why[160];
@@ -342,8 +347,10 @@ static int judge_record(int fd, const char *host, char *msg, size_t msglen)
 	if (ret == -EBADMSG) {
 		/* nobody on this host holds it; another host would have
 		 * written a valid record: a torn write or junk */
-		rlog_warn("lock: replacing an unreadable lock record (%s)",
-			  why);
+		if (!shared)
+			rlog_warn("lock: replacing an unreadable lock record "
+				  "(%s)",
+				  why);
 		return 0;
 	}
 	if (ret < 0) {
@@ -362,7 +369,11 @@ static int judge_record(int fd, const char *host, char *msg, size_t msglen)
 			 h.host, h.pid, h.start);
 		return -EBUSY;
 	}
-	if (kill((pid_t)h.pid, 0) < 0 && errno == ESRCH)
+	if (shared)
+		rlog_info("lock: the stale lock record of pid %lld (since %s) "
+			  "is left as it is (opened read-only)",
+			  h.pid, h.start);
+	else if (kill((pid_t)h.pid, 0) < 0 && errno == ESRCH)
 		rlog_warn("recovered stale lock of pid %lld (since %s)", h.pid,
 			  h.start);
 	else
@@ -392,12 +403,12 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 			 strerror(-ret));
 		goto out;
 	}
-	ret = open_and_flock(dirfd, &fd, msg, msglen);
+	ret = open_and_flock(dirfd, false, &fd, msg, msglen);
 	if (ret == -EBUSY && fd >= 0)
 		describe_busy(fd, msg, msglen);
 	if (ret < 0)
 		goto out;
-	ret = judge_record(fd, l->host, msg, msglen);
+	ret = judge_record(fd, l->host, false, msg, msglen);
 	if (ret < 0)
 		goto out;
 	ret = util_now_iso(l->start, sizeof(l->start));
@@ -421,6 +432,51 @@ out:
 	return ret;
 }
 
+int lock_acquire_shared(struct store_lock **out, int dirfd, char *msg,
+			size_t msglen)
+{
+	struct store_lock *l = NULL;
+	int fd = -1;
+	int ret;
+
+	*out = NULL;
+	util_say(msg, msglen, "%s", "");
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	l->fd = -1;
+	l->shared = true;
+	ret = our_host(l->host, sizeof(l->host));
+	if (ret < 0) {
+		util_say(msg, msglen, "cannot get the host name: %s",
+			 strerror(-ret));
+		goto out;
+	}
+	ret = open_and_flock(dirfd, true, &fd, msg, msglen);
+	if (ret == -EBUSY && fd >= 0)
+		describe_busy(fd, msg, msglen);
+	if (ret == -ENOENT) {
+		/* no lock file, so no holder; creating one is a write */
+		util_say(msg, msglen, "%s", "");
+		ret = 0;
+	} else if (ret == 0) {
+		ret = judge_record(fd, l->host, true, msg, msglen);
+	}
+	if (ret < 0)
+		goto out;
+	l->fd = fd;
+	fd = -1;
+	*out = l;
+	l = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(l);
+	return ret;
+}
+
 /*
  * The flock belongs to the open file description, which fork() shares: a
  * daemon that forks and lets its parent exit keeps the lock in the child,
@@ -429,7 +485,7 @@ out:
  */
 int lock_refresh(struct store_lock *l)
 {
-	if (!l || l->fd < 0)
+	if (!l || l->fd < 0 || l->shared)
 		return -EINVAL;
 	return record_write(l->fd, getpid(), l->host, l->start);
 }
@@ -438,13 +494,12 @@ void lock_release(struct store_lock *l)
 {
 	if (!l)
 		return;
-	if (l->fd >= 0) {
-		/* empty first: once the flock drops, a waiter may read it */
-		if (ftruncate(l->fd, 0) < 0)
-			rlog_warn("lock: cannot empty the lock file: %s",
-				  strerror(errno));
+	/* empty first: once the flock drops, a waiter may read it */
+	if (l->fd >= 0 && !l->shared && ftruncate(l->fd, 0) < 0)
+		rlog_warn("lock: cannot empty the lock file: %s",
+			  strerror(errno));
+	if (l->fd >= 0)
 		close(l->fd);
-	}
 	free(l);
 }
 
@@ -534,15 +589,107 @@ out:
 	return ret;
 }
 
-/* Idempotent: a store without a lock file is already unlocked. */
-int lock_force(int dirfd)
+/*
+ * May `unlock --force` remove the lock whose file is open as `fd`? It takes
+ * the flock itself, so that a holder on this host shows as busy (and no
+ * one takes the lock between this check and the unlink, which the caller
+ * does while it holds the flock; a waiter then finds the file replaced,
+ * see open_and_flock). Returns 0 (remove it; `msg` says whose it was),
+ * -EBUSY (a live process on this host holds it; `msg` names it) or -errno.
+ */
+static int judge_force(int fd, char *msg, size_t msglen)
 {
-	if (unlinkat(dirfd, LOCK_FILE, 0) < 0 && errno != ENOENT) {
-		int ret = -errno;
+	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
+	char host[LOCK_HOST_MAX];
+	char who[LOCK_HOST_MAX + 2 * LOCK_TIME_MAX];
+	struct holder h;
+	char why[160];
+	int busy;
+	int hr;
+	int ret;
 
-		rlog_err("lock: cannot remove the lock file: %s",
+	ret = our_host(host, sizeof(host));
+	if (ret < 0) {
+		util_say(msg, msglen, "cannot get the host name: %s",
 			 strerror(-ret));
 		return ret;
 	}
+	/* retried briefly: lock_holder() probes with a shared flock */
+	for (busy = 0; busy < LOCK_BUSY_TRIES; busy++) {
+		ret = flock_nb(fd, LOCK_EX);
+		if (ret != -EWOULDBLOCK)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	if (ret < 0 && ret != -EWOULDBLOCK) {
+		util_say(msg, msglen, "cannot test the lock: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	hr = holder_read(fd, &h, why, sizeof(why));
+	if (hr < 0 && hr != -EBADMSG) {
+		util_say(msg, msglen, "cannot read the lock file: %s", why);
+		return hr;
+	}
+	if (hr == 0 && !h.empty && strcmp(h.host, host) != 0) {
+		/* flock may not reach across hosts: a person decided */
+		util_say(msg, msglen,
+			 "removing the lock of pid %lld on host %s (since "
+			 "%s), which cannot be checked from here: make sure "
+			 "that process is gone",
+			 h.pid, h.host, h.start);
+		return 0;
+	}
+	if (ret == -EWOULDBLOCK) {
+		describe_busy(fd, who, sizeof(who));
+		util_say(msg, msglen,
+			 "%s: a live process on this host holds it; unmount "
+			 "the store (or stop that process) instead",
+			 who);
+		return -EBUSY;
+	}
+	if (hr == 0 && !h.empty)
+		util_say(msg, msglen,
+			 "removing the stale lock of pid %lld on host %s "
+			 "(since %s): no process holds it",
+			 h.pid, h.host, h.start);
+	else
+		util_say(msg, msglen, "store was not locked");
 	return 0;
+}
+
+int lock_force(int dirfd, char *msg, size_t msglen)
+{
+	struct stat st;
+	int fd = -1;
+	int ret;
+
+	util_say(msg, msglen, "%s", "");
+	fd = openat(dirfd, LOCK_FILE,
+		    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		ret = errno == ENOENT ? 0 : -errno;
+		util_say(msg, msglen, "%s",
+			 ret ? strerror(-ret) : "store was not locked");
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		util_say(msg, msglen, "the lock file is not a regular file");
+		goto out;
+	}
+	ret = judge_force(fd, msg, msglen);
+	if (ret < 0)
+		goto out;
+	/* still holding the flock (unless another host's), so no one on
+	   this host takes the lock in between */
+	if (unlinkat(dirfd, LOCK_FILE, 0) < 0 && errno != ENOENT) {
+		ret = -errno;
+		util_say(msg, msglen, "cannot remove the lock file: %s",
+			 strerror(-ret));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }

@@ -24,6 +24,17 @@ struct store_lock;
  */
 int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen);
 
+/*
+ * Take the lock shared, for an open that writes nothing (recfsctl verify
+ * without --repair): no lock file is created and no record written. A
+ * stale record of this host is left as it is; a live holder or another
+ * host's record is -EBUSY, as for lock_acquire. Shared holders exclude a
+ * lock_acquire, not each other. With no lock file, *out is a lock that
+ * holds nothing. Returns 0 or -errno; *out is the caller's.
+ */
+int lock_acquire_shared(struct store_lock **out, int dirfd, char *msg,
+			size_t msglen);
+
 /* Rewrite the holder record with the current pid (after a fork). */
 int lock_refresh(struct store_lock *l);
 
@@ -36,7 +47,14 @@ void lock_release(struct store_lock *l);
  */
 int lock_holder(int dirfd, char *msg, size_t msglen);
 
-/* Remove the lock file whoever holds it (unlock --force). */
-int lock_force(int dirfd);
+/*
+ * Remove the lock file (unlock --force), unless a live process on this
+ * host holds it: then -EBUSY and `msg` names its pid, host and start time.
+ * A lock whose record names another host is removed (it cannot be
+ * checked from here), and `msg` says whose it was, for a warning. Returns
+ * 0 (also when there was no lock file), -EBUSY or -errno; `msg` (may be
+ * NULL) always gets a sentence.
+ */
+int lock_force(int dirfd, char *msg, size_t msglen);
 
 #endif

@@ -19,6 +19,10 @@
  * a new snapshot at the current revision (temp + fsync + rename + fsync of
  * the directory) and drops the journal segments it covers, up to
  * hist_done at most.
+ *
+ * An open that writes nothing (opts.no_write: recfsctl verify) runs pass 2
+ * as a check only: each change that is not in place yet is named, and the
+ * open fails with -EROFS rather than put it there.
  */
 #include "store_i.h"
 #include "history.h"
@@ -312,6 +316,7 @@ out:
 struct replay {
 	struct store *s;
 	uint64_t fixed, lost;
+	uint64_t unplaced; /* no_write: changes not in place (see the top) */
 };
 
 static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
@@ -454,18 +459,65 @@ static int drop_rename_source(struct replay *rp, const struct rec *r,
 	return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
 }
 
+/* Is there a regular file for `id`? 1 yes, 0 no. */
+static int file_present(struct store *s, const char *id)
+{
+	struct stat st;
+
+	return s->be->ops->stat(s->be, id, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/*
+ * no_write: is `r`, the last change of `id`'s content, in place already
+ * (and the source of a rename gone, if `r` is its last change too)?
+ * Counts and names what is not: putting it there is a write. Returns 0 or
+ * -errno if a file cannot be read.
+ */
+static int check_placed(struct replay *rp, const struct rec *r, const char *id,
+			uint64_t seq, bool last)
+{
+	char from[ID_MAX_LEN + 1];
+	struct entry *e;
+	int rc = 1;
+
+	if (last && r->type == REC_DEL)
+		rc = !file_present(rp->s, id);
+	else if (last)
+		rc = content_is(rp->s, id, &r->meta);
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && r->type == REC_RENAME) {
+		memcpy(from, r->from, r->from_len);
+		from[r->from_len] = '\0';
+		e = idx_find(&rp->s->ix, from, r->from_len);
+		if (e && e->replay_seq == seq)
+			rc = !file_present(rp->s, from);
+	}
+	if (rc == 0) {
+		rp->unplaced++;
+		rlog_err("record %s: version %llu is in the journal but not in "
+			 "place yet (recovery has not run: it writes)",
+			 id, (unsigned long long)r->meta.version);
+	}
+	return 0;
+}
+
 /* Pass 2 for one change (a single record, or one part of a txn). */
 static int pass2_one(struct replay *rp, uint64_t seq, const struct rec *r)
 {
 	char id[ID_MAX_LEN + 1];
 	struct entry *e;
+	bool last;
 	int rc = 0;
 
 	memcpy(id, r->id, r->id_len);
 	id[r->id_len] = '\0';
 	e = idx_find(&rp->s->ix, id, r->id_len);
 	/* else a later record decides this one's content */
-	if (e && e->replay_seq == seq)
+	last = e && e->replay_seq == seq;
+	if (rp->s->opts.no_write)
+		return check_placed(rp, r, id, seq, last);
+	if (last)
 		rc = materialize(rp, r, id);
 	if (rc == 0 && r->type == REC_RENAME)
 		rc = drop_rename_source(rp, r, seq);
@@ -522,10 +574,17 @@ int store_recover(struct store *s)
 	}
 	if (rep.last_seq > rev)
 		rev = rep.last_seq;
-	be_file_clean_tmp(s->be);
+	if (rp.unplaced) {
+		rlog_err("%s: %llu changes in the journal are not in place: "
+			 "the store was left untouched (opened without writes)",
+			 s->path, (unsigned long long)rp.unplaced);
+		return -EROFS;
+	}
+	if (!s->opts.no_write)
+		be_file_clean_tmp(s->be);
 	if (s->hist && !s->opts.read_only)
 		(void)hist_clean_blobs(s->hist); /* logged; retried next open */
-	if (rep.records || rep.torn_bytes)
+	if (!s->opts.no_write && (rep.records || rep.torn_bytes))
 		rlog_info("%s: recovered %llu journal records (%llu files "
 			  "restored, %llu lost, %llu torn bytes ignored)",
 			  s->path, (unsigned long long)rep.records,

@@ -139,9 +139,9 @@ static int check_empty(int dirfd, const char *path)
 			continue;
 		if (!strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new"))
 			continue; /* store_init makes it */
-		rlog_err("%s: directory is not empty (found \"%s\"); use "
-			 "--adopt to turn its files into records",
-			 path, n);
+		rlog_err("%s: directory is not empty (found \"%s\"); "
+			 "`recfsctl init --adopt %s` makes its files records",
+			 path, n, path);
 		rc = -ENOTEMPTY;
 		break;
 	}
@@ -326,12 +326,17 @@ static int open_file_store(struct store *s)
 	if (rc) {
 		rlog_err("%s", why[0] ? why : "cannot read the format file");
 		if (rc == -ENOENT)
-			rlog_err("%s: not a recfs store (no %s); create one "
-				 "with `recfsctl init %s`",
-				 s->path, FORMAT_FILE, s->path);
+			rlog_err(
+				"%s: not a recfs store (no %s); create one "
+				"with `recfsctl init %s`, or make the files "
+				"in it records with `recfsctl init --adopt %s`",
+				s->path, FORMAT_FILE, s->path, s->path);
 		return rc;
 	}
-	rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));
+	if (s->opts.no_write)
+		rc = lock_acquire_shared(&s->lock, s->dirfd, msg, sizeof(msg));
+	else
+		rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));
 	if (rc) {
 		rlog_err("%s: %s", s->path, msg[0] ? msg : strerror(-rc));
 		return rc;
@@ -380,6 +385,10 @@ int store_open(struct store **out, const struct store_opts *opts)
 		s->opts.max_record_size = STORE_DEFAULT_MAX_RECORD;
 	if (!s->opts.checkpoint_bytes)
 		s->opts.checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	if (s->opts.no_write) {
+		s->opts.read_only = true;
+		s->opts.create = false;
+	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ckpt_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
@@ -1145,13 +1154,13 @@ int store_lock_holder(const char *path, char *msg, size_t msglen)
 	return rc;
 }
 
-int store_unlock_force(const char *path)
+int store_unlock_force(const char *path, char *msg, size_t msglen)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return -errno;
-	rc = lock_force(fd);
+	rc = lock_force(fd, msg, msglen);
 	close(fd);
 	return rc;
 }

@@ -46,6 +46,15 @@ struct store_opts {
 	enum store_backend backend;
 	bool create;		   /* create the store if it does not exist */
 	bool read_only;		   /* refuse every change with -EROFS */
+	bool no_write;		   /* read_only, and write nothing at all in
+				      the store directory (recfsctl verify):
+				      the lock is taken shared, without a
+				      record; recovery only checks that the
+				      journal's last changes are in place
+				      (store_open fails with -EROFS, naming
+				      them, if one is not); a torn journal
+				      tail, stray stages and history.idx
+				      are left as they are */
 	uint64_t max_record_size;  /* 0: STORE_DEFAULT_MAX_RECORD */
 	uint64_t checkpoint_bytes; /* journal size that triggers a checkpoint;
 				      0: default (64 MiB) */
@@ -670,8 +679,14 @@ void store_hash_format(const uint8_t hash[16], char buf[64]);
  */
 int store_lock_holder(const char *path, char *msg, size_t msglen);
 
-/* Remove the lock of the store at `path` whoever holds it. */
-int store_unlock_force(const char *path);
+/*
+ * Remove the lock of the store at `path` (recfsctl unlock --force), unless
+ * a live process on this host holds it: then -EBUSY, and `msg` names its
+ * pid, host and start time. The lock of another host is removed (it
+ * cannot be checked from here) and `msg` names it, for a warning. Returns
+ * 0 (also if there was no lock), -EBUSY or -errno.
+ */
+int store_unlock_force(const char *path, char *msg, size_t msglen);
 
 /* Scratch files: store_scratch_* */
 #include "scratch.h"

@@ -527,9 +527,13 @@ int store_verify_history(struct store *s, struct store_verify_report *rep,
 	rep->hist_versions = hr.versions;
 	rep->hist_bad += hr.no_blob;
 	if (hist_done(s->hist) < store_revision(s)) {
-		rlog_info("%s: the history is behind the journal (read-only): "
-			  "its last tree is not compared with the records",
-			  s->path);
+		/* writing them is what a read-only verify must not do; the
+		   journal keeps them, so nothing is lost */
+		rlog_warn("%s: the history is %" PRIu64 " revisions behind "
+			  "the journal (the next mount, or verify --repair, "
+			  "writes them): its last tree was not compared with "
+			  "the records",
+			  s->path, store_revision(s) - hist_done(s->hist));
 		return 0;
 	}
 	pthread_mutex_lock(&s->mu);

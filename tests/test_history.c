@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -73,6 +75,7 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 
 static void teardown(void)
 {
+	umount2(base, MNT_DETACH); /* small_fs(), if it was used */
 	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	git_libgit2_shutdown();
 }
@@ -571,6 +574,65 @@ Test(history, rename_gives_the_target_the_source_blob_and_deletes_it)
 	close_store(s);
 }
 
+/* What store_history_each says of one (id, version, deleted). */
+struct who_find {
+	const char *id;
+	uint64_t version;
+	bool deleted;
+	struct store_version v;
+	unsigned n;
+};
+
+static int who_cb(void *arg, const char *id, const struct store_version *v)
+{
+	struct who_find *f = arg;
+
+	if (!strcmp(id, f->id) && v->version == f->version &&
+	    v->deleted == f->deleted) {
+		f->v = *v;
+		f->n++;
+	}
+	return 0;
+}
+
+static void check_who(struct store *s, const char *id, uint64_t version,
+		      bool deleted, const struct store_who *who)
+{
+	struct who_find f = {.id = id, .version = version, .deleted = deleted};
+	char *out;
+
+	cr_assert_eq(store_history_each(s, id, who_cb, &f), 0);
+	cr_assert_eq(f.n, 1, "%s v%" PRIu64 "%s: %u entries", id, version,
+		     deleted ? " (delete)" : "", f.n);
+	cr_assert_eq(f.v.uid, who->uid, "%s: uid %" PRIu32, id, f.v.uid);
+	cr_assert_eq(f.v.pid, who->pid, "%s: pid %" PRIu32, id, f.v.pid);
+	cr_assert_str_eq(f.v.comm, who->comm, "%s: comm \"%s\"", id, f.v.comm);
+	/* and in the trailers of the commit, as stock git shows them */
+	out = run("git -C '%s' show -s --format=%%B %s | grep -c "
+		  "'^Recfs-Comm: %s$'",
+		  gitdir, f.v.commit, who->comm);
+	cr_assert_geq(strtoul(out, NULL, 10), 1, "%s: no Recfs-Comm: %s", id,
+		      who->comm);
+	free(out);
+}
+
+/* mv a b: both trailer blocks of the rename (b's new version, a's
+   delete) name who did it, as for any other change. */
+Test(history, rename_records_who_made_it)
+{
+	const struct store_who who = {.uid = 4321, .pid = 999, .comm = "mv"};
+	struct store_result r;
+	struct store *s = open_store();
+
+	put(s, "src", "moving");
+	put(s, "dst", "old");
+	cr_assert_eq(store_rename(s, "src", "dst", NULL, &who, &r), 0);
+	drain(s);
+	check_who(s, "dst", r.version, false, &who);
+	check_who(s, "src", 1, true, &who);
+	close_store(s);
+}
+
 Test(history, file_and_namespace_swap_in_one_batch)
 {
 	struct store *s = open_slow(60000, NULL);
@@ -979,6 +1041,145 @@ Test(history, drain_returns_a_persistent_error_and_nothing_is_lost)
 	cr_assert_eq(store_history_get(s, "e", 2, &buf, &len, &v), 0);
 	cr_assert(len == 6 && !memcmp(buf, "during", 6));
 	free(buf);
+	close_store(s);
+	io_free(io);
+}
+
+/* ---- a full disk ----------------------------------------------------------
+ */
+
+/*
+ * Put the test's directory on a tmpfs of `size`, in a mount namespace of
+ * the test's own process: whatever happens, the mount goes with it. Skips
+ * the test without the privilege to do so.
+ */
+static void small_fs(const char *size)
+{
+	char opts[64];
+
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		cr_skip_test("cannot make a mount namespace (%s): needs root",
+			     strerror(errno));
+	snprintf(opts, sizeof(opts), "size=%s,mode=0700", size);
+	cr_assert_eq(mount("tmpfs", base, "tmpfs", 0, opts), 0,
+		     "mount tmpfs on %s: %s", base, strerror(errno));
+}
+
+/* Fill the file system of `path` with a file of that name. */
+static void fill_fs(const char *path)
+{
+	static char buf[65536];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	memset(buf, 'z', sizeof(buf));
+	while (write(fd, buf, sizeof(buf)) > 0)
+		;
+	cr_assert_eq(errno, ENOSPC);
+	/* tmpfs gives the last partial pages too */
+	while (write(fd, buf, 1) > 0)
+		;
+	close(fd);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How many times `needle` is in `hay`. */
+static unsigned count_of(const char *hay, const char *needle)
+{
+	unsigned n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/*
+ * The history writer on a full disk: its error is ENOSPC (in its log
+ * line and in store_status), not an unknown error or EIO; it backs off
+ * instead of trying again and again; and once space is freed it catches
+ * up with nothing lost.
+ */
+Test(history, a_full_disk_is_enospc_and_the_writer_backs_off)
+{
+	char filler[PATH_MAX + 16], logf[PATH_MAX + 16], *log;
+	struct store_status st;
+	struct store_version v;
+	struct io *io = NULL;
+	uint8_t data[65536], *big;
+	struct store *s;
+	int saved, fd;
+	void *buf;
+	size_t len;
+
+	small_fs("8m");
+	cr_assert_eq(io_new(&io), 0);
+	s = open_slow(1, io);
+	put(s, "e", "before");
+	drain(s);
+	/* hold the writer inside its next batch, then fill the disk */
+	cr_assert_eq(io_arm(io, "hist.commit", IO_STALL, 0, 1, 1), 0);
+	fill(data, sizeof(data), 7);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] ^= (uint8_t)rand(); /* incompressible */
+	put_buf(s, "e", data, sizeof(data));
+	big = malloc(BIG_LEN);
+	cr_assert_not_null(big);
+	for (size_t i = 0; i < BIG_LEN; i++)
+		big[i] = (uint8_t)rand(); /* a loose object, streamed */
+	put_buf(s, "big", big, BIG_LEN);
+	while (io_stalled(io, "hist.commit") == 0)
+		usleep(10000);
+	snprintf(filler, sizeof(filler), "%s/filler", base);
+	fill_fs(filler);
+	/* what the writer logs from now on */
+	snprintf(logf, sizeof(logf), "/tmp/recfs-hist-log.%d", (int)getpid());
+	fd = open(logf, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	cr_assert_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	io_disarm_all(io); /* releases the writer */
+	/* 3 s of drains asked again and again: each asks the writer to try
+	   now, and it must not spin for them either */
+	for (int64_t end = now_ms() + 3000; now_ms() < end;)
+		cr_assert_neq(store_history_drain(s, 50), 0);
+	store_status_get(s, &st);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log = run("cat '%s'; rm -f '%s'", logf, logf);
+	close(fd);
+	cr_expect_eq(st.history_error, -ENOSPC, "history_error %d (%s)",
+		     st.history_error, strerror(-st.history_error));
+	cr_expect_geq(st.history_lag, 1);
+	cr_expect_neq(count_of(log, "ENOSPC"), 0, "log: %s", log);
+	cr_expect_eq(count_of(log, "unknown error"), 0, "log: %s", log);
+	/* 100 ms, doubling (1 s at most for a drain): about 6 attempts in
+	   3 s, not one per drain */
+	cr_expect_leq(count_of(log, "is not written yet"), 8, "log: %s", log);
+	cr_expect_geq(count_of(log, "is not written yet"), 1, "log: %s", log);
+	free(log);
+	/* space back: the history catches up, nothing lost */
+	cr_assert_eq(unlink(filler), 0);
+	drain(s);
+	store_status_get(s, &st);
+	cr_expect_eq(st.history_error, 0);
+	cr_expect_eq(st.history_lag, 0);
+	cr_assert_eq(store_history_get(s, "e", 2, &buf, &len, &v), 0);
+	cr_expect(len == sizeof(data) && !memcmp(buf, data, len));
+	free(buf);
+	cr_assert_eq(store_history_get(s, "big", 1, &buf, &len, &v), 0);
+	cr_expect(len == BIG_LEN && !memcmp(buf, big, len));
+	free(buf);
+	free(big);
 	close_store(s);
 	io_free(io);
 }

@@ -196,7 +196,8 @@ Test(lock, holder_of_a_store_without_lock_file_is_nobody)
 
 	cr_expect_eq(lock_holder(dirfd_, msg, sizeof(msg)), -ENOENT);
 	cr_expect_not_null(strstr(msg, "not locked"), "msg: %s", msg);
-	cr_expect_eq(lock_force(dirfd_), 0);
+	cr_expect_eq(lock_force(dirfd_, msg, sizeof(msg)), 0);
+	cr_expect_not_null(strstr(msg, "not locked"), "msg: %s", msg);
 }
 
 Test(lock, killed_holder_is_recovered_and_its_record_replaced)
@@ -311,7 +312,11 @@ Test(lock, force_then_acquire_takes_another_hosts_lock)
 
 	put_str(LOCK_FILE, other_host_rec);
 	cr_assert_eq(lock_acquire(&l, dirfd_, msg, sizeof(msg)), -EBUSY);
-	cr_assert_eq(lock_force(dirfd_), 0);
+	cr_assert_eq(lock_force(dirfd_, msg, sizeof(msg)), 0);
+	/* removed, with a warning naming whose it was */
+	cr_expect_not_null(strstr(msg, "far-away.example"), "msg: %s", msg);
+	cr_expect_not_null(strstr(msg, "4242"), "msg: %s", msg);
+	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
 	cr_assert_eq(lock_acquire(&l, dirfd_, msg, sizeof(msg)), 0, "msg: %s",
 		     msg);
 	cr_expect_eq(mode_of(LOCK_FILE), 0600);
@@ -380,6 +385,104 @@ Test(lock, forked_child_keeps_the_lock_after_the_parent_exits)
 	snprintf(want, sizeof(want), "\"pid\":%d,", (int)getpid());
 	cr_expect_not_null(strstr(buf, want), "record: %s", buf);
 	lock_release(l);
+}
+
+/*
+ * unlock --force while the holder is a live process on this host (here a
+ * child that took the lock): refused, naming it, the file untouched; once
+ * the holder is gone the same call removes the lock.
+ */
+Test(lock, force_refuses_while_a_live_holder_on_this_host_has_it)
+{
+	struct stat before, after;
+	char rec[4096], now[4096];
+	char msg[512], want[64];
+	int pfd[2];
+	pid_t child;
+	char c = 0;
+	int status;
+
+	cr_assert_eq(pipe(pfd), 0);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct store_lock *cl = NULL;
+
+		close(pfd[0]);
+		if (lock_acquire(&cl, dirfd_, NULL, 0) != 0)
+			_exit(1);
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(1);
+		alarm(30); /* never outlive a failed test for long */
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	cr_assert_eq(read(pfd[0], &c, 1), 1, "child could not lock");
+	close(pfd[0]);
+	get_file(LOCK_FILE, rec, sizeof(rec));
+	cr_assert_eq(fstatat(dirfd_, LOCK_FILE, &before, 0), 0);
+
+	cr_expect_eq(lock_force(dirfd_, msg, sizeof(msg)), -EBUSY);
+	snprintf(want, sizeof(want), "pid %d on host ", (int)child);
+	cr_expect_not_null(strstr(msg, want), "msg: %s", msg);
+	cr_expect_not_null(strstr(msg, " since 20"), "msg: %s", msg);
+	cr_assert_eq(fstatat(dirfd_, LOCK_FILE, &after, 0), 0);
+	cr_expect_eq(after.st_ino, before.st_ino, "the lock file was replaced");
+	get_file(LOCK_FILE, now, sizeof(now));
+	cr_expect_str_eq(now, rec);
+	/* and the holder still holds it */
+	cr_expect_eq(lock_holder(dirfd_, msg, sizeof(msg)), 0);
+
+	kill(child, SIGKILL);
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_expect_eq(lock_force(dirfd_, msg, sizeof(msg)), 0, "msg: %s", msg);
+	cr_expect_not_null(strstr(msg, "stale"), "msg: %s", msg);
+	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
+}
+
+/* The shared lock of an open that writes nothing (recfsctl verify). */
+Test(lock, shared_lock_writes_nothing_and_keeps_writers_out)
+{
+	struct store_lock *l = NULL, *w = NULL;
+	char host[256], rec[512], buf[4096], msg[512];
+
+	/* no lock file: none is created */
+	cr_assert_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
+	lock_release(l);
+	cr_expect_eq(faccessat(dirfd_, LOCK_FILE, F_OK, 0), -1);
+	/* a stale record of this host stays as it is, held or released */
+	our_hostname(host, sizeof(host));
+	snprintf(rec, sizeof(rec),
+		 "{\"pid\":1,\"host\":\"%s\",\"start\":\"2020-01-01T00:00:"
+		 "00Z\"}",
+		 host);
+	put_str(LOCK_FILE, rec);
+	cr_assert_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	get_file(LOCK_FILE, buf, sizeof(buf));
+	cr_expect_str_eq(buf, rec);
+	/* a writer is kept out meanwhile; another reader is not */
+	cr_expect_eq(lock_acquire(&w, dirfd_, msg, sizeof(msg)), -EBUSY);
+	cr_assert_eq(lock_acquire_shared(&w, dirfd_, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	lock_release(w);
+	lock_release(l);
+	get_file(LOCK_FILE, buf, sizeof(buf));
+	cr_expect_str_eq(buf, rec);
+	/* a live holder keeps a reader out, naming it */
+	cr_assert_eq(lock_acquire(&w, dirfd_, NULL, 0), 0);
+	cr_expect_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), -EBUSY);
+	cr_expect_not_null(strstr(msg, "locked by pid"), "msg: %s", msg);
+	lock_release(w);
+	/* and another host's record too */
+	put_str(LOCK_FILE, other_host_rec);
+	cr_expect_eq(lock_acquire_shared(&l, dirfd_, msg, sizeof(msg)), -EBUSY);
+	cr_expect_not_null(strstr(msg, "far-away.example"), "msg: %s", msg);
+	get_file(LOCK_FILE, buf, sizeof(buf));
+	cr_expect_str_eq(buf, other_host_rec);
 }
 
 Test(lock, garbage_records_are_replaced_without_crashing)

@@ -277,6 +277,29 @@ static int cmd_stats(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/*
+ * Without --repair nothing in the store is written (SPEC 7): not the lock
+ * record, not recovery, not the journal's tail, not the history. With it,
+ * opening runs recovery, so the store is consistent with its journal.
+ */
+static int open_for_verify(const char *path, bool repair, struct store **s)
+{
+	struct store_opts o = {.path = path, .no_write = !repair};
+	int rc = store_open(s, &o);
+
+	if (rc == -EROFS)
+		fprintf(stderr,
+			"recfsctl verify: %s: not verified: changes in its "
+			"journal are not in place yet (named above) and "
+			"putting them there is a write; `recfsctl verify "
+			"--repair %s` (or mounting it) does that\n",
+			path, path);
+	else if (rc)
+		fprintf(stderr, "recfsctl verify: %s: cannot open store: %s\n",
+			path, strerror(-rc));
+	return rc;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	bool json = ctl_take_flag(&argc, argv, "--json");
@@ -287,12 +310,10 @@ static int cmd_verify(int argc, char **argv)
 
 	if (argc != 2)
 		return ctl_usage_error("expects one STORE");
-	/* opening runs recovery, so a store that opens is consistent with
-	   its journal; verify then checks every file against its hash */
 	if (refuse_mount_point(argv[1], "verify the store directory once "
 					"it is unmounted"))
 		return EXIT_FAIL;
-	if (ctl_open_store(argv[1], false, &s))
+	if (open_for_verify(argv[1], repair, &s))
 		return EXIT_FAIL;
 	rc = repair ? store_verify_repair(s, &rep) : store_verify(s, &rep);
 	if (json)
@@ -350,18 +371,14 @@ static int cmd_unlock(int argc, char **argv)
 			argv[1]);
 		return EXIT_FAIL;
 	}
-	rc = store_lock_holder(argv[1], msg, sizeof(msg));
-	if (rc == 0)
-		fprintf(stderr,
-			"recfsctl unlock: removing the lock held by a "
-			"live process: %s\n",
-			msg);
-	rc = store_unlock_force(argv[1]);
-	if (rc && rc != -ENOENT) {
+	/* refused while a live process on this host holds it (SPEC 6) */
+	rc = store_unlock_force(argv[1], msg, sizeof(msg));
+	if (rc) {
 		fprintf(stderr, "recfsctl unlock: %s: %s\n", argv[1],
-			strerror(-rc));
+			msg[0] ? msg : strerror(-rc));
 		return EXIT_FAIL;
 	}
+	fprintf(stderr, "recfsctl unlock: %s\n", msg);
 	printf("unlocked %s\n", argv[1]);
 	return EXIT_OK;
 }
@@ -412,8 +429,10 @@ static const struct cmd cmds[] = {
 	 "or (from its daemon) of a mount point.",
 	 cmd_stats},
 	{"verify", "[--repair] [--json] STORE",
-	 "Recover the store if needed and check every record against its "
-	 "hash and the history. Exit 1 if anything is wrong. --repair: a "
+	 "Check every record against its hash and the history, writing "
+	 "nothing in the store (changes a crash left unrecovered in the "
+	 "journal: named, exit 1). Exit 1 if anything is wrong. --repair: "
+	 "recover the store first, then a "
 	 "record file that does not match its version (or is missing) gets "
 	 "that version's content back from the history, a deleted record's "
 	 "left-over file that the history keeps is removed, and a history "
@@ -442,8 +461,11 @@ static const struct cmd cmds[] = {
 	 "Exit 1 if CMD fails or the budget is spent.",
 	 ctl_update},
 	{"unlock", "--force STORE",
-	 "Remove the store lock whoever holds it (after a crash on another "
-	 "host).",
+	 "Remove the store lock (after a crash on another host; a lock "
+	 "left by a dead process on this host is recovered by itself). "
+	 "Refused (exit 1, naming the holder's pid, host and start time) "
+	 "while a live process on this host holds it; the lock of another "
+	 "host is removed with a warning naming it.",
 	 cmd_unlock},
 };
 
