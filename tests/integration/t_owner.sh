@@ -62,15 +62,15 @@ check "[ \"\$(stat -c %u:%g '$MNT/u/own')\" = $TUID:$TGID ]" \
 	"u/own belongs to $TUSER ($TUID:$TGID): $(stat -c %u:%g "$MNT/u/own")"
 out=$(as_user chown 0 "$MNT/u/own" 2>&1)
 rc=$?
-check "[ $rc != 0 ] && grep -q 'Operation not permitted' <<<'$out'" \
+check "[ $rc != 0 ] && grep -q 'Operation not permitted' <<<\"\$out\"" \
 	"$TUSER: chown of its own file to uid 0 fails with EPERM ($out)"
 out=$(as_user chown 1234 "$MNT/u/own" 2>&1)
 rc=$?
-check "[ $rc != 0 ] && grep -q 'Operation not permitted' <<<'$out'" \
+check "[ $rc != 0 ] && grep -q 'Operation not permitted' <<<\"\$out\"" \
 	"$TUSER: chown of its own file to uid 1234 fails with EPERM ($out)"
 out=$(as_user chgrp 0 "$MNT/u/own" 2>&1)
 rc=$?
-check "[ $rc != 0 ] && grep -q 'Operation not permitted' <<<'$out'" \
+check "[ $rc != 0 ] && grep -q 'Operation not permitted' <<<\"\$out\"" \
 	"$TUSER: chgrp to group 0, which it is not in, fails with EPERM ($out)"
 check "[ \"\$(stat -c %u:%g '$MNT/u/own')\" = $TUID:$TGID ]" \
 	"... and u/own is still $TUID:$TGID ($(stat -c %u:%g "$MNT/u/own"))"
