@@ -7,9 +7,10 @@
  *   coherent [-n ROUNDS] [-x] FILE
  *
  * Two processes: A (the parent) writes FILE ROUNDS times, each round in
- * one of four ways, in turn: open O_WRONLY|O_TRUNC + write + close; write
- * FILE.tmp and rename it onto FILE; open O_WRONLY (no O_TRUNC) + pwrite
- * + ftruncate + close; open O_APPEND + write + close. Each makes one new
+ * one of four ways, in turn: open O_WRONLY|O_TRUNC + write + close; open
+ * O_WRONLY (no O_TRUNC) + pwrite + ftruncate + close; open O_APPEND +
+ * write + close; and one round in 8, write FILE.tmp and rename it onto
+ * FILE. Each makes one new
  * version with a size and content of its own. After each close(2) or
  * rename(2) has returned, A sends B (a child, long-lived, so that no exec
  * is timed) the round and the content FILE must now have. B then,
@@ -94,6 +95,12 @@ enum style { W_TRUNC, W_RENAME, W_OVERWRITE, W_APPEND, W_N };
 static const char *const style_names[W_N] = {
 	"O_TRUNC", "rename", "overwrite+ftruncate", "O_APPEND",
 };
+/* the ways in turn; a rename (two commits: FILE.tmp, then FILE) is rarer */
+static const enum style styles[8] = {
+	W_TRUNC, W_OVERWRITE, W_APPEND, W_RENAME,
+	W_TRUNC, W_OVERWRITE, W_APPEND, W_TRUNC,
+};
+#define STYLE(round) styles[(round) % 8]
 
 /*
  * A's round: make e (round and previous content) the next version in
@@ -215,7 +222,7 @@ static int reader(const char *path, bool xattr, int from_a, int to_a)
 				       "%lld, fstat size %lld, want %d; "
 				       "version %ld, want %ld; read %d bytes, "
 				       "ending %.*s)\n",
-				       round, style_names[round % W_N],
+				       round, style_names[STYLE(round)],
 				       stale_names[i],
 				       (long long)st.st_size,
 				       (long long)fst.st_size, n, v,
@@ -296,10 +303,10 @@ int main(int argc, char **argv)
 		char ack;
 
 		if (round > 0 &&
-		    write_round(path, tmp, &e, round, round % W_N) != 0) {
+		    write_round(path, tmp, &e, round, STYLE(round)) != 0) {
 			if (failed_writes++ < 10)
 				printf("round %ld (%s): the writer failed: %s\n",
-				       round, style_names[round % W_N],
+				       round, style_names[STYLE(round)],
 				       strerror(errno));
 		}
 		/* close(2) (or rename(2)) has returned: now B looks */

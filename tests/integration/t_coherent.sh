@@ -3,8 +3,9 @@
 # (SPEC 3: "Once close(2) of a commit has returned, every later open,
 # stat, read or getfattr from any process sees the new version"):
 #  - tests/integration/coherent: 10,000 rounds; A (a process) writes the
-#    record in turn with O_TRUNC, tmp + rename, overwrite + ftruncate and
-#    O_APPEND; after each close/rename B (a second, long-lived process,
+#    record in turn with O_TRUNC, overwrite + ftruncate and O_APPEND, and
+#    one round in 8 by tmp + rename; after each close/rename B (a second,
+#    long-lived process (no exec per round: 10,000 execs are too slow),
 #    direct syscalls: stat, getxattr user.recfs.version, open afresh,
 #    fstat, read) checks size, version and content; stale answers: 0;
 #  - the real programs, fewer rounds (each is 3 execs): the shell writes
