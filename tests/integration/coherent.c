@@ -93,7 +93,10 @@ static int read_full(int fd, void *p, size_t n)
 
 enum style { W_TRUNC, W_RENAME, W_OVERWRITE, W_APPEND, W_N };
 static const char *const style_names[W_N] = {
-	"O_TRUNC", "rename", "overwrite+ftruncate", "O_APPEND",
+	"O_TRUNC",
+	"rename",
+	"overwrite+ftruncate",
+	"O_APPEND",
 };
 /* the ways in turn; a rename (two commits: FILE.tmp, then FILE) is rarer */
 static const enum style styles[8] = {
@@ -176,7 +179,7 @@ static const char *const stale_names[S_N] = {
 /* B: answer each round A announces; returns the exit status */
 static int reader(const char *path, bool xattr, int from_a, int to_a)
 {
-	long counts[S_N] = { 0 }, v0 = -1, round, total = 0, rounds = 0;
+	long counts[S_N] = {0}, v0 = -1, round, total = 0, rounds = 0;
 	static struct expect e;
 	static char got[MAXCONTENT * 2];
 	int printed = 0;
@@ -184,10 +187,10 @@ static int reader(const char *path, bool xattr, int from_a, int to_a)
 	while (read_full(from_a, &e, sizeof(e)) == sizeof(e)) {
 		int n = e.len, fd, r;
 		const char *want = e.data;
-		bool bad[S_N] = { false };
+		bool bad[S_N] = {false};
 
 		round = e.round;
-		struct stat st = { 0 }, fst = { 0 };
+		struct stat st = {0}, fst = {0};
 		long v = -2;
 
 		memset(got, 0, sizeof(got));
@@ -223,12 +226,12 @@ static int reader(const char *path, bool xattr, int from_a, int to_a)
 				       "version %ld, want %ld; read %d bytes, "
 				       "ending %.*s)\n",
 				       round, style_names[STYLE(round)],
-				       stale_names[i],
-				       (long long)st.st_size,
-				       (long long)fst.st_size, n, v,
-				       v0 + round, r > 0 ? r : 0,
+				       stale_names[i], (long long)st.st_size,
+				       (long long)fst.st_size, n, v, v0 + round,
+				       r > 0 ? r : 0,
 				       r > 1 ? (r - 1 < 24 ? r - 1 : 24) : 0,
-				       r > 1 ? got + r - 1 - (r - 1 < 24 ? r - 1 : 24)
+				       r > 1 ? got + r - 1 -
+						       (r - 1 < 24 ? r - 1 : 24)
 					     : got);
 			}
 		}
@@ -305,7 +308,8 @@ int main(int argc, char **argv)
 		if (round > 0 &&
 		    write_round(path, tmp, &e, round, STYLE(round)) != 0) {
 			if (failed_writes++ < 10)
-				printf("round %ld (%s): the writer failed: %s\n",
+				printf("round %ld (%s): the writer failed: "
+				       "%s\n",
 				       round, style_names[STYLE(round)],
 				       strerror(errno));
 		}

@@ -90,7 +90,7 @@ static int save(const char *path, const struct buf *b)
 
 int main(int argc, char **argv)
 {
-	struct buf rd = { 0 }, pr = { 0 };
+	struct buf rd = {0}, pr = {0};
 	size_t first = 0;
 	struct stat st;
 	const char *path, *out;
@@ -102,7 +102,7 @@ int main(int argc, char **argv)
 		if (c != 'r')
 			goto usage;
 		first = strcmp(optarg, "all") == 0 ? SIZE_MAX
-						    : strtoul(optarg, NULL, 0);
+						   : strtoul(optarg, NULL, 0);
 	}
 	if (argc - optind < 4 || strcmp(argv[optind + 2], "--") != 0)
 		goto usage;
@@ -112,7 +112,8 @@ int main(int argc, char **argv)
 
 	fd = open(path, O_RDONLY);
 	if (fd < 0) {
-		fprintf(stderr, "fdcheck: open %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "fdcheck: open %s: %s\n", path,
+			strerror(errno));
 		return 1;
 	}
 	if (first && (e = slurp(fd, &rd, first, -1)) != 0) {
@@ -128,7 +129,8 @@ int main(int argc, char **argv)
 	if (pid == 0) {
 		close(fd);
 		execvp(cmd[0], cmd);
-		fprintf(stderr, "fdcheck: exec %s: %s\n", cmd[0], strerror(errno));
+		fprintf(stderr, "fdcheck: exec %s: %s\n", cmd[0],
+			strerror(errno));
 		_exit(127);
 	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

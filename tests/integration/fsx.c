@@ -50,12 +50,12 @@ enum op {
 };
 
 static const char *const op_names[OP_COUNT] = {
-	"write", "read", "read2", "truncate", "closeopen",
-	"fsync", "fstat", "mapwrite", "mapread", "reopen2",
+	"write", "read",  "read2",    "truncate", "closeopen",
+	"fsync", "fstat", "mapwrite", "mapread",  "reopen2",
 };
 
 /* relative weights; mmap ops get 0 with -M */
-static unsigned op_weight[OP_COUNT] = { 24, 18, 8, 7, 7, 4, 5, 8, 5, 2 };
+static unsigned op_weight[OP_COUNT] = {24, 18, 8, 7, 7, 4, 5, 8, 5, 2};
 
 #define HISTORY 24
 
@@ -68,13 +68,13 @@ struct fsx {
 	size_t maxop;
 	bool verbose;
 	long opnum;
-	int fd;      /* O_RDWR [| O_APPEND] */
-	int fd2;     /* O_RDONLY, long-lived */
-	bool append; /* fd is O_APPEND */
-	bool no_append; /* -A: never reopen O_APPEND */
+	int fd;		      /* O_RDWR [| O_APPEND] */
+	int fd2;	      /* O_RDONLY, long-lived */
+	bool append;	      /* fd is O_APPEND */
+	bool no_append;	      /* -A: never reopen O_APPEND */
 	unsigned char *model; /* maxlen bytes; zero past size */
 	size_t size;
-	unsigned char *buf;   /* maxlen bytes of scratch */
+	unsigned char *buf; /* maxlen bytes of scratch */
 	long pagesize;
 	char history[HISTORY][128];
 	long counts[OP_COUNT];
@@ -297,8 +297,9 @@ static void check_read(struct fsx *f, int fd, const char *what)
 	if (got != want) {
 		if (got > want)
 			compare(f, what, f->buf, off, got);
-		fail(f, "%s at %zu of %zu bytes gave %zu bytes, expected %zu "
-			"(file size %zu)",
+		fail(f,
+		     "%s at %zu of %zu bytes gave %zu bytes, expected %zu "
+		     "(file size %zu)",
 		     what, off, len, got, want, f->size);
 	}
 	compare(f, what, f->buf, off, got);
@@ -328,8 +329,8 @@ static void do_truncate(struct fsx *f)
 
 static void do_closeopen(struct fsx *f)
 {
-	static const int variants[] = { 0, 0, O_TRUNC, O_APPEND };
-	static const char *const vnames[] = { "", "", "|O_TRUNC", "|O_APPEND" };
+	static const int variants[] = {0, 0, O_TRUNC, O_APPEND};
+	static const char *const vnames[] = {"", "", "|O_TRUNC", "|O_APPEND"};
 	unsigned v = (unsigned)rnd_below(f, 4);
 
 	if (v == 3 && f->no_append)
@@ -373,7 +374,8 @@ static void do_map(struct fsx *f, bool write)
 	int prot = PROT_READ | (write ? PROT_WRITE : 0);
 
 	if (f->size == 0) {
-		logop(f, "map%s: skipped, empty file", write ? "write" : "read");
+		logop(f, "map%s: skipped, empty file",
+		      write ? "write" : "read");
 		return;
 	}
 	off = rnd_below(f, f->size);
@@ -382,13 +384,14 @@ static void do_map(struct fsx *f, bool write)
 		len = f->size - off;
 	pg = off & ~((size_t)f->pagesize - 1);
 	maplen = off + len - pg;
-	logop(f, "map%s %zu+%zu (size %zu)", write ? "write" : "read", off,
-	      len, f->size);
+	logop(f, "map%s %zu+%zu (size %zu)", write ? "write" : "read", off, len,
+	      f->size);
 	p = mmap(NULL, maplen, prot, MAP_SHARED, f->fd, (off_t)pg);
 	if (p == MAP_FAILED)
 		fail(f, "mmap(MAP_SHARED, PROT_READ%s, %zu at %zu): %s",
 		     write ? "|PROT_WRITE" : "", maplen, pg, strerror(errno));
-	compare(f, write ? "mapwrite (the mapping before the store)" : "mapread",
+	compare(f,
+		write ? "mapwrite (the mapping before the store)" : "mapread",
 		p + (off - pg), off, len);
 	if (write) {
 		fill(f, f->buf, off, len);
@@ -396,8 +399,8 @@ static void do_map(struct fsx *f, bool write)
 		memcpy(f->model + off, f->buf, len);
 		if (msync(p, maplen, MS_SYNC) != 0)
 			fail(f, "msync: %s", strerror(errno));
-		compare(f, "mapwrite (the mapping after msync)",
-			p + (off - pg), off, len);
+		compare(f, "mapwrite (the mapping after msync)", p + (off - pg),
+			off, len);
 	}
 	if (munmap(p, maplen) != 0)
 		fail(f, "munmap: %s", strerror(errno));
@@ -505,15 +508,19 @@ static void final_check(struct fsx *f)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: fsx [-n OPS] [-l MAXLEN] [-o MAXOP] [-M] [-A] [-v] "
-			"-s SEED FILE\n");
+	fprintf(stderr,
+		"usage: fsx [-n OPS] [-l MAXLEN] [-o MAXOP] [-M] [-A] [-v] "
+		"-s SEED FILE\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct fsx f = { .nops = 3000, .maxlen = 256 * 1024, .maxop = 64 * 1024,
-			 .fd = -1, .fd2 = -1 };
+	struct fsx f = {.nops = 3000,
+			.maxlen = 256 * 1024,
+			.maxop = 64 * 1024,
+			.fd = -1,
+			.fd2 = -1};
 	bool have_seed = false, mmap_on = true;
 	int c;
 
@@ -559,17 +566,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fsx: out of memory\n");
 		return 2;
 	}
-	printf("fsx: seed %" PRIu64 ", %ld ops, file %s, maxlen %zu, maxop %zu, "
+	printf("fsx: seed %" PRIu64
+	       ", %ld ops, file %s, maxlen %zu, maxop %zu, "
 	       "mmap %s, O_APPEND %s\n",
-	       f.seed, f.nops, f.path, f.maxlen, f.maxop, mmap_on ? "on" : "off",
-	       f.no_append ? "off" : "on");
+	       f.seed, f.nops, f.path, f.maxlen, f.maxop,
+	       mmap_on ? "on" : "off", f.no_append ? "off" : "on");
 	fflush(stdout);
 
 	/* created and closed first: the run is about an existing file (a
 	 * second open of a file still being created is t_fileops' matter) */
 	f.fd = open(f.path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (f.fd < 0 || close(f.fd) != 0) {
-		fprintf(stderr, "fsx: create %s: %s\n", f.path, strerror(errno));
+		fprintf(stderr, "fsx: create %s: %s\n", f.path,
+			strerror(errno));
 		return 2;
 	}
 	f.fd = open(f.path, O_RDWR);
@@ -586,8 +595,8 @@ int main(int argc, char **argv)
 		step(&f);
 	f.opnum = f.nops;
 	final_check(&f);
-	printf("fsx: seed %" PRIu64 ": %ld ops ok, final size %zu (",
-	       f.seed, f.nops, f.size);
+	printf("fsx: seed %" PRIu64 ": %ld ops ok, final size %zu (", f.seed,
+	       f.nops, f.size);
 	for (int i = 0; i < OP_COUNT; i++)
 		printf("%s%s %ld", i ? ", " : "", op_names[i], f.counts[i]);
 	printf(")\n");
