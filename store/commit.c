@@ -935,9 +935,3 @@ int store_set_owner(struct store *s, const char *id, uint32_t uid, uint32_t gid)
 
 	return change_meta(s, id, &c);
 }
-
-int store_set_owner(struct store *s, const char *id, uint32_t uid, uint32_t gid)
-{
-	(void)s, (void)id, (void)uid, (void)gid;
-	return -ENOSYS; /* not yet: the next commits */
-}
