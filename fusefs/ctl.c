@@ -61,7 +61,7 @@ static bool dir_on_this_mount(struct fs_ctx *c, const char *path)
 
 /* backup DEST: a consistent copy of the store (store_backup). */
 static int ctl_backup(struct fs_ctx *c, const struct store_who *who,
-			const char *arg)
+		      const char *arg)
 {
 	if (arg[0] != '/') {
 		rlog_err("ctl backup: %s: not an absolute path", arg);
@@ -76,7 +76,7 @@ static int ctl_backup(struct fs_ctx *c, const struct store_who *who,
 
 /* drain [MS]: write the history up to now; wait at most MS (10 s). */
 static int ctl_drain(struct fs_ctx *c, const struct store_who *who,
-			const char *arg)
+		     const char *arg)
 {
 	unsigned long ms = CTL_DRAIN_DEFAULT_MS;
 	char *end;
@@ -94,7 +94,7 @@ static int ctl_drain(struct fs_ctx *c, const struct store_who *who,
 
 /* checkpoint: fold the journal into the records and a new snapshot. */
 static int ctl_checkpoint(struct fs_ctx *c, const struct store_who *who,
-			const char *arg)
+			  const char *arg)
 {
 	return arg[0] ? -EINVAL : store_checkpoint(c->store);
 }
@@ -152,7 +152,7 @@ static int ctl_rollback(struct fs_ctx *c, const struct store_who *who,
 /* import DIR: the regular files under DIR (absolute, not on this mount)
    as new versions, one change (store_import), made by the caller. */
 static int ctl_import(struct fs_ctx *c, const struct store_who *who,
-			const char *arg)
+		      const char *arg)
 {
 	struct store_bulk_args a = {0};
 	struct store_bulk_result res;

@@ -80,6 +80,19 @@ void fs_xattr_free(struct fs_xattr *list)
 	}
 }
 
+/* Would one more attribute go past a record's limits (store.h)? */
+static bool xattr_over(const struct fs_xattr *list, const char *name,
+		       size_t size)
+{
+	size_t n = 1, total = strlen(name) + size;
+
+	for (; list; list = list->next) {
+		n++;
+		total += strlen(list->name) + list->size;
+	}
+	return n > STORE_XATTR_COUNT_MAX || total > STORE_XATTR_TOTAL_MAX;
+}
+
 int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
 		 size_t size, int flags)
 {
@@ -94,6 +107,8 @@ int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
 		return -ENODATA;
 	if (size > STORE_XATTR_VALUE_MAX)
 		return -E2BIG;
+	if (!x && xattr_over(*list, name, size))
+		return -ENOSPC; /* the record's limits, as the store has them */
 	v = malloc(size ? size : 1);
 	if (!v)
 		return -ENOMEM;
@@ -189,8 +204,8 @@ static int copy_on_top(struct store_stage *from, struct store_stage *to)
 		return -errno;
 	}
 	at = (uint64_t)sb.st_size;
-	while ((n = io_pread_all(NULL, NULL, store_stage_fd(from), buf,
-				 1 << 16, (off_t)off)) > 0) {
+	while ((n = io_pread_all(NULL, NULL, store_stage_fd(from), buf, 1 << 16,
+				 (off_t)off)) > 0) {
 		ssize_t w = store_stage_write(to, buf, (size_t)n, at + off);
 
 		if (w < 0) {
@@ -330,8 +345,8 @@ static int draft_size(const struct fs_draft *d, uint64_t *size)
 	}
 	if (fstat(store_stage_fd(d->st), &sb) < 0)
 		return -errno;
-	*size = (uint64_t)sb.st_size + (d->state == D_APPEND ? d->base_size
-							     : 0);
+	*size = (uint64_t)sb.st_size +
+		(d->state == D_APPEND ? d->base_size : 0);
 	return 0;
 }
 
@@ -365,10 +380,10 @@ ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		if (head)
 			n = store_reader_pread(ino->rd, buf, head, off);
 		if (n >= 0 && (size_t)n == head)
-			m = io_pread_all(NULL, NULL, store_stage_fd(d->st),
-					 buf + head, size - head,
-					 (off_t)((uint64_t)off + head -
-						 d->base_size));
+			m = io_pread_all(
+				NULL, NULL, store_stage_fd(d->st), buf + head,
+				size - head,
+				(off_t)((uint64_t)off + head - d->base_size));
 		n = m < 0 ? m : n + m;
 		goto out;
 	}
@@ -378,8 +393,8 @@ out:
 	return n;
 }
 
-ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h,
-			const char *buf, size_t size, off_t off)
+ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h, const char *buf,
+			size_t size, off_t off)
 {
 	struct fs_inode *ino = h->dino;
 	struct fs_draft *d = &ino->d;
@@ -408,10 +423,9 @@ ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h,
 		pthread_mutex_unlock(&ino->mu);
 		return rc;
 	}
-	n = store_stage_write(d->st, buf, size,
-			      (uint64_t)off - (d->state == D_APPEND
-						       ? d->base_size
-						       : 0));
+	n = store_stage_write(
+		d->st, buf, size,
+		(uint64_t)off - (d->state == D_APPEND ? d->base_size : 0));
 	if (n < 0) {
 		d->state = D_FAILED;
 		d->err = (int)n;
@@ -515,8 +529,8 @@ out:
 	return rc;
 }
 
-void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino,
-		       uint64_t version, bool pages)
+void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
+		       bool pages)
 {
 	uint64_t gen = 0;
 
@@ -765,7 +779,8 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h)
 	free(h);
 }
 
-/* ---- open ----------------------------------------------------------------- */
+/* ---- open -----------------------------------------------------------------
+ */
 
 /* The version ID@N's inode may commit on, checked now: a stale name fails
    the open already. */
@@ -812,6 +827,13 @@ static int open_prepare(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 	struct store_meta m;
 	int rc;
 
+	if (created && d->created) {
+		/* another create of the same new name won the race: the
+		   file exists now, as on a disk */
+		if (flags & O_EXCL)
+			return -EEXIST;
+		created = false;
+	}
 	if (created) {
 		const struct fuse_ctx *fc = fuse_req_ctx(req);
 

@@ -89,7 +89,7 @@ struct fs_draft {
 	int mode;		/* chmod while dirty, or -1 */
 	bool has_owner;		/* chown while dirty (or the creator) */
 	uint32_t uid, gid;
-	bool has_mtime;		/* utimens while dirty (cp -p) */
+	bool has_mtime; /* utimens while dirty (cp -p) */
 	struct timespec mtime;
 	struct timespec changed; /* time of the last write (for stat) */
 	struct store_who who;	 /* the last writer */
@@ -101,11 +101,11 @@ struct fs_inode {
 	enum fs_kind kind;
 	bool private; /* an ID@N writer's own: not in the table */
 	/* protected by ctx->mu: */
-	char *key;		 /* path from the root ("" root, "a/b", "a@3",
-				    ".recfs/history/a"); NULL once detached */
-	uint64_t nlookup;	 /* the kernel's references */
-	unsigned refs;		 /* open handles + temporary holds */
-	unsigned writers;	 /* open handles that may write */
+	char *key;	  /* path from the root ("" root, "a/b", "a@3",
+			     ".recfs/history/a"); NULL once detached */
+	uint64_t nlookup; /* the kernel's references */
+	unsigned refs;	  /* open handles + temporary holds */
+	unsigned writers; /* open handles that may write */
 	struct fs_inode *hnext_ino, *hnext_key; /* hash chains */
 	/* fixed at creation: */
 	uint64_t cond;		 /* FS_COND: N; FS_HIST_FILE: the version */
@@ -139,13 +139,13 @@ enum fs_hkind {
 /* Per-open state, in fi->fh; created in open/create, freed in release. */
 struct fs_handle {
 	enum fs_hkind kind;
-	struct fs_inode *ino; /* holds a ref */
+	struct fs_inode *ino;  /* holds a ref */
 	struct fs_inode *dino; /* the inode whose draft it writes: `ino`, or
 				  for ID@N a private one (see draft.c) */
-	int flags;	      /* open flags */
+	int flags;	       /* open flags */
 	bool writable;
-	int fd;		      /* H_SCRATCH */
-	char *buf;	      /* H_BUF (and H_COND of an old version) */
+	int fd;	   /* H_SCRATCH */
+	char *buf; /* H_BUF (and H_COND of an old version) */
 	size_t len;
 	struct store_who who; /* who opened it */
 };
@@ -191,7 +191,8 @@ void fs_inode_hold(struct fs_ctx *c, struct fs_inode *ino);
 void fs_inode_put(struct fs_ctx *c, struct fs_inode *ino);
 /* A private inode like `like` (an ID@N writer's own draft; never in the
    table), with one ref: released with fs_inode_put. */
-struct fs_inode *fs_inode_private(struct fs_ctx *c, const struct fs_inode *like);
+struct fs_inode *fs_inode_private(struct fs_ctx *c,
+				  const struct fs_inode *like);
 /* The kernel forgot `n` lookups. */
 void fs_inode_forget(struct fs_ctx *c, fuse_ino_t ino, uint64_t n);
 /* The inode no longer has a name (deleted or replaced). */
@@ -235,8 +236,8 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 		   struct fuse_file_info *fi, bool created, mode_t mode);
 ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		       size_t size, off_t off);
-ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h,
-			const char *buf, size_t size, off_t off);
+ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h, const char *buf,
+			size_t size, off_t off);
 int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
 		       const struct store_who *who);
 /* Commit the inode's draft if it has one. */
@@ -249,8 +250,8 @@ void fs_draft_drop(struct fs_inode *ino);
 /* Attributes of a record inode as the kernel should see them. */
 int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
 /* The committed version changed (commit, rename): forget the reader. */
-void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino,
-		       uint64_t version, bool pages);
+void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
+		       bool pages);
 void fs_xattr_free(struct fs_xattr *list);
 int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
 		 size_t size, int flags);
@@ -271,7 +272,7 @@ int fs_hist_attr(struct fs_ctx *c, const char *id, uint64_t n, struct stat *st);
 int fs_hist_read(struct fs_ctx *c, const char *id, uint64_t n, char **buf,
 		 size_t *len);
 /* What .recfs/history/REST is: a directory (*version 0) or version
-   *version of *id (a new string, caller frees). */
+ *version of *id (a new string, caller frees). */
 int fs_hist_resolve(struct fs_ctx *c, const char *rest, char **id,
 		    uint64_t *version);
 void fs_hist_dir_attr(const struct fs_ctx *c, struct stat *st);

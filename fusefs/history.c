@@ -213,8 +213,7 @@ int fs_hist_resolve(struct fs_ctx *c, const char *rest, char **id,
 }
 
 int fs_hist_list(struct fs_ctx *c, const char *rest,
-		 int (*cb)(void *arg, const char *name, bool is_dir),
-		 void *arg)
+		 int (*cb)(void *arg, const char *name, bool is_dir), void *arg)
 {
 	char prefix[ID_MAX_LEN + 1];
 	struct walk w;

@@ -130,8 +130,8 @@ int fs_table_init(struct fs_ctx *c)
 	c->by_ino = calloc(c->buckets, sizeof(*c->by_ino));
 	c->by_key = calloc(c->buckets, sizeof(*c->by_key));
 	root = new_inode(FUSE_ROOT_ID, FS_ROOT);
-	if (!c->by_ino || !c->by_key || !root ||
-	    !(root->key = strdup("")) || !(root->id = strdup(""))) {
+	if (!c->by_ino || !c->by_key || !root || !(root->key = strdup("")) ||
+	    !(root->id = strdup(""))) {
 		if (root)
 			free_inode(root);
 		return -ENOMEM;
@@ -384,8 +384,8 @@ void fs_inode_rekey(struct fs_ctx *c, const char *from, const char *to,
 		struct fs_inode *ino = c->by_ino[i];
 
 		for (; ino; ino = ino->hnext_ino) {
-			const char *rest = ino->key ? below(ino->key, from)
-						    : NULL;
+			const char *rest =
+				ino->key ? below(ino->key, from) : NULL;
 
 			if (rest && ino->ino != FUSE_ROOT_ID &&
 			    move_one(c, ino, to, rest) != 0) {

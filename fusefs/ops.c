@@ -77,8 +77,7 @@ static int ns_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 	return 0;
 }
 
-static int scratch_attr(struct fs_ctx *c, struct fs_inode *ino,
-			struct stat *st)
+static int scratch_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 {
 	int rc = store_scratch_stat(c->store, ino->id, st);
 
@@ -88,8 +87,7 @@ static int scratch_attr(struct fs_ctx *c, struct fs_inode *ino,
 	return 0;
 }
 
-static int status_attr(struct fs_ctx *c, struct fs_inode *ino,
-		       struct stat *st)
+static int status_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 {
 	char *json = NULL;
 	size_t len = 0;
@@ -177,8 +175,7 @@ static int inode_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 
 /* Make e->ino etc. for a name found to be `kind`; counts a lookup. */
 static int entry_for(struct fs_ctx *c, const char *key, enum fs_kind kind,
-		     const char *id, uint64_t cond,
-		     struct fuse_entry_param *e)
+		     const char *id, uint64_t cond, struct fuse_entry_param *e)
 {
 	struct fs_inode *ino = fs_inode_lookup(c, key, kind, id, cond);
 	int rc;
@@ -210,8 +207,7 @@ static int lookup_meta(struct fs_ctx *c, struct fs_inode *parent,
 			return entry_for(c, META "/status", FS_STATUS, NULL, 0,
 					 e);
 		if (strcmp(name, "history") == 0)
-			return entry_for(c, HIST_PREFIX, FS_HIST_DIR, "", 0,
-					 e);
+			return entry_for(c, HIST_PREFIX, FS_HIST_DIR, "", 0, e);
 		return -ENOENT;
 	}
 	rc = fs_join(parent->key, name, key);
@@ -220,8 +216,7 @@ static int lookup_meta(struct fs_ctx *c, struct fs_inode *parent,
 	rc = fs_hist_resolve(c, key + strlen(HIST_PREFIX "/"), &id, &version);
 	if (rc == 0)
 		rc = entry_for(c, key, version ? FS_HIST_FILE : FS_HIST_DIR,
-			       version ? id
-				       : key + strlen(HIST_PREFIX "/"),
+			       version ? id : key + strlen(HIST_PREFIX "/"),
 			       version, e);
 	free(id);
 	return rc;
@@ -352,8 +347,8 @@ static int set_record_meta(struct fs_ctx *c, struct fs_inode *ino,
 {
 	struct fs_draft *d = &ino->d;
 	struct timespec now, *mt = NULL;
-	int mode = (to_set & FUSE_SET_ATTR_MODE) ? (int)(a->st_mode & 07777)
-						 : -1;
+	int mode =
+		(to_set & FUSE_SET_ATTR_MODE) ? (int)(a->st_mode & 07777) : -1;
 	bool owner = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
 	struct stat cur;
 	int rc = 0;
@@ -479,8 +474,9 @@ static int set_scratch(struct fs_ctx *c, struct fs_inode *ino,
 		ts[0].tv_nsec = UTIME_NOW;
 	else if (to_set & FUSE_SET_ATTR_ATIME)
 		ts[0] = a->st_atim;
-	if (!rc && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW |
-			      FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) &&
+	if (!rc &&
+	    (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW |
+		       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) &&
 	    futimens(fd, ts) < 0)
 		rc = -errno;
 	if (own >= 0)
@@ -740,10 +736,10 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs_ctx *c = ctx(req);
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	struct store_owner owner = {fc->uid, fc->gid};
-	struct store_commit_args args = {.cond = {STORE_COND_CREATE, 0},
-					 .mode = (int)(mode & ~fc->umask &
-						       07777),
-					 .owner = &owner};
+	struct store_commit_args args = {
+		.cond = {STORE_COND_CREATE, 0},
+		.mode = (int)(mode & ~fc->umask & 07777),
+		.owner = &owner};
 	struct fuse_entry_param e;
 	char key[ID_MAX_LEN + 1];
 	struct store_who who;
@@ -753,7 +749,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && fs_is_scratch_name(c, name)) {
 		int fd = -1;
 
-		rc = store_scratch_open(c->store, key, O_CREAT | O_EXCL | O_RDWR,
+		rc = store_scratch_open(c->store, key,
+					O_CREAT | O_EXCL | O_RDWR,
 					(mode_t)args.mode, &fd);
 		if (fd >= 0)
 			close(fd);
@@ -780,7 +777,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	fuse_reply_err(req, EPERM); /* hard links are not records */
 }
 
-/* ---- rename --------------------------------------------------------------- */
+/* ---- rename ---------------------------------------------------------------
+ */
 
 struct rename_req {
 	char from[ID_MAX_LEN + 1], to[ID_MAX_LEN + 1];
@@ -844,8 +842,8 @@ static void forget_name(struct fs_ctx *c, const char *key)
 static int rename_scratch(struct fs_ctx *c, struct rename_req *r,
 			  unsigned int flags)
 {
-	struct store_commit_args args = {.cond = r->cond, .mode = -1,
-					 .who = &r->who};
+	struct store_commit_args args = {
+		.cond = r->cond, .mode = -1, .who = &r->who};
 	struct stat sb;
 	int rc;
 
@@ -878,9 +876,7 @@ static int rename_to_scratch(struct fs_ctx *c, struct rename_req *r)
 	int rc = store_scratch_from_record(c->store, r->from, r->to, &r->who);
 
 	if (rc == -EISDIR)
-		return store_ns_stat(c->store, r->from, &sb) == 0
-			       ? -EXDEV
-			       : rc;
+		return store_ns_stat(c->store, r->from, &sb) == 0 ? -EXDEV : rc;
 	if (rc == 0) {
 		record_gone(c, r->from, true);
 		forget_name(c, r->to);
@@ -913,8 +909,8 @@ static int rename_record(struct fs_ctx *c, struct rename_req *r,
 	if (ino) /* a rename moves what was written, as a disk does */
 		rc = fs_commit(c, ino);
 	if (rc == 0)
-		rc = store_rename(c->store, r->from, r->to_id, &r->cond, &r->who,
-				  &res);
+		rc = store_rename(c->store, r->from, r->to_id, &r->cond,
+				  &r->who, &res);
 	if (rc == 0) {
 		pthread_mutex_lock(&c->mu);
 		c->commits++;
@@ -1015,13 +1011,17 @@ static int open_cond_read(struct fs_ctx *c, fuse_req_t req,
 	return open_buf(c, req, ino, fi, buf, len);
 }
 
-static int open_scratch(struct fs_ctx *c, fuse_req_t req,
-			struct fs_inode *ino, struct fuse_file_info *fi,
-			int flags, mode_t mode)
+static int open_scratch(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
+			struct fuse_file_info *fi, int flags, mode_t mode)
 {
 	struct fs_handle *h;
 	int fd = -1;
-	int rc = store_scratch_open(c->store, ino->id, flags, mode, &fd);
+	int rc;
+
+	/* what the kernel adds (O_LARGEFILE, ...) is not the store's */
+	flags &= O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_SYNC |
+		 O_DSYNC;
+	rc = store_scratch_open(c->store, ino->id, flags, mode, &fd);
 
 	if (rc)
 		return rc == -ENOENT && !(flags & O_CREAT) ? -ESTALE : rc;
@@ -1165,9 +1165,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (h->kind == H_BUF) {
 		n = (size_t)off >= h->len ? 0
-		    : h->len - (size_t)off < size ? (ssize_t)(h->len -
-							      (size_t)off)
-						  : (ssize_t)size;
+		    : h->len - (size_t)off < size
+			    ? (ssize_t)(h->len - (size_t)off)
+			    : (ssize_t)size;
 		if (n > 0)
 			memcpy(buf, h->buf + off, (size_t)n);
 	} else if (h->kind == H_SCRATCH) {
@@ -1225,15 +1225,14 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int rc = 0;
 
 	if (h->kind == H_SCRATCH)
-		rc = (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0 ? -errno
-								      : 0;
+		rc = store_scratch_fsync(ctx(req)->store, h->ino->id, h->fd);
 	else if (h->kind == H_RECORD || h->kind == H_COND)
 		rc = fs_commit(ctx(req), h->dino);
 	fuse_reply_err(req, -rc);
 }
 
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t offset, off_t length, struct fuse_file_info *fi)
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			 off_t length, struct fuse_file_info *fi)
 {
 	struct fs_ctx *c = ctx(req);
 	struct fs_handle *h = fh(fi);
@@ -1469,6 +1468,32 @@ static int scratch_fd(struct fs_ctx *c, struct fs_inode *i, int flags)
 	return rc ? rc : fd;
 }
 
+/* Would setting `name` to `size` bytes take a scratch file's attributes
+   past a record's limits (store.h)? Its commit could not keep them. */
+static int scratch_xattr_room(int fd, const char *name, size_t size)
+{
+	char names[8192];
+	size_t count = 1, total = strlen(name) + size;
+	ssize_t n = flistxattr(fd, names, sizeof(names));
+
+	if (size > STORE_XATTR_VALUE_MAX)
+		return -ENOSPC;
+	if (n < 0)
+		return errno == ERANGE ? -ENOSPC : -errno;
+	for (char *p = names; p < names + n; p += strlen(p) + 1) {
+		ssize_t v;
+
+		if (strncmp(p, "user.", 5) != 0 || strcmp(p, name) == 0)
+			continue;
+		v = fgetxattr(fd, p, NULL, 0);
+		count++;
+		total += strlen(p) + (v > 0 ? (size_t)v : 0);
+	}
+	return count > STORE_XATTR_COUNT_MAX || total > STORE_XATTR_TOTAL_MAX
+		       ? -ENOSPC
+		       : 0;
+}
+
 static ssize_t record_getxattr(struct fs_ctx *c, struct fs_inode *i,
 			       const char *name, char *value, size_t size)
 {
@@ -1519,7 +1544,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			memcpy(value, buf, (size_t)len);
 	} else if (i->kind == FS_RECORD) {
 		n = record_getxattr(c, i, name, value, size);
-	} else if (i->kind == FS_SCRATCH && (fd = scratch_fd(c, i, O_RDONLY)) >= 0) {
+	} else if (i->kind == FS_SCRATCH &&
+		   (fd = scratch_fd(c, i, O_RDONLY)) >= 0) {
 		n = fgetxattr(fd, name, value, size);
 		n = n < 0 ? -errno : n;
 		close(fd);
@@ -1574,7 +1600,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			memcpy(list, root, sizeof(root));
 	} else if (i->kind == FS_RECORD) {
 		n = record_listxattr(c, i, list, size);
-	} else if (i->kind == FS_SCRATCH && (fd = scratch_fd(c, i, O_RDONLY)) >= 0) {
+	} else if (i->kind == FS_SCRATCH &&
+		   (fd = scratch_fd(c, i, O_RDONLY)) >= 0) {
 		n = flistxattr(fd, list, size);
 		n = n < 0 ? -errno : n;
 		close(fd);
@@ -1619,8 +1646,11 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		rc = 0; /* computed by recfs: accepted, no effect */
 	else if (i->kind == FS_RECORD)
 		rc = record_setxattr(c, i, name, value, size, flags);
-	else if (i->kind == FS_SCRATCH && (fd = scratch_fd(c, i, O_RDWR)) >= 0) {
-		rc = fsetxattr(fd, name, value, size, flags) < 0 ? -errno : 0;
+	else if (i->kind == FS_SCRATCH &&
+		 (fd = scratch_fd(c, i, O_RDWR)) >= 0) {
+		rc = scratch_xattr_room(fd, name, size);
+		if (rc == 0 && fsetxattr(fd, name, value, size, flags) < 0)
+			rc = -errno;
 		close(fd);
 	}
 	fuse_reply_err(req, -rc);
@@ -1640,14 +1670,16 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		rc = -EROFS;
 	else if (i->kind == FS_RECORD)
 		rc = store_xattr_remove(c->store, i->id, name);
-	else if (i->kind == FS_SCRATCH && (fd = scratch_fd(c, i, O_RDWR)) >= 0) {
+	else if (i->kind == FS_SCRATCH &&
+		 (fd = scratch_fd(c, i, O_RDWR)) >= 0) {
 		rc = fremovexattr(fd, name) < 0 ? -errno : 0;
 		close(fd);
 	}
 	fuse_reply_err(req, rc == -EISDIR ? ENODATA : -rc);
 }
 
-/* ---- the session ------------------------------------------------------------ */
+/* ---- the session ------------------------------------------------------------
+ */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {

@@ -438,6 +438,46 @@ int xa_get(const uint8_t *xa, size_t xa_len, const char *name,
 	return -ENODATA;
 }
 
+int xa_merge(const uint8_t *cur, size_t cur_len, const uint8_t *add,
+	     size_t add_len, uint8_t **out, size_t *len)
+{
+	uint8_t *acc = NULL, *next;
+	size_t acc_len = 0, off = 0, nlen, vlen, next_len;
+	char name[STORE_XATTR_NAME_MAX + 1];
+	const char *n;
+	const uint8_t *v;
+	int rc = 0;
+
+	if (cur_len && !(acc = malloc(cur_len)))
+		return -ENOMEM;
+	if (cur_len)
+		memcpy(acc, cur, cur_len);
+	acc_len = cur_len;
+	while (rc == 0 && off < add_len) {
+		rc = xa_next(add, add_len, &off, &n, &nlen, &v, &vlen);
+		if (rc)
+			break;
+		memcpy(name, n, nlen);
+		name[nlen] = '\0';
+		next = NULL;
+		rc = xa_update(acc, acc_len, name, v, vlen, 0, &next,
+			       &next_len);
+		if (rc == 0) {
+			free(acc);
+			acc = next;
+			acc_len = next_len;
+		}
+	}
+	if (rc || !acc_len) {
+		free(acc);
+		acc = NULL;
+		acc_len = 0;
+	}
+	*out = acc;
+	*len = acc_len;
+	return rc;
+}
+
 ssize_t xa_list(const uint8_t *xa, size_t xa_len, char *list, size_t size)
 {
 	size_t off = 0, nlen, vlen, total = 0;

@@ -280,14 +280,27 @@ out:
    false), or `xa` in their place. */
 struct new_xattrs {
 	bool set;
+	bool merge; /* over the record's own, not in place of them */
 	const uint8_t *xa;
 	size_t len;
 };
 
 static bool same_xattrs(const struct entry *e, const struct new_xattrs *x)
 {
-	return !x->set || (x->len == e->xa_len &&
-			   (!x->len || memcmp(x->xa, e->xa, x->len) == 0));
+	uint8_t *m = NULL;
+	size_t n = 0;
+	bool same;
+
+	if (!x->set)
+		return true;
+	if (!x->merge)
+		return x->len == e->xa_len &&
+		       (!x->len || memcmp(x->xa, e->xa, x->len) == 0);
+	if (xa_merge(e->xa, e->xa_len, x->xa, x->len, &m, &n) != 0)
+		return false;
+	same = n == e->xa_len && (!n || memcmp(m, e->xa, n) == 0);
+	free(m);
+	return same;
 }
 
 static bool is_noop(const struct entry *e, const struct store_meta *m,
@@ -369,6 +382,8 @@ static int pick_xattrs(const struct entry *e, uint64_t cur,
 
 	*out = NULL;
 	*len = 0;
+	if (x->set && x->merge && cur)
+		return xa_merge(e->xa, e->xa_len, x->xa, x->len, out, len);
 	if (!n)
 		return 0;
 	*out = memdup(from, n);
@@ -540,9 +555,10 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 
 int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       const struct store_commit_args *args, const uint8_t *xa,
-		       size_t xa_len, struct store_result *res)
+		       size_t xa_len, bool merge, struct store_result *res)
 {
-	struct new_xattrs x = {.set = true, .xa = xa, .len = xa_len};
+	struct new_xattrs x = {
+		.set = true, .merge = merge, .xa = xa, .len = xa_len};
 
 	if (args && args->cond.kind == STORE_COND_APPEND)
 		return -EINVAL; /* an append keeps what the record has */

@@ -572,9 +572,14 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 	}
 	if (a.mode < 0)
 		a.mode = (int)(sb.st_mode & 07777);
-	if (!a.mtime)
+	/* a time set with utimens (rsync -a, cp -p) is kept; one that only
+	   says when the file was written (mtime == ctime) is not metadata
+	   of its own: the version gets the commit time, as a write would,
+	   so an unchanged `sed -i` stays a no-op */
+	if (!a.mtime && (sb.st_mtim.tv_sec != sb.st_ctim.tv_sec ||
+			 sb.st_mtim.tv_nsec != sb.st_ctim.tv_nsec))
 		a.mtime = &sb.st_mtim;
-	rc = commit_with_xattrs(s, id, st, &a, xa, xa_len, res);
+	rc = commit_with_xattrs(s, id, st, &a, xa, xa_len, true, res);
 	if (rc)
 		goto out;
 	/*

@@ -85,9 +85,11 @@ int store_scratch_list(struct store *s, const char *ns, store_list_cb cb,
  * The rename of scratch file `path` onto record `id`: commit its content
  * as the next version of `id` under args->cond (NULL: ANY), then remove
  * it. The version gets the file's mode unless args->mode >= 0, its mtime
- * unless args->mtime is set (as rename(2) keeps a file's mtime), and its
+ * unless args->mtime is set if that time was set with utimens (mtime
+ * differs from ctime: rsync -a, cp -p; else the commit time, so that an
+ * unchanged `sed -i` is a no-op), and its
  * user xattrs (real xattrs of the file; user.recfs.* ones are computed
- * and ignored) in place of the record's, all in the one journal record
+ * and ignored) set over the record's own (which it keeps), all in the one journal record
  * of the commit. The content is copied into a stage (copy_file_range: a
  * reflink where the file system has them) rather than moved: see
  * scratch.c for why.

@@ -132,6 +132,10 @@ int xa_update(const uint8_t *xa, size_t xa_len, const char *name,
 	      const void *value, size_t size, int flags, uint8_t **out,
 	      size_t *out_len);
 ssize_t xa_list(const uint8_t *xa, size_t xa_len, char *list, size_t size);
+/* New packed buffer: `cur` with every attribute of `add` set over it
+   (*out NULL when empty). Returns 0, -EBADMSG, -ENOSPC, -ENOMEM. */
+int xa_merge(const uint8_t *cur, size_t cur_len, const uint8_t *add,
+	     size_t add_len, uint8_t **out, size_t *len);
 /* Check a packed buffer from untrusted input. Returns 0 or -EBADMSG. */
 int xa_validate(const uint8_t *xa, size_t xa_len);
 
@@ -332,14 +336,16 @@ void commit_pick_owner(const struct store_owner *owner,
 int commit_check_cond(const struct store_cond *c, uint64_t cur,
 		      struct store_result *res);
 /*
- * store_commit, with the record's user xattrs replaced by the packed
- * `xa` (xa_len bytes, may be 0) instead of kept from the current version,
- * in the same journal record (scratch.c: a rename onto a record brings
- * the file's xattrs). A commit whose xattrs differ is not a no-op.
+ * store_commit, with the packed user xattrs `xa` (xa_len bytes, may be 0)
+ * set over the record's current ones (`merge`) or in place of them, in
+ * the same journal record (scratch.c: a rename onto a record brings the
+ * file's xattrs, and the record keeps those the file does not have, as
+ * sed -i and editors do not copy them). A commit whose resulting xattrs
+ * differ is not a no-op.
  */
 int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       const struct store_commit_args *args, const uint8_t *xa,
-		       size_t xa_len, struct store_result *res);
+		       size_t xa_len, bool merge, struct store_result *res);
 /* A journaled change could not be put in place: refuse changes. */
 void commit_mark_broken(struct store *s, const char *id, int err);
 /* Step 2: append one journal record (the commit point); *seq is its
