@@ -808,7 +808,8 @@ struct fs_handle *fs_handle_new(struct fs_ctx *c, fuse_req_t req,
 	h->flags = flags;
 	h->fd = -1;
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
-	fs_who(req, &h->who);
+	if (h->writable) /* who writes is history; a reader needs no name */
+		fs_who(req, &h->who);
 	fs_inode_hold(c, ino);
 	if (h->writable) {
 		pthread_mutex_lock(&c->mu);

@@ -101,6 +101,20 @@ check "[ \"\$(version '$MNT/ns/f')\" = $vf ]" \
 	"the restore made no new version of an unchanged record"
 check "no_scratch '$MNT' && no_scratch '$MNT/ns'" "the restore left no .NAME.XXXXXX file"
 
+# a rename commits as the process that renamed (issue 17: Recfs-Comm was
+# empty), and the status counts it like any commit
+c0=$(sed -n 's/.*"commits":\([0-9]*\).*/\1/p' "$MNT/.recfs/status")
+echo renamed >"$MNT/.who.AB12cd"
+mv "$MNT/.who.AB12cd" "$MNT/who"
+echo moved >"$MNT/who2"
+mv "$MNT/who2" "$MNT/who3"
+c1=$(sed -n 's/.*"commits":\([0-9]*\).*/\1/p' "$MNT/.recfs/status")
+check "\"$RECFSCTL\" log '$MNT' who --json | tail -n 1 | grep -q '\"comm\":\"mv\"'" \
+	"a scratch file renamed onto a record records comm mv in the history"
+check "\"$RECFSCTL\" log '$MNT' who3 --json | tail -n 1 | grep -q '\"comm\":\"mv\"'" \
+	"a record renamed records comm mv in the history"
+check "[ \$(($c1 - $c0)) = 3 ]" "the status counts the commit and both renames ($c0 -> $c1)"
+
 # nothing of the scratch files reached the store
 umount_store
 check "! find '$STORE/records' | grep -E '/(sed......|4913|\..*\.......|\..*\.sw[a-z]|.*~)$'" \
