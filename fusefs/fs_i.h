@@ -281,6 +281,98 @@ int fs_hist_list(struct fs_ctx *c, const char *rest,
 		 int (*cb)(void *arg, const char *name, bool is_dir),
 		 void *arg);
 
+/* ---- the requests (ops.c, names.c, files.c, dir.c, xattr.c) ----------- */
+
+#define FS_META ".recfs"
+#define FS_HIST_PREFIX ".recfs/history"
+#define FS_XATTR_PREFIX "user.recfs."
+
+static inline struct fs_ctx *fs_req(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static inline struct fs_handle *fs_fh(const struct fuse_file_info *fi)
+{
+	return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+/* How long the kernel may keep a name or attributes of `k`. */
+static inline double fs_timeout(enum fs_kind k)
+{
+	return k == FS_ROOT || k == FS_NS || k == FS_RECORD || k == FS_SCRATCH
+		       ? FS_CACHE_TIMEOUT
+		       : 0.0;
+}
+
+/* ops.c */
+/* What `name` in directory inode `parent` is, into *e, counting one
+   kernel lookup of it. Returns 0 or -errno (-ENOENT: nothing there). */
+int fs_lookup(struct fs_ctx *c, fuse_ino_t parent, const char *name,
+	      struct fuse_entry_param *e);
+/* The entry of `key`, found to be `kind` (id, cond: fs_inode_lookup's),
+   counting one kernel lookup. */
+int fs_entry(struct fs_ctx *c, const char *key, enum fs_kind kind,
+	     const char *id, uint64_t cond, struct fuse_entry_param *e);
+/* The attributes of any inode; -ESTALE for one whose name is gone (an
+   unlinked record with open handles still answers, for fstat). */
+int fs_inode_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
+
+/* names.c; and the handlers of the other files, for ops.c's table */
+/* The key of `name` in namespace inode `parent`, for a change: -EPERM
+   under .recfs, -EROFS, -ENAMETOOLONG, -ESTALE. */
+int fs_change_key(struct fs_ctx *c, fuse_ino_t parent, const char *name,
+		  char *key);
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		const char *newname);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		 mode_t mode);
+void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		 mode_t mode, dev_t rdev);
+void fs_op_readlink(fuse_req_t req, fuse_ino_t ino);
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		  fuse_ino_t newparent, const char *newname,
+		  unsigned int flags);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		   const char *name);
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+
+/* files.c */
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		  mode_t mode, struct fuse_file_info *fi);
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+		     off_t length, struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		 struct fuse_file_info *fi);
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		 off_t off, struct fuse_file_info *fi);
+
+/* dir.c */
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+		    struct fuse_file_info *fi);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi);
+void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
+
+/* xattr.c */
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size, int flags);
+
 /* ctl.c: the control channel. `verb` follows FS_CTL_PREFIX in the name
    of a setxattr on the mount root; `value` is its argument. Returns 0
    when done, -EPERM for other users, -EOPNOTSUPP for unknown verbs. */
