@@ -534,6 +534,11 @@ void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
 {
 	uint64_t gen = 0;
 
+	/* attributes first: an open that comes before the lock below sees
+	   the new version as one it did not know and drops them itself, one
+	   after it finds them dropped (a read cut at the old size would be
+	   torn) */
+	fs_inval_attr(c, ino);
 	pthread_mutex_lock(&ino->mu);
 	ino->version = version;
 	store_reader_free(ino->rd);
@@ -937,8 +942,10 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 		if (rc == 0 && d->kind == FS_RECORD)
 			fi->keep_cache = !d->pages_stale;
 		pthread_mutex_unlock(&d->mu);
-		if (gen)
+		if (gen) { /* committed where we did not see: the size too */
+			fs_inval_attr(c, d);
 			fs_inval_queue(c, d, gen);
+		}
 	}
 	if (rc) {
 		open_abort(c, h);

@@ -249,7 +249,9 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h);
 void fs_draft_drop(struct fs_inode *ino);
 /* Attributes of a record inode as the kernel should see them. */
 int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
-/* The committed version changed (commit, rename): forget the reader. */
+/* The committed version changed where the kernel did not see (commit
+   through ID@N, rename, rollback): its attributes are invalidated, the
+   reader forgotten, and with `pages` the pages dropped (inval.c). */
 void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
 		       bool pages);
 void fs_xattr_free(struct fs_xattr *list);
