@@ -15,25 +15,51 @@
 #include <unistd.h>
 
 /*
- * Old versions are readable by whoever may read the record now: the
- * record's current mode without write bits, or owner-only for a record
- * that no longer exists (with allow_other, default_permissions checks
- * these modes; an old version must not outlive a chmod 600).
+ * Read bits of version v as the current owner `uid`:`gid` sees them: a
+ * class the version was not written for (its owner or group was another)
+ * gets only what the version gave everyone.
+ */
+static mode_t then_bits(const struct store_version *v, uint32_t uid,
+			uint32_t gid)
+{
+	mode_t then = (mode_t)v->mode & 0444;
+
+	if (v->owner_uid != uid)
+		then = (then & 0044) | ((then & 0004) << 6);
+	if (v->owner_gid != gid)
+		then = (then & 0404) | ((then & 0004) << 3);
+	return then;
+}
+
+/*
+ * An old version is readable only by whom both its own mode and owner
+ * and the record's current ones allow (SPEC 5): a record made private
+ * later hides its past, and one made public later does not expose what
+ * was written while it was private. With allow_other the kernel checks
+ * these bits (default_permissions). A version from before the history
+ * kept modes (meta_known false) goes by the current ones; one of a
+ * record that no longer exists by its own, or owner-only.
  */
 static void ro_file_attr(struct fs_ctx *c, const char *id,
 			 const struct store_version *v, size_t len,
 			 struct stat *st)
 {
 	struct store_meta m;
+	mode_t bits = 0400;
 
 	memset(st, 0, sizeof(*st));
 	if (store_stat(c->store, id, &m, false) == 0) {
-		st->st_mode = S_IFREG | ((mode_t)m.mode & 0444);
+		bits = (mode_t)m.mode & 0444;
+		if (v->meta_known)
+			bits &= then_bits(v, m.uid, m.gid);
 		st->st_uid = m.uid;
 		st->st_gid = m.gid;
-	} else {
-		st->st_mode = S_IFREG | 0400;
+	} else if (v->meta_known) {
+		bits = (mode_t)v->mode & 0444;
+		st->st_uid = v->owner_uid;
+		st->st_gid = v->owner_gid;
 	}
+	st->st_mode = S_IFREG | bits;
 	st->st_nlink = 1;
 	st->st_size = (off_t)len;
 	st->st_blocks = (blkcnt_t)((len + 511) / 512);

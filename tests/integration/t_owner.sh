@@ -107,4 +107,25 @@ mount_store -o allow_other || exit 1
 check "[ \"\$(stat -c %a '$MNT/u/suid-append-6777')\" = 777 ] && [ \"\$(cat '$MNT/u/suid-append-6777')\" = \"\$(printf 'data\nmore')\" ]" \
 	"after a remount: suid-append-6777 is 777 and holds both lines ($(stat -c %a "$MNT/u/suid-append-6777"))"
 
+# ---- old versions: readable only by whom both their own mode and owner and
+# the current ones allow (SPEC 5; issue 17: ID@N took the current mode)
+(umask 077 && echo topsecret >"$MNT/secret")
+echo harmless >"$MNT/secret"
+chmod 644 "$MNT/secret"
+check "[ \"\$(as_user cat '$MNT/secret@2' 2>&1)\" = harmless ]" \
+	"$TUSER reads secret@2, written while the record was public"
+out=$(as_user cat "$MNT/secret@1" 2>&1)
+check "! grep -q topsecret <<<'$out' && grep -q 'Permission denied' <<<'$out'" \
+	"$TUSER cannot read secret@1, written while it was private ($out)"
+check "[ \"\$(cat '$MNT/secret@1')\" = topsecret ]" "... its owner (root) can"
+echo public >"$MNT/later"
+chmod 600 "$MNT/later"
+out=$(as_user cat "$MNT/later@1" 2>&1)
+check "! grep -q public <<<'$out'" \
+	"$TUSER cannot read later@1 once the record is private ($out)"
+chown "$TUID" "$MNT/secret"
+out=$(as_user cat "$MNT/secret@1" 2>&1)
+check "! grep -q topsecret <<<'$out'" \
+	"... nor secret@1 after the record is given to $TUSER: root wrote it private ($out)"
+
 finish
