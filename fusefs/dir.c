@@ -22,6 +22,7 @@ struct fs_dir {
 	char **names;
 	size_t n, cap;
 	int err;
+	struct fs_dir *next, *prev; /* ctx->dirs once open, ctx->mu */
 };
 
 static int dir_add(void *arg, const char *name, bool is_ns)
@@ -44,10 +45,21 @@ static int dir_add(void *arg, const char *name, bool is_ns)
 	return 0;
 }
 
-static void dir_free(struct fs_dir *d)
+/* Free d, unlinking it from ctx->dirs if `c` (it was open). */
+static void dir_free(struct fs_ctx *c, struct fs_dir *d)
 {
 	if (!d)
 		return;
+	if (c) {
+		pthread_mutex_lock(&c->mu);
+		if (d->prev)
+			d->prev->next = d->next;
+		else
+			c->dirs = d->next;
+		if (d->next)
+			d->next->prev = d->prev;
+		pthread_mutex_unlock(&c->mu);
+	}
 	for (size_t i = 0; i < d->n; i++)
 		free(d->names[i]);
 	free(d->names);
@@ -89,13 +101,25 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0 && d->err)
 		rc = d->err;
 	if (rc) {
-		dir_free(d);
+		dir_free(NULL, d);
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	pthread_mutex_lock(&c->mu);
+	d->next = c->dirs;
+	if (d->next)
+		d->next->prev = d;
+	c->dirs = d;
+	pthread_mutex_unlock(&c->mu);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		dir_free(d);
+		dir_free(c, d);
+}
+
+void fs_dirs_free(struct fs_ctx *c)
+{
+	while (c->dirs)
+		dir_free(c, c->dirs);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -151,7 +175,7 @@ void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	dir_free((struct fs_dir *)(uintptr_t)fi->fh);
+	dir_free(fs_req(req), (struct fs_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

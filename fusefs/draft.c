@@ -742,6 +742,24 @@ int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 	return fs_commit(c, ino);
 }
 
+/* Unlink h from ctx->handles, drop its inode, free it. */
+static void handle_free(struct fs_ctx *c, struct fs_handle *h)
+{
+	pthread_mutex_lock(&c->mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		c->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&c->mu);
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->buf);
+	fs_inode_put(c, h->ino);
+	free(h);
+}
+
 /* A writer of ID@N goes: its draft is committed and its inode freed. */
 static void release_private(struct fs_ctx *c, struct fs_handle *h)
 {
@@ -777,11 +795,18 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h)
 					 ino->id, strerror(-rc));
 		}
 	}
-	if (h->fd >= 0)
-		close(h->fd);
-	free(h->buf);
-	fs_inode_put(c, ino);
-	free(h);
+	handle_free(c, h);
+}
+
+void fs_handles_free(struct fs_ctx *c)
+{
+	while (c->handles) {
+		struct fs_handle *h = c->handles;
+
+		if (h->dino != h->ino)
+			fs_inode_put(c, h->dino);
+		handle_free(c, h);
+	}
 }
 
 /* ---- open -----------------------------------------------------------------
@@ -815,12 +840,15 @@ struct fs_handle *fs_handle_new(struct fs_ctx *c, fuse_req_t req,
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
 	if (h->writable) /* who writes is history; a reader needs no name */
 		fs_who(req, &h->who);
-	fs_inode_hold(c, ino);
-	if (h->writable) {
-		pthread_mutex_lock(&c->mu);
+	pthread_mutex_lock(&c->mu);
+	ino->refs++;
+	if (h->writable)
 		ino->writers++;
-		pthread_mutex_unlock(&c->mu);
-	}
+	h->next = c->handles;
+	if (h->next)
+		h->next->prev = h;
+	c->handles = h;
+	pthread_mutex_unlock(&c->mu);
 	return h;
 }
 
@@ -908,8 +936,7 @@ static void open_abort(struct fs_ctx *c, struct fs_handle *h)
 	}
 	if (h->dino != h->ino)
 		fs_inode_put(c, h->dino);
-	fs_inode_put(c, h->ino);
-	free(h);
+	handle_free(c, h);
 }
 
 int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,

@@ -118,6 +118,8 @@ void fs_ctx_free(struct fs_ctx *c)
 	if (!c)
 		return;
 	fs_inval_stop(c);
+	fs_handles_free(c);
+	fs_dirs_free(c);
 	fs_table_free(c);
 	fs_scratch_patterns_free(c->scratch_pat);
 	pthread_cond_destroy(&c->qcv);

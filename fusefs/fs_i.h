@@ -147,8 +147,14 @@ struct fs_handle {
 	int fd;	   /* H_SCRATCH */
 	char *buf; /* H_BUF (and H_COND of an old version) */
 	size_t len;
-	struct store_who who; /* who opened it */
+	struct store_who who;	       /* who opened it */
+	struct fs_handle *next, *prev; /* ctx->handles, under ctx->mu */
 };
+
+/* An open directory's listing (dir.c). */
+struct fs_dir;
+/* Free the directories the kernel never released (shutdown). */
+void fs_dirs_free(struct fs_ctx *c);
 
 /* One pending kernel notification (inval.c). */
 struct fs_inval;
@@ -164,6 +170,9 @@ struct fs_ctx {
 	uint64_t next_ino;
 	uint64_t commits, commit_errors; /* protected by mu */
 	uint64_t ctl_calls;		 /* control verbs run; mu */
+	struct fs_handle *handles;	 /* open, for a shutdown before their
+					    release; mu */
+	struct fs_dir *dirs;		 /* open directories, likewise; mu */
 	int mnt_id;			 /* of the mount, for fdinfo; -1 */
 	/* the invalidation thread (inval.c) */
 	pthread_mutex_t qmu;
@@ -245,6 +254,9 @@ int fs_commit(struct fs_ctx *c, struct fs_inode *ino);
 int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 	     uint64_t lock_owner);
 void fs_release(struct fs_ctx *c, struct fs_handle *h);
+/* Free the handles the kernel never released (a shutdown while files were
+   open): nothing is committed (close never came). */
+void fs_handles_free(struct fs_ctx *c);
 /* Drop the draft (unlinked, replaced). */
 void fs_draft_drop(struct fs_inode *ino);
 /* Attributes of a record inode as the kernel should see them. */

@@ -153,9 +153,10 @@ void fs_table_free(struct fs_ctx *c)
 		for (; ino; ino = next) {
 			next = ino->hnext_ino;
 			if (ino->d.state != D_CLEAN)
-				rlog_warn("record %s: still open for writing at "
-					  "shutdown: changes not committed",
-					  ino->id);
+				rlog_warn(
+					"record %s: still open for writing at "
+					"shutdown: changes not committed",
+					ino->id);
 			free_inode(ino);
 		}
 	}
