@@ -183,7 +183,7 @@ M1=$T/fstab-doc M2=$T/fstab-noauto M3=$T/fstab-systemd
 FSTAB=$T/fstab
 {
 	awk -v s="$STORE" -v m="$M1" '{$1 = s; $2 = m; print}' <<<"$doc_line"
-	echo "$STORE $M2 fuse.recfs defaults,noauto 0 0"
+	echo "$STORE $M2 fuse.recfs defaults,noauto,relatime,lazytime 0 0"
 	echo "$STORE $M3 fuse.recfs defaults,noauto,nofail,_netdev,comment=x,x-systemd.automount,x-systemd.requires=network-online.target,x-systemd.mount-timeout=30 0 0"
 } >"$FSTAB"
 n=0
