@@ -192,8 +192,8 @@ static int queue_change(struct store_changes *c, uint64_t rev,
 
 /* The changes of journal record `rev`, as the history records them: a
    rename is a put of its target then a delete of its source. */
-static int queue_record(struct store_changes *c, uint64_t rev,
-			const uint8_t *p, size_t len)
+static int queue_record(struct store_changes *c, uint64_t rev, const uint8_t *p,
+			size_t len)
 {
 	struct store_change *ch;
 	struct rec r, part;
@@ -201,8 +201,8 @@ static int queue_record(struct store_changes *c, uint64_t rev,
 	int rc = codec_decode(p, len, &r);
 
 	if (rc) {
-		rlog_err("%s/%s: record %" PRIu64 " cannot be decoded",
-			 c->path, STORE_JOURNAL_DIR, rev);
+		rlog_err("%s/%s: record %" PRIu64 " cannot be decoded", c->path,
+			 STORE_JOURNAL_DIR, rev);
 		return rc;
 	}
 	switch (r.type) {
@@ -232,12 +232,13 @@ static int queue_record(struct store_changes *c, uint64_t rev,
 	case REC_STATE:
 		break;
 	}
-	rlog_err("%s/%s: record %" PRIu64 " is not a change (type %d)",
-		 c->path, STORE_JOURNAL_DIR, rev, (int)r.type);
+	rlog_err("%s/%s: record %" PRIu64 " is not a change (type %d)", c->path,
+		 STORE_JOURNAL_DIR, rev, (int)r.type);
 	return -EBADMSG;
 }
 
-/* ---- following the journal ------------------------------------------------ */
+/* ---- following the journal ------------------------------------------------
+ */
 
 static void seg_name(char name[32], uint64_t first)
 {
@@ -252,8 +253,7 @@ static bool seg_parse(const char *name, uint64_t *first)
 	    strcmp(name + SEG_NAME_DIGITS, ".log") != 0)
 		return false;
 	for (int i = 0; i < SEG_NAME_DIGITS; i++) {
-		if (name[i] < '0' || name[i] > '9' ||
-		    v > (UINT64_MAX - 9) / 10)
+		if (name[i] < '0' || name[i] > '9' || v > (UINT64_MAX - 9) / 10)
 			return false;
 		v = v * 10 + (uint64_t)(name[i] - '0');
 	}
@@ -385,10 +385,9 @@ static long tail_frame(struct tail *t, uint64_t *seq, const uint8_t **p,
 	long fl;
 
 	for (;;) {
-		avail = t->len && t->off >= t->boff &&
-				t->off < t->boff + t->len
-			? (size_t)(t->boff + t->len - t->off)
-			: 0;
+		avail = t->len && t->off >= t->boff && t->off < t->boff + t->len
+				? (size_t)(t->boff + t->len - t->off)
+				: 0;
 		fl = avail ? jnl_frame_decode(t->buf + (t->off - t->boff),
 					      avail, seq, p, len, &need)
 			   : 0;
@@ -702,7 +701,8 @@ static int from_git(struct store_changes *c)
 	return 1;
 }
 
-/* ---- the API --------------------------------------------------------------- */
+/* ---- the API ---------------------------------------------------------------
+ */
 
 /* The last revision the journal holds completely (and git's, if later). */
 static int find_now(struct store_changes *c, uint64_t *now)
@@ -793,10 +793,9 @@ int store_changes_open(struct store_changes **out, const char *path,
 	/* as history.c: this process reads each commit once */
 	git_libgit2_opts(GIT_OPT_ENABLE_CACHING, 0);
 	sprintf(git, "%s/%s", path, HIST_DIR);
-	rc = git_repository_open_ext(&c->repo, git,
-				     GIT_REPOSITORY_OPEN_NO_SEARCH |
-					     GIT_REPOSITORY_OPEN_BARE,
-				     NULL);
+	rc = git_repository_open_ext(
+		&c->repo, git,
+		GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL);
 	if (rc < 0) {
 		rc = hist_git_error(rc, "opening the history", NULL);
 		goto out;

@@ -47,9 +47,8 @@ TestSuite(changes, .init = setup, .fini = teardown, .timeout = 120);
    first): what is not drained stays in the journal only. */
 static struct store *open_store(void)
 {
-	struct store_opts o = {.path = spath,
-			       .create = true,
-			       .history_delay_ms = 600000};
+	struct store_opts o = {
+		.path = spath, .create = true, .history_delay_ms = 600000};
 	struct store *s = NULL;
 	int rc = store_open(&s, &o);
 
@@ -124,25 +123,26 @@ static void expect(const struct seen *got, size_t n, const struct seen *want,
 {
 	cr_assert_eq(n, wn, "got %zu changes, expected %zu", n, wn);
 	for (size_t i = 0; i < n; i++) {
-		cr_expect_eq(got[i].rev, want[i].rev, "#%zu: revision %lu, "
-			     "expected %lu", i, (unsigned long)got[i].rev,
+		cr_expect_eq(got[i].rev, want[i].rev,
+			     "#%zu: revision %lu, "
+			     "expected %lu",
+			     i, (unsigned long)got[i].rev,
 			     (unsigned long)want[i].rev);
 		cr_expect_eq(got[i].op, want[i].op, "#%zu: op", i);
 		cr_expect_str_eq(got[i].id, want[i].id, "#%zu: id", i);
 		cr_expect_eq(got[i].version, want[i].version, "#%zu: version",
 			     i);
-		cr_expect_str_eq(got[i].other, want[i].other, "#%zu: other",
-				 i);
+		cr_expect_str_eq(got[i].other, want[i].other, "#%zu: other", i);
 	}
 }
 
 /* The history of every test below that uses it. */
 static const struct seen script[] = {
-	{1, 'p', "a", 1, "", 0},   {2, 'p', "b", 1, "", 0},
-	{3, 'p', "a", 2, "", 0},   {4, 'd', "b", 1, "", 0},
-	{5, 'p', "c", 1, "a", 0},  {5, 'd', "a", 2, "c", 0},
-	{6, 'p', "x", 1, "", 0},   {6, 'p', "ns/y", 1, "", 0},
-	{6, 'd', "c", 1, "", 0},   /* 7: a mode change, no version */
+	{1, 'p', "a", 1, "", 0},  {2, 'p', "b", 1, "", 0},
+	{3, 'p', "a", 2, "", 0},  {4, 'd', "b", 1, "", 0},
+	{5, 'p', "c", 1, "a", 0}, {5, 'd', "a", 2, "c", 0},
+	{6, 'p', "x", 1, "", 0},  {6, 'p', "ns/y", 1, "", 0},
+	{6, 'd', "c", 1, "", 0}, /* 7: a mode change, no version */
 	{8, 'p', "d", 1, "", 0},
 };
 #define NSCRIPT (sizeof(script) / sizeof(script[0]))

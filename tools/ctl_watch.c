@@ -74,9 +74,9 @@ static bool still_mounted(const struct watch *w)
 
 static bool wanted(const struct watch *w, const char *id)
 {
-	return !w->prefix || (strncmp(id, w->prefix, w->prefix_len) == 0 &&
-			      (id[w->prefix_len] == '\0' ||
-			       id[w->prefix_len] == '/'));
+	return !w->prefix ||
+	       (strncmp(id, w->prefix, w->prefix_len) == 0 &&
+		(id[w->prefix_len] == '\0' || id[w->prefix_len] == '/'));
 }
 
 static void print_change(const struct store_change *ch)
@@ -158,17 +158,32 @@ static int signals_fd(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* Has SIGINT or SIGTERM come (without taking it)? */
+static bool signalled(int sig_fd)
+{
+	struct pollfd p = {.fd = sig_fd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1;
+}
+
 /* Print what is there (up to `durable`); 0 (caught up), -EAGAIN (a
-   record waits to be committed), or -errno. */
+   record waits to be committed), -EINTR (a signal came during a long
+   catch-up), or -errno. */
 static int print_available(const struct watch *w, struct store_changes *c,
-			   uint64_t durable)
+			   uint64_t durable, int sig_fd)
 {
 	struct store_change ch;
+	unsigned n = 0;
 	int rc;
 
-	while ((rc = store_changes_next(c, durable, &ch)) == 1)
+	while ((rc = store_changes_next(c, durable, &ch)) == 1) {
 		if (wanted(w, ch.id))
 			print_change(&ch);
+		if (++n % 1024 == 0 && signalled(sig_fd)) {
+			rc = -EINTR;
+			break;
+		}
+	}
 	if (fflush(stdout) != 0 || ferror(stdout))
 		return errno == EPIPE ? -EPIPE : -EIO;
 	return rc;
@@ -190,9 +205,9 @@ static int watch_loop(struct watch *w, struct store_changes *c)
 	}
 	if (w->mount) {
 		/* readable always; POLLPRI when the mount table changed */
-		p[2] = (struct pollfd){
-			.fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC),
-			.events = POLLPRI};
+		p[2] = (struct pollfd){.fd = open("/proc/self/mountinfo",
+						  O_RDONLY | O_CLOEXEC),
+				       .events = POLLPRI};
 		n = p[2].fd >= 0 ? 3 : 2;
 	}
 	for (;;) {
@@ -200,9 +215,9 @@ static int watch_loop(struct watch *w, struct store_changes *c)
 			ended = !still_mounted(w);
 		if (ended)
 			durable = UINT64_MAX; /* no daemon: all is final */
-		rc = print_available(w, c, durable);
-		if (rc == -EPIPE)
-			break; /* the reader went away */
+		rc = print_available(w, c, durable, p[1].fd);
+		if (rc == -EPIPE || rc == -EINTR)
+			break; /* the reader went away, or a signal came */
 		if (rc < 0 && rc != -EAGAIN) {
 			fprintf(stderr, "recfsctl watch: %s: %s\n", w->target,
 				strerror(-rc));
@@ -279,8 +294,9 @@ int ctl_watch(int argc, char **argv)
 	}
 	rc = store_changes_open(&c, store, after);
 	if (rc) {
-		fprintf(stderr, "recfsctl watch: %s: cannot read its changes: "
-				"%s\n",
+		fprintf(stderr,
+			"recfsctl watch: %s: cannot read its changes: "
+			"%s\n",
 			store, strerror(-rc));
 		return EXIT_FAIL;
 	}
