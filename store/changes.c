@@ -149,7 +149,7 @@ static struct store_change *queue_add(struct store_changes *c, const char *id,
 	return &e->ch;
 }
 
-/* ---- journal records to changes ----------------------------------------- */
+/* ---- journal records to changes ------------------------------------------ */
 
 static void set_who(struct store_change *ch, uint64_t rev, const struct rec *r)
 {
@@ -237,8 +237,7 @@ static int queue_record(struct store_changes *c, uint64_t rev, const uint8_t *p,
 	return -EBADMSG;
 }
 
-/* ---- following the journal ------------------------------------------------
- */
+/* ---- following the journal ----------------------------------------------- */
 
 static void seg_name(char name[32], uint64_t first)
 {
@@ -701,8 +700,7 @@ static int from_git(struct store_changes *c)
 	return 1;
 }
 
-/* ---- the API ---------------------------------------------------------------
- */
+/* ---- the API ------------------------------------------------------------- */
 
 /* The last revision the journal holds completely (and git's, if later). */
 static int find_now(struct store_changes *c, uint64_t *now)
