@@ -460,6 +460,18 @@ static const struct cmd cmds[] = {
 	 "A missing ID reads as empty and is created only if still absent. "
 	 "Exit 1 if CMD fails or the budget is spent.",
 	 ctl_update},
+	{"watch", "TARGET [PREFIX] [--from REVISION]",
+	 "Print one JSON line per committed change, in revision order, as "
+	 "changes happen: revision, op (put or delete), id, version, hash, "
+	 "size, time, uid, pid, comm (and from/to for the two halves of a "
+	 "rename; the parts of one change share its revision). From "
+	 "revision REVISION on (earlier ones from the history), or only "
+	 "changes made from now on. PREFIX keeps the IDs under a namespace "
+	 "(a: a and a/..., not ab). TARGET is a mount point (the watch ends, "
+	 "exit 0, when it is unmounted; `--from LAST+1` continues) or a "
+	 "store directory (followed across mounts). Exit 0 on SIGINT or "
+	 "SIGTERM.",
+	 ctl_watch},
 	{"unlock", "--force STORE",
 	 "Remove the store lock (after a crash on another host; a lock "
 	 "left by a dead process on this host is recovered by itself). "
