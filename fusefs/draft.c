@@ -529,6 +529,18 @@ out:
 	return rc;
 }
 
+void fs_record_gone(struct fs_ctx *c, struct fs_inode *ino, const char *unseen)
+{
+	pthread_mutex_lock(&ino->mu);
+	ino->deleted = true;
+	fs_draft_drop(ino);
+	pthread_mutex_unlock(&ino->mu);
+	fs_inode_detach(c, ino);
+	fs_inval_attr(c, ino);
+	if (unseen)
+		fs_inval_name(c, unseen);
+}
+
 void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
 		       bool pages)
 {

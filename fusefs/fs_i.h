@@ -261,6 +261,10 @@ void fs_handles_free(struct fs_ctx *c);
 void fs_draft_drop(struct fs_inode *ino);
 /* Attributes of a record inode as the kernel should see them. */
 int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
+/* Record inode `ino` was deleted or replaced: it keeps the version its
+   open handles read, loses its name and draft; `unseen`: the name the
+   kernel did not see go (invalidated from the thread), or NULL. */
+void fs_record_gone(struct fs_ctx *c, struct fs_inode *ino, const char *unseen);
 /* The committed version changed where the kernel did not see (commit
    through ID@N, rename, rollback): its attributes are invalidated, the
    reader forgotten, and with `pages` the pages dropped (inval.c). */

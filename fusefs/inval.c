@@ -201,13 +201,7 @@ static void revalidate(struct fs_ctx *c, struct fs_inode *ino)
 		return;
 	rc = store_stat(c->store, key, &m, false);
 	if (rc == -ENOENT || rc == -EISDIR) {
-		pthread_mutex_lock(&ino->mu);
-		ino->deleted = true;
-		fs_draft_drop(ino);
-		pthread_mutex_unlock(&ino->mu);
-		fs_inode_detach(c, ino);
-		fs_inval_attr(c, ino);
-		fs_inval_name(c, key);
+		fs_record_gone(c, ino, key);
 	} else if (rc == 0) {
 		bool changed;
 

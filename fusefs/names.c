@@ -68,22 +68,15 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	reply_entry_or_err(req, rc, &e);
 }
 
-/* The record `key` is gone where the kernel did not see it go. */
+/* The record `key` is gone (deleted or replaced); `seen`: by the kernel. */
 static void record_gone(struct fs_ctx *c, const char *key, bool seen)
 {
 	struct fs_inode *ino = fs_inode_find(c, key);
 
-	if (!ino)
-		return;
-	pthread_mutex_lock(&ino->mu);
-	ino->deleted = true;
-	fs_draft_drop(ino);
-	pthread_mutex_unlock(&ino->mu);
-	fs_inode_detach(c, ino);
-	fs_inval_attr(c, ino);
-	if (!seen)
-		fs_inval_name(c, key);
-	fs_inode_put(c, ino);
+	if (ino) {
+		fs_record_gone(c, ino, seen ? NULL : key);
+		fs_inode_put(c, ino);
+	}
 }
 
 static int unlink_cond(struct fs_ctx *c, fuse_req_t req, const char *key)
