@@ -111,6 +111,14 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		d->next->prev = d;
 	c->dirs = d;
 	pthread_mutex_unlock(&c->mu);
+	/* a namespace's listing may be kept by the kernel: it drops it when
+	   it changes a name itself, and when a GETATTR shows another mtime
+	   (AUTO_INVAL_DATA), which every change the kernel did not see
+	   makes it ask for (inval.c) */
+	if (i->kind == FS_ROOT || i->kind == FS_NS) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dir_free(c, d);

@@ -210,9 +210,10 @@ void fs_inode_detach(struct fs_ctx *c, struct fs_inode *ino);
    what `to` named before is detached. */
 void fs_inode_rekey(struct fs_ctx *c, const char *from, const char *to,
 		    bool tree);
-/* Call fn on every named record inode (with a ref held, no lock). */
-void fs_inode_each_record(struct fs_ctx *c,
-			  void (*fn)(struct fs_ctx *, struct fs_inode *));
+/* Call fn on every named record inode, or with `dirs` every namespace
+   inode and the root (with a ref held, no lock). */
+void fs_inode_each(struct fs_ctx *c, bool dirs,
+		   void (*fn)(struct fs_ctx *, struct fs_inode *));
 
 /* ---- inval.c: the kernel's caches ---------------------------------- */
 

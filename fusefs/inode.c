@@ -405,8 +405,8 @@ void fs_inode_rekey(struct fs_ctx *c, const char *from, const char *to,
 	pthread_mutex_unlock(&c->mu);
 }
 
-void fs_inode_each_record(struct fs_ctx *c,
-			  void (*fn)(struct fs_ctx *, struct fs_inode *))
+void fs_inode_each(struct fs_ctx *c, bool dirs,
+		   void (*fn)(struct fs_ctx *, struct fs_inode *))
 {
 	struct fs_inode **list = NULL;
 	size_t n = 0;
@@ -416,7 +416,9 @@ void fs_inode_each_record(struct fs_ctx *c,
 	for (size_t i = 0; list && i < c->buckets; i++)
 		for (struct fs_inode *ino = c->by_ino[i]; ino;
 		     ino = ino->hnext_ino)
-			if (ino->key && ino->kind == FS_RECORD) {
+			if (ino->key &&
+			    (dirs ? ino->kind == FS_NS || ino->kind == FS_ROOT
+				  : ino->kind == FS_RECORD)) {
 				ino->refs++;
 				list[n++] = ino;
 			}

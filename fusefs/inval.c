@@ -175,6 +175,8 @@ void fs_inval_name(struct fs_ctx *c, const char *key)
 	p = fs_inode_find(c, parent);
 	if (!p)
 		return; /* the kernel holds no name below it */
+	/* its cached listing goes with its attributes (dir.c) */
+	fs_inval_attr(c, p);
 	q = calloc(1, sizeof(*q) + strlen(name) + 1);
 	if (q) {
 		q->kind = INVAL_NAME;
@@ -215,7 +217,15 @@ static void revalidate(struct fs_ctx *c, struct fs_inode *ino)
 	free(key);
 }
 
+static void dir_attr(struct fs_ctx *c, struct fs_inode *ino)
+{
+	fs_inval_attr(c, ino);
+}
+
 void fs_inval_all(struct fs_ctx *c)
 {
-	fs_inode_each_record(c, revalidate);
+	fs_inode_each(c, false, revalidate);
+	/* listings the kernel caches are checked against the directory's
+	   mtime once its attributes are stale (dir.c) */
+	fs_inode_each(c, true, dir_attr);
 }

@@ -76,8 +76,10 @@ check "rm '$MNT/b' && cp '$T/second' '$MNT/b@0' && cmp '$T/second' '$MNT/b' && [
 	"after rm b, cp x b@0 creates b again (version 2)"
 check "rm '$MNT/b' && printf 'dd\\n' | dd of='$MNT/b@0' conv=notrunc status=none && cmp - '$MNT/b' <<<dd && [ \"\$(version '$MNT/b')\" = 3 ]" \
 	"... and so does an open of b@0 without O_TRUNC (dd conv=notrunc)"
+ls "$MNT" >/dev/null # a listing the kernel may keep (dir.c)
 check "rm '$MNT/b@3' && [ ! -e '$MNT/b' ] && ! cat '$MNT/b' 2>/dev/null" \
 	"rm b@3 deletes b: stat and cat of b fail at once"
+check "! ls '$MNT' | grep -qx b" "... and a listing of its directory no longer has b"
 check "echo back >'$MNT/b' && cmp - '$MNT/b' <<<back && [ \"\$(version '$MNT/b')\" = 4 ]" \
 	"... and > b creates it again (version 4)"
 

@@ -155,12 +155,22 @@ echo m-2 >"$MNT/m"
 echo n-1 >"$MNT/n"
 rm "$MNT/top"
 exec 7<"$MNT/m" # a reader open across the rollback follows it (SPEC 3)
+ls "$MNT" >/dev/null # a listing the kernel may keep (dir.c)
 out=$("$RECFSCTL" rollback "$MNT" --to "$MR" 2>&1)
 check "[ $? = 0 ]" "recfsctl rollback MNT --to $MR: $out"
 check "grep -q 'done as revision' <<<'$out'" "says the new revision"
 check "[ \"\$(cat '$MNT/m')\" = m-1 ] && [ \$(version '$MNT/m') = 3 ]" \
 	"m is back to m-1 as version 3"
 check "[ ! -e '$MNT/n' ]" "n, made after revision $MR, is gone"
+check "! ls '$MNT' | grep -qx n && ls '$MNT' | grep -qx top" \
+	"... and a listing of the root (the kernel kept it) no longer has n, has top again"
+mkdir -p "$T/imp/sub"
+echo new >"$T/imp/sub/added"
+mkdir -p "$MNT/sub"
+ls "$MNT/sub" >/dev/null # kept by the kernel, then changed behind it
+"$RECFSCTL" import "$MNT" "$T/imp" >/dev/null 2>&1
+check "ls '$MNT/sub' | grep -qx added" \
+	"an import through the mount shows in a listing the kernel had kept"
 check "[ \"\$(cat '$MNT/top')\" = top ]" "top is back"
 check "[ \"\$(cat <&7)\" = m-1 ]" "the reader open before reads m-1, as the rollback left it"
 exec 7<&-
