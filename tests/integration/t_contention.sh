@@ -37,7 +37,7 @@ print("reader:", "committed" if seen == b"C" * 65536 else "UNCOMMITTED",
 PY
 )
 # one mount shares a file's pages between its descriptors, as a disk does
-# (README: "Reads through one mount"): the open writer's bytes are seen
+# (README: "The mount and the kernel's caches"): the open writer's bytes are seen
 check "[ '$out' = 'reader: UNCOMMITTED new reader: UNCOMMITTED' ]" \
 	"readers on the mount see an open writer's bytes, as on a local disk ($out)"
 check "[ \"\$(head -c 1 '$MNT/r')\" = D ]" "... which its close commits"
