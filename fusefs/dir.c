@@ -5,6 +5,7 @@
  */
 #include "fs_i.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,16 +30,12 @@ static int dir_add(void *arg, const char *name, bool is_ns)
 {
 	struct fs_dir *d = arg;
 
-	(void)is_ns;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		char **p = realloc(d->names, cap * sizeof(*p));
+	char **p = util_grow(d->names, &d->cap, d->n, sizeof(*p), 64);
 
-		if (!p)
-			return d->err = -ENOMEM;
-		d->names = p;
-		d->cap = cap;
-	}
+	(void)is_ns;
+	if (!p)
+		return d->err = -ENOMEM;
+	d->names = p;
 	if (!(d->names[d->n] = strdup(name)))
 		return d->err = -ENOMEM;
 	d->n++;

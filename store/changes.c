@@ -36,6 +36,7 @@
 #include "hist_i.h"
 #include "jnl.h"
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -125,15 +126,10 @@ static struct store_change *queue_add(struct store_changes *c, const char *id,
 {
 	struct qent *e;
 
-	if (c->qn == c->qcap) {
-		size_t cap = c->qcap ? 2 * c->qcap : 16;
-		struct qent *p = realloc(c->q, cap * sizeof(*p));
-
-		if (!p)
-			return NULL;
-		c->q = p;
-		c->qcap = cap;
-	}
+	e = util_grow(c->q, &c->qcap, c->qn, sizeof(*e), 16);
+	if (!e)
+		return NULL;
+	c->q = e;
 	e = &c->q[c->qn];
 	memset(e, 0, sizeof(*e));
 	e->id = dup_n(id, id_len);
@@ -547,7 +543,7 @@ static int read_head(struct store_changes *c, git_oid *head, bool *has)
 static int git_collect(struct store_changes *c, const git_oid *head)
 {
 	git_commit *commit = NULL;
-	git_oid oid = *head;
+	git_oid oid = *head, *todo;
 	int rc = 0;
 
 	c->ntodo = 0;
@@ -559,17 +555,13 @@ static int git_collect(struct store_changes *c, const git_oid *head)
 		}
 		if (msg_upto(git_commit_message_raw(commit)) <= c->pos)
 			break;
-		if (c->ntodo == c->todo_cap) {
-			size_t cap = c->todo_cap ? 2 * c->todo_cap : 64;
-			git_oid *p = realloc(c->todo, cap * sizeof(*p));
-
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			c->todo = p;
-			c->todo_cap = cap;
+		todo = util_grow(c->todo, &c->todo_cap, c->ntodo, sizeof(*todo),
+				 64);
+		if (!todo) {
+			rc = -ENOMEM;
+			break;
 		}
+		c->todo = todo;
 		c->todo[c->ntodo++] = oid;
 		if (git_commit_parentcount(commit) == 0)
 			break;
