@@ -420,12 +420,40 @@ static void kill_privs(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino)
 	fs_inval_attr(c, ino);
 }
 
+/*
+ * An O_APPEND write lands at the end of the content as the daemon has it
+ * (the draft, else the version the inode shows), whatever offset the
+ * kernel computed from its i_size. That size can be behind: a LOOKUP of
+ * the name by another process, answered before a write and handled by
+ * the kernel after it, sets it back, and a write at the kernel's offset
+ * would overwrite the last append (lines lost in t_append's race of `>>`
+ * creators). *moved: the kernel's pages differ from the draft now (they
+ * are marked stale at its commit). mu held.
+ */
+static int append_at(struct fs_ctx *c, struct fs_inode *ino, off_t *off,
+		     bool *moved)
+{
+	struct fs_draft *d = &ino->d;
+	uint64_t end = 0;
+	int rc = 0;
+
+	*moved = false;
+	if (ino->kind != FS_RECORD || d->state == D_FAILED)
+		return 0;
+	rc = dirty(d) ? draft_size(d, &end) : committed_size(c, ino, &end);
+	if (rc == 0 && (uint64_t)*off != end) {
+		*off = (off_t)end;
+		*moved = true;
+	}
+	return rc;
+}
+
 ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 			const char *buf, size_t size, off_t off)
 {
 	struct fs_inode *ino = h->dino;
 	struct fs_draft *d = &ino->d;
-	bool append = (h->flags & O_APPEND) != 0;
+	bool append = (h->flags & O_APPEND) != 0, moved = false;
 	ssize_t n;
 	int rc;
 
@@ -447,7 +475,9 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 		pthread_mutex_unlock(&ino->mu);
 		return (ssize_t)size;
 	}
-	rc = draft_step(c, ino, EV_WRITE, append, (uint64_t)off);
+	rc = append ? append_at(c, ino, &off, &moved) : 0;
+	if (rc == 0)
+		rc = draft_step(c, ino, EV_WRITE, append, (uint64_t)off);
 	if (rc) {
 		pthread_mutex_unlock(&ino->mu);
 		return rc;
@@ -460,7 +490,7 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 		d->err = (int)n;
 	} else {
 		d->written = true;
-		d->unseen |= h->direct;
+		d->unseen |= h->direct || moved;
 		d->who = h->who;
 	}
 	pthread_mutex_unlock(&ino->mu);
