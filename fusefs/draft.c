@@ -449,11 +449,14 @@ static int append_at(struct fs_ctx *c, struct fs_inode *ino, off_t *off,
 }
 
 ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
-			const char *buf, size_t size, off_t off)
+			bool writepage, const char *buf, size_t size,
+			off_t off)
 {
 	struct fs_inode *ino = h->dino;
 	struct fs_draft *d = &ino->d;
-	bool append = (h->flags & O_APPEND) != 0, moved = false;
+	/* pages written back (mmap) through an O_APPEND handle are not
+	   appends: they go where the mapping put them */
+	bool append = (h->flags & O_APPEND) && !writepage, moved = false;
 	ssize_t n;
 	int rc;
 

@@ -250,8 +250,10 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 		   struct fuse_file_info *fi, bool created, mode_t mode);
 ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		       size_t size, off_t off);
+/* `writepage`: the kernel writing back pages (mmap), not a write(2) */
 ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
-			const char *buf, size_t size, off_t off);
+			bool writepage, const char *buf, size_t size,
+			off_t off);
 int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
 		       const struct store_who *who);
 /* Commit the inode's draft if it has one. */
