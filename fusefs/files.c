@@ -262,7 +262,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		if (n < 0)
 			n = -errno;
 	} else if (h->kind == H_RECORD || h->kind == H_COND) {
-		n = fs_record_write(c, h, buf, size, off);
+		n = fs_record_write(c, req, h, fi->writepage, buf, size, off);
 	} else {
 		n = -EBADF;
 	}

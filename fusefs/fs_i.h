@@ -85,6 +85,8 @@ struct fs_draft {
 	bool excl;		/* created with O_EXCL: create-only */
 	bool written;		/* data written since it began (not just
 				   created or truncated; see draft.c) */
+	bool unseen;		/* written by a direct handle: the kernel's
+				   pages may not hold it */
 	int err;		/* D_FAILED: what failed */
 	int mode;		/* chmod while dirty, or -1 */
 	bool has_owner;		/* chown while dirty (or the creator) */
@@ -144,6 +146,8 @@ struct fs_handle {
 				  for ID@N a private one (see draft.c) */
 	int flags;	       /* open flags */
 	bool writable;
+	bool direct; /* writes bypass the kernel's pages (see
+			fs_open_record) */
 	int fd;	   /* H_SCRATCH */
 	char *buf; /* H_BUF (and H_COND of an old version) */
 	size_t len;
@@ -246,8 +250,10 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 		   struct fuse_file_info *fi, bool created, mode_t mode);
 ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		       size_t size, off_t off);
-ssize_t fs_record_write(struct fs_ctx *c, struct fs_handle *h, const char *buf,
-			size_t size, off_t off);
+/* `writepage`: the kernel writing back pages (mmap), not a write(2) */
+ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
+			bool writepage, const char *buf, size_t size,
+			off_t off);
 int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
 		       const struct store_who *who);
 /* Commit the inode's draft if it has one. */

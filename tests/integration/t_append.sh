@@ -39,9 +39,13 @@ v=$(version "$L")
 check "[ \"$v\" -ge 1 ] && [ \"$v\" -le $((P * N)) ]" \
 	"the log's version ($v) is between 1 and $((P * N))"
 
-# `>>` racing to create a record: each creator appends too
+# `>>` racing to create a record: each creator appends too. A LOOKUP
+# reply that reaches the kernel late sets its i_size back, and an append
+# at the kernel's offset overwrote the line before it: about 1 round in
+# 300 lost a line before the fix (draft.c, append_at), so many rounds.
+R=${RECFS_APPEND_ROUNDS:-150}
 bad=0
-for ((r = 0; r < 30; r++)); do
+for ((r = 0; r < R; r++)); do
 	pids=()
 	for ((p = 0; p < P; p++)); do
 		echo "c-$p" >>"$MNT/race$r" &
@@ -54,7 +58,7 @@ for ((r = 0; r < 30; r++)); do
 		bad=$((bad + 1))
 	fi
 done
-check "[ $bad = 0 ]" "$P processes creating a record with >> all land, 30 times ($bad bad)"
+check "[ $bad = 0 ]" "$P processes creating a record with >> all land, $R times ($bad bad)"
 check "[ \"\$(version '$MNT/race0')\" -le $P ]" "... at most one version per append"
 
 umount_store
