@@ -294,6 +294,10 @@ struct store {
 			      disagree: every change fails until reopened */
 
 	pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+	/* One retention change or prune at a time (retain.c); a backup
+	   holds it too, so that it never copies a history a prune is
+	   switching to its new epoch. Taken before ckpt_mu. */
+	pthread_mutex_t retain_mu;
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
 };
