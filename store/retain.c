@@ -621,3 +621,87 @@ int store_retain_each(struct store *s, store_retain_cb fn, void *arg)
 	policies_free(&ps);
 	return rc;
 }
+
+/* ---- the periodic prune ---------------------------------------------------- */
+
+#define PERIOD_DEFAULT_S 86400u
+#define FIRST_DELAY_S 60u
+
+struct retain_timer {
+	pthread_t thread;
+	pthread_mutex_t mu; /* protects stop */
+	pthread_cond_t cv;  /* CLOCK_MONOTONIC */
+	bool stop;
+};
+
+static void *timer_main(void *arg)
+{
+	struct store *s = arg;
+	struct retain_timer *t = s->retain_timer;
+	unsigned period = s->opts.retain_period_s ? s->opts.retain_period_s
+						  : PERIOD_DEFAULT_S;
+	struct timespec at;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	at.tv_sec += period < FIRST_DELAY_S ? period : FIRST_DELAY_S;
+	pthread_mutex_lock(&t->mu);
+	while (!t->stop) {
+		struct store_retain_report rep;
+
+		if (pthread_cond_timedwait(&t->cv, &t->mu, &at) != ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&t->mu);
+		(void)store_retain_prune(s, &rep); /* logged */
+		pthread_mutex_lock(&t->mu);
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_sec += period;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+int store_retain_timer_start(struct store *s)
+{
+	struct retain_timer *t;
+	pthread_condattr_t ca;
+	int rc;
+
+	if (s->retain_timer)
+		return 0;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	s->retain_timer = t;
+	rc = -pthread_create(&t->thread, NULL, timer_main, s);
+	if (rc) {
+		rlog_err("%s: cannot start the periodic prune: %s", s->path,
+			 strerror(-rc));
+		s->retain_timer = NULL;
+		pthread_cond_destroy(&t->cv);
+		pthread_mutex_destroy(&t->mu);
+		free(t);
+	}
+	return rc;
+}
+
+void store_retain_timer_stop(struct store *s)
+{
+	struct retain_timer *t = s->retain_timer;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->thread, NULL);
+	pthread_cond_destroy(&t->cv);
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+	s->retain_timer = NULL;
+}

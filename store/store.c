@@ -467,6 +467,7 @@ int store_close(struct store *s)
 
 	if (!s)
 		return 0;
+	store_retain_timer_stop(s); /* after a prune in progress */
 	/* history first, so that the checkpoint can drop what it wrote */
 	store_hist_stop(s);
 	if (s->jnl && !s->opts.read_only && !s->broken)
@@ -499,6 +500,8 @@ int store_serve_start(struct store *s)
 	(void)store_hist_start(s);
 	if (!s->opts.read_only && s->be && s->be->ops->start)
 		(void)s->be->ops->start(s->be);
+	if (!s->opts.read_only && s->hist)
+		(void)store_retain_timer_start(s); /* logged */
 	return s->lock ? lock_refresh(s->lock) : 0;
 }
 

@@ -75,6 +75,10 @@ struct store_opts {
 				       version not written yet (10000) */
 	unsigned history_drain_ms;  /* store_close waits this long for the
 				       history to catch up (10000) */
+	unsigned retain_period_s;   /* a serving process prunes what the
+				       retention policies say this often
+				       (86400), the first time a minute
+				       (or this, if less) after it starts */
 	int64_t retain_now_ns;	    /* tests: the time (ns since the epoch)
 				       a retention prune takes as now; 0:
 				       the clock */
