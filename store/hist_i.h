@@ -241,6 +241,10 @@ struct hist {
 	/* Held shared by lookups and walks of the index, exclusive while a
 	   prune puts its new epoch in place (history_prune.c). */
 	pthread_rwlock_t epoch_lock;
+	/* A prune got past its intent but could not finish: the writer
+	   stays paused (one hist_pause held) until one does. Only
+	   hist_prune touches it; its callers run one prune at a time. */
+	bool epoch_pending;
 	pthread_rwlock_t ix_lock; /* protects ix */
 	struct hidx ix;
 	int idx_rfd; /* history.idx for the readers (pread only), or -1;

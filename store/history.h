@@ -260,7 +260,9 @@ struct hist_prune_report {
  * without their content, their trailer blocks marked "Recfs-Pruned:"
  * and kept; crash-safe (the old epoch or the new one, finished at the
  * next open). Versions already pruned, and those not in the history, are
- * left as they are. The caller has drained the history (hist_drain) and
+ * left as they are; with n == 0, only a prune of this process that got
+ * past its commit point but could not finish is finished (the writer
+ * waits for that). The caller has drained the history (hist_drain) and
  * chosen the versions: this does not know which is current. Pauses the
  * writer meanwhile. Returns 0 or -errno (logged); *rep is filled either
  * way.

@@ -441,9 +441,19 @@ static int rewrite_all(struct prune *p, struct hist_epoch *ep)
 	char key[GIT_OID_HEXSZ + 1];
 	git_revwalk *walk = NULL;
 	git_oid oid;
+	git_oid disk;
 	int rc;
 
-	rc = git_revwalk_new(&walk, p->repo);
+	/* the refs as the writer left them, not moved by something else */
+	rc = git_reference_name_to_id(&disk, p->repo, "refs/heads/main");
+	if (rc == 0 && !git_oid_equal(&disk, &h->head)) {
+		rlog_err("%s: refs/heads/main was moved by something else than "
+			 "recfs: nothing pruned",
+			 h->path);
+		return -ESTALE;
+	}
+	if (rc == 0)
+		rc = git_revwalk_new(&walk, p->repo);
 	if (rc == 0)
 		rc = git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL |
 						       GIT_SORT_REVERSE);
@@ -598,14 +608,16 @@ static int prune_open(struct prune *p, const struct hist_prune_ver *v, size_t n)
 	return rc < 0 ? hist_git_error(rc, "opening the repository", NULL) : 0;
 }
 
-/* After the intent: put the epoch in place and make the history's
+/* After the intent: put the epoch in place (ep; NULL: finish or undo
+   the one in HIST_PRUNE_DIR, hist_epoch_recover) and make the history's
    state (objects, heads, index) that of the disk, whatever happened. */
 static int switch_epoch(struct hist *h, int dirfd, const struct hist_epoch *ep)
 {
 	int rc, src;
 
 	pthread_rwlock_wrlock(&h->epoch_lock);
-	rc = hist_epoch_install(h, dirfd, ep);
+	rc = ep ? hist_epoch_install(h, dirfd, ep) : hist_epoch_recover(h);
+	h->packs = 0; /* counted again at the next tidy */
 	src = hist_reopen_odbs(h);
 	if (src == 0)
 		src = hist_head_reload(h);
@@ -631,7 +643,16 @@ int hist_prune(struct hist *h, const struct hist_prune_ver *v, size_t n,
 		return -EROFS;
 	hist_size(h, &rep->bytes_before);
 	hist_pause(h);
-	rc = h->has_head && n ? prune_open(&p, v, n) : 0;
+	/* one that could not be finished in this process: first */
+	rc = faccessat(h->repo_fd, HIST_PRUNE_DIR, F_OK, AT_SYMLINK_NOFOLLOW)
+		     ? 0
+		     : switch_epoch(h, -1, NULL);
+	if (rc == 0 && h->epoch_pending) {
+		h->epoch_pending = false;
+		hist_resume(h); /* the pause it kept */
+	}
+	if (rc == 0 && h->has_head && n)
+		rc = prune_open(&p, v, n);
 	if (rc == 0 && h->has_head && n)
 		rc = rewrite_all(&p, &ep);
 	if (rc || p.marked == 0)
@@ -654,6 +675,17 @@ out:
 		close(dirfd);
 	if (rc && !committed)
 		hist_epoch_recover(h); /* removes what it wrote */
+	if (rc && committed && !h->epoch_pending) {
+		/* Not in place: the step that removes the old epoch's objects
+		   removes every object but the new pack's, so the writer must
+		   write none until it is done (the next prune, or the next
+		   open). The journal keeps the versions meanwhile. */
+		rlog_err("%s: the history writer waits until the prune is "
+			 "finished (the next prune, or the next open)",
+			 h->path);
+		h->epoch_pending = true;
+		hist_pause(h);
+	}
 	rep->versions = p.marked;
 	rep->commits = p.rewritten;
 	git_oid_tostr(rep->head, sizeof(rep->head), &h->head);

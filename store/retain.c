@@ -494,9 +494,13 @@ static int prune_locked(struct store *s, const struct policies *ps,
 	size_t n = 0;
 	int rc;
 
-	rc = hist_drain(s->hist, store_revision(s), RETAIN_DRAIN_MS);
+	/* a prune of this process that could not finish holds the writer:
+	   finished first (nothing pruned yet), so that the drain can */
+	rc = hist_prune(s->hist, NULL, 0, &hr);
+	if (rc == 0)
+		rc = hist_drain(s->hist, store_revision(s), RETAIN_DRAIN_MS);
 	if (rc)
-		rlog_err("%s: prune: the history does not catch up (%s): "
+		rlog_err("%s: prune: the history is not written (%s): "
 			 "nothing pruned",
 			 s->path, strerror(-rc));
 	if (rc == 0)
@@ -622,7 +626,8 @@ int store_retain_each(struct store *s, store_retain_cb fn, void *arg)
 	return rc;
 }
 
-/* ---- the periodic prune ---------------------------------------------------- */
+/* ---- the periodic prune ----------------------------------------------------
+ */
 
 #define PERIOD_DEFAULT_S 86400u
 #define FIRST_DELAY_S 60u

@@ -611,3 +611,72 @@ Test(retain, crash_while_finishing_a_prune_at_open_then_open_again)
 			  again[i]);
 	}
 }
+
+/* ---- errors ----------------------------------------------------------------
+ */
+
+static bool prune_dir_exists(void)
+{
+	char path[PATH_MAX + 96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/recfs-prune", gitdir);
+	return stat(path, &st) == 0;
+}
+
+Test(retain, an_error_before_the_intent_keeps_the_old_history)
+{
+	struct store_retain_policy p = {"r", STORE_RETAIN_KEEP, 3};
+	struct store_retain_report rep;
+	struct io *io = NULL;
+	struct store *s;
+
+	crash_fixture();
+	cr_assert_eq(io_new(&io), 0);
+	s = open_io(io, 0);
+	cr_assert_eq(io_arm(io, "hist.prune.sync", IO_FAIL, EIO, 1, 1), 0);
+	cr_assert_eq(store_retain_set(s, &p, &rep), -EIO);
+	check_range(s, "r", 1, CRASH_N, 1);
+	cr_assert(!prune_dir_exists(), "recfs-prune/ left behind");
+	check_fsck();
+	cr_assert_eq(store_retain_prune(s, &rep), 0);
+	check_range(s, "r", 1, CRASH_N - 3, 0);
+	cr_assert_eq(store_close(s), 0);
+	io_free(io);
+	check_fsck();
+}
+
+Test(retain, an_error_after_the_intent_is_finished_by_the_next_prune)
+{
+	struct store_retain_policy p = {"r", STORE_RETAIN_KEEP, 3};
+	struct store_retain_report rep;
+	struct io *io = NULL;
+	struct store *s;
+
+	crash_fixture();
+	cr_assert_eq(io_new(&io), 0);
+	s = open_io(io, 0);
+	cr_assert_eq(io_arm(io, "hist.prune.unlink", IO_FAIL, EIO, 2, 1), 0);
+	cr_assert_eq(store_retain_set(s, &p, &rep), -EIO);
+	/* past the commit point: the new epoch, not finished */
+	check_range(s, "r", 1, CRASH_N - 3, 0);
+	check_range(s, "r", CRASH_N - 2, CRASH_N, 1);
+	cr_assert(prune_dir_exists());
+	/* commits go on; the history waits until the prune is finished */
+	{
+		char buf[BODY];
+		struct store_result r;
+
+		content(buf, sizeof(buf), "q", 4);
+		cr_assert_eq(store_put(s, "q", buf, strlen(buf), NULL, &r), 0);
+	}
+	cr_assert_eq(store_history_drain(s, 200), -ETIMEDOUT);
+	cr_assert_eq(store_retain_prune(s, &rep), 0);
+	cr_assert(!prune_dir_exists(), "the prune was not finished");
+	cr_assert_eq(store_history_drain(s, 30000), 0);
+	check_range(s, "q", 1, 4, 1);
+	verify_clean(s);
+	cr_assert_eq(store_close(s), 0);
+	io_free(io);
+	check_fsck();
+}
