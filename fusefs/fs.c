@@ -57,23 +57,22 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	if (!st.history)
 		snprintf(hist, sizeof(hist),
 			 "{\"lag\":null,\"done\":null,\"state\":\"none\"}");
-	else if (store_retain_plan(c->store, &plan) != 0)
+	else if (store_retain_summary(c->store, &plan) != 0)
 		memset(&plan, 0, sizeof(plan)); /* logged */
 	if (st.history)
 		/* strerror() texts have no quote or backslash; bytes: of
-		   history.git, prunable: what a prune would remove now */
+		   history.git; policies: of retention (what a prune would
+		   remove is `recfsctl stats`: it reads the whole index) */
 		snprintf(hist, sizeof(hist),
 			 "{\"lag\":%" PRIu64 ",\"done\":%" PRIu64
 			 ",\"state\":\"%s%s\",\"bytes\":%" PRIu64
-			 ",\"policies\":%" PRIu64 ",\"prunable\":{\"versions\":"
-			 "%" PRIu64 ",\"bytes\":%" PRIu64 "}}",
+			 ",\"policies\":%" PRIu64 "}",
 			 st.history_lag, st.history_done,
 			 st.history_error ? "error: "
 			 : st.history_lag ? "catching up"
 					  : "ok",
 			 st.history_error ? strerror(-st.history_error) : "",
-			 plan.history_before, plan.policies, plan.versions,
-			 plan.bytes);
+			 plan.history_before, plan.policies);
 	n = snprintf(buf, CAP,
 		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
 		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64

@@ -612,6 +612,24 @@ int store_retain_plan(struct store *s, struct store_retain_report *rep)
 	return rc;
 }
 
+int store_retain_summary(struct store *s, struct store_retain_report *rep)
+{
+	struct policies ps;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	if (!s->hist || s->dirfd < 0)
+		return -ENOTSUP;
+	rc = hist_size(s->hist, &rep->history_before);
+	if (rc == 0)
+		rc = policies_load(s, &ps);
+	if (rc == 0)
+		rep->policies = ps.n;
+	if (rc == 0)
+		policies_free(&ps);
+	return rc;
+}
+
 int store_retain_each(struct store *s, store_retain_cb fn, void *arg)
 {
 	struct policies ps;

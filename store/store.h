@@ -607,6 +607,10 @@ int store_retain_prune(struct store *s, struct store_retain_report *rep);
    not in the history yet are not counted). Returns 0 or -errno. */
 int store_retain_plan(struct store *s, struct store_retain_report *rep);
 
+/* Only rep->history_before (the size of history.git) and rep->policies:
+   cheap, for a status. Returns 0 or -errno. */
+int store_retain_summary(struct store *s, struct store_retain_report *rep);
+
 /* Call fn for each policy; a non-zero return stops and is returned. */
 typedef int (*store_retain_cb)(void *arg, const struct store_retain_policy *p);
 int store_retain_each(struct store *s, store_retain_cb fn, void *arg);

@@ -220,7 +220,10 @@ static int stats_of_mount(const char *mnt, bool json)
 	char path[PATH_MAX];
 	json_error_t jerr;
 	json_t *st;
-	json_int_t rev, live, tomb, hbytes = 0, pol = 0, pv = 0, pb = 0;
+	json_int_t rev, live, tomb, hbytes = 0, pol = 0;
+	struct store_retain_report plan = {0};
+	char store[PATH_MAX];
+	struct store *s = NULL;
 
 	snprintf(path, sizeof(path), "%s/.recfs/status", mnt);
 	st = json_load_file(path, 0, &jerr);
@@ -233,10 +236,19 @@ static int stats_of_mount(const char *mnt, bool json)
 		return EXIT_FAIL;
 	}
 	/* absent from a daemon without retention, or without a history */
-	(void)json_unpack(st, "{s:{s:I, s:I, s:{s:I, s:I}}}", "history",
-			  "bytes", &hbytes, "policies", &pol, "prunable",
-			  "versions", &pv, "bytes", &pb);
+	(void)json_unpack(st, "{s:{s:I, s:I}}", "history", "bytes", &hbytes,
+			  "policies", &pol);
 	json_decref(st);
+	/* what a prune would free: from the store's history, read without
+	   the lock (as `log` does) */
+	if (pol && (ctl_mount_store(mnt, store, sizeof(store)) != 0 ||
+		    store_open_history(&s, store) != 0 ||
+		    store_retain_plan(s, &plan) != 0))
+		fprintf(stderr,
+			"recfsctl stats: %s: what a prune would free "
+			"is not known\n",
+			mnt);
+	store_close(s);
 	if (json) {
 		printf("{\"mount\":");
 		ctl_json_str(stdout, mnt);
@@ -244,15 +256,15 @@ static int stats_of_mount(const char *mnt, bool json)
 		       "\"history_bytes\":%lld,\"retain_policies\":%lld,"
 		       "\"prunable_versions\":%lld,\"prunable_bytes\":%lld}\n",
 		       (long long)rev, (long long)live, (long long)tomb,
-		       (long long)hbytes, (long long)pol, (long long)pv,
-		       (long long)pb);
+		       (long long)hbytes, (long long)pol,
+		       (long long)plan.versions, (long long)plan.bytes);
 	} else {
 		printf("mount:    %s\nrevision: %lld\nrecords:  %lld\n"
 		       "deleted:  %lld\nhistory:  %lld bytes\nprunable: "
 		       "%lld versions, %lld bytes (%lld retention policies)\n",
 		       mnt, (long long)rev, (long long)live, (long long)tomb,
-		       (long long)hbytes, (long long)pv, (long long)pb,
-		       (long long)pol);
+		       (long long)hbytes, (long long)plan.versions,
+		       (long long)plan.bytes, (long long)pol);
 	}
 	return EXIT_OK;
 }
@@ -273,8 +285,9 @@ static int cmd_stats(int argc, char **argv)
 	store_counts(s, &live, &tomb);
 	rev = store_revision(s);
 	if (store_retain_plan(s, &plan) != 0 && plan.history_before == 0)
-		fprintf(stderr, "recfsctl stats: %s: what a prune would free "
-				"is not known (logged above)\n",
+		fprintf(stderr,
+			"recfsctl stats: %s: what a prune would free "
+			"is not known (logged above)\n",
 			argv[1]);
 	if (json) {
 		printf("{\"store\":");
