@@ -440,7 +440,8 @@ static int plan_make(struct store *s, struct plan *pl,
 	rc = hist_each(s->hist, NULL, collect_rv, pl);
 	if (rc)
 		return rc;
-	qsort(pl->v, pl->n, sizeof(*pl->v), rv_cmp);
+	if (pl->n) /* qsort wants an array */
+		qsort(pl->v, pl->n, sizeof(*pl->v), rv_cmp);
 	v = calloc(pl->n + 1, sizeof(*v));
 	go = calloc(pl->n + 1, sizeof(*go));
 	if (!v || !go) {
