@@ -177,6 +177,44 @@ static int ctl_import(struct fs_ctx *c, const struct store_who *who,
 	return rc;
 }
 
+/* retain keep N PREFIX | days D PREFIX | off PREFIX | prune: a retention
+   policy set (store_retain_set, which prunes at once) or a prune. */
+static int ctl_retain(struct fs_ctx *c, const struct store_who *who,
+		      const char *arg)
+{
+	struct store_retain_policy p = {0};
+	struct store_retain_report rep;
+	const char *sp = strchr(arg, ' ');
+	unsigned long long n = 0;
+	char *end = NULL;
+	int rc;
+
+	if (strcmp(arg, "prune") == 0) {
+		rc = store_retain_prune(c->store, &rep);
+	} else if (strncmp(arg, "off ", 4) == 0) {
+		p.prefix = arg + 4;
+		p.kind = STORE_RETAIN_OFF;
+		rc = store_retain_set(c->store, &p, &rep);
+	} else if (sp && (strncmp(arg, "keep ", 5) == 0 ||
+			  strncmp(arg, "days ", 5) == 0)) {
+		if (sp[1] >= '0' && sp[1] <= '9')
+			n = strtoull(sp + 1, &end, 10);
+		if (!end || *end != ' ' || n == 0)
+			return -EINVAL;
+		p.prefix = end + 1;
+		p.kind = arg[0] == 'k' ? STORE_RETAIN_KEEP : STORE_RETAIN_DAYS;
+		p.n = n;
+		rc = store_retain_set(c->store, &p, &rep);
+	} else {
+		return -EINVAL;
+	}
+	if (rc == 0)
+		rlog_info("ctl retain %s: pruned %" PRIu64 " versions of "
+			  "%" PRIu64 " records",
+			  arg, rep.versions, rep.records);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(struct fs_ctx *c, const struct store_who *who,
@@ -184,7 +222,7 @@ static const struct {
 } verbs[] = {
 	{"backup", ctl_backup},		{"rollback", ctl_rollback},
 	{"import", ctl_import},		{"drain", ctl_drain},
-	{"checkpoint", ctl_checkpoint},
+	{"checkpoint", ctl_checkpoint}, {"retain", ctl_retain},
 };
 
 int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,

@@ -37,7 +37,8 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	enum { CAP = 1024 + 6 * 4096 + 8 };
 	struct store_status st;
 	uint64_t commits, errors, ctl;
-	char hist[256];
+	struct store_retain_report plan;
+	char hist[512];
 	char *path = malloc(6 * 4096 + 8);
 	char *buf = malloc(CAP);
 	int n;
@@ -56,16 +57,22 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	if (!st.history)
 		snprintf(hist, sizeof(hist),
 			 "{\"lag\":null,\"done\":null,\"state\":\"none\"}");
-	else
-		/* strerror() texts have no quote or backslash */
+	else if (store_retain_summary(c->store, &plan) != 0)
+		memset(&plan, 0, sizeof(plan)); /* logged */
+	if (st.history)
+		/* strerror() texts have no quote or backslash; bytes: of
+		   history.git; policies: of retention (what a prune would
+		   remove is `recfsctl stats`: it reads the whole index) */
 		snprintf(hist, sizeof(hist),
 			 "{\"lag\":%" PRIu64 ",\"done\":%" PRIu64
-			 ",\"state\":\"%s%s\"}",
+			 ",\"state\":\"%s%s\",\"bytes\":%" PRIu64
+			 ",\"policies\":%" PRIu64 "}",
 			 st.history_lag, st.history_done,
 			 st.history_error ? "error: "
 			 : st.history_lag ? "catching up"
 					  : "ok",
-			 st.history_error ? strerror(-st.history_error) : "");
+			 st.history_error ? strerror(-st.history_error) : "",
+			 plan.history_before, plan.policies);
 	n = snprintf(buf, CAP,
 		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
 		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64

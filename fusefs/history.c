@@ -164,7 +164,7 @@ static int walk_one(void *arg, const char *id, const struct store_version *v)
 	}
 	if (*rest == '\0') {
 		w->is_record = true;
-		if (v->deleted)
+		if (v->deleted || v->pruned)
 			return 0;
 		if (w->want && v->version == w->want)
 			w->found = true;

@@ -35,6 +35,8 @@ struct opts {
 	char *max_size;
 	char *scratch;
 	char *snapdir;
+	char *retain_period;
+	unsigned retain_period_s; /* parsed; 0: the store's default */
 };
 
 enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_SHARED };
@@ -49,6 +51,7 @@ static const struct fuse_opt opt_spec[] = {
 	{"max_record_size=%s", offsetof(struct opts, max_size), 0},
 	{"scratch=%s", offsetof(struct opts, scratch), 0},
 	{"snapdir=%s", offsetof(struct opts, snapdir), 0},
+	{"retain_period=%s", offsetof(struct opts, retain_period), 0},
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("allow_other", KEY_SHARED),
 	FUSE_OPT_KEY("allow_root", KEY_SHARED),
@@ -118,6 +121,9 @@ static void usage(const char *prog)
 	       "    -o scratch=P1:P2:...   unversioned scratch name patterns\n"
 	       "                           (default %s)\n"
 	       "    -o snapdir=visible     list .recfs in the root directory\n"
+	       "    -o retain_period=S     prune what the retention policies "
+	       "say every S\n"
+	       "                           seconds (default 86400)\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug (implies -f)\n"
 	       "    -s                     single-threaded\n\n",
@@ -283,7 +289,8 @@ static int run(struct opts *o, struct fuse_args *args,
 {
 	struct store_opts so = {.create = o->create,
 				.read_only = o->ro,
-				.max_record_size = cfg->max_record_size};
+				.max_record_size = cfg->max_record_size,
+				.retain_period_s = o->retain_period_s};
 	struct store *store = NULL;
 	struct fs_ctx *ctx = NULL;
 	struct fuse_session *se = NULL;
@@ -439,6 +446,23 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	cfg.snapdir_visible = o.snapdir && strcmp(o.snapdir, "visible") == 0;
+	if (o.retain_period) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(o.retain_period, &end, 10);
+		if (errno || *end || o.retain_period[0] < '0' ||
+		    o.retain_period[0] > '9' || v == 0 || v > 365 * 86400ul) {
+			fprintf(stderr,
+				"recfs: -o retain_period=%s: expected a number "
+				"of seconds from 1 to 31536000\n",
+				o.retain_period);
+			ret = 2;
+			goto out;
+		}
+		o.retain_period_s = (unsigned)v;
+	}
 	if (o.scratch && !o.scratch[0]) {
 		fprintf(stderr, "recfs: -o scratch= needs at least one "
 				"pattern\n");
@@ -452,6 +476,7 @@ out:
 	free(o.max_size);
 	free(o.scratch);
 	free(o.snapdir);
+	free(o.retain_period);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -703,8 +703,8 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int store_backup(struct store *s, const char *dest,
-		 struct store_backup_report *rep)
+static int backup(struct store *s, const char *dest,
+		  struct store_backup_report *rep)
 {
 	struct store_backup_report scratch;
 	struct copy c = {.s = s, .dest = dest, .dfd = -1};
@@ -817,4 +817,15 @@ out:
 		  rep->bytes, rep->gated_files, rep->gated_bytes, rep->gate_ms,
 		  rep->history_done);
 	return 0;
+}
+
+int store_backup(struct store *s, const char *dest,
+		 struct store_backup_report *rep)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->retain_mu); /* no prune meanwhile */
+	rc = backup(s, dest, rep);
+	pthread_mutex_unlock(&s->retain_mu);
+	return rc;
 }

@@ -28,7 +28,9 @@ enum {
 	HENT_HASH = 4,	  /* `hash` is known */
 	HENT_SYMLINK = 8, /* a symlink: the blob is its target */
 	HENT_META = 16,	  /* `mode`, `ouid`, `ogid` are known */
-	HENT_ALL = 31,
+	HENT_PRUNED = 32, /* pruned by a retention policy: its blob is gone,
+			     its trailer stays (history_prune.c) */
+	HENT_ALL = 63,
 };
 
 /*
@@ -236,6 +238,13 @@ struct hist {
 	pthread_mutex_t rmu; /* protects rrepo */
 	git_repository *rrepo;
 
+	/* Held shared by lookups and walks of the index, exclusive while a
+	   prune puts its new epoch in place (history_prune.c). */
+	pthread_rwlock_t epoch_lock;
+	/* A prune got past its intent but could not finish: the writer
+	   stays paused (one hist_pause held) until one does. Only
+	   hist_prune touches it; its callers run one prune at a time. */
+	bool epoch_pending;
 	pthread_rwlock_t ix_lock; /* protects ix */
 	struct hidx ix;
 	int idx_rfd; /* history.idx for the readers (pread only), or -1;
@@ -320,6 +329,38 @@ int hist_pack_clean(struct hist *h);
 /* history.c: open the writer's and the readers' object databases again
    (after packs were removed). Returns 0 or -errno. */
 int hist_reopen_odbs(struct hist *h);
+
+/* ---- history_prune.c, history_epoch.c: pruning -------------------------- */
+
+#define HIST_SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
+#define HIST_PRUNE_DIR "recfs-prune"	/* in history.git: a prune's pack
+					   and intent until it is in place */
+#define HIST_PACK_NAME_MAX 64		/* "pack-" + hex + suffix */
+
+/* A new epoch: its pack (in HIST_PRUNE_DIR, name without suffix) and
+   the heads it gives the refs. */
+struct hist_epoch {
+	char pack[HIST_PACK_NAME_MAX];
+	git_oid main, side;
+	bool has_side;
+};
+
+/* Write HIST_PRUNE_DIR/intent (dirfd: that directory) durably: the
+   commit point of a prune. Returns 0 or -errno. */
+int hist_epoch_intent_write(struct hist *h, int dirfd,
+			    const struct hist_epoch *ep);
+/* Put the epoch whose intent is written in place (see history_epoch.c);
+   each step can be done again. Returns 0 or -errno (logged). */
+int hist_epoch_install(struct hist *h, int dirfd, const struct hist_epoch *ep);
+/* At open (before the repository is): finish a prune whose intent is
+   written, or remove one cut short before it. Returns 0 or -errno. */
+int hist_epoch_recover(struct hist *h);
+/* Read refs/heads/main and the side branch again (after a prune). */
+int hist_head_reload(struct hist *h);
+/* history_index.c: start history.idx and the index afresh from the
+   commits of refs/heads/main (after a prune; epoch_lock held exclusive,
+   the writer paused). Returns 0 or -errno. */
+int hist_index_rebuild(struct hist *h);
 
 /* history_batch.c: read the next batch from the cursor and commit it.
    Returns 0 (*upto: the last revision it covers; unchanged if there was

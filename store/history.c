@@ -50,7 +50,7 @@
 #define BACKOFF_MAX_NS (10 * 1000000000LL)
 #define KICK_WAIT_MAX_NS (1000000000LL) /* a drain waits for a retry */
 #define REF_MAIN "refs/heads/main"
-#define SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
+#define SIDE_NAME HIST_SIDE_NAME
 #define HIST_NEW_DIR HIST_DIR ".new"
 
 static int64_t mono_ns(void)
@@ -284,6 +284,19 @@ out:
 	return rc;
 }
 
+int hist_head_reload(struct hist *h)
+{
+	int rc;
+
+	git_tree_free(h->head_tree);
+	h->head_tree = NULL;
+	h->has_head = h->has_side = h->has_ref_maybe = false;
+	pthread_mutex_lock(&h->mu); /* read_head sets done (unchanged) */
+	rc = read_head(h);
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
 static int open_dir(int dirfd, const char *name, const char *what, int *out)
 {
 	*out = openat(dirfd, name,
@@ -447,6 +460,7 @@ static int hist_alloc(struct hist **out, const struct hist_opts *opts)
 	    pthread_mutex_init(&h->mu, NULL) ||
 	    pthread_mutex_init(&h->rmu, NULL) ||
 	    pthread_rwlock_init(&h->ix_lock, NULL) ||
+	    pthread_rwlock_init(&h->epoch_lock, NULL) ||
 	    pthread_mutex_init(&h->chain_mu, NULL) ||
 	    cond_init_mono(&h->wake) || cond_init_mono(&h->moved)) {
 		/* the sync objects need no destroy on Linux */
@@ -493,6 +507,11 @@ int hist_open(struct hist **out, const struct hist_opts *opts)
 		hist_close(h);
 		return rc; /* the caller may create one */
 	}
+	/* a prune a crash cut short: finished (or undone) before the
+	   objects are looked at; a read-only open sees the old epoch or
+	   the new one, both whole */
+	if (rc == 0 && !h->o.read_only)
+		rc = hist_epoch_recover(h);
 	if (rc == 0)
 		rc = open_repo(h, &h->repo, !h->o.read_only);
 	if (rc == 0)

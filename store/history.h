@@ -241,4 +241,36 @@ int hist_blob_exists(struct hist *h, const char *blob);
 int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
 		      size_t len);
 
+/* One version to prune. */
+struct hist_prune_ver {
+	const char *id;
+	uint64_t version;
+};
+
+/* What hist_prune did. */
+struct hist_prune_report {
+	uint64_t versions; /* trailer blocks marked pruned now */
+	uint64_t commits;  /* commits written again for the new epoch */
+	uint64_t bytes_before, bytes_after; /* history.git/objects */
+	char head[41];			    /* refs/heads/main after it */
+};
+
+/*
+ * Prune the versions v[0..n) (history_prune.c): a new history epoch
+ * without their content, their trailer blocks marked "Recfs-Pruned:"
+ * and kept; crash-safe (the old epoch or the new one, finished at the
+ * next open). Versions already pruned, and those not in the history, are
+ * left as they are; with n == 0, only a prune of this process that got
+ * past its commit point but could not finish is finished (the writer
+ * waits for that). The caller has drained the history (hist_drain) and
+ * chosen the versions: this does not know which is current. Pauses the
+ * writer meanwhile. Returns 0 or -errno (logged); *rep is filled either
+ * way.
+ */
+int hist_prune(struct hist *h, const struct hist_prune_ver *v, size_t n,
+	       struct hist_prune_report *rep);
+
+/* The bytes of history.git's objects (packs and loose objects). */
+int hist_size(struct hist *h, uint64_t *bytes);
+
 #endif

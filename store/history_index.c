@@ -263,6 +263,7 @@ void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out)
 		git_oid_tostr(out->blob, sizeof(out->blob), &e->blob);
 	out->deleted = e->flags & HENT_DELETED;
 	out->missing = e->flags & HENT_MISSING;
+	out->pruned = e->flags & HENT_PRUNED;
 	out->uid = e->uid;
 	out->pid = e->pid;
 	memcpy(out->comm, e->comm, sizeof(e->comm));
@@ -983,6 +984,15 @@ static int idx_reset(struct hist *h)
 	h->idx_end = IDX_HDR;
 	h->ix.disk_end = IDX_HDR;
 	return 0;
+}
+
+int hist_index_rebuild(struct hist *h)
+{
+	int rc = idx_reset(h);
+
+	if (rc == 0 && h->has_head)
+		rc = catchup(h, NULL);
+	return rc;
 }
 
 static int idx_open(struct hist *h, bool *fresh)

@@ -421,7 +421,9 @@ static bool block_meta_line(struct pblock *pb, const char *line, size_t n)
 	size_t vlen;
 	int key;
 
-	if (is_key(line, n, "Recfs-Owner", &val, &vlen))
+	if (is_key(line, n, "Recfs-Pruned", &val, &vlen))
+		key = 'P';
+	else if (is_key(line, n, "Recfs-Owner", &val, &vlen))
 		key = 'O';
 	else if (is_key(line, n, "Recfs-Mode", &val, &vlen))
 		key = 'M';
@@ -441,6 +443,14 @@ static bool block_meta_line(struct pblock *pb, const char *line, size_t n)
 	} else if (key == 'M') {
 		pb->has_mode = parse_mode(tmp, &e->mode);
 		pb->bad |= !pb->has_mode;
+	} else if (key == 'P') {
+		/* the time of the prune (history_prune.c) */
+		int64_t ns;
+
+		if (parse_time(tmp, &ns) == 0)
+			e->flags |= HENT_PRUNED;
+		else
+			pb->bad = true;
 	} else if (strcmp(tmp, "true") == 0) {
 		e->flags |= HENT_SYMLINK;
 	} else {

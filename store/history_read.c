@@ -279,8 +279,8 @@ static int file_find(struct hist *h, const struct hrec *r, uint64_t off,
 	return -ENOENT;
 }
 
-int hist_lookup(struct hist *h, const char *id, uint64_t version,
-		hist_version *out)
+static int lookup(struct hist *h, const char *id, uint64_t version,
+		  hist_version *out)
 {
 	const struct hrec *r;
 	const struct hent *e;
@@ -301,6 +301,22 @@ int hist_lookup(struct hist *h, const char *id, uint64_t version,
 	   (records are never freed while the history is open) */
 	if (last)
 		rc = file_find(h, r, last, version, out);
+	/* a pruned version's trailer is kept, its content is gone */
+	if (rc == 0 && out->pruned)
+		rc = -ENOENT;
+	return rc;
+}
+
+/* The index and history.idx are replaced by a prune (history_prune.c)
+   while epoch_lock is held exclusive: lookups and walks hold it shared. */
+int hist_lookup(struct hist *h, const char *id, uint64_t version,
+		hist_version *out)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&h->epoch_lock);
+	rc = lookup(h, id, version, out);
+	pthread_rwlock_unlock(&h->epoch_lock);
 	return rc;
 }
 
@@ -423,9 +439,9 @@ static int file_rec_each(struct hist *h, const struct hrec *r, uint64_t last,
 	return rc;
 }
 
-int hist_each(struct hist *h, const char *id,
-	      int (*fn)(void *arg, const char *id, const hist_version *v),
-	      void *arg)
+static int each(struct hist *h, const char *id,
+		int (*fn)(void *arg, const char *id, const hist_version *v),
+		void *arg)
 {
 	const struct hrec *r = NULL;
 	uint64_t last = 0, end;
@@ -448,6 +464,18 @@ int hist_each(struct hist *h, const char *id,
 	return rc;
 }
 
+int hist_each(struct hist *h, const char *id,
+	      int (*fn)(void *arg, const char *id, const hist_version *v),
+	      void *arg)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&h->epoch_lock);
+	rc = each(h, id, fn, arg);
+	pthread_rwlock_unlock(&h->epoch_lock);
+	return rc;
+}
+
 struct verify {
 	struct hist *h;
 	git_odb *odb;
@@ -462,6 +490,8 @@ static int verify_one(void *arg, const char *id, const hist_version *v)
 
 	if (v->deleted)
 		return 0;
+	if (v->pruned)
+		return 0; /* gone on purpose: not a missing blob */
 	vf->rep->versions++;
 	if (v->missing) {
 		vf->rep->missing++;

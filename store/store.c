@@ -391,6 +391,7 @@ int store_open(struct store **out, const struct store_opts *opts)
 	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ckpt_mu, NULL);
+	pthread_mutex_init(&s->retain_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_rwlock_init(&s->gate, NULL);
 	s->path = opts->path ? strdup(opts->path) : NULL;
@@ -431,6 +432,7 @@ int store_open_history(struct store **out, const char *path)
 	s->dirfd = s->jnl_dirfd = s->blobs_fd = s->scratch_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ckpt_mu, NULL);
+	pthread_mutex_init(&s->retain_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_rwlock_init(&s->gate, NULL);
 	s->path = strdup(path);
@@ -465,6 +467,7 @@ int store_close(struct store *s)
 
 	if (!s)
 		return 0;
+	store_retain_timer_stop(s); /* after a prune in progress */
 	/* history first, so that the checkpoint can drop what it wrote */
 	store_hist_stop(s);
 	if (s->jnl && !s->opts.read_only && !s->broken)
@@ -484,6 +487,7 @@ int store_close(struct store *s)
 	pthread_rwlock_destroy(&s->gate);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->ckpt_mu);
+	pthread_mutex_destroy(&s->retain_mu);
 	pthread_mutex_destroy(&s->mu);
 	free(s->path);
 	free(s);
@@ -496,6 +500,8 @@ int store_serve_start(struct store *s)
 	(void)store_hist_start(s);
 	if (!s->opts.read_only && s->be && s->be->ops->start)
 		(void)s->be->ops->start(s->be);
+	if (!s->opts.read_only && s->hist)
+		(void)store_retain_timer_start(s); /* logged */
 	return s->lock ? lock_refresh(s->lock) : 0;
 }
 

@@ -75,6 +75,13 @@ struct store_opts {
 				       version not written yet (10000) */
 	unsigned history_drain_ms;  /* store_close waits this long for the
 				       history to catch up (10000) */
+	unsigned retain_period_s;   /* a serving process prunes what the
+				       retention policies say this often
+				       (86400), the first time a minute
+				       (or this, if less) after it starts */
+	int64_t retain_now_ns;	    /* tests: the time (ns since the epoch)
+				       a retention prune takes as now; 0:
+				       the clock */
 };
 
 /* Metadata of one version of a record. */
@@ -500,6 +507,9 @@ struct store_version {
 	   written before recfs kept them have none) */
 	uint32_t mode, owner_uid, owner_gid;
 	bool meta_known;
+	bool pruned; /* removed by a retention policy (recfsctl retain): the
+			trailer stays, the content is gone (blob names what
+			it was) */
 };
 
 /*
@@ -549,6 +559,61 @@ int store_history_drain(struct store *s, unsigned timeout_ms);
  * index snapshot, then drop journal segments no longer needed.
  */
 int store_checkpoint(struct store *s);
+
+/* --- Retention (retain.c; SPEC section 7, recfsctl retain) ------------ */
+
+enum store_retain_kind {
+	STORE_RETAIN_OFF,  /* no policy: keep every version (the default) */
+	STORE_RETAIN_KEEP, /* keep the newest n versions of each record */
+	STORE_RETAIN_DAYS, /* keep the versions current within n days */
+};
+
+/* The policy of the records under `prefix` ("/" for all of them). */
+struct store_retain_policy {
+	const char *prefix;
+	enum store_retain_kind kind;
+	uint64_t n; /* >= 1 */
+};
+
+/* What a prune did (or, store_retain_plan, would do). */
+struct store_retain_report {
+	uint64_t policies;	 /* policies in force */
+	uint64_t versions;	 /* versions pruned */
+	uint64_t records;	 /* records they belong to */
+	uint64_t bytes;		 /* their content (sizes) */
+	uint64_t history_before; /* bytes of history.git's objects */
+	uint64_t history_after;	 /* ... after the prune (0: none) */
+};
+
+/* Is `prefix` one a policy can have ("/", a record ID or a namespace,
+   a trailing '/' allowed)? Returns 0, or -EINVAL with why in msg. */
+int store_retain_prefix_check(const char *prefix, char *msg, size_t len);
+
+/*
+ * Set the policy p->prefix (STORE_RETAIN_OFF: remove it; -ENOENT if there
+ * is none) in STORE/retain.json, and prune at once what the policies say.
+ * Returns 0, -EINVAL (prefix, n == 0), -EROFS, -ENOTSUP (no history), or
+ * -errno of the prune (logged; the policy is set then).
+ */
+int store_retain_set(struct store *s, const struct store_retain_policy *p,
+		     struct store_retain_report *rep);
+
+/* Prune what the policies say now: the history drained, then versions
+   past their policy removed from it (a new history epoch), the current
+   version of every record and every trailer kept. Returns 0 or -errno. */
+int store_retain_prune(struct store *s, struct store_retain_report *rep);
+
+/* What store_retain_prune would remove now (nothing is changed; versions
+   not in the history yet are not counted). Returns 0 or -errno. */
+int store_retain_plan(struct store *s, struct store_retain_report *rep);
+
+/* Only rep->history_before (the size of history.git) and rep->policies:
+   cheap, for a status. Returns 0 or -errno. */
+int store_retain_summary(struct store *s, struct store_retain_report *rep);
+
+/* Call fn for each policy; a non-zero return stops and is returned. */
+typedef int (*store_retain_cb)(void *arg, const struct store_retain_policy *p);
+int store_retain_each(struct store *s, store_retain_cb fn, void *arg);
 
 /* What store_verify found. */
 struct store_verify_report {

@@ -294,9 +294,20 @@ struct store {
 			      disagree: every change fails until reopened */
 
 	pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+	/* One retention change or prune at a time (retain.c); a backup
+	   holds it too, so that it never copies a history a prune is
+	   switching to its new epoch. Taken before ckpt_mu. */
+	pthread_mutex_t retain_mu;
+	struct retain_timer *retain_timer; /* retain.c: the periodic prune
+					      of a serving process, or NULL */
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
 };
+
+/* retain.c: start (store_serve_start) and stop (store_close) the thread
+   that prunes every opts.retain_period_s. */
+int store_retain_timer_start(struct store *s);
+void store_retain_timer_stop(struct store *s);
 
 /* Hash of a whole fd's content. Returns 0 or -errno. */
 int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size);

@@ -99,8 +99,9 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 		ctl_json_str(stdout, v->comm);
 		printf(",\"size\":%" PRIu64
 		       ",\"hash\":\"%s\",\"commit\":\"%s\","
-		       "\"deleted\":%s}\n",
-		       v->size, hash, v->commit, v->deleted ? "true" : "false");
+		       "\"deleted\":%s,\"pruned\":%s}\n",
+		       v->size, hash, v->commit, v->deleted ? "true" : "false",
+		       v->pruned ? "true" : "false");
 		return 0;
 	}
 	printf("%-8" PRIu64 " %-9" PRIu64 " %s %6u %-16s %10" PRIu64
@@ -108,7 +109,7 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 	       v->version, v->revision, when, v->uid,
 	       v->comm[0] ? v->comm : "-", v->size,
 	       v->commit[0] ? v->commit : "pending", id,
-	       v->deleted ? " (deleted)" : "");
+	       v->deleted ? " (deleted)" : v->pruned ? " (pruned)" : "");
 	return 0;
 }
 

@@ -220,7 +220,10 @@ static int stats_of_mount(const char *mnt, bool json)
 	char path[PATH_MAX];
 	json_error_t jerr;
 	json_t *st;
-	json_int_t rev, live, tomb;
+	json_int_t rev, live, tomb, hbytes = 0, pol = 0;
+	struct store_retain_report plan = {0};
+	char store[PATH_MAX];
+	struct store *s = NULL;
 
 	snprintf(path, sizeof(path), "%s/.recfs/status", mnt);
 	st = json_load_file(path, 0, &jerr);
@@ -232,17 +235,36 @@ static int stats_of_mount(const char *mnt, bool json)
 		json_decref(st);
 		return EXIT_FAIL;
 	}
+	/* absent from a daemon without retention, or without a history */
+	(void)json_unpack(st, "{s:{s:I, s:I}}", "history", "bytes", &hbytes,
+			  "policies", &pol);
 	json_decref(st);
+	/* what a prune would free: from the store's history, read without
+	   the lock (as `log` does) */
+	if (pol && (ctl_mount_store(mnt, store, sizeof(store)) != 0 ||
+		    store_open_history(&s, store) != 0 ||
+		    store_retain_plan(s, &plan) != 0))
+		fprintf(stderr,
+			"recfsctl stats: %s: what a prune would free "
+			"is not known\n",
+			mnt);
+	store_close(s);
 	if (json) {
 		printf("{\"mount\":");
 		ctl_json_str(stdout, mnt);
-		printf(",\"revision\":%lld,\"records\":%lld,\"deleted\":%lld}"
-		       "\n",
-		       (long long)rev, (long long)live, (long long)tomb);
+		printf(",\"revision\":%lld,\"records\":%lld,\"deleted\":%lld,"
+		       "\"history_bytes\":%lld,\"retain_policies\":%lld,"
+		       "\"prunable_versions\":%lld,\"prunable_bytes\":%lld}\n",
+		       (long long)rev, (long long)live, (long long)tomb,
+		       (long long)hbytes, (long long)pol,
+		       (long long)plan.versions, (long long)plan.bytes);
 	} else {
 		printf("mount:    %s\nrevision: %lld\nrecords:  %lld\n"
-		       "deleted:  %lld\n",
-		       mnt, (long long)rev, (long long)live, (long long)tomb);
+		       "deleted:  %lld\nhistory:  %lld bytes\nprunable: "
+		       "%lld versions, %lld bytes (%lld retention policies)\n",
+		       mnt, (long long)rev, (long long)live, (long long)tomb,
+		       (long long)hbytes, (long long)plan.versions,
+		       (long long)plan.bytes, (long long)pol);
 	}
 	return EXIT_OK;
 }
@@ -250,6 +272,7 @@ static int stats_of_mount(const char *mnt, bool json)
 static int cmd_stats(int argc, char **argv)
 {
 	bool json = ctl_take_flag(&argc, argv, "--json");
+	struct store_retain_report plan = {0};
 	uint64_t live, tomb, rev;
 	struct store *s = NULL;
 
@@ -261,18 +284,34 @@ static int cmd_stats(int argc, char **argv)
 		return EXIT_FAIL;
 	store_counts(s, &live, &tomb);
 	rev = store_revision(s);
+	if (store_retain_plan(s, &plan) != 0 && plan.history_before == 0)
+		fprintf(stderr,
+			"recfsctl stats: %s: what a prune would free "
+			"is not known (logged above)\n",
+			argv[1]);
 	if (json) {
 		printf("{\"store\":");
 		ctl_json_str(stdout, argv[1]);
 		printf(",\"revision\":%llu,\"records\":%llu,"
-		       "\"deleted\":%llu}\n",
+		       "\"deleted\":%llu,\"history_bytes\":%llu,"
+		       "\"retain_policies\":%llu,\"prunable_versions\":%llu,"
+		       "\"prunable_bytes\":%llu}\n",
 		       (unsigned long long)rev, (unsigned long long)live,
-		       (unsigned long long)tomb);
+		       (unsigned long long)tomb,
+		       (unsigned long long)plan.history_before,
+		       (unsigned long long)plan.policies,
+		       (unsigned long long)plan.versions,
+		       (unsigned long long)plan.bytes);
 	} else
 		printf("store:    %s\nrevision: %llu\nrecords:  %llu\n"
-		       "deleted:  %llu\n",
+		       "deleted:  %llu\nhistory:  %llu bytes\nprunable: "
+		       "%llu versions, %llu bytes (%llu retention policies)\n",
 		       argv[1], (unsigned long long)rev,
-		       (unsigned long long)live, (unsigned long long)tomb);
+		       (unsigned long long)live, (unsigned long long)tomb,
+		       (unsigned long long)plan.history_before,
+		       (unsigned long long)plan.versions,
+		       (unsigned long long)plan.bytes,
+		       (unsigned long long)plan.policies);
 	store_close(s);
 	return EXIT_OK;
 }
@@ -472,6 +511,22 @@ static const struct cmd cmds[] = {
 	 "store directory (followed across mounts). Exit 0 on SIGINT or "
 	 "SIGTERM.",
 	 ctl_watch},
+	{"retain", "TARGET PREFIX --keep N | --days D | --off | TARGET --prune",
+	 "Set the retention policy of the records under PREFIX (a "
+	 "namespace or record ID: a/b covers a/b and a/b/..., not a/bc; / "
+	 "covers every record; the longest prefix that covers a record "
+	 "applies): keep its N newest versions, or the versions that were "
+	 "current within the last D days; --off removes the policy (the "
+	 "default is to keep everything forever). Setting a policy prunes "
+	 "at once, --prune prunes now, and a mounted store's daemon prunes "
+	 "once a day. A pruned version no longer reads (ID@N, "
+	 ".recfs/history: ENOENT) and its content leaves the store, "
+	 "history.git included (a new history epoch: see recfs(5)); its "
+	 "trailer stays in `recfsctl log` and `git log`, marked pruned. The "
+	 "current version of every record is always kept. Without an "
+	 "option: list the policies. TARGET is a mount point (the daemon "
+	 "does it) or an unmounted store directory.",
+	 ctl_retain},
 	{"unlock", "--force STORE",
 	 "Remove the store lock (after a crash on another host; a lock "
 	 "left by a dead process on this host is recovered by itself). "
