@@ -156,6 +156,7 @@ void fs_draft_drop(struct fs_inode *ino)
 	store_stage_free(d->st);
 	fs_xattr_free(d->xattrs);
 	memset(d, 0, sizeof(*d));
+	ino->draft_gen++;
 	d->state = D_CLEAN;
 	d->mode = -1;
 }
@@ -449,8 +450,7 @@ static int append_at(struct fs_ctx *c, struct fs_inode *ino, off_t *off,
 }
 
 ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
-			bool writepage, const char *buf, size_t size,
-			off_t off)
+			bool writepage, const char *buf, size_t size, off_t off)
 {
 	struct fs_inode *ino = h->dino;
 	struct fs_draft *d = &ino->d;
@@ -495,6 +495,11 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 		d->written = true;
 		d->unseen |= h->direct || moved;
 		d->who = h->who;
+		if (d->state == D_APPEND) {
+			h->app_end = d->cut + (uint64_t)off - d->base_size +
+				     (uint64_t)n;
+			h->app_gen = ino->draft_gen;
+		}
 	}
 	pthread_mutex_unlock(&ino->mu);
 	return n;
@@ -662,19 +667,101 @@ static void cond_committed(struct fs_ctx *c, const char *id, uint64_t version)
 	fs_inode_put(c, rec);
 }
 
-/* Commit ino's draft; *gen: pages marked stale (fs_inval_queue them).
-   mu held. */
-static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t *gen)
+/*
+ * Appends from several descriptors share one draft, and the kernel may
+ * send one write(2) as two requests (a partial page first). A flush or
+ * fsync by another descriptor between the two committed half a line as a
+ * version of its own (t_append: 801 versions for 800 lines). So a
+ * descriptor commits an append draft only up to the end of its own last
+ * append: what came before it is whole, as the kernel orders appends
+ * under the inode lock; the rest stays the draft. Returns the stage bytes
+ * to commit: 0 none, UINT64_MAX all. mu held.
+ */
+static uint64_t commit_upto(const struct fs_inode *ino,
+			    const struct fs_handle *h)
+{
+	const struct fs_draft *d = &ino->d;
+
+	if (!h || d->state != D_APPEND)
+		return UINT64_MAX;
+	if (h->app_gen != ino->draft_gen || h->app_end <= d->cut)
+		return 0;
+	return h->app_end - d->cut;
+}
+
+/* Move the stage's bytes from `at` on into a new stage *tail (NULL if
+   there are none). mu held. */
+static int split_tail(struct fs_ctx *c, struct fs_draft *d, uint64_t at,
+		      struct store_stage **tail)
+{
+	char buf[1 << 14];
+	struct stat sb;
+	uint64_t off = 0;
+	ssize_t n = 0;
+	int rc;
+
+	*tail = NULL;
+	if (fstat(store_stage_fd(d->st), &sb) < 0)
+		return -errno;
+	if (at >= (uint64_t)sb.st_size)
+		return 0;
+	rc = store_stage_new(c->store, tail);
+	while (rc == 0 && at + off < (uint64_t)sb.st_size) {
+		n = io_pread_all(NULL, NULL, store_stage_fd(d->st), buf,
+				 sizeof(buf), (off_t)(at + off));
+		if (n <= 0)
+			rc = n < 0 ? (int)n : -EIO;
+		else if ((n = store_stage_write(*tail, buf, (size_t)n, off)) <
+			 0)
+			rc = (int)n;
+		else
+			off += (uint64_t)n;
+	}
+	if (rc == 0)
+		rc = store_stage_truncate(d->st, at);
+	return rc;
+}
+
+/* After committing `upto` bytes of an append draft: the rest, `tail`,
+   is the draft now, on top of the version just made. mu held. */
+static void keep_tail(struct fs_ctx *c, struct fs_inode *ino,
+		      struct store_stage *tail, uint64_t upto)
+{
+	struct fs_draft *d = &ino->d;
+
+	store_stage_free(d->st);
+	d->st = tail;
+	d->cut += upto;
+	d->base = ino->version;
+	d->mode = -1;
+	d->has_owner = d->has_mtime = false;
+	if (committed_size(c, ino, &d->base_size) != 0) {
+		d->state = D_FAILED; /* its commit reports it */
+		d->err = -EIO;
+	}
+}
+
+/* Commit ino's draft (`upto`: see commit_upto); *gen: pages marked stale
+   (fs_inval_queue them). mu held. */
+static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
+			 uint64_t *gen)
 {
 	struct fs_draft *d = &ino->d;
 	struct store_owner owner = {d->uid, d->gid};
 	struct store_commit_args args = {.mode = d->mode, .who = &d->who};
+	struct store_stage *tail = NULL;
 	struct store_result res;
 	bool pages = false;
-	int rc;
+	int rc = 0;
 
-	if (!dirty(d))
+	if (!dirty(d) || upto == 0)
 		return 0;
+	if (d->state == D_APPEND && upto != UINT64_MAX)
+		rc = split_tail(c, d, upto, &tail);
+	if (rc) {
+		d->state = D_FAILED;
+		d->err = rc;
+	}
 	args.cond = draft_cond(ino, d);
 	if (d->has_mtime)
 		args.mtime = &d->mtime;
@@ -694,7 +781,8 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t *gen)
 	} else {
 		pages = true; /* the pages hold what was not committed */
 	}
-	fs_draft_drop(ino);
+	if (!tail || rc)
+		fs_draft_drop(ino);
 	pthread_mutex_lock(&c->mu);
 	if (rc)
 		c->commit_errors++;
@@ -711,10 +799,20 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t *gen)
 	}
 	if (pages && !ino->private)
 		*gen = fs_stale_mark(ino);
+	if (tail && rc == 0)
+		keep_tail(c, ino, tail, upto);
+	else
+		store_stage_free(tail);
 	return rc;
 }
 
 int fs_commit(struct fs_ctx *c, struct fs_inode *ino)
+{
+	return fs_commit_by(c, ino, NULL);
+}
+
+int fs_commit_by(struct fs_ctx *c, struct fs_inode *ino,
+		 const struct fs_handle *h)
 {
 	uint64_t gen = 0, made;
 	bool was_dirty;
@@ -722,7 +820,7 @@ int fs_commit(struct fs_ctx *c, struct fs_inode *ino)
 
 	pthread_mutex_lock(&ino->mu);
 	was_dirty = dirty(&ino->d);
-	rc = commit_locked(c, ino, &gen);
+	rc = commit_locked(c, ino, commit_upto(ino, h), &gen);
 	made = ino->cas_next;
 	pthread_mutex_unlock(&ino->mu);
 	if (!was_dirty)
@@ -815,7 +913,7 @@ int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 	pthread_mutex_unlock(&ino->mu);
 	if (only_created && pid_holds(c, fuse_req_ctx(req)->pid, h->ino->ino))
 		return 0; /* `cmd > f`: committed at the close after writing */
-	return fs_commit(c, ino);
+	return fs_commit_by(c, ino, h);
 }
 
 /* Unlink h from ctx->handles, drop its inode, free it. */

@@ -293,7 +293,7 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	if (h->kind == H_SCRATCH)
 		rc = store_scratch_fsync(fs_req(req)->store, h->ino->id, h->fd);
 	else if (h->kind == H_RECORD || h->kind == H_COND)
-		rc = fs_commit(fs_req(req), h->dino);
+		rc = fs_commit_by(fs_req(req), h->dino, h);
 	fuse_reply_err(req, -rc);
 }
 

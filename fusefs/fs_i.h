@@ -87,6 +87,8 @@ struct fs_draft {
 				   created or truncated; see draft.c) */
 	bool unseen;		/* written by a direct handle: the kernel's
 				   pages may not hold it */
+	uint64_t cut;		/* APPEND: stage bytes committed before the
+				   rest (commit_upto) */
 	int err;		/* D_FAILED: what failed */
 	int mode;		/* chmod while dirty, or -1 */
 	bool has_owner;		/* chown while dirty (or the creator) */
@@ -125,6 +127,7 @@ struct fs_inode {
 				    has had the kernel drop them (inval.c) */
 	uint64_t stale_gen;	 /* counts the times pages went stale */
 	struct fs_draft d;	 /* d.state == D_CLEAN: no draft */
+	uint64_t draft_gen;	 /* counts the drafts it had */
 	struct fs_inode *shadow; /* FS_COND in the table: the private draft
 				    of its latest writer, for stat (ctx->mu) */
 	struct stat last;	 /* the attributes last replied */
@@ -148,6 +151,9 @@ struct fs_handle {
 	bool writable;
 	bool direct; /* writes bypass the kernel's pages (see
 			fs_open_record) */
+	uint64_t app_end, app_gen; /* its last append: end in the stage
+				      (+ cut) of draft app_gen (draft.c,
+				      commit_upto); under dino->mu */
 	int fd;	   /* H_SCRATCH */
 	char *buf; /* H_BUF (and H_COND of an old version) */
 	size_t len;
@@ -258,6 +264,10 @@ int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
 		       const struct store_who *who);
 /* Commit the inode's draft if it has one. */
 int fs_commit(struct fs_ctx *c, struct fs_inode *ino);
+/* The commit of a flush or fsync of `h`: of an append draft, only what
+   came up to h's own last append (draft.c, commit_upto). */
+int fs_commit_by(struct fs_ctx *c, struct fs_inode *ino,
+		 const struct fs_handle *h);
 int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 	     uint64_t lock_owner);
 void fs_release(struct fs_ctx *c, struct fs_handle *h);
