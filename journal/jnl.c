@@ -91,6 +91,8 @@ struct jnl {
 	struct jnl_waiter *head;  /* queued appends; protected by lock */
 	struct jnl_waiter **tail; /* protected by lock */
 	bool flushing;		  /* a leader is writing; protected by lock */
+	bool syncing;		  /* jnl_sync is in its fdatasync (batches
+				     go on meanwhile); protected by lock */
 	bool broken;		  /* protected by lock */
 	uint64_t last_seq;	  /* last durable record; protected by lock */
 	uint64_t written_seq;	  /* last record written (>= last_seq: the
@@ -562,7 +564,7 @@ relock:
 		j->written_seq = first + nrec - 1;
 		if (sync)
 			j->last_seq = j->written_seq;
-	} else if (undone) {
+	} else if (undone && j->written_seq > j->last_seq) {
 		/* the undo's fdatasync made what came before durable */
 		j->last_seq = j->written_seq;
 	}
@@ -623,8 +625,11 @@ int jnl_append_nosync(struct jnl *j, const struct iovec *iov, int iovcnt,
 
 /*
  * fdatasync what is written but not durable yet. With j->lock held and
- * no flush in progress (the caller waited for it); drops the lock around
- * the I/O with `flushing` set, so that no batch is written meanwhile. A
+ * no other sync in progress (the caller waited for it); drops the lock
+ * around the I/O with `syncing` set. Batches are written meanwhile, at
+ * later offsets of the same file: an fdatasync covers what was written
+ * before it started, so `upto` is durable when it returns, and the
+ * writers do not wait for it (that is the point of sync=batch). A
  * failure breaks the journal: those records were acknowledged and cannot
  * be cut off again, and after a failed fdatasync the kernel may have
  * dropped the pages, so a later one that succeeds proves nothing.
@@ -632,17 +637,17 @@ int jnl_append_nosync(struct jnl *j, const struct iovec *iov, int iovcnt,
 static int sync_written(struct jnl *j)
 {
 	uint64_t upto = j->written_seq;
-	int rc;
+	int fd = j->fd, rc;
 
 	if (j->broken)
 		return -EIO;
-	if (upto == j->last_seq)
+	if (upto <= j->last_seq)
 		return 0;
-	j->flushing = true;
+	j->syncing = true;
 	pthread_mutex_unlock(&j->lock);
-	rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+	rc = io_fdatasync(j->io, "jnl.fsync", fd);
 	pthread_mutex_lock(&j->lock);
-	j->flushing = false;
+	j->syncing = false;
 	pthread_cond_broadcast(&j->cond);
 	if (rc < 0) {
 		rlog_err("journal %s: fdatasync of records %" PRIu64
@@ -651,7 +656,8 @@ static int sync_written(struct jnl *j)
 		j->broken = true;
 		return -EIO;
 	}
-	j->last_seq = upto;
+	if (upto > j->last_seq) /* a durable batch may have gone further */
+		j->last_seq = upto;
 	return 0;
 }
 
@@ -660,7 +666,7 @@ int jnl_sync(struct jnl *j)
 	int rc;
 
 	pthread_mutex_lock(&j->lock);
-	while (j->flushing)
+	while (j->syncing)
 		pthread_cond_wait(&j->cond, &j->lock);
 	rc = sync_written(j);
 	pthread_mutex_unlock(&j->lock);
@@ -704,7 +710,7 @@ int jnl_rotate(struct jnl *j)
 	int fd = -1, old, rc = 0;
 
 	pthread_mutex_lock(&j->lock);
-	while (j->flushing)
+	while (j->flushing || j->syncing)
 		pthread_cond_wait(&j->cond, &j->lock);
 	if (j->broken)
 		rc = -EIO;
@@ -714,7 +720,7 @@ int jnl_rotate(struct jnl *j)
 	 * records, or a crash could leave a hole in the middle of the
 	 * journal instead of a torn tail at its end.
 	 */
-	if (rc == 0)
+	while (rc == 0 && j->written_seq > j->last_seq)
 		rc = sync_written(j);
 	first = j->written_seq + 1;
 	empty = j->end == JNL_FILE_HDR && j->seg_first == first;
