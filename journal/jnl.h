@@ -106,9 +106,9 @@ uint64_t jnl_segment_bytes(struct jnl *j);
 
 /*
  * Start a new segment (the current one is closed, not removed; its
- * records are made durable first, then it is closed). Does nothing if the current segment holds
- * no records. Must not run concurrently with jnl_append. Returns 0,
- * -EIO on a broken journal, or -errno.
+ * records are made durable first, then it is closed). Does nothing if the
+ * current segment holds no records. Must not run concurrently with jnl_append.
+ * Returns 0, -EIO on a broken journal, or -errno.
  */
 int jnl_rotate(struct jnl *j);
 

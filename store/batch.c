@@ -53,8 +53,8 @@ struct store_batch {
 	pthread_cond_t work; /* items queued, a drain, stop */
 	pthread_cond_t done; /* items put in place */
 	pthread_t thread;
-	bool started; /* protected by mu */
-	bool stop;    /* protected by mu */
+	bool started;			 /* protected by mu */
+	bool stop;			 /* protected by mu */
 	struct batch_item *head, **tail; /* protected by mu */
 	uint64_t queued, placed;	 /* tickets; protected by mu */
 	unsigned draining;		 /* waiting drains; protected by mu */
@@ -103,8 +103,8 @@ void sbatch_item_free(struct batch_item *it)
 }
 
 void sbatch_item_set(struct batch_item *it, struct entry *e,
-		    const struct store_meta *meta, uint64_t ino,
-		    const char *stage, uint8_t *xa, size_t xa_len)
+		     const struct store_meta *meta, uint64_t ino,
+		     const char *stage, uint8_t *xa, size_t xa_len)
 {
 	it->e = e;
 	it->meta = *meta;

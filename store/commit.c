@@ -134,8 +134,8 @@ void commit_mark_broken(struct store *s, const char *id, int err)
 }
 
 /* commit_journal, or with `nosync` only written (sync=batch). */
-static int journal(struct store *s, const struct iovec *iov, int n,
-		   bool nosync, uint64_t *seq)
+static int journal(struct store *s, const struct iovec *iov, int n, bool nosync,
+		   uint64_t *seq)
 {
 	int rc;
 

@@ -302,7 +302,7 @@ struct store {
 	pthread_mutex_t retain_mu;
 	struct retain_timer *retain_timer; /* retain.c: the periodic prune
 					      of a serving process, or NULL */
-	struct store_batch *batch; /* sync=batch (batch.c), or NULL */
+	struct store_batch *batch;	   /* sync=batch (batch.c), or NULL */
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
 };
@@ -321,8 +321,8 @@ void sbatch_item_free(struct batch_item *it);
 /* What step 3 needs: the busy entry, its new meta (revision set), the
    content's inode and stage name, the xattrs (taken over). */
 void sbatch_item_set(struct batch_item *it, struct entry *e,
-		    const struct store_meta *meta, uint64_t ino,
-		    const char *stage, uint8_t *xa, size_t xa_len);
+		     const struct store_meta *meta, uint64_t ino,
+		     const char *stage, uint8_t *xa, size_t xa_len);
 /* Queue a journaled (not yet durable) item; it is taken over on
    success. Returns 0 or -errno (then nothing was queued). */
 int sbatch_queue(struct store *s, struct batch_item *it);

@@ -294,8 +294,8 @@ static void check_records_dir(const struct acked *a, uint64_t d)
 		snprintf(path, sizeof(path), "%s/records/%s", spath, id);
 		fd = open(path, O_RDONLY);
 		if (!want) {
-			cr_expect_lt(fd, 0, "%s: no durable version, but a file",
-				     id);
+			cr_expect_lt(fd, 0,
+				     "%s: no durable version, but a file", id);
 			if (fd >= 0)
 				close(fd);
 			continue;
@@ -331,8 +331,8 @@ static void check_prefix(const struct acked *a, uint64_t d)
 		want = expected(a, id, d, &n);
 		rc = store_get(s, id, &buf, &len, &m);
 		if (!want) {
-			cr_expect_eq(rc, -ENOENT, "%s: not acknowledged by %" PRIu64,
-				     id, d);
+			cr_expect_eq(rc, -ENOENT,
+				     "%s: not acknowledged by %" PRIu64, id, d);
 		} else {
 			cr_assert_eq(rc, 0, "%s: %s", id, strerror(-rc));
 			cr_expect(len == strlen(want) &&
@@ -392,8 +392,9 @@ static void fsync_child(void)
 		_exit(6);
 	if (store_put(s, "g", "not synced", 10, NULL, &r2) != 0)
 		_exit(2);
-	fprintf(log, "%" PRIu64 " f synced\n%" PRIu64 " g not synced\n"
-		     "durable %" PRIu64 "\n",
+	fprintf(log,
+		"%" PRIu64 " f synced\n%" PRIu64 " g not synced\n"
+		"durable %" PRIu64 "\n",
 		r1.revision, r2.revision, durable(s));
 	fclose(log);
 	_exit(0);
