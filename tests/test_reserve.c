@@ -84,12 +84,23 @@ static void reserve_file(uint64_t *size, uint64_t *allocated)
 	*allocated = (uint64_t)st.st_blocks * 512;
 }
 
-/* The sandbox as a tmpfs of `size`, in a mount namespace of this test
-   process's own (gone with it). */
-static void small_fs(const char *size)
+/*
+ * The store on a small file system: the sandbox as a tmpfs of `size`, in
+ * a mount namespace of this test process's own (gone with it), or, if
+ * $RECFS_TEST_SMALL_FS names one, a directory on a small file system made
+ * by root (an ext4 image, say, to run as another user: a user meets
+ * ENOSPC while root's reserved blocks are still free). Returns whether
+ * it mounted the tmpfs.
+ */
+static bool small_fs(const char *size)
 {
+	const char *dir = getenv("RECFS_TEST_SMALL_FS");
 	char opts[64];
 
+	if (dir && *dir) {
+		snprintf(spath, sizeof(spath), "%s/store", dir);
+		return false;
+	}
 	if (unshare(CLONE_NEWNS) < 0 ||
 	    mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		cr_skip_test("cannot make a mount namespace (%s): needs root",
@@ -97,6 +108,7 @@ static void small_fs(const char *size)
 	snprintf(opts, sizeof(opts), "size=%s,mode=0700", size);
 	cr_assert_eq(mount("tmpfs", base, "tmpfs", 0, opts), 0,
 		     "mount tmpfs on %s: %s", base, strerror(errno));
+	return true;
 }
 
 /* Take every free byte of the file system of `path` with that file. */
@@ -263,7 +275,7 @@ Test(reserve, no_room_for_it_at_open_is_not_fatal_and_it_comes_back)
 
 Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 {
-	char filler[PATH_MAX + 16];
+	char filler[PATH_MAX + 64];
 	struct store_status st;
 	struct statvfs vfs;
 	struct store *s;
@@ -272,14 +284,18 @@ Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 	size_t len;
 	int n, rc;
 
-	small_fs("16m");
+	bool mounted = small_fs("16m");
+
 	s = open_store(NULL);
-	cr_assert_eq(status(s).reserve_bytes, 2 * MiB, "1/8 of 16 MiB");
+	cr_assert_eq(statvfs(spath, &vfs), 0);
+	cr_assert_eq(status(s).reserve_bytes,
+		     reserve_size_for(1, (uint64_t)vfs.f_blocks * vfs.f_frsize),
+		     "1/8 of a small file system");
 	cr_assert_eq(put_str(s, "a", "a record renamed again and again"), 0);
 	/* nothing the history or a checkpoint could free later */
 	cr_assert_eq(store_history_drain(s, 10000), 0);
 	cr_assert_eq(store_checkpoint(s), 0);
-	snprintf(filler, sizeof(filler), "%s/filler", base);
+	snprintf(filler, sizeof(filler), "%s.filler", spath);
 	fill_fs(filler);
 	/* renames work on the full disk: the reserve makes room for their
 	   journal records once the journal's own slack is used up */
@@ -288,12 +304,16 @@ Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 	st = status(s);
 	cr_expect_eq(st.reserve_released, 1);
 	cr_expect_not(st.reserve_held, "no room to make it again");
-	cr_expect_str_eq(st.space_error_what, "renaming a record");
+	/* by a rename, or by the history writer, whose batch holds them */
+	cr_expect(!strcmp(st.space_error_what, "renaming a record") ||
+			  !strcmp(st.space_error_what, "writing the history"),
+		  "given back while %s", st.space_error_what);
 	for (int i = 0; i < 64; i++, n++) /* more of them */
 		flip(s, n);
 	/* what it freed is not for new content */
-	cr_assert_eq(statvfs(base, &vfs), 0);
-	room = (uint64_t)vfs.f_bfree * vfs.f_frsize;
+	cr_assert_eq(statvfs(spath, &vfs), 0);
+	room = (uint64_t)(geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail) *
+	       vfs.f_frsize;
 	cr_assert_lt(room, st.reserve_bytes, "room %llu",
 		     (unsigned long long)room);
 	len = room / 2;
@@ -310,5 +330,8 @@ Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 	cr_expect(status(s).reserve_held);
 	free(big);
 	cr_assert_eq(store_close(s), 0);
-	cr_assert_eq(umount2(base, MNT_DETACH), 0);
+	if (mounted)
+		cr_assert_eq(umount2(base, MNT_DETACH), 0);
+	else
+		sandbox_rm(spath);
 }
