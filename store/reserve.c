@@ -33,6 +33,11 @@
  * daemon running as root, as they do for its writes: root meets ENOSPC
  * later, and the reserve works the same.
  *
+ * A store opened on a full disk needs room too (recovery starts a new
+ * journal segment and checkpoints): reserve_yield_at_open gives the
+ * reserve back before recovery when less than its size is free, and
+ * reserve_open makes it again after if there is room.
+ *
  * What is kept for the status: the reserve's size and state, and the last
  * space error (when, and what met it).
  *
@@ -112,6 +117,26 @@ static int allocate(struct reserve *r)
 	if (rc == 0)
 		r->held = true;
 	return rc;
+}
+
+void reserve_yield_at_open(struct io *io, int dirfd, const char *path)
+{
+	uint64_t free_bytes, total;
+	struct stat st;
+	int fd = openat(dirfd, RESERVE_FILE,
+			O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return; /* none yet */
+	if (fstat(fd, &st) == 0 && st.st_size > 0 &&
+	    room(fd, &free_bytes, &total) == 0 &&
+	    free_bytes < (uint64_t)st.st_size &&
+	    io_ftruncate(io, "reserve.release", fd, 0) == 0 &&
+	    io_fsync(io, NULL, fd) == 0)
+		rlog_warn("%s: the file system is full (ENOSPC): the space "
+			  "reserve of %lld KiB goes to opening the store",
+			  path, (long long)st.st_size >> 10);
+	close(fd);
 }
 
 int reserve_open(struct reserve **out, struct io *io, int dirfd,

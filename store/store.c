@@ -359,6 +359,8 @@ static int open_file_store(struct store *s)
 	 * Its writer thread is not started here (a daemon forks after
 	 * store_open) but on first use: see store_hist_start.
 	 */
+	if (!s->opts.read_only)
+		reserve_yield_at_open(s->io, s->dirfd, s->path);
 	rc = store_hist_open(s);
 	if (rc == 0)
 		rc = store_recover(s);

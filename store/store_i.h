@@ -326,6 +326,10 @@ struct reserve;
 /* The reserve's size for a store of `records` records on a file system
    of `fs_bytes` (0: unknown). */
 uint64_t reserve_size_for(uint64_t records, uint64_t fs_bytes);
+/* Before recovery: if STORE/reserve exists and less than its size is
+   free, truncate it (logged), so that the store can open on a full
+   disk. */
+void reserve_yield_at_open(struct io *io, int dirfd, const char *path);
 /* Open STORE/reserve (dirfd, path borrowed) and preallocate it; if there
    is no room for it, it is made later (reserve_restore). Returns 0 or
    -errno; the caller frees *out with reserve_free. */

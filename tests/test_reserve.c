@@ -5,8 +5,9 @@
  * more), a commit of new content that meets it failing without touching
  * the reserve, no room at open not being fatal, and, on a real full
  * tmpfs, new content kept from what deletes free until the reserve's
- * size is free again. ENOSPC comes from the failpoints of journal/io.c
- * ("commit.journal", "reserve.alloc") or from a full tmpfs.
+ * size is free again, and a store that opens on a full disk. ENOSPC
+ * comes from the failpoints of journal/io.c ("commit.journal",
+ * "reserve.alloc") or from a full tmpfs.
  *
  * Each test builds its store in a fresh sandbox directory (sandbox.h).
  */
@@ -329,6 +330,38 @@ Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 	cr_expect_eq(store_put(s, "new", big, len, NULL, NULL), 0);
 	cr_expect(status(s).reserve_held);
 	free(big);
+	cr_assert_eq(store_close(s), 0);
+	if (mounted)
+		cr_assert_eq(umount2(base, MNT_DETACH), 0);
+	else
+		sandbox_rm(spath);
+}
+
+Test(reserve, a_store_opens_on_a_full_disk_with_it)
+{
+	char filler[PATH_MAX + 64];
+	bool mounted = small_fs("16m");
+	struct store_status st;
+	struct store *s;
+	int rc;
+
+	s = open_store(NULL);
+	cr_assert_eq(put_str(s, "a", "alpha"), 0);
+	cr_assert(status(s).reserve_held);
+	snprintf(filler, sizeof(filler), "%s.filler", spath);
+	fill_fs(filler);
+	(void)store_close(s); /* its checkpoint may fail: no room */
+	/* the open needs room (a journal segment, a checkpoint): the
+	   reserve gives it; it cannot be made again after */
+	s = open_store(NULL);
+	st = status(s);
+	cr_expect_not(st.reserve_held);
+	cr_expect_eq(st.reserve_released, 1);
+	rc = store_delete(s, "a", NULL, NULL, NULL);
+	cr_expect_eq(rc, 0, "delete after the open: %s", strerror(-rc));
+	cr_assert_eq(unlink(filler), 0);
+	cr_assert_eq(put_str(s, "b", "beta"), 0);
+	cr_expect(status(s).reserve_held, "made again once there is room");
 	cr_assert_eq(store_close(s), 0);
 	if (mounted)
 		cr_assert_eq(umount2(base, MNT_DETACH), 0);

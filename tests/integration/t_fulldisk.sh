@@ -4,11 +4,12 @@
 # until a commit fails with ENOSPC, then a file next to the store takes
 # what is left, as another program would, so that nothing is free. A
 # commit then fails with ENOSPC and keeps the previous version; the
-# history writer backs off without spinning; and without unmounting, a
-# rename and the rm of the records work (the store's space reserve),
-# the history catches up, df shows the space freed, new commits succeed,
-# and nothing acknowledged is lost: the records left read back exactly,
-# the deleted ones from the history, and `recfsctl verify` is ok offline.
+# history writer backs off without spinning; and without unmounting,
+# renames and the rm of the records work (the store's space reserve), the
+# history catches up, df shows the space freed, new commits succeed, and
+# nothing acknowledged is lost: the records left read back exactly, the
+# deleted ones from the history. Then, full again: unmount and mount work
+# (the reserve goes to the open), and `recfsctl verify` is ok offline.
 . "$(dirname "$0")/lib.sh"
 
 command -v jq >/dev/null || { echo "Bail out! jq is not installed"; exit 2; }
@@ -151,6 +152,33 @@ printf 'room again\n' >"$SRC/again"
 check "cp '$SRC/again' '$MNT/again'" "a commit once the filler is gone"
 check "[ \"\$(space reserve_state)\" = held ] && [ \"\$(stat -c %s '$STORE/reserve')\" = '$reserve' ]" \
 	"the reserve is held again ($(status | jq -c .space))"
+
+# ---- full again: unmount and mount work
+MORE=()
+for ((i = 1; i <= 64; i++)); do
+	head -c $((512 << 10)) /dev/urandom >"$SRC/g$i"
+	cp "$SRC/g$i" "$MNT/g$i" 2>/dev/null || break
+	MORE+=("g$i")
+done
+await 20 "top_up && top_up"
+note "full again:       $(df_line)"
+umount_store
+check "[ \"$DAEMON_RC\" = 0 ]" "unmount on the full disk works, the daemon exits 0"
+mounted=0
+mount_store && mounted=1
+check "[ $mounted = 1 ]" "the store mounts again on the full disk"
+((mounted)) || finish
+LOG=$(daemon_log)
+check "grep -q 'space reserve of .* goes to opening the store' '$LOG'" \
+	"... with its reserve (logged)"
+note "after the mount:  $(df_line), reserve $(space reserve_state)"
+bad=0
+for f in "${MORE[@]}"; do
+	cmp -s "$SRC/$f" "$MNT/$f" || bad=$((bad + 1))
+done
+check "[ $bad = 0 ] && cmp '$SRC/big' '$MNT/keep'" \
+	"the ${#MORE[@]} records written before it read back ($bad bad)"
+check "rm '$MNT/${MORE[0]}'" "rm works after that mount"
 
 umount_store
 check "[ \"$DAEMON_RC\" = 0 ]" "unmount works, the daemon exits 0"
