@@ -347,12 +347,8 @@ if ((can_share)) && command -v setpriv >/dev/null; then
 	chmod 644 "$MNT/secretns/plan"
 	pv=$(version "$MNT/priv")
 	# let the history catch up, so that the views below have every version
-	for ((i = 0; i < 100; i++)); do
-		[[ $(xattr user.recfs.commit "$MNT/was-public") != pending &&
-			$(xattr user.recfs.commit "$MNT/secretns/plan") != pending ]] &&
-			break
-		sleep 0.1
-	done
+	await 10 "[[ \$(xattr user.recfs.commit '$MNT/was-public') != pending &&
+		\$(xattr user.recfs.commit '$MNT/secretns/plan') != pending ]]"
 
 	out=$(nobody cat "$MNT/priv" 2>&1)
 	check "! nobody cat '$MNT/priv' >/dev/null 2>&1 && grep -q 'Permission denied' <<<\"\$out\"" \
