@@ -513,12 +513,8 @@ static void verify_live(struct store *s, const struct live *l,
 		rep->repaired++;
 }
 
-static int tree_entry_live(void *arg, const char *id, const char *blob,
-			   bool link)
+bool store_is_live(struct store *s, const char *id)
 {
-	void **a = arg;
-	struct store *s = a[0];
-	struct store_verify_report *rep = a[1];
 	struct entry *e;
 	bool live;
 
@@ -526,7 +522,17 @@ static int tree_entry_live(void *arg, const char *id, const char *blob,
 	e = idx_find(&s->ix, id, strlen(id));
 	live = e && !e->meta.deleted && e->meta.version;
 	pthread_mutex_unlock(&s->mu);
-	if (!live) {
+	return live;
+}
+
+static int tree_entry_live(void *arg, const char *id, const char *blob,
+			   bool link)
+{
+	void **a = arg;
+	struct store *s = a[0];
+	struct store_verify_report *rep = a[1];
+
+	if (!store_is_live(s, id)) {
 		rlog_err("record %s: in the history's last tree (blob %s) but "
 			 "not a live record",
 			 id, blob);

@@ -164,6 +164,8 @@ struct index {
 int idx_init(struct index *ix);
 void idx_destroy(struct index *ix);
 struct entry *idx_find(struct index *ix, const char *id, size_t len);
+/* Is `id` a record now (not deleted)? Takes s->mu. */
+bool store_is_live(struct store *s, const char *id);
 /* Find or add (meta zeroed). Returns NULL on -ENOMEM. */
 struct entry *idx_add(struct index *ix, const char *id, size_t len);
 /* Call fn for every entry; non-zero return stops and is returned. */
