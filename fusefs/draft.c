@@ -770,6 +770,8 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
 	rc = d->state == D_FAILED
 		     ? d->err
 		     : store_commit(c->store, ino->id, d->st, &args, &res);
+	if (d->state == D_FAILED && rc == -ENOSPC)
+		store_commit_failed(c->store, ino->id, rc); /* logged once */
 	if (rc == 0) {
 		for (struct fs_xattr *x = d->xattrs; x && rc == 0; x = x->next)
 			rc = store_xattr_set(c->store, ino->id, x->name,

@@ -32,13 +32,38 @@ static void json_string(char *b, size_t cap, const char *s)
 	b[n] = '\0';
 }
 
+/* The "space" object: the reserve (store/reserve.c) and the last space
+   error; `what` is one of the store's fixed texts. */
+static void space_json(char *b, size_t cap, const struct store_status *st)
+{
+	char err[160] =
+		"null,\"last_error_at\":null,\"last_error_during\":null";
+
+	if (st->space_error)
+		snprintf(err, sizeof(err),
+			 "\"%s\",\"last_error_at\":%" PRId64
+			 ",\"last_error_during\":\"%s\"",
+			 strerrorname_np(-st->space_error)
+				 ? strerrorname_np(-st->space_error)
+				 : "?",
+			 st->space_error_time, st->space_error_what);
+	snprintf(b, cap,
+		 "{\"reserve\":%" PRIu64 ",\"reserve_state\":\"%s\","
+		 "\"released\":%u,\"last_error\":%s}",
+		 st->reserve_bytes,
+		 !st->reserve_bytes ? "none"
+		 : st->reserve_held ? "held"
+				    : "released",
+		 st->reserve_released, err);
+}
+
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 {
-	enum { CAP = 1024 + 6 * 4096 + 8 };
+	enum { CAP = 2048 + 6 * 4096 + 8 };
 	struct store_status st;
 	uint64_t commits, errors, ctl;
 	struct store_retain_report plan;
-	char hist[512], sync[96];
+	char hist[512], space[320], sync[96];
 	char *path = malloc(6 * 4096 + 8);
 	char *buf = malloc(CAP);
 	int n;
@@ -80,15 +105,17 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 					  : "ok",
 			 st.history_error ? strerror(-st.history_error) : "",
 			 plan.history_before, plan.policies);
+	space_json(space, sizeof(space), &st);
 	n = snprintf(buf, CAP,
 		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
 		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64
-		     ",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,"
+		     ",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,\"space\":%s,"
 		     "\"read_only\":%s,"
 		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
 		     ",\"ctl\":%" PRIu64 ",\"store\":%s}\n",
 		     st.revision, st.records, st.tombstones, st.journal_bytes,
 		     st.broken ? "needs recovery (remount)" : "ok", sync, hist,
+		     space,
 		     st.read_only ? "true" : "false", commits, errors, ctl,
 		     path);
 	free(path);

@@ -396,13 +396,31 @@ out:
 	return rc;
 }
 
+/*
+ * Open a record's file for reading. Something else planted under its
+ * name (a FIFO, a device) is never opened: opening a FIFO, even
+ * O_NONBLOCK, would release a writer blocked on it. So the name is first
+ * looked at through an O_PATH descriptor, which opens nothing; the
+ * O_NONBLOCK of the real open covers what could be swapped in between,
+ * by someone who can write the store directory anyway.
+ */
 static int f_open(struct backend *be, const char *id, int *fd)
 {
 	struct be_file *b = bf(be);
 	struct stat stb;
-	int f = open_beneath(b, "read.open", id,
-			     O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	int f = open_beneath(b, NULL, id, O_PATH, 0);
 
+	if (f >= 0) {
+		int rc = fstat(f, &stb) < 0 ? -errno : 0;
+
+		close(f);
+		if (rc)
+			return rc;
+		if (!S_ISREG(stb.st_mode))
+			return S_ISDIR(stb.st_mode) ? -EISDIR : -ENOENT;
+		f = open_beneath(b, "read.open", id,
+				 O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	}
 	if (f < 0)
 		return f == -ENOTDIR ? -ENOENT : f;
 	if (fstat(f, &stb) < 0) {

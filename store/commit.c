@@ -164,6 +164,7 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 static int log_rec(struct store *s, const struct rec *r, bool nosync,
 		   uint64_t *seq)
 {
+	bool frees = r->type == REC_DEL || r->type == REC_RENAME;
 	struct iovec iov[2];
 	uint8_t *hdr = NULL;
 	size_t len;
@@ -171,6 +172,11 @@ static int log_rec(struct store *s, const struct rec *r, bool nosync,
 
 	if (!s->jnl)
 		return commit_journal(s, NULL, 0, seq);
+	if (r->type == REC_PUT) {
+		rc = reserve_check_content(s->reserve);
+		if (rc)
+			return rc;
+	}
 	rc = codec_encode(r, &hdr, &len);
 	if (rc)
 		return rc;
@@ -182,6 +188,17 @@ static int log_rec(struct store *s, const struct rec *r, bool nosync,
 		n = 2;
 	}
 	rc = journal(s, iov, n, nosync, seq);
+	/* a delete or a rename adds no content: on a full disk it may use
+	   the reserve, since it is how space is freed (reserve.c) */
+	if (rc == -ENOSPC && frees &&
+	    reserve_release(s->reserve, r->type == REC_DEL
+						? "deleting a record"
+						: "renaming a record"))
+		rc = journal(s, iov, n, nosync, seq);
+	else
+		reserve_note(s->reserve, rc, "committing");
+	if (rc == 0 && frees)
+		reserve_note_freeing(s->reserve);
 	free(hdr);
 	return rc;
 }
@@ -194,8 +211,21 @@ void commit_unbusy(struct store *s, struct entry *e)
 	pthread_cond_broadcast(&s->cv);
 }
 
+void store_commit_failed(struct store *s, const char *id, int err)
+{
+	rlog_err("record %s: commit failed: %s (%s); the previous version "
+		 "is kept",
+		 id, strerror(-err),
+		 strerrorname_np(-err) ? strerrorname_np(-err) : "?");
+	reserve_note(s->reserve, err, "committing");
+}
+
 void commit_maybe_checkpoint(struct store *s)
 {
+	if (reserve_short(s->reserve)) {
+		store_space_recover(s);
+		return;
+	}
 	if (!s->jnl || jnl_segment_bytes(s->jnl) < s->opts.checkpoint_bytes)
 		return;
 	if (pthread_mutex_trylock(&s->ckpt_mu) != 0)

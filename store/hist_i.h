@@ -232,6 +232,11 @@ struct hist {
 	uint64_t idx_end;
 	uint64_t frame_serial;	/* frames built (hrec.stage_serial) */
 	int64_t last_commit_ns; /* CLOCK_MONOTONIC */
+	bool space_short;	/* the last batch failed with ENOSPC, or was cut
+				   to the room there was: batches are cut to it
+				   (history_batch.c) */
+	bool batch_frees; /* the last batch held a delete or a rename: once
+			     written, space is freed */
 
 	/* Readers' repository: libgit2 objects are not shared between
 	   threads. */

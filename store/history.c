@@ -18,9 +18,12 @@
  * drain asks; a drain waits for that backoff too, but at most 1 s, so
  * that drains asked again and again (readers of ID@N on a full disk) do
  * not make it spin. A drain returns the error of a batch that failed
- * while it waited. It is started on first use (hist_start, a notify, a
- * drain or a throttle), never by hist_open: threads do not survive
- * fork(), and the mount opens the store before it daemonises
+ * while it waited. A batch that fails with ENOSPC and holds a delete or
+ * a rename is tried once more at once if the store could free its space
+ * reserve for it (space_low); after a failure with ENOSPC, batches are
+ * cut to the room there is (history_batch.c). It is started on first use
+ * (hist_start, a notify, a drain or a throttle), never by hist_open: threads do
+ * not survive fork(), and the mount opens the store before it daemonises
  * (fuse_daemonize).
  */
 #include "hist_i.h"
@@ -117,10 +120,13 @@ int hist_git_error(int gerr, const char *what, const char *id)
 		if (rc == -EIO && strstr(msg, strerror(ENOSPC)))
 			rc = -ENOSPC;
 	}
+	/* on a full disk the batch says so, once (history_batch.c) */
 	if (id)
-		rlog_err("record %s: history: %s: %s", id, what, msg);
+		rlog(rc == -ENOSPC ? RLOG_DEBUG : RLOG_ERR,
+		     "record %s: history: %s: %s", id, what, msg);
 	else
-		rlog_err("history: %s: %s", what, msg);
+		rlog(rc == -ENOSPC ? RLOG_DEBUG : RLOG_ERR, "history: %s: %s",
+		     what, msg);
 	return rc;
 }
 
@@ -683,6 +689,11 @@ static void *writer_main(void *arg)
 		h->in_batch = true;
 		pthread_mutex_unlock(&h->mu);
 		rc = hist_batch_run(h, &upto);
+		/* the store's reserve is for a batch that frees space once
+		   written: deletes and renames (SPEC section 8) */
+		if (rc == -ENOSPC && h->o.space_low &&
+		    h->o.space_low(h->o.arg, h->batch_frees))
+			rc = hist_batch_run(h, &upto);
 		pthread_mutex_lock(&h->mu);
 		h->in_batch = false;
 		h->attempts++;

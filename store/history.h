@@ -108,6 +108,11 @@ struct hist_opts {
 	/* Open the current content of record `id` read-only (the fallback
 	   for content the history never saw). May be NULL. */
 	int (*open_record)(void *arg, const char *id, int *fd);
+	/* A batch failed with ENOSPC; `frees`: it holds a delete or a
+	   rename, which frees space once written. Returns true if the
+	   store freed space for it (its reserve): the batch is tried once
+	   more at once. Called by the writer, no lock held. May be NULL. */
+	bool (*space_low)(void *arg, bool frees);
 	void *arg;
 };
 

@@ -63,7 +63,11 @@ struct batch {
 	uint64_t first; /* first revision read (0: none) */
 	uint64_t upto;	/* last revision read */
 	size_t idx_bytes;
-	bool cut; /* the next record starts the next batch */
+	bool cut;    /* the next record starts the next batch */
+	bool capped; /* h->space_short: cut at `space_cap` bytes of
+			content (at least one version) */
+	uint64_t space_cap;
+	uint64_t bytes; /* content of the versions read */
 };
 
 static int64_t mono_ns(void)
@@ -91,12 +95,18 @@ static unsigned batch_max(const struct hist *h)
 	return h->o.batch_max ? h->o.batch_max : DEFAULT_BATCH_MAX;
 }
 
+/* On a full disk: the batch holds what the room there is can take. */
+static bool over_cap(const struct batch *b)
+{
+	return b->capped && b->bytes > 0 && b->bytes >= b->space_cap;
+}
+
 static bool batch_full(const struct hist *h, const struct batch *b)
 {
 	/* the objects of the batch are held in memory until its pack is
 	   written (history_pack.c) */
 	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
-	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX;
+	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX || over_cap(b);
 }
 
 static char *strndup_(const char *s, size_t n)
@@ -905,11 +915,15 @@ static int read_available(struct hist *h, struct batch *b, uint64_t target)
 				b->cut = true;
 			return rc;
 		}
+		size_t n0 = b->n;
+
 		rc = io_point(h->o.io, "hist.read");
 		if (rc == 0)
 			rc = add_record(h, b, seq, payload, len);
 		if (rc)
 			return rc;
+		for (size_t i = n0; i < b->n; i++)
+			b->bytes += b->v[i].m.e.size;
 		if (!b->first)
 			b->first = seq;
 		b->upto = seq;
@@ -968,23 +982,65 @@ static int collect(struct hist *h, struct batch *b)
  * cause is ENOSPC (kept apart from EIO, STYLE). Returns the error to
  * report.
  */
+/* Bytes free for the writer, and whether inodes are left. */
+static int space_room(const struct hist *h, uint64_t *room, bool *inodes)
+{
+	struct statvfs st;
+
+	if (fstatvfs(h->repo_fd, &st) < 0)
+		return -errno;
+	/* root may use the blocks reserved for it, and does */
+	*room = (uint64_t)(geteuid() == 0 ? st.f_bfree : st.f_bavail) *
+		st.f_frsize;
+	*inodes = !st.f_files || st.f_ffree > 0;
+	return 0;
+}
+
 static int space_error(const struct hist *h, const struct batch *b, int rc)
 {
-	uint64_t need = SPACE_SLACK + b->idx_bytes, room;
-	struct statvfs st;
+	uint64_t need = SPACE_SLACK + b->idx_bytes + b->bytes, room;
+	bool inodes;
 
 	if (rc != -EIO && rc != -ENOENT)
 		return rc;
-	if (fstatvfs(h->repo_fd, &st) < 0)
+	if (space_room(h, &room, &inodes))
 		return rc;
-	for (size_t i = 0; i < b->n; i++)
-		need += b->v[i].m.e.size;
-	/* root may use the blocks reserved for it, and does */
-	room = (uint64_t)(geteuid() == 0 ? st.f_bfree : st.f_bavail) *
-	       st.f_frsize;
-	if (room < need || (st.f_files && st.f_ffree == 0))
+	if (room < need || !inodes)
 		return -ENOSPC;
 	return rc;
+}
+
+/*
+ * After a batch failed with ENOSPC, the next ones hold only as much
+ * content as there is room for (less SPACE_SLACK for the pack's index,
+ * trees and history.idx), so that the history goes on as space is freed,
+ * a little at a time, instead of waiting for room for all it owes. A
+ * batch that needed no cut ends that.
+ */
+static void space_cap(struct hist *h, struct batch *b)
+{
+	uint64_t room;
+	bool inodes;
+
+	if (!h->space_short || space_room(h, &room, &inodes))
+		return;
+	b->capped = true;
+	b->space_cap = room > SPACE_SLACK ? room - SPACE_SLACK : 0;
+}
+
+/* Log a failed batch: once per full-disk episode if it is ENOSPC. */
+static void log_failure(struct hist *h, uint64_t start, uint64_t upto, int rc)
+{
+	bool again = rc == -ENOSPC && h->space_short;
+
+	rlog(again ? RLOG_DEBUG : RLOG_ERR,
+	     "%s: the history of revisions %" PRIu64 "..%" PRIu64
+	     " is not written yet: %s (%s; tried again later, backing off%s)",
+	     h->path, start, upto, strerror(-rc),
+	     strerrorname_np(-rc) ? strerrorname_np(-rc) : "?",
+	     rc == -ENOSPC ? ", in batches that fit as space is freed; "
+			     "said once until it is written"
+			   : "");
 }
 
 int hist_batch_run(struct hist *h, uint64_t *upto)
@@ -1015,6 +1071,7 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 	}
 	/* what a failed attempt left in memory: this one writes it again */
 	hist_pack_reset(h);
+	space_cap(h, &b);
 	t0 = mono_ns();
 	rc = collect(h, &b);
 	if (b.n)
@@ -1026,6 +1083,12 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 		h->last_commit_ns = mono_ns();
 	if (rc == 0) {
 		*upto = b.upto;
+		if (h->space_short && !over_cap(&b)) {
+			rlog_info("%s: the history is written again, up to "
+				  "revision %" PRIu64 " (there is room)",
+				  h->path, b.upto);
+			h->space_short = false;
+		}
 	} else {
 		int src = jnl_cursor_seek(h->cur, start);
 
@@ -1033,11 +1096,13 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 			rlog_err("%s: cannot go back in the journal: %s",
 				 h->path, strerror(-src));
 		rc = space_error(h, &b, rc);
-		rlog_err("%s: the history of revisions %" PRIu64 "..%" PRIu64
-			 " is not written yet: %s (%s; tried again later, "
-			 "backing off)",
-			 h->path, start, b.upto ? b.upto : start, strerror(-rc),
-			 strerrorname_np(-rc) ? strerrorname_np(-rc) : "?");
+		log_failure(h, start, b.upto ? b.upto : start, rc);
+		h->batch_frees = false;
+		for (size_t i = 0; i < b.n; i++)
+			if (b.v[i].m.e.flags & HENT_DELETED)
+				h->batch_frees = true;
+		if (rc == -ENOSPC)
+			h->space_short = true;
 	}
 	batch_free(&b);
 	return rc;

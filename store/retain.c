@@ -410,19 +410,6 @@ static uint64_t pick(const struct store_retain_policy *p, struct rv *g,
 	return count;
 }
 
-/* Is `id` a record now (not deleted)? */
-static bool is_live(struct store *s, const char *id)
-{
-	struct entry *e;
-	bool live;
-
-	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	live = e && !e->meta.deleted && e->meta.version;
-	pthread_mutex_unlock(&s->mu);
-	return live;
-}
-
 /* The versions to prune now into *out (borrowing IDs from pl), counted
    in rep. */
 static int plan_make(struct store *s, struct plan *pl,
@@ -460,7 +447,7 @@ static int plan_make(struct store *s, struct plan *pl,
 		for (j = i; j < pl->n && !strcmp(pl->v[j].id, pl->v[i].id); j++)
 			;
 		c = pick(policy_of(pl->ps, pl->v[i].id), &pl->v[i], j - i,
-			 is_live(s, pl->v[i].id),
+			 store_is_live(s, pl->v[i].id),
 			 (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec,
 			 &rep->bytes, &go[i]);
 		rep->versions += c;
@@ -587,12 +574,11 @@ int store_retain_prune(struct store *s, struct store_retain_report *rep)
 	return rc;
 }
 
-int store_retain_plan(struct store *s, struct store_retain_report *rep)
+/* The start of a plan or a summary: the history's size and the
+   policies (free them). */
+static int report_begin(struct store *s, struct store_retain_report *rep,
+			struct policies *ps)
 {
-	struct policies ps;
-	struct plan pl;
-	struct hist_prune_ver *v = NULL;
-	size_t n;
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
@@ -600,11 +586,23 @@ int store_retain_plan(struct store *s, struct store_retain_report *rep)
 		return -ENOTSUP;
 	rc = hist_size(s->hist, &rep->history_before);
 	if (rc == 0)
-		rc = policies_load(s, &ps);
+		rc = policies_load(s, ps);
+	if (rc == 0)
+		rep->policies = ps->n;
+	return rc;
+}
+
+int store_retain_plan(struct store *s, struct store_retain_report *rep)
+{
+	struct policies ps;
+	struct plan pl;
+	struct hist_prune_ver *v = NULL;
+	size_t n;
+	int rc = report_begin(s, rep, &ps);
+
 	if (rc)
 		return rc;
 	pl = (struct plan){.ps = &ps};
-	rep->policies = ps.n;
 	if (ps.n)
 		rc = plan_make(s, &pl, &v, &n, rep);
 	free(v);
@@ -616,16 +614,8 @@ int store_retain_plan(struct store *s, struct store_retain_report *rep)
 int store_retain_summary(struct store *s, struct store_retain_report *rep)
 {
 	struct policies ps;
-	int rc;
+	int rc = report_begin(s, rep, &ps);
 
-	memset(rep, 0, sizeof(*rep));
-	if (!s->hist || s->dirfd < 0)
-		return -ENOTSUP;
-	rc = hist_size(s->hist, &rep->history_before);
-	if (rc == 0)
-		rc = policies_load(s, &ps);
-	if (rc == 0)
-		rep->policies = ps.n;
 	if (rc == 0)
 		policies_free(&ps);
 	return rc;

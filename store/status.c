@@ -22,6 +22,7 @@ void store_status_get(struct store *s, struct store_status *st)
 	pthread_mutex_lock(&s->mu);
 	st->broken = s->broken != 0;
 	pthread_mutex_unlock(&s->mu);
+	reserve_status(s->reserve, st);
 	if (s->hist) {
 		(void)store_hist_start(s); /* a status asked: catch up */
 		st->history = true;

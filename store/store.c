@@ -359,9 +359,18 @@ static int open_file_store(struct store *s)
 	 * Its writer thread is not started here (a daemon forks after
 	 * store_open) but on first use: see store_hist_start.
 	 */
+	if (!s->opts.read_only)
+		reserve_yield_at_open(s->io, s->dirfd, s->path);
 	rc = store_hist_open(s);
 	if (rc == 0)
 		rc = store_recover(s);
+	if (rc == 0 && !s->opts.read_only) {
+		uint64_t records, tombstones;
+
+		store_counts(s, &records, &tombstones);
+		rc = reserve_open(&s->reserve, s->io, s->dirfd, s->path,
+				  records);
+	}
 	return rc;
 }
 
@@ -474,6 +483,7 @@ int store_close(struct store *s)
 	if (s->jnl && !s->opts.read_only && !s->broken)
 		rc = store_checkpoint(s);
 	store_hist_free(s);
+	reserve_free(s->reserve);
 	jnl_close(s->jnl);
 	if (s->be)
 		s->be->ops->free(s->be);

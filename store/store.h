@@ -809,7 +809,21 @@ struct store_status {
 	uint64_t history_resident; /* versions its index holds in memory
 				      (0 unless history.idx cannot be
 				      written) */
+	uint64_t reserve_bytes;	   /* size of the space reserve (0: none) */
+	bool reserve_held;	   /* preallocated; false: given back to a
+				      full file system */
+	unsigned reserve_released; /* times it was given back */
+	int space_error;	   /* the last space error (-ENOSPC) or 0 */
+	int64_t space_error_time;  /* its time, seconds since the epoch */
+	char space_error_what[64]; /* what met it */
 };
+/*
+ * A commit of `id` failed with `err` before it reached the store (a write
+ * to its stage, say): logs it, naming the cause, and keeps a full disk
+ * (-ENOSPC) as the status's last space error.
+ */
+void store_commit_failed(struct store *s, const char *id, int err);
+
 void store_status_get(struct store *s, struct store_status *st);
 
 /* statvfs of the file system holding the store (memory: made-up). */

@@ -51,6 +51,16 @@ static int open_record(void *arg, const char *id, int *fd)
 	return s->be->ops->open(s->be, id, fd);
 }
 
+/* The writer met a full disk: the reserve is for a batch that frees
+   space (reserve.c). */
+static bool space_low(void *arg, bool frees)
+{
+	struct store *s = arg;
+
+	return reserve_release_freeing(s->reserve, frees,
+				       "writing the history");
+}
+
 int store_hist_open(struct store *s)
 {
 	struct hist_opts o = {
@@ -63,6 +73,7 @@ int store_hist_open(struct store *s)
 		.delay_ms = s->opts.history_delay_ms,
 		.lag_max = s->opts.history_lag_max,
 		.open_record = open_record,
+		.space_low = space_low,
 		.arg = s,
 	};
 	int rc = hist_open(&s->hist, &o);
@@ -295,9 +306,55 @@ int store_history_commit(struct store *s, const char *id, uint64_t version,
 
 int store_history_drain(struct store *s, unsigned timeout_ms)
 {
+	int rc;
+
 	if (!s->hist)
 		return -ENOTSUP;
-	return hist_drain(s->hist, store_revision(s), timeout_ms);
+	rc = hist_drain(s->hist, store_revision(s), timeout_ms);
+	store_space_recover(s);
+	return rc;
+}
+
+/*
+ * On a full disk the journal holds what the history has not written yet
+ * (inline content, until its segment is dropped) and journal/blobs holds
+ * the content of deleted records: written to git, they can go. So in a
+ * space episode (a space error met, or the reserve released), each
+ * change and drain that finds the history further on checkpoints (which
+ * drops the segments it has written: the 64 MiB of journal that make a
+ * checkpoint otherwise may never come on a small disk), then tries to
+ * make the reserve again.
+ */
+void store_space_recover(struct store *s)
+{
+	uint64_t rev, done;
+	bool ckpt;
+	int rc;
+
+	if (!reserve_short(s->reserve) || !s->jnl)
+		return;
+	rev = jnl_last_seq(s->jnl);
+	done = s->hist ? hist_done(s->hist) : rev;
+	pthread_mutex_lock(&s->mu);
+	ckpt = done > s->space_ckpt_done;
+	pthread_mutex_unlock(&s->mu);
+	if (ckpt) {
+		/* it frees space: it may have the reserve */
+		rc = store_checkpoint(s);
+		if (rc == -ENOSPC &&
+		    reserve_release_freeing(s->reserve, false,
+					    "checkpointing the journal"))
+			rc = store_checkpoint(s);
+		pthread_mutex_lock(&s->mu);
+		if (rc == 0 && done > s->space_ckpt_done)
+			s->space_ckpt_done = done;
+		pthread_mutex_unlock(&s->mu);
+	}
+	/* the episode ends once all of the journal could be dropped */
+	pthread_mutex_lock(&s->mu);
+	ckpt = s->space_ckpt_done >= rev;
+	pthread_mutex_unlock(&s->mu);
+	(void)reserve_restore(s->reserve, ckpt);
 }
 
 /* ---- verify ------------------------------------------------------------- */
@@ -456,12 +513,8 @@ static void verify_live(struct store *s, const struct live *l,
 		rep->repaired++;
 }
 
-static int tree_entry_live(void *arg, const char *id, const char *blob,
-			   bool link)
+bool store_is_live(struct store *s, const char *id)
 {
-	void **a = arg;
-	struct store *s = a[0];
-	struct store_verify_report *rep = a[1];
 	struct entry *e;
 	bool live;
 
@@ -469,7 +522,17 @@ static int tree_entry_live(void *arg, const char *id, const char *blob,
 	e = idx_find(&s->ix, id, strlen(id));
 	live = e && !e->meta.deleted && e->meta.version;
 	pthread_mutex_unlock(&s->mu);
-	if (!live) {
+	return live;
+}
+
+static int tree_entry_live(void *arg, const char *id, const char *blob,
+			   bool link)
+{
+	void **a = arg;
+	struct store *s = a[0];
+	struct store_verify_report *rep = a[1];
+
+	if (!store_is_live(s, id)) {
 		rlog_err("record %s: in the history's last tree (blob %s) but "
 			 "not a live record",
 			 id, blob);

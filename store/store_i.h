@@ -166,6 +166,8 @@ struct index {
 int idx_init(struct index *ix);
 void idx_destroy(struct index *ix);
 struct entry *idx_find(struct index *ix, const char *id, size_t len);
+/* Is `id` a record now (not deleted)? Takes s->mu. */
+bool store_is_live(struct store *s, const char *id);
 /* Find or add (meta zeroed). Returns NULL on -ENOMEM. */
 struct entry *idx_add(struct index *ix, const char *id, size_t len);
 /* Call fn for every entry; non-zero return stops and is returned. */
@@ -303,6 +305,9 @@ struct store {
 	struct retain_timer *retain_timer; /* retain.c: the periodic prune
 					      of a serving process, or NULL */
 	struct store_batch *batch;	   /* sync=batch (batch.c), or NULL */
+	struct reserve *reserve;  /* NULL: none (read-only, memory backend) */
+	uint64_t space_ckpt_done; /* history done at the last checkpoint of
+				     a space episode; protected by mu */
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
 };
@@ -355,6 +360,57 @@ int store_snapshot_write(struct store *s, uint64_t rev);
 
 /* Wait until `e` is not busy; `mu` held. */
 void store_wait_idle(struct store *s, struct entry *e);
+
+/* ---- reserve.c: the space reserve (SPEC section 8) ------------------ */
+
+struct reserve;
+/* The reserve's size for a store of `records` records on a file system
+   of `fs_bytes` (0: unknown). */
+uint64_t reserve_size_for(uint64_t records, uint64_t fs_bytes);
+/* Before recovery: if STORE/reserve exists and less than its size is
+   free, truncate it (logged), so that the store can open on a full
+   disk. */
+void reserve_yield_at_open(struct io *io, int dirfd, const char *path);
+/* Open STORE/reserve (dirfd, path borrowed) and preallocate it; if there
+   is no room for it, it is made later (reserve_restore). Returns 0 or
+   -errno; the caller frees *out with reserve_free. */
+int reserve_open(struct reserve **out, struct io *io, int dirfd,
+		 const char *path, uint64_t records);
+/* Accepts NULL. Leaves the file in place for the next open. */
+void reserve_free(struct reserve *r);
+/* An operation that frees space met ENOSPC (`what` names it, for the log
+   and the status): give the reserve back to the file system. Returns
+   true if it did (try the operation once more), false if it was not
+   held. Accepts NULL (false). */
+bool reserve_release(struct reserve *r, const char *what);
+/* While the reserve is released: -ENOSPC (noted) if less than its size
+   is free, so that new content does not take what deletes freed; else 0.
+   Accepts NULL (0). */
+int reserve_check_content(struct reserve *r);
+/* A delete or rename was committed: in a space episode, the history
+   writer may have the reserve from now on (reserve_for_history). */
+void reserve_note_freeing(struct reserve *r);
+/* The history writer or a checkpoint met ENOSPC while `what`; `frees`:
+   what it does holds a delete or a rename. Releases the reserve for it
+   if that, or a delete or rename committed since the space episode
+   began, says it frees space; else only notes the error. Returns true if
+   it released it. Accepts NULL (false). */
+bool reserve_release_freeing(struct reserve *r, bool frees, const char *what);
+/* Remember a space error (-ENOSPC; others are ignored) for the status. */
+void reserve_note(struct reserve *r, int err, const char *what);
+/* If twice its size is free again: preallocate it if it was released,
+   and, if `may_end`, end the space episode. Returns !reserve_short.
+   Accepts NULL. */
+bool reserve_restore(struct reserve *r, bool may_end);
+/* In a space episode: the reserve is released, or a space error was met
+   since there was room last. Accepts NULL (false). */
+bool reserve_short(struct reserve *r);
+/* Fill the reserve_* and space_* fields of a status. */
+void reserve_status(struct reserve *r, struct store_status *st);
+/* After a change or a drain: in a space episode (reserve_short), checkpoint
+   what the history has written (its journal segments are freed) and make
+   the reserve again if there is room (store_hist.c). */
+void store_space_recover(struct store *s);
 
 /* ---- commit.c: the steps every change shares (txn.c uses them) ------ */
 

@@ -551,6 +551,7 @@ static int journal_and_publish(struct store_txn *t, size_t nchange,
 	struct timespec now;
 	int64_t time_ns = commit_now_ns(&now);
 	struct iovec iov;
+	bool content = false;
 	int rc = 0;
 
 	if (!recs)
@@ -560,6 +561,7 @@ static int journal_and_publish(struct store_txn *t, size_t nchange,
 
 		if (p->noop)
 			continue;
+		content |= !p->del;
 		part_rec(p, who, &now, time_ns, &recs[k++]);
 		hdr += TXN_PART_FIXED + strlen(p->id) + p->xa_len;
 	}
@@ -599,6 +601,8 @@ static int journal_and_publish(struct store_txn *t, size_t nchange,
 		rc = -E2BIG; /* not reached: hdr bounds it */
 	iov.iov_base = enc;
 	iov.iov_len = len;
+	if (rc == 0 && content) /* new content: not from the reserve */
+		rc = reserve_check_content(s->reserve);
 	if (rc == 0)
 		rc = commit_journal(s, &iov, 1, seq);
 	if (rc) {

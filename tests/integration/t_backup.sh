@@ -76,6 +76,7 @@ head -c 3000000 /dev/urandom >"$MNT/big" # journaled by reference
 setfattr -n user.color -v blue "$MNT/r1"
 rm "$MNT/r20"
 ctl0=$(status_field ctl)
+rev0=$(revision)
 
 # 4 writers, each a bounded cp loop over 5 records of its own
 STOP=$T/stop
@@ -91,13 +92,16 @@ for w in 1 2 3 4; do
 	) &
 	WPIDS+=($!)
 done
-sleep 1
+# the writers are committing when the backup starts
+await 20 "[ \$(revision) -gt $((rev0 + 20)) ]"
 rev_before=$(revision)
 t0=$(date +%s.%N)
 out=$(timeout 120 "$RECFSCTL" backup "$MNT" "$T/bk" 2>&1)
 rc=$?
 t1=$(date +%s.%N)
-sleep 0.5
+# ... and still after it
+rev_end=$(revision)
+await 20 "[ \$(revision) -gt $rev_end ]"
 rev_after=$(revision)
 touch "$STOP"
 for p in "${WPIDS[@]}"; do
