@@ -435,45 +435,6 @@ static int pick_xattrs(const struct entry *e, uint64_t cur,
 	return 0;
 }
 
-/*
- * sync=batch, after step 2: hand step 3 of the journaled change `r` to
- * batch.c, which does it once the record is durable; the stage and the
- * xattrs (*xa) are its now. Returns 0 (queued: *bi taken, the entry
- * stays busy), 1 if it could not be queued but the change is durable now
- * (the caller goes on with step 3), or -EIO (it could not be made
- * durable: the store is broken).
- */
-static int defer(struct store *s, struct entry *e, struct store_stage *st,
-		 const struct rec *r, struct batch_item **bi, uint8_t **xa,
-		 uint64_t ino)
-{
-	int rc;
-
-	sbatch_item_set(*bi, e, &r->meta, ino, st->name, *xa, r->xa_len);
-	pthread_mutex_lock(&s->mu);
-	e->pending = true;
-	pthread_mutex_unlock(&s->mu);
-	st->published = true; /* tmp/<stage> is the queue's now */
-	rc = sbatch_queue(s, *bi);
-	if (rc == 0) {
-		*xa = NULL;
-		*bi = NULL;
-		return 0;
-	}
-	st->published = false;
-	sbatch_item_set(*bi, NULL, &r->meta, 0, "", NULL, 0); /* *xa stays */
-	pthread_mutex_lock(&s->mu);
-	e->pending = false;
-	pthread_mutex_unlock(&s->mu);
-	rc = jnl_sync(s->jnl);
-	if (rc) {
-		commit_mark_broken(s, r->id, rc);
-		return rc;
-	}
-	store_hist_changed(s, r->meta.revision);
-	return 1;
-}
-
 static int commit_put(struct store *s, const char *id, struct store_stage *st,
 		      const struct store_commit_args *args,
 		      const struct new_xattrs *x, struct store_result *res)
@@ -589,7 +550,7 @@ static int commit_put(struct store *s, const char *id, struct store_stage *st,
 	r.meta.revision = seq;
 	if (bi) {
 		/* sync=batch: acknowledged now, in place once durable */
-		rc = defer(s, e, st, &r, &bi, &xa, (uint64_t)sb.st_ino);
+		rc = sbatch_defer(s, e, st, &r, &bi, &xa, (uint64_t)sb.st_ino);
 		if (rc == 0) {
 			e = NULL; /* busy until batch.c puts it in place */
 			res->version = r.meta.version;

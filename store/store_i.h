@@ -331,6 +331,12 @@ void sbatch_item_set(struct batch_item *it, struct entry *e,
 /* Queue a journaled (not yet durable) item; it is taken over on
    success. Returns 0 or -errno (then nothing was queued). */
 int sbatch_queue(struct store *s, struct batch_item *it);
+/* commit_put's step 3 with sync=batch (see batch.c): 0 queued, 1 not
+   queued but durable now (do step 3), -EIO. */
+struct rec;
+int sbatch_defer(struct store *s, struct entry *e, struct store_stage *st,
+		 const struct rec *r, struct batch_item **bi, uint8_t **xa,
+		 uint64_t ino);
 /* Wait until every item queued so far is durable and in place. No
    store lock may be held but the gate. */
 void sbatch_drain(struct store *s);
