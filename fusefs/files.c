@@ -294,6 +294,10 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		rc = store_scratch_fsync(fs_req(req)->store, h->ino->id, h->fd);
 	else if (h->kind == H_RECORD || h->kind == H_COND)
 		rc = fs_commit_by(fs_req(req), h->dino, h);
+	/* sync=batch: the commit (this one or one made at an earlier
+	   close) may be journaled only; fsync waits until it is durable */
+	if (rc == 0 && (h->kind == H_RECORD || h->kind == H_COND))
+		rc = store_sync(fs_req(req)->store);
 	fuse_reply_err(req, -rc);
 }
 

@@ -63,7 +63,7 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	struct store_status st;
 	uint64_t commits, errors, ctl;
 	struct store_retain_report plan;
-	char hist[512], space[320];
+	char hist[512], space[320], sync[96];
 	char *path = malloc(6 * 4096 + 8);
 	char *buf = malloc(CAP);
 	int n;
@@ -79,6 +79,13 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	ctl = c->ctl_calls;
 	pthread_mutex_unlock(&c->mu);
 	json_string(path, 6 * 4096 + 8, store_path(c->store));
+	if (st.sync_batch_ms)
+		snprintf(sync, sizeof(sync),
+			 "{\"mode\":\"batch\",\"ms\":%u,\"durable\":%" PRIu64
+			 "}",
+			 st.sync_batch_ms, st.durable);
+	else
+		snprintf(sync, sizeof(sync), "{\"mode\":\"close\"}");
 	if (!st.history)
 		snprintf(hist, sizeof(hist),
 			 "{\"lag\":null,\"done\":null,\"state\":\"none\"}");
@@ -102,12 +109,13 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	n = snprintf(buf, CAP,
 		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
 		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64
-		     ",\"state\":\"%s\"},\"history\":%s,\"space\":%s,"
+		     ",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,\"space\":%s,"
 		     "\"read_only\":%s,"
 		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
 		     ",\"ctl\":%" PRIu64 ",\"store\":%s}\n",
 		     st.revision, st.records, st.tombstones, st.journal_bytes,
-		     st.broken ? "needs recovery (remount)" : "ok", hist, space,
+		     st.broken ? "needs recovery (remount)" : "ok", sync, hist,
+		     space,
 		     st.read_only ? "true" : "false", commits, errors, ctl,
 		     path);
 	free(path);

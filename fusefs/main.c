@@ -37,6 +37,8 @@ struct opts {
 	char *snapdir;
 	char *retain_period;
 	unsigned retain_period_s; /* parsed; 0: the store's default */
+	char *sync;
+	unsigned sync_batch_ms; /* parsed; 0: sync=close */
 };
 
 enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_SHARED };
@@ -52,6 +54,7 @@ static const struct fuse_opt opt_spec[] = {
 	{"scratch=%s", offsetof(struct opts, scratch), 0},
 	{"snapdir=%s", offsetof(struct opts, snapdir), 0},
 	{"retain_period=%s", offsetof(struct opts, retain_period), 0},
+	{"sync=%s", offsetof(struct opts, sync), 0},
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("allow_other", KEY_SHARED),
 	FUSE_OPT_KEY("allow_root", KEY_SHARED),
@@ -124,12 +127,56 @@ static void usage(const char *prog)
 	       "    -o retain_period=S     prune what the retention policies "
 	       "say every S\n"
 	       "                           seconds (default 86400)\n"
+	       "    -o sync=close          a close returns once its version "
+	       "is durable (default)\n"
+	       "    -o sync=batch[:MS]     a close returns once its version "
+	       "is journaled; it\n"
+	       "                           is durable within MS ms (default "
+	       "%u, 1..%u);\n"
+	       "                           fsync still waits for it\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug (implies -f)\n"
 	       "    -s                     single-threaded\n\n",
-	       prog, FS_DEFAULT_SCRATCH);
+	       prog, FS_DEFAULT_SCRATCH, STORE_SYNC_BATCH_DEFAULT_MS,
+	       STORE_SYNC_BATCH_MAX_MS);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
+}
+
+/*
+ * -o sync=close | batch | batch:MS -> *ms (0 for close). A window out of
+ * 1..STORE_SYNC_BATCH_MAX_MS is refused (SPEC section 8): a zero would
+ * be sync=close in disguise and a huge one a promise not kept. Returns 0
+ * or -EINVAL, having said why.
+ */
+static int parse_sync(const char *arg, unsigned *ms)
+{
+	unsigned long v = STORE_SYNC_BATCH_DEFAULT_MS;
+	const char *p;
+	char *end;
+
+	if (strcmp(arg, "close") == 0) {
+		*ms = 0;
+		return 0;
+	}
+	if (strncmp(arg, "batch", 5) != 0 || (arg[5] && arg[5] != ':'))
+		goto bad;
+	if (arg[5] == ':') {
+		p = arg + 6;
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno || *end || *p < '0' || *p > '9' ||
+		    v < STORE_SYNC_BATCH_MIN_MS || v > STORE_SYNC_BATCH_MAX_MS)
+			goto bad;
+	}
+	*ms = (unsigned)v;
+	return 0;
+bad:
+	fprintf(stderr,
+		"recfs: -o sync=%s: expected close, batch or batch:MS with MS "
+		"from %u to %u milliseconds\n",
+		arg, STORE_SYNC_BATCH_MIN_MS, STORE_SYNC_BATCH_MAX_MS);
+	return -EINVAL;
 }
 
 /* "64M" -> bytes; 0 on a bad or non-positive size. */
@@ -290,7 +337,8 @@ static int run(struct opts *o, struct fuse_args *args,
 	struct store_opts so = {.create = o->create,
 				.read_only = o->ro,
 				.max_record_size = cfg->max_record_size,
-				.retain_period_s = o->retain_period_s};
+				.retain_period_s = o->retain_period_s,
+				.sync_batch_ms = o->sync_batch_ms};
 	struct store *store = NULL;
 	struct fs_ctx *ctx = NULL;
 	struct fuse_session *se = NULL;
@@ -463,6 +511,10 @@ int main(int argc, char **argv)
 		}
 		o.retain_period_s = (unsigned)v;
 	}
+	if (o.sync && parse_sync(o.sync, &o.sync_batch_ms) < 0) {
+		ret = 2;
+		goto out;
+	}
 	if (o.scratch && !o.scratch[0]) {
 		fprintf(stderr, "recfs: -o scratch= needs at least one "
 				"pattern\n");
@@ -477,6 +529,7 @@ out:
 	free(o.scratch);
 	free(o.snapdir);
 	free(o.retain_period);
+	free(o.sync);
 	fuse_opt_free_args(&args);
 	return ret;
 }

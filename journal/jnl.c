@@ -74,6 +74,7 @@ struct jnl_waiter {
 	size_t len; /* payload bytes */
 	uint64_t seq;
 	int err;
+	bool sync; /* wait for fdatasync (else: written is enough) */
 	bool done;
 	struct jnl_waiter *next;
 };
@@ -90,8 +91,14 @@ struct jnl {
 	struct jnl_waiter *head;  /* queued appends; protected by lock */
 	struct jnl_waiter **tail; /* protected by lock */
 	bool flushing;		  /* a leader is writing; protected by lock */
+	bool syncing;		  /* jnl_sync is in its fdatasync (batches
+				     go on meanwhile); protected by lock */
 	bool broken;		  /* protected by lock */
 	uint64_t last_seq;	  /* last durable record; protected by lock */
+	uint64_t written_seq;	  /* last record written (>= last_seq: the
+				     ones after last_seq are written but not
+				     fdatasync'ed yet, see jnl_append_nosync);
+				     protected by lock */
 	uint64_t end;		  /* bytes in the segment; protected by lock */
 	uint64_t zero_end;	  /* [end, zero_end) of the segment holds
 				     zeros written by an earlier batch (see
@@ -379,7 +386,7 @@ int jnl_open(struct jnl **out, const struct jnl_opts *opts)
 		goto out;
 	j->seg_first = opts->next_seq;
 	jnl_seg_name(j->seg_name, j->seg_first);
-	j->last_seq = opts->next_seq - 1;
+	j->last_seq = j->written_seq = opts->next_seq - 1;
 	j->end = j->zero_end = JNL_FILE_HDR;
 	*out = j;
 	j = NULL;
@@ -480,9 +487,9 @@ static int seg_cut_zeros(struct jnl *j)
 static void flush_batch(struct jnl *j)
 {
 	struct jnl_waiter *batch = j->head, *w, *next;
-	uint64_t first = j->last_seq + 1, base = j->end, total = 0;
+	uint64_t first = j->written_seq + 1, base = j->end, total = 0;
 	size_t nrec = 0, niov = 0, k, v;
-	bool broken = false;
+	bool broken = false, sync = false, undone = false;
 	ssize_t n;
 	int rc = 0, urc;
 
@@ -498,6 +505,7 @@ static void flush_batch(struct jnl *j)
 	for (w = batch; w; w = w->next) {
 		nrec++;
 		niov += 1 + (size_t)w->iovcnt;
+		sync |= w->sync;
 	}
 	rc = niov > INT32_MAX ? -ENOMEM : scratch_reserve(j, nrec, niov);
 	if (rc < 0)
@@ -518,7 +526,10 @@ static void flush_batch(struct jnl *j)
 	rc = n < 0 ? (int)n : 0;
 	if (rc == 0) {
 		seg_zero_ahead(j, base + total);
-		rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+		/* one fdatasync makes the records written before by
+		   jnl_append_nosync durable too: same file, earlier offsets */
+		if (sync)
+			rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
 	}
 	if (rc < 0) {
 		rlog_err("journal %s: writing records %" PRIu64 "..%" PRIu64
@@ -534,6 +545,7 @@ static void flush_batch(struct jnl *j)
 		if (urc == 0)
 			urc = io_fdatasync(j->io, "jnl.fsync", j->fd);
 		j->zero_end = base;
+		undone = urc == 0;
 		if (urc < 0) {
 			rlog_err("journal %s: cannot cut failed records at "
 				 "offset %" PRIu64 ": %s; journal is broken",
@@ -549,7 +561,12 @@ relock:
 		j->broken = true;
 	if (rc == 0) {
 		j->end = base + total;
-		j->last_seq = first + nrec - 1;
+		j->written_seq = first + nrec - 1;
+		if (sync)
+			j->last_seq = j->written_seq;
+	} else if (undone && j->written_seq > j->last_seq) {
+		/* the undo's fdatasync made what came before durable */
+		j->last_seq = j->written_seq;
 	}
 done:
 	k = 0;
@@ -562,10 +579,10 @@ done:
 	pthread_cond_broadcast(&j->cond);
 }
 
-int jnl_append(struct jnl *j, const struct iovec *iov, int iovcnt,
-	       uint64_t *seq)
+static int append(struct jnl *j, const struct iovec *iov, int iovcnt,
+		  bool sync, uint64_t *seq)
 {
-	struct jnl_waiter w = {.iov = iov, .iovcnt = iovcnt};
+	struct jnl_waiter w = {.iov = iov, .iovcnt = iovcnt, .sync = sync};
 
 	if (!j || iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
@@ -592,6 +609,78 @@ int jnl_append(struct jnl *j, const struct iovec *iov, int iovcnt,
 	if (w.err == 0 && seq)
 		*seq = w.seq;
 	return w.err;
+}
+
+int jnl_append(struct jnl *j, const struct iovec *iov, int iovcnt,
+	       uint64_t *seq)
+{
+	return append(j, iov, iovcnt, true, seq);
+}
+
+int jnl_append_nosync(struct jnl *j, const struct iovec *iov, int iovcnt,
+		      uint64_t *seq)
+{
+	return append(j, iov, iovcnt, false, seq);
+}
+
+/*
+ * fdatasync what is written but not durable yet. With j->lock held and
+ * no other sync in progress (the caller waited for it); drops the lock
+ * around the I/O with `syncing` set. Batches are written meanwhile, at
+ * later offsets of the same file: an fdatasync covers what was written
+ * before it started, so `upto` is durable when it returns, and the
+ * writers do not wait for it (that is the point of sync=batch). A
+ * failure breaks the journal: those records were acknowledged and cannot
+ * be cut off again, and after a failed fdatasync the kernel may have
+ * dropped the pages, so a later one that succeeds proves nothing.
+ */
+static int sync_written(struct jnl *j)
+{
+	uint64_t upto = j->written_seq;
+	int fd = j->fd, rc;
+
+	if (j->broken)
+		return -EIO;
+	if (upto <= j->last_seq)
+		return 0;
+	j->syncing = true;
+	pthread_mutex_unlock(&j->lock);
+	rc = io_fdatasync(j->io, "jnl.fsync", fd);
+	pthread_mutex_lock(&j->lock);
+	j->syncing = false;
+	pthread_cond_broadcast(&j->cond);
+	if (rc < 0) {
+		rlog_err("journal %s: fdatasync of records %" PRIu64
+			 "..%" PRIu64 ": %s; journal is broken",
+			 j->seg_name, j->last_seq + 1, upto, strerror(-rc));
+		j->broken = true;
+		return -EIO;
+	}
+	if (upto > j->last_seq) /* a durable batch may have gone further */
+		j->last_seq = upto;
+	return 0;
+}
+
+int jnl_sync(struct jnl *j)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	while (j->syncing)
+		pthread_cond_wait(&j->cond, &j->lock);
+	rc = sync_written(j);
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+uint64_t jnl_written_seq(struct jnl *j)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&j->lock);
+	v = j->written_seq;
+	pthread_mutex_unlock(&j->lock);
+	return v;
 }
 
 uint64_t jnl_last_seq(struct jnl *j)
@@ -621,17 +710,25 @@ int jnl_rotate(struct jnl *j)
 	int fd = -1, old, rc = 0;
 
 	pthread_mutex_lock(&j->lock);
-	while (j->flushing)
+	while (j->flushing || j->syncing)
 		pthread_cond_wait(&j->cond, &j->lock);
 	if (j->broken)
 		rc = -EIO;
-	first = j->last_seq + 1;
+	/*
+	 * Records written by jnl_append_nosync are made durable first: a
+	 * segment that is followed by another must hold only durable
+	 * records, or a crash could leave a hole in the middle of the
+	 * journal instead of a torn tail at its end.
+	 */
+	while (rc == 0 && j->written_seq > j->last_seq)
+		rc = sync_written(j);
+	first = j->written_seq + 1;
 	empty = j->end == JNL_FILE_HDR && j->seg_first == first;
 	/*
-	 * Every record of the current segment is already durable (each
-	 * batch is fdatasync'ed), so it only needs its zeros cut off: only
-	 * the last segment may end in bytes that are not records. Under
-	 * the lock, so that no batch is written meanwhile.
+	 * Every record of the current segment is durable now, so it only
+	 * needs its zeros cut off: only the last segment may end in bytes
+	 * that are not records. Under the lock, so that no batch is
+	 * written meanwhile.
 	 */
 	if (rc == 0 && !empty)
 		rc = seg_cut_zeros(j);
@@ -703,7 +800,13 @@ void jnl_close(struct jnl *j)
 {
 	if (!j)
 		return;
-	/* a clean close leaves no zeros for the next open to report */
+	/* records written by jnl_append_nosync become durable here; a
+	   clean close leaves no zeros for the next open to report */
+	if (!j->broken && j->fd >= 0) {
+		pthread_mutex_lock(&j->lock);
+		(void)sync_written(j); /* logged */
+		pthread_mutex_unlock(&j->lock);
+	}
 	if (!j->broken)
 		(void)seg_cut_zeros(j);
 	if (j->fd >= 0)

@@ -74,17 +74,41 @@ int jnl_open(struct jnl **out, const struct jnl_opts *opts);
 int jnl_append(struct jnl *j, const struct iovec *iov, int iovcnt,
 	       uint64_t *seq);
 
+/*
+ * Append one record and return once it is written in order (one pwritev,
+ * group-committed like jnl_append) without waiting for an fdatasync: the
+ * record is durable after the next jnl_sync, jnl_append, jnl_rotate or
+ * jnl_close (sync=batch, SPEC section 3). Until then a crash may lose it,
+ * and then every record after it too: the records of a segment are
+ * written at increasing offsets of one file and a scan stops at the first
+ * one missing or torn, and a segment is made durable before the next one
+ * is started, so what survives is always a prefix. Returns as jnl_append.
+ */
+int jnl_append_nosync(struct jnl *j, const struct iovec *iov, int iovcnt,
+		      uint64_t *seq);
+
+/*
+ * Make every record written so far durable (one fdatasync, unless there
+ * is nothing to do). Returns 0, or -EIO: then the journal is broken (the
+ * records written but not synced may be lost) and refuses appends.
+ */
+int jnl_sync(struct jnl *j);
+
 /* Sequence number of the last durable record (next_seq - 1 at open). */
 uint64_t jnl_last_seq(struct jnl *j);
+
+/* Sequence number of the last record written, durable or not
+   (>= jnl_last_seq). */
+uint64_t jnl_written_seq(struct jnl *j);
 
 /* Bytes in the current segment. */
 uint64_t jnl_segment_bytes(struct jnl *j);
 
 /*
  * Start a new segment (the current one is closed, not removed; its
- * records are already durable). Does nothing if the current segment holds
- * no records. Must not run concurrently with jnl_append. Returns 0,
- * -EIO on a broken journal, or -errno.
+ * records are made durable first, then it is closed). Does nothing if the
+ * current segment holds no records. Must not run concurrently with jnl_append.
+ * Returns 0, -EIO on a broken journal, or -errno.
  */
 int jnl_rotate(struct jnl *j);
 
@@ -95,8 +119,9 @@ int jnl_rotate(struct jnl *j);
 int jnl_drop_upto(struct jnl *j, uint64_t seq);
 
 /*
- * Close. Every record whose append returned 0 is already durable, so
- * there is nothing left to sync. No append may be running. Accepts NULL.
+ * Close: makes the records of jnl_append_nosync durable (every other
+ * append returned only once durable). No append may be running. Accepts
+ * NULL.
  */
 void jnl_close(struct jnl *j);
 

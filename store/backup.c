@@ -755,6 +755,7 @@ static int backup(struct store *s, const char *dest,
 	/* step 2 */
 	pthread_mutex_lock(&s->ckpt_mu);
 	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s);
 	locked = true;
 	t0 = mono_ms();
 	pthread_mutex_lock(&s->mu);

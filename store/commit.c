@@ -133,7 +133,8 @@ void commit_mark_broken(struct store *s, const char *id, int err)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int commit_journal(struct store *s, const struct iovec *iov, int n,
+/* commit_journal, or with `nosync` only written (sync=batch). */
+static int journal(struct store *s, const struct iovec *iov, int n, bool nosync,
 		   uint64_t *seq)
 {
 	int rc;
@@ -145,13 +146,23 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 		return 0;
 	}
 	rc = io_point(s->io, "commit.journal");
-	if (rc == 0)
+	if (rc == 0 && nosync)
+		rc = jnl_append_nosync(s->jnl, iov, n, seq);
+	else if (rc == 0)
 		rc = jnl_append(s->jnl, iov, n, seq);
 	return rc;
 }
 
-/* Step 2: journal `r` (no-op for a memory store); *seq is its revision. */
-static int log_rec(struct store *s, const struct rec *r, uint64_t *seq)
+int commit_journal(struct store *s, const struct iovec *iov, int n,
+		   uint64_t *seq)
+{
+	return journal(s, iov, n, false, seq);
+}
+
+/* Step 2: journal `r` (no-op for a memory store); *seq is its revision.
+   `nosync`: written, not durable yet (sync=batch, batch.c). */
+static int log_rec(struct store *s, const struct rec *r, bool nosync,
+		   uint64_t *seq)
 {
 	bool frees = r->type == REC_DEL || r->type == REC_RENAME;
 	struct iovec iov[2];
@@ -176,14 +187,14 @@ static int log_rec(struct store *s, const struct rec *r, uint64_t *seq)
 		iov[1].iov_len = r->data_len;
 		n = 2;
 	}
-	rc = commit_journal(s, iov, n, seq);
+	rc = journal(s, iov, n, nosync, seq);
 	/* a delete or a rename adds no content: on a full disk it may use
 	   the reserve, since it is how space is freed (reserve.c) */
 	if (rc == -ENOSPC && frees &&
 	    reserve_release(s->reserve, r->type == REC_DEL
 						? "deleting a record"
 						: "renaming a record"))
-		rc = commit_journal(s, iov, n, seq);
+		rc = journal(s, iov, n, nosync, seq);
 	else
 		reserve_note(s->reserve, rc, "committing");
 	if (rc == 0 && frees)
@@ -195,6 +206,7 @@ static int log_rec(struct store *s, const struct rec *r, uint64_t *seq)
 void commit_unbusy(struct store *s, struct entry *e)
 {
 	e->busy = false;
+	e->pending = false;
 	e->pending_ino = 0;
 	pthread_cond_broadcast(&s->cv);
 }
@@ -434,6 +446,7 @@ static int commit_put(struct store *s, const char *id, struct store_stage *st,
 	uint8_t *data = NULL, *xa = NULL;
 	size_t xa_len = 0;
 	struct entry *e = NULL;
+	struct batch_item *bi = NULL;
 	struct stat sb;
 	uint64_t seq, cur;
 	bool append, linked = false;
@@ -523,9 +536,10 @@ static int commit_put(struct store *s, const char *id, struct store_stage *st,
 	r.meta.hash_valid = true;
 	if (args->who)
 		r.who = *args->who;
+	bi = sbatch_item_new(s, id);
 	rc = attach_content(s, st, &r, &data, &linked);
 	if (rc == 0)
-		rc = log_rec(s, &r, &seq);
+		rc = log_rec(s, &r, bi != NULL, &seq);
 	if (rc) {
 		rlog_err("record %s: commit of version %llu failed: %s", id,
 			 (unsigned long long)r.meta.version, strerror(-rc));
@@ -534,7 +548,20 @@ static int commit_put(struct store *s, const char *id, struct store_stage *st,
 		goto out;
 	}
 	r.meta.revision = seq;
-	store_hist_changed(s, seq);
+	if (bi) {
+		/* sync=batch: acknowledged now, in place once durable */
+		rc = sbatch_defer(s, e, st, &r, &bi, &xa, (uint64_t)sb.st_ino);
+		if (rc == 0) {
+			e = NULL; /* busy until batch.c puts it in place */
+			res->version = r.meta.version;
+			res->revision = seq;
+			goto out;
+		}
+		if (rc < 0)
+			goto out;
+	} else {
+		store_hist_changed(s, seq);
+	}
 
 	/* step 3 */
 	rc = io_point(s->io, "commit.publish");
@@ -567,6 +594,7 @@ out:
 	}
 out_gate:
 	pthread_rwlock_unlock(&s->gate);
+	sbatch_item_free(bi);
 	free(data);
 	free(xa);
 	store_stage_free(rebased);
@@ -665,7 +693,7 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	r.time_ns = commit_now_ns(&(struct timespec){0});
 	if (who)
 		r.who = *who;
-	rc = log_rec(s, &r, &seq);
+	rc = log_rec(s, &r, false, &seq);
 	if (rc) {
 		rlog_err("record %s: delete failed: %s", id, strerror(-rc));
 		goto out;
@@ -800,7 +828,7 @@ int store_rename(struct store *s, const char *from, const char *to,
 	r.time_ns = commit_now_ns(&(struct timespec){0});
 	if (who)
 		r.who = *who;
-	rc = log_rec(s, &r, &seq);
+	rc = log_rec(s, &r, false, &seq);
 	if (rc) {
 		rlog_err("record %s: rename to %s failed: %s", from, to,
 			 strerror(-rc));
@@ -919,7 +947,7 @@ static int change_meta(struct store *s, const char *id,
 	r.xa = xa;
 	r.xa_len = xa_len;
 	r.time_ns = commit_now_ns(&(struct timespec){0});
-	rc = log_rec(s, &r, &seq);
+	rc = log_rec(s, &r, false, &seq);
 	if (rc)
 		rlog_err("record %s: metadata change failed: %s", id,
 			 strerror(-rc));

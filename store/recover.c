@@ -607,7 +607,10 @@ int store_recover(struct store *s)
 			 STORE_JOURNAL_DIR, strerror(-rc));
 		return rc;
 	}
-	return rep.segments ? store_checkpoint(s) : 0;
+	rc = sbatch_init(s);
+	if (rc == 0 && rep.segments)
+		rc = store_checkpoint(s);
+	return rc;
 }
 
 /* ---- checkpoint --------------------------------------------------------- */
@@ -624,11 +627,16 @@ int store_checkpoint(struct store *s)
 	   flight, which is quick. */
 	(void)s->be->ops->sync(s->be);
 	pthread_rwlock_wrlock(&s->gate);
+	/* sync=batch: the snapshot must not hold a change whose journal
+	   record could still be lost; after this none is in flight */
+	sbatch_drain(s);
+	rc = jnl_sync(s->jnl);
 	rev = jnl_last_seq(s->jnl);
 	/* A broken store has journaled changes that are not in place: the
 	   journal must keep them for the recovery of the next open. */
 	pthread_mutex_lock(&s->mu);
-	rc = s->broken;
+	if (rc == 0)
+		rc = s->broken;
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0)
 		rc = s->be->ops->sync(s->be);

@@ -590,9 +590,12 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 	 * leaves its source name behind after a crash (a rename on a disk
 	 * does not). It costs a small commit about 4 ms on ext4 (7 vs 3 ms
 	 * with 4 KiB); a crash between the commit and the sync may still
-	 * leave the file, holding what was committed.
+	 * leave the file, holding what was committed. With sync=batch the
+	 * commit itself is durable only later, so the sync is not paid for:
+	 * after a crash the scratch file may be back, which is the better
+	 * outcome if the commit was lost.
 	 */
-	n = remove_file(s, path, &sb, "scratch.commit.unlink", true);
+	n = remove_file(s, path, &sb, "scratch.commit.unlink", !s->batch);
 	if (n && n != -ENOENT)
 		rlog_warn("scratch file %s: committed as record %s but not "
 			  "removed (%s); remove it by hand",

@@ -16,6 +16,8 @@ void store_status_get(struct store *s, struct store_status *st)
 	st->revision = store_revision(s);
 	store_counts(s, &st->records, &st->tombstones);
 	st->journal_bytes = s->jnl ? jnl_segment_bytes(s->jnl) : 0;
+	st->sync_batch_ms = s->batch ? s->opts.sync_batch_ms : 0;
+	st->durable = s->jnl ? jnl_last_seq(s->jnl) : st->revision;
 	st->read_only = s->opts.read_only;
 	pthread_mutex_lock(&s->mu);
 	st->broken = s->broken != 0;

@@ -477,6 +477,7 @@ int store_close(struct store *s)
 	if (!s)
 		return 0;
 	store_retain_timer_stop(s); /* after a prune in progress */
+	sbatch_free(s); /* what sync=batch queued: durable, in place */
 	/* history first, so that the checkpoint can drop what it wrote */
 	store_hist_stop(s);
 	if (s->jnl && !s->opts.read_only && !s->broken)
@@ -519,8 +520,8 @@ uint64_t store_revision(struct store *s)
 {
 	uint64_t rev;
 
-	if (s->jnl)
-		return jnl_last_seq(s->jnl);
+	if (s->jnl) /* with sync=batch, acknowledged but maybe not durable */
+		return jnl_written_seq(s->jnl);
 	pthread_mutex_lock(&s->mu);
 	rev = s->revision;
 	pthread_mutex_unlock(&s->mu);
@@ -623,6 +624,7 @@ static bool still_there(struct store *s, const char *id, const struct stat *st)
 static int open_consistent(struct store *s, const char *id, int *fdp,
 			   struct store_meta *meta)
 {
+	store_wait_pending(s, id);
 	for (;;) {
 		struct entry *e;
 		struct stat st;
@@ -806,6 +808,7 @@ int store_stat(struct store *s, const char *id, struct store_meta *meta,
 	rc = id_check(id);
 	if (rc)
 		return rc;
+	store_wait_pending(s, id);
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, id, strlen(id));
 	if (e && !e->meta.deleted && e->meta.version) {
@@ -1053,6 +1056,7 @@ int store_list(struct store *s, const char *ns, store_list_cb cb, void *arg)
 {
 	int rc = check_ns(ns);
 
+	sbatch_drain(s); /* new records of sync=batch are listed */
 	return rc ? rc : s->be->ops->list(s->be, ns, cb, arg);
 }
 
@@ -1080,6 +1084,7 @@ int store_mkdir(struct store *s, const char *ns, mode_t mode)
 	if (s->opts.read_only)
 		return -EROFS;
 	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s); /* sync=batch: nothing in flight either */
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, ns, strlen(ns));
 	rc = (e && !e->meta.deleted && e->meta.version) ? -EEXIST : 0;
@@ -1101,6 +1106,7 @@ int store_rmdir(struct store *s, const char *ns)
 	if (s->opts.read_only)
 		return -EROFS;
 	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s); /* sync=batch: nothing in flight either */
 	/* its scratch directory first: it goes only if empty, and an empty
 	   one left by a failed rmdir below is no harm (made on demand) */
 	rc = scratch_ns_drop(s, ns);
@@ -1127,6 +1133,7 @@ int store_rename_ns(struct store *s, const char *from, const char *to)
 	if (s->opts.read_only)
 		return -EROFS;
 	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s); /* sync=batch: nothing in flight either */
 	rc = s->be->ops->list(s->be, from, any_entry, NULL);
 	if (rc == 1)
 		rc = -EXDEV; /* holds records: mv falls back to copy+delete */

@@ -82,7 +82,17 @@ struct store_opts {
 	int64_t retain_now_ns;	    /* tests: the time (ns since the epoch)
 				       a retention prune takes as now; 0:
 				       the clock */
+	unsigned sync_batch_ms;	    /* 0: sync=close, a commit returns once
+				       durable; else sync=batch: a new
+				       version returns once journaled and
+				       is durable within this many ms
+				       (SPEC section 3; store_sync) */
 };
+
+/* sync=batch: the default window, and the bounds the daemon takes. */
+#define STORE_SYNC_BATCH_DEFAULT_MS 100u
+#define STORE_SYNC_BATCH_MIN_MS 1u
+#define STORE_SYNC_BATCH_MAX_MS 60000u
 
 /* Metadata of one version of a record. */
 struct store_meta {
@@ -155,6 +165,15 @@ int store_open(struct store **out, const struct store_opts *opts);
  * NULL.
  */
 int store_close(struct store *s);
+
+/*
+ * Make every change acknowledged so far durable, and put in place (with
+ * sync=batch, what fsync(2) waits for; with sync=close every change is
+ * durable when it returns, and this costs nothing). Returns 0 or -EIO
+ * (the journal could not be synced: acknowledged changes may be lost,
+ * and the store refuses changes until it is reopened).
+ */
+int store_sync(struct store *s);
 
 /*
  * Create a store directory at `path` (mode 0700, files 0600). With
@@ -778,6 +797,9 @@ struct store_status {
 	uint64_t records;	/* live records */
 	uint64_t tombstones;	/* deleted records (versions kept) */
 	uint64_t journal_bytes; /* bytes in the current journal segment */
+	unsigned sync_batch_ms; /* 0: sync=close, else sync=batch's window */
+	uint64_t durable;	/* revision up to which every change is
+				   durable (= revision with sync=close) */
 	bool read_only;
 	bool broken;  /* refusing changes until reopened (see commit.c) */
 	bool history; /* the store has a history (FILE backend) */

@@ -149,6 +149,8 @@ struct entry {
 	uint8_t *xa;	      /* packed user xattrs (owned) */
 	size_t xa_len;
 	bool busy;	     /* a change to this record is in flight */
+	bool pending;	     /* sync=batch: that change is journaled but not
+				durable, and not in place (batch.c) */
 	uint64_t replay_seq; /* recovery: seq of the last record touching it */
 	uint32_t hv;
 	size_t id_len;
@@ -302,12 +304,44 @@ struct store {
 	pthread_mutex_t retain_mu;
 	struct retain_timer *retain_timer; /* retain.c: the periodic prune
 					      of a serving process, or NULL */
+	struct store_batch *batch;	   /* sync=batch (batch.c), or NULL */
 	struct reserve *reserve;  /* NULL: none (read-only, memory backend) */
 	uint64_t space_ckpt_done; /* history done at the last checkpoint of
 				     a space episode; protected by mu */
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
 };
+
+/* ---- batch.c: sync=batch ------------------------------------------ */
+
+struct batch_item;
+/* Set s->batch up if opts.sync_batch_ms asks for it (after recovery). */
+int sbatch_init(struct store *s);
+/* Put everything queued in place (durable first) and stop. */
+void sbatch_free(struct store *s);
+/* A queue entry for a new version of `id`, NULL without sync=batch (or
+   on ENOMEM: the change is then made durable at once). */
+struct batch_item *sbatch_item_new(struct store *s, const char *id);
+void sbatch_item_free(struct batch_item *it);
+/* What step 3 needs: the busy entry, its new meta (revision set), the
+   content's inode and stage name, the xattrs (taken over). */
+void sbatch_item_set(struct batch_item *it, struct entry *e,
+		     const struct store_meta *meta, uint64_t ino,
+		     const char *stage, uint8_t *xa, size_t xa_len);
+/* Queue a journaled (not yet durable) item; it is taken over on
+   success. Returns 0 or -errno (then nothing was queued). */
+int sbatch_queue(struct store *s, struct batch_item *it);
+/* commit_put's step 3 with sync=batch (see batch.c): 0 queued, 1 not
+   queued but durable now (do step 3), -EIO. */
+struct rec;
+int sbatch_defer(struct store *s, struct entry *e, struct store_stage *st,
+		 const struct rec *r, struct batch_item **bi, uint8_t **xa,
+		 uint64_t ino);
+/* Wait until every item queued so far is durable and in place. No
+   store lock may be held but the gate. */
+void sbatch_drain(struct store *s);
+/* Wait until a pending change of `id` is in place (no lock held). */
+void store_wait_pending(struct store *s, const char *id);
 
 /* retain.c: start (store_serve_start) and stop (store_close) the thread
    that prunes every opts.retain_period_s. */

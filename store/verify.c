@@ -84,6 +84,7 @@ static int restore_record(struct store *s, const char *id,
 	if (rc)
 		goto out;
 	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s);
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, id, strlen(id));
 	if (e)
@@ -153,6 +154,7 @@ static int drop_leftover(struct store *s, const char *id,
 		return -ENOENT;
 	}
 	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s);
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, id, strlen(id));
 	if (e)

@@ -1272,3 +1272,104 @@ Test(jnl, cursor_reports_a_durable_record_that_is_missing)
 	cr_assert_eq(jnl_cursor_next(cur, 5, &seq, &p, &len), -EBADMSG);
 	jnl_cursor_close(cur);
 }
+
+/* ---- sync=batch: appends that are written, not synced ------------------- */
+
+static void append_nosync_ok(const char *s, uint64_t want)
+{
+	struct iovec v = {.iov_base = (void *)s, .iov_len = strlen(s)};
+	uint64_t seq = 0;
+
+	cr_assert_eq(jnl_append_nosync(j, &v, 1, &seq), 0, "append \"%s\"", s);
+	cr_assert_eq(seq, want);
+}
+
+Test(jnl, append_nosync_is_written_but_not_durable_until_jnl_sync)
+{
+	open_at(1);
+	append_ok("r1", 1);
+	append_nosync_ok("r2", 2);
+	append_nosync_ok("r3", 3);
+	cr_expect_eq(jnl_last_seq(j), 1, "nosync records are not durable");
+	cr_expect_eq(jnl_written_seq(j), 3);
+	cr_expect_eq(io_hits(io, "jnl.fsync"), 1, "no fdatasync for them");
+	cr_assert_eq(jnl_sync(j), 0);
+	cr_expect_eq(jnl_last_seq(j), 3);
+	cr_expect_eq(io_hits(io, "jnl.fsync"), 2);
+	cr_assert_eq(jnl_sync(j), 0, "nothing to do");
+	cr_expect_eq(io_hits(io, "jnl.fsync"), 2, "no fdatasync for nothing");
+}
+
+Test(jnl, a_durable_append_makes_the_nosync_ones_before_it_durable)
+{
+	open_at(1);
+	append_nosync_ok("r1", 1);
+	append_nosync_ok("r2", 2);
+	cr_expect_eq(jnl_last_seq(j), 0);
+	append_ok("r3", 3);
+	cr_expect_eq(jnl_last_seq(j), 3);
+}
+
+Test(jnl, failed_sync_breaks_the_journal)
+{
+	uint64_t seq;
+
+	open_at(1);
+	append_nosync_ok("r1", 1);
+	cr_assert_eq(io_arm(io, "jnl.fsync", IO_FAIL, EIO, 1, 1), 0);
+	cr_expect_eq(jnl_sync(j), -EIO);
+	cr_expect_eq(jnl_last_seq(j), 0);
+	cr_expect_eq(append_str("r2", &seq), -EIO, "acknowledged records may "
+						   "be lost: no more appends");
+}
+
+Test(jnl, rotate_makes_nosync_records_durable_before_the_next_segment)
+{
+	struct seen *s;
+
+	open_at(1);
+	append_nosync_ok("p1", 1);
+	append_nosync_ok("p2", 2);
+	cr_assert_eq(jnl_rotate(j), 0);
+	cr_expect_eq(jnl_last_seq(j), 2);
+	append_nosync_ok("p3", 3);
+	jnl_close(j); /* syncs p3 */
+	j = NULL;
+	s = scan(0, 0, NULL);
+	expect_records(s, 1, 3, "p");
+	seen_free(s);
+}
+
+/*
+ * What a power cut can leave of records written without fdatasync: any
+ * of their pages, in any order. A lost record in the middle (zeros where
+ * it was, as the preallocated space reads) with later ones on disk: the
+ * scan and the next open keep the records before it only, a prefix.
+ */
+Test(jnl, a_hole_left_by_a_lost_record_keeps_only_the_records_before_it)
+{
+	struct jnl_scan_report rep;
+	uint8_t zeros[64] = {0};
+	struct seen *s;
+	off_t at;
+	int fd;
+
+	open_at(1);
+	append_n(1, 3, "d");
+	at = (off_t)jnl_segment_bytes(j);
+	append_nosync_ok("lost4", 4);
+	append_nosync_ok("kept5", 5);
+	append_nosync_ok("kept6", 6);
+	fd = seg_fd(1);
+	cr_assert_eq(pwrite(fd, zeros, JNL_FRAME_HDR + 5, at),
+		     JNL_FRAME_HDR + 5);
+	close(fd);
+	jnl_close(j); /* as the crash would not: but it writes no record */
+	j = NULL;
+	s = scan(0, 0, &rep);
+	expect_records(s, 1, 3, "d");
+	cr_expect_gt(rep.torn_bytes, 0, "records 5 and 6 are not taken");
+	seen_free(s);
+	open_at(4); /* the next open continues after the prefix */
+	append_ok("d4", 4);
+}
