@@ -146,16 +146,16 @@ struct fs_handle {
 	enum fs_hkind kind;
 	struct fs_inode *ino;  /* holds a ref */
 	struct fs_inode *dino; /* the inode whose draft it writes: `ino`, or
-				  for ID@N a private one (see draft.c) */
+				  for ID@N a private one (see handle.c) */
 	int flags;	       /* open flags */
 	bool writable;
-	bool direct; /* writes bypass the kernel's pages (see
-			fs_open_record) */
+	bool direct;		   /* writes bypass the kernel's pages (see
+				      fs_open_record) */
 	uint64_t app_end, app_gen; /* its last append: end in the stage
 				      (+ cut) of draft app_gen (draft.c,
 				      commit_upto); under dino->mu */
-	int fd;	   /* H_SCRATCH */
-	char *buf; /* H_BUF (and H_COND of an old version) */
+	int fd;			   /* H_SCRATCH */
+	char *buf;		   /* H_BUF (and H_COND of an old version) */
 	size_t len;
 	struct store_who who;	       /* who opened it */
 	struct fs_handle *next, *prev; /* ctx->handles, under ctx->mu */
@@ -244,7 +244,7 @@ void fs_inval_name(struct fs_ctx *c, const char *key);
 /* Everything the kernel holds may be stale (rollback, import). */
 void fs_inval_all(struct fs_ctx *c);
 
-/* ---- draft.c: open files and the commit point ----------------------- */
+/* ---- draft.c and handle.c: open files and the commit point ----------- */
 
 /* Who is asking: uid, pid and command name of the calling process. */
 void fs_who(fuse_req_t req, struct store_who *w);
@@ -276,6 +276,10 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h);
 void fs_handles_free(struct fs_ctx *c);
 /* Drop the draft (unlinked, replaced). */
 void fs_draft_drop(struct fs_inode *ino);
+/* Prepare ino's draft for an open with `flags` (create: `created`,
+   `mode`); *gen: pages marked stale (fs_inval_queue them). mu held. */
+int fs_draft_open(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
+		  int flags, bool created, mode_t mode, uint64_t *gen);
 /* Attributes of a record inode as the kernel should see them. */
 int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
 /* Record inode `ino` was deleted or replaced: it keeps the version its

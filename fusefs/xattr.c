@@ -290,3 +290,82 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	}
 	fuse_reply_err(req, rc == -EISDIR ? ENODATA : -rc);
 }
+
+/* ---- user xattrs of a record not committed yet ----------------------- */
+
+void fs_xattr_free(struct fs_xattr *list)
+{
+	while (list) {
+		struct fs_xattr *x = list;
+
+		list = x->next;
+		free(x->name);
+		free(x->value);
+		free(x);
+	}
+}
+
+/* Would one more attribute go past a record's limits (store.h)? */
+static bool xattr_over(const struct fs_xattr *list, const char *name,
+		       size_t size)
+{
+	size_t n = 1, total = strlen(name) + size;
+
+	for (; list; list = list->next) {
+		n++;
+		total += strlen(list->name) + list->size;
+	}
+	return n > STORE_XATTR_COUNT_MAX || total > STORE_XATTR_TOTAL_MAX;
+}
+
+int fs_xattr_set(struct fs_xattr **list, const char *name, const void *value,
+		 size_t size, int flags)
+{
+	struct fs_xattr *x;
+	void *v;
+
+	for (x = *list; x && strcmp(x->name, name) != 0; x = x->next)
+		;
+	if (x && (flags & XATTR_CREATE))
+		return -EEXIST;
+	if (!x && (flags & XATTR_REPLACE))
+		return -ENODATA;
+	if (size > STORE_XATTR_VALUE_MAX)
+		return -E2BIG;
+	if (!x && xattr_over(*list, name, size))
+		return -ENOSPC; /* the record's limits, as the store has them */
+	v = malloc(size ? size : 1);
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, value, size);
+	if (!x) {
+		x = calloc(1, sizeof(*x));
+		if (!x || !(x->name = strdup(name))) {
+			free(x);
+			free(v);
+			return -ENOMEM;
+		}
+		x->next = *list;
+		*list = x;
+	}
+	free(x->value);
+	x->value = v;
+	x->size = size;
+	return 0;
+}
+
+ssize_t fs_xattr_get(struct fs_xattr *list, const char *name, void *value,
+		     size_t size)
+{
+	for (; list; list = list->next) {
+		if (strcmp(list->name, name) != 0)
+			continue;
+		if (size == 0)
+			return (ssize_t)list->size;
+		if (list->size > size)
+			return -ERANGE;
+		memcpy(value, list->value, list->size);
+		return (ssize_t)list->size;
+	}
+	return -ENODATA;
+}
