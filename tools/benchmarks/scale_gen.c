@@ -47,8 +47,8 @@ static int mkdir_ok(const char *path)
 }
 
 /* The relative path of file i, its directory part in dir[]. */
-static void rel_path(uint64_t i, uint64_t flat, char *dir, size_t dn,
-		     char *rel, size_t rn)
+static void rel_path(uint64_t i, uint64_t flat, char *dir, size_t dn, char *rel,
+		     size_t rn)
 {
 	if (i < flat)
 		snprintf(dir, dn, "flat");
@@ -92,7 +92,8 @@ int main(int argc, char **argv)
 
 	if (argc != 5 || (n = strtoull(argv[1], NULL, 10)) == 0 ||
 	    (chunk = strtoull(argv[4], NULL, 10)) == 0) {
-		fprintf(stderr, "usage: bench_scale_gen N PLAIN CHUNKS CHUNK\n");
+		fprintf(stderr,
+			"usage: bench_scale_gen N PLAIN CHUNKS CHUNK\n");
 		return 2;
 	}
 	flat = n / 10 < FLAT_MAX ? n / 10 : FLAT_MAX;
