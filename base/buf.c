@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BUF_FIRST 64
 
@@ -125,6 +126,47 @@ int buf_put_be32(struct buf *b, uint32_t v)
 
 	wr_be32(x, v);
 	return buf_put(b, x, sizeof(x));
+}
+
+#define BUF_READ_FIRST 65536
+
+int buf_read_fd(struct buf *b, int fd, size_t max)
+{
+	if (max > SIZE_MAX / 2)
+		max = SIZE_MAX / 2;
+	for (;;) {
+		size_t room;
+		ssize_t n;
+
+		if (b->err)
+			return b->err;
+		if (b->len > max)
+			return -EFBIG;
+		if (b->len + 1 >= b->cap) { /* no room for a byte and the NUL */
+			size_t want = b->len < BUF_READ_FIRST / 2
+					      ? BUF_READ_FIRST
+					      : b->len * 2;
+
+			if (want > max + 1)
+				want = max + 1;
+			if (buf_grow(b, want))
+				return b->err;
+		}
+		/* one byte more than max may come: that is how -EFBIG is told
+		 */
+		room = b->cap - 1 - b->len;
+		if (room > max + 1 - b->len)
+			room = max + 1 - b->len;
+		n = read(fd, b->ptr + b->len, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return b->len > max ? -EFBIG : 0;
+		b->len += (size_t)n;
+		b->ptr[b->len] = '\0';
+	}
 }
 
 void buf_clear(struct buf *b)

@@ -58,6 +58,14 @@ int buf_put_le32(struct buf *b, uint32_t v);
 int buf_put_le64(struct buf *b, uint64_t v);
 int buf_put_be32(struct buf *b, uint32_t v);
 
+/*
+ * Append everything `fd` reads until its end (read(2), retried on EINTR):
+ * -EFBIG if the content would grow past `max` bytes in all, -errno of a
+ * failed read. Those two leave `err` alone (what was read stays); memory
+ * errors are sticky as usual.
+ */
+int buf_read_fd(struct buf *b, int fd, size_t max);
+
 /* Drop the content, keep the room (and clear nothing else: a sticky
    error stays). */
 void buf_clear(struct buf *b);

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 TestSuite(base, .timeout = 30);
 
@@ -239,4 +241,59 @@ Test(base, breader_huge_length_does_not_wrap)
 	br_init(&r, in, sizeof(in));
 	cr_assert_null(br_take(&r, SIZE_MAX));
 	cr_assert_eq(r.err, -EBADMSG);
+}
+
+/* Write `n` bytes of a pattern into a memfd, rewound. */
+static int pattern_fd(size_t n)
+{
+	int fd = memfd_create("test_base", MFD_CLOEXEC);
+
+	cr_assert_geq(fd, 0);
+	for (size_t i = 0; i < n; i++) {
+		char c = (char)('a' + i % 23);
+
+		cr_assert_eq(write(fd, &c, 1), 1);
+	}
+	cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+Test(base, buf_read_fd_reads_to_the_end_after_what_is_there)
+{
+	struct buf b = BUF_INIT;
+	int fd = pattern_fd(200000);
+
+	buf_puts(&b, "head:");
+	cr_assert_eq(buf_read_fd(&b, fd, 200005), 0);
+	cr_assert_eq(b.len, 200005);
+	cr_assert_arr_eq(b.ptr, "head:", 5);
+	for (size_t i = 0; i < 200000; i++)
+		cr_assert_eq(b.ptr[5 + i], 'a' + (int)(i % 23), "byte %zu", i);
+	cr_assert_eq(b.ptr[b.len], '\0');
+	close(fd);
+	buf_free(&b);
+}
+
+Test(base, buf_read_fd_past_max_is_efbig)
+{
+	struct buf b = BUF_INIT;
+	int fd = pattern_fd(1001);
+
+	cr_assert_eq(buf_read_fd(&b, fd, 1000), -EFBIG);
+	cr_assert_eq(b.err, 0, "not a memory error: not sticky");
+	close(fd);
+	buf_free(&b);
+	fd = pattern_fd(1000);
+	cr_assert_eq(buf_read_fd(&b, fd, 1000), 0, "exactly max fits");
+	cr_assert_eq(b.len, 1000);
+	close(fd);
+	buf_free(&b);
+}
+
+Test(base, buf_read_fd_read_error_is_errno)
+{
+	struct buf b = BUF_INIT;
+
+	cr_assert_eq(buf_read_fd(&b, -1, 10), -EBADF);
+	buf_free(&b);
 }
