@@ -1,12 +1,16 @@
 /*
- * test_base.c - base/: the growable buffer (buf.h), byte order (bytes.h)
- * and the bounded reader (breader.h).
+ * test_base.c - base/: the growable buffer (buf.h), byte order (bytes.h),
+ * the bounded reader (breader.h) and the per-thread last error (err.h).
  */
 #include "breader.h"
 #include "buf.h"
 #include "bytes.h"
+#include "err.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,4 +300,126 @@ Test(base, buf_read_fd_read_error_is_errno)
 
 	cr_assert_eq(buf_read_fd(&b, -1, 10), -EBADF);
 	buf_free(&b);
+}
+
+/* ---- err ---------------------------------------------------------------- */
+
+Test(base, err_set_last_clear)
+{
+	const struct rerr *e;
+
+	rerr_clear();
+	cr_assert_null(rerr_last());
+	cr_assert_eq(rerr_set(-ENOENT, "record %s: no such record", "a/b"),
+		     -ENOENT);
+	e = rerr_last();
+	cr_assert_not_null(e);
+	cr_assert_eq(e->code, -ENOENT);
+	cr_assert_str_eq(e->msg, "record a/b: no such record");
+	cr_assert_str_eq(rerr_what(-ENOENT), "record a/b: no such record");
+	/* another code than the one reported: the errno's own text */
+	cr_assert_str_eq(rerr_what(-EIO), strerror(EIO));
+	rerr_clear();
+	cr_assert_null(rerr_last());
+	cr_assert_str_eq(rerr_what(-ENOENT), strerror(ENOENT));
+}
+
+Test(base, err_set_of_a_non_negative_code_is_eio)
+{
+	cr_assert_eq(rerr_set(0, "odd"), -EIO);
+	cr_assert_eq(rerr_last()->code, -EIO);
+	cr_assert_eq(rerr_set(5, "odd"), -EIO);
+}
+
+Test(base, err_prefix_adds_context_or_sets_the_cause)
+{
+	rerr_set(-EBADMSG, "format: bad magic");
+	cr_assert_eq(rerr_prefix(-EBADMSG, "store %s", "/s"), -EBADMSG);
+	cr_assert_str_eq(rerr_last()->msg, "store /s: format: bad magic");
+	/* a callee that reported nothing (or something else) */
+	rerr_set(-EBADMSG, "stale");
+	cr_assert_eq(rerr_prefix(-ENOSPC, "record %s", "x"), -ENOSPC);
+	cr_assert_str_eq(rerr_last()->msg, "record x: No space left on device");
+	rerr_clear();
+}
+
+Test(base, err_long_messages_are_cut_and_marked)
+{
+	char big[2 * RERR_MSG_MAX];
+	const struct rerr *e;
+	size_t n;
+
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	rerr_set(-EIO, "record %s", big);
+	e = rerr_last();
+	n = strlen(e->msg);
+	cr_assert_eq(n, RERR_MSG_MAX - 1);
+	cr_assert_eq(strncmp(e->msg, "record yyy", 10), 0);
+	cr_assert_str_eq(e->msg + n - 3, "...");
+	/* a prefix on a full message is cut the same way */
+	rerr_prefix(-EIO, "store %s", "/s");
+	e = rerr_last();
+	cr_assert_eq(strlen(e->msg), RERR_MSG_MAX - 1);
+	cr_assert_eq(strncmp(e->msg, "store /s: record yyy", 20), 0);
+	cr_assert_str_eq(e->msg + RERR_MSG_MAX - 4, "...");
+	/* one that just fits is not marked */
+	big[RERR_MSG_MAX - 1] = '\0';
+	rerr_set(-EIO, "%s", big);
+	cr_assert_eq(strlen(rerr_last()->msg), RERR_MSG_MAX - 1);
+	cr_assert_eq(rerr_last()->msg[RERR_MSG_MAX - 2], 'y');
+	rerr_clear();
+}
+
+struct err_thread {
+	int code;
+	char want[64];
+	pthread_barrier_t *bar;
+	bool saw_none, same;
+};
+
+static void *err_thread_main(void *arg)
+{
+	struct err_thread *t = arg;
+
+	t->saw_none = rerr_last() == NULL; /* not the main thread's error */
+	for (int i = 0; i < 1000; i++) {
+		rerr_set(t->code, "thread %d", -t->code);
+		pthread_barrier_wait(
+			t->bar); /* all set theirs, then all look */
+		t->same = rerr_last() && rerr_last()->code == t->code &&
+			  !strcmp(rerr_last()->msg, t->want);
+		pthread_barrier_wait(t->bar);
+		if (!t->same)
+			break;
+	}
+	return NULL;
+}
+
+Test(base, err_is_per_thread)
+{
+	enum { N = 4 };
+	const int codes[N] = {-ENOENT, -EIO, -ENOSPC, -EEXIST};
+	struct err_thread t[N];
+	pthread_barrier_t bar;
+	pthread_t th[N];
+
+	rerr_set(-EPERM, "main thread");
+	cr_assert_eq(pthread_barrier_init(&bar, NULL, N), 0);
+	for (int i = 0; i < N; i++) {
+		t[i] = (struct err_thread){.code = codes[i], .bar = &bar};
+		snprintf(t[i].want, sizeof(t[i].want), "thread %d", -codes[i]);
+		cr_assert_eq(
+			pthread_create(&th[i], NULL, err_thread_main, &t[i]),
+			0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert(t[i].saw_none, "thread %d saw another's error", i);
+		cr_assert(t[i].same, "thread %d lost its own error", i);
+	}
+	pthread_barrier_destroy(&bar);
+	cr_assert_eq(rerr_last()->code, -EPERM);
+	cr_assert_str_eq(rerr_last()->msg, "main thread");
+	rerr_clear();
 }
