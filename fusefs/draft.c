@@ -31,6 +31,7 @@
  * back after close) is committed at release, where a failure can only be
  * logged.
  */
+#include "err.h"
 #include "fs_i.h"
 #include "log.h"
 
@@ -223,6 +224,10 @@ static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
 			rc = begin_patch(c, ino);
 	}
 	if (rc) {
+		const char *why = rerr_take(rc);
+
+		if (why) /* the store said why (a stage it could not make) */
+			rlog_err("record %s: %s", ino->id, why);
 		if (dirty(d)) {
 			d->state = D_FAILED;
 			d->err = rc;

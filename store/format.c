@@ -10,6 +10,7 @@
 #include "format.h"
 #include "util.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "store.h" /* STORE_FORMAT_VERSION only */
 
@@ -122,7 +123,7 @@ out:
 	if (made)
 		io_unlinkat(io, "format.unlink", dirfd, tmp, 0);
 	if (ret < 0)
-		rlog_err("%s: %s: %s", FORMAT_FILE, step, strerror(-ret));
+		rerr_set(ret, "%s: %s: %s", FORMAT_FILE, step, strerror(-ret));
 	return ret;
 }
 

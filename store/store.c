@@ -11,6 +11,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "lock.h"
 #include "log.h"
 
@@ -94,6 +95,7 @@ static void check_running_hash(struct store_stage *st, const uint8_t hash[16],
 
 	if (hash_fd(NULL, st->fd, full, &n) == 0 &&
 	    (n != size || memcmp(full, hash, 16) != 0)) {
+		/* a bug, not an error: logged, as nothing returns */
 		rlog_err("stage %s: running hash of %" PRIu64
 			 " bytes differs from its content (%" PRIu64
 			 " bytes): a change bypassed store_stage_write",
@@ -139,10 +141,11 @@ static int check_empty(int dirfd, const char *path)
 			continue;
 		if (!strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new"))
 			continue; /* store_init makes it */
-		rlog_err("%s: directory is not empty (found \"%s\"); "
-			 "`recfsctl init --adopt %s` makes its files records",
-			 path, n, path);
-		rc = -ENOTEMPTY;
+		rc = rerr_set(-ENOTEMPTY,
+			      "%s: directory is not empty (found \"%s\"); "
+			      "`recfsctl init --adopt %s` makes its files "
+			      "records",
+			      path, n, path);
 		break;
 	}
 	closedir(dir);
@@ -181,21 +184,23 @@ static int adopt_files(int dirfd, const char *path)
 		    !strcmp(n, LOCK_FILE) || !strcmp(n, STORE_INDEX_FILE) ||
 		    !strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new") ||
 		    !strcmp(n, HIST_INDEX_FILE)) {
+			/* a note, not an error: the adoption goes on */
 			rlog_warn("%s/%s: not a valid record name; left "
 				  "outside the store",
 				  path, n);
 			continue;
 		}
 		if (renameat(dirfd, n, recfd, n) < 0) {
-			rc = -errno;
-			rlog_err("%s/%s: cannot adopt: %s", path, n,
-				 strerror(errno));
+			rc = rerr_set(-errno, "%s/%s: cannot adopt: %s", path,
+				      n, strerror(errno));
 			goto out;
 		}
 		moved++;
 	}
 	if (moved && fsync(recfd) < 0)
-		rc = -errno;
+		rc = rerr_set(-errno, "%s/%s: fsync: %s", path,
+			      STORE_RECORDS_DIR, strerror(errno));
+	/* a note of what was done: the caller learns only that it worked */
 	rlog_info("%s: adopted %d top-level entries as records", path, moved);
 out:
 	if (recfd >= 0)
@@ -211,53 +216,49 @@ int store_init(const char *path, bool adopt)
 	int dirfd = -1, rc = 0;
 	struct stat st;
 
-	if (!adopt && mkdir(path, 0700) < 0 && errno != EEXIST) {
-		rc = -errno;
-		rlog_err("%s: cannot create: %s", path, strerror(errno));
-		return rc;
-	}
+	if (!adopt && mkdir(path, 0700) < 0 && errno != EEXIST)
+		return rerr_set(-errno, "%s: cannot create: %s", path,
+				strerror(errno));
 	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dirfd < 0) {
-		rc = -errno;
-		rlog_err("%s: %s", path, strerror(errno));
-		return rc;
-	}
+	if (dirfd < 0)
+		return rerr_set(-errno, "%s: %s", path, strerror(errno));
 	if (fstatat(dirfd, FORMAT_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		rlog_err("%s: already a recfs store", path);
-		rc = -EEXIST;
+		rc = rerr_set(-EEXIST, "%s: already a recfs store", path);
 		goto out;
 	}
 	if (!adopt && (rc = check_empty(dirfd, path)) != 0)
 		goto out;
 	if (fchmod(dirfd, 0700) < 0) {
-		rc = -errno;
+		rc = rerr_set(-errno, "%s: chmod: %s", path, strerror(errno));
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
 		if (mkdirat(dirfd, dirs[i], 0700) < 0 && errno != EEXIST) {
-			rc = -errno;
-			rlog_err("%s/%s: %s", path, dirs[i], strerror(errno));
+			rc = rerr_set(-errno, "%s/%s: %s", path, dirs[i],
+				      strerror(errno));
 			goto out;
 		}
 	if (adopt && (rc = adopt_files(dirfd, path)) != 0)
 		goto out;
 	if (mkdirat(dirfd, STORE_JOURNAL_DIR "/" HIST_BLOBS_DIR, 0700) < 0 &&
 	    errno != EEXIST) {
-		rc = -errno;
-		rlog_err("%s/%s/%s: %s", path, STORE_JOURNAL_DIR,
-			 HIST_BLOBS_DIR, strerror(errno));
+		rc = rerr_set(-errno, "%s/%s/%s: %s", path, STORE_JOURNAL_DIR,
+			      HIST_BLOBS_DIR, strerror(errno));
 		goto out;
 	}
 	rc = hist_init_repo(path, dirfd);
 	if (rc == -EEXIST)
 		rc = 0; /* left by an init that crashed before the format */
-	if (rc)
+	if (rc) {
+		rerr_prefix(rc, "%s: the history repository", path);
 		goto out;
+	}
 	/* The format file comes last: it marks a complete store. */
 	rc = format_write(NULL, dirfd);
 	if (rc)
-		rlog_err("%s/%s: cannot write: %s", path, FORMAT_FILE,
-			 strerror(-rc));
+		rerr_prefix(rc, "%s", path);
+	else
+		rerr_clear(); /* nothing failed in the end */
 out:
 	close(dirfd);
 	return rc;
@@ -279,19 +280,31 @@ static int open_scratch_dir(struct store *s)
 				STORE_SCRATCH_DIR, 0700);
 		if (rc == 0)
 			rc = io_fsync(s->io, "scratch.mkdir.dirsync", s->dirfd);
-		if (rc && rc != -EEXIST) {
-			rlog_err("%s/%s: cannot create: %s", s->path,
-				 STORE_SCRATCH_DIR, strerror(-rc));
-			return rc;
-		}
+		if (rc && rc != -EEXIST)
+			return rerr_set(rc, "%s/%s: cannot create: %s", s->path,
+					STORE_SCRATCH_DIR, strerror(-rc));
 	}
 	s->scratch_fd = openat(s->dirfd, STORE_SCRATCH_DIR,
 			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->scratch_fd >= 0 || (errno == ENOENT && s->opts.read_only))
 		return 0;
-	rc = -errno;
-	rlog_err("%s/%s: %s", s->path, STORE_SCRATCH_DIR, strerror(errno));
-	return rc;
+	return rerr_set(-errno, "%s/%s: %s", s->path, STORE_SCRATCH_DIR,
+			strerror(errno));
+}
+
+/* Report format_check's refusal `rc` of the store at `path`. */
+static int format_refused(int rc, const char *path, const char *why)
+{
+	if (rc == -ENOENT)
+		return rerr_set(rc,
+				"%s: not a recfs store (no %s); create one "
+				"with `recfsctl init %s`, or make the files "
+				"in it records with `recfsctl init --adopt %s`",
+				path, FORMAT_FILE, path, path);
+	if (why[0])
+		return rerr_set(rc, "%s", why);
+	return rerr_set(rc, "%s: cannot read the format file: %s", path,
+			strerror(-rc));
 }
 
 static int open_file_store(struct store *s)
@@ -309,11 +322,9 @@ static int open_file_store(struct store *s)
 		s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 						 O_CLOEXEC);
 	}
-	if (s->dirfd < 0) {
-		rc = -errno;
-		rlog_err("%s: cannot open store: %s", s->path, strerror(errno));
-		return rc;
-	}
+	if (s->dirfd < 0)
+		return rerr_set(-errno, "%s: cannot open store: %s", s->path,
+				strerror(errno));
 	rc = format_check(s->dirfd, s->path, why, sizeof(why));
 	if (rc == -ENOENT && s->opts.create) {
 		close(s->dirfd);
@@ -323,37 +334,27 @@ static int open_file_store(struct store *s)
 			return rc;
 		return open_file_store(s);
 	}
-	if (rc) {
-		rlog_err("%s", why[0] ? why : "cannot read the format file");
-		if (rc == -ENOENT)
-			rlog_err(
-				"%s: not a recfs store (no %s); create one "
-				"with `recfsctl init %s`, or make the files "
-				"in it records with `recfsctl init --adopt %s`",
-				s->path, FORMAT_FILE, s->path, s->path);
-		return rc;
-	}
+	if (rc)
+		return format_refused(rc, s->path, why);
 	if (s->opts.no_write)
 		rc = lock_acquire_shared(&s->lock, s->dirfd, msg, sizeof(msg));
 	else
 		rc = lock_acquire(&s->lock, s->dirfd, msg, sizeof(msg));
-	if (rc) {
-		rlog_err("%s: %s", s->path, msg[0] ? msg : strerror(-rc));
-		return rc;
-	}
+	if (rc && msg[0])
+		return rerr_set(rc, "%s: %s", s->path, msg);
+	if (rc)
+		return rerr_prefix(rc, "%s: lock", s->path);
 	rc = be_file_open(&s->be, s->io, s->dirfd);
-	if (rc == 0)
-		rc = open_scratch_dir(s);
+	if (rc)
+		return rerr_prefix(rc, "%s", s->path);
+	rc = open_scratch_dir(s);
 	if (rc)
 		return rc;
 	s->jnl_dirfd = openat(s->dirfd, STORE_JOURNAL_DIR,
 			      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->jnl_dirfd < 0) {
-		rc = -errno;
-		rlog_err("%s/%s: %s", s->path, STORE_JOURNAL_DIR,
-			 strerror(errno));
-		return rc;
-	}
+	if (s->jnl_dirfd < 0)
+		return rerr_set(-errno, "%s/%s: %s", s->path, STORE_JOURNAL_DIR,
+				strerror(errno));
 	/*
 	 * The history first: recovery keeps what it has not written yet.
 	 * Its writer thread is not started here (a daemon forks after
@@ -362,9 +363,12 @@ static int open_file_store(struct store *s)
 	if (!s->opts.read_only)
 		reserve_yield_at_open(s->io, s->dirfd, s->path);
 	rc = store_hist_open(s);
-	if (rc == 0)
-		rc = store_recover(s);
-	if (rc == 0 && !s->opts.read_only) {
+	if (rc)
+		return rerr_prefix(rc, "%s: history", s->path);
+	rc = store_recover(s);
+	if (rc)
+		return rerr_prefix(rc, "%s: recovery", s->path);
+	if (!s->opts.read_only) {
 		uint64_t records, tombstones;
 
 		store_counts(s, &records, &tombstones);
@@ -413,7 +417,7 @@ int store_open(struct store **out, const struct store_opts *opts)
 		if (rc == 0)
 			rc = be_memory_open(&s->be, !opts->no_cas);
 	} else if (!s->path) {
-		rc = -EINVAL;
+		rc = rerr_set(-EINVAL, "store_open: a file store needs a path");
 	} else {
 		rc = open_file_store(s);
 	}
@@ -423,6 +427,7 @@ out:
 		store_close(s);
 		return rc;
 	}
+	rerr_clear(); /* what failed on the way was dealt with */
 	*out = s;
 	return 0;
 }
@@ -450,17 +455,19 @@ int store_open_history(struct store **out, const char *path)
 		goto out;
 	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->dirfd < 0) {
-		rc = -errno;
-		rlog_err("%s: cannot open store: %s", path, strerror(errno));
+		rc = rerr_set(-errno, "%s: cannot open store: %s", path,
+			      strerror(errno));
 		goto out;
 	}
 	rc = format_check(s->dirfd, path, why, sizeof(why));
 	if (rc) {
-		rlog_err("%s", why[0] ? why : "cannot read the format file");
+		format_refused(rc, path, why);
 		goto out;
 	}
 	/* read-only: no lock, no journal, no writer; nothing is written */
 	rc = store_hist_open(s);
+	if (rc)
+		rerr_prefix(rc, "%s: history", path);
 out:
 	if (rc) {
 		store_close(s);
@@ -584,6 +591,7 @@ static struct entry *adopt_locked(struct store *s, const char *id,
 		e->meta.version = 1;
 		e->meta.hash_valid = false;
 	} else if (e->ino && e->meta.size != (uint64_t)st->st_size) {
+		/* a note on a read that succeeds: nothing to report to */
 		rlog_warn("record %s: changed outside recfs (size %llu, "
 			  "expected %llu); run recfsctl verify",
 			  id, (unsigned long long)st->st_size,

@@ -324,6 +324,20 @@ Test(base, err_set_last_clear)
 	cr_assert_str_eq(rerr_what(-ENOENT), strerror(ENOENT));
 }
 
+Test(base, err_take_hands_the_message_over_once)
+{
+	const char *m;
+
+	rerr_set(-ENOSPC, "record %s: stage: no room", "r");
+	cr_assert_null(rerr_take(-EIO), "not the failure reported");
+	cr_assert_not_null(rerr_last());
+	m = rerr_take(-ENOSPC);
+	cr_assert_str_eq(m, "record r: stage: no room");
+	cr_assert_null(rerr_last(), "taken: no last error any more");
+	cr_assert_null(rerr_take(-ENOSPC), "and not twice");
+	cr_assert_str_eq(rerr_what(-ENOSPC), strerror(ENOSPC));
+}
+
 Test(base, err_set_of_a_non_negative_code_is_eio)
 {
 	cr_assert_eq(rerr_set(0, "odd"), -EIO);

@@ -53,7 +53,7 @@ static int through_mount(const char *mnt, const char *verb, const char *arg,
 		fprintf(stderr,
 			"recfsctl %s: %s: %s failed: %s (nothing was "
 			"changed%s; the daemon's log says more)\n",
-			ctl_name(), mnt, what, strerror(-rc),
+			ctl_name(), mnt, what, ctl_why(rc),
 			rc == -ESTALE ? ", a record changed meanwhile: try "
 					"again"
 				      : "");
@@ -228,7 +228,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 			fprintf(stderr,
 				"recfsctl rollback: %s: cannot read "
 				"the history: %s\n",
-				argv[1], strerror(-rc));
+				argv[1], ctl_why(rc));
 			goto out;
 		}
 		printf("%s is revision %" PRIu64 "\n", to, rev);
@@ -246,7 +246,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 		fprintf(stderr,
 			"recfsctl rollback: %s: rollback to revision "
 			"%" PRIu64 " failed: %s (nothing was changed)\n",
-			argv[1], rev, strerror(-rc));
+			argv[1], rev, ctl_why(rc));
 		goto out;
 	}
 	if (dry)
@@ -316,7 +316,7 @@ int ctl_import(int argc, char **argv)
 		fprintf(stderr,
 			"recfsctl import: %s: import of %s failed: %s "
 			"(nothing was changed)\n",
-			argv[1], argv[2], strerror(-rc));
+			argv[1], argv[2], ctl_why(rc));
 	else if (dry)
 		printf("import of %s would stage %zu files (%zu skipped); "
 		       "nothing changed\n",
