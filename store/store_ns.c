@@ -37,20 +37,42 @@ int store_ns_stat(struct store *s, const char *ns, struct stat *st)
 	return rc;
 }
 
-/* Namespace changes hold the gate exclusively: no commit is between its
-   namespace check and its rename into place meanwhile. */
-int store_mkdir(struct store *s, const char *ns, mode_t mode)
+/*
+ * Begin a change of namespaces `a` and `b` (NULL: only one): both valid
+ * IDs, the store writable. Namespace changes hold the gate exclusively:
+ * no commit is between its namespace check and its rename into place
+ * meanwhile, and with sync=batch nothing is in flight either. On success
+ * the caller ends with ns_change_end.
+ */
+static int ns_change_begin(struct store *s, const char *a, const char *b)
 {
-	struct entry *e;
-	struct stat st;
-	int rc = id_check(ns);
+	int rc = id_check(a);
 
+	if (rc == 0 && b)
+		rc = id_check(b);
 	if (rc)
 		return rc;
 	if (s->opts.read_only)
 		return -EROFS;
 	pthread_rwlock_wrlock(&s->gate);
-	sbatch_drain(s); /* sync=batch: nothing in flight either */
+	sbatch_drain(s);
+	return 0;
+}
+
+static int ns_change_end(struct store *s, int rc)
+{
+	pthread_rwlock_unlock(&s->gate);
+	return rc;
+}
+
+int store_mkdir(struct store *s, const char *ns, mode_t mode)
+{
+	struct entry *e;
+	struct stat st;
+	int rc = ns_change_begin(s, ns, NULL);
+
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, ns, strlen(ns));
 	rc = (e && !e->meta.deleted && e->meta.version) ? -EEXIST : 0;
@@ -59,27 +81,21 @@ int store_mkdir(struct store *s, const char *ns, mode_t mode)
 		rc = -EEXIST; /* a scratch file has that name */
 	if (rc == 0)
 		rc = s->be->ops->mkdir(s->be, ns, mode);
-	pthread_rwlock_unlock(&s->gate);
-	return rc;
+	return ns_change_end(s, rc);
 }
 
 int store_rmdir(struct store *s, const char *ns)
 {
-	int rc = id_check(ns);
+	int rc = ns_change_begin(s, ns, NULL);
 
 	if (rc)
 		return rc;
-	if (s->opts.read_only)
-		return -EROFS;
-	pthread_rwlock_wrlock(&s->gate);
-	sbatch_drain(s); /* sync=batch: nothing in flight either */
 	/* its scratch directory first: it goes only if empty, and an empty
 	   one left by a failed rmdir below is no harm (made on demand) */
 	rc = scratch_ns_drop(s, ns);
 	if (rc == 0)
 		rc = s->be->ops->rmdir(s->be, ns);
-	pthread_rwlock_unlock(&s->gate);
-	return rc;
+	return ns_change_end(s, rc);
 }
 
 static int any_entry(void *arg, const char *name, bool is_ns)
@@ -90,16 +106,10 @@ static int any_entry(void *arg, const char *name, bool is_ns)
 int store_rename_ns(struct store *s, const char *from, const char *to)
 {
 	struct stat st;
-	int rc = id_check(from);
+	int rc = ns_change_begin(s, from, to);
 
-	if (rc == 0)
-		rc = id_check(to);
 	if (rc)
 		return rc;
-	if (s->opts.read_only)
-		return -EROFS;
-	pthread_rwlock_wrlock(&s->gate);
-	sbatch_drain(s); /* sync=batch: nothing in flight either */
 	rc = s->be->ops->list(s->be, from, any_entry, NULL);
 	if (rc == 1)
 		rc = -EXDEV; /* holds records: mv falls back to copy+delete */
@@ -114,8 +124,7 @@ int store_rename_ns(struct store *s, const char *from, const char *to)
 		rc = scratch_ns_drop(s, to);
 	if (rc == 0)
 		rc = s->be->ops->ns_rename(s->be, from, to);
-	pthread_rwlock_unlock(&s->gate);
-	return rc;
+	return ns_change_end(s, rc);
 }
 
 int store_ns_set_meta(struct store *s, const char *ns,
