@@ -19,6 +19,15 @@
 
 TestSuite(base, .timeout = 30);
 
+/* AddressSanitizer aborts on an allocation it cannot make unless told to
+   return NULL like malloc does: buf_out_of_memory_is_enomem needs that.
+   (ASan reads this hook at start; without ASan it is never called.) */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
 /* ---- buf ---------------------------------------------------------------- */
 
 Test(base, buf_appends_text_and_stays_nul_terminated)
