@@ -225,8 +225,14 @@ static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
 	}
 	if (rc) {
 		const char *why = rerr_take(rc);
+		size_t n = strlen(ino->id);
 
-		if (why) /* the store said why (a stage it could not make) */
+		/* the store said why (a stage it could not make or fill):
+		   logged once, naming the record once */
+		if (why && !strncmp(why, "record ", 7) &&
+		    !strncmp(why + 7, ino->id, n) && why[7 + n] == ':')
+			rlog_err("%s", why);
+		else if (why)
 			rlog_err("record %s: %s", ino->id, why);
 		if (dirty(d)) {
 			d->state = D_FAILED;

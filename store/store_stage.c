@@ -7,6 +7,7 @@
  * of a file.
  */
 #include "store_i.h"
+#include "err.h"
 #include "io.h"
 #include "log.h"
 
@@ -146,7 +147,9 @@ int store_stage_copy(struct store *s, const char *id, uint64_t *base,
 	if (r) {
 		n = io_copy_fd(s->io, "stage.copy", store_reader_fd(r), st->fd);
 		if (n < 0) {
-			rc = (int)n;
+			rc = rerr_set((int)n,
+				      "record %s: copy into stage %s: %s", id,
+				      st->name, strerror((int)-n));
 			goto out;
 		}
 		*base = store_reader_meta(r)->version;
