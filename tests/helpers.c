@@ -97,7 +97,7 @@ bool wait_for(bool (*cond)(void *arg), void *arg, unsigned timeout_ms)
 char *run(const char *fmt, ...)
 {
 	char cmd[8192];
-	size_t len = 0, cap = 1 << 20;
+	size_t len = 0, cap = 65536;
 	char *out = malloc(cap);
 	va_list ap;
 	FILE *p;
@@ -110,8 +110,14 @@ char *run(const char *fmt, ...)
 	cr_assert_not_null(out);
 	p = popen(cmd, "r");
 	cr_assert_not_null(p, "%s", cmd);
-	while ((n = fread(out + len, 1, cap - len - 1, p)) > 0)
+	while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
 		len += n;
+		if (cap - len < 4096) {
+			cap *= 2;
+			out = realloc(out, cap);
+			cr_assert_not_null(out);
+		}
+	}
 	out[len] = '\0';
 	st = pclose(p);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit %d\n%s", cmd,
@@ -131,6 +137,15 @@ int run_child(void (*fn)(void *arg), void *arg)
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	return status;
+}
+
+int child_status(pid_t pid)
+{
+	int st = 0;
+
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "child killed by signal %d", WTERMSIG(st));
+	return WEXITSTATUS(st);
 }
 
 bool exited_with(int status, int code)

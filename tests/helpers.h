@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* ---- files and bytes ---------------------------------------------------- */
 
@@ -51,6 +52,9 @@ char *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Run `fn(arg)` in a child process (which then exits 0); its status. */
 int run_child(void (*fn)(void *arg), void *arg);
+
+/* Wait for child `pid`, assert that it exited (no signal); its code. */
+int child_status(pid_t pid);
 
 /* Did the child exit normally with `code`? */
 bool exited_with(int status, int code);
