@@ -54,6 +54,11 @@ void write_file(const char *path, const void *buf, size_t len)
 	close(fd);
 }
 
+void write_text(const char *path, const char *text)
+{
+	write_file(path, text, strlen(text));
+}
+
 void hash_of(const void *buf, size_t len, uint8_t out[16])
 {
 	XXH128_canonicalFromHash((XXH128_canonical_t *)out,
@@ -201,10 +206,43 @@ void fill_fs(const char *path)
 	cr_assert_eq(errno, ENOSPC);
 	while (write(fd, buf, 1) > 0) /* tmpfs gives the last partial pages */
 		;
+	cr_assert_eq(errno, ENOSPC);
 	close(fd);
 }
 
 /* ---- a store's records -------------------------------------------------- */
+
+void expect_buf(struct store *s, const char *id, const void *want, size_t len,
+		uint64_t version)
+{
+	struct store_meta m;
+	void *buf = NULL;
+	size_t got = 0;
+	int rc = store_get(s, id, &buf, &got, &m);
+
+	cr_assert_eq(rc, 0, "get %s: %s", id, strerror(-rc));
+	cr_assert_eq(got, len, "%s: %zu bytes, expected %zu", id, got, len);
+	cr_assert(memcmp(buf, want, len) == 0, "%s: wrong content", id);
+	if (version)
+		cr_assert_eq(m.version, version,
+			     "%s: version %llu, expected %llu", id,
+			     (unsigned long long)m.version,
+			     (unsigned long long)version);
+	free(buf);
+}
+
+struct store *child_open(struct store_opts *o, struct io **io)
+{
+	struct store *s = NULL;
+
+	*io = NULL;
+	if (io_new(io))
+		_exit(2);
+	o->io = *io;
+	if (store_open(&s, o))
+		_exit(3);
+	return s;
+}
 
 bool holds(struct store *s, const char *id, const void *want, size_t len,
 	   uint64_t version)

@@ -8,6 +8,7 @@
 #ifndef RECFS_TEST_HELPERS_H
 #define RECFS_TEST_HELPERS_H
 
+#include "io.h"
 #include "store.h"
 
 #include <limits.h>
@@ -26,6 +27,9 @@ char *read_file(const char *path, size_t *len);
 
 /* Create or replace `path` (mode 0600) with `len` bytes of `buf`. */
 void write_file(const char *path, const void *buf, size_t len);
+
+/* write_file of a string, without its NUL. */
+void write_text(const char *path, const char *text);
 
 /* The 16-byte XXH3-128 of `buf`, in canonical order. */
 void hash_of(const void *buf, size_t len, uint8_t out[16]);
@@ -83,6 +87,17 @@ void small_fs(const char *dir, const char *size);
 void fill_fs(const char *path);
 
 /* ---- a store's records -------------------------------------------------- */
+
+/* The record `id` holds exactly `len` bytes `want` at `version` (0: any). */
+void expect_buf(struct store *s, const char *id, const void *want, size_t len,
+		uint64_t version);
+
+/*
+ * In a child process: open the store with options `o` and a new io for
+ * failpoints (in *io). Exits the child with 2 if there is no io, 3 if the
+ * store does not open.
+ */
+struct store *child_open(struct store_opts *o, struct io **io);
 
 /* Is `id` live with exactly this content and version? */
 bool holds(struct store *s, const char *id, const void *want, size_t len,

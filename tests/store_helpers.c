@@ -101,26 +101,6 @@ uint64_t must_put(struct store *s, const char *id, const char *text)
 	return r.version;
 }
 
-/* The record `id` holds exactly `len` bytes `want` at `version` (0: any). */
-void expect_buf(struct store *s, const char *id, const void *want, size_t len,
-		uint64_t version)
-{
-	struct store_meta m;
-	void *buf = NULL;
-	size_t got = 0;
-	int rc = store_get(s, id, &buf, &got, &m);
-
-	cr_assert_eq(rc, 0, "get %s: %s", id, strerror(-rc));
-	cr_assert_eq(got, len, "%s: %zu bytes, expected %zu", id, got, len);
-	cr_assert(memcmp(buf, want, len) == 0, "%s: wrong content", id);
-	if (version)
-		cr_assert_eq(m.version, version,
-			     "%s: version %llu, expected %llu", id,
-			     (unsigned long long)m.version,
-			     (unsigned long long)version);
-	free(buf);
-}
-
 void expect(struct store *s, const char *id, const char *text, uint64_t version)
 {
 	expect_buf(s, id, text, strlen(text), version);

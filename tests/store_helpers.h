@@ -49,9 +49,7 @@ int put_if(struct store *s, const char *id, const char *text,
 /* Commit `text` unconditionally and insist that it works. */
 uint64_t must_put(struct store *s, const char *id, const char *text);
 
-/* The record `id` holds exactly `len` bytes `want` at `version` (0: any). */
-void expect_buf(struct store *s, const char *id, const void *want, size_t len,
-		uint64_t version);
+/* The record `id` holds exactly `text` at `version` (0: any). */
 void expect(struct store *s, const char *id, const char *text,
 	    uint64_t version);
 
