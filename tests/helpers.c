@@ -47,7 +47,12 @@ char *read_file(const char *path, size_t *len)
 
 void write_file(const char *path, const void *buf, size_t len)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	write_file_mode(path, buf, len, 0600);
+}
+
+void write_file_mode(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 
 	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
 	cr_assert_eq(write(fd, buf, len), (ssize_t)len);

@@ -28,6 +28,10 @@ char *read_file(const char *path, size_t *len);
 /* Create or replace `path` (mode 0600) with `len` bytes of `buf`. */
 void write_file(const char *path, const void *buf, size_t len);
 
+/* The same, the file created with `mode` (less the umask). */
+void write_file_mode(const char *path, const void *buf, size_t len,
+		     mode_t mode);
+
 /* write_file of a string, without its NUL. */
 void write_text(const char *path, const char *text);
 

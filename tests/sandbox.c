@@ -27,7 +27,13 @@ static const char *sandbox_root(void)
 
 void sandbox_new(char *base, size_t len, const char *name, bool quiet)
 {
-	snprintf(base, len, "%s/recfs-%s.XXXXXX", sandbox_root(), name);
+	sandbox_new_in(base, len, sandbox_root(), name, quiet);
+}
+
+void sandbox_new_in(char *base, size_t len, const char *root, const char *name,
+		    bool quiet)
+{
+	snprintf(base, len, "%s/recfs-%s.XXXXXX", root, name);
 	cr_assert_not_null(mkdtemp(base), "mkdtemp %s: %s", base,
 			   strerror(errno));
 	if (quiet && !getenv("RECFS_TEST_VERBOSE")) {

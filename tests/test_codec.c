@@ -8,6 +8,7 @@
  * Each crash input stays in tests/fuzz/corpus/{codec,replay}.
  */
 #include "jnl.h"
+#include "sandbox.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>
@@ -229,27 +230,13 @@ static char spath[PATH_MAX + 32];
 
 static void setup(void)
 {
-	const char *root =
-		access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
-
-	snprintf(base, sizeof(base), "%s/recfs-codec.XXXXXX", root);
-	cr_assert_not_null(mkdtemp(base));
+	sandbox_new(base, sizeof(base), "codec", false);
 	snprintf(spath, sizeof(spath), "%s/store", base);
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
 }
 
 static void teardown(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	sandbox_rm(base);
 }
 
 TestSuite(replay, .init = setup, .fini = teardown, .timeout = 60);
@@ -337,7 +324,7 @@ Test(replay, journal_naming_a_path_outside_records_is_corrupt)
 		snprintf(fmt, sizeof(fmt), "%s/records/ok", spath);
 		cr_expect_eq(access(fmt, F_OK), -1, "replayed before refusing");
 		snprintf(fmt, sizeof(fmt), "%s/format.json", spath);
-		nftw(spath, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		sandbox_rm(spath);
 	}
 }
 

@@ -261,11 +261,7 @@ static void lagging_child(int n, const char *crash_at)
 	struct store *s = NULL;
 	struct io *io = NULL;
 
-	if (io_new(&io))
-		_exit(2);
-	o.io = io;
-	if (store_open(&s, &o))
-		_exit(3);
+	s = child_open(&o, &io);
 	if (io_arm(io, "hist.read", IO_STALL, 0, 1, 1))
 		_exit(4);
 	if (put_lagged(s, n))

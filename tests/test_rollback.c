@@ -9,6 +9,7 @@
  * (RECFS_TEST_TMPDIR overrides). What the store logs is dropped unless
  * RECFS_TEST_VERBOSE is set.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "store.h"
@@ -68,49 +69,6 @@ static void put(struct store *s, const char *id, const char *text)
 	int rc = store_put(s, id, text, strlen(text), NULL, NULL);
 
 	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
-}
-
-/* Is `id` live with exactly this content and version? */
-static bool holds(struct store *s, const char *id, const void *want, size_t len,
-		  uint64_t version)
-{
-	struct store_meta m;
-	void *buf = NULL;
-	size_t got = 0;
-	bool ok;
-
-	if (store_get(s, id, &buf, &got, &m) != 0)
-		return false;
-	ok = got == len && memcmp(buf, want, len) == 0 && m.version == version;
-	free(buf);
-	return ok;
-}
-
-static bool holds_text(struct store *s, const char *id, const char *text,
-		       uint64_t version)
-{
-	return holds(s, id, text, strlen(text), version);
-}
-
-/* Is `id` deleted, its last version `last`? */
-static bool gone(struct store *s, const char *id, uint64_t last)
-{
-	struct store_meta m;
-	uint64_t v = 0;
-
-	return store_stat(s, id, &m, false) == -ENOENT &&
-	       store_last_version(s, id, &v) == 0 && v == last;
-}
-
-static void check_verify(struct store *s, const char *what)
-{
-	struct store_verify_report rep;
-	int rc = store_verify(s, &rep);
-
-	cr_assert_eq(rc, 0,
-		     "%s: verify: %s (%" PRIu64 " bad, %" PRIu64
-		     " strays, %" PRIu64 " hist_bad)",
-		     what, strerror(-rc), rep.bad, rep.strays, rep.hist_bad);
 }
 
 /* ---- rollback and import (store/rollback.c) ------------------------------ */
@@ -181,7 +139,7 @@ Test(rollback, rollback_to_a_revision_restores_every_record_as_one_change)
 	cr_assert(holds_text(s, "same", "s-1", 3), "same: untouched");
 	/* history only grew: 5 more versions */
 	cr_assert_eq(history_size(s), hist0 + 5);
-	check_verify(s, "after the rollback");
+	check_verify(s, "after the rollback", NULL);
 
 	/* rolling back to the current revision changes nothing */
 	cr_assert_eq(store_rollback_to(s, store_revision(s), NULL, &res), 0);
@@ -199,7 +157,7 @@ Test(rollback, rollback_to_a_revision_restores_every_record_as_one_change)
 	cr_assert_eq(store_close(s), 0);
 	s = open_store();
 	cr_assert(gone(s, "ns/c", 2));
-	check_verify(s, "after reopening");
+	check_verify(s, "after reopening", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -249,13 +207,10 @@ Test(rollback, revision_at_a_time_is_the_last_one_made_by_then)
 	cr_assert_eq(store_close(s), 0);
 }
 
-static void write_file(const char *path, const char *text)
+/* A file as a user makes it: 0666 less the umask. */
+static void write_plain(const char *path, const char *text)
 {
-	FILE *f = fopen(path, "w");
-
-	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
+	write_file_mode(path, text, strlen(text), 0666);
 }
 
 struct prog {
@@ -290,19 +245,19 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	snprintf(path, sizeof(path), "%s/sub/deep", dir);
 	cr_assert_eq(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/top", dir);
-	write_file(path, "top-1");
+	write_plain(path, "top-1");
 	snprintf(path, sizeof(path), "%s/sub/b", dir);
-	write_file(path, "b-1");
+	write_plain(path, "b-1");
 	cr_assert_eq(chmod(path, 0600), 0);
 	snprintf(path, sizeof(path), "%s/sub/deep/c", dir);
-	write_file(path, "c-1");
+	write_plain(path, "c-1");
 	snprintf(path, sizeof(path), "%s/same", dir);
-	write_file(path, "same");
+	write_plain(path, "same");
 	/* skipped: a reserved name and a FIFO; symlinks (to a file and to
 	   a dir) become symlink records, never followed; ".git" is an
 	   ordinary name (SPEC 2) */
 	snprintf(path, sizeof(path), "%s/x@3", dir);
-	write_file(path, "reserved");
+	write_plain(path, "reserved");
 	snprintf(path, sizeof(path), "%s/link", dir);
 	cr_assert_eq(symlink("/etc/passwd", path), 0);
 	snprintf(path, sizeof(path), "%s/dirlink", dir);
@@ -312,7 +267,7 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	snprintf(path, sizeof(path), "%s/.git", dir);
 	cr_assert_eq(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/.git/config", dir);
-	write_file(path, "no");
+	write_plain(path, "no");
 
 	put(s, "same", "same");
 	put(s, "top", "top-0");
@@ -342,7 +297,7 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	cr_assert_eq(pr.last, 7);
 	cr_assert_eq(pr.total, 7);
 	cr_assert_eq(history_size(s), hist0 + 6);
-	check_verify(s, "after the import");
+	check_verify(s, "after the import", NULL);
 
 	/* again: nothing changes */
 	cr_assert_eq(store_import(s, dir, NULL, &res), 0);
@@ -442,6 +397,6 @@ Test(rollback, rollback_restores_symlinks_and_keeps_mode_and_owner)
 	cr_assert_eq(res.puts, 1);
 	cr_assert_eq(store_stat(s, "ln", &m, false), 0);
 	cr_assert(m.symlink);
-	check_verify(s, "after the rollbacks");
+	check_verify(s, "after the rollbacks", NULL);
 	cr_assert_eq(store_close(s), 0);
 }

@@ -10,6 +10,7 @@
  * (RECFS_TEST_TMPDIR overrides). What the store logs is dropped unless
  * RECFS_TEST_VERBOSE is set.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "store.h"
@@ -88,54 +89,11 @@ static void put(struct store *s, const char *id, const char *text)
 	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
 }
 
-/* Is `id` live with exactly this content and version? */
-static bool holds(struct store *s, const char *id, const void *want, size_t len,
-		  uint64_t version)
-{
-	struct store_meta m;
-	void *buf = NULL;
-	size_t got = 0;
-	bool ok;
-
-	if (store_get(s, id, &buf, &got, &m) != 0)
-		return false;
-	ok = got == len && memcmp(buf, want, len) == 0 && m.version == version;
-	free(buf);
-	return ok;
-}
-
-static bool holds_text(struct store *s, const char *id, const char *text,
-		       uint64_t version)
-{
-	return holds(s, id, text, strlen(text), version);
-}
-
-/* Is `id` deleted, its last version `last`? */
-static bool gone(struct store *s, const char *id, uint64_t last)
-{
-	struct store_meta m;
-	uint64_t v = 0;
-
-	return store_stat(s, id, &m, false) == -ENOENT &&
-	       store_last_version(s, id, &v) == 0 && v == last;
-}
-
 static void tput(struct store_txn *t, const char *id, const char *text)
 {
 	int rc = store_txn_put(t, id, text, strlen(text), NULL);
 
 	cr_assert_eq(rc, 0, "txn put %s: %s", id, strerror(-rc));
-}
-
-static void check_verify(struct store *s, const char *what)
-{
-	struct store_verify_report rep;
-	int rc = store_verify(s, &rep);
-
-	cr_assert_eq(rc, 0,
-		     "%s: verify: %s (%" PRIu64 " bad, %" PRIu64
-		     " strays, %" PRIu64 " hist_bad)",
-		     what, strerror(-rc), rep.bad, rep.strays, rep.hist_bad);
 }
 
 /* ---- semantics ----------------------------------------------------------- */
@@ -195,7 +153,7 @@ Test(txn, commit_applies_every_part_in_one_revision)
 	struct store *s = open_store();
 
 	applies_all_parts(s);
-	check_verify(s, "after the txn");
+	check_verify(s, "after the txn", NULL);
 	cr_assert_eq(store_close(s), 0);
 	/* and it is all there after reopening */
 	s = open_store();
@@ -266,7 +224,7 @@ Test(txn, stale_condition_fails_the_whole_txn_and_changes_nothing)
 	cr_assert(holds_text(s, "a", "x", 2));
 	cr_assert(gone(s, "b", 2));
 	cr_assert(holds_text(s, "new", "n", 1));
-	check_verify(s, "after");
+	check_verify(s, "after", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -344,7 +302,7 @@ Test(txn, bad_parts_are_refused)
 	cr_assert_eq(store_stat(s, "b", &(struct store_meta){0}, false),
 		     -ENOENT);
 	cr_assert(holds_text(s, "a", "a-1", 1));
-	check_verify(s, "after the refusals");
+	check_verify(s, "after the refusals", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -473,48 +431,11 @@ Test(txn, txns_and_single_commits_run_together_without_deadlock)
 			     "%s: version %" PRIu64 ", %" PRIu64 " changes",
 			     conc_ids[k], m.version, want[k]);
 	}
-	check_verify(s, "after the concurrent changes");
+	check_verify(s, "after the concurrent changes", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
 /* ---- history ------------------------------------------------------------- */
-
-static char *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* The output of a shell command (caller frees); asserts it ran. */
-static char *run(const char *fmt, ...)
-{
-	char cmd[8192];
-	size_t len = 0, cap = 1 << 20;
-	char *out = malloc(cap);
-	va_list ap;
-	FILE *p;
-	size_t n;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	cr_assert_not_null(out);
-	p = popen(cmd, "r");
-	cr_assert_not_null(p, "%s", cmd);
-	while ((n = fread(out + len, 1, cap - len - 1, p)) > 0)
-		len += n;
-	out[len] = '\0';
-	st = pclose(p);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit %d\n%s", cmd,
-		  st, out);
-	return out;
-}
-
-static unsigned count_str(const char *hay, const char *needle)
-{
-	unsigned n = 0;
-
-	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
-		n++;
-	return n;
-}
 
 static uint8_t big[BIG_LEN];
 
@@ -582,7 +503,7 @@ Test(txn, history_has_one_commit_with_a_trailer_block_per_version)
 	cr_assert_eq(len, 5);
 	cr_assert_eq(memcmp(buf, "new-1", 5), 0);
 	free(buf);
-	check_verify(s, "history");
+	check_verify(s, "history", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -755,11 +676,7 @@ static void crash_child(const char *point, unsigned nth, bool many)
 	struct store *s = NULL;
 	struct io *io = NULL;
 
-	if (io_new(&io))
-		_exit(2);
-	o.io = io;
-	if (store_open(&s, &o))
-		_exit(3);
+	s = child_open(&o, &io);
 	if (io_arm(io, point, IO_CRASH, 0, nth, 1))
 		_exit(4);
 	if (crash_txn(s, many))
@@ -844,7 +761,7 @@ static void crash_every_point(bool many)
 			if (code == 0)
 				cr_assert_eq(got, NEW, "%s", what);
 			cr_assert(holds_text(s, "other", "o-1", 1), "%s", what);
-			check_verify(s, what);
+			check_verify(s, what, NULL);
 			/* the history has the txn's versions or none */
 			c[0] = store_revision(s);
 			cr_assert_eq(store_history_drain(s, 60000), 0);
@@ -904,7 +821,7 @@ static void reopen_is_new(bool many, const char *what)
 	cr_assert_eq(outcome_of(s, many), NEW, "%s: not new after reopening",
 		     what);
 	cr_assert(holds_text(s, "other", "o-1", 1), "%s", what);
-	check_verify(s, what);
+	check_verify(s, what, NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
