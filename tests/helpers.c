@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,6 +101,49 @@ bool wait_for(bool (*cond)(void *arg), void *arg, unsigned timeout_ms)
 		nanosleep(&ms, NULL);
 	}
 	return true;
+}
+
+int thread_id(void)
+{
+	return (int)syscall(SYS_gettid);
+}
+
+bool thread_asleep(int tid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the name may hold anything */
+	return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
+}
+
+struct asleep {
+	atomic_int *tid;
+};
+
+static bool is_asleep(void *arg)
+{
+	const struct asleep *a = arg;
+	int tid = atomic_load(a->tid);
+
+	return tid != 0 && thread_asleep(tid);
+}
+
+bool wait_asleep(atomic_int *tid, unsigned timeout_ms)
+{
+	struct asleep a = {tid};
+
+	return wait_for(is_asleep, &a, timeout_ms);
 }
 
 /* ---- processes ---------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include "store.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,20 @@ uint64_t now_ms(void);
  * never a fixed sleep.
  */
 bool wait_for(bool (*cond)(void *arg), void *arg, unsigned timeout_ms);
+
+/* The kernel's id of the calling thread (for thread_asleep). */
+int thread_id(void);
+
+/* Is thread `tid` of this process blocked (state S or D in /proc)? */
+bool thread_asleep(int tid);
+
+/*
+ * Wait (at most `timeout_ms`) until the thread whose id is stored in *tid
+ * (by the thread itself, with thread_id(); 0 until then) is blocked: for
+ * a test that needs another thread to be waiting inside the store, where
+ * nothing else shows that it is.
+ */
+bool wait_asleep(atomic_int *tid, unsigned timeout_ms);
 
 /* ---- processes ---------------------------------------------------------- */
 

@@ -91,6 +91,29 @@ void drain(struct store *s)
 	cr_assert_eq(rc, 0, "drain: %s", strerror(-rc));
 }
 
+struct done_arg {
+	struct store *s;
+	uint64_t revision;
+};
+
+static bool history_has(void *arg)
+{
+	const struct done_arg *d = arg;
+	struct store_status st;
+
+	store_status_get(d->s, &st);
+	return st.history_done >= d->revision;
+}
+
+void wait_history(struct store *s, uint64_t revision)
+{
+	struct done_arg d = {s, revision};
+
+	cr_assert(wait_for(history_has, &d, 10000),
+		  "the history did not reach revision %" PRIu64 " in 10 s",
+		  revision);
+}
+
 void blob_hex(const void *buf, size_t len, char out[41])
 {
 	git_oid oid;

@@ -42,6 +42,10 @@ struct store_result put(struct store *s, const char *id, const char *text);
 /* Wait until the history has every change (at most 60 s). */
 void drain(struct store *s);
 
+/* Wait (at most 10 s) until the history has `revision`, without asking
+   the writer to hurry (as a drain does). */
+void wait_history(struct store *s, uint64_t revision);
+
 /* The git blob id of `buf`, in hex. */
 void blob_hex(const void *buf, size_t len, char out[41]);
 

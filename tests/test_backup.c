@@ -273,6 +273,28 @@ static int last_at(void *arg, const char *id, const struct store_version *v)
 	return 0;
 }
 
+struct rev_arg {
+	struct store *s;
+	uint64_t rev;
+};
+
+static bool revision_reached(void *arg)
+{
+	const struct rev_arg *r = arg;
+
+	return store_revision(r->s) >= r->rev;
+}
+
+/* Wait (at most 10 s) until the writers have made the store's revision
+   `rev`. */
+static void wait_revision(struct store *s, uint64_t rev)
+{
+	struct rev_arg r = {s, rev};
+
+	cr_assert(wait_for(revision_reached, &r, 10000),
+		  "the writers did not reach revision %" PRIu64, rev);
+}
+
 Test(backup, copy_during_commits_holds_one_revision)
 {
 	struct store_backup_report rep;
@@ -287,9 +309,9 @@ Test(backup, copy_during_commits_holds_one_revision)
 		cr_assert_eq(pthread_create(&t[i], NULL, writer_main, &w[i]),
 			     0);
 	}
-	usleep(200000);
+	wait_revision(s, 100); /* the writers are going */
 	cr_assert_eq(store_backup(s, dpath, &rep), 0);
-	usleep(100000);
+	wait_revision(s, rep.revision + 100); /* and go on */
 	atomic_store(&stop, true);
 	for (int i = 0; i < 3; i++) {
 		pthread_join(t[i], NULL);

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,12 +352,14 @@ struct bg_change {
 	struct store *s;
 	int rc;
 	bool rename; /* rename a -> b, else put a */
+	atomic_int tid;
 };
 
 static void *bg_change_fn(void *arg)
 {
 	struct bg_change *c = arg;
 
+	atomic_store(&c->tid, thread_id());
 	c->rc = c->rename ? store_rename(c->s, "a", "b", NULL, NULL, NULL)
 			  : puts_(c->s, "a", "a-2");
 	return NULL;
@@ -386,7 +389,8 @@ Test(crash, change_waiting_behind_a_broken_one_is_refused)
 		usleep(1000);
 	cr_assert_eq(io_stalled(io, "commit.journal"), 1);
 	pthread_create(&t2, NULL, bg_change_fn, &put);
-	usleep(50 * 1000); /* let the put reach the busy mark of a */
+	/* the put waits at the busy mark of a */
+	cr_assert(wait_asleep(&put.tid, 10000), "the put does not wait");
 	cr_assert_eq(io_arm(io, "commit.move", IO_FAIL, EIO, 1, 1), 0);
 	io_release(io);
 	pthread_join(t1, NULL);

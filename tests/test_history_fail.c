@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,12 +154,14 @@ Test(history, a_full_disk_is_enospc_and_the_writer_backs_off)
 struct drain_arg {
 	struct store *s;
 	int rc;
+	atomic_int tid;
 };
 
 static void *drain_thread(void *arg)
 {
 	struct drain_arg *d = arg;
 
+	atomic_store(&d->tid, thread_id());
 	d->rc = store_history_drain(d->s, 30000);
 	return NULL;
 }
@@ -188,7 +191,7 @@ Test(history, drain_ignores_the_outcome_of_an_attempt_already_in_flight)
 	cr_assert_eq(io_stalled(io, "hist.commit"), 1);
 	d.s = s;
 	cr_assert_eq(pthread_create(&t, NULL, drain_thread, &d), 0);
-	usleep(100000); /* the drain is waiting */
+	cr_assert(wait_asleep(&d.tid, 10000), "the drain is not waiting");
 	io_release(io); /* the attempt goes on and fails at hist.sync */
 	pthread_join(t, NULL);
 	cr_assert_eq(d.rc, 0, "drain: %s", strerror(-d.rc));

@@ -86,8 +86,7 @@ Test(history, hot_record_versions_in_one_batch_each_get_a_block)
 	struct store *s = open_slow(60000, NULL);
 
 	/* the first commit is immediate; the rest wait for the drain */
-	put(s, "warm", "up");
-	usleep(300000);
+	wait_history(s, put(s, "warm", "up").revision);
 	for (int i = 0; i < 50; i++) {
 		struct store_result r;
 
@@ -262,8 +261,7 @@ Test(history, file_and_namespace_swap_in_one_batch)
 	struct store *s = open_slow(60000, NULL);
 	char *out;
 
-	put(s, "warm", "up");
-	usleep(300000);
+	wait_history(s, put(s, "warm", "up").revision);
 	/* "a/b" goes, then "a" is a record: in one commit */
 	cr_assert_eq(store_mkdir(s, "a", 0700), 0);
 	put(s, "a/b", "b");
