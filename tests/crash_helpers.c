@@ -117,11 +117,7 @@ struct store *open_store(struct io *io, uint64_t ckpt)
 			       .create = true,
 			       .io = io,
 			       .checkpoint_bytes = ckpt};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "%s: store_open: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 int put(struct store *s, const char *id, const void *buf, size_t len)
@@ -377,6 +373,21 @@ const struct fault faults[] = {
 
 const size_t nfaults = sizeof(faults) / sizeof(faults[0]);
 
+struct store_opts child_opts(const char *point, enum io_action act, int err,
+			     unsigned times)
+{
+	struct store_opts o = {.path = spath,
+			       .checkpoint_bytes = NO_CHECKPOINT};
+	struct io *io = NULL;
+
+	if (io_new(&io))
+		_exit(2);
+	if (point && io_arm(io, point, act, err, 1, times))
+		_exit(2);
+	o.io = io;
+	return o;
+}
+
 int in_child(child_fn fn, const void *arg, bool arm_before_open,
 	     const char *point)
 {
@@ -384,22 +395,16 @@ int in_child(child_fn fn, const void *arg, bool arm_before_open,
 
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct store_opts o = {.path = spath,
-				       .checkpoint_bytes = NO_CHECKPOINT};
+		struct store_opts o = child_opts(arm_before_open ? point : NULL,
+						 IO_CRASH, 0, 1);
 		struct store *s = NULL;
-		struct io *io = NULL;
 
-		if (io_new(&io))
-			_exit(2);
-		o.io = io;
-		if (arm_before_open && io_arm(io, point, IO_CRASH, 0, 1, 1))
-			_exit(2);
 		if (store_open(&s, &o))
 			_exit(3);
 		if (!arm_before_open && point &&
-		    io_arm(io, point, IO_CRASH, 0, 1, 1))
+		    io_arm(o.io, point, IO_CRASH, 0, 1, 1))
 			_exit(2);
-		_exit(fn && fn(s, io, arg) ? 5 : 0);
+		_exit(fn && fn(s, o.io, arg) ? 5 : 0);
 	}
 	return child_status(pid);
 }

@@ -162,6 +162,12 @@ struct fault {
 extern const struct fault faults[];
 extern const size_t nfaults;
 
+/* In a child: the options of the case's store, with a new io whose
+   `point` (NULL: none) gets `act` and `err` from its first hit on,
+   `times` times (0: always). Exits the child with 2 if that fails. */
+struct store_opts child_opts(const char *point, enum io_action act, int err,
+			     unsigned times);
+
 /* Fork a child that opens the store with failpoints, runs `fn` and exits
    with its result (0 or 5), or crashes at an armed point. */
 typedef int (*child_fn)(struct store *s, struct io *io, const void *arg);

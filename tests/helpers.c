@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <xxhash.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -77,6 +78,20 @@ unsigned count_str(const char *hay, const char *needle)
 
 	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
 		n++;
+	return n;
+}
+
+unsigned count_names(const char *dir, const char *prefix, const char *part)
+{
+	struct dirent *de;
+	unsigned n = 0;
+	DIR *d = opendir(dir);
+
+	cr_assert_not_null(d, "opendir %s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL)
+		n += strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+		     strstr(de->d_name, part) != NULL;
+	closedir(d);
 	return n;
 }
 
@@ -278,6 +293,23 @@ void expect_buf(struct store *s, const char *id, const void *want, size_t len,
 			     (unsigned long long)m.version,
 			     (unsigned long long)version);
 	free(buf);
+}
+
+struct store *open_ok(const struct store_opts *o)
+{
+	struct store *s = NULL;
+	int rc = store_open(&s, o);
+
+	cr_assert_eq(rc, 0, "store_open %s: %s", o->path ? o->path : "(memory)",
+		     strerror(-rc));
+	return s;
+}
+
+void put_text(struct store *s, const char *id, const char *text)
+{
+	int rc = store_put(s, id, text, strlen(text), NULL, NULL);
+
+	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
 }
 
 struct store *child_open(struct store_opts *o, struct io **io)

@@ -42,6 +42,10 @@ void hash_of(const void *buf, size_t len, uint8_t out[16]);
 /* How many times `needle` is in `hay`. */
 unsigned count_str(const char *hay, const char *needle);
 
+/* How many entries of `dir` begin with `prefix` and hold `part` ("":
+   any). */
+unsigned count_names(const char *dir, const char *prefix, const char *part);
+
 /* ---- time and waiting --------------------------------------------------- */
 
 /* CLOCK_MONOTONIC in milliseconds. */
@@ -110,6 +114,12 @@ void fill_fs(const char *path);
 /* The record `id` holds exactly `len` bytes `want` at `version` (0: any). */
 void expect_buf(struct store *s, const char *id, const void *want, size_t len,
 		uint64_t version);
+
+/* store_open with `o`, asserting that it opens. */
+struct store *open_ok(const struct store_opts *o);
+
+/* Commit `text` to `id` unconditionally, asserting that it works. */
+void put_text(struct store *s, const char *id, const char *text);
 
 /*
  * In a child process: open the store with options `o` and a new io for

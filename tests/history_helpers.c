@@ -37,14 +37,9 @@ void history_teardown(void)
 
 struct store *open_opts(struct store_opts *o)
 {
-	struct store *s = NULL;
-	int rc;
-
 	o->path = spath;
 	o->create = true;
-	rc = store_open(&s, o);
-	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
-	return s;
+	return open_ok(o);
 }
 
 struct store *open_store(void)

@@ -40,12 +40,7 @@ const char *bname(enum store_backend b)
 
 struct store *open_with(const struct store_opts *o)
 {
-	struct store *s = NULL;
-	int rc = store_open(&s, o);
-
-	cr_assert_eq(rc, 0, "store_open(%s): %s", bname(o->backend),
-		     strerror(-rc));
-	return s;
+	return open_ok(o);
 }
 
 struct store *open_io(enum store_backend b, struct io *io)

@@ -54,11 +54,7 @@ TestSuite(backup, .init = setup, .fini = teardown, .timeout = 300);
 static struct store *open_at(const char *path, struct io *io)
 {
 	struct store_opts o = {.path = path, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open %s: %s", path, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static uint64_t put(struct store *s, const char *id, const void *buf,

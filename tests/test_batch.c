@@ -17,6 +17,7 @@
  * And: store_sync (what fsync waits for) makes a batch commit durable;
  * the batch thread does within the window without it.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "store.h"
@@ -65,11 +66,7 @@ static struct store *open_store(struct io *io, unsigned ms)
 			       .io = io,
 			       .checkpoint_bytes = 1ull << 40,
 			       .sync_batch_ms = ms};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static uint64_t durable(struct store *s)
@@ -113,7 +110,7 @@ static void wait_stalled(struct io *io)
 		_exit(4);
 }
 
-static void batch_child(void)
+static void batch_child(void *arg)
 {
 	struct io *io = NULL;
 	struct store *s;
@@ -140,19 +137,6 @@ static void batch_child(void)
 		commit_logged(s, log, i, true);
 	fclose(log);
 	_exit(0); /* a crash: no close, nothing synced */
-}
-
-static void run_child(void (*fn)(void))
-{
-	int status = 0;
-	pid_t pid = fork();
-
-	cr_assert_geq(pid, 0);
-	if (pid == 0)
-		fn();
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "child failed (status %d)", status);
 }
 
 /* ---- what was acknowledged ----------------------------------------------- */
@@ -355,8 +339,10 @@ static void crash_and_lose(bool hole)
 {
 	struct acked a;
 	unsigned lost;
+	int status;
 
-	run_child(batch_child);
+	status = run_child(batch_child, NULL);
+	cr_assert(exited_with(status, 0), "child failed (status %d)", status);
 	read_log(&a);
 	cr_assert_gt(a.durable, 0, "something was durable");
 	cr_assert_lt(a.durable, a.rev[a.n - 1], "something was not");
@@ -378,7 +364,7 @@ Test(batch, a_lost_record_with_later_ones_on_disk_keeps_only_the_prefix)
 
 /* ---- fsync, and the window ----------------------------------------------- */
 
-static void fsync_child(void)
+static void fsync_child(void *arg)
 {
 	struct store_result r1, r2;
 	struct store *s = open_store(NULL, 60000);
@@ -403,8 +389,10 @@ static void fsync_child(void)
 Test(batch, store_sync_makes_a_batch_commit_durable)
 {
 	struct acked a;
+	int status;
 
-	run_child(fsync_child);
+	status = run_child(fsync_child, NULL);
+	cr_assert(exited_with(status, 0), "child failed (status %d)", status);
 	read_log(&a);
 	cr_assert_eq(a.durable, a.rev[0], "durable up to f, not g");
 	check_records_dir(&a, a.durable);

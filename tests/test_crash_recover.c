@@ -247,16 +247,10 @@ static int open_with_fault(const char *point, const struct fault *f,
 
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct store_opts o = {.path = spath,
-				       .checkpoint_bytes = NO_CHECKPOINT};
+		struct store_opts o = child_opts(point, f->act, f->err, times);
 		struct store *s = NULL;
-		struct io *io = NULL;
-		int rc;
+		int rc = store_open(&s, &o);
 
-		if (io_new(&io) || io_arm(io, point, f->act, f->err, 1, times))
-			_exit(2);
-		o.io = io;
-		rc = store_open(&s, &o);
 		if (rc == 0)
 			_exit(store_close(s) ? 6 : 0);
 		_exit(rc == -f->err ? 3 : 4);

@@ -53,11 +53,7 @@ TestSuite(reserve, .init = setup, .fini = teardown, .timeout = 120);
 static struct store *open_store(struct io *io)
 {
 	struct store_opts o = {.path = spath, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open %s: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static int put_str(struct store *s, const char *id, const char *text)

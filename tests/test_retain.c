@@ -6,6 +6,7 @@
  * failpoint of a prune (and of its roll-forward at the next open), which
  * must leave the old history or the new one.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "store.h"
@@ -51,11 +52,7 @@ static struct store *open_io(struct io *io, int64_t now_ns)
 			       .create = true,
 			       .io = io,
 			       .retain_now_ns = now_ns};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(void)

@@ -52,23 +52,12 @@ TestSuite(rollback, .init = setup, .fini = teardown, .timeout = 300);
 static struct store *open_io(struct io *io)
 {
 	struct store_opts o = {.path = spath, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "%s: store_open: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(void)
 {
 	return open_io(NULL);
-}
-
-static void put(struct store *s, const char *id, const char *text)
-{
-	int rc = store_put(s, id, text, strlen(text), NULL, NULL);
-
-	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
 }
 
 /* ---- rollback and import (store/rollback.c) ------------------------------ */
@@ -96,20 +85,20 @@ Test(rollback, rollback_to_a_revision_restores_every_record_as_one_change)
 	uint64_t r3, now;
 	size_t hist0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
-	put(s, "ns/c", "c-1");
-	put(s, "same", "s-1");
+	put_text(s, "ns/c", "c-1");
+	put_text(s, "same", "s-1");
 	r3 = store_revision(s);
-	put(s, "a", "a-2");
-	put(s, "a", "a-3");
+	put_text(s, "a", "a-2");
+	put_text(s, "a", "a-3");
 	cr_assert_eq(store_delete(s, "b", NULL, NULL, NULL), 0);
-	put(s, "d", "d-1");
+	put_text(s, "d", "d-1");
 	cr_assert_eq(store_rename(s, "ns/c", "e", NULL, NULL, NULL), 0);
 	cr_assert_eq(store_rmdir(s, "ns"), 0);
-	put(s, "same", "s-2");
-	put(s, "same", "s-1"); /* back to the content it had at r3 */
+	put_text(s, "same", "s-2");
+	put_text(s, "same", "s-1"); /* back to the content it had at r3 */
 	now = store_revision(s);
 	hist0 = history_size(s);
 
@@ -183,9 +172,9 @@ Test(rollback, revision_at_a_time_is_the_last_one_made_by_then)
 	struct timespec t;
 	uint64_t rev = 99;
 
-	put(s, "a", "a-1");
-	put(s, "a", "a-2");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "a", "a-2");
+	put_text(s, "b", "b-1");
 	cr_assert_eq(store_history_drain(s, 60000), 0);
 	cr_assert_eq(store_history_each(s, NULL, find_rev_time, &rt), 0);
 	cr_assert_neq(rt.t.tv_sec, 0);
@@ -269,8 +258,8 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	snprintf(path, sizeof(path), "%s/.git/config", dir);
 	write_plain(path, "no");
 
-	put(s, "same", "same");
-	put(s, "top", "top-0");
+	put_text(s, "same", "same");
+	put_text(s, "top", "top-0");
 	rev0 = store_revision(s);
 	hist0 = history_size(s);
 	cr_assert_eq(store_import(s, dir, &a, &res), 0);
@@ -335,11 +324,11 @@ Test(rollback, rollback_fails_with_estale_when_a_record_changes_meanwhile)
 
 	cr_assert_eq(io_new(&io), 0);
 	s = open_io(io);
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
 	r2 = store_revision(s);
-	put(s, "a", "a-2");
-	put(s, "b", "b-2");
+	put_text(s, "a", "a-2");
+	put_text(s, "b", "b-2");
 	/* the plan stages a's old content, and stalls there; meanwhile b
 	   changes (its stage is the point's second hit: not stalled) */
 	cr_assert_eq(io_arm(io, "stage.create", IO_STALL, 0, 1, 1), 0);
@@ -349,7 +338,7 @@ Test(rollback, rollback_fails_with_estale_when_a_record_changes_meanwhile)
 	for (int i = 0; i < 5000 && !io_stalled(io, "stage.create"); i++)
 		usleep(1000);
 	cr_assert_eq(io_stalled(io, "stage.create"), 1, "the plan stalled");
-	put(s, "b", "b-3");
+	put_text(s, "b", "b-3");
 	now = store_revision(s);
 	io_release(io);
 	pthread_join(th, NULL);
@@ -378,7 +367,7 @@ Test(rollback, rollback_restores_symlinks_and_keeps_mode_and_owner)
 	cr_assert_eq(store_put(s, "ln", "../t", 4, &l, NULL), 0);
 	cr_assert_eq(store_put(s, "gone", "x", 1, &l, NULL), 0);
 	rev1 = store_revision(s);
-	put(s, "ln", "a file now");
+	put_text(s, "ln", "a file now");
 	cr_assert_eq(store_set_owner(s, "ln", 12, 34), 0);
 	cr_assert_eq(store_set_meta(s, "ln", NULL, 0600), 0);
 	cr_assert_eq(store_delete(s, "gone", NULL, NULL, NULL), 0);
@@ -392,7 +381,7 @@ Test(rollback, rollback_restores_symlinks_and_keeps_mode_and_owner)
 	cr_assert_eq(store_stat(s, "gone", &m, false), 0);
 	cr_assert(m.symlink, "re-created as the symlink it was");
 	/* the same target as a file is not "the same again" */
-	put(s, "ln", "../t");
+	put_text(s, "ln", "../t");
 	cr_assert_eq(store_rollback_to(s, rev1, NULL, &res), 0);
 	cr_assert_eq(res.puts, 1);
 	cr_assert_eq(store_stat(s, "ln", &m, false), 0);

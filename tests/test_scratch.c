@@ -11,6 +11,7 @@
  *
  * Each test builds its store in a fresh sandbox directory (sandbox.h).
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "store.h"
@@ -54,11 +55,7 @@ static struct store *open_opts(const char *path, struct io *io, bool ro)
 {
 	struct store_opts o = {
 		.path = path, .create = !ro, .read_only = ro, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open %s: %s", path, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(struct io *io)

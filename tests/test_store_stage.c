@@ -38,17 +38,9 @@ TestSuite(store, .init = store_setup, .fini = store_teardown, .timeout = 120);
 static int stages_in_tmp(void)
 {
 	char p[PATH_MAX + 64];
-	struct dirent *d;
-	DIR *dir;
-	int n = 0;
 
 	snprintf(p, sizeof(p), "%s/tmp", spath);
-	dir = opendir(p);
-	cr_assert_not_null(dir, "opendir %s: %s", p, strerror(errno));
-	while ((d = readdir(dir)))
-		n += strncmp(d->d_name, "st.", 3) == 0;
-	closedir(dir);
-	return n;
+	return (int)count_names(p, "st.", "");
 }
 
 /* Wait (up to 10 s) until tmp/ holds `want` stages; false if it never does. */

@@ -61,11 +61,7 @@ static void next_case(void)
 static struct store *open_io(struct io *io)
 {
 	struct store_opts o = {.path = spath, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "%s: store_open: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(void)
@@ -80,13 +76,6 @@ static struct store *open_memory(void)
 
 	cr_assert_eq(store_open(&s, &o), 0);
 	return s;
-}
-
-static void put(struct store *s, const char *id, const char *text)
-{
-	int rc = store_put(s, id, text, strlen(text), NULL, NULL);
-
-	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
 }
 
 static void tput(struct store_txn *t, const char *id, const char *text)
@@ -105,10 +94,10 @@ static void applies_all_parts(struct store *s)
 	const struct store_result *pr;
 	uint64_t rev0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
-	put(s, "c", "c-1");
-	put(s, "e", "e-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
+	put_text(s, "c", "c-1");
+	put_text(s, "e", "e-1");
 	cr_assert_eq(store_delete(s, "e", NULL, NULL, NULL), 0);
 	rev0 = store_revision(s);
 
@@ -184,9 +173,9 @@ Test(txn, stale_condition_fails_the_whole_txn_and_changes_nothing)
 	struct store_txn *t = NULL;
 	uint64_t rev0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
-	put(s, "b", "b-2");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
+	put_text(s, "b", "b-2");
 	rev0 = store_revision(s);
 
 	/* part 2 (b at version 1) is stale */
@@ -235,8 +224,8 @@ Test(txn, txn_of_only_noops_commits_nothing)
 	struct store_txn *t = NULL;
 	uint64_t rev0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
 	rev0 = store_revision(s);
 	cr_assert_eq(store_txn_new(s, &t), 0);
 	tput(t, "a", "a-1");
@@ -267,7 +256,7 @@ Test(txn, bad_parts_are_refused)
 	struct store_txn_result res;
 	struct store_txn *t = NULL;
 
-	put(s, "a", "a-1");
+	put_text(s, "a", "a-1");
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
 	cr_assert_eq(store_txn_new(s, &t), 0);
 	cr_assert_eq(store_txn_put(t, "../x", "x", 1, NULL), -EINVAL);
@@ -405,7 +394,7 @@ Test(txn, txns_and_single_commits_run_together_without_deadlock)
 	uint64_t want[CONC_IDS] = {0};
 
 	for (int i = 0; i < CONC_IDS; i++)
-		put(s, conc_ids[i], "0");
+		put_text(s, conc_ids[i], "0");
 	for (int i = 0; i < 4; i++) {
 		memset(&c[i], 0, sizeof(c[i]));
 		c[i].s = s;
@@ -471,9 +460,9 @@ Test(txn, history_has_one_commit_with_a_trailer_block_per_version)
 
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)(i * 13 + 5);
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
-	put(s, "keep", "k");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
+	put_text(s, "keep", "k");
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
 	/* so that the txn's record is alone in its batch */
 	cr_assert_eq(store_history_drain(s, 60000), 0);
@@ -519,7 +508,7 @@ Test(txn, a_txn_that_could_overflow_a_history_batch_gets_its_own_commit)
 	size_t len = 0;
 
 	cr_assert_eq(store_open(&s, &o), 0);
-	put(s, "first", "1"); /* the first commit does not wait */
+	put_text(s, "first", "1"); /* the first commit does not wait */
 	cr_assert_eq(store_history_drain(s, 60000), 0);
 	/* 3000 versions with long IDs wait in the writer's next batch */
 	memset(id, 'p', sizeof(id) - 1);
@@ -527,7 +516,7 @@ Test(txn, a_txn_that_could_overflow_a_history_batch_gets_its_own_commit)
 	for (unsigned i = 0; i < 3000; i++) {
 		snprintf(id, 12, "%010u", i);
 		id[10] = 'p';
-		put(s, id, "x");
+		put_text(s, id, "x");
 	}
 	/* then a txn of about 3.8 MiB in the journal */
 	memset(body, 'b', sizeof(body));
@@ -611,11 +600,11 @@ static void make_fixture(void)
 
 	next_case();
 	s = open_store();
-	put(s, "p", "p-1");
-	put(s, "big", "big-1");
-	put(s, "del", "del-1");
-	put(s, "re", "re-1");
-	put(s, "other", "o-1");
+	put_text(s, "p", "p-1");
+	put_text(s, "big", "big-1");
+	put_text(s, "del", "del-1");
+	put_text(s, "re", "re-1");
+	put_text(s, "other", "o-1");
 	cr_assert_eq(store_delete(s, "re", NULL, NULL, NULL), 0);
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
 	cr_assert_eq(store_close(s), 0);
@@ -771,7 +760,7 @@ static void crash_every_point(bool many)
 				     got == NEW ? 5 + (many ? NMID : 0) : 1,
 				     "%s: %" PRIu64 " versions", what, c[1]);
 			/* and it takes new changes */
-			put(s, "p", "p-next");
+			put_text(s, "p", "p-next");
 			cr_assert(holds_text(s, "p", "p-next",
 					     got == NEW ? 3 : 2),
 				  "%s", what);
