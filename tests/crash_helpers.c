@@ -16,13 +16,11 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-char base[PATH_MAX];
-char spath[PATH_MAX + 32];
 static int ncase;
 
 void crash_setup(void)
 {
-	sandbox_new(base, sizeof(base), "crash", true);
+	sandbox_store("crash", true);
 }
 
 void crash_teardown(void)

@@ -28,6 +28,7 @@
 #define RECFS_TEST_CRASH_HELPERS_H
 
 #include "io.h"
+#include "sandbox.h"
 #include "store.h"
 
 #include <limits.h>
@@ -37,9 +38,6 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 4096) /* committed by reference */
 #define NO_CHECKPOINT (1ull << 40)	    /* checkpoint_bytes */
-
-extern char base[PATH_MAX];
-extern char spath[PATH_MAX + 32]; /* the store of the current case */
 
 void crash_setup(void);
 void crash_teardown(void);

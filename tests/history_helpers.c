@@ -16,15 +16,9 @@
 #include <string.h>
 #include <sys/mount.h>
 
-char base[PATH_MAX];
-char spath[PATH_MAX + 32];
-char gitdir[PATH_MAX + 64];
-
 void history_setup(void)
 {
-	sandbox_new(base, sizeof(base), "hist", false);
-	snprintf(spath, sizeof(spath), "%s/store", base);
-	snprintf(gitdir, sizeof(gitdir), "%s/history.git", spath);
+	sandbox_store("hist", false);
 	git_libgit2_init();
 }
 

@@ -9,6 +9,7 @@
 #ifndef RECFS_TEST_HISTORY_HELPERS_H
 #define RECFS_TEST_HISTORY_HELPERS_H
 
+#include "sandbox.h"
 #include "store.h"
 
 #include <limits.h>
@@ -16,10 +17,6 @@
 #include <stdint.h>
 
 #define BIG_LEN ((size_t)(1u << 20) + 12345) /* committed by reference */
-
-extern char base[PATH_MAX];
-extern char spath[PATH_MAX + 32];  /* base/store */
-extern char gitdir[PATH_MAX + 64]; /* base/store/history.git */
 
 /* A fresh sandbox and libgit2; the sandbox removed (unmounted first if
    small_fs was used). */

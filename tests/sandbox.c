@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,16 +26,16 @@ static const char *sandbox_root(void)
 	return "/tmp";
 }
 
-void sandbox_new(char *base, size_t len, const char *name, bool quiet)
+void sandbox_new(char *dir, size_t len, const char *name, bool quiet)
 {
-	sandbox_new_in(base, len, sandbox_root(), name, quiet);
+	sandbox_new_in(dir, len, sandbox_root(), name, quiet);
 }
 
-void sandbox_new_in(char *base, size_t len, const char *root, const char *name,
+void sandbox_new_in(char *dir, size_t len, const char *root, const char *name,
 		    bool quiet)
 {
-	snprintf(base, len, "%s/recfs-%s.XXXXXX", root, name);
-	cr_assert_not_null(mkdtemp(base), "mkdtemp %s: %s", base,
+	snprintf(dir, len, "%s/recfs-%s.XXXXXX", root, name);
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp %s: %s", dir,
 			   strerror(errno));
 	if (quiet && !getenv("RECFS_TEST_VERBOSE")) {
 		int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -61,4 +62,20 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 void sandbox_rm(const char *path)
 {
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char base[PATH_MAX];
+char spath[PATH_MAX + 32];
+char gitdir[PATH_MAX + 64];
+
+void sandbox_store(const char *name, bool quiet)
+{
+	sandbox_new(base, sizeof(base), name, quiet);
+	snprintf(spath, sizeof(spath), "%s/store", base);
+	snprintf(gitdir, sizeof(gitdir), "%s/history.git", spath);
+}
+
+void sandbox_store_rm(void)
+{
+	sandbox_rm(base);
 }

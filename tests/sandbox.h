@@ -5,28 +5,44 @@
 #ifndef RECFS_TEST_SANDBOX_H
 #define RECFS_TEST_SANDBOX_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 /*
- * Make a new directory "ROOT/recfs-NAME.XXXXXX" into base[len], ROOT
+ * Make a new directory "ROOT/recfs-NAME.XXXXXX" into dir[len], ROOT
  * being $RECFS_TEST_TMPDIR, else /dev/shm (a process crash does not lose
  * the page cache: the disk adds nothing but time), else /tmp. Asserts
  * that it was made. With `quiet`, what the store logs on stderr is
  * dropped unless RECFS_TEST_VERBOSE is set.
  */
-void sandbox_new(char *base, size_t len, const char *name, bool quiet);
+void sandbox_new(char *dir, size_t len, const char *name, bool quiet);
 
 /*
  * The same in ROOT: for tests of the file system's own behaviour, that
  * must not run on tmpfs when the sandbox would be there ("/tmp").
  */
-void sandbox_new_in(char *base, size_t len, const char *root, const char *name,
+void sandbox_new_in(char *dir, size_t len, const char *root, const char *name,
 		    bool quiet);
 
 /* Remove `path` and everything under it (directories made unreadable
    by a test included). */
 void sandbox_rm(const char *path);
+
+/*
+ * The sandbox of a test that uses a store: base (the sandbox itself),
+ * spath (base/store; a test may point it elsewhere) and gitdir
+ * (base/store/history.git).
+ */
+extern char base[PATH_MAX];
+extern char spath[PATH_MAX + 32];
+extern char gitdir[PATH_MAX + 64];
+
+/* sandbox_new(base, .., name, quiet), then spath and gitdir. */
+void sandbox_store(const char *name, bool quiet);
+
+/* sandbox_rm(base): a TestSuite's .fini. */
+void sandbox_store_rm(void);
 
 /*
  * A shell command (printf format, one %s: a git directory) that turns

@@ -16,18 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-char base[PATH_MAX];
-char spath[PATH_MAX + 32];
-
 void store_setup(void)
 {
-	sandbox_new(base, sizeof(base), "store", false);
-	snprintf(spath, sizeof(spath), "%s/store", base);
-}
-
-void store_teardown(void)
-{
-	sandbox_rm(base);
+	sandbox_store("store", false);
 }
 
 const enum store_backend backends[2] = {STORE_BACKEND_FILE,

@@ -11,6 +11,7 @@
 #ifndef RECFS_TEST_STORE_HELPERS_H
 #define RECFS_TEST_STORE_HELPERS_H
 
+#include "sandbox.h"
 #include "store.h"
 
 #include <limits.h>
@@ -20,11 +21,8 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 4096) /* committed by reference */
 
-extern char base[PATH_MAX];	  /* the fresh temp dir of this test */
-extern char spath[PATH_MAX + 32]; /* base/store */
-
+/* The sandbox (sandbox_store), as the suite's .init. */
 void store_setup(void);
-void store_teardown(void);
 
 /* The two backends, file first. */
 extern const enum store_backend backends[2];

@@ -41,23 +41,15 @@
 #define FRAME_HDR 24 /* jnl.h's JNL_FRAME_HDR */
 #define FILE_HDR 16  /* JNL_FILE_HDR */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 16];
 static char logpath[PATH_MAX + 16];
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "batch", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("batch", true);
 	snprintf(logpath, sizeof(logpath), "%s/acked", base);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(batch, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(batch, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 static struct store *open_store(struct io *io, unsigned ms)
 {
@@ -195,7 +187,7 @@ static const char *expected(const struct acked *a, const char *id,
 /* Path of the newest segment. */
 static void newest_segment(char *out, size_t len)
 {
-	char dir[PATH_MAX + 32], best[64] = "";
+	char dir[PATH_MAX + 48], best[64] = "";
 	struct dirent *de;
 	DIR *d;
 
@@ -228,7 +220,7 @@ static uint64_t le(const uint8_t *p, int n)
  */
 static unsigned lose_after(uint64_t d, bool hole)
 {
-	char path[PATH_MAX + 64];
+	char path[PATH_MAX + 128];
 	uint8_t h[FRAME_HDR];
 	off_t off = FILE_HDR, cut = -1;
 	unsigned after = 0;

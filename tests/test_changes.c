@@ -28,21 +28,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "changes", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("changes", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(changes, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(changes, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 /* A store whose history writes a batch only when drained (after the
    first): what is not drained stays in the journal only. */

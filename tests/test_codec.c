@@ -225,21 +225,12 @@ Test(codec, xattr_blob_over_the_limits_is_corrupt)
 
 /* ---- through recovery --------------------------------------------------- */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "codec", false);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("codec", false);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(replay, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(replay, .init = setup, .fini = sandbox_store_rm, .timeout = 60);
 
 /* STORE/journal/<first>.log holding one well-framed record per payload. */
 static void write_journal(const struct rec *recs, int n)

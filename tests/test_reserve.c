@@ -32,21 +32,12 @@
 
 #define MiB (1ull << 20)
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32]; /* base/store */
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "reserve", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("reserve", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(reserve, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(reserve, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 /* ---- helpers ------------------------------------------------------------ */
 

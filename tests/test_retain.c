@@ -25,23 +25,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];  /* base/store */
-static char gitdir[PATH_MAX + 64]; /* base/store/history.git */
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "retain", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
-	snprintf(gitdir, sizeof(gitdir), "%s/history.git", spath);
+	sandbox_store("retain", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(retain, .init = setup, .fini = teardown, .timeout = 600);
+TestSuite(retain, .init = setup, .fini = sandbox_store_rm, .timeout = 600);
 
 /* ---- helpers --------------------------------------------------------------
  */

@@ -33,21 +33,12 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* by reference in a txn */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "rollback", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("rollback", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(rollback, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(rollback, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 static struct store *open_io(struct io *io)
 {

@@ -31,23 +31,15 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* committed by reference */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32]; /* base/store */
 static char dpath[PATH_MAX + 32]; /* base/copy */
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "scratch", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("scratch", true);
 	snprintf(dpath, sizeof(dpath), "%s/copy", base);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(scratch, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(scratch, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* ---- helpers ------------------------------------------------------------ */
 

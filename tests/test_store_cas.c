@@ -28,7 +28,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-TestSuite(store, .init = store_setup, .fini = store_teardown, .timeout = 120);
+TestSuite(store, .init = store_setup, .fini = sandbox_store_rm, .timeout = 120);
 
 /* ---- versions and CAS --------------------------------------------------- */
 

@@ -34,22 +34,14 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* by reference in a txn */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
 static int ncase;
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "txn", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("txn", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(txn, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(txn, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* A fresh store directory (the last one is removed). */
 static void next_case(void)
