@@ -23,11 +23,6 @@ void crash_setup(void)
 	sandbox_store("crash", true);
 }
 
-void crash_teardown(void)
-{
-	sandbox_rm(base);
-}
-
 void next_case(void)
 {
 	if (spath[0])

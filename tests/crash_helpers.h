@@ -39,8 +39,8 @@
 #define BIG_LEN ((size_t)(1u << 20) + 4096) /* committed by reference */
 #define NO_CHECKPOINT (1ull << 40)	    /* checkpoint_bytes */
 
+/* The sandbox (sandbox_store), as the suite's .init. */
 void crash_setup(void);
-void crash_teardown(void);
 
 /* A fresh store directory for the next case (the last one is removed). */
 void next_case(void);

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-TestSuite(crash, .init = crash_setup, .fini = crash_teardown, .timeout = 300);
+TestSuite(crash, .init = crash_setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* ---- (d) random kills
  * -------------------------------------------------------- */

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-TestSuite(crash, .init = crash_setup, .fini = crash_teardown, .timeout = 300);
+TestSuite(crash, .init = crash_setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* ---- regressions -----------------------------------------------------------
  */
