@@ -5,6 +5,7 @@
 
 #include "helpers.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 
 #include <criterion/criterion.h>
 

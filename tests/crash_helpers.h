@@ -28,7 +28,7 @@
 #define RECFS_TEST_CRASH_HELPERS_H
 
 #include "io.h"
-#include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <limits.h>

@@ -10,6 +10,7 @@
 #define RECFS_TEST_HISTORY_HELPERS_H
 
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <limits.h>

@@ -2,6 +2,7 @@
  * sandbox.c - see sandbox.h.
  */
 #include "sandbox.h"
+#include "sandbox_store.h"
 
 #include <criterion/criterion.h>
 

@@ -5,7 +5,6 @@
 #ifndef RECFS_TEST_SANDBOX_H
 #define RECFS_TEST_SANDBOX_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -28,21 +27,6 @@ void sandbox_new_in(char *dir, size_t len, const char *root, const char *name,
 /* Remove `path` and everything under it (directories made unreadable
    by a test included). */
 void sandbox_rm(const char *path);
-
-/*
- * The sandbox of a test that uses a store: base (the sandbox itself),
- * spath (base/store; a test may point it elsewhere) and gitdir
- * (base/store/history.git).
- */
-extern char base[PATH_MAX];
-extern char spath[PATH_MAX + 32];
-extern char gitdir[PATH_MAX + 64];
-
-/* sandbox_new(base, .., name, quiet), then spath and gitdir. */
-void sandbox_store(const char *name, bool quiet);
-
-/* sandbox_rm(base): a TestSuite's .fini. */
-void sandbox_store_rm(void);
 
 /*
  * A shell command (printf format, one %s: a git directory) that turns

@@ -1,6 +1,7 @@
 /*
  * store_helpers.c - see store_helpers.h.
  */
+#include "sandbox_store.h"
 #include "store_helpers.h"
 
 #include "helpers.h"

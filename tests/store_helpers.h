@@ -12,6 +12,7 @@
 #define RECFS_TEST_STORE_HELPERS_H
 
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <limits.h>

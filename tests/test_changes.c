@@ -12,6 +12,7 @@
 #include "helpers.h"
 #include "jnl.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>

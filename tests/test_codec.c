@@ -9,6 +9,7 @@
  */
 #include "jnl.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>

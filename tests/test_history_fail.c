@@ -10,6 +10,7 @@
 #include "history_helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>

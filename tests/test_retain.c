@@ -9,6 +9,7 @@
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
