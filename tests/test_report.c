@@ -5,11 +5,12 @@
  * reads and writes go through the store's I/O shim (the failpoints
  * "stage.read", "stage.write" and "stage.copy"), which fusefs relies on.
  *
- * Each test builds its store in a fresh sandbox directory (sandbox.h).
+ * Each test builds its store in a fresh sandbox directory
+ * (sandbox_store.h).
  */
 #include "err.h"
 #include "io.h"
-#include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -22,21 +23,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32]; /* base/store */
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "report", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("report", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(report, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(report, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 static struct store *open_io(struct io *io)
 {
