@@ -533,3 +533,34 @@ Test(jnl_big, readers_hold_one_frame_of_a_record_of_200_mib)
 #endif
 	free(pk.f);
 }
+
+Test(jnl_big, its_commit_makes_the_nosync_records_before_it_durable)
+{
+	const size_t l2[] = {100, 200};
+	char x[] = "nosync";
+	struct iovec v = {x, 6};
+	uint64_t seq = 0;
+
+	open_at(1);
+	append_rec(1, 10);
+	cr_assert_eq(jnl_append_nosync(j, &v, 1, &seq), 0);
+	cr_assert_eq(seq, 2);
+	cr_assert_eq(jnl_last_seq(j), 1);
+	cr_assert_eq(jnl_written_seq(j), 2);
+	cr_assert_eq(big_rec(3, 2, l2), 0);
+	cr_assert_eq(jnl_last_seq(j), 3);
+	cr_assert_eq(io_hits(io, "jnl.fsync"), 1, "only record 1's");
+	cr_assert_eq(io_hits(io, "jnl.big.fsync"), 1);
+	/* and an abort's undo, synced too */
+	cr_assert_eq(jnl_append_nosync(j, &v, 1, &seq), 0);
+	cr_assert_eq(seq, 4);
+	{
+		struct jnl_big *b = NULL;
+
+		cr_assert_eq(jnl_big_begin(j, &b), 0);
+		cr_assert_eq(jnl_big_add(b, &v, 1), 0);
+		jnl_big_abort(b);
+	}
+	cr_assert_eq(jnl_last_seq(j), 4);
+	cr_assert_eq(jnl_written_seq(j), 4);
+}
