@@ -31,8 +31,8 @@
  * back after close) is committed at release, where a failure can only be
  * logged.
  */
+#include "err.h"
 #include "fs_i.h"
-#include "io.h"
 #include "log.h"
 
 #include <errno.h>
@@ -105,8 +105,7 @@ static int copy_on_top(struct store_stage *from, struct store_stage *to)
 		return -errno;
 	}
 	at = (uint64_t)sb.st_size;
-	while ((n = io_pread_all(NULL, NULL, store_stage_fd(from), buf, 1 << 16,
-				 (off_t)off)) > 0) {
+	while ((n = store_stage_pread(from, buf, 1 << 16, off)) > 0) {
 		ssize_t w = store_stage_write(to, buf, (size_t)n, at + off);
 
 		if (w < 0) {
@@ -225,6 +224,16 @@ static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
 			rc = begin_patch(c, ino);
 	}
 	if (rc) {
+		const char *why = rerr_take(rc);
+		size_t n = strlen(ino->id);
+
+		/* the store said why (a stage it could not make or fill):
+		   logged once, naming the record once */
+		if (why && !strncmp(why, "record ", 7) &&
+		    !strncmp(why + 7, ino->id, n) && why[7 + n] == ':')
+			rlog_err("%s", why);
+		else if (why)
+			rlog_err("record %s: %s", ino->id, why);
 		if (dirty(d)) {
 			d->state = D_FAILED;
 			d->err = rc;
@@ -263,8 +272,7 @@ ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 	pthread_mutex_lock(&ino->mu);
 	if (d->st && (d->state == D_REPLACE || d->state == D_PATCH ||
 		      d->state == D_FAILED)) {
-		n = io_pread_all(NULL, NULL, store_stage_fd(d->st), buf, size,
-				 off);
+		n = store_stage_pread(d->st, buf, size, (uint64_t)off);
 		goto out;
 	}
 	rc = reader(c, ino);
@@ -281,10 +289,9 @@ ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		if (head)
 			n = store_reader_pread(ino->rd, buf, head, off);
 		if (n >= 0 && (size_t)n == head)
-			m = io_pread_all(
-				NULL, NULL, store_stage_fd(d->st), buf + head,
-				size - head,
-				(off_t)((uint64_t)off + head - d->base_size));
+			m = store_stage_pread(d->st, buf + head, size - head,
+					      (uint64_t)off + head -
+						      d->base_size);
 		n = m < 0 ? m : n + m;
 		goto out;
 	}
@@ -605,8 +612,7 @@ static int split_tail(struct fs_ctx *c, struct fs_draft *d, uint64_t at,
 		return 0;
 	rc = store_stage_new(c->store, tail);
 	while (rc == 0 && at + off < (uint64_t)sb.st_size) {
-		n = io_pread_all(NULL, NULL, store_stage_fd(d->st), buf,
-				 sizeof(buf), (off_t)(at + off));
+		n = store_stage_pread(d->st, buf, sizeof(buf), at + off);
 		if (n <= 0)
 			rc = n < 0 ? (int)n : -EIO;
 		else if ((n = store_stage_write(*tail, buf, (size_t)n, off)) <

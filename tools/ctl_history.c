@@ -7,6 +7,7 @@
  * readers are safe next to the daemon's writer), after asking the daemon
  * to write its history up to now (the control verb "drain").
  */
+#include "buf.h"
 #include "ctl.h"
 #include "store.h"
 
@@ -109,7 +110,9 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 	       v->version, v->revision, when, v->uid,
 	       v->comm[0] ? v->comm : "-", v->size,
 	       v->commit[0] ? v->commit : "pending", id,
-	       v->deleted ? " (deleted)" : v->pruned ? " (pruned)" : "");
+	       v->deleted  ? " (deleted)"
+	       : v->pruned ? " (pruned)"
+			   : "");
 	return 0;
 }
 
@@ -135,13 +138,13 @@ static int open_mount_history(const char *mnt, struct store **s)
 	rc = ctl_send(mnt, "drain", "");
 	if (rc && rc != -EPERM && rc != -ETIMEDOUT && rc != -EROFS)
 		fprintf(stderr, "recfsctl log: %s: history: %s\n", mnt,
-			strerror(-rc));
+			ctl_why(rc));
 	rc = store_open_history(s, store);
 	if (rc)
 		fprintf(stderr,
 			"recfsctl log: %s: cannot read the history of "
 			"%s: %s\n",
-			mnt, store, strerror(-rc));
+			mnt, store, ctl_why(rc));
 	return rc;
 }
 
@@ -176,7 +179,7 @@ int ctl_log(int argc, char **argv)
 		rc = store_history_drain(s, 10000);
 		if (rc && rc != -ETIMEDOUT)
 			fprintf(stderr, "recfsctl log: history: %s\n",
-				strerror(-rc));
+				ctl_why(rc));
 	}
 	if (!o.json)
 		printf("%-8s %-9s %-20s %6s %-16s %10s %-12s %s\n", "VERSION",
@@ -184,8 +187,7 @@ int ctl_log(int argc, char **argv)
 		       "ID");
 	rc = store_history_each(s, id, log_one, &o);
 	if (rc)
-		fprintf(stderr, "recfsctl log: %s: %s\n", id ? id : argv[1],
-			strerror(-rc));
+		ctl_error(rc, "%s", id ? id : argv[1]);
 	else if (id && o.n == 0)
 		fprintf(stderr, "recfsctl log: record %s: no history\n", id);
 	store_close(s);
@@ -198,9 +200,9 @@ int ctl_log(int argc, char **argv)
 static int get_version(const char *target, struct store *s, const char *id,
 		       uint64_t n, void **buf, size_t *len)
 {
+	struct buf b = BUF_INIT;
 	char path[8192];
 	int fd, rc;
-	size_t cap = 65536;
 
 	if (s && n)
 		return store_history_get(s, id, n, buf, len, NULL);
@@ -213,34 +215,14 @@ static int get_version(const char *target, struct store *s, const char *id,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	*buf = NULL;
-	*len = 0;
-	for (rc = 0;;) {
-		char *p = realloc(*buf, cap);
-		ssize_t r;
-
-		if (!p) {
-			rc = -ENOMEM;
-			break;
-		}
-		*buf = p;
-		r = read(fd, p + *len, cap - *len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? -errno : 0;
-			break;
-		}
-		*len += (size_t)r;
-		if (*len == cap)
-			cap *= 2;
-	}
+	rc = buf_read_fd(&b, fd, SIZE_MAX);
 	close(fd);
 	if (rc) {
-		free(*buf);
-		*buf = NULL;
+		buf_free(&b);
+		return rc;
 	}
-	return rc;
+	*buf = buf_detach(&b, len);
+	return *buf ? 0 : -ENOMEM;
 }
 
 /* Open `target` as a store (if it is one) or accept it as a mount. */
@@ -303,8 +285,7 @@ int ctl_diff(int argc, char **argv)
 	if (rc == 0)
 		rc = get_version(argv[1], s, argv[2], m, &b, &blen);
 	if (rc) {
-		fprintf(stderr, "recfsctl diff: record %s: %s\n", argv[2],
-			strerror(-rc));
+		ctl_error(rc, "record %s", argv[2]);
 		goto out;
 	}
 	rc = write_tmp(a, alen, a_path);
@@ -413,8 +394,7 @@ int ctl_rollback(int argc, char **argv)
 		rc = rollback_mount(argv[1], argv[2], buf, len);
 	}
 	if (rc)
-		fprintf(stderr, "recfsctl rollback: record %s: %s\n", argv[2],
-			strerror(-rc));
+		ctl_error(rc, "record %s", argv[2]);
 	else if (s)
 		printf("%s: version %" PRIu64 " has the content of version "
 		       "%" PRIu64 "%s\n",
@@ -443,8 +423,7 @@ int ctl_show_version(const char *target, const char *id, uint64_t n)
 		return EXIT_FAIL;
 	rc = get_version(target, s, id, n, &buf, &len);
 	if (rc)
-		fprintf(stderr, "recfsctl show: record %s@%" PRIu64 ": %s\n",
-			id, n, strerror(-rc));
+		ctl_error(rc, "record %s@%" PRIu64, id, n);
 	else if (fwrite(buf, 1, len, stdout) != len)
 		rc = -EIO;
 	free(buf);
