@@ -18,8 +18,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct jnl_cursor;
-
 /* ---- history_index.c: the index -------------------------------------- */
 
 enum {
@@ -96,6 +94,14 @@ struct hrec *hidx_rec(const struct hidx *x, const char *id, size_t id_len);
    memory, or NULL. */
 const struct hent *hidx_find(const struct hidx *x, const char *id,
 			     size_t id_len, uint64_t version);
+/* The record `id` (added if new; NULL: no memory). */
+struct hrec *hidx_rec_add(struct hidx *x, const char *id, size_t id_len);
+/* A version held in memory, of commit number e->commit. Returns 0 or
+   -ENOMEM. */
+int hidx_add(struct hidx *x, const char *id, size_t id_len,
+	     const struct hent *e);
+/* The number of `oid` in the commit table (added). 0 or -ENOMEM. */
+int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no);
 /* Fill a public version from an entry held in memory. */
 void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out);
 
@@ -199,6 +205,46 @@ int hmsg_parse(const char *msg, size_t len,
 /* RFC 3339 UTC with nanoseconds; buf >= 40 bytes. */
 void hmsg_time(int64_t ns, char *buf, size_t len);
 
+/* ---- history_index.c: history.idx --------------------------------------- */
+
+/* history.idx (history_index.c): its header, 16 bytes */
+#define HIDX_MAGIC "RECFSH03"
+#define HIDX_HDR 16
+
+/* A frame being built: payload after a JNL_FRAME_HDR gap, to be written
+   at h->idx_end; per version, its record and where its entry goes. */
+struct hframe {
+	struct sbuf b;
+	size_t count_at;
+	uint32_t count;
+	uint64_t at;	 /* the file offset of b.p[0] */
+	uint64_t serial; /* h->frame_serial */
+	git_oid commit;
+	uint64_t upto;
+	int err; /* of a part written before (frame_put) */
+	struct pub {
+		struct hrec *r;
+		uint64_t off;
+	} * pub;
+	size_t npub, cap;
+};
+
+/* Start a frame of the versions of `commit` (Recfs-Upto `upto`), add
+   versions (written in parts of at most JNL_MAX_RECORD as it grows; an
+   error sticks), end it (the last part). hidx_frame_end returns 0 or the
+   first error (the versions are then held in memory, or missing until
+   the next open). */
+void hidx_frame_start(struct hist *h, struct hframe *f, const git_oid *commit,
+		      uint64_t upto);
+void hidx_frame_put(struct hist *h, struct hframe *f, const struct hmsg_ver *v);
+int hidx_frame_end(struct hist *h, struct hframe *f);
+void hidx_frame_free(struct hframe *f);
+/* Read history.idx (h->idx_fd) into the index: *last is the commit of its
+   last complete frame (*has_last), *damaged if its tail is damaged.
+   Returns 0, -EBADMSG (rebuild it) or -errno. */
+int hidx_file_read(struct hist *h, git_oid *last, bool *has_last,
+		   bool *damaged);
+
 /* ---- history.c: the context ------------------------------------------ */
 
 struct hist {
@@ -219,7 +265,7 @@ struct hist {
 	git_odb_backend *pack_backend; /* in repo's odb (hist_pack_packs) */
 	unsigned packs;		       /* packs in objects/pack, as last counted
 					  plus those written since; 0: unknown */
-	struct jnl_cursor *cur;
+	void *cur;		       /* o.src's reader */
 	git_oid head;
 	bool has_head;
 	git_tree *head_tree;
@@ -276,10 +322,6 @@ struct hist {
 	pthread_t thread;
 };
 
-/* Log a libgit2 failure (git_error_last) and map it to -errno. `what`
-   says what failed, `id` the record (may be NULL). */
-int hist_git_error(int gerr, const char *what, const char *id);
-
 /*
  * Moving refs/heads/main to `oid` (history.c), git's way: prepare writes
  * refs/heads/main.lock (not synced: the caller's syncfs does it), commit
@@ -329,6 +371,10 @@ void hist_pack_reset(struct hist *h);
    git_odb_backend_pack's, listing objects/pack again only when it
    changed. Returns 0 or a libgit2 error. */
 int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd);
+/* history_odb.c: a pack was written to objects/pack: the backend `b` made
+   by hist_pack_packs (NULL: none) lists it at the next lookup, whatever
+   the directory's times say (they may not have moved: coarse clock). */
+void hist_pack_packs_changed(git_odb_backend *b);
 /* Remove the temp files of a pack write cut short by a crash. */
 int hist_pack_clean(struct hist *h);
 /* history.c: open the writer's and the readers' object databases again
@@ -338,9 +384,10 @@ int hist_reopen_odbs(struct hist *h);
 /* ---- history_prune.c, history_epoch.c: pruning -------------------------- */
 
 #define HIST_SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
-#define HIST_PRUNE_DIR "recfs-prune"	/* in history.git: a prune's pack
-					   and intent until it is in place */
-#define HIST_PACK_NAME_MAX 64		/* "pack-" + hex + suffix */
+#define HIST_PRUNE_DIR                                                         \
+	"recfs-prune"	      /* in history.git: a prune's pack                \
+				 and intent until it is in place */
+#define HIST_PACK_NAME_MAX 64 /* "pack-" + hex + suffix */
 
 /* A new epoch: its pack (in HIST_PRUNE_DIR, name without suffix) and
    the heads it gives the refs. */
@@ -367,8 +414,40 @@ int hist_head_reload(struct hist *h);
    the writer paused). Returns 0 or -errno. */
 int hist_index_rebuild(struct hist *h);
 
-/* history_batch.c: read the next batch from the cursor and commit it.
-   Returns 0 (*upto: the last revision it covers; unchanged if there was
+/* ---- history_batch.c, history_commit.c: a batch ---------------------- */
+
+/* A version in the batch. */
+struct bver {
+	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
+			      below */
+	char *id, *other;  /* owned */
+	char *path;	   /* id in the tree (hist_path_from_id), owned */
+	char *stage;	   /* blob link to remove after the commit */
+};
+
+struct batch {
+	struct bver *v;
+	size_t n, cap;
+	uint64_t first; /* first revision read (0: none) */
+	uint64_t upto;	/* last revision read */
+	size_t idx_bytes;
+	bool cut;    /* the next record starts the next batch */
+	bool capped; /* h->space_short: cut at `space_cap` bytes of
+			content (at least one version) */
+	uint64_t space_cap;
+	uint64_t bytes; /* content of the versions read */
+};
+
+/* history_commit.c: commit the batch `b` read by history_batch.c (git,
+   refs/heads/main, then the index and the blob links). Returns 0 or
+   -errno: then refs/heads/main is where it was. */
+int hist_batch_commit(struct hist *h, const struct batch *b);
+
+/* history.c: CLOCK_MONOTONIC in ns. */
+int64_t hist_mono_ns(void);
+
+/* history_batch.c: read the next batch from the change source and commit
+   it. Returns 0 (*upto: the last revision it covers; unchanged if there was
    nothing to read) or -errno. */
 int hist_batch_run(struct hist *h, uint64_t *upto);
 
@@ -379,9 +458,11 @@ int hist_index_load(struct hist *h);
  * Add the versions of one durable commit to the index: appended to
  * history.idx, or, if that cannot be written, held in memory (logged;
  * the file is caught up at the next open). ix_lock is taken here.
+ * The versions are v[0], then every `stride` bytes (n of them: the
+ * hmsg_ver at the start of each element of an array of larger structs).
  * Returns 0 or -errno (the index then misses them until the next open).
  */
 int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
-		      const struct hmsg_ver *v, size_t n);
+		      const struct hmsg_ver *v, size_t n, size_t stride);
 
 #endif

@@ -22,10 +22,9 @@
  */
 #include "hist_i.h"
 #include <git2/sys/commit.h>
-#include "store_i.h"
 #include "id.h"
 #include "io.h"
-#include "jnl.h"
+#include "jnl.h" /* JNL_MAX_RECORD: history.idx frames */
 #include "log.h"
 
 #include <errno.h>
@@ -47,36 +46,6 @@
    version with the longest ID */
 #define IDX_BUDGET ((size_t)JNL_MAX_RECORD - 2 * (ID_MAX_LEN + 128))
 #define READ_CHUNK ((size_t)1 << 20)
-
-/* A version in the batch. */
-struct bver {
-	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
-			      below */
-	char *id, *other;  /* owned */
-	char *path;	   /* id in the tree (hist_path_from_id), owned */
-	char *stage;	   /* blob link to remove after the commit */
-};
-
-struct batch {
-	struct bver *v;
-	size_t n, cap;
-	uint64_t first; /* first revision read (0: none) */
-	uint64_t upto;	/* last revision read */
-	size_t idx_bytes;
-	bool cut;    /* the next record starts the next batch */
-	bool capped; /* h->space_short: cut at `space_cap` bytes of
-			content (at least one version) */
-	uint64_t space_cap;
-	uint64_t bytes; /* content of the versions read */
-};
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void batch_free(struct batch *b)
 {
@@ -120,13 +89,12 @@ static char *strndup_(const char *s, size_t n)
 	return p;
 }
 
-/* A new version of `id` (and, for renames, the other ID) at the end. */
-static struct bver *batch_add(struct batch *b, const struct rec *r,
-			      const char *id, size_t id_len, uint64_t rev)
+/* A new version of ch->id at the end. */
+static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 {
 	char path[HIST_PATH_MAX + 1];
 	struct bver *v;
-	int plen = hist_path_from_id(path, id, id_len);
+	int plen = hist_path_from_id(path, ch->id, ch->id_len);
 
 	if (plen < 0)
 		return NULL; /* not reached: the journal holds only IDs */
@@ -141,7 +109,7 @@ static struct bver *batch_add(struct batch *b, const struct rec *r,
 	}
 	v = &b->v[b->n];
 	memset(v, 0, sizeof(*v));
-	v->id = strndup_(id, id_len);
+	v->id = strndup_(ch->id, ch->id_len);
 	v->path = strndup_(path, (size_t)plen);
 	if (!v->id || !v->path) {
 		free(v->id);
@@ -149,15 +117,16 @@ static struct bver *batch_add(struct batch *b, const struct rec *r,
 		return NULL;
 	}
 	v->m.id = v->id;
-	v->m.id_len = id_len;
-	v->m.e.revision = rev;
-	v->m.e.time_ns = r->time_ns;
-	v->m.e.uid = r->who.uid;
-	v->m.e.pid = r->who.pid;
-	memcpy(v->m.e.comm, r->who.comm,
-	       strnlen(r->who.comm, sizeof(v->m.e.comm)));
+	v->m.id_len = ch->id_len;
+	v->m.e.revision = ch->revision;
+	v->m.e.time_ns =
+		(int64_t)ch->time.tv_sec * 1000000000 + ch->time.tv_nsec;
+	v->m.e.uid = ch->uid;
+	v->m.e.pid = ch->pid;
+	memcpy(v->m.e.comm, ch->comm, strnlen(ch->comm, sizeof(v->m.e.comm)));
+	v->m.e.version = ch->version;
 	b->n++;
-	b->idx_bytes += 100 + id_len;
+	b->idx_bytes += 100 + ch->id_len;
 	return v;
 }
 
@@ -281,7 +250,8 @@ static int blob_from_record(struct hist *h, const char *id,
 }
 
 /* The content of a PUT: inline, or the linked stage. */
-static int put_blob(struct hist *h, const struct rec *r, struct bver *v)
+static int put_blob(struct hist *h, const struct store_change *r,
+		    struct bver *v)
 {
 	struct hent *e = &v->m.e;
 	bool same = false;
@@ -349,584 +319,136 @@ static bool find_blob(struct hist *h, const struct batch *b, const char *id,
 	       git_oid_fromstr(out, v.blob) == 0;
 }
 
-/* ---- records to versions ----------------------------------------------- */
+/* ---- changes to versions ------------------------------------------------ */
 
-static void fill_content(struct hent *e, const struct rec *r)
+static void fill_content(struct hent *e, const struct store_change *ch)
 {
-	e->size = r->meta.size;
-	if (r->meta.hash_valid) {
-		memcpy(e->hash, r->meta.hash, 16);
+	e->size = ch->size;
+	if (ch->hash_valid) {
+		memcpy(e->hash, ch->hash, 16);
 		e->flags |= HENT_HASH;
 	}
-	if (r->meta.symlink)
+	if (ch->symlink)
 		e->flags |= HENT_SYMLINK;
-	/* the version's own mode and owner (a journal record of an older
-	   binary says 0:0, which they were then) */
-	e->flags |= HENT_META;
-	e->mode = r->meta.mode;
-	e->ouid = r->meta.uid;
-	e->ogid = r->meta.gid;
+	if (ch->meta_known) {
+		e->flags |= HENT_META;
+		e->mode = ch->mode;
+		e->ouid = ch->owner_uid;
+		e->ogid = ch->owner_gid;
+	}
 }
 
-static int add_rename(struct hist *h, struct batch *b, const struct rec *r,
-		      uint64_t seq)
+/* The target of a rename: the blob its source had at other_version. */
+static int rename_blob(struct hist *h, struct batch *b, struct bver *to,
+		       const struct store_change *ch)
 {
-	struct bver *to, *from;
 	bool found;
 	int rc;
 
-	to = batch_add(b, r, r->id, r->id_len, seq);
-	if (!to)
-		return -ENOMEM;
-	to->m.e.version = r->meta.version;
-	fill_content(&to->m.e, r);
-	rc = set_other(to, r->from, r->from_len, true);
-	if (rc)
-		return rc;
-	if (!find_blob(h, b, r->from, r->from_len, r->from_version,
-		       &to->m.e.blob)) {
-		/* from's version predates the history: its file moved to
-		   `to` (or is about to) */
-		rc = blob_from_record(h, to->id, &to->m.e, &to->m.e.blob,
+	if (find_blob(h, b, ch->other, ch->other_len, ch->other_version,
+		      &to->m.e.blob))
+		return 0;
+	/* from's version predates the history: its file moved to `to` (or
+	   is about to) */
+	rc = blob_from_record(h, to->id, &to->m.e, &to->m.e.blob, &found);
+	if (rc == 0 && !found)
+		rc = blob_from_record(h, to->other, &to->m.e, &to->m.e.blob,
 				      &found);
-		if (rc == 0 && !found)
-			rc = blob_from_record(h, to->other, &to->m.e,
-					      &to->m.e.blob, &found);
-		if (rc)
-			return rc;
-		if (!found)
-			to->m.e.flags |= HENT_MISSING;
-	}
-	from = batch_add(b, r, r->from, r->from_len, seq);
-	if (!from)
-		return -ENOMEM;
-	from->m.e.version = r->from_version;
-	from->m.e.flags = HENT_DELETED;
-	return set_other(from, r->id, r->id_len, false);
+	if (rc == 0 && !found)
+		to->m.e.flags |= HENT_MISSING;
+	return rc;
 }
 
-/* A new version (or delete) of one record: a PUT, a DEL, or a part of a
-   txn. */
-static int add_change(struct hist *h, struct batch *b, uint64_t seq,
-		      const struct rec *r)
+/* What a batch being read needs in the source's callback. */
+struct reading {
+	struct hist *h;
+	struct batch *b;
+};
+
+/* A new version (or delete) of one record (hist_source.changes). */
+static int add_change(void *arg, const struct store_change *ch)
 {
-	struct bver *v = batch_add(b, r, r->id, r->id_len, seq);
+	struct reading *rd = arg;
+	struct bver *v = batch_add(rd->b, ch);
+	int rc;
 
 	if (!v)
 		return -ENOMEM;
-	v->m.e.version = r->meta.version;
-	if (r->type == REC_DEL) {
+	if (ch->op == STORE_CHANGE_DELETE) {
 		v->m.e.flags = HENT_DELETED;
-		return 0;
+		return ch->other ? set_other(v, ch->other, ch->other_len, false)
+				 : 0;
 	}
-	fill_content(&v->m.e, r);
-	return put_blob(h, r, v);
-}
-
-/* Every part of a txn: one version (and trailer block) each, all in this
-   batch, so in one commit. */
-static int add_txn(struct hist *h, struct batch *b, uint64_t seq,
-		   const struct rec *r)
-{
-	struct rec part;
-	size_t off = 0;
-	int rc;
-
-	while ((rc = codec_txn_next(r, &off, &part)) == 1) {
-		rc = add_change(h, b, seq, &part);
-		if (rc)
-			return rc;
-	}
-	return rc;
-}
-
-static int add_record(struct hist *h, struct batch *b, uint64_t seq,
-		      const void *payload, size_t len)
-{
-	struct rec r;
-	int rc = codec_decode(payload, len, &r);
-
-	if (rc) {
-		rlog_err("journal record %" PRIu64 " cannot be decoded for "
-			 "the history",
-			 seq);
-		return rc;
-	}
-	switch (r.type) {
-	case REC_META:
-		return 0; /* no new version */
-	case REC_PUT:
-	case REC_DEL:
-		return add_change(h, b, seq, &r);
-	case REC_RENAME:
-		return add_rename(h, b, &r, seq);
-	case REC_TXN:
-		return add_txn(h, b, seq, &r);
-	case REC_STATE:
-		break;
-	}
-	rlog_err("journal record %" PRIu64 " has type %d, not a change", seq,
-		 (int)r.type);
-	return -EBADMSG;
-}
-
-/* ---- the tree ------------------------------------------------------------ */
-
-struct op {
-	const char *path; /* in the tree (escaped) */
-	size_t order;
-	uint64_t version;
-	const git_oid *blob; /* NULL: remove */
-	bool link;	     /* a symlink: mode 120000 */
-};
-
-static int cmp_op(const void *a, const void *b)
-{
-	const struct op *x = a, *y = b;
-	int c = strcmp(x->path, y->path);
-
-	if (c)
-		return c;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-static int cmp_path(const void *key, const void *elem)
-{
-	return strcmp(key, ((const struct op *)elem)->path);
-}
-
-/* Is a directory of some path among the (sorted, unique) ops also a path
-   among them? Then removes and upserts need two passes. */
-static bool dir_file_conflict(const struct op *ops, size_t n)
-{
-	char buf[HIST_PATH_MAX + 1];
-
-	for (size_t i = 0; i < n; i++) {
-		const char *p = ops[i].path;
-
-		for (const char *s = strchr(p, '/'); s;
-		     s = strchr(s + 1, '/')) {
-			memcpy(buf, p, (size_t)(s - p));
-			buf[s - p] = '\0';
-			if (bsearch(buf, ops, n, sizeof(*ops), cmp_path))
-				return true;
-		}
-	}
-	return false;
-}
-
-/*
- * The directory of the previous tree that the last in_tree looked in:
- * ops come sorted by path, so the removes of one namespace ask the same
- * directory in a row, and with libgit2's object cache off (history.c)
- * each lookup by path would inflate that directory's tree again.
- */
-struct tree_dir {
-	git_tree *t; /* NULL: no such directory (or the root: head_tree) */
-	size_t len;  /* of its path, a prefix of the last path asked */
-	char path[HIST_PATH_MAX + 1];
-	bool have;
-};
-
-/* Is `path` a blob in the previous tree? */
-static bool in_tree(struct hist *h, struct tree_dir *d, const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	size_t len = slash ? (size_t)(slash - path) : 0;
-	const git_tree_entry *te;
-	git_tree *dir;
-
-	if (!h->head_tree)
-		return false;
-	if (!d->have || d->len != len || memcmp(d->path, path, len) != 0) {
-		git_tree_entry *de = NULL;
-
-		git_tree_free(d->t);
-		d->t = NULL;
-		d->have = true;
-		d->len = len;
-		memcpy(d->path, path, len);
-		d->path[len] = '\0';
-		if (len &&
-		    git_tree_entry_bypath(&de, h->head_tree, d->path) == 0) {
-			if (git_tree_entry_type(de) == GIT_OBJECT_TREE)
-				(void)git_tree_lookup(&d->t, h->repo,
-						      git_tree_entry_id(de));
-			git_tree_entry_free(de);
-		}
-	}
-	dir = len ? d->t : h->head_tree;
-	te = dir ? git_tree_entry_byname(dir, slash ? slash + 1 : path) : NULL;
-	return te && git_tree_entry_type(te) == GIT_OBJECT_BLOB;
-}
-
-/* One git_tree_create_updated over `base` with the ops that pass. */
-static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
-		     size_t n, int which, git_oid *out)
-{
-	git_tree_update *u = calloc(n ? n : 1, sizeof(*u));
-	struct tree_dir d = {0};
-	size_t k = 0;
-	int rc;
-
-	if (!u)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		if ((which == 1 && ops[i].blob) || (which == 2 && !ops[i].blob))
-			continue;
-		if (!ops[i].blob && !in_tree(h, &d, ops[i].path))
-			continue; /* never in the history: nothing to remove */
-		u[k].action = ops[i].blob ? GIT_TREE_UPDATE_UPSERT
-					  : GIT_TREE_UPDATE_REMOVE;
-		u[k].path = ops[i].path;
-		u[k].filemode =
-			ops[i].link ? GIT_FILEMODE_LINK : GIT_FILEMODE_BLOB;
-		if (ops[i].blob)
-			u[k].id = *ops[i].blob;
-		k++;
-	}
-	git_tree_free(d.t);
-	rc = git_tree_create_updated(out, h->repo, base, k, u);
-	free(u);
-	return rc < 0 ? hist_git_error(rc, "updating the tree", NULL) : 0;
-}
-
-/* The changes of the batch, sorted by path, then in batch order; the
-   caller frees. */
-static struct op *batch_ops(const struct batch *b)
-{
-	struct op *ops = calloc(b->n ? b->n : 1, sizeof(*ops));
-
-	if (!ops)
-		return NULL;
-	for (size_t i = 0; i < b->n; i++) {
-		const struct hent *e = &b->v[i].m.e;
-
-		ops[i].path = b->v[i].path;
-		ops[i].order = i;
-		ops[i].version = e->version;
-		ops[i].link = e->flags & HENT_SYMLINK;
-		ops[i].blob = e->flags & (HENT_DELETED | HENT_MISSING)
-				      ? NULL
-				      : &e->blob;
-	}
-	qsort(ops, b->n, sizeof(*ops), cmp_op);
-	return ops;
-}
-
-/* The tree of the batch: the previous one with its last changes. */
-static int batch_tree(struct hist *h, const struct batch *b, git_oid *out)
-{
-	struct op *ops = batch_ops(b);
-	git_tree *mid = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (!ops)
-		return -ENOMEM;
-	for (size_t i = 0; i < b->n; i++)
-		if (i + 1 == b->n || strcmp(ops[i].path, ops[i + 1].path))
-			ops[n++] = ops[i]; /* the last change of the path */
-	if (!dir_file_conflict(ops, n)) {
-		rc = tree_pass(h, h->head_tree, ops, n, 0, out);
-	} else {
-		/* "a" deleted and "a/b" made (or the other way round) in one
-		   batch: libgit2 refuses that in one update */
-		rc = tree_pass(h, h->head_tree, ops, n, 1, out);
-		if (rc == 0 && (rc = git_tree_lookup(&mid, h->repo, out)) < 0)
-			rc = hist_git_error(rc, "reading the tree", NULL);
-		if (rc == 0)
-			rc = tree_pass(h, mid, ops, n, 2, out);
-	}
-	git_tree_free(mid);
-	free(ops);
-	return rc;
-}
-
-/* ---- the commit ---------------------------------------------------------- */
-
-static void batch_message(const struct batch *b, struct sbuf *m)
-{
-	const struct bver *v0 = &b->v[0];
-
-	if (b->n == 1) {
-		sb_str(m, "recfs: ");
-		hmsg_value(m, v0->id, v0->m.id_len);
-		sb_fmt(m, " version %" PRIu64 "%s\n", v0->m.e.version,
-		       v0->m.e.flags & HENT_DELETED ? " deleted" : "");
-	} else {
-		sb_fmt(m,
-		       "recfs: %zu changes, revisions %" PRIu64 "..%" PRIu64
-		       "\n",
-		       b->n, b->first, b->upto);
-	}
-	for (size_t i = 0; i < b->n; i++)
-		hmsg_block(m, &b->v[i].m);
-	sb_fmt(m, "\nRecfs-Upto: %" PRIu64 "\n", b->upto);
-}
-
-static int make_commit(struct hist *h, const struct batch *b,
-		       const git_oid *tree_oid, git_oid *out)
-{
-	const git_oid *parents[1] = {&h->head};
-	git_signature *sig = NULL;
-	struct sbuf m = {0};
-	int rc;
-
-	batch_message(b, &m);
-	if (m.err)
-		return m.err;
-	rc = git_signature_new(&sig, "recfs", "recfs@localhost", time(NULL), 0);
-	/* by ids: no need to parse the (maybe large) tree again */
-	if (rc == 0)
-		rc = git_commit_create_from_ids(out, h->repo, NULL, sig, sig,
-						NULL, m.p, tree_oid,
-						h->has_head ? 1 : 0, parents);
-	if (rc < 0)
-		rc = hist_git_error(rc, "creating the commit", b->v[0].id);
-	git_signature_free(sig);
-	sb_free(&m);
-	return rc;
-}
-
-/*
- * After the commit is durable: index, history.idx, blob links. Nothing
- * here may fail the batch (it is in git: trying it again would record
- * its versions twice); what fails is logged and mended at the next open.
- */
-static void batch_done(struct hist *h, const struct batch *b,
-		       const git_oid *commit)
-{
-	struct hmsg_ver *mv = malloc(b->n * sizeof(*mv));
-	int rc = -ENOMEM;
-
-	if (mv) {
-		for (size_t i = 0; i < b->n; i++)
-			mv[i] = b->v[i].m;
-		rc = hist_index_commit(h, commit, b->upto, mv, b->n);
-		free(mv);
-	}
-	if (rc)
-		rlog_err("%s: the index misses revisions %" PRIu64 "..%" PRIu64
-			 " (%s) until the next open",
-			 h->path, b->first, b->upto, strerror(-rc));
-	for (size_t i = 0; i < b->n; i++) {
-		int urc;
-
-		if (!b->v[i].stage || !b->v[i].stage[0])
-			continue;
-		urc = io_unlinkat(h->o.io, "hist.blob.unlink", h->blobs_fd,
-				  b->v[i].stage, 0);
-		if (urc && urc != -ENOENT)
-			rlog_warn("%s/%s: cannot remove: %s (removed at the "
-				  "next open)",
-				  HIST_BLOBS_DIR, b->v[i].stage,
-				  strerror(-urc));
-	}
-}
-
-/* Free the paths of side_updates(). */
-static void side_updates_free(git_tree_update *u, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free((char *)u[i].path);
-	free(u);
-}
-
-/*
- * The versions whose blob a later change of the same path in this batch
- * hides from the batch's tree, as upserts "ID@VERSION" -> blob (a name no
- * record can have: SPEC 2 reserves the suffix). *n is 0 if there are none.
- */
-static int side_updates(const struct batch *b, git_tree_update **out, size_t *n)
-{
-	struct op *ops = batch_ops(b);
-	git_tree_update *u = NULL;
-	size_t k = 0;
-	int rc = 0;
-
-	*out = NULL;
-	*n = 0;
-	if (!ops)
-		return -ENOMEM;
-	for (size_t i = 0; i + 1 < b->n; i++) {
-		char *path;
-
-		if (!ops[i].blob || strcmp(ops[i].path, ops[i + 1].path))
-			continue;
-		if (!u && !(u = calloc(b->n, sizeof(*u)))) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		if (asprintf(&path, "%s@%" PRIu64, ops[i].path,
-			     ops[i].version) < 0) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		u[k].action = GIT_TREE_UPDATE_UPSERT;
-		u[k].path = path;
-		u[k].filemode =
-			ops[i].link ? GIT_FILEMODE_LINK : GIT_FILEMODE_BLOB;
-		u[k].id = *ops[i].blob;
-		k++;
-	}
-out:
-	free(ops);
-	if (rc) {
-		side_updates_free(u, k);
-		return rc;
-	}
-	*out = u;
-	*n = k;
-	return 0;
-}
-
-/*
- * The commit of HIST_REF_SIDE for this batch (hist_i.h), if some of its
- * versions need one: *made says whether it did.
- */
-static int side_commit(struct hist *h, const struct batch *b, git_oid *out,
-		       bool *made)
-{
-	const git_oid *parents[1] = {&h->side};
-	git_signature *sig = NULL;
-	git_tree_update *u = NULL;
-	struct sbuf m = {0};
-	git_oid tree;
-	size_t n = 0;
-	int rc;
-
-	*made = false;
-	rc = side_updates(b, &u, &n);
-	if (rc || n == 0)
-		return rc;
-	rc = git_tree_create_updated(&tree, h->repo, NULL, n, u);
-	if (rc < 0) {
-		rc = hist_git_error(rc, "writing the superseded versions",
-				    NULL);
-		goto out;
-	}
-	sb_fmt(&m,
-	       "recfs: %zu versions superseded within revisions %" PRIu64
-	       "..%" PRIu64 "\n\nTheir blobs, kept reachable; the versions "
-	       "are recorded on refs/heads/main.\n",
-	       n, b->first, b->upto);
-	rc = m.err;
-	if (rc == 0)
-		rc = git_signature_new(&sig, "recfs", "recfs@localhost",
-				       time(NULL), 0);
-	if (rc == 0)
-		rc = git_commit_create_from_ids(out, h->repo, NULL, sig, sig,
-						NULL, m.p, &tree,
-						h->has_side ? 1 : 0, parents);
-	if (rc < 0)
-		rc = hist_git_error(rc, "committing the superseded versions",
-				    NULL);
-	*made = rc == 0;
-out:
-	git_signature_free(sig);
-	sb_free(&m);
-	side_updates_free(u, n);
-	return rc;
-}
-
-static int batch_commit(struct hist *h, const struct batch *b)
-{
-	git_oid tree_oid, commit, side;
-	git_tree *tree = NULL;
-	int64_t t0 = mono_ns(), t1, t2, t3;
-	bool has_side = false;
-	int rc;
-
-	rc = io_point(h->o.io, "hist.commit");
-	if (rc == 0)
-		rc = batch_tree(h, b, &tree_oid);
-	t1 = mono_ns();
-	if (rc == 0)
-		rc = make_commit(h, b, &tree_oid, &commit);
-	if (rc == 0)
-		rc = side_commit(h, b, &side, &has_side);
-	if (rc == 0)
-		rc = hist_pack_write(h);
-	if (rc == 0 && has_side)
-		rc = hist_side_prepare(h, &side);
-	if (rc == 0)
-		rc = hist_ref_prepare(h, &commit);
-	t2 = mono_ns();
-	/* every object of the batch (and the new ref, not in place yet)
-	   durable at once, before the ref moves */
-	if (rc == 0)
-		rc = io_syncfs(h->o.io, "hist.sync", h->repo_fd);
-	t3 = mono_ns();
-	/* before the ref moves: once it has, the batch is done, and a
-	   failure here would have it written again after main's head */
-	if (rc == 0 && (rc = git_tree_lookup(&tree, h->repo, &tree_oid)) < 0)
-		rc = hist_git_error(rc, "reading the tree", NULL);
-	if (rc == 0 && has_side)
-		rc = hist_side_commit(h);
-	if (rc == 0)
-		rc = hist_ref_commit(h, &commit);
-	rlog_debug("%s: commit of %zu versions: tree %.1f ms, commit %.1f "
-		   "ms, sync %.1f ms, ref %.1f ms",
-		   h->path, b->n, (double)(t1 - t0) / 1e6,
-		   (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
-		   (double)(mono_ns() - t3) / 1e6);
-	if (rc) {
-		git_tree_free(tree);
-		hist_ref_abort(h);
-		return rc;
-	}
-	git_tree_free(h->head_tree);
-	h->head_tree = tree;
-	h->head = commit;
-	h->has_head = true;
-	if (has_side) {
-		h->side = side;
-		h->has_side = true;
-	}
-	batch_done(h, b, &commit);
-	hist_pack_tidy(h); /* logged; tried again after the next batch */
-	return 0;
+	fill_content(&v->m.e, ch);
+	rd->b->bytes += ch->size;
+	if (!ch->other)
+		return put_blob(rd->h, ch, v);
+	rc = set_other(v, ch->other, ch->other_len, true);
+	return rc ? rc : rename_blob(rd->h, rd->b, v, ch);
 }
 
 /* ---- reading a batch ------------------------------------------------------
  */
 
-/* Read what is durable now, until the batch is full. */
+/*
+ * Read the frames of one revision into the batch. Returns 1, 0 if there
+ * is none (or, b->cut, it starts the next batch), or -errno.
+ */
+static int read_revision(struct hist *h, struct batch *b, uint64_t target)
+{
+	const struct hist_source *src = &h->o.src;
+	struct reading rd = {h, b};
+	struct hist_frame f = {0};
+	bool first = true;
+	int rc;
+
+	for (;;) {
+		rc = src->next(h->cur, target, &f);
+		if (rc < 0 || (rc == 0 && first))
+			return rc;
+		if (rc == 0) {
+			rlog_err("%s: revision %" PRIu64 " ends without the "
+				 "frame that ends it",
+				 h->path, f.revision);
+			return -EBADMSG;
+		}
+		/* A change's versions all go into one commit: a large one
+		   that might not fit the budget of a commit's history.idx
+		   after what the batch holds starts the next batch. */
+		if (first && b->n && b->idx_bytes + f.len > IDX_BUDGET) {
+			rc = src->seek(h->cur, f.revision);
+			b->cut = rc == 0;
+			return rc;
+		}
+		first = false;
+		rc = io_point(h->o.io, "hist.read");
+		if (rc == 0)
+			rc = src->changes(h->cur, add_change, &rd);
+		if (rc) {
+			if (rc == -EBADMSG)
+				rlog_err("journal record %" PRIu64 " cannot be "
+					 "decoded for the history",
+					 f.revision);
+			return rc;
+		}
+		if (f.ends)
+			break;
+	}
+	if (!b->first)
+		b->first = f.revision;
+	b->upto = f.revision;
+	return 1;
+}
+
+/* Read what is durable now, whole revisions, until the batch is full. */
 static int read_available(struct hist *h, struct batch *b, uint64_t target)
 {
-	const void *payload;
-	uint64_t seq;
-	size_t len;
 	int rc;
 
 	while (!batch_full(h, b)) {
-		rc = jnl_cursor_next(h->cur, target, &seq, &payload, &len);
+		rc = read_revision(h, b, target);
 		if (rc <= 0)
 			return rc;
-		/* A txn's versions all go into one commit, whose history.idx
-		   frame must stay under JNL_MAX_RECORD: a txn that might not
-		   fit after what the batch holds starts the next batch (its
-		   versions take fewer bytes there than in the journal). */
-		if (b->n && len && ((const uint8_t *)payload)[0] == REC_TXN &&
-		    b->idx_bytes + len > IDX_BUDGET) {
-			rc = jnl_cursor_seek(h->cur, seq);
-			if (rc == 0)
-				b->cut = true;
-			return rc;
-		}
-		size_t n0 = b->n;
-
-		rc = io_point(h->o.io, "hist.read");
-		if (rc == 0)
-			rc = add_record(h, b, seq, payload, len);
-		if (rc)
-			return rc;
-		for (size_t i = n0; i < b->n; i++)
-			b->bytes += b->v[i].m.e.size;
-		if (!b->first)
-			b->first = seq;
-		b->upto = seq;
 	}
 	return 0;
 }
@@ -954,7 +476,8 @@ static int collect(struct hist *h, struct batch *b)
 		pthread_mutex_unlock(&h->mu);
 		/* returns at the end of what is durable, or when full */
 		rc = read_available(h, b, target);
-		if (rc || batch_full(h, b) || hurry || mono_ns() >= deadline)
+		if (rc || batch_full(h, b) || hurry ||
+		    hist_mono_ns() >= deadline)
 			return rc;
 		pthread_mutex_lock(&h->mu);
 		if (h->target == target && !h->kicks && !h->stop) {
@@ -1054,14 +577,15 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 	done = h->done;
 	pthread_mutex_unlock(&h->mu);
 	if (!h->cur) {
-		rc = jnl_cursor_open(h->o.io, h->o.jnl_dirfd, done, &h->cur);
+		rc = h->o.src.open ? h->o.src.open(h->o.src.arg, done, &h->cur)
+				   : -EROFS;
 		if (rc) {
 			rlog_err("%s: cannot read the journal: %s", h->path,
 				 strerror(-rc));
 			return rc;
 		}
 	}
-	start = jnl_cursor_pos(h->cur);
+	start = h->o.src.pos(h->cur);
 	if (start > done + 1) {
 		rlog_info("%s: revisions %" PRIu64 "..%" PRIu64 " are not in "
 			  "the journal any more (metadata changes, or from "
@@ -1072,15 +596,15 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 	/* what a failed attempt left in memory: this one writes it again */
 	hist_pack_reset(h);
 	space_cap(h, &b);
-	t0 = mono_ns();
+	t0 = hist_mono_ns();
 	rc = collect(h, &b);
 	if (b.n)
 		rlog_debug("%s: batch of %zu versions read in %.1f ms", h->path,
-			   b.n, (double)(mono_ns() - t0) / 1e6);
+			   b.n, (double)(hist_mono_ns() - t0) / 1e6);
 	if (rc == 0 && b.n)
-		rc = batch_commit(h, &b);
+		rc = hist_batch_commit(h, &b);
 	if (rc == 0 && b.n)
-		h->last_commit_ns = mono_ns();
+		h->last_commit_ns = hist_mono_ns();
 	if (rc == 0) {
 		*upto = b.upto;
 		if (h->space_short && !over_cap(&b)) {
@@ -1090,7 +614,7 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 			h->space_short = false;
 		}
 	} else {
-		int src = jnl_cursor_seek(h->cur, start);
+		int src = h->o.src.seek(h->cur, start);
 
 		if (src)
 			rlog_err("%s: cannot go back in the journal: %s",

@@ -54,11 +54,14 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define IDX_MAGIC "RECFSH03"
+#define IDX_MAGIC HIDX_MAGIC
 #define IDX_MAGIC_V1 "RECFSH01"
 #define IDX_MAGIC_V2 "RECFSH02"
-#define IDX_HDR 16
+#define IDX_HDR HIDX_HDR
 #define IDX_KIND_COMMIT 1
+/* a frame of a commit whose versions take more than one frame: more
+   frames of the same commit follow, the last one IDX_KIND_COMMIT */
+#define IDX_KIND_PART 2
 /* an entry: prev, back, version, flags, id_len, then the ID */
 #define ENT_HEAD (8 + 4 + 8 + 1 + 2)
 /* ... then revision, size, time, uid, pid, blob, hash, comm_len, comm,
@@ -68,217 +71,9 @@
 /* a frame's payload starts with the kind and the commit */
 #define FRAME_COMMIT_AT (JNL_FRAME_HDR + 1)
 
-/* ---- in memory --------------------------------------------------------- */
-
-int hidx_init(struct hidx *x)
+static bool kind_ok(uint64_t kind)
 {
-	memset(x, 0, sizeof(*x));
-	x->nslots = 1024;
-	x->slots = calloc(x->nslots, sizeof(*x->slots));
-	return x->slots ? 0 : -ENOMEM;
-}
-
-void hidx_destroy(struct hidx *x)
-{
-	for (size_t i = 0; x->slots && i < x->nslots; i++) {
-		struct hrec *r = x->slots[i];
-
-		while (r) {
-			struct hrec *next = r->next;
-
-			free(r->pos);
-			free(r);
-			r = next;
-		}
-	}
-	for (size_t i = 0; i < x->nchunks; i++)
-		free(x->chunks[i]);
-	free(x->chunks);
-	free(x->slots);
-	free(x->commits);
-	memset(x, 0, sizeof(*x));
-}
-
-struct hent *hidx_at(const struct hidx *x, size_t i)
-{
-	return &x->chunks[i / HIDX_CHUNK][i % HIDX_CHUNK];
-}
-
-static int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no)
-{
-	git_oid *v;
-
-	if (x->ncommits >= UINT32_MAX)
-		return -EOVERFLOW; /* commits are numbered in 32 bits */
-	v = util_grow(x->commits, &x->commits_cap, x->ncommits, sizeof(*v),
-		      256);
-	if (!v)
-		return -ENOMEM;
-	x->commits = v;
-	x->commits[x->ncommits] = *oid;
-	*no = (uint32_t)x->ncommits++;
-	return 0;
-}
-
-static uint32_t hash_id(const char *id, size_t len)
-{
-	return (uint32_t)XXH3_64bits(id, len);
-}
-
-struct hrec *hidx_rec(const struct hidx *x, const char *id, size_t id_len)
-{
-	uint32_t hv = hash_id(id, id_len);
-	struct hrec *r = x->slots[hv & (x->nslots - 1)];
-
-	for (; r; r = r->next)
-		if (r->hv == hv && r->id_len == id_len &&
-		    memcmp(r->id, id, id_len) == 0)
-			return r;
-	return NULL;
-}
-
-/* Double the table; on failure keep the old one (only slower). */
-static void grow(struct hidx *x)
-{
-	size_t n = x->nslots * 2;
-	struct hrec **s = calloc(n, sizeof(*s));
-
-	if (!s)
-		return;
-	for (size_t i = 0; i < x->nslots; i++) {
-		struct hrec *r = x->slots[i];
-
-		while (r) {
-			struct hrec *next = r->next;
-
-			r->next = s[r->hv & (n - 1)];
-			s[r->hv & (n - 1)] = r;
-			r = next;
-		}
-	}
-	free(x->slots);
-	x->slots = s;
-	x->nslots = n;
-}
-
-static struct hrec *rec_add(struct hidx *x, const char *id, size_t id_len)
-{
-	struct hrec *r = hidx_rec(x, id, id_len);
-
-	if (r)
-		return r;
-	if (id_len > ID_MAX_LEN)
-		return NULL;
-	r = calloc(1, sizeof(*r) + id_len + 1);
-	if (!r)
-		return NULL;
-	r->hv = hash_id(id, id_len);
-	r->id_len = (uint16_t)id_len;
-	memcpy(r->id, id, id_len);
-	if (x->nrecs >= x->nslots)
-		grow(x);
-	r->next = x->slots[r->hv & (x->nslots - 1)];
-	x->slots[r->hv & (x->nslots - 1)] = r;
-	x->nrecs++;
-	return r;
-}
-
-/* Hold a version of `id` in memory (e->rec is set here). */
-static int hidx_add(struct hidx *x, const char *id, size_t id_len,
-		    const struct hent *e)
-{
-	struct hrec *r;
-	struct hent *slot;
-
-	if (x->n >= UINT32_MAX)
-		return -EOVERFLOW;
-	r = rec_add(x, id, id_len);
-	if (!r)
-		return -ENOMEM;
-	if (r->n == r->cap) {
-		uint32_t cap = r->cap ? 2 * r->cap : 4;
-		uint32_t *p = realloc(r->pos, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		r->pos = p;
-		r->cap = cap;
-	}
-	if (x->n % HIDX_CHUNK == 0) {
-		size_t k = x->n / HIDX_CHUNK;
-		struct hent **c = realloc(x->chunks, (k + 1) * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		x->chunks = c;
-		c[k] = malloc(HIDX_CHUNK * sizeof(**c));
-		if (!c[k])
-			return -ENOMEM;
-		x->nchunks = k + 1;
-	}
-	slot = hidx_at(x, x->n);
-	*slot = *e;
-	slot->rec = r;
-	r->pos[r->n++] = (uint32_t)x->n++;
-	return 0;
-}
-
-const struct hent *hidx_find(const struct hidx *x, const char *id,
-			     size_t id_len, uint64_t version)
-{
-	const struct hrec *r = hidx_rec(x, id, id_len);
-	uint32_t lo = 0, hi;
-
-	if (!r)
-		return NULL;
-	/* versions of a record are in revision order, so by version too
-	   (a delete repeats the version it deleted) */
-	hi = r->n;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (hidx_at(x, r->pos[mid])->version < version)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < r->n; lo++) {
-		const struct hent *e = hidx_at(x, r->pos[lo]);
-
-		if (e->version != version)
-			break;
-		if (!(e->flags & HENT_DELETED))
-			return e;
-	}
-	return NULL;
-}
-
-void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->version = e->version;
-	out->revision = e->revision;
-	git_oid_tostr(out->commit, sizeof(out->commit), &x->commits[e->commit]);
-	if (!(e->flags & (HENT_DELETED | HENT_MISSING)))
-		git_oid_tostr(out->blob, sizeof(out->blob), &e->blob);
-	out->deleted = e->flags & HENT_DELETED;
-	out->missing = e->flags & HENT_MISSING;
-	out->pruned = e->flags & HENT_PRUNED;
-	out->uid = e->uid;
-	out->pid = e->pid;
-	memcpy(out->comm, e->comm, sizeof(e->comm));
-	out->time.tv_sec = (time_t)(e->time_ns / 1000000000);
-	out->time.tv_nsec = (long)(e->time_ns % 1000000000);
-	out->size = e->size;
-	out->hash_valid = e->flags & HENT_HASH;
-	memcpy(out->hash, e->hash, 16);
-	out->symlink = e->flags & HENT_SYMLINK;
-	out->meta_known = e->flags & HENT_META;
-	if (out->meta_known) {
-		out->mode = e->mode;
-		out->owner_uid = e->ouid;
-		out->owner_gid = e->ogid;
-	}
+	return kind == IDX_KIND_COMMIT || kind == IDX_KIND_PART;
 }
 
 /* ---- frames of history.idx --------------------------------------------- */
@@ -292,28 +87,16 @@ static void put_u(struct sbuf *b, uint64_t v, unsigned bytes)
 	sb_add(b, p, bytes);
 }
 
-/* A frame being built: payload after a JNL_FRAME_HDR gap, to be written
-   at h->idx_end; per version, its record and where its entry goes. */
-struct frame {
-	struct sbuf b;
-	size_t count_at;
-	uint32_t count;
-	uint64_t at;	 /* the file offset of b.p[0] */
-	uint64_t serial; /* h->frame_serial */
-	struct pub {
-		struct hrec *r;
-		uint64_t off;
-	} * pub;
-	size_t npub, cap;
-};
-
-static void frame_start(struct hist *h, struct frame *f, const git_oid *commit)
+void hidx_frame_start(struct hist *h, struct hframe *f, const git_oid *commit,
+		      uint64_t upto)
 {
 	static const uint8_t gap[JNL_FRAME_HDR];
 
 	memset(f, 0, sizeof(*f));
 	f->at = h->idx_end;
 	f->serial = ++h->frame_serial;
+	f->commit = *commit;
+	f->upto = upto;
 	sb_add(&f->b, gap, sizeof(gap));
 	put_u(&f->b, IDX_KIND_COMMIT, 1);
 	sb_add(&f->b, commit->id, GIT_OID_RAWSZ);
@@ -321,7 +104,7 @@ static void frame_start(struct hist *h, struct frame *f, const git_oid *commit)
 	put_u(&f->b, 0, 4);
 }
 
-static void frame_free(struct frame *f)
+void hidx_frame_free(struct hframe *f)
 {
 	sb_free(&f->b);
 	free(f->pub);
@@ -332,7 +115,8 @@ static void frame_free(struct frame *f)
  * (in this frame or in the file). Only the writer builds frames (and,
  * before it starts, hist_open): the records' stage fields are its own.
  */
-static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
+static void frame_add(struct hist *h, struct hframe *f,
+		      const struct hmsg_ver *v)
 {
 	const struct hent *e = &v->e;
 	size_t comm = strnlen(e->comm, sizeof(e->comm));
@@ -341,7 +125,7 @@ static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
 	struct pub *pub;
 
 	pthread_rwlock_wrlock(&h->ix_lock);
-	r = rec_add(&h->ix, v->id, v->id_len);
+	r = hidx_rec_add(&h->ix, v->id, v->id_len);
 	pthread_rwlock_unlock(&h->ix_lock);
 	if (!r || f->b.err) {
 		f->b.err = f->b.err ? f->b.err : -ENOMEM;
@@ -380,7 +164,7 @@ static void frame_add(struct hist *h, struct frame *f, const struct hmsg_ver *v)
 
 /* Append the frame to history.idx. Returns 0, or -errno: then the file
    is cut back to where it was and not written again (see the top). */
-static int frame_write(struct hist *h, struct frame *f, uint64_t upto)
+static int frame_write(struct hist *h, struct hframe *f, uint64_t upto)
 {
 	struct iovec iov;
 	size_t plen = f->b.len - JNL_FRAME_HDR;
@@ -503,15 +287,19 @@ static bool ent_decode(struct rd *r, uint64_t upto, struct ent *out)
  * in memory. Returns 0, -EBADMSG or -ENOMEM. Caller holds ix_lock (write).
  */
 static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
-		      uint64_t at, uint64_t upto, bool mem, git_oid *commit)
+		      uint64_t at, uint64_t upto, bool mem, git_oid *commit,
+		      bool *part)
 {
 	struct rd r = {payload, len, false};
+	uint64_t kind = rd_u(&r, 1);
 	const uint8_t *p;
 	uint32_t count, no = 0;
 	int rc = 0;
 
-	if (rd_u(&r, 1) != IDX_KIND_COMMIT || !(p = rd_take(&r, 20)))
+	if (!kind_ok(kind) || !(p = rd_take(&r, 20)))
 		return -EBADMSG;
+	if (part)
+		*part = kind == IDX_KIND_PART;
 	memcpy(commit->id, p, GIT_OID_RAWSZ);
 	count = (uint32_t)rd_u(&r, 4);
 	if (r.bad)
@@ -530,7 +318,7 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
 			rc = hidx_add(&h->ix, en.id, en.id_len, &en.e);
 			continue;
 		}
-		rec = rec_add(&h->ix, en.id, en.id_len);
+		rec = hidx_rec_add(&h->ix, en.id, en.id_len);
 		if (!rec)
 			return -ENOMEM;
 		if (en.prev != rec->last || en.back != off - at)
@@ -550,7 +338,7 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
  * history.idx and found there, or held in memory if it cannot be
  * written. Returns 0 or -errno.
  */
-static int frame_commit(struct hist *h, struct frame *f, uint64_t upto)
+static int frame_commit(struct hist *h, struct hframe *f, bool part)
 {
 	git_oid commit;
 	int rc;
@@ -558,7 +346,10 @@ static int frame_commit(struct hist *h, struct frame *f, uint64_t upto)
 	for (int i = 0; f->b.err == 0 && i < 4; i++)
 		((uint8_t *)f->b.p)[f->count_at + (size_t)i] =
 			(uint8_t)(f->count >> (8 * i));
-	rc = frame_write(h, f, upto);
+	if (f->b.err == 0)
+		((uint8_t *)f->b.p)[JNL_FRAME_HDR] =
+			part ? IDX_KIND_PART : IDX_KIND_COMMIT;
+	rc = frame_write(h, f, f->upto);
 
 	pthread_rwlock_wrlock(&h->ix_lock);
 	if (rc == 0) {
@@ -566,29 +357,60 @@ static int frame_commit(struct hist *h, struct frame *f, uint64_t upto)
 			f->pub[i].r->last = f->pub[i].off;
 		h->ix.disk_versions += f->npub;
 		h->ix.disk_end = h->idx_end;
-		h->ix.upto = upto;
+		if (!part)
+			h->ix.upto = f->upto;
 	} else if (f->b.err) {
 		rc = f->b.err;
 	} else {
 		rc = frame_load(h, (const uint8_t *)f->b.p + JNL_FRAME_HDR,
-				f->b.len - JNL_FRAME_HDR, f->at, upto, true,
-				&commit);
+				f->b.len - JNL_FRAME_HDR, f->at, f->upto, true,
+				&commit, NULL);
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
 	return rc;
 }
 
-int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
-		      const struct hmsg_ver *v, size_t n)
+/*
+ * Add a version to a commit's frame; a frame that could not take one
+ * more entry under JNL_MAX_RECORD is written first as a part (the
+ * versions of a commit of a million changes take many frames, and the
+ * memory of one). An error sticks in f->err.
+ */
+void hidx_frame_put(struct hist *h, struct hframe *f, const struct hmsg_ver *v)
 {
-	struct frame f;
+	git_oid commit = f->commit;
+	uint64_t upto = f->upto;
 	int rc;
 
-	frame_start(h, &f, commit);
+	if (f->count && f->b.len - JNL_FRAME_HDR + ENT_MAX > JNL_MAX_RECORD) {
+		rc = f->err ? f->err : frame_commit(h, f, true);
+		hidx_frame_free(f);
+		hidx_frame_start(h, f, &commit, upto);
+		f->err = rc;
+	}
+	frame_add(h, f, v);
+}
+
+/* The last frame of a commit. */
+int hidx_frame_end(struct hist *h, struct hframe *f)
+{
+	int rc = frame_commit(h, f, false);
+
+	return f->err ? f->err : rc;
+}
+
+int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
+		      const struct hmsg_ver *v, size_t n, size_t stride)
+{
+	const char *p = (const char *)v;
+	struct hframe f;
+	int rc;
+
+	hidx_frame_start(h, &f, commit, upto);
 	for (size_t i = 0; i < n; i++)
-		frame_add(h, &f, &v[i]);
-	rc = frame_commit(h, &f, upto);
-	frame_free(&f);
+		hidx_frame_put(h, &f, (const struct hmsg_ver *)(p + i * stride));
+	rc = hidx_frame_end(h, &f);
+	hidx_frame_free(&f);
 	return rc;
 }
 
@@ -630,18 +452,12 @@ static long frame_read(struct hist *h, int fd, uint64_t off, uint8_t *buf,
  * -EBADMSG for a bad header or a frame that does not fit the chains, or
  * -errno.
  */
-static int idx_read(struct hist *h, git_oid *last, bool *has_last,
-		    bool *damaged)
+/* Check the header of history.idx. Returns 0 or -EBADMSG, -errno. */
+static int idx_header(struct hist *h)
 {
-	uint8_t hdr[IDX_HDR], *buf = NULL;
-	uint64_t off = IDX_HDR, prev = 0;
-	struct stat st;
+	uint8_t hdr[IDX_HDR];
 	ssize_t n;
-	int rc = 0;
 
-	*has_last = *damaged = false;
-	if (fstat(h->idx_fd, &st) < 0)
-		return -errno;
 	n = io_pread_all(h->o.io, "hist.idx.read", h->idx_fd, hdr, IDX_HDR, 0);
 	if (n < 0)
 		return (int)n;
@@ -655,6 +471,30 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 		rlog_err("%s: not a history index (bad header)", h->idx_path);
 		return -EBADMSG;
 	}
+	return 0;
+}
+
+/*
+ * Read history.idx (open as h->idx_fd) into the index. *last is the
+ * commit of its last good frame (*has_last false if none), h->idx_end the
+ * offset after it. Returns 0 (also for a damaged tail: then *damaged),
+ * -EBADMSG for a bad header, a frame that does not fit the chains or a
+ * file that ends within the frames of one commit, or -errno.
+ */
+int hidx_file_read(struct hist *h, git_oid *last, bool *has_last, bool *damaged)
+{
+	uint64_t off = IDX_HDR, prev = 0;
+	bool part = false;
+	uint8_t *buf = NULL;
+	struct stat st;
+	int rc;
+
+	*has_last = *damaged = false;
+	if (fstat(h->idx_fd, &st) < 0)
+		return -errno;
+	rc = idx_header(h);
+	if (rc)
+		return rc;
 	buf = malloc(JNL_FRAME_HDR + JNL_MAX_RECORD);
 	if (!buf)
 		return -ENOMEM;
@@ -680,7 +520,7 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 		if (upto >= prev) {
 			pthread_rwlock_wrlock(&h->ix_lock);
 			rc = frame_load(h, payload, len, off, upto, false,
-					&commit);
+					&commit, &part);
 			pthread_rwlock_unlock(&h->ix_lock);
 		}
 		if (upto < prev || rc != 0) {
@@ -693,11 +533,19 @@ static int idx_read(struct hist *h, git_oid *last, bool *has_last,
 			break;
 		}
 		prev = upto;
-		*last = commit;
-		*has_last = true;
+		if (!part) {
+			*last = commit;
+			*has_last = true;
+		}
 		off += (uint64_t)fl;
 	}
 	free(buf);
+	if (rc == 0 && part) {
+		/* a commit's versions cut short: read all back from git */
+		rlog_err("%s: ends within the versions of a commit",
+			 h->idx_path);
+		rc = -EBADMSG;
+	}
 	h->idx_end = off;
 	h->ix.disk_end = off;
 	return rc;
@@ -784,7 +632,7 @@ int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
 		rc = (int)n;
 		goto out;
 	}
-	if (n != (ssize_t)sizeof(c) || c[0] != IDX_KIND_COMMIT)
+	if (n != (ssize_t)sizeof(c) || !kind_ok(c[0]))
 		goto bad;
 	memcpy(commit.id, c + 1, GIT_OID_RAWSZ);
 	e = en.e;
@@ -834,7 +682,7 @@ int hidx_file_each(struct hist *h, uint64_t end,
 			break;
 		}
 		r = (struct rd){payload, len, false};
-		if (rd_u(&r, 1) != IDX_KIND_COMMIT || !(p = rd_take(&r, 20))) {
+		if (!kind_ok(rd_u(&r, 1)) || !(p = rd_take(&r, 20))) {
 			rc = -EIO;
 			break;
 		}
@@ -861,217 +709,5 @@ int hidx_file_each(struct hist *h, uint64_t end,
 		rlog_err("%s: the frame at byte %" PRIu64 " does not read back",
 			 h->idx_path, off);
 	free(buf);
-	return rc;
-}
-
-/* ---- catching up from git ---------------------------------------------- */
-
-struct catchup {
-	struct hist *h;
-	struct frame f;
-};
-
-static int catchup_ver(void *arg, const struct hmsg_ver *v)
-{
-	struct catchup *c = arg;
-
-	frame_add(c->h, &c->f, v);
-	return c->f.b.err;
-}
-
-/* Add the versions of commit `oid` to the index and to history.idx. */
-static int catchup_commit(struct hist *h, const git_oid *oid)
-{
-	struct catchup c = {.h = h};
-	git_commit *commit = NULL;
-	char hexid[GIT_OID_HEXSZ + 1];
-	const char *msg;
-	unsigned bad = 0;
-	uint64_t upto = 0;
-	int rc;
-
-	git_oid_tostr(hexid, sizeof(hexid), oid);
-	rc = git_commit_lookup(&commit, h->repo, oid);
-	if (rc < 0)
-		return hist_git_error(rc, "reading a commit", NULL);
-	msg = git_commit_message_raw(commit);
-	frame_start(h, &c.f, oid);
-	rc = hmsg_parse(msg, strlen(msg), catchup_ver, &c, &upto, &bad);
-	if (rc == 0 && upto == 0) {
-		rlog_err("%s: commit %s has no Recfs-Upto line", h->path,
-			 hexid);
-		rc = -EBADMSG;
-	}
-	if (bad)
-		rlog_err("%s: commit %s: %u trailer blocks cannot be read; "
-			 "those versions are not in the index",
-			 h->path, hexid, bad);
-	if (rc == 0)
-		rc = frame_commit(h, &c.f, upto);
-	frame_free(&c.f);
-	git_commit_free(commit);
-	return rc;
-}
-
-/* Read the commits after `from` (all if NULL) up to the head, oldest
-   first, along first parents. */
-static int catchup(struct hist *h, const git_oid *from)
-{
-	git_revwalk *walk = NULL;
-	git_oid oid;
-	uint64_t count = 0;
-	int rc;
-
-	rc = git_revwalk_new(&walk, h->repo);
-	if (rc == 0)
-		rc = git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL |
-						       GIT_SORT_REVERSE);
-	if (rc == 0)
-		rc = git_revwalk_push(walk, &h->head);
-	if (rc == 0 && from)
-		rc = git_revwalk_hide(walk, from);
-	if (rc == 0)
-		rc = git_revwalk_simplify_first_parent(walk);
-	if (rc < 0) {
-		rc = hist_git_error(rc, "walking the history", NULL);
-		goto out;
-	}
-	while ((rc = git_revwalk_next(&oid, walk)) == 0) {
-		rc = catchup_commit(h, &oid);
-		if (rc < 0)
-			goto out;
-		count++;
-	}
-	if (rc != GIT_ITEROVER) {
-		rc = hist_git_error(rc, "walking the history", NULL);
-		goto out;
-	}
-	rc = 0;
-	if (count)
-		rlog_info("%s: %" PRIu64 " commits read back from %s",
-			  h->idx_path, count, h->path);
-out:
-	git_revwalk_free(walk);
-	return rc;
-}
-
-/* Start history.idx afresh (header only) and the index empty (no
-   reader runs yet: hist_open). */
-static int idx_reset(struct hist *h)
-{
-	uint8_t hdr[IDX_HDR] = IDX_MAGIC;
-	ssize_t n;
-	int rc;
-
-	pthread_mutex_lock(&h->chain_mu); /* slots name records of ix */
-	hist_chains_free(h);
-	pthread_mutex_unlock(&h->chain_mu);
-	hidx_destroy(&h->ix);
-	rc = hidx_init(&h->ix);
-	if (rc || h->idx_fd < 0)
-		return rc;
-	rc = io_ftruncate(h->o.io, "hist.idx.write", h->idx_fd, 0);
-	if (rc == 0) {
-		n = io_pwrite_all(h->o.io, "hist.idx.write", h->idx_fd, hdr,
-				  sizeof(hdr), 0);
-		rc = n < 0 ? (int)n : 0;
-	}
-	if (rc) {
-		rlog_warn("%s: cannot rewrite: %s", h->idx_path, strerror(-rc));
-		close(h->idx_fd);
-		h->idx_fd = -1;
-	}
-	h->idx_end = IDX_HDR;
-	h->ix.disk_end = IDX_HDR;
-	return 0;
-}
-
-int hist_index_rebuild(struct hist *h)
-{
-	int rc = idx_reset(h);
-
-	if (rc == 0 && h->has_head)
-		rc = catchup(h, NULL);
-	return rc;
-}
-
-static int idx_open(struct hist *h, bool *fresh)
-{
-	int flags = O_CLOEXEC | O_NOFOLLOW;
-	struct stat st;
-
-	*fresh = false;
-	flags |= h->o.read_only ? O_RDONLY : O_RDWR | O_CREAT;
-	h->idx_fd = io_openat(h->o.io, "hist.idx.open", h->o.store_dirfd,
-			      HIST_INDEX_FILE, flags, 0600);
-	if (h->idx_fd == -ENOENT) {
-		*fresh = true;
-		return 0;
-	}
-	if (h->idx_fd < 0) {
-		int rc = h->idx_fd;
-
-		rlog_err("%s: cannot open: %s", h->idx_path, strerror(-rc));
-		return rc;
-	}
-	if (fstat(h->idx_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rlog_err("%s: not a regular file", h->idx_path);
-		return -EBADMSG;
-	}
-	*fresh = st.st_size == 0;
-	return 0;
-}
-
-int hist_index_load(struct hist *h)
-{
-	bool fresh = false, has_last = false, damaged = false;
-	git_oid last;
-	int rc;
-
-	rc = idx_open(h, &fresh);
-	if (rc == 0 && h->idx_fd >= 0) {
-		/* the readers' own: idx_fd is closed if a write fails */
-		h->idx_rfd = fcntl(h->idx_fd, F_DUPFD_CLOEXEC, 3);
-		if (h->idx_rfd < 0)
-			rc = -errno;
-	}
-	if (rc == 0 && !fresh)
-		rc = idx_read(h, &last, &has_last, &damaged);
-	if (h->o.read_only && h->idx_fd >= 0) {
-		/* read from, but caught up in memory only */
-		close(h->idx_fd);
-		h->idx_fd = -1;
-	}
-	if (rc == -EBADMSG || fresh) {
-		if (rc)
-			rlog_err("%s: rebuilding it from %s", h->idx_path,
-				 h->path);
-		has_last = false;
-		rc = idx_reset(h);
-	}
-	if (rc)
-		return rc;
-	if (damaged && h->idx_fd >= 0 &&
-	    io_ftruncate(h->o.io, "hist.idx.write", h->idx_fd,
-			 (off_t)h->idx_end) < 0) {
-		close(h->idx_fd);
-		h->idx_fd = -1;
-	}
-	if (has_last && h->has_head && !git_oid_equal(&last, &h->head) &&
-	    git_graph_descendant_of(h->repo, &h->head, &last) != 1) {
-		rlog_err("%s: ends with a commit that is not in the history "
-			 "of %s; rebuilding it",
-			 h->idx_path, h->path);
-		has_last = false;
-		rc = idx_reset(h);
-	} else if (has_last && !h->has_head) {
-		rlog_err("%s: %s has no commit yet; starting it afresh",
-			 h->idx_path, h->path);
-		has_last = false;
-		rc = idx_reset(h);
-	}
-	if (rc == 0 && h->has_head &&
-	    !(has_last && git_oid_equal(&last, &h->head)))
-		rc = catchup(h, has_last ? &last : NULL);
 	return rc;
 }

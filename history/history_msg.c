@@ -459,62 +459,16 @@ static bool block_meta_line(struct pblock *pb, const char *line, size_t n)
 	return true;
 }
 
-/* Parse one "Key: value" line into the block. */
-static void block_line(struct pblock *pb, const char *line, size_t n)
+/* The value of a numeric (or hex, time, flag) trailer, tmp[0..vlen), into
+   the block; key is the letter after "Recfs-". */
+static void block_value(struct pblock *pb, char key, const char *tmp,
+			size_t vlen)
 {
 	struct hent *e = &pb->v.e;
-	char tmp[128];
-	const char *val;
-	size_t vlen;
 	uint64_t u = 0;
-	bool num;
+	bool num = parse_u64(tmp, &u) == 0;
 
-	if (is_key(line, n, "Recfs-Id", &val, &vlen)) {
-		pb->has_id = id_value(val, vlen, pb->id, &pb->v.id_len);
-		pb->bad |= !pb->has_id;
-		pb->v.id = pb->id;
-		return;
-	}
-	if (is_key(line, n, "Recfs-From", &val, &vlen)) {
-		pb->bad |= !id_value(val, vlen, pb->from, &pb->v.from_len);
-		pb->v.from = pb->from;
-		return;
-	}
-	if (is_key(line, n, "Recfs-To", &val, &vlen)) {
-		pb->bad |= !id_value(val, vlen, pb->to, &pb->v.to_len);
-		pb->v.to = pb->to;
-		return;
-	}
-	if (block_meta_line(pb, line, n))
-		return;
-	if (is_key(line, n, "Recfs-Comm", &val, &vlen)) {
-		long l = unquote(val, vlen, tmp, sizeof(e->comm) + 1);
-
-		if (l < 0)
-			pb->bad = true;
-		else
-			memcpy(e->comm, tmp, (size_t)l);
-		return;
-	}
-	if (!is_key(line, n, "Recfs-Version", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Revision", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Blob", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Hash", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Size", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Uid", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Pid", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Time", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Deleted", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Missing", &val, &vlen))
-		return; /* not ours: ignored */
-	if (vlen >= sizeof(tmp)) {
-		pb->bad = true;
-		return;
-	}
-	memcpy(tmp, val, vlen);
-	tmp[vlen] = '\0';
-	num = parse_u64(tmp, &u) == 0;
-	switch (line[6]) { /* after "Recfs-" */
+	switch (key) {
 	case 'V':
 		pb->has_version = num && u > 0;
 		e->version = u;
@@ -542,7 +496,7 @@ static void block_line(struct pblock *pb, const char *line, size_t n)
 	case 'U':
 	case 'P':
 		pb->bad |= !num || u > UINT32_MAX;
-		if (line[6] == 'U')
+		if (key == 'U')
 			e->uid = (uint32_t)u;
 		else
 			e->pid = (uint32_t)u;
@@ -555,10 +509,70 @@ static void block_line(struct pblock *pb, const char *line, size_t n)
 		if (strcmp(tmp, "true") != 0)
 			pb->bad = true;
 		else
-			e->flags |=
-				line[6] == 'D' ? HENT_DELETED : HENT_MISSING;
+			e->flags |= key == 'D' ? HENT_DELETED : HENT_MISSING;
 		break;
 	}
+}
+
+/* The trailers of IDs and the command name. Returns true if the line
+   was one of them. */
+static bool block_name_line(struct pblock *pb, const char *line, size_t n)
+{
+	struct hent *e = &pb->v.e;
+	char tmp[sizeof(e->comm) + 1];
+	const char *val;
+	size_t vlen;
+	long l;
+
+	if (is_key(line, n, "Recfs-Id", &val, &vlen)) {
+		pb->has_id = id_value(val, vlen, pb->id, &pb->v.id_len);
+		pb->bad |= !pb->has_id;
+		pb->v.id = pb->id;
+	} else if (is_key(line, n, "Recfs-From", &val, &vlen)) {
+		pb->bad |= !id_value(val, vlen, pb->from, &pb->v.from_len);
+		pb->v.from = pb->from;
+	} else if (is_key(line, n, "Recfs-To", &val, &vlen)) {
+		pb->bad |= !id_value(val, vlen, pb->to, &pb->v.to_len);
+		pb->v.to = pb->to;
+	} else if (is_key(line, n, "Recfs-Comm", &val, &vlen)) {
+		l = unquote(val, vlen, tmp, sizeof(tmp));
+		if (l < 0)
+			pb->bad = true;
+		else
+			memcpy(e->comm, tmp, (size_t)l);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* Parse one "Key: value" line into the block. */
+static void block_line(struct pblock *pb, const char *line, size_t n)
+{
+	char tmp[128];
+	const char *val;
+	size_t vlen;
+
+	if (block_name_line(pb, line, n) || block_meta_line(pb, line, n))
+		return;
+	if (!is_key(line, n, "Recfs-Version", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Revision", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Blob", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Hash", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Size", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Uid", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Pid", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Time", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Deleted", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Missing", &val, &vlen))
+		return; /* not ours: ignored */
+	if (vlen >= sizeof(tmp)) {
+		pb->bad = true;
+		return;
+	}
+	memcpy(tmp, val, vlen);
+	tmp[vlen] = '\0';
+	block_value(pb, line[6], tmp, vlen); /* after "Recfs-" */
 }
 
 static bool block_ok(const struct pblock *pb)
@@ -627,4 +641,75 @@ int hmsg_parse(const char *msg, size_t len,
 	}
 	free(pb);
 	return rc;
+}
+
+/* ---- trailer blocks as store changes (hist_msg_changes) ----------------- */
+
+struct msg_changes {
+	int (*fn)(void *arg, const struct store_change *ch);
+	void *arg;
+};
+
+static int block_change(void *arg, const struct hmsg_ver *v)
+{
+	const struct msg_changes *a = arg;
+	const struct hent *e = &v->e;
+	struct store_change ch;
+
+	memset(&ch, 0, sizeof(ch));
+	ch.revision = e->revision;
+	ch.op = e->flags & HENT_DELETED ? STORE_CHANGE_DELETE
+					: STORE_CHANGE_PUT;
+	ch.id = v->id;
+	ch.id_len = v->id_len;
+	ch.other = v->from ? v->from : v->to;
+	ch.other_len = v->from ? v->from_len : v->to_len;
+	ch.version = e->version;
+	ch.size = e->size;
+	ch.hash_valid = e->flags & HENT_HASH;
+	memcpy(ch.hash, e->hash, 16);
+	ch.symlink = e->flags & HENT_SYMLINK;
+	ch.time.tv_sec = (time_t)(e->time_ns / 1000000000);
+	ch.time.tv_nsec = (long)(e->time_ns % 1000000000);
+	ch.uid = e->uid;
+	ch.pid = e->pid;
+	memcpy(ch.comm, e->comm, sizeof(e->comm));
+	ch.meta_known = e->flags & HENT_META;
+	ch.mode = e->mode;
+	ch.owner_uid = e->ouid;
+	ch.owner_gid = e->ogid;
+	return a->fn(a->arg, &ch);
+}
+
+int hist_msg_changes(const char *msg, size_t len,
+		     int (*fn)(void *arg, const struct store_change *ch),
+		     void *arg, uint64_t *upto, unsigned *bad)
+{
+	struct msg_changes a = {fn, arg};
+
+	return hmsg_parse(msg, len, block_change, &a, upto, bad);
+}
+
+/* The Recfs-Upto of a commit message (its last paragraph), 0 if none. */
+uint64_t hist_msg_upto(const char *msg)
+{
+	static const char key[] = "Recfs-Upto:";
+	const char *p = msg, *hit = NULL;
+	uint64_t v = 0;
+
+	while ((p = strstr(p, key)) != NULL) {
+		if (p == msg || p[-1] == '\n')
+			hit = p;
+		p += sizeof(key) - 1;
+	}
+	if (!hit)
+		return 0;
+	for (p = hit + sizeof(key) - 1; *p == ' '; p++)
+		;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return 0;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	return v;
 }
