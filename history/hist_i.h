@@ -12,6 +12,7 @@
 #define RECFS_HIST_I_H
 
 #include "history.h"
+#include "buf.h"
 
 #include <git2.h>
 #include <pthread.h>
@@ -165,22 +166,9 @@ void hist_chains_free(struct hist *h);
 
 /* ---- history_msg.c: commit messages ---------------------------------- */
 
-/* A growing text buffer; an allocation failure sticks in `err`. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-void sb_add(struct sbuf *b, const void *s, size_t n);
-void sb_str(struct sbuf *b, const char *s);
-void sb_fmt(struct sbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void sb_free(struct sbuf *b);
-
 /* One trailer block, for formatting and as parsed. */
 struct hmsg_ver {
-	const char *id; /* formatting: borrowed; parsing: sbuf-owned */
+	const char *id; /* formatting: borrowed; parsing: the parser's */
 	size_t id_len;
 	const char *from, *to; /* rename target / renamed source, or NULL */
 	size_t from_len, to_len;
@@ -188,9 +176,9 @@ struct hmsg_ver {
 };
 
 /* Append the block of `v` to a message. */
-void hmsg_block(struct sbuf *b, const struct hmsg_ver *v);
+void hmsg_block(struct buf *b, const struct hmsg_ver *v);
 /* Append a value, quoted if it has to be. */
-void hmsg_value(struct sbuf *b, const char *s, size_t n);
+void hmsg_value(struct buf *b, const char *s, size_t n);
 
 /*
  * Parse a commit message: `fn` gets each version block (pointers valid
@@ -214,7 +202,7 @@ void hmsg_time(int64_t ns, char *buf, size_t len);
 /* A frame being built: payload after a JNL_FRAME_HDR gap, to be written
    at h->idx_end; per version, its record and where its entry goes. */
 struct hframe {
-	struct sbuf b;
+	struct buf b;
 	size_t count_at;
 	uint32_t count;
 	uint64_t at;	 /* the file offset of b.p[0] */

@@ -193,24 +193,24 @@ static int batch_tree(struct hist *h, const struct batch *b, git_oid *out)
 
 /* ---- the commit ---------------------------------------------------------- */
 
-static void batch_message(const struct batch *b, struct sbuf *m)
+static void batch_message(const struct batch *b, struct buf *m)
 {
 	const struct bver *v0 = &b->v[0];
 
 	if (b->n == 1) {
-		sb_str(m, "recfs: ");
+		buf_puts(m, "recfs: ");
 		hmsg_value(m, v0->id, v0->m.id_len);
-		sb_fmt(m, " version %" PRIu64 "%s\n", v0->m.e.version,
-		       v0->m.e.flags & HENT_DELETED ? " deleted" : "");
+		buf_printf(m, " version %" PRIu64 "%s\n", v0->m.e.version,
+			   v0->m.e.flags & HENT_DELETED ? " deleted" : "");
 	} else {
-		sb_fmt(m,
-		       "recfs: %zu changes, revisions %" PRIu64 "..%" PRIu64
-		       "\n",
-		       b->n, b->first, b->upto);
+		buf_printf(m,
+			   "recfs: %zu changes, revisions %" PRIu64 "..%" PRIu64
+			   "\n",
+			   b->n, b->first, b->upto);
 	}
 	for (size_t i = 0; i < b->n; i++)
 		hmsg_block(m, &b->v[i].m);
-	sb_fmt(m, "\nRecfs-Upto: %" PRIu64 "\n", b->upto);
+	buf_printf(m, "\nRecfs-Upto: %" PRIu64 "\n", b->upto);
 }
 
 static int make_commit(struct hist *h, const struct batch *b,
@@ -218,7 +218,7 @@ static int make_commit(struct hist *h, const struct batch *b,
 {
 	const git_oid *parents[1] = {&h->head};
 	git_signature *sig = NULL;
-	struct sbuf m = {0};
+	struct buf m = BUF_INIT;
 	int rc;
 
 	batch_message(b, &m);
@@ -228,12 +228,12 @@ static int make_commit(struct hist *h, const struct batch *b,
 	/* by ids: no need to parse the (maybe large) tree again */
 	if (rc == 0)
 		rc = git_commit_create_from_ids(out, h->repo, NULL, sig, sig,
-						NULL, m.p, tree_oid,
+						NULL, m.ptr, tree_oid,
 						h->has_head ? 1 : 0, parents);
 	if (rc < 0)
 		rc = hist_git_error(rc, "creating the commit", b->v[0].id);
 	git_signature_free(sig);
-	sb_free(&m);
+	buf_free(&m);
 	return rc;
 }
 
@@ -334,7 +334,7 @@ static int side_commit(struct hist *h, const struct batch *b, git_oid *out,
 	const git_oid *parents[1] = {&h->side};
 	git_signature *sig = NULL;
 	git_tree_update *u = NULL;
-	struct sbuf m = {0};
+	struct buf m = BUF_INIT;
 	git_oid tree;
 	size_t n = 0;
 	int rc;
@@ -349,18 +349,18 @@ static int side_commit(struct hist *h, const struct batch *b, git_oid *out,
 				    NULL);
 		goto out;
 	}
-	sb_fmt(&m,
-	       "recfs: %zu versions superseded within revisions %" PRIu64
-	       "..%" PRIu64 "\n\nTheir blobs, kept reachable; the versions "
-	       "are recorded on refs/heads/main.\n",
-	       n, b->first, b->upto);
+	buf_printf(&m,
+		   "recfs: %zu versions superseded within revisions %" PRIu64
+		   "..%" PRIu64 "\n\nTheir blobs, kept reachable; the versions "
+		   "are recorded on refs/heads/main.\n",
+		   n, b->first, b->upto);
 	rc = m.err;
 	if (rc == 0)
 		rc = git_signature_new(&sig, "recfs", "recfs@localhost",
 				       time(NULL), 0);
 	if (rc == 0)
 		rc = git_commit_create_from_ids(out, h->repo, NULL, sig, sig,
-						NULL, m.p, &tree,
+						NULL, m.ptr, &tree,
 						h->has_side ? 1 : 0, parents);
 	if (rc < 0)
 		rc = hist_git_error(rc, "committing the superseded versions",
@@ -368,7 +368,7 @@ static int side_commit(struct hist *h, const struct batch *b, git_oid *out,
 	*made = rc == 0;
 out:
 	git_signature_free(sig);
-	sb_free(&m);
+	buf_free(&m);
 	side_updates_free(u, n);
 	return rc;
 }

@@ -39,6 +39,8 @@
  *at a time (at most JNL_MAX_RECORD).
  */
 #include "hist_i.h"
+#include "breader.h"
+#include "bytes.h"
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
@@ -78,15 +80,6 @@ static bool kind_ok(uint64_t kind)
 
 /* ---- frames of history.idx --------------------------------------------- */
 
-static void put_u(struct sbuf *b, uint64_t v, unsigned bytes)
-{
-	uint8_t p[8];
-
-	for (unsigned i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-	sb_add(b, p, bytes);
-}
-
 void hidx_frame_start(struct hist *h, struct hframe *f, const git_oid *commit,
 		      uint64_t upto)
 {
@@ -97,16 +90,16 @@ void hidx_frame_start(struct hist *h, struct hframe *f, const git_oid *commit,
 	f->serial = ++h->frame_serial;
 	f->commit = *commit;
 	f->upto = upto;
-	sb_add(&f->b, gap, sizeof(gap));
-	put_u(&f->b, IDX_KIND_COMMIT, 1);
-	sb_add(&f->b, commit->id, GIT_OID_RAWSZ);
+	buf_put(&f->b, gap, sizeof(gap));
+	buf_putc(&f->b, (int)(IDX_KIND_COMMIT));
+	buf_put(&f->b, commit->id, GIT_OID_RAWSZ);
 	f->count_at = f->b.len;
-	put_u(&f->b, 0, 4);
+	buf_put_le32(&f->b, (uint32_t)(0));
 }
 
 void hidx_frame_free(struct hframe *f)
 {
-	sb_free(&f->b);
+	buf_free(&f->b);
 	free(f->pub);
 }
 
@@ -137,24 +130,25 @@ static void frame_add(struct hist *h, struct hframe *f,
 		return;
 	}
 	f->pub = pub;
-	put_u(&f->b, r->stage_serial == f->serial ? r->stage_last : r->last, 8);
-	put_u(&f->b, off - f->at, 4);
-	put_u(&f->b, e->version, 8);
-	put_u(&f->b, e->flags, 1);
-	put_u(&f->b, v->id_len, 2);
-	sb_add(&f->b, v->id, v->id_len);
-	put_u(&f->b, e->revision, 8);
-	put_u(&f->b, e->size, 8);
-	put_u(&f->b, (uint64_t)e->time_ns, 8);
-	put_u(&f->b, e->uid, 4);
-	put_u(&f->b, e->pid, 4);
-	sb_add(&f->b, e->blob.id, GIT_OID_RAWSZ);
-	sb_add(&f->b, e->hash, 16);
-	put_u(&f->b, comm, 1);
-	sb_add(&f->b, e->comm, comm);
-	put_u(&f->b, e->mode, 4);
-	put_u(&f->b, e->ouid, 4);
-	put_u(&f->b, e->ogid, 4);
+	buf_put_le64(&f->b,
+		     r->stage_serial == f->serial ? r->stage_last : r->last);
+	buf_put_le32(&f->b, (uint32_t)(off - f->at));
+	buf_put_le64(&f->b, e->version);
+	buf_putc(&f->b, (int)(e->flags));
+	buf_put_le16(&f->b, (uint16_t)(v->id_len));
+	buf_put(&f->b, v->id, v->id_len);
+	buf_put_le64(&f->b, e->revision);
+	buf_put_le64(&f->b, e->size);
+	buf_put_le64(&f->b, (uint64_t)e->time_ns);
+	buf_put_le32(&f->b, (uint32_t)(e->uid));
+	buf_put_le32(&f->b, (uint32_t)(e->pid));
+	buf_put(&f->b, e->blob.id, GIT_OID_RAWSZ);
+	buf_put(&f->b, e->hash, 16);
+	buf_putc(&f->b, (int)(comm));
+	buf_put(&f->b, e->comm, comm);
+	buf_put_le32(&f->b, (uint32_t)(e->mode));
+	buf_put_le32(&f->b, (uint32_t)(e->ouid));
+	buf_put_le32(&f->b, (uint32_t)(e->ogid));
 	r->stage_serial = f->serial;
 	r->stage_last = off;
 	f->pub[f->npub].r = r;
@@ -177,7 +171,7 @@ static int frame_write(struct hist *h, struct hframe *f, uint64_t upto)
 	if (rc == 0 && plen > JNL_MAX_RECORD)
 		rc = -EFBIG;
 	if (rc == 0) {
-		uint8_t *p = (uint8_t *)f->b.p;
+		uint8_t *p = (uint8_t *)f->b.ptr;
 
 		iov.iov_base = p + JNL_FRAME_HDR;
 		iov.iov_len = plen;
@@ -205,35 +199,6 @@ static int frame_write(struct hist *h, struct hframe *f, uint64_t upto)
 
 /* ---- reading history.idx ------------------------------------------------ */
 
-struct rd {
-	const uint8_t *p;
-	size_t left;
-	bool bad;
-};
-
-static const uint8_t *rd_take(struct rd *r, size_t n)
-{
-	const uint8_t *p = r->p;
-
-	if (r->bad || n > r->left) {
-		r->bad = true;
-		return NULL;
-	}
-	r->p += n;
-	r->left -= n;
-	return p;
-}
-
-static uint64_t rd_u(struct rd *r, unsigned bytes)
-{
-	const uint8_t *p = rd_take(r, bytes);
-	uint64_t v = 0;
-
-	for (unsigned i = 0; p && i < bytes; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 /* One entry as decoded. */
 struct ent {
 	uint64_t prev;
@@ -244,36 +209,36 @@ struct ent {
 };
 
 /* Decode an entry; false if it is not one. `upto`: the frame's. */
-static bool ent_decode(struct rd *r, uint64_t upto, struct ent *out)
+static bool ent_decode(struct breader *r, uint64_t upto, struct ent *out)
 {
 	struct hent *e = &out->e;
 	const uint8_t *p;
 	size_t comm;
 
 	memset(out, 0, sizeof(*out));
-	out->prev = rd_u(r, 8);
-	out->back = (uint32_t)rd_u(r, 4);
-	e->version = rd_u(r, 8);
-	e->flags = (uint8_t)rd_u(r, 1);
-	out->id_len = rd_u(r, 2);
-	out->id = (const char *)rd_take(r, out->id_len);
-	e->revision = rd_u(r, 8);
-	e->size = rd_u(r, 8);
-	e->time_ns = (int64_t)rd_u(r, 8);
-	e->uid = (uint32_t)rd_u(r, 4);
-	e->pid = (uint32_t)rd_u(r, 4);
-	if ((p = rd_take(r, 20)))
+	out->prev = br_le64(r);
+	out->back = (uint32_t)br_le32(r);
+	e->version = br_le64(r);
+	e->flags = (uint8_t)br_u8(r);
+	out->id_len = br_le16(r);
+	out->id = (const char *)br_take(r, out->id_len);
+	e->revision = br_le64(r);
+	e->size = br_le64(r);
+	e->time_ns = (int64_t)br_le64(r);
+	e->uid = (uint32_t)br_le32(r);
+	e->pid = (uint32_t)br_le32(r);
+	if ((p = br_take(r, 20)))
 		memcpy(e->blob.id, p, 20);
-	if ((p = rd_take(r, 16)))
+	if ((p = br_take(r, 16)))
 		memcpy(e->hash, p, 16);
-	comm = rd_u(r, 1);
-	if (comm > sizeof(e->comm) || !(p = rd_take(r, comm)))
+	comm = br_u8(r);
+	if (comm > sizeof(e->comm) || !(p = br_take(r, comm)))
 		return false;
 	memcpy(e->comm, p, comm);
-	e->mode = (uint32_t)rd_u(r, 4);
-	e->ouid = (uint32_t)rd_u(r, 4);
-	e->ogid = (uint32_t)rd_u(r, 4);
-	return !r->bad && out->id &&
+	e->mode = (uint32_t)br_le32(r);
+	e->ouid = (uint32_t)br_le32(r);
+	e->ogid = (uint32_t)br_le32(r);
+	return !r->err && out->id &&
 	       id_parse(out->id, out->id_len, NULL) == 0 && e->version != 0 &&
 	       e->revision != 0 && e->revision <= upto &&
 	       (e->flags & ~HENT_ALL) == 0 && e->mode <= 07777;
@@ -290,19 +255,19 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
 		      uint64_t at, uint64_t upto, bool mem, git_oid *commit,
 		      bool *part)
 {
-	struct rd r = {payload, len, false};
-	uint64_t kind = rd_u(&r, 1);
+	struct breader r = {payload, len, 0};
+	uint64_t kind = br_u8(&r);
 	const uint8_t *p;
 	uint32_t count, no = 0;
 	int rc = 0;
 
-	if (!kind_ok(kind) || !(p = rd_take(&r, 20)))
+	if (!kind_ok(kind) || !(p = br_take(&r, 20)))
 		return -EBADMSG;
 	if (part)
 		*part = kind == IDX_KIND_PART;
 	memcpy(commit->id, p, GIT_OID_RAWSZ);
-	count = (uint32_t)rd_u(&r, 4);
-	if (r.bad)
+	count = (uint32_t)br_le32(&r);
+	if (r.err)
 		return -EBADMSG;
 	if (mem)
 		rc = hidx_add_commit(&h->ix, commit, &no);
@@ -343,12 +308,11 @@ static int frame_commit(struct hist *h, struct hframe *f, bool part)
 	git_oid commit;
 	int rc;
 
-	for (int i = 0; f->b.err == 0 && i < 4; i++)
-		((uint8_t *)f->b.p)[f->count_at + (size_t)i] =
-			(uint8_t)(f->count >> (8 * i));
-	if (f->b.err == 0)
-		((uint8_t *)f->b.p)[JNL_FRAME_HDR] =
-			part ? IDX_KIND_PART : IDX_KIND_COMMIT;
+	if (f->b.err == 0) {
+		wr_le32(f->b.ptr + f->count_at, f->count);
+		f->b.ptr[JNL_FRAME_HDR] =
+			(char)(part ? IDX_KIND_PART : IDX_KIND_COMMIT);
+	}
 	rc = frame_write(h, f, f->upto);
 
 	pthread_rwlock_wrlock(&h->ix_lock);
@@ -362,7 +326,7 @@ static int frame_commit(struct hist *h, struct hframe *f, bool part)
 	} else if (f->b.err) {
 		rc = f->b.err;
 	} else {
-		rc = frame_load(h, (const uint8_t *)f->b.p + JNL_FRAME_HDR,
+		rc = frame_load(h, (const uint8_t *)f->b.ptr + JNL_FRAME_HDR,
 				f->b.len - JNL_FRAME_HDR, f->at, f->upto, true,
 				&commit, NULL);
 	}
@@ -408,7 +372,8 @@ int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
 
 	hidx_frame_start(h, &f, commit, upto);
 	for (size_t i = 0; i < n; i++)
-		hidx_frame_put(h, &f, (const struct hmsg_ver *)(p + i * stride));
+		hidx_frame_put(h, &f,
+			       (const struct hmsg_ver *)(p + i * stride));
 	rc = hidx_frame_end(h, &f);
 	hidx_frame_free(&f);
 	return rc;
@@ -575,7 +540,7 @@ int hidx_ent_step(struct hist *h, uint64_t off, uint64_t *prev,
 		  uint64_t *version, uint8_t *flags)
 {
 	uint8_t b[ENT_HEAD];
-	struct rd r = {b, sizeof(b), false};
+	struct breader r = {b, sizeof(b), 0};
 	ssize_t n;
 	int rc = ent_check_off(h, off);
 
@@ -585,10 +550,10 @@ int hidx_ent_step(struct hist *h, uint64_t off, uint64_t *prev,
 			 (off_t)off);
 	if (n < 0)
 		return (int)n;
-	*prev = rd_u(&r, 8);
-	(void)rd_u(&r, 4);
-	*version = rd_u(&r, 8);
-	*flags = (uint8_t)rd_u(&r, 1);
+	*prev = br_le64(&r);
+	(void)br_le32(&r);
+	*version = br_le64(&r);
+	*flags = (uint8_t)br_u8(&r);
 	if (n != (ssize_t)sizeof(b) || *prev >= off) {
 		rlog_err("%s: the entry at byte %" PRIu64 " does not read "
 			 "back",
@@ -602,7 +567,7 @@ int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
 		  hist_version *out)
 {
 	uint8_t *b = NULL, c[21];
-	struct rd rd;
+	struct breader rd;
 	struct ent en;
 	struct hent e;
 	git_oid commit;
@@ -620,7 +585,7 @@ int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
 		rc = (int)n;
 		goto out;
 	}
-	rd = (struct rd){b, (size_t)n, false};
+	rd = (struct breader){b, (size_t)n, 0};
 	rc = -EIO;
 	if (!ent_decode(&rd, UINT64_MAX, &en) || en.id_len != r->id_len ||
 	    memcmp(en.id, r->id, r->id_len) != 0 || en.back > off ||
@@ -673,7 +638,7 @@ int hidx_file_each(struct hist *h, uint64_t end,
 		uint64_t upto;
 		uint32_t count;
 		git_oid commit;
-		struct rd r;
+		struct breader r;
 		long fl;
 
 		fl = frame_read(h, h->idx_rfd, off, buf, &upto, &payload, &len);
@@ -681,13 +646,13 @@ int hidx_file_each(struct hist *h, uint64_t end,
 			rc = fl < 0 ? (int)fl : -EIO;
 			break;
 		}
-		r = (struct rd){payload, len, false};
-		if (!kind_ok(rd_u(&r, 1)) || !(p = rd_take(&r, 20))) {
+		r = (struct breader){payload, len, 0};
+		if (!kind_ok(br_u8(&r)) || !(p = br_take(&r, 20))) {
 			rc = -EIO;
 			break;
 		}
 		memcpy(commit.id, p, GIT_OID_RAWSZ);
-		count = (uint32_t)rd_u(&r, 4);
+		count = (uint32_t)br_le32(&r);
 		for (uint32_t i = 0; rc == 0 && i < count; i++) {
 			struct hidx one = {.commits = &commit, .ncommits = 1};
 			hist_version v;

@@ -10,74 +10,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- text buffer ------------------------------------------------------- */
-
-static void sb_reserve(struct sbuf *b, size_t n)
-{
-	size_t cap;
-	char *p;
-
-	if (b->err || b->len + n + 1 <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 1024;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->err = -ENOMEM;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
-void sb_add(struct sbuf *b, const void *s, size_t n)
-{
-	sb_reserve(b, n);
-	if (b->err)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-void sb_fmt(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->err = b->err ? b->err : -EINVAL;
-		return;
-	}
-	sb_reserve(b, (size_t)n);
-	if (b->err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-void sb_free(struct sbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
 
 /* ---- values ------------------------------------------------------------ */
 
@@ -128,38 +64,38 @@ static bool needs_quotes(const char *s, size_t n)
 	return false;
 }
 
-void hmsg_value(struct sbuf *b, const char *s, size_t n)
+void hmsg_value(struct buf *b, const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, k;
 
 	if (!needs_quotes(s, n)) {
-		sb_add(b, s, n);
+		buf_put(b, s, n);
 		return;
 	}
-	sb_add(b, "\"", 1);
+	buf_put(b, "\"", 1);
 	while (i < n) {
 		unsigned char c = u[i];
 
 		k = c >= 0x80 ? utf8_len(u + i, n - i) : 1;
 		if (c == '"' || c == '\\')
-			sb_fmt(b, "\\%c", c);
+			buf_printf(b, "\\%c", c);
 		else if (c == '\n')
-			sb_str(b, "\\n");
+			buf_puts(b, "\\n");
 		else if (c == '\t')
-			sb_str(b, "\\t");
+			buf_puts(b, "\\t");
 		else if (c == '\r')
-			sb_str(b, "\\r");
+			buf_puts(b, "\\r");
 		else if (c < 0x20 || c == 0x7f || k == 0)
-			sb_fmt(b, "\\%03o", c);
+			buf_printf(b, "\\%03o", c);
 		else {
-			sb_add(b, u + i, k);
+			buf_put(b, u + i, k);
 			i += k;
 			continue;
 		}
 		i++;
 	}
-	sb_add(b, "\"", 1);
+	buf_put(b, "\"", 1);
 }
 
 /* Undo hmsg_value into out[cap] (NUL-terminated). Returns the length or
@@ -243,62 +179,62 @@ static int parse_time(const char *s, int64_t *ns)
 	return 0;
 }
 
-static void hex(struct sbuf *b, const uint8_t *p, size_t n)
+static void hex(struct buf *b, const uint8_t *p, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
 
 	for (size_t i = 0; i < n; i++) {
 		char two[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
 
-		sb_add(b, two, 2);
+		buf_put(b, two, 2);
 	}
 }
 
-void hmsg_block(struct sbuf *b, const struct hmsg_ver *v)
+void hmsg_block(struct buf *b, const struct hmsg_ver *v)
 {
 	const struct hent *e = &v->e;
 	char t[48], oid[GIT_OID_HEXSZ + 1];
 
-	sb_str(b, "\nRecfs-Id: ");
+	buf_puts(b, "\nRecfs-Id: ");
 	hmsg_value(b, v->id, v->id_len);
-	sb_fmt(b, "\nRecfs-Version: %" PRIu64 "\nRecfs-Revision: %" PRIu64,
-	       e->version, e->revision);
+	buf_printf(b, "\nRecfs-Version: %" PRIu64 "\nRecfs-Revision: %" PRIu64,
+		   e->version, e->revision);
 	if (!(e->flags & (HENT_DELETED | HENT_MISSING))) {
 		git_oid_tostr(oid, sizeof(oid), &e->blob);
-		sb_fmt(b, "\nRecfs-Blob: %s", oid);
+		buf_printf(b, "\nRecfs-Blob: %s", oid);
 	}
 	if (!(e->flags & HENT_DELETED)) {
 		if (e->flags & HENT_HASH) {
-			sb_str(b, "\nRecfs-Hash: xxh3-128:");
+			buf_puts(b, "\nRecfs-Hash: xxh3-128:");
 			hex(b, e->hash, 16);
 		}
-		sb_fmt(b, "\nRecfs-Size: %" PRIu64, e->size);
+		buf_printf(b, "\nRecfs-Size: %" PRIu64, e->size);
 		if (e->flags & HENT_SYMLINK)
-			sb_str(b, "\nRecfs-Symlink: true");
+			buf_puts(b, "\nRecfs-Symlink: true");
 		if (e->flags & HENT_META)
-			sb_fmt(b,
-			       "\nRecfs-Owner: %" PRIu32 ":%" PRIu32
-			       "\nRecfs-Mode: 0%03" PRIo32,
-			       e->ouid, e->ogid, e->mode);
+			buf_printf(b,
+				   "\nRecfs-Owner: %" PRIu32 ":%" PRIu32
+				   "\nRecfs-Mode: 0%03" PRIo32,
+				   e->ouid, e->ogid, e->mode);
 	}
 	if (v->from) {
-		sb_str(b, "\nRecfs-From: ");
+		buf_puts(b, "\nRecfs-From: ");
 		hmsg_value(b, v->from, v->from_len);
 	}
 	if (v->to) {
-		sb_str(b, "\nRecfs-To: ");
+		buf_puts(b, "\nRecfs-To: ");
 		hmsg_value(b, v->to, v->to_len);
 	}
 	if (e->flags & HENT_DELETED)
-		sb_str(b, "\nRecfs-Deleted: true");
+		buf_puts(b, "\nRecfs-Deleted: true");
 	if (e->flags & HENT_MISSING)
-		sb_str(b, "\nRecfs-Missing: true");
-	sb_fmt(b, "\nRecfs-Uid: %" PRIu32 "\nRecfs-Pid: %" PRIu32, e->uid,
-	       e->pid);
-	sb_str(b, "\nRecfs-Comm: ");
+		buf_puts(b, "\nRecfs-Missing: true");
+	buf_printf(b, "\nRecfs-Uid: %" PRIu32 "\nRecfs-Pid: %" PRIu32, e->uid,
+		   e->pid);
+	buf_puts(b, "\nRecfs-Comm: ");
 	hmsg_value(b, e->comm, strnlen(e->comm, sizeof(e->comm)));
 	hmsg_time(e->time_ns, t, sizeof(t));
-	sb_fmt(b, "\nRecfs-Time: %s\n", t);
+	buf_printf(b, "\nRecfs-Time: %s\n", t);
 }
 
 /* ---- parsing ----------------------------------------------------------- */

@@ -28,6 +28,7 @@
  * afterwards, so that no process keeps the removed packs open.
  */
 #include "hist_i.h"
+#include "bytes.h"
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include "io.h"
@@ -74,14 +75,6 @@ struct pstream {
 	git_indexer_progress st;
 };
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 static int ps_add(struct pstream *ps, const void *p, size_t n)
 {
 	int rc;
@@ -111,8 +104,8 @@ static int ps_open(struct hist *h, struct pstream *ps, uint32_t count)
 	ps->md = EVP_MD_CTX_new();
 	if (!ps->md || !EVP_DigestInit_ex(ps->md, EVP_sha1(), NULL))
 		return -ENOMEM;
-	put_be32(hdr + 4, 2);
-	put_be32(hdr + 8, count);
+	wr_be32(hdr + 4, 2);
+	wr_be32(hdr + 8, count);
 	return ps_add(ps, hdr, sizeof(hdr));
 }
 
@@ -384,8 +377,7 @@ static int get_be32(int fd, off_t off, uint32_t *out)
 
 	if (pread(fd, b, 4, off) != 4)
 		return -EIO;
-	*out = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-	       (uint32_t)b[2] << 8 | b[3];
+	*out = rd_be32(b);
 	return 0;
 }
 

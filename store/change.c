@@ -4,6 +4,7 @@
  */
 #include "change.h"
 #include "store_i.h"
+#include "bytes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -108,8 +109,7 @@ static int decode(const uint8_t *p, size_t len, struct rec *r, bool *part)
 	if (len < 6 || p[1] != 0)
 		return -EBADMSG;
 	r->type = REC_TXN;
-	r->nparts = (uint32_t)p[2] | (uint32_t)p[3] << 8 |
-		    (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
+	r->nparts = rd_le32(p + 2);
 	r->parts = p + 6;
 	r->parts_len = len - 6;
 	return r->nparts ? 0 : -EBADMSG;
