@@ -182,10 +182,11 @@ int hist_error(struct hist *h);
 
 /*
  * Remove the links in journal/blobs/ that no journal record after
- * hist_done names (their versions are in git, or their commit failed).
- * For recovery, before hist_start. Returns 0 or -errno.
+ * hist_done (up to `last`, the journal's last durable revision) names
+ * (their versions are in git, or their commit failed). For recovery,
+ * before hist_start. Returns 0 or -errno.
  */
-int hist_clean_blobs(struct hist *h);
+int hist_clean_blobs(struct hist *h, uint64_t last);
 
 /* Start the writer thread if it is not running. Returns 0, -EROFS, or
    -errno. */

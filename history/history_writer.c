@@ -250,7 +250,7 @@ static int add_stage(void *arg, const struct store_change *ch)
 
 /* The stages the changes after h->done still name (a txn's parts too);
    frames that do not decode are skipped (recovery reports them). */
-static int collect_stages(struct hist *h, struct names *ns)
+static int collect_stages(struct hist *h, uint64_t last, struct names *ns)
 {
 	const struct hist_source *src = &h->o.src;
 	struct hist_frame f;
@@ -260,7 +260,7 @@ static int collect_stages(struct hist *h, struct names *ns)
 	if (!src->open)
 		return 0;
 	rc = src->open(src->arg, h->done, &cur);
-	while (rc == 0 && (rc = src->next(cur, UINT64_MAX, &f)) == 1) {
+	while (rc == 0 && (rc = src->next(cur, last, &f)) == 1) {
 		rc = src->changes(cur, add_stage, ns);
 		if (rc == -EBADMSG)
 			rc = 0;
@@ -275,7 +275,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int hist_clean_blobs(struct hist *h)
+int hist_clean_blobs(struct hist *h, uint64_t last)
 {
 	struct names ns = {0};
 	struct dirent *de;
@@ -284,7 +284,7 @@ int hist_clean_blobs(struct hist *h)
 
 	if (h->blobs_fd < 0)
 		return 0;
-	rc = collect_stages(h, &ns);
+	rc = collect_stages(h, last, &ns);
 	if (rc)
 		goto out;
 	if (ns.n)
