@@ -1,12 +1,36 @@
 /*
- * hist_i.h - what the files of the history layer share: the history
- * context, the in-memory index of versions, the batch a commit is built
- * from and the commit message codec. Not for use outside store/.
+ * hist_i.h - what the files of history/ share: the history context, the
+ * in-memory index of versions, history.idx frames, the batch a commit is
+ * built from and the commit message codec. Not for use outside history/.
  *
- *   history.c        opening, the writer thread, drains, lookups
- *   history_batch.c  one batch: journal records -> blobs, tree, commit
- *   history_index.c  the (ID, version) index and STORE/history.idx
- *   history_msg.c    commit messages: trailer blocks, quoting, times
+ * The layers, each file using only those below it (no loop; checked
+ * with a grep of who calls what), bottom up:
+ *   history_util.c    libgit2 errors as -errno, the clock, paths
+ *   history_path.c    record IDs as tree paths
+ *   history_msg.c     commit messages: trailer blocks, quoting, times
+ *   history_hidx.c    the index in memory (struct hidx)
+ *   history_epoch.c   a prune's new epoch put in place (its intent)
+ *   history_index.c   history.idx: frames written, entries read back
+ *                     (hidx)
+ *   history_read.c    lookups, reads, walks, verify (index, hidx, path)
+ *   history_idxload.c history.idx opened, caught up from git, rebuilt
+ *                     (index, hidx, read, msg)
+ *   history_refs.c    refs/heads/main and the side branch (msg)
+ *   history_pack.c    a batch's objects as one pack; merging packs
+ *   history_odb.c     the writer's object databases (pack)
+ *   history_commit.c  a batch made one commit (index, msg, odb, pack,
+ *                     refs)
+ *   history_batch.c   the store's changes read into a batch (commit,
+ *                     pack, read, path)
+ *   history_writer.c  the writer thread, drains, blob links (batch)
+ *   history_prune.c   pruning by retention (writer, read, idxload,
+ *                     epoch, refs, odb, msg, path)
+ *   history.c         creating, opening and closing (all of the above)
+ * Below history/: base/ (io, log, util, buf, bytes), journal/ (only the
+ * frame format of history.idx), the store's IDs (id.h) and its public
+ * change interface (store.h: struct store_change, struct store_version),
+ * which the store feeds through the struct hist_source it hands to
+ * hist_open. Nothing here includes a store internal.
  */
 #ifndef RECFS_HIST_I_H
 #define RECFS_HIST_I_H
@@ -193,6 +217,13 @@ int hmsg_parse(const char *msg, size_t len,
 /* RFC 3339 UTC with nanoseconds; buf >= 40 bytes. */
 void hmsg_time(int64_t ns, char *buf, size_t len);
 
+/* ---- history_util.c ----------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in ns. */
+int64_t hist_mono_ns(void);
+/* "a/b" in a new string (NULL: no memory). */
+char *hist_join(const char *a, const char *b);
+
 /* ---- history_index.c: history.idx --------------------------------------- */
 
 /* history.idx (history_index.c): its header, 16 bytes */
@@ -251,6 +282,8 @@ struct hist {
 				     until they are written as one pack */
 	git_odb *big_odb;	  /* loose objects only: large blobs */
 	git_odb_backend *pack_backend; /* in repo's odb (hist_pack_packs) */
+	uint64_t pack_gen;	       /* packs written: the pack backend lists
+					  objects/pack again (history_odb.c) */
 	unsigned packs;		       /* packs in objects/pack, as last counted
 					  plus those written since; 0: unknown */
 	void *cur;		       /* o.src's reader */
@@ -345,7 +378,9 @@ void hist_ref_abort(struct hist *h);
  * -errno.
  */
 int hist_pack_write(struct hist *h);
-int hist_pack_tidy(struct hist *h);
+/* *reopen: packs were removed, the caller opens the object databases
+   again (hist_reopen_odbs). */
+int hist_pack_tidy(struct hist *h, bool *reopen);
 /* The backend that holds a batch's objects (h->mempack): a mempack that
    knows what it holds. Returns 0 or a libgit2 error. */
 int hist_pack_backend(git_odb_backend **out);
@@ -358,16 +393,21 @@ void hist_pack_reset(struct hist *h);
 /* The writer's pack backend over `objects` (repo_fd: the repository):
    git_odb_backend_pack's, listing objects/pack again only when it
    changed. Returns 0 or a libgit2 error. */
-int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd);
-/* history_odb.c: a pack was written to objects/pack: the backend `b` made
-   by hist_pack_packs (NULL: none) lists it at the next lookup, whatever
-   the directory's times say (they may not have moved: coarse clock). */
-void hist_pack_packs_changed(git_odb_backend *b);
+int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd,
+		    const uint64_t *gen);
+
 /* Remove the temp files of a pack write cut short by a crash. */
 int hist_pack_clean(struct hist *h);
-/* history.c: open the writer's and the readers' object databases again
-   (after packs were removed). Returns 0 or -errno. */
+/* history_odb.c: open the writer's and the readers' object databases
+   again (after packs were removed). Returns 0 or -errno. */
 int hist_reopen_odbs(struct hist *h);
+/* history_odb.c: the writer's object databases for `repo` (at `path`,
+   open as repo_fd): the mempack of a batch's objects, loose objects and
+   packs (*mempack, *packs: its backends), and loose objects alone for
+   large blobs (*big, replaced). Returns 0 or a libgit2 error. */
+int hist_writer_odb(git_repository *repo, const char *path, int repo_fd,
+		    const uint64_t *gen, git_odb_backend **mempack,
+		    git_odb_backend **packs, git_odb **big);
 
 /* ---- history_prune.c, history_epoch.c: pruning -------------------------- */
 
@@ -395,7 +435,10 @@ int hist_epoch_install(struct hist *h, int dirfd, const struct hist_epoch *ep);
 /* At open (before the repository is): finish a prune whose intent is
    written, or remove one cut short before it. Returns 0 or -errno. */
 int hist_epoch_recover(struct hist *h);
-/* Read refs/heads/main and the side branch again (after a prune). */
+/* history_refs.c: read refs/heads/main (h->head, h->head_tree, h->done
+   from its Recfs-Upto) and the side branch: at open (hist_head_read),
+   again after a prune (hist_head_reload). Return 0 or -errno. */
+int hist_head_read(struct hist *h);
 int hist_head_reload(struct hist *h);
 /* history_index.c: start history.idx and the index afresh from the
    commits of refs/heads/main (after a prune; epoch_lock held exclusive,
@@ -430,9 +473,6 @@ struct batch {
    refs/heads/main, then the index and the blob links). Returns 0 or
    -errno: then refs/heads/main is where it was. */
 int hist_batch_commit(struct hist *h, const struct batch *b);
-
-/* history.c: CLOCK_MONOTONIC in ns. */
-int64_t hist_mono_ns(void);
 
 /* history_batch.c: read the next batch from the change source and commit
    it. Returns 0 (*upto: the last revision it covers; unchanged if there was

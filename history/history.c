@@ -51,14 +51,6 @@
 #define SIDE_NAME HIST_SIDE_NAME
 #define HIST_NEW_DIR HIST_DIR ".new"
 
-int64_t hist_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int cond_init_mono(pthread_cond_t *cv)
 {
 	pthread_condattr_t a;
@@ -69,64 +61,6 @@ static int cond_init_mono(pthread_cond_t *cv)
 	rc = -pthread_cond_init(cv, &a);
 	pthread_condattr_destroy(&a);
 	return rc;
-}
-
-int hist_git_error(int gerr, const char *what, const char *id)
-{
-	int saved = errno;
-	const git_error *e = git_error_last();
-	const char *msg = e && e->message ? e->message : "unknown error";
-	int rc;
-
-	switch (gerr) {
-	case GIT_ENOTFOUND:
-		rc = -ENOENT;
-		break;
-	case GIT_EEXISTS:
-		rc = -EEXIST;
-		break;
-	case GIT_ELOCKED:
-		rc = -EBUSY;
-		break;
-	case GIT_EMODIFIED:
-		rc = -ESTALE;
-		break;
-	case GIT_EINVALID:
-	case GIT_EINVALIDSPEC:
-		rc = -EINVAL;
-		break;
-	default:
-		if (e && e->klass == GIT_ERROR_NOMEMORY)
-			rc = -ENOMEM;
-		else if (e && e->klass == GIT_ERROR_OS && saved > 0)
-			rc = -saved;
-		else
-			rc = -EIO;
-		/* errno may be gone by now, the message keeps strerror's */
-		if (rc == -EIO && strstr(msg, strerror(ENOSPC)))
-			rc = -ENOSPC;
-	}
-	/* on a full disk the batch says so, once (history_batch.c) */
-	if (id)
-		rlog(rc == -ENOSPC ? RLOG_DEBUG : RLOG_ERR,
-		     "record %s: history: %s: %s", id, what, msg);
-	else
-		rlog(rc == -ENOSPC ? RLOG_DEBUG : RLOG_ERR, "history: %s: %s",
-		     what, msg);
-	return rc;
-}
-
-static char *join(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *p = malloc(la + lb + 2);
-
-	if (p) {
-		memcpy(p, a, la);
-		p[la] = '/';
-		memcpy(p + la + 1, b, lb + 1);
-	}
-	return p;
 }
 
 /* ---- creating the repository ----------------------------------------- */
@@ -169,7 +103,7 @@ int hist_init_repo(const char *store_path, int store_dirfd)
 {
 	git_repository_init_options o;
 	git_repository *repo = NULL;
-	char *path = join(store_path, HIST_NEW_DIR);
+	char *path = hist_join(store_path, HIST_NEW_DIR);
 	struct stat st;
 	int rc, fd;
 
@@ -220,75 +154,6 @@ int hist_init_repo(const char *store_path, int store_dirfd)
 
 /* ---- opening ----------------------------------------------------------- */
 
-static int skip_ver(void *arg, const struct hmsg_ver *v)
-{
-	return 0;
-}
-
-/* Read refs/heads/recfs-versions (see hist_side_prepare), if any. */
-static int read_side(struct hist *h)
-{
-	int rc = git_reference_name_to_id(&h->side, h->repo, HIST_REF_SIDE);
-
-	h->has_side = rc == 0;
-	if (rc == GIT_ENOTFOUND)
-		return 0;
-	return rc < 0 ? hist_git_error(rc, "reading " HIST_REF_SIDE, NULL) : 0;
-}
-
-/* Read refs/heads/main: head, its tree and its Recfs-Upto (done). */
-static int read_head(struct hist *h)
-{
-	git_commit *c = NULL;
-	char hexid[GIT_OID_HEXSZ + 1];
-	const char *msg;
-	unsigned bad = 0;
-	uint64_t upto = 0;
-	int rc;
-
-	rc = git_reference_name_to_id(&h->head, h->repo, REF_MAIN);
-	if (rc == GIT_ENOTFOUND)
-		return 0; /* no commit yet */
-	if (rc < 0)
-		return hist_git_error(rc, "reading " REF_MAIN, NULL);
-	h->has_head = true;
-	git_oid_tostr(hexid, sizeof(hexid), &h->head);
-	rc = git_commit_lookup(&c, h->repo, &h->head);
-	if (rc == 0)
-		rc = git_commit_tree(&h->head_tree, c);
-	if (rc < 0) {
-		rc = hist_git_error(rc, "reading the last commit", NULL);
-		goto out;
-	}
-	msg = git_commit_message_raw(c);
-	rc = hmsg_parse(msg, strlen(msg), skip_ver, NULL, &upto, &bad);
-	if (rc == 0 && upto == 0) {
-		rlog_err("%s: %s (commit %s) has no Recfs-Upto line: not a "
-			 "recfs history",
-			 h->path, REF_MAIN, hexid);
-		rc = -EBADMSG;
-	}
-	h->done = upto;
-	if (rc == 0)
-		rc = read_side(h);
-out:
-	git_commit_free(c);
-	return rc;
-}
-
-int hist_head_reload(struct hist *h)
-{
-	int rc;
-
-	git_tree_free(h->head_tree);
-	h->head_tree = NULL;
-	h->has_head = h->has_side = h->has_ref_maybe = false;
-	pthread_mutex_lock(&h->mu); /* read_head sets done (unchanged) */
-	rc = read_head(h);
-	pthread_mutex_unlock(&h->mu);
-	return rc;
-}
-
 static int open_dir(int dirfd, const char *name, const char *what, int *out)
 {
 	*out = openat(dirfd, name,
@@ -331,98 +196,6 @@ static int open_dirs(struct hist *h)
 	return rc;
 }
 
-/* A loose backend with the store's modes (directories 0700, files 0600,
-   whatever the umask) and no fsync (see the top). */
-static int loose_backend(git_odb *odb, const char *objects, int prio)
-{
-	git_odb_backend *loose = NULL;
-	int rc = git_odb_backend_loose(&loose, objects, -1, 0, 0700, 0600);
-
-	if (rc == 0 && (rc = git_odb_add_backend(odb, loose, prio)) < 0)
-		loose->free(loose);
-	return rc;
-}
-
-/*
- * The writer's object databases: the mempack that holds a batch's
- * objects until they are written as one pack (history_pack.c), loose
- * objects and packs; and one of loose objects alone, for the blobs too
- * large to hold in memory (*big).
- */
-static int writer_odb(git_repository *repo, const char *path, int repo_fd,
-		      git_odb_backend **mempack, git_odb_backend **packs,
-		      git_odb **big)
-{
-	git_odb_backend *pack = NULL, *mem = NULL, *in_mem = NULL,
-			*in_pack = NULL;
-	git_odb *odb = NULL, *b = NULL;
-	char *objects = join(path, "objects");
-	int rc;
-
-	if (!objects)
-		return -ENOMEM;
-	rc = git_odb_new(&odb);
-	if (rc == 0)
-		rc = git_odb_new(&b);
-	if (rc == 0)
-		rc = loose_backend(b, objects, 1);
-	if (rc == 0)
-		rc = hist_pack_backend(&mem);
-	if (rc == 0 && (rc = git_odb_add_backend(odb, mem, 3)) == 0) {
-		in_mem = mem; /* the odb's now */
-		mem = NULL;
-	}
-	if (rc == 0)
-		rc = loose_backend(odb, objects, 2);
-	if (rc == 0)
-		rc = hist_pack_packs(&pack, objects, repo_fd);
-	if (rc == 0 && (rc = git_odb_add_backend(odb, pack, 1)) == 0) {
-		in_pack = pack;
-		pack = NULL;
-	}
-	if (rc == 0)
-		rc = git_repository_set_odb(repo, odb);
-	/* only now: on failure the old ones stay in use */
-	if (rc == 0) {
-		*mempack = in_mem;
-		*packs = in_pack;
-		git_odb_free(*big);
-		*big = b;
-		b = NULL;
-	}
-	if (pack)
-		pack->free(pack);
-	if (mem)
-		mem->free(mem);
-	git_odb_free(odb);
-	git_odb_free(b);
-	free(objects);
-	return rc;
-}
-
-int hist_reopen_odbs(struct hist *h)
-{
-	char *objects = join(h->path, "objects");
-	git_odb *odb = NULL;
-	int rc;
-
-	if (!objects)
-		return -ENOMEM;
-	rc = writer_odb(h->repo, h->path, h->repo_fd, &h->mempack,
-			&h->pack_backend, &h->big_odb);
-	if (rc == 0)
-		rc = git_odb_open(&odb, objects);
-	if (rc == 0) {
-		pthread_mutex_lock(&h->rmu);
-		rc = git_repository_set_odb(h->rrepo, odb);
-		pthread_mutex_unlock(&h->rmu);
-	}
-	git_odb_free(odb);
-	free(objects);
-	return rc < 0 ? hist_git_error(rc, "opening the objects again", NULL)
-		      : rc;
-}
-
 static int open_repo(struct hist *h, git_repository **out, bool writer)
 {
 	int rc = git_repository_open_ext(
@@ -430,8 +203,9 @@ static int open_repo(struct hist *h, git_repository **out, bool writer)
 		GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL);
 
 	if (rc == 0 && writer)
-		rc = writer_odb(*out, h->path, h->repo_fd, &h->mempack,
-				&h->pack_backend, &h->big_odb);
+		rc = hist_writer_odb(*out, h->path, h->repo_fd, &h->pack_gen,
+				     &h->mempack, &h->pack_backend,
+				     &h->big_odb);
 	return rc < 0 ? hist_git_error(rc, "opening the repository", NULL) : 0;
 }
 
@@ -446,8 +220,8 @@ static int hist_alloc(struct hist **out, const struct hist_opts *opts)
 	h->repo_fd = h->heads_fd = h->blobs_fd = h->idx_fd = h->idx_rfd = -1;
 	if (!h->o.lag_max)
 		h->o.lag_max = DEFAULT_LAG_MAX;
-	h->path = join(opts->store_path, HIST_DIR);
-	h->idx_path = join(opts->store_path, HIST_INDEX_FILE);
+	h->path = hist_join(opts->store_path, HIST_DIR);
+	h->idx_path = hist_join(opts->store_path, HIST_INDEX_FILE);
 	if (!h->path || !h->idx_path || hidx_init(&h->ix) ||
 	    pthread_mutex_init(&h->mu, NULL) ||
 	    pthread_mutex_init(&h->rmu, NULL) ||
@@ -509,7 +283,7 @@ int hist_open(struct hist **out, const struct hist_opts *opts)
 	if (rc == 0)
 		rc = open_repo(h, &h->rrepo, false);
 	if (rc == 0)
-		rc = read_head(h);
+		rc = hist_head_read(h);
 	if (rc == 0)
 		rc = hist_index_load(h);
 	if (rc == 0 && h->has_head && h->ix.upto != h->done)
@@ -545,108 +319,6 @@ int hist_error(struct hist *h)
 	v = h->err;
 	pthread_mutex_unlock(&h->mu);
 	return v;
-}
-
-/* ---- refs/heads/main ----------------------------------------------------- */
-
-/* Is the ref still where we left it? (Another git process may have
-   moved it: then we stop rather than lose its commits.) */
-static int ref_check(struct hist *h)
-{
-	git_oid cur;
-	int rc = git_reference_name_to_id(&cur, h->repo, REF_MAIN);
-
-	if (rc == GIT_ENOTFOUND && !h->has_head)
-		return 0;
-	if (rc < 0)
-		return hist_git_error(rc, "reading " REF_MAIN, NULL);
-	if ((h->has_head && git_oid_equal(&cur, &h->head)) ||
-	    (h->has_ref_maybe && git_oid_equal(&cur, &h->ref_maybe)))
-		return 0;
-	rlog_err("%s: %s was moved by something else than recfs; the "
-		 "history stops until it points at the last recfs commit again",
-		 h->path, REF_MAIN);
-	return -ESTALE;
-}
-
-/* Write `oid` into refs/heads/NAME.lock (O_EXCL, 0600), not synced: the
-   batch's syncfs makes it durable with the objects it names. */
-static int ref_write_lock(struct hist *h, const char *lock, const git_oid *oid)
-{
-	char line[GIT_OID_HEXSZ + 2];
-	ssize_t n;
-	int fd, rc;
-
-	git_oid_tostr(line, sizeof(line), oid);
-	line[GIT_OID_HEXSZ] = '\n';
-	unlinkat(h->heads_fd, lock, 0);
-	fd = io_openat(h->o.io, "hist.ref.open", h->heads_fd, lock,
-		       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		       0600);
-	if (fd < 0) {
-		rc = fd;
-		goto out;
-	}
-	n = io_pwrite_all(h->o.io, "hist.ref.write", fd, line,
-			  GIT_OID_HEXSZ + 1, 0);
-	rc = n < 0 ? (int)n : 0;
-	close(fd);
-out:
-	if (rc) {
-		unlinkat(h->heads_fd, lock, 0);
-		rlog_err("%s: cannot write refs/heads/%s: %s", h->path, lock,
-			 strerror(-rc));
-	}
-	return rc;
-}
-
-int hist_ref_prepare(struct hist *h, const git_oid *oid)
-{
-	int rc = ref_check(h);
-
-	return rc ? rc : ref_write_lock(h, "main.lock", oid);
-}
-
-int hist_side_prepare(struct hist *h, const git_oid *oid)
-{
-	return ref_write_lock(h, SIDE_NAME ".lock", oid);
-}
-
-int hist_side_commit(struct hist *h)
-{
-	/* no directory fsync of its own: hist_ref_commit's, of the same
-	   directory, follows; if that fails the batch is tried again with
-	   a side commit on top of this one */
-	int rc = io_renameat(h->o.io, "hist.ref.rename", h->heads_fd,
-			     SIDE_NAME ".lock", h->heads_fd, SIDE_NAME, 0);
-
-	if (rc)
-		rlog_err("%s: cannot update %s: %s", h->path, HIST_REF_SIDE,
-			 strerror(-rc));
-	return rc;
-}
-
-int hist_ref_commit(struct hist *h, const git_oid *oid)
-{
-	int rc = io_renameat(h->o.io, "hist.ref.rename", h->heads_fd,
-			     "main.lock", h->heads_fd, "main", 0);
-
-	if (rc == 0) {
-		/* the ref may name `oid` now, whatever follows */
-		h->ref_maybe = *oid;
-		h->has_ref_maybe = true;
-		rc = io_fsync(h->o.io, "hist.ref.dirsync", h->heads_fd);
-	}
-	if (rc)
-		rlog_err("%s: cannot update %s: %s", h->path, REF_MAIN,
-			 strerror(-rc));
-	return rc;
-}
-
-void hist_ref_abort(struct hist *h)
-{
-	unlinkat(h->heads_fd, "main.lock", 0);
-	unlinkat(h->heads_fd, SIDE_NAME ".lock", 0);
 }
 
 void hist_close(struct hist *h)

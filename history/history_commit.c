@@ -373,6 +373,20 @@ out:
 	return rc;
 }
 
+/* Merge packs if there are too many; what fails is logged and tried
+   again after the next batch. */
+static void tidy(struct hist *h)
+{
+	bool reopen = false;
+	int rc;
+
+	hist_pack_tidy(h, &reopen);
+	if (reopen && (rc = hist_reopen_odbs(h)) != 0)
+		rlog_warn("%s: cannot open its objects again after merging "
+			  "packs: %s",
+			  h->path, strerror(-rc));
+}
+
 int hist_batch_commit(struct hist *h, const struct batch *b)
 {
 	git_oid tree_oid, commit, side;
@@ -428,6 +442,6 @@ int hist_batch_commit(struct hist *h, const struct batch *b)
 		h->has_side = true;
 	}
 	batch_done(h, b, &commit);
-	hist_pack_tidy(h); /* logged; tried again after the next batch */
+	tidy(h);
 	return 0;
 }

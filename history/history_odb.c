@@ -1,11 +1,16 @@
 /*
- * history_odb.c - the writer's pack backend (hist_pack_packs): libgit2's,
- * listing objects/pack again only when that directory changed.
+ * history_odb.c - the writer's object databases (hist_writer_odb, opened
+ * again after packs were removed: hist_reopen_odbs) and their pack
+ * backend (hist_pack_packs): libgit2's, listing objects/pack again only
+ * when that directory changed.
  */
 #include "hist_i.h"
 #include <git2/sys/odb_backend.h>
+#include <git2/sys/repository.h>
 
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,6 +29,8 @@ struct cpack {
 	int dirfd; /* objects/pack */
 	struct timespec mtime, ctime;
 	bool seen;
+	const uint64_t *gen; /* h->pack_gen: packs written by the writer */
+	uint64_t gen_seen;
 };
 
 #define IN(b) (((struct cpack *)(b))->in)
@@ -81,6 +88,7 @@ static int cp_refresh(git_odb_backend *b)
 		cp->mtime = st.st_mtim;
 		cp->ctime = st.st_ctim;
 		cp->seen = true;
+		cp->gen_seen = *cp->gen;
 	}
 	return cp->in->refresh(cp->in);
 }
@@ -95,7 +103,8 @@ static void cp_free(git_odb_backend *b)
 	free(cp);
 }
 
-int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd)
+int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd,
+		    const uint64_t *gen)
 {
 	struct cpack *cp = calloc(1, sizeof(*cp));
 	int rc;
@@ -111,6 +120,7 @@ int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd)
 	/* without the directory: every refresh lists it, as before */
 	cp->dirfd = openat(repo_fd, "objects/pack",
 			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cp->gen = gen;
 	cp->parent.version = GIT_ODB_BACKEND_VERSION;
 	cp->parent.read = cp->in->read ? cp_read : NULL;
 	cp->parent.read_prefix = cp->in->read_prefix ? cp_read_prefix : NULL;
@@ -126,8 +136,94 @@ int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd)
 	return 0;
 }
 
-void hist_pack_packs_changed(git_odb_backend *b)
+/* A loose backend with the store's modes (directories 0700, files 0600,
+   whatever the umask) and no fsync (see the top). */
+static int loose_backend(git_odb *odb, const char *objects, int prio)
 {
-	if (b)
-		((struct cpack *)b)->seen = false;
+	git_odb_backend *loose = NULL;
+	int rc = git_odb_backend_loose(&loose, objects, -1, 0, 0700, 0600);
+
+	if (rc == 0 && (rc = git_odb_add_backend(odb, loose, prio)) < 0)
+		loose->free(loose);
+	return rc;
+}
+
+/*
+ * The writer's object databases: the mempack that holds a batch's
+ * objects until they are written as one pack (history_pack.c), loose
+ * objects and packs; and one of loose objects alone, for the blobs too
+ * large to hold in memory (*big).
+ */
+int hist_writer_odb(git_repository *repo, const char *path, int repo_fd,
+		    const uint64_t *gen, git_odb_backend **mempack,
+		    git_odb_backend **packs, git_odb **big)
+{
+	git_odb_backend *pack = NULL, *mem = NULL, *in_mem = NULL,
+			*in_pack = NULL;
+	git_odb *odb = NULL, *b = NULL;
+	char *objects = hist_join(path, "objects");
+	int rc;
+
+	if (!objects)
+		return -ENOMEM;
+	rc = git_odb_new(&odb);
+	if (rc == 0)
+		rc = git_odb_new(&b);
+	if (rc == 0)
+		rc = loose_backend(b, objects, 1);
+	if (rc == 0)
+		rc = hist_pack_backend(&mem);
+	if (rc == 0 && (rc = git_odb_add_backend(odb, mem, 3)) == 0) {
+		in_mem = mem; /* the odb's now */
+		mem = NULL;
+	}
+	if (rc == 0)
+		rc = loose_backend(odb, objects, 2);
+	if (rc == 0)
+		rc = hist_pack_packs(&pack, objects, repo_fd, gen);
+	if (rc == 0 && (rc = git_odb_add_backend(odb, pack, 1)) == 0) {
+		in_pack = pack;
+		pack = NULL;
+	}
+	if (rc == 0)
+		rc = git_repository_set_odb(repo, odb);
+	/* only now: on failure the old ones stay in use */
+	if (rc == 0) {
+		*mempack = in_mem;
+		*packs = in_pack;
+		git_odb_free(*big);
+		*big = b;
+		b = NULL;
+	}
+	if (pack)
+		pack->free(pack);
+	if (mem)
+		mem->free(mem);
+	git_odb_free(odb);
+	git_odb_free(b);
+	free(objects);
+	return rc;
+}
+
+int hist_reopen_odbs(struct hist *h)
+{
+	char *objects = hist_join(h->path, "objects");
+	git_odb *odb = NULL;
+	int rc;
+
+	if (!objects)
+		return -ENOMEM;
+	rc = hist_writer_odb(h->repo, h->path, h->repo_fd, &h->pack_gen,
+			     &h->mempack, &h->pack_backend, &h->big_odb);
+	if (rc == 0)
+		rc = git_odb_open(&odb, objects);
+	if (rc == 0) {
+		pthread_mutex_lock(&h->rmu);
+		rc = git_repository_set_odb(h->rrepo, odb);
+		pthread_mutex_unlock(&h->rmu);
+	}
+	git_odb_free(odb);
+	free(objects);
+	return rc < 0 ? hist_git_error(rc, "opening the objects again", NULL)
+		      : rc;
 }

@@ -292,7 +292,7 @@ static int write_mempack(struct hist *h)
 		rc = ps_commit(&ps);
 	/* seen at the next lookup, whatever the directory's times say (they
 	   may not have moved: coarse clock) */
-	hist_pack_packs_changed(h->pack_backend);
+	h->pack_gen++; /* seen at the next lookup (history_odb.c) */
 	if (rc == 0 && h->packs)
 		h->packs++;
 out:
@@ -697,7 +697,7 @@ static int merge(struct hist *h, int dirfd, const struct pks *ps, size_t n)
 	return rc;
 }
 
-int hist_pack_tidy(struct hist *h)
+int hist_pack_tidy(struct hist *h, bool *reopen)
 {
 	struct pks ps = {0};
 	size_t n = 0;
@@ -723,13 +723,9 @@ int hist_pack_tidy(struct hist *h)
 		rc = merge(h, dirfd, &ps, n);
 		h->packs = rc == 0 ? (unsigned)(ps.n - n + 1) : 0;
 	}
-	/* whatever was removed: no stale pack stays open */
-	if (n >= 2) {
-		int orc = hist_reopen_odbs(h);
-
-		if (rc == 0)
-			rc = orc;
-	}
+	/* whatever was removed: no stale pack stays open (the caller opens
+	   the object databases again) */
+	*reopen = n >= 2;
 	if (rc)
 		rlog_warn("%s: cannot merge %zu of its %zu packs: %s (tried "
 			  "again after the next batch)",
