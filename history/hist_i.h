@@ -369,6 +369,10 @@ void hist_ref_abort(struct hist *h);
 /* Blobs larger than this are streamed as loose objects (h->big_odb)
    rather than held in the mempack. */
 #define HIST_PACK_BLOB_MAX ((uint64_t)1 << 20)
+/* A batch of this many versions or more (more than batch_max allows: a
+   large revision) has its commit streamed as a loose object too
+   (history_commit.c). */
+#define HIST_STREAM_COMMIT_MIN 16384
 
 /*
  * history_pack.c: hist_pack_write writes the objects held in h->mempack

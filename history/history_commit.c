@@ -193,7 +193,8 @@ static int batch_tree(struct hist *h, const struct batch *b, git_oid *out)
 
 /* ---- the commit ---------------------------------------------------------- */
 
-static void batch_message(const struct batch *b, struct buf *m)
+/* The summary line of the batch's message. */
+static void batch_summary(const struct batch *b, struct buf *m)
 {
 	const struct bver *v0 = &b->v[0];
 
@@ -208,9 +209,82 @@ static void batch_message(const struct batch *b, struct buf *m)
 			   "\n",
 			   b->n, b->first, b->upto);
 	}
+}
+
+static void batch_message(const struct batch *b, struct buf *m)
+{
+	batch_summary(b, m);
 	for (size_t i = 0; i < b->n; i++)
 		hmsg_block(m, &b->v[i].m);
 	buf_printf(m, "\nRecfs-Upto: %" PRIu64 "\n", b->upto);
+}
+
+/*
+ * Pass over the commit object of a large batch: its head (in `head`),
+ * each version's block formatted into `blk` in turn, its tail. With a
+ * stream, each is written to it; else *size counts them.
+ */
+static int stream_pass(const struct batch *b, const struct buf *head,
+		       struct buf *blk, git_odb_stream *st, size_t *size)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i <= b->n + 1; i++) {
+		buf_clear(blk);
+		if (i == 0)
+			buf_put(blk, head->ptr, head->len);
+		else if (i <= b->n)
+			hmsg_block(blk, &b->v[i - 1].m);
+		else
+			buf_printf(blk, "\nRecfs-Upto: %" PRIu64 "\n", b->upto);
+		rc = blk->err;
+		if (rc == 0 && st)
+			rc = git_odb_stream_write(st, blk->ptr, blk->len);
+		else if (rc == 0)
+			*size += blk->len;
+	}
+	return rc;
+}
+
+/*
+ * The commit of a batch of many versions, streamed as a loose object
+ * (h->big_odb, as large blobs are) rather than built in memory: its
+ * message takes some 300 bytes a version, and libgit2 would hold it
+ * three times over (the message, the object, the mempack's copy).
+ */
+static int stream_commit(struct hist *h, const struct batch *b,
+			 const git_oid *tree_oid, git_oid *out)
+{
+	char tree[GIT_OID_HEXSZ + 1], parent[GIT_OID_HEXSZ + 1];
+	struct buf head = BUF_INIT, blk = BUF_INIT;
+	long long t = (long long)time(NULL);
+	git_odb_stream *st = NULL;
+	size_t size = 0;
+	int rc;
+
+	git_oid_tostr(tree, sizeof(tree), tree_oid);
+	git_oid_tostr(parent, sizeof(parent), &h->head);
+	buf_printf(&head, "tree %s\n", tree);
+	if (h->has_head)
+		buf_printf(&head, "parent %s\n", parent);
+	buf_printf(&head,
+		   "author recfs <recfs@localhost> %lld +0000\n"
+		   "committer recfs <recfs@localhost> %lld +0000\n\n",
+		   t, t);
+	batch_summary(b, &head);
+	rc = head.err ? head.err : stream_pass(b, &head, &blk, NULL, &size);
+	if (rc == 0 && (rc = git_odb_open_wstream(&st, h->big_odb, size,
+						  GIT_OBJECT_COMMIT)) < 0)
+		rc = hist_git_error(rc, "writing the commit", b->v[0].id);
+	if (rc == 0 && (rc = stream_pass(b, &head, &blk, st, NULL)) < 0 &&
+	    rc != -ENOMEM)
+		rc = hist_git_error(rc, "writing the commit", b->v[0].id);
+	if (rc == 0 && (rc = git_odb_stream_finalize_write(out, st)) < 0)
+		rc = hist_git_error(rc, "writing the commit", b->v[0].id);
+	git_odb_stream_free(st);
+	buf_free(&head);
+	buf_free(&blk);
+	return rc;
 }
 
 static int make_commit(struct hist *h, const struct batch *b,
@@ -221,6 +295,8 @@ static int make_commit(struct hist *h, const struct batch *b,
 	struct buf m = BUF_INIT;
 	int rc;
 
+	if (b->n >= HIST_STREAM_COMMIT_MIN && h->big_odb)
+		return stream_commit(h, b, tree_oid, out);
 	batch_message(b, &m);
 	if (m.err)
 		return m.err;
