@@ -279,7 +279,7 @@ static int tail_fill(struct tail *t, size_t need)
  * zeros then is read again.
  */
 static long tail_frame(struct tail *t, uint64_t *seq, const uint8_t **p,
-		       size_t *len)
+		       size_t *len, bool *more)
 {
 	size_t need = JNL_FRAME_HDR, avail;
 	bool fresh = false;
@@ -290,8 +290,9 @@ static long tail_frame(struct tail *t, uint64_t *seq, const uint8_t **p,
 		avail = t->len && t->off >= t->boff && t->off < t->boff + t->len
 				? (size_t)(t->boff + t->len - t->off)
 				: 0;
-		fl = avail ? jnl_frame_decode(t->buf + (t->off - t->boff),
-					      avail, seq, p, len, &need)
+		fl = avail ? jnl_frame_decode_part(t->buf + (t->off - t->boff),
+						   avail, seq, p, len, more,
+						   &need)
 			   : 0;
 		if (fl > 0)
 			return fl;
@@ -365,13 +366,13 @@ static int tail_undo(struct store_changes *c, int rc)
 	return rc;
 }
 
-/* The frame `seq` at c->t.off (fl bytes): queued, pos moved at the end
-   of its revision. Returns TAIL_RECORD, TAIL_NONE (more frames of the
-   revision follow), -EAGAIN or -errno. */
+/* The frame `seq` at c->t.off (fl bytes; `ends`: not marked
+   JNL_FRAME_MORE): queued, pos moved at the end of its revision. Returns
+   TAIL_RECORD, TAIL_NONE (more frames of the revision follow), -EAGAIN or
+   -errno. */
 static int tail_take(struct store_changes *c, uint64_t durable, uint64_t seq,
-		     const uint8_t *p, size_t len, long fl)
+		     const uint8_t *p, size_t len, long fl, bool ends)
 {
-	bool ends = true;
 	int rc;
 
 	if (seq != c->t.next) {
@@ -389,15 +390,13 @@ static int tail_take(struct store_changes *c, uint64_t durable, uint64_t seq,
 		return -EAGAIN;
 	c->t.off += (uint64_t)fl;
 	if (seq > c->pos) {
-		rc = change_decode(p, len, seq, queue_decoded, c, &ends);
+		rc = change_decode(p, len, seq, queue_decoded, c, NULL);
 		if (rc == -EBADMSG)
 			rlog_err("%s/%s: record %" PRIu64 " cannot be decoded "
 				 "as a change",
 				 c->path, STORE_JOURNAL_DIR, seq);
 		if (rc)
 			return rc;
-	} else if (len > 0 && p[0] == REC_TXN_PART) {
-		ends = false; /* before where we are: seeking */
 	}
 	if (!ends)
 		return TAIL_NONE;
@@ -417,6 +416,7 @@ static int tail_step(struct store_changes *c, uint64_t durable)
 	uint64_t seq;
 	size_t len;
 	bool mid = false; /* frames of an unfinished revision queued */
+	bool more = false;
 	long fl;
 	int rc;
 
@@ -427,7 +427,7 @@ static int tail_step(struct store_changes *c, uint64_t durable)
 		c->t_ok = true;
 	}
 	for (;;) {
-		fl = tail_frame(&c->t, &seq, &p, &len);
+		fl = tail_frame(&c->t, &seq, &p, &len, &more);
 		if (fl < 0)
 			return mid ? tail_undo(c, (int)fl) : (int)fl;
 		if (fl == 0) {
@@ -438,7 +438,7 @@ static int tail_step(struct store_changes *c, uint64_t durable)
 				c->t_ok = false;
 			return mid ? tail_undo(c, rc) : rc;
 		}
-		rc = tail_take(c, durable, seq, p, len, fl);
+		rc = tail_take(c, durable, seq, p, len, fl, !more);
 		if (rc == TAIL_RECORD)
 			return rc;
 		if (rc != TAIL_NONE)
@@ -597,6 +597,7 @@ static int from_git(struct store_changes *c)
 /* The last revision the journal holds completely (and git's, if later). */
 static int find_now(struct store_changes *c, uint64_t *now)
 {
+	bool more = false;
 	uint64_t oldest, at, seq;
 	const uint8_t *p;
 	size_t len;
@@ -620,9 +621,9 @@ static int find_now(struct store_changes *c, uint64_t *now)
 	if (rc || !at)
 		return rc;
 	rc = tail_open(c, at);
-	while (rc == 1 && (fl = tail_frame(&c->t, &seq, &p, &len)) > 0) {
+	while (rc == 1 && (fl = tail_frame(&c->t, &seq, &p, &len, &more)) > 0) {
 		c->t.off += (uint64_t)fl;
-		c->t.next++;
+		c->t.next += !more; /* a change of many frames: at its last */
 	}
 	if (rc < 0)
 		return rc;
