@@ -33,7 +33,7 @@
  */
 #include "store_i.h"
 #include "format.h"
-#include "change.h"
+#include "change_decode.h"
 #include "history.h"
 #include "jnl.h"
 #include "log.h"

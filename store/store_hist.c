@@ -13,7 +13,7 @@
  * but does not stop it.
  */
 #include "store_i.h"
-#include "change.h"
+#include "change_decode.h"
 #include "history.h"
 #include "id.h"
 #include "io.h"
@@ -62,7 +62,7 @@ static bool space_low(void *arg, bool frees)
 				       "writing the history");
 }
 
-/* ---- the history's change source: the journal, decoded (change.c) ---- */
+/* ---- the history's change source: the journal, decoded ---------------- */
 
 struct hsrc {
 	struct jnl_cursor *cur;

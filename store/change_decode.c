@@ -1,8 +1,9 @@
 /*
- * change.c - journal records to store changes (change.h): the only place
- * outside the store's commit path that reads the journal's record format.
+ * change_decode.c - journal records to store changes (change_decode.h):
+ * the one reader of the journal's record format outside the store's
+ * commit and recovery paths.
  */
-#include "change.h"
+#include "change_decode.h"
 #include "store_i.h"
 #include "bytes.h"
 

@@ -1,11 +1,12 @@
 /*
- * test_change.c - journal records decoded as store changes (store/change.c,
- * the one decoder behind the history and `recfsctl watch`): a put with
- * inline content, a put by reference, a rename (a put then a delete), a
- * txn, a REC_TXN_PART frame (the parts of a change of many frames, not
- * its end), a metadata change (no change), and bytes that are no record.
+ * test_change_decode.c - journal records decoded as store changes
+ * (store/change_decode.c, the one decoder behind the history and
+ * `recfsctl watch`): a put with inline content, a rename (a put then a
+ * delete), a txn, a REC_TXN_PART frame (the parts of a change of many
+ * frames, not its end), a metadata change (no change), and bytes that
+ * are no record.
  */
-#include "change.h"
+#include "change_decode.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>
@@ -76,9 +77,9 @@ static uint8_t *encode(const struct rec *r, size_t *len)
 	return all;
 }
 
-TestSuite(change, .timeout = 30);
+TestSuite(change_decode, .timeout = 30);
 
-Test(change, a_put_with_inline_content)
+Test(change_decode, a_put_with_inline_content)
 {
 	struct rec r = put_rec("ns/a", 3, "hello");
 	struct seen s = {0};
@@ -107,7 +108,7 @@ Test(change, a_put_with_inline_content)
 	free(p);
 }
 
-Test(change, a_rename_is_a_put_then_a_delete)
+Test(change_decode, a_rename_is_a_put_then_a_delete)
 {
 	struct rec r = put_rec("ns/to", 1, "");
 	struct seen s = {0};
@@ -165,17 +166,17 @@ static void txn_frame(int type, bool want_ends)
 	free(p);
 }
 
-Test(change, a_txn_frame_ends_its_change)
+Test(change_decode, a_txn_frame_ends_its_change)
 {
 	txn_frame(REC_TXN, true);
 }
 
-Test(change, a_txn_part_frame_does_not)
+Test(change_decode, a_txn_part_frame_does_not)
 {
 	txn_frame(REC_TXN_PART, false);
 }
 
-Test(change, a_metadata_change_makes_none_and_garbage_is_refused)
+Test(change_decode, a_metadata_change_makes_none_and_garbage_is_refused)
 {
 	struct rec r = put_rec("ns/m", 2, "");
 	uint8_t junk[8] = {REC_TXN_PART, 0, 0, 0, 0, 0, 1, 2};
