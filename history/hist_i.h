@@ -456,7 +456,8 @@ struct bver {
 	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
 			      below */
 	char *id, *other;  /* owned */
-	char *path;	   /* id in the tree (hist_path_from_id), owned */
+	char *path;	   /* id in the tree (hist_path_from_id), owned
+			      unless it is `id` itself */
 	char *stage;	   /* blob link to remove after the commit */
 };
 

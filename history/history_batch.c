@@ -14,10 +14,10 @@
  * RECFS_HISTLIB_PARTS=1000000: about 600 MB for one revision of
  * 1,000,000 small parts; its commit is streamed, see history_commit.c).
  * Then one tree update over the previous tree (paths are the record IDs
- * as hist_path_from_id escapes them; a symlink's entry has mode 120000; the last change of a path in
- * the batch wins; deletes remove), one commit whose parent is the
- * previous main, one syncfs of the repository's file system (libgit2
- * writes objects without fsync), and only then refs/heads/main moves
+ * as hist_path_from_id escapes them; a symlink's entry has mode 120000; the
+ * last change of a path in the batch wins; deletes remove), one commit whose
+ * parent is the previous main, one syncfs of the repository's file system
+ * (libgit2 writes objects without fsync), and only then refs/heads/main moves
  * (written and fsynced with its directory). After that the index learns
  * the versions, the blob links of the batch are removed, and the caller
  * advances "done".
@@ -59,7 +59,8 @@ static void batch_free(struct batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		free(b->v[i].id);
 		free(b->v[i].other);
-		free(b->v[i].path);
+		if (b->v[i].path != b->v[i].id)
+			free(b->v[i].path);
 		free(b->v[i].stage);
 	}
 	free(b->v);
@@ -117,10 +118,13 @@ static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 	v = &b->v[b->n];
 	memset(v, 0, sizeof(*v));
 	v->id = strndup_(ch->id, ch->id_len);
-	v->path = strndup_(path, (size_t)plen);
+	/* most IDs are their own tree path: one string for both */
+	v->path = v->id && ((size_t)plen != ch->id_len ||
+			    memcmp(path, ch->id, ch->id_len) != 0)
+			  ? strndup_(path, (size_t)plen)
+			  : v->id;
 	if (!v->id || !v->path) {
 		free(v->id);
-		free(v->path);
 		return NULL;
 	}
 	v->m.id = v->id;
