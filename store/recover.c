@@ -129,6 +129,7 @@ int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq)
 		e->ino = r->ino;
 		return set_xa(e, r->xa, r->xa_len);
 	case REC_TXN:
+	case REC_TXN_PART: /* not replayed here yet (issue 14) */
 		break;
 	}
 	return -EBADMSG;
@@ -583,7 +584,7 @@ int store_recover(struct store *s)
 	if (!s->opts.no_write)
 		be_file_clean_tmp(s->be);
 	if (s->hist && !s->opts.read_only)
-		(void)hist_clean_blobs(s->hist); /* logged; retried next open */
+		(void)hist_clean_blobs(s->hist, rep.last_seq); /* logged */
 	if (!s->opts.no_write && (rep.records || rep.torn_bytes))
 		rlog_info("%s: recovered %llu journal records (%llu files "
 			  "restored, %llu lost, %llu torn bytes ignored)",
