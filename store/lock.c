@@ -384,7 +384,51 @@ static int judge_record(int fd, const char *host, bool shared, char *msg,
 	return 0;
 }
 
-int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
+/* the exclusive side: flock, judge what was there, write our record */
+static int claim_exclusive(struct store_lock *l, int dirfd, int *fd, char *msg,
+			   size_t msglen)
+{
+	int ret;
+
+	ret = open_and_flock(dirfd, false, fd, msg, msglen);
+	if (ret == -EBUSY && *fd >= 0)
+		describe_busy(*fd, msg, msglen);
+	if (ret < 0)
+		return ret;
+	ret = judge_record(*fd, l->host, false, msg, msglen);
+	if (ret < 0)
+		return ret;
+	ret = util_now_iso(l->start, sizeof(l->start));
+	if (ret < 0)
+		return ret;
+	ret = record_write(*fd, getpid(), l->host, l->start);
+	if (ret < 0)
+		util_say(msg, msglen, "cannot write the lock file: %s",
+			 strerror(-ret));
+	return ret;
+}
+
+/* the shared side: flock and judge, never write a record */
+static int claim_shared(struct store_lock *l, int dirfd, int *fd, char *msg,
+			size_t msglen)
+{
+	int ret;
+
+	ret = open_and_flock(dirfd, true, fd, msg, msglen);
+	if (ret == -EBUSY && *fd >= 0)
+		describe_busy(*fd, msg, msglen);
+	if (ret == -ENOENT) {
+		/* no lock file, so no holder; creating one is a write */
+		util_say(msg, msglen, "%s", "");
+		return 0;
+	}
+	if (ret == 0)
+		ret = judge_record(*fd, l->host, true, msg, msglen);
+	return ret;
+}
+
+static int lock_take(struct store_lock **out, int dirfd, bool shared, char *msg,
+		     size_t msglen)
 {
 	struct store_lock *l = NULL;
 	int fd = -1;
@@ -398,29 +442,19 @@ int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
 		goto out;
 	}
 	l->fd = -1;
+	l->shared = shared;
 	ret = our_host(l->host, sizeof(l->host));
 	if (ret < 0) {
 		util_say(msg, msglen, "cannot get the host name: %s",
 			 strerror(-ret));
 		goto out;
 	}
-	ret = open_and_flock(dirfd, false, &fd, msg, msglen);
-	if (ret == -EBUSY && fd >= 0)
-		describe_busy(fd, msg, msglen);
+	if (shared)
+		ret = claim_shared(l, dirfd, &fd, msg, msglen);
+	else
+		ret = claim_exclusive(l, dirfd, &fd, msg, msglen);
 	if (ret < 0)
 		goto out;
-	ret = judge_record(fd, l->host, false, msg, msglen);
-	if (ret < 0)
-		goto out;
-	ret = util_now_iso(l->start, sizeof(l->start));
-	if (ret < 0)
-		goto out;
-	ret = record_write(fd, getpid(), l->host, l->start);
-	if (ret < 0) {
-		util_say(msg, msglen, "cannot write the lock file: %s",
-			 strerror(-ret));
-		goto out;
-	}
 	l->fd = fd;
 	fd = -1;
 	*out = l;
@@ -433,49 +467,15 @@ out:
 	return ret;
 }
 
+int lock_acquire(struct store_lock **out, int dirfd, char *msg, size_t msglen)
+{
+	return lock_take(out, dirfd, false, msg, msglen);
+}
+
 int lock_acquire_shared(struct store_lock **out, int dirfd, char *msg,
 			size_t msglen)
 {
-	struct store_lock *l = NULL;
-	int fd = -1;
-	int ret;
-
-	*out = NULL;
-	util_say(msg, msglen, "%s", "");
-	l = calloc(1, sizeof(*l));
-	if (!l) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	l->fd = -1;
-	l->shared = true;
-	ret = our_host(l->host, sizeof(l->host));
-	if (ret < 0) {
-		util_say(msg, msglen, "cannot get the host name: %s",
-			 strerror(-ret));
-		goto out;
-	}
-	ret = open_and_flock(dirfd, true, &fd, msg, msglen);
-	if (ret == -EBUSY && fd >= 0)
-		describe_busy(fd, msg, msglen);
-	if (ret == -ENOENT) {
-		/* no lock file, so no holder; creating one is a write */
-		util_say(msg, msglen, "%s", "");
-		ret = 0;
-	} else if (ret == 0) {
-		ret = judge_record(fd, l->host, true, msg, msglen);
-	}
-	if (ret < 0)
-		goto out;
-	l->fd = fd;
-	fd = -1;
-	*out = l;
-	l = NULL;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(l);
-	return ret;
+	return lock_take(out, dirfd, true, msg, msglen);
 }
 
 /*
