@@ -80,3 +80,23 @@ int util_opendir_fd(int dirfd, DIR **out)
 	close(fd);
 	return -err;
 }
+
+uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v)
+{
+	uint64_t r;
+
+	pthread_mutex_lock(mu);
+	r = *v;
+	pthread_mutex_unlock(mu);
+	return r;
+}
+
+int util_locked_int(pthread_mutex_t *mu, const int *v)
+{
+	int r;
+
+	pthread_mutex_lock(mu);
+	r = *v;
+	pthread_mutex_unlock(mu);
+	return r;
+}

@@ -7,7 +7,9 @@
 #define RECFS_UTIL_H
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* snprintf into msg[len]; does nothing if msg is NULL or len 0. */
 void util_say(char *msg, size_t len, const char *fmt, ...)
@@ -33,5 +35,9 @@ int util_opendir_fd(int dirfd, DIR **out);
  * unchanged and `v` is still the caller's to free.
  */
 void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
+
+/* `*v` read under `mu`: a getter for one field a mutex guards. */
+uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);
+int util_locked_int(pthread_mutex_t *mu, const int *v);
 
 #endif

@@ -303,22 +303,12 @@ int hist_open(struct hist **out, const struct hist_opts *opts)
 
 uint64_t hist_done(struct hist *h)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&h->mu);
-	v = h->done;
-	pthread_mutex_unlock(&h->mu);
-	return v;
+	return util_locked_u64(&h->mu, &h->done);
 }
 
 int hist_error(struct hist *h)
 {
-	int v;
-
-	pthread_mutex_lock(&h->mu);
-	v = h->err;
-	pthread_mutex_unlock(&h->mu);
-	return v;
+	return util_locked_int(&h->mu, &h->err);
 }
 
 void hist_close(struct hist *h)

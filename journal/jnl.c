@@ -44,6 +44,7 @@
 
 #include "io.h"
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -515,8 +516,8 @@ done:
 	pthread_cond_broadcast(&j->cond);
 }
 
-static int append(struct jnl *j, const struct iovec *iov, int iovcnt,
-		  bool sync, uint64_t *seq)
+static int append(struct jnl *j, const struct iovec *iov, int iovcnt, bool sync,
+		  uint64_t *seq)
 {
 	struct jnl_waiter w = {.iov = iov, .iovcnt = iovcnt, .sync = sync};
 
@@ -612,32 +613,17 @@ int jnl_sync(struct jnl *j)
 
 uint64_t jnl_written_seq(struct jnl *j)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&j->lock);
-	v = j->written_seq;
-	pthread_mutex_unlock(&j->lock);
-	return v;
+	return util_locked_u64(&j->lock, &j->written_seq);
 }
 
 uint64_t jnl_last_seq(struct jnl *j)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&j->lock);
-	v = j->last_seq;
-	pthread_mutex_unlock(&j->lock);
-	return v;
+	return util_locked_u64(&j->lock, &j->last_seq);
 }
 
 uint64_t jnl_segment_bytes(struct jnl *j)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&j->lock);
-	v = j->end;
-	pthread_mutex_unlock(&j->lock);
-	return v;
+	return util_locked_u64(&j->lock, &j->end);
 }
 
 int jnl_rotate(struct jnl *j)
