@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,4 +100,28 @@ int util_locked_int(pthread_mutex_t *mu, const int *v)
 	r = *v;
 	pthread_mutex_unlock(mu);
 	return r;
+}
+
+int util_xattr_names(int fd, char **names, size_t *len)
+{
+	ssize_t n = flistxattr(fd, NULL, 0);
+	char *buf;
+
+	*names = NULL;
+	*len = 0;
+	if (n <= 0)
+		return n == 0 || errno == ENOTSUP ? 0 : -errno;
+	buf = malloc((size_t)n);
+	if (!buf)
+		return -ENOMEM;
+	n = flistxattr(fd, buf, (size_t)n);
+	if (n < 0) {
+		int rc = -errno;
+
+		free(buf);
+		return rc;
+	}
+	*names = buf;
+	*len = (size_t)n;
+	return 0;
 }

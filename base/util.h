@@ -36,6 +36,14 @@ int util_opendir_fd(int dirfd, DIR **out);
  */
 void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 
+/*
+ * The extended attribute names of `fd` (NUL-terminated, one after the
+ * other) in a new buffer *names of *len bytes, the caller's to free;
+ * NULL and 0 if it has none or its file system keeps none. Returns 0 or
+ * -errno (-ERANGE if the list grew between the sizing and the reading).
+ */
+int util_xattr_names(int fd, char **names, size_t *len);
+
 /* `*v` read under `mu`: a getter for one field a mutex guards. */
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);
 int util_locked_int(pthread_mutex_t *mu, const int *v);

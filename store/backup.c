@@ -109,8 +109,8 @@ static int remember(struct copy *c, const struct stat *st, bool dir)
 	if (c->gated)
 		return 0;
 	if (!d) {
-		struct done *v = util_grow(c->v, &c->cap, c->n, sizeof(*v),
-					   1024);
+		struct done *v =
+			util_grow(c->v, &c->cap, c->n, sizeof(*v), 1024);
 
 		if (!v)
 			return -ENOMEM;
@@ -193,20 +193,16 @@ static int clear_dest(int dfd, const char *name)
 static int copy_xattrs(int in, int out)
 {
 	char *names = NULL, *value = NULL;
-	ssize_t n = flistxattr(in, NULL, 0), len;
-	int rc = 0;
+	size_t n;
+	ssize_t len;
+	int rc;
 
-	if (n <= 0)
-		return n == 0 || errno == ENOTSUP ? 0 : -errno;
-	names = malloc((size_t)n);
+	rc = util_xattr_names(in, &names, &n);
+	if (rc < 0 || !names)
+		return rc;
 	value = malloc(STORE_XATTR_VALUE_MAX);
-	if (!names || !value) {
+	if (!value) {
 		rc = -ENOMEM;
-		goto out;
-	}
-	n = flistxattr(in, names, (size_t)n);
-	if (n < 0) {
-		rc = -errno;
 		goto out;
 	}
 	for (char *p = names; rc == 0 && p < names + n; p += strlen(p) + 1) {

@@ -24,6 +24,7 @@
 #include "id.h"
 #include "io.h"
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -475,23 +476,19 @@ static int read_xattrs(int fd, uint8_t **xa, size_t *xa_len)
 {
 	char *names = NULL;
 	uint8_t *value = NULL;
-	ssize_t n;
-	int rc = 0;
+	size_t n;
+	int rc;
 
 	*xa = NULL;
 	*xa_len = 0;
-	n = flistxattr(fd, NULL, 0);
-	if (n <= 0)
-		return n == 0 || errno == ENOTSUP ? 0 : -errno;
-	names = malloc((size_t)n);
+	rc = util_xattr_names(fd, &names, &n);
+	if (rc == -ERANGE)
+		return -EAGAIN; /* grew meanwhile */
+	if (rc < 0 || !names)
+		return rc;
 	value = malloc(STORE_XATTR_VALUE_MAX);
-	if (!names || !value) {
+	if (!value) {
 		rc = -ENOMEM;
-		goto out;
-	}
-	n = flistxattr(fd, names, (size_t)n);
-	if (n < 0) {
-		rc = errno == ERANGE ? -EAGAIN : -errno; /* grew meanwhile */
 		goto out;
 	}
 	for (char *p = names; rc == 0 && p < names + n; p += strlen(p) + 1)
