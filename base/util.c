@@ -69,11 +69,18 @@ void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
 
 int util_opendir_fd(int dirfd, DIR **out)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	*out = NULL;
 	if (fd < 0)
 		return -errno;
+	return util_fdopendir(fd, out);
+}
+
+int util_fdopendir(int fd, DIR **out)
+{
+	int err;
+
 	*out = fdopendir(fd);
 	if (*out)
 		return 0;

@@ -27,6 +27,10 @@ int util_now_iso(char *buf, size_t len);
    -errno. */
 int util_opendir_fd(int dirfd, DIR **out);
 
+/* A listing on `fd`, which it takes: *out owns it, or it is closed and
+ *out is NULL. Returns 0 or -errno. */
+int util_fdopendir(int fd, DIR **out);
+
 /*
  * Room for element `n` of the array `v` of *cap elements of `size`
  * bytes (n <= *cap): `v` itself while n < *cap, else `v` reallocated to

@@ -589,12 +589,9 @@ static int f_list(struct backend *be, const char *ns, store_list_cb cb,
 	fd = open_beneath(b, NULL, ns, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
 		return fd;
-	dir = fdopendir(fd);
-	if (!dir) {
-		rc = -errno;
-		close(fd);
+	rc = util_fdopendir(fd, &dir);
+	if (rc < 0)
 		return rc;
-	}
 	while ((d = readdir(dir)) != NULL) {
 		unsigned char type = d->d_type;
 

@@ -414,12 +414,9 @@ int store_scratch_list(struct store *s, const char *ns, store_list_cb cb,
 		return 0; /* no scratch file there (yet) */
 	if (fd < 0)
 		return fd;
-	dir = fdopendir(fd);
-	if (!dir) {
-		rc = -errno;
-		close(fd);
+	rc = util_fdopendir(fd, &dir);
+	if (rc < 0)
 		return rc;
-	}
 	while ((d = readdir(dir)) != NULL) {
 		if (!listable(ns, d->d_name) || !is_regular_at(dir, d))
 			continue;
