@@ -185,22 +185,6 @@ static int m_stat(struct backend *be, const char *id, struct stat *st)
 	return rc;
 }
 
-static int m_remove(struct backend *be, const char *id)
-{
-	struct be_mem *m = bm(be);
-	int rc = 0;
-	long i;
-
-	pthread_mutex_lock(&m->mu);
-	i = find(m, id);
-	if (i < 0 || m->items[i].fd < 0)
-		rc = i < 0 ? -ENOENT : -EISDIR;
-	else
-		drop(m, (size_t)i);
-	pthread_mutex_unlock(&m->mu);
-	return rc;
-}
-
 static int m_move(struct backend *be, const char *from, const char *to,
 		  bool durable)
 {
@@ -258,24 +242,35 @@ static bool has_children(struct be_mem *m, const char *ns)
 	return false;
 }
 
-static int m_rmdir(struct backend *be, const char *ns)
+/* Drop record `id` (`dir` false) or empty namespace `id` (`dir` true). */
+static int drop_item(struct backend *be, const char *id, bool dir)
 {
 	struct be_mem *m = bm(be);
 	int rc = 0;
 	long i;
 
 	pthread_mutex_lock(&m->mu);
-	i = find(m, ns);
+	i = find(m, id);
 	if (i < 0)
 		rc = -ENOENT;
-	else if (m->items[i].fd >= 0)
-		rc = -ENOTDIR;
-	else if (has_children(m, ns))
+	else if ((m->items[i].fd < 0) != dir)
+		rc = dir ? -ENOTDIR : -EISDIR;
+	else if (dir && has_children(m, id))
 		rc = -ENOTEMPTY;
 	else
 		drop(m, (size_t)i);
 	pthread_mutex_unlock(&m->mu);
 	return rc;
+}
+
+static int m_remove(struct backend *be, const char *id)
+{
+	return drop_item(be, id, false);
+}
+
+static int m_rmdir(struct backend *be, const char *ns)
+{
+	return drop_item(be, ns, true);
 }
 
 static int m_ns_rename(struct backend *be, const char *from, const char *to)
