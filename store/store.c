@@ -334,24 +334,26 @@ void store_wait_idle(struct store *s, struct entry *e)
 		pthread_cond_wait(&s->cv, &s->mu);
 }
 
-int store_lock_holder(const char *path, char *msg, size_t msglen)
+/* `fn` (a lock.h call) on the store directory `path`, opened for it. */
+static int on_store_dir(const char *path,
+			int (*fn)(int dirfd, char *msg, size_t msglen),
+			char *msg, size_t msglen)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return -errno;
-	rc = lock_holder(fd, msg, msglen);
+	rc = fn(fd, msg, msglen);
 	close(fd);
 	return rc;
 }
 
+int store_lock_holder(const char *path, char *msg, size_t msglen)
+{
+	return on_store_dir(path, lock_holder, msg, msglen);
+}
+
 int store_unlock_force(const char *path, char *msg, size_t msglen)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
-
-	if (fd < 0)
-		return -errno;
-	rc = lock_force(fd, msg, msglen);
-	close(fd);
-	return rc;
+	return on_store_dir(path, lock_force, msg, msglen);
 }
