@@ -36,6 +36,25 @@ struct verify_walk {
 	size_t n, cap;
 };
 
+/*
+ * Hold record `id` still for a repair: the gate taken for writing and
+ * the batches drained (the caller releases the gate), then s->mu taken
+ * (the caller releases it once it has checked the entry) and `id` idle.
+ * Returns its entry, NULL if there is none.
+ */
+static struct entry *repair_hold(struct store *s, const char *id)
+{
+	struct entry *e;
+
+	pthread_rwlock_wrlock(&s->gate);
+	sbatch_drain(s);
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	if (e)
+		store_wait_idle(s, e);
+	return e;
+}
+
 /* Put the content of version `m->version` of `id` back from the history.
    Returns 0, or -errno with the reason logged. */
 static int restore_record(struct store *s, const char *id,
@@ -86,12 +105,7 @@ static int restore_record(struct store *s, const char *id,
 		rc = -errno;
 	if (rc)
 		goto out;
-	pthread_rwlock_wrlock(&s->gate);
-	sbatch_drain(s);
-	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	if (e)
-		store_wait_idle(s, e);
+	e = repair_hold(s, id);
 	/* still the version we are repairing? */
 	if (!e || e->meta.deleted || e->meta.version != m->version)
 		rc = -ESTALE;
@@ -156,12 +170,7 @@ static int drop_leftover(struct store *s, const char *id,
 			 id);
 		return -ENOENT;
 	}
-	pthread_rwlock_wrlock(&s->gate);
-	sbatch_drain(s);
-	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	if (e)
-		store_wait_idle(s, e);
+	e = repair_hold(s, id);
 	rc = e && e->meta.deleted ? 0 : -ESTALE;
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0)
