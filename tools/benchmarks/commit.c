@@ -18,6 +18,7 @@
  * directory under /var/tmp, which is on the disk, not tmpfs), removed at
  * the end unless --keep.
  */
+#include "bench_util.h"
 #include "io.h"
 #include "store.h"
 
@@ -70,14 +71,6 @@ struct worker {
 	uint64_t ops;
 	pthread_t thread;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void fill(uint8_t *buf, size_t len, unsigned seed)
 {
@@ -139,7 +132,7 @@ static void *worker_main(void *arg)
 	}
 	snprintf(tmp, sizeof(tmp), ".t%d.tmp", w->id);
 	pthread_barrier_wait(&r->start);
-	while (!atomic_load(&r->failed) && now() < r->deadline) {
+	while (!atomic_load(&r->failed) && bench_now() < r->deadline) {
 		snprintf(name, sizeof(name), "t%d-r%llu", w->id,
 			 (unsigned long long)(w->ops % NAMES_PER_THREAD));
 		fill(buf, r->cfg->size, (unsigned)w->ops);
@@ -182,14 +175,14 @@ static int run_slice(struct run *r, int threads)
 			exit(1);
 		}
 	}
-	r->deadline = now() + r->seconds;
-	t0 = now();
+	r->deadline = bench_now() + r->seconds;
+	t0 = bench_now();
 	pthread_barrier_wait(&r->start);
 	for (int i = 0; i < threads; i++) {
 		pthread_join(w[i].thread, NULL);
 		ops += w[i].ops;
 	}
-	t1 = now();
+	t1 = bench_now();
 	pthread_barrier_destroy(&r->start);
 	free(w);
 	r->ops += ops;
@@ -290,16 +283,6 @@ static int bench(const struct config *cfg, int threads)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static int usage(FILE *to, int status)
 {
 	fprintf(to,
@@ -322,18 +305,15 @@ static int usage(FILE *to, int status)
 
 static int parse_threads(struct config *cfg, char *list)
 {
-	char *save = NULL;
+	uint64_t v[16];
+	int n = bench_parse_list(list, MAX_THREADS, v, 16);
 
-	cfg->nthreads = 0;
-	for (char *t = strtok_r(list, ",", &save); t;
-	     t = strtok_r(NULL, ",", &save)) {
-		long n = strtol(t, NULL, 10);
-
-		if (n < 1 || n > MAX_THREADS || cfg->nthreads == 16)
-			return -1;
-		cfg->threads[cfg->nthreads++] = (int)n;
-	}
-	return cfg->nthreads ? 0 : -1;
+	if (n < 0)
+		return -1;
+	cfg->nthreads = n;
+	for (int i = 0; i < n; i++)
+		cfg->threads[i] = (int)v[i];
+	return 0;
 }
 
 static const char *fs_name(const char *dir)
@@ -417,12 +397,9 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		return usage(stderr, 2);
-	snprintf(cfg.dir, sizeof(cfg.dir), "%s/recfs-bench.XXXXXX", parent);
-	if (!mkdtemp(cfg.dir)) {
-		fprintf(stderr, "bench_commit: %s: %s\n", cfg.dir,
-			strerror(errno));
+	if (bench_workdir(cfg.dir, sizeof(cfg.dir), parent, "recfs-bench",
+			  "bench_commit"))
 		return 1;
-	}
 	printf("# %zu-byte durable commits, %.3g s per side in %d slices, in "
 	       "%s (%s)\n",
 	       cfg.size, cfg.seconds, cfg.rounds, cfg.dir, fs_name(cfg.dir));
@@ -432,9 +409,6 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.nthreads && status == 0; i++)
 		if (bench(&cfg, cfg.threads[i]))
 			status = 1;
-	if (!cfg.keep)
-		nftw(cfg.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	else
-		printf("# kept %s\n", cfg.dir);
+	bench_workdir_done(cfg.dir, cfg.keep);
 	return status;
 }

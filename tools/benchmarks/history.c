@@ -19,6 +19,7 @@
  * Stores are made under --dir (default /var/tmp, on the disk) and removed
  * unless --keep.
  */
+#include "bench_util.h"
 #include "io.h"
 #include "log.h"
 #include "store.h"
@@ -62,14 +63,6 @@ struct layout {
 	struct store *s;
 	struct io *io;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void record_id(const struct layout *l, uint64_t i, char *buf, size_t len)
 {
@@ -138,16 +131,6 @@ static int open_layout(struct layout *l, const char *name)
 	return rc;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 /* Bytes on disk under `path` (nftw has no context argument: the sum is
    returned through a file-scope variable, reset by each call). */
 static uint64_t du_sum;
@@ -178,7 +161,7 @@ static void close_layout(struct layout *l)
 	l->s = NULL;
 	l->io = NULL;
 	if (!l->cfg->keep)
-		nftw(l->path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		bench_rm_tree(l->path);
 }
 
 /* Create the records while the history is held back, then time its
@@ -202,7 +185,7 @@ static int catch_up(struct layout *l)
 	rc = rc ? rc : store_put(l->s, "warm", "up", 2, NULL, NULL);
 	rc = rc ? rc : store_history_drain(l->s, 0);
 	rc = rc ? rc : io_arm(l->io, "hist.read", IO_STALL, 0, 1, 1);
-	t0 = now();
+	t0 = bench_now();
 	for (int i = 0; i < threads && rc == 0; i++) {
 		f[i].l = l;
 		f[i].from = l->n * (uint64_t)i / (uint64_t)threads;
@@ -213,14 +196,14 @@ static int catch_up(struct layout *l)
 		pthread_join(f[i].t, NULL);
 		rc = rc ? rc : f[i].rc;
 	}
-	t1 = now();
+	t1 = bench_now();
 	commits = io_hits(l->io, "hist.commit");
 	for (int i = 0; i < 5000 && rc == 0 && !io_stalled(l->io, "hist.read");
 	     i++)
 		usleep(1000);
 	io_release(l->io);
 	rc = rc ? rc : store_history_drain(l->s, 0);
-	t2 = now();
+	t2 = bench_now();
 	commits = io_hits(l->io, "hist.commit") - commits;
 	free(f);
 	if (rc)
@@ -260,7 +243,7 @@ static void *pace_main(void *arg)
 	for (uint64_t v = (uint64_t)p->k; !atomic_load(p->stop); v += PACERS) {
 		double due = p->t0 + (double)v * p->period, t;
 
-		while ((t = now()) < due && !atomic_load(p->stop))
+		while ((t = bench_now()) < due && !atomic_load(p->stop))
 			usleep((useconds_t)((due - t) * 1e6 > 2000
 						    ? 2000
 						    : (due - t) * 1e6 + 1));
@@ -271,9 +254,9 @@ static void *pace_main(void *arg)
 		else
 			record_id(p->l, (uint64_t)rand_r(&seed) % p->l->n, id,
 				  sizeof(id));
-		t = now();
+		t = bench_now();
 		p->rc = put_version(p->l, id, v + 1, buf);
-		t = now() - t;
+		t = bench_now() - t;
 		if (t > p->worst)
 			p->worst = t;
 		if (p->rc) {
@@ -303,7 +286,7 @@ static int sustained(struct layout *l, const char *hot)
 	size0 = du(git);
 	rev0 = store_revision(l->s);
 	commits = io_hits(l->io, "hist.commit");
-	t0 = now();
+	t0 = bench_now();
 	for (int i = 0; i < PACERS; i++) {
 		p[i] = (struct pace){.l = l,
 				     .hot = hot,
@@ -313,7 +296,7 @@ static int sustained(struct layout *l, const char *hot)
 				     .stop = &stop};
 		pthread_create(&p[i].t, NULL, pace_main, &p[i]);
 	}
-	while (now() - t0 < l->cfg->seconds) {
+	while (bench_now() - t0 < l->cfg->seconds) {
 		usleep(100000);
 		store_status_get(l->s, &st);
 		if (st.history_lag > max_lag)
@@ -327,11 +310,11 @@ static int sustained(struct layout *l, const char *hot)
 		if (p[i].worst > worst)
 			worst = p[i].worst;
 	}
-	t1 = now();
+	t1 = bench_now();
 	store_status_get(l->s, &st);
 	end_lag = st.history_lag;
 	rc = rc ? rc : store_history_drain(l->s, 0);
-	t2 = now();
+	t2 = bench_now();
 	commits = io_hits(l->io, "hist.commit") - commits;
 	if (rc)
 		return rc;
@@ -379,15 +362,15 @@ static int reads(struct layout *l)
 		double t;
 
 		record_id(l, (uint64_t)rand_r(&seed) % l->n, id, sizeof(id));
-		t = now();
+		t = bench_now();
 		rc = store_history_get(l->s, id, 1, &buf, &len, NULL);
-		th[i] = now() - t;
+		th[i] = bench_now() - t;
 		free(buf);
 		buf = NULL;
-		t = now();
+		t = bench_now();
 		if (rc == 0)
 			rc = store_get(l->s, id, &buf, &len, NULL);
-		tc[i] = now() - t;
+		tc[i] = bench_now() - t;
 		free(buf);
 		sh += th[i];
 		sc += tc[i];
@@ -453,17 +436,17 @@ static int bench_hot(const struct config *cfg)
 	rc = rc ? rc : store_put(l.s, "warm", "up", 2, NULL, NULL);
 	rc = rc ? rc : store_history_drain(l.s, 0);
 	rc = rc ? rc : io_arm(l.io, "hist.read", IO_STALL, 0, 1, 1);
-	t0 = now();
+	t0 = bench_now();
 	for (unsigned i = 0; i < n && rc == 0; i++)
 		rc = put_version(&l, "hot", i + 1, buf);
-	t1 = now();
+	t1 = bench_now();
 	for (int i = 0; i < 5000 && rc == 0 && !io_stalled(l.io, "hist.read");
 	     i++)
 		usleep(1000);
 	if (l.io)
 		io_release(l.io);
 	rc = rc ? rc : store_history_drain(l.s, 0);
-	t2 = now();
+	t2 = bench_now();
 	if (rc == 0)
 		printf("  %u versions: %8.0f commits/s; history catch-up %8.0f "
 		       "versions/s\n",
@@ -503,18 +486,12 @@ static int usage(FILE *to, int status)
 
 static int parse_records(struct config *cfg, char *list)
 {
-	char *save = NULL;
+	int n = bench_parse_list(list, 10000000, cfg->records, MAX_SIZES);
 
-	cfg->nrecords = 0;
-	for (char *t = strtok_r(list, ",", &save); t;
-	     t = strtok_r(NULL, ",", &save)) {
-		unsigned long long n = strtoull(t, NULL, 10);
-
-		if (n < 1 || n > 10000000 || cfg->nrecords == MAX_SIZES)
-			return -1;
-		cfg->records[cfg->nrecords++] = n;
-	}
-	return cfg->nrecords ? 0 : -1;
+	if (n < 0)
+		return -1;
+	cfg->nrecords = n;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -591,13 +568,9 @@ int main(int argc, char **argv)
 	    cfg.size < 64 || cfg.size > (1u << 20) || cfg.threads < 1 ||
 	    cfg.threads > 256 || cfg.reads < 1 || cfg.shards > 4096)
 		return usage(stderr, 2);
-	snprintf(cfg.dir, sizeof(cfg.dir), "%s/recfs-bench-hist.XXXXXX",
-		 parent);
-	if (!mkdtemp(cfg.dir)) {
-		fprintf(stderr, "bench_history: %s: %s\n", cfg.dir,
-			strerror(errno));
+	if (bench_workdir(cfg.dir, sizeof(cfg.dir), parent, "recfs-bench-hist",
+			  "bench_history"))
 		return 1;
-	}
 	printf("# history of %zu-byte versions in %s; sustained runs at %u "
 	       "versions/s for %.3g s\n",
 	       cfg.size, cfg.dir, cfg.rate, cfg.seconds);
@@ -610,9 +583,6 @@ int main(int argc, char **argv)
 	}
 	if (status == 0 && !cfg.no_hot && bench_hot(&cfg))
 		status = 1;
-	if (!cfg.keep)
-		nftw(cfg.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	else
-		printf("# kept %s\n", cfg.dir);
+	bench_workdir_done(cfg.dir, cfg.keep);
 	return status;
 }
