@@ -136,19 +136,27 @@ static int m_publish(struct backend *be, struct store_stage *st, const char *id)
 	return rc;
 }
 
+/* The index of `id` in *i if it is a namespace (`dir`) or a record (not
+   `dir`): 0, -ENOENT, -ENOTDIR or -EISDIR. mu held. */
+static int find_kind(struct be_mem *m, const char *id, bool dir, long *i)
+{
+	*i = find(m, id);
+	if (*i < 0)
+		return -ENOENT;
+	if ((m->items[*i].fd < 0) != dir)
+		return dir ? -ENOTDIR : -EISDIR;
+	return 0;
+}
+
 static int m_open(struct backend *be, const char *id, int *fd)
 {
 	struct be_mem *m = bm(be);
-	int rc = 0;
 	long i;
+	int rc;
 
 	pthread_mutex_lock(&m->mu);
-	i = find(m, id);
-	if (i < 0)
-		rc = -ENOENT;
-	else if (m->items[i].fd < 0)
-		rc = -EISDIR;
-	else if ((*fd = dup(m->items[i].fd)) < 0)
+	rc = find_kind(m, id, false, &i);
+	if (rc == 0 && (*fd = dup(m->items[i].fd)) < 0)
 		rc = -errno;
 	pthread_mutex_unlock(&m->mu);
 	return rc;
@@ -246,18 +254,14 @@ static bool has_children(struct be_mem *m, const char *ns)
 static int drop_item(struct backend *be, const char *id, bool dir)
 {
 	struct be_mem *m = bm(be);
-	int rc = 0;
 	long i;
+	int rc;
 
 	pthread_mutex_lock(&m->mu);
-	i = find(m, id);
-	if (i < 0)
-		rc = -ENOENT;
-	else if ((m->items[i].fd < 0) != dir)
-		rc = dir ? -ENOTDIR : -EISDIR;
-	else if (dir && has_children(m, id))
+	rc = find_kind(m, id, dir, &i);
+	if (rc == 0 && dir && has_children(m, id))
 		rc = -ENOTEMPTY;
-	else
+	if (rc == 0)
 		drop(m, (size_t)i);
 	pthread_mutex_unlock(&m->mu);
 	return rc;
