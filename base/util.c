@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,13 +90,19 @@ int util_fdopendir(int fd, DIR **out)
 	return -err;
 }
 
+static void locked_copy(pthread_mutex_t *mu, void *dst, const void *src,
+			size_t n)
+{
+	pthread_mutex_lock(mu);
+	memcpy(dst, src, n);
+	pthread_mutex_unlock(mu);
+}
+
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v)
 {
 	uint64_t r;
 
-	pthread_mutex_lock(mu);
-	r = *v;
-	pthread_mutex_unlock(mu);
+	locked_copy(mu, &r, v, sizeof(r));
 	return r;
 }
 
@@ -103,9 +110,7 @@ int util_locked_int(pthread_mutex_t *mu, const int *v)
 {
 	int r;
 
-	pthread_mutex_lock(mu);
-	r = *v;
-	pthread_mutex_unlock(mu);
+	locked_copy(mu, &r, v, sizeof(r));
 	return r;
 }
 
