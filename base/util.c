@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -136,4 +137,18 @@ int util_xattr_names(int fd, char **names, size_t *len)
 	*names = buf;
 	*len = (size_t)n;
 	return 0;
+}
+
+int util_stat_opened(int fd, struct stat *st)
+{
+	int rc = 0;
+
+	if (fd < 0)
+		return fd == -ENOTDIR ? -ENOENT : fd;
+	if (fstat(fd, st) < 0)
+		rc = -errno;
+	else if (S_ISLNK(st->st_mode))
+		rc = -ELOOP; /* O_PATH|O_NOFOLLOW opened the link itself */
+	close(fd);
+	return rc;
 }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* snprintf into msg[len]; does nothing if msg is NULL or len 0. */
 void util_say(char *msg, size_t len, const char *fmt, ...)
@@ -47,6 +48,13 @@ void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
  * -errno (-ERANGE if the list grew between the sizing and the reading).
  */
 int util_xattr_names(int fd, char **names, size_t *len);
+
+/*
+ * The stat of what `fd` (taken: closed here) opened with O_PATH |
+ * O_NOFOLLOW, or the -errno of that open: -ENOENT for an -ENOTDIR on the
+ * way, -ELOOP if it opened a symlink itself. Returns 0 or -errno.
+ */
+int util_stat_opened(int fd, struct stat *st);
 
 /* `*v` read under `mu`: a getter for one field a mutex guards. */
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);

@@ -443,18 +443,11 @@ static int f_open(struct backend *be, const char *id, int *fd)
 
 static int f_stat(struct backend *be, const char *id, struct stat *st)
 {
-	struct be_file *b = bf(be);
-	int fd = open_beneath(b, NULL, id, O_PATH, 0), rc = 0;
+	int rc =
+		util_stat_opened(open_beneath(bf(be), NULL, id, O_PATH, 0), st);
 
-	if (fd < 0)
-		return fd == -ENOTDIR ? -ENOENT : fd;
-	if (fstat(fd, st) < 0)
-		rc = -errno;
-	else if (S_ISLNK(st->st_mode))
-		rc = -ELOOP; /* O_PATH|O_NOFOLLOW opened the link itself */
-	else if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+	if (rc == 0 && !S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
 		rc = -ENOENT;
-	close(fd);
 	return rc;
 }
 

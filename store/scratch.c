@@ -250,22 +250,17 @@ int store_scratch_open(struct store *s, const char *path, int flags,
 
 int store_scratch_stat(struct store *s, const char *path, struct stat *st)
 {
-	int fd, rc = check_path(s, path, false);
+	int rc = check_path(s, path, false);
 
 	if (rc)
 		return rc;
 	if (s->scratch_fd < 0)
 		return -ENOENT;
-	fd = be_file_open_at(s->be, s->scratch_fd, NULL, path, O_PATH, 0);
-	if (fd < 0)
-		return fd == -ENOTDIR ? -ENOENT : fd;
-	if (fstat(fd, st) < 0)
-		rc = -errno;
-	else if (S_ISLNK(st->st_mode))
-		rc = -ELOOP; /* O_PATH|O_NOFOLLOW opened the link itself */
-	else if (!S_ISREG(st->st_mode))
+	rc = util_stat_opened(
+		be_file_open_at(s->be, s->scratch_fd, NULL, path, O_PATH, 0),
+		st);
+	if (rc == 0 && !S_ISREG(st->st_mode))
 		rc = -ENOENT; /* a scratch directory is not a scratch file */
-	close(fd);
 	return rc;
 }
 
