@@ -52,20 +52,28 @@ int util_now_iso(char *buf, size_t len)
 
 void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
 {
-	size_t want;
+	return util_reserve(v, cap, n + 1, size, first);
+}
+
+void *util_reserve(void *v, size_t *cap, size_t want, size_t size, size_t first)
+{
+	size_t c = *cap ? *cap : first;
 	void *p;
 
-	if (n < *cap)
+	if (want <= *cap)
 		return v;
-	want = *cap ? *cap : first;
-	if (*cap && want > SIZE_MAX / 2)
+	if (!c || size == 0)
 		return NULL;
-	want = *cap ? 2 * want : want;
-	if (!want || size == 0 || want > SIZE_MAX / size)
+	while (c < want) {
+		if (c > SIZE_MAX / 2)
+			return NULL;
+		c *= 2;
+	}
+	if (c > SIZE_MAX / size)
 		return NULL;
-	p = realloc(v, want * size);
+	p = realloc(v, c * size);
 	if (p)
-		*cap = want;
+		*cap = c;
 	return p;
 }
 

@@ -42,6 +42,15 @@ int util_fdopendir(int fd, DIR **out);
 void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 
 /*
+ * Room for `want` elements in `v` (as util_grow): `v` itself if *cap is
+ * enough, else `v` reallocated once to *cap (`first` if 0) doubled until
+ * it is, *cap updated. NULL if out of memory or on overflow; `v` and
+ * *cap are then unchanged.
+ */
+void *util_reserve(void *v, size_t *cap, size_t want, size_t size,
+		   size_t first);
+
+/*
  * The extended attribute names of `fd` (NUL-terminated, one after the
  * other) in a new buffer *names of *len bytes, the caller's to free;
  * NULL and 0 if it has none or its file system keeps none. Returns 0 or

@@ -297,27 +297,22 @@ out:
 static int scratch_reserve(struct jnl *j, size_t nrec, size_t niov)
 {
 	void *p;
-	size_t cap;
 
+	/* only to grow: for room it has, util_reserve returns the array, NULL
+	 * while none is allocated */
 	if (nrec > j->hdrs_cap) {
-		cap = j->hdrs_cap ? j->hdrs_cap : 16;
-		while (cap < nrec)
-			cap *= 2;
-		p = realloc(j->hdrs, cap * sizeof(*j->hdrs));
+		p = util_reserve(j->hdrs, &j->hdrs_cap, nrec, sizeof(*j->hdrs),
+				 16);
 		if (!p)
 			return -ENOMEM;
 		j->hdrs = p;
-		j->hdrs_cap = cap;
 	}
 	if (niov > j->iovs_cap) {
-		cap = j->iovs_cap ? j->iovs_cap : 64;
-		while (cap < niov)
-			cap *= 2;
-		p = realloc(j->iovs, cap * sizeof(*j->iovs));
+		p = util_reserve(j->iovs, &j->iovs_cap, niov, sizeof(*j->iovs),
+				 64);
 		if (!p)
 			return -ENOMEM;
 		j->iovs = p;
-		j->iovs_cap = cap;
 	}
 	return 0;
 }
