@@ -57,12 +57,18 @@ struct holder {
 	char start[LOCK_TIME_MAX];
 };
 
-static int our_host(char *buf, size_t len)
+/* Our host name, cleaned; on failure `msg` says so. Returns 0 or -errno. */
+static int our_host(char *buf, size_t len, char *msg, size_t msglen)
 {
 	char raw[HOST_NAME_MAX + 1];
 
-	if (gethostname(raw, sizeof(raw)) < 0)
-		return -errno;
+	if (gethostname(raw, sizeof(raw)) < 0) {
+		int ret = -errno;
+
+		util_say(msg, msglen, "cannot get the host name: %s",
+			 strerror(-ret));
+		return ret;
+	}
 	raw[sizeof(raw) - 1] = '\0';
 	/* cleaned like a record's host, so the two compare equal */
 	util_clean_copy(buf, len, raw);
@@ -233,6 +239,24 @@ static int flock_nb(int fd, int op)
 }
 
 /*
+ * flock_nb, retried a few times while busy: lock_holder() takes the
+ * flock shared for an instant to see whether anyone holds it. Returns 0,
+ * -EWOULDBLOCK or -errno.
+ */
+static int flock_retry(int fd, int op)
+{
+	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
+	int ret = flock_nb(fd, op);
+
+	for (int busy = 1; busy < LOCK_BUSY_TRIES && ret == -EWOULDBLOCK;
+	     busy++) {
+		nanosleep(&nap, NULL);
+		ret = flock_nb(fd, op);
+	}
+	return ret;
+}
+
+/*
  * Open the lock file and take the flock. Returns 0 (locked), -EBUSY
  * (someone holds it; *fdp is open so the record can be read) or -errno
  * (*fdp is -1).
@@ -242,12 +266,10 @@ static int open_and_flock(int dirfd, bool shared, int *fdp, char *msg,
 {
 	const int flags = shared ? O_RDONLY : O_RDWR | O_CREAT;
 	const int op = shared ? LOCK_SH : LOCK_EX;
-	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
 	struct stat st;
 	struct stat now;
 	int fd = -1;
 	int tries;
-	int busy;
 	int ret = -EBUSY;
 
 	for (tries = 0; tries < LOCK_OPEN_TRIES; tries++) {
@@ -265,16 +287,7 @@ static int open_and_flock(int dirfd, bool shared, int *fdp, char *msg,
 				 "the lock file is not a regular file");
 			goto out;
 		}
-		/*
-		 * A few short retries when busy: lock_holder() takes the
-		 * flock shared for an instant to see whether anyone holds it.
-		 */
-		for (busy = 0; busy < LOCK_BUSY_TRIES; busy++) {
-			ret = flock_nb(fd, op);
-			if (ret != -EWOULDBLOCK)
-				break;
-			nanosleep(&nap, NULL);
-		}
+		ret = flock_retry(fd, op);
 		if (ret == -EWOULDBLOCK) {
 			ret = -EBUSY;
 			goto out;
@@ -443,12 +456,9 @@ static int lock_take(struct store_lock **out, int dirfd, bool shared, char *msg,
 	}
 	l->fd = -1;
 	l->shared = shared;
-	ret = our_host(l->host, sizeof(l->host));
-	if (ret < 0) {
-		util_say(msg, msglen, "cannot get the host name: %s",
-			 strerror(-ret));
+	ret = our_host(l->host, sizeof(l->host), msg, msglen);
+	if (ret < 0)
 		goto out;
-	}
 	if (shared)
 		ret = claim_shared(l, dirfd, &fd, msg, msglen);
 	else
@@ -555,12 +565,9 @@ int lock_holder(int dirfd, char *msg, size_t msglen)
 	} else if (hr == 0 && !h.empty) {
 		char host[LOCK_HOST_MAX];
 
-		ret = our_host(host, sizeof(host));
-		if (ret < 0) {
-			util_say(msg, msglen, "cannot get the host name: %s",
-				 strerror(-ret));
+		ret = our_host(host, sizeof(host), msg, msglen);
+		if (ret < 0)
 			goto out;
-		}
 		if (strcmp(h.host, host) != 0) {
 			util_say(msg, msglen,
 				 "store lock is held by host %s (pid %lld, "
@@ -601,28 +608,17 @@ out:
  */
 static int judge_force(int fd, char *msg, size_t msglen)
 {
-	const struct timespec nap = {0, LOCK_BUSY_WAIT_NS};
 	char host[LOCK_HOST_MAX];
 	char who[LOCK_HOST_MAX + 2 * LOCK_TIME_MAX];
 	struct holder h;
 	char why[160];
-	int busy;
 	int hr;
 	int ret;
 
-	ret = our_host(host, sizeof(host));
-	if (ret < 0) {
-		util_say(msg, msglen, "cannot get the host name: %s",
-			 strerror(-ret));
+	ret = our_host(host, sizeof(host), msg, msglen);
+	if (ret < 0)
 		return ret;
-	}
-	/* retried briefly: lock_holder() probes with a shared flock */
-	for (busy = 0; busy < LOCK_BUSY_TRIES; busy++) {
-		ret = flock_nb(fd, LOCK_EX);
-		if (ret != -EWOULDBLOCK)
-			break;
-		nanosleep(&nap, NULL);
-	}
+	ret = flock_retry(fd, LOCK_EX);
 	if (ret < 0 && ret != -EWOULDBLOCK) {
 		util_say(msg, msglen, "cannot test the lock: %s",
 			 strerror(-ret));
