@@ -60,7 +60,7 @@ void *util_reserve(void *v, size_t *cap, size_t want, size_t size, size_t first)
 	size_t c = *cap ? *cap : first;
 	void *p;
 
-	if (want <= *cap)
+	if (*cap && want <= *cap)
 		return v;
 	if (!c || size == 0)
 		return NULL;

@@ -43,9 +43,9 @@ void *util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 
 /*
  * Room for `want` elements in `v` (as util_grow): `v` itself if *cap is
- * enough, else `v` reallocated once to *cap (`first` if 0) doubled until
- * it is, *cap updated. NULL if out of memory or on overflow; `v` and
- * *cap are then unchanged.
+ * enough (and not 0), else `v` reallocated once to *cap (`first` if 0)
+ * doubled until it is, *cap updated. NULL only if out of memory or on
+ * overflow; `v` and *cap are then unchanged.
  */
 void *util_reserve(void *v, size_t *cap, size_t want, size_t size,
 		   size_t first);

@@ -298,22 +298,14 @@ static int scratch_reserve(struct jnl *j, size_t nrec, size_t niov)
 {
 	void *p;
 
-	/* only to grow: for room it has, util_reserve returns the array, NULL
-	 * while none is allocated */
-	if (nrec > j->hdrs_cap) {
-		p = util_reserve(j->hdrs, &j->hdrs_cap, nrec, sizeof(*j->hdrs),
-				 16);
-		if (!p)
-			return -ENOMEM;
-		j->hdrs = p;
-	}
-	if (niov > j->iovs_cap) {
-		p = util_reserve(j->iovs, &j->iovs_cap, niov, sizeof(*j->iovs),
-				 64);
-		if (!p)
-			return -ENOMEM;
-		j->iovs = p;
-	}
+	p = util_reserve(j->hdrs, &j->hdrs_cap, nrec, sizeof(*j->hdrs), 16);
+	if (!p)
+		return -ENOMEM;
+	j->hdrs = p;
+	p = util_reserve(j->iovs, &j->iovs_cap, niov, sizeof(*j->iovs), 64);
+	if (!p)
+		return -ENOMEM;
+	j->iovs = p;
 	return 0;
 }
 
