@@ -18,6 +18,7 @@
 #include "lock.h"
 #include "util.h"
 #include "err.h"
+#include "io.h"
 #include "log.h"
 
 #include <errno.h>
@@ -75,42 +76,6 @@ static int our_host(char *buf, size_t len, char *msg, size_t msglen)
 	return 0;
 }
 
-static ssize_t pread_full(int fd, char *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
-static int pwrite_full(int fd, const char *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Copy a string member of `obj` into dst; false if absent, not a string,
  * empty or too long. */
 static bool get_str(json_t *obj, const char *key, char *dst, size_t len)
@@ -139,7 +104,7 @@ static int holder_read(int fd, struct holder *h, char *why, size_t whylen)
 	int ret;
 
 	memset(h, 0, sizeof(*h));
-	n = pread_full(fd, buf, sizeof(buf));
+	n = io_pread_all(NULL, NULL, fd, buf, sizeof(buf), 0);
 	if (n < 0) {
 		ret = (int)n;
 		util_say(why, whylen, "cannot read it: %s", strerror(-ret));
@@ -197,6 +162,7 @@ static int record_write(int fd, pid_t pid, const char *host, const char *start)
 	char buf[LOCK_MAX_BYTES];
 	json_t *rec = NULL;
 	size_t n;
+	ssize_t w;
 	int ret;
 
 	rec = json_pack("{s:I, s:s, s:s}", "pid", (json_int_t)pid, "host", host,
@@ -215,7 +181,8 @@ static int record_write(int fd, pid_t pid, const char *host, const char *start)
 		ret = -errno;
 		goto out;
 	}
-	ret = pwrite_full(fd, buf, n);
+	w = io_pwrite_all(NULL, NULL, fd, buf, n, 0);
+	ret = w < 0 ? (int)w : 0;
 	if (ret < 0)
 		goto out;
 	if (fsync(fd) < 0)
