@@ -91,6 +91,9 @@ int util_fdopendir(int fd, DIR **out)
 {
 	int err;
 
+	*out = NULL;
+	if (fd < 0)
+		return fd;
 	*out = fdopendir(fd);
 	if (*out)
 		return 0;

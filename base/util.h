@@ -28,8 +28,11 @@ int util_now_iso(char *buf, size_t len);
    -errno. */
 int util_opendir_fd(int dirfd, DIR **out);
 
-/* A listing on `fd`, which it takes: *out owns it, or it is closed and
- *out is NULL. Returns 0 or -errno. */
+/*
+ * A listing on `fd`, which it takes (or the -errno of the open that made
+ * it, returned): the listing owns `fd`, or `fd` is closed and the listing
+ * is NULL. Returns 0 or -errno.
+ */
 int util_fdopendir(int fd, DIR **out);
 
 /*

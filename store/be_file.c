@@ -577,12 +577,10 @@ static int f_list(struct backend *be, const char *ns, store_list_cb cb,
 	struct be_file *b = bf(be);
 	struct dirent *d;
 	DIR *dir = NULL;
-	int fd, rc = 0;
+	int rc;
 
-	fd = open_beneath(b, NULL, ns, O_RDONLY | O_DIRECTORY, 0);
-	if (fd < 0)
-		return fd;
-	rc = util_fdopendir(fd, &dir);
+	rc = util_fdopendir(
+		open_beneath(b, NULL, ns, O_RDONLY | O_DIRECTORY, 0), &dir);
 	if (rc < 0)
 		return rc;
 	while ((d = readdir(dir)) != NULL) {
