@@ -126,28 +126,24 @@ int util_locked_int(pthread_mutex_t *mu, const int *v)
 	return r;
 }
 
-int util_xattr_names(int fd, char **names, size_t *len)
+int util_xattr_each(int fd, int (*fn)(void *arg, const char *name), void *arg)
 {
 	ssize_t n = flistxattr(fd, NULL, 0);
-	char *buf;
+	char *names;
+	int rc = 0;
 
-	*names = NULL;
-	*len = 0;
 	if (n <= 0)
 		return n == 0 || errno == ENOTSUP ? 0 : -errno;
-	buf = malloc((size_t)n);
-	if (!buf)
+	names = malloc((size_t)n);
+	if (!names)
 		return -ENOMEM;
-	n = flistxattr(fd, buf, (size_t)n);
-	if (n < 0) {
-		int rc = -errno;
-
-		free(buf);
-		return rc;
-	}
-	*names = buf;
-	*len = (size_t)n;
-	return 0;
+	n = flistxattr(fd, names, (size_t)n);
+	if (n < 0)
+		rc = -errno;
+	for (char *p = names; rc == 0 && p < names + n; p += strlen(p) + 1)
+		rc = fn(arg, p);
+	free(names);
+	return rc;
 }
 
 int util_stat_opened(int fd, struct stat *st)

@@ -54,12 +54,11 @@ void *util_reserve(void *v, size_t *cap, size_t want, size_t size,
 		   size_t first);
 
 /*
- * The extended attribute names of `fd` (NUL-terminated, one after the
- * other) in a new buffer *names of *len bytes, the caller's to free;
- * NULL and 0 if it has none or its file system keeps none. Returns 0 or
- * -errno (-ERANGE if the list grew between the sizing and the reading).
+ * Call fn(arg, name) for each extended attribute name of `fd` (none if
+ * its file system keeps none), until fn returns non-zero. Returns 0,
+ * what fn returned, or -errno (-ERANGE if the list grew meanwhile).
  */
-int util_xattr_names(int fd, char **names, size_t *len);
+int util_xattr_each(int fd, int (*fn)(void *arg, const char *name), void *arg);
 
 /*
  * The stat of what `fd` (taken: closed here) opened with O_PATH |

@@ -189,34 +189,37 @@ static int clear_dest(int dfd, const char *name)
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
+struct xattr_copy {
+	int in, out;
+	char *value; /* STORE_XATTR_VALUE_MAX bytes */
+};
+
+/* Copy xattr `name` if it is a user one (util_xattr_each callback). */
+static int copy_xattr(void *arg, const char *name)
+{
+	struct xattr_copy *x = arg;
+	ssize_t len;
+
+	if (strncmp(name, "user.", 5) != 0)
+		return 0;
+	len = fgetxattr(x->in, name, x->value, STORE_XATTR_VALUE_MAX);
+	if (len < 0)
+		return errno == ENODATA ? 0 : -errno;
+	if (fsetxattr(x->out, name, x->value, (size_t)len, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 /* Copy the user xattrs of `in` to `out`. */
 static int copy_xattrs(int in, int out)
 {
-	char *names = NULL, *value = NULL;
-	size_t n;
-	ssize_t len;
+	struct xattr_copy x = {in, out, malloc(STORE_XATTR_VALUE_MAX)};
 	int rc;
 
-	rc = util_xattr_names(in, &names, &n);
-	if (rc < 0 || !names)
-		return rc;
-	value = malloc(STORE_XATTR_VALUE_MAX);
-	if (!value) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (char *p = names; rc == 0 && p < names + n; p += strlen(p) + 1) {
-		if (strncmp(p, "user.", 5) != 0)
-			continue;
-		len = fgetxattr(in, p, value, STORE_XATTR_VALUE_MAX);
-		if (len < 0)
-			rc = errno == ENODATA ? 0 : -errno;
-		else if (fsetxattr(out, p, value, (size_t)len, 0) < 0)
-			rc = -errno;
-	}
-out:
-	free(names);
-	free(value);
+	if (!x.value)
+		return -ENOMEM;
+	rc = util_xattr_each(in, copy_xattr, &x);
+	free(x.value);
 	return rc;
 }
 

@@ -459,6 +459,23 @@ static int pack_one(int fd, const char *name, uint8_t *value, uint8_t **xa,
 	return 0;
 }
 
+struct xattr_pack {
+	int fd;
+	uint8_t *value; /* STORE_XATTR_VALUE_MAX bytes */
+	uint8_t **xa;
+	size_t *xa_len;
+};
+
+/* Pack xattr `name` if a record keeps it (util_xattr_each callback). */
+static int pack_kept(void *arg, const char *name)
+{
+	struct xattr_pack *x = arg;
+
+	if (!kept_xattr(name))
+		return 0;
+	return pack_one(x->fd, name, x->value, x->xa, x->xa_len);
+}
+
 /*
  * The user xattrs of `fd` that a record keeps, packed as the index
  * holds them (*xa is the caller's; NULL if there are none). Returns 0,
@@ -466,34 +483,23 @@ static int pack_one(int fd, const char *name, uint8_t *value, uint8_t **xa,
  */
 static int read_xattrs(int fd, uint8_t **xa, size_t *xa_len)
 {
-	char *names = NULL;
-	uint8_t *value = NULL;
-	size_t n;
+	struct xattr_pack x = {fd, NULL, xa, xa_len};
 	int rc;
 
 	*xa = NULL;
 	*xa_len = 0;
-	rc = util_xattr_names(fd, &names, &n);
+	x.value = malloc(STORE_XATTR_VALUE_MAX);
+	if (!x.value)
+		return -ENOMEM;
+	rc = util_xattr_each(fd, pack_kept, &x);
 	if (rc == -ERANGE)
-		return -EAGAIN; /* grew meanwhile */
-	if (rc < 0 || !names)
-		return rc;
-	value = malloc(STORE_XATTR_VALUE_MAX);
-	if (!value) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (char *p = names; rc == 0 && p < names + n; p += strlen(p) + 1)
-		if (kept_xattr(p))
-			rc = pack_one(fd, p, value, xa, xa_len);
-out:
+		rc = -EAGAIN; /* the list grew meanwhile */
 	if (rc) {
 		free(*xa);
 		*xa = NULL;
 		*xa_len = 0;
 	}
-	free(names);
-	free(value);
+	free(x.value);
 	return rc;
 }
 
