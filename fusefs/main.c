@@ -184,6 +184,8 @@ bad:
 static uint64_t parse_size(const char *s)
 {
 	char *end;
+	static const char units[] = "kKmMgGtT";
+	const char *unit;
 	unsigned long long v;
 	uint64_t mul = 1;
 
@@ -193,27 +195,11 @@ static uint64_t parse_size(const char *s)
 	v = strtoull(s, &end, 10);
 	if (errno || end == s)
 		return 0;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		mul = 1ull << 10;
+	/* K, M, G, T (either case): 2^10, 2^20, 2^30, 2^40 */
+	unit = *end ? strchr(units, *end) : NULL;
+	if (unit) {
+		mul = 1ull << (10 * ((unit - units) / 2 + 1));
 		end++;
-		break;
-	case 'm':
-	case 'M':
-		mul = 1ull << 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mul = 1ull << 30;
-		end++;
-		break;
-	case 't':
-	case 'T':
-		mul = 1ull << 40;
-		end++;
-		break;
 	}
 	if (*end != '\0' || v == 0 || v > UINT64_MAX / mul)
 		return 0;
