@@ -364,47 +364,37 @@ static int judge_record(int fd, const char *host, bool shared, char *msg,
 	return 0;
 }
 
-/* the exclusive side: flock, judge what was there, write our record */
-static int claim_exclusive(struct store_lock *l, int dirfd, int *fd, char *msg,
+/* the exclusive side, flock taken: judge what was there, write our record */
+static int claim_exclusive(struct store_lock *l, int fd, char *msg,
 			   size_t msglen)
 {
 	int ret;
 
-	ret = open_and_flock(dirfd, false, fd, msg, msglen);
-	if (ret == -EBUSY && *fd >= 0)
-		describe_busy(*fd, msg, msglen);
-	if (ret < 0)
-		return ret;
-	ret = judge_record(*fd, l->host, false, msg, msglen);
+	ret = judge_record(fd, l->host, false, msg, msglen);
 	if (ret < 0)
 		return ret;
 	ret = util_now_iso(l->start, sizeof(l->start));
 	if (ret < 0)
 		return ret;
-	ret = record_write(*fd, getpid(), l->host, l->start);
+	ret = record_write(fd, getpid(), l->host, l->start);
 	if (ret < 0)
 		util_say(msg, msglen, "cannot write the lock file: %s",
 			 strerror(-ret));
 	return ret;
 }
 
-/* the shared side: flock and judge, never write a record */
-static int claim_shared(struct store_lock *l, int dirfd, int *fd, char *msg,
+/* the shared side, given what open_and_flock said: judge, never write */
+static int claim_shared(struct store_lock *l, int fd, int flocked, char *msg,
 			size_t msglen)
 {
-	int ret;
-
-	ret = open_and_flock(dirfd, true, fd, msg, msglen);
-	if (ret == -EBUSY && *fd >= 0)
-		describe_busy(*fd, msg, msglen);
-	if (ret == -ENOENT) {
+	if (flocked == -ENOENT) {
 		/* no lock file, so no holder; creating one is a write */
 		util_say(msg, msglen, "%s", "");
 		return 0;
 	}
-	if (ret == 0)
-		ret = judge_record(*fd, l->host, true, msg, msglen);
-	return ret;
+	if (flocked == 0)
+		return judge_record(fd, l->host, true, msg, msglen);
+	return flocked;
 }
 
 static int lock_take(struct store_lock **out, int dirfd, bool shared, char *msg,
@@ -426,10 +416,13 @@ static int lock_take(struct store_lock **out, int dirfd, bool shared, char *msg,
 	ret = our_host(l->host, sizeof(l->host), msg, msglen);
 	if (ret < 0)
 		goto out;
+	ret = open_and_flock(dirfd, shared, &fd, msg, msglen);
+	if (ret == -EBUSY && fd >= 0)
+		describe_busy(fd, msg, msglen);
 	if (shared)
-		ret = claim_shared(l, dirfd, &fd, msg, msglen);
-	else
-		ret = claim_exclusive(l, dirfd, &fd, msg, msglen);
+		ret = claim_shared(l, fd, ret, msg, msglen);
+	else if (ret == 0)
+		ret = claim_exclusive(l, fd, msg, msglen);
 	if (ret < 0)
 		goto out;
 	l->fd = fd;
