@@ -356,9 +356,6 @@ int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size);
 int store_stage_hash(struct store *s, struct store_stage *st, uint8_t hash[16],
 		     uint64_t *size);
 
-/* Apply a decoded journal record to the index (replay and commit). */
-int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq);
-
 /* recover.c: load the snapshot, replay the journal, clean up. */
 int store_recover(struct store *s);
 /* Write the index snapshot at revision `rev`. */
@@ -418,7 +415,87 @@ void reserve_status(struct reserve *r, struct store_status *st);
    the reserve again if there is room (store_hist.c). */
 void store_space_recover(struct store *s);
 
-/* ---- commit.c: the steps every change shares (txn.c uses them) ------ */
+/* ---- change.c: the pipeline every change goes through -------------------- */
+
+/*
+ * begin: under s->mu, wait until none of the `n` records (id_at(arg, i))
+ * has a change in flight, holding no busy mark (each wait starts the
+ * look over again: another may have become busy meanwhile); es[i] gets
+ * each one's entry or NULL (es may be NULL). Returns s->broken (0 or
+ * -EIO) once all are idle; the caller checks its conditions and marks
+ * them busy, all at once, before it unlocks.
+ */
+int change_wait_idle(struct store *s, size_t n,
+		     const char *(*id_at)(void *arg, size_t i), void *arg,
+		     struct entry **es);
+
+/* The same for the IDs ids[0..n). */
+int change_wait_ids(struct store *s, const char *const *ids, size_t n,
+		    struct entry **es);
+
+/* journal: encode `r` and append it (the commit point; a memory store
+   only takes the next revision); *seq is its revision. `nosync`: written,
+   not durable yet (sync=batch, batch.c). */
+int change_journal(struct store *s, const struct rec *r, bool nosync,
+		   uint64_t *seq);
+
+/* A copy of n bytes (malloc'ed, at least 1). NULL on ENOMEM. */
+uint8_t *change_memdup(const uint8_t *p, size_t n);
+
+#define APPLY_PLACE 1u /* put the content in place (records directory) */
+#define APPLY_INDEX 2u /* update the index entry */
+
+/* What the apply step knows besides the record. */
+struct apply {
+	unsigned steps;		/* APPLY_PLACE | APPLY_INDEX */
+	bool replay;		/* recovery: see change_apply */
+	bool unmark;		/* clear the records' busy marks */
+	struct store_stage *st; /* a live put's stage (else the record's
+				   inline data or stage name) */
+	struct entry *e;	/* the entry of r->id if known (else found) */
+	uint64_t ino;		/* a put's content inode (0: unknown) */
+	uint8_t *xa;		/* r->xa as an owned copy, taken over (NULL:
+				   r->xa is copied) */
+	uint64_t seq;		/* set by change_apply */
+	uint64_t fixed, lost;	/* replay: content put in place, and gone */
+};
+
+/*
+ * apply: the records directory and the index entry after the decoded
+ * record `r` at revision `seq` -- the same for every kind of change, live
+ * or replayed; a REC_TXN applies each part. Live, a
+ * failure to put content in place breaks the store (commit_mark_broken)
+ * and is not returned: the change is journaled. Replay (recovery), the
+ * content is put in place only by the last record that changes it and
+ * only if it is not there yet. Takes s->mu for the index. Returns 0,
+ * -ENOMEM, -EBADMSG, or (replay) -errno.
+ */
+int change_apply(struct store *s, const struct rec *r, uint64_t seq,
+		 struct apply *a);
+
+/*
+ * journal, history and apply of a change whose record `r` is complete and
+ * whose records are marked busy (a->e: r->id's entry; a->xa: r->xa owned,
+ * or NULL). On a failure before the commit point the marks are cleared
+ * and `what` failed is logged. *seq is the change's revision.
+ */
+int change_journal_apply(struct store *s, struct rec *r, struct apply *a,
+			 const char *what, uint64_t *seq);
+
+/* Replay: remove the source of the rename `r` at `seq` if that rename is
+   its last change. */
+int change_drop_rename_source(struct store *s, const struct rec *r,
+			      uint64_t seq);
+
+/* Does the file of `id` hold content of this hash and size? 1, 0, -errno
+   (logged). */
+int change_content_is(struct store *s, const char *id,
+		      const struct store_meta *m);
+
+/* ---- the steps every change shares (change.c; txn.c uses them) -------- */
+
+/* The version of `e` if it is live, else 0. */
+uint64_t commit_live_version(const struct entry *e);
 
 int64_t commit_now_ns(struct timespec *ts);
 /* ID, read-only, broken, CAS support of a conditional change. */
@@ -449,8 +526,8 @@ int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       size_t xa_len, bool merge, struct store_result *res);
 /* A journaled change could not be put in place: refuse changes. */
 void commit_mark_broken(struct store *s, const char *id, int err);
-/* Step 2: append one journal record (the commit point); *seq is its
-   revision. Memory store: just the next revision. */
+/* Append one journal record made of `iov` (the commit point); *seq is
+   its revision. Memory store: just the next revision. */
 int commit_journal(struct store *s, const struct iovec *iov, int n,
 		   uint64_t *seq);
 /* Clear `e`'s busy mark and wake waiters; `mu` held. */

@@ -290,14 +290,9 @@ int store_txn_delete(struct store_txn *t, const char *id,
 
 /* ---- commit ------------------------------------------------------------- */
 
-static uint64_t live_version(const struct entry *e)
-{
-	return e && !e->meta.deleted ? e->meta.version : 0;
-}
-
 static bool part_is_noop(const struct txn_part *p, const struct entry *e)
 {
-	return live_version(e) && e->meta.hash_valid &&
+	return commit_live_version(e) && e->meta.hash_valid &&
 	       memcmp(e->meta.hash, p->hash, 16) == 0 &&
 	       e->meta.size == p->size && e->meta.symlink == p->symlink &&
 	       (!p->has_owner ||
@@ -336,6 +331,11 @@ static int check_unique(struct store_txn *t, size_t *dup)
 	return rc;
 }
 
+static const char *part_id(void *arg, size_t i)
+{
+	return ((struct store_txn *)arg)->p[i].id;
+}
+
 /*
  * Step 1, s->mu held: wait until every record is idle (restarting after
  * each wait: the others may have become busy meanwhile), then check the
@@ -348,23 +348,16 @@ static int begin(struct store_txn *t, size_t *nchange, size_t *failed)
 	size_t i;
 	int rc;
 
-again:
-	for (i = 0; i < t->n; i++) {
-		struct txn_part *p = &t->p[i];
-
-		p->e = idx_find(&s->ix, p->id, strlen(p->id));
-		if (p->e && p->e->busy) {
-			store_wait_idle(s, p->e);
-			goto again;
-		}
-	}
-	if (s->broken)
-		return s->broken;
+	rc = change_wait_idle(s, t->n, part_id, t, NULL);
+	if (rc)
+		return rc;
 	*nchange = 0;
 	for (i = 0; i < t->n; i++) {
 		struct txn_part *p = &t->p[i];
-		uint64_t cur = live_version(p->e);
+		uint64_t cur;
 
+		p->e = idx_find(&s->ix, p->id, strlen(p->id));
+		cur = commit_live_version(p->e);
 		*failed = i;
 		rc = commit_check_cond(&p->cond, cur, &p->res);
 		if (rc)
@@ -413,7 +406,7 @@ static void part_rec(const struct txn_part *p, const struct store_who *who,
 		     const struct timespec *now, int64_t time_ns, struct rec *r)
 {
 	const struct entry *e = p->e;
-	uint64_t cur = live_version(e);
+	uint64_t cur = commit_live_version(e);
 
 	memset(r, 0, sizeof(*r));
 	r->id = p->id;
@@ -539,6 +532,33 @@ static int sync_refs(struct store_txn *t)
 	return rc;
 }
 
+/* The apply step of every changing part, at `seq`: a failure to put one
+   in place breaks the store (recovery finishes the change) but not the
+   other parts. */
+static void apply_parts(struct store_txn *t, struct rec *recs, uint64_t seq)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < t->n; i++) {
+		struct txn_part *p = &t->p[i];
+		struct apply a = {.steps = APPLY_PLACE | APPLY_INDEX,
+				  .unmark = true,
+				  .st = p->st,
+				  .e = p->e,
+				  .ino = p->ino,
+				  .xa = p->xa};
+
+		if (p->noop)
+			continue;
+		p->xa = NULL;
+		recs[k].meta.revision = seq;
+		(void)change_apply(t->s, &recs[k], seq, &a);
+		p->res.version = recs[k].meta.version;
+		p->res.revision = seq;
+		k++;
+	}
+}
+
 /* Steps 2 and 3 for the `nchange` marked parts. Returns 0 (*seq set) or
    -errno from before the commit point. */
 static int journal_and_publish(struct store_txn *t, size_t nchange,
@@ -615,60 +635,7 @@ static int journal_and_publish(struct store_txn *t, size_t nchange,
 	}
 	store_hist_changed(s, *seq);
 
-	/* step 3: every part; a failure breaks the store (recovery
-	   finishes the change) but not the other parts */
-	k = 0;
-	for (size_t i = 0; i < t->n; i++) {
-		struct txn_part *p = &t->p[i];
-		int prc;
-
-		if (p->noop)
-			continue;
-		recs[k].meta.revision = *seq;
-		if (p->del) {
-			prc = s->be->ops->remove(s->be, p->id);
-			if (prc == -ENOENT)
-				prc = 0;
-		} else {
-			prc = io_point(s->io, "commit.publish");
-			if (prc == 0)
-				prc = s->be->ops->publish(s->be, p->st, p->id);
-			if (prc && p->by_ref)
-				p->st->published = true; /* recovery's */
-		}
-		if (prc)
-			commit_mark_broken(s, p->id, prc);
-		k++;
-	}
-	pthread_mutex_lock(&s->mu);
-	k = 0;
-	for (size_t i = 0; i < t->n; i++) {
-		struct txn_part *p = &t->p[i];
-		struct entry *e = p->e;
-
-		if (p->noop)
-			continue;
-		if (p->del) {
-			e->meta.deleted = true;
-			e->meta.revision = *seq;
-			e->ino = 0;
-			free(e->xa);
-			e->xa = NULL;
-			e->xa_len = 0;
-		} else {
-			e->meta = recs[k].meta;
-			e->ino = p->ino;
-			free(e->xa);
-			e->xa = p->xa;
-			e->xa_len = p->xa_len;
-			p->xa = NULL;
-			p->xa_len = 0;
-		}
-		p->res.version = e->meta.version;
-		p->res.revision = *seq;
-		k++;
-	}
-	pthread_mutex_unlock(&s->mu);
+	apply_parts(t, recs, *seq);
 out:
 	free(recs);
 	free(data);
@@ -736,9 +703,9 @@ int store_txn_commit(struct store_txn *t, const struct store_who *who,
 	if (rc || nchange == 0)
 		goto out;
 
+	/* the apply step clears the marks of a change that was journaled */
 	rc = journal_and_publish(t, nchange, who, &seq);
-	unmark(t);
-	marked = false;
+	marked = rc != 0;
 	if (rc == 0) {
 		res->revision = seq;
 		res->changes = nchange;
