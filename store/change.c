@@ -584,7 +584,7 @@ int change_apply(struct store *s, const struct rec *r, uint64_t seq,
 	int rc = 0;
 
 	a->seq = seq;
-	if (r->type == REC_TXN) {
+	if (r->type == REC_TXN || r->type == REC_TXN_PART) {
 		struct rec part;
 		size_t off = 0;
 

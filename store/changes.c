@@ -208,6 +208,7 @@ static int queue_record(struct store_changes *c, uint64_t rev, const uint8_t *p,
 	case REC_DEL:
 		return queue_change(c, rev, &r);
 	case REC_TXN:
+	case REC_TXN_PART: /* a frame of a change of many frames */
 		while ((rc = codec_txn_next(&r, &off, &part)) == 1)
 			if ((rc = queue_change(c, rev, &part)) != 0)
 				break;

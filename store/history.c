@@ -923,7 +923,7 @@ static int collect_stage(void *arg, uint64_t seq, const void *payload,
 
 	if (codec_decode(payload, len, &r))
 		return 0; /* recovery reports bad records */
-	if (r.type != REC_TXN)
+	if (r.type != REC_TXN && r.type != REC_TXN_PART)
 		return add_stage(arg, &r);
 	while (codec_txn_next(&r, &off, &part) == 1)
 		if ((rc = add_stage(arg, &part)) != 0)

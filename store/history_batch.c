@@ -461,6 +461,7 @@ static int add_record(struct hist *h, struct batch *b, uint64_t seq,
 	case REC_RENAME:
 		return add_rename(h, b, &r, seq);
 	case REC_TXN:
+	case REC_TXN_PART: /* a frame of a change of many frames */
 		return add_txn(h, b, seq, &r);
 	case REC_STATE:
 		break;

@@ -316,7 +316,7 @@ static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
 		return rc;
 	if (!rp->s->opts.no_write)
 		return change_apply(rp->s, &r, seq, &rp->a);
-	if (r.type != REC_TXN)
+	if (r.type != REC_TXN && r.type != REC_TXN_PART)
 		return check_one(rp, seq, &r);
 	while ((rc = codec_txn_next(&r, &off, &part)) == 1) {
 		rc = check_one(rp, seq, &part);

@@ -18,11 +18,13 @@
  * A change of several records (store_txn, txn.c) is one REC_TXN record
  * holding a REC_PUT or REC_DEL per record, all at the txn's seq (one
  * store revision): step 2 appends that one record, so it is the commit
- * point of every part at once; step 3 starts only after it. Recovery
- * treats each part as a record of that seq, so either the txn record is
- * in the journal and every part is finished, or it is not and no part was
- * put in place (stages and blob links left behind are removed at open).
- * The record is at most JNL_MAX_RECORD: bigger txns are refused (-E2BIG).
+ * point of every part at once; step 3 starts only after it. A txn too big
+ * for one journal frame (JNL_MAX_RECORD) is N frames of REC_TXN_PART and
+ * a last REC_TXN frame, all at one seq, written with jnl_big_*: readers
+ * see all of them or none. Recovery treats each part of each frame as a
+ * record of that seq, so either the txn record is in the journal and
+ * every part is finished, or it is not and no part was put in place
+ * (stages and blob links left behind are removed at open).
  * A checkpoint (syncfs + index snapshot) retires journal segments, but
  * only those the history (history.h) has written to git too.
  *
@@ -69,6 +71,9 @@ enum rec_type {
 	REC_TXN = 6,	/* one store change made of several REC_PUT and
 			   REC_DEL parts (store_txn, txn.c); all parts
 			   share the record's seq */
+	REC_TXN_PART = 7, /* parts as in REC_TXN, of a change too big for one
+			     journal frame: N frames of these, then the
+			     REC_TXN frame that ends it, all at one seq */
 };
 
 /* One decoded record; pointers borrow the encoded buffer. */
@@ -118,8 +123,20 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r);
 int codec_encode_txn(const struct rec *parts, size_t n, uint8_t **out,
 		     size_t *len);
 
-/* The next part of a decoded REC_TXN from *off (start at 0). Returns 1
-   with *part (borrowing the buffer), 0 after the last, -EBADMSG. */
+/* One part as it is in a REC_TXN payload: [u32 len] and the part as
+   codec_encode + its inline bytes. *out is the caller's. Returns 0,
+   -EINVAL (not a REC_PUT or REC_DEL), -ENOMEM. */
+int codec_encode_part(const struct rec *p, uint8_t **out, size_t *len);
+
+/* The head of a REC_TXN or REC_TXN_PART payload of `n` parts, which
+   codec_encode_part's follow. */
+#define CODEC_TXN_HEAD 6
+void codec_txn_head(uint8_t head[CODEC_TXN_HEAD], enum rec_type type,
+		    uint32_t n);
+
+/* The next part of a decoded REC_TXN or REC_TXN_PART from *off (start at
+   0). Returns 1 with *part (borrowing the buffer), 0 after the last,
+   -EBADMSG. */
 int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part);
 
 /* Packed xattrs: repeated [u16 name_len][name][u32 value_len][value]. */
@@ -364,6 +381,35 @@ int store_snapshot_write(struct store *s, uint64_t rev);
 /* Wait until `e` is not busy; `mu` held. */
 void store_wait_idle(struct store *s, struct entry *e);
 
+/* ---- spool.c: a temp file written, then read back, in order ------------ */
+
+struct spool {
+	struct io *io;
+	int fd;
+	uint8_t *buf; /* one buffer: what is written or read next */
+	size_t len;   /* bytes in buf */
+	size_t pos;   /* reading: the next byte of buf */
+	uint64_t off; /* file offset of buf[0] */
+	uint64_t size;
+	bool reading;
+};
+
+/* A new empty spool (file backend: unnamed in STORE/tmp; else a memfd).
+   Returns 0 or -errno; release with spool_close (also after a failure). */
+int spool_open(struct store *s, struct spool *sp);
+void spool_close(struct spool *sp);
+/* Append (before the first rewind). Returns 0 or -errno. */
+int spool_write(struct spool *sp, const void *p, size_t n);
+/* Read from the start from now on (may be called again). */
+int spool_rewind(struct spool *sp);
+/* The next n bytes; -EBADMSG past the end, -errno. */
+int spool_read(struct spool *sp, void *p, size_t n);
+/* The offset of the next byte read (or written). */
+uint64_t spool_tell(const struct spool *sp);
+bool spool_at_end(const struct spool *sp);
+/* Overwrite n bytes at `at`, reading (not read again before a rewind). */
+int spool_pwrite(struct spool *sp, const void *p, size_t n, uint64_t at);
+
 /* ---- reserve.c: the space reserve (SPEC section 8) ------------------ */
 
 struct reserve;
@@ -463,7 +509,7 @@ struct apply {
 /*
  * apply: the records directory and the index entry after the decoded
  * record `r` at revision `seq` -- the same for every kind of change, live
- * or replayed; a REC_TXN applies each part. Live, a
+ * or replayed; a REC_TXN (or REC_TXN_PART) applies each part. Live, a
  * failure to put content in place breaks the store (commit_mark_broken)
  * and is not returned: the change is journaled. Replay (recovery), the
  * content is put in place only by the last record that changes it and
