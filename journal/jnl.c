@@ -1,13 +1,8 @@
 /*
  * jnl.c - the journal: framed records in segment files, group commit.
  *
- * Layout (little-endian). A segment file "%020llu.log" starts with a
- * 16-byte header: JNL_SEGMENT_MAGIC and the u64 seq of its first record.
- * Then frames follow back to back:
- *
- *	u32 magic 0x31464a52 ("RJF1")  u32 payload length  u64 seq
- *	u64 xxh3-64 of (the 16 bytes above, then the payload)
- *	payload
+ * The format of segments and frames is in jnl.h; framing is in
+ * jnl_frame.c, multi-frame records (jnl_big_*) in jnl_big.c.
  *
  * Group commit: jnl_append queues a waiter that lives on the caller's
  * stack. The first waiter that finds no flush in progress becomes the
@@ -16,7 +11,9 @@
  * and makes them durable with one fdatasync. Whoever queues meanwhile is
  * written by the next leader. A failed batch is cut off the segment again
  * (ftruncate + fdatasync) and its sequence numbers are not consumed; if
- * that undo fails too the journal is broken and refuses appends.
+ * that undo fails too the journal is broken and refuses appends. No
+ * leader starts while a multi-frame record holds the journal or waits to
+ * (jnl_big.c): the queue waits for it.
  *
  * Preallocation: a batch that leaves less than JNL_PREALLOC of zeros after
  * the end of the segment also writes the next JNL_PREALLOC of zeros there,
@@ -37,11 +34,11 @@
  * batch's, and the one that makes an undo or a trim durable),
  * "jnl.truncate" (undo of a failed batch, trim of a torn tail, reset of a
  * reused segment), "jnl.cut", "jnl.cut.fsync" (the zeros after the last
- * record cut off at rotation and close), "jnl.drop.unlink", "jnl.scan.open" (directory and
- * segments), "jnl.scan.read".
+ * record cut off at rotation and close), "jnl.drop.unlink",
+ * "jnl.scan.open" (directory and segments), "jnl.scan.read".
  *
- * Reading (jnl_scan, the segment walk jnl_open also uses, and cursors)
- * is in jnl_read.c.
+ * Reading (jnl_scan and the segment walk jnl_open also uses) is in
+ * jnl_read.c, cursors in jnl_cursor.c.
  */
 #include "jnl_i.h"
 
@@ -60,9 +57,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
-
 /* Zeros written ahead of the end of a segment (see the top), unless
    the file system has less than JNL_PREALLOC_MIN_FREE free. */
 #define JNL_PREALLOC (2u << 20)
@@ -78,103 +72,6 @@ struct jnl_waiter {
 	bool done;
 	struct jnl_waiter *next;
 };
-
-struct jnl {
-	struct io *io;
-	int dirfd;	    /* borrowed */
-	int fd;		    /* current segment; changed only by jnl_rotate */
-	uint64_t seg_first; /* its first seq; protected by lock */
-	char seg_name[JNL_SEG_NAME_LEN];
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;	  /* a batch is done */
-	struct jnl_waiter *head;  /* queued appends; protected by lock */
-	struct jnl_waiter **tail; /* protected by lock */
-	bool flushing;		  /* a leader is writing; protected by lock */
-	bool syncing;		  /* jnl_sync is in its fdatasync (batches
-				     go on meanwhile); protected by lock */
-	bool broken;		  /* protected by lock */
-	uint64_t last_seq;	  /* last durable record; protected by lock */
-	uint64_t written_seq;	  /* last record written (>= last_seq: the
-				     ones after last_seq are written but not
-				     fdatasync'ed yet, see jnl_append_nosync);
-				     protected by lock */
-	uint64_t end;		  /* bytes in the segment; protected by lock */
-	uint64_t zero_end;	  /* [end, zero_end) of the segment holds
-				     zeros written by an earlier batch (see
-				     the top); leader, or lock when none */
-
-	/* Scratch of the current leader (whoever set `flushing`). */
-	uint8_t (*hdrs)[JNL_FRAME_HDR];
-	size_t hdrs_cap;
-	struct iovec *iovs;
-	size_t iovs_cap;
-};
-
-void jnl_frame_encode(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq,
-		      const struct iovec *iov, int iovcnt)
-{
-	XXH3_state_t st;
-	size_t len = 0;
-
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	jnl_put_le32(hdr, JNL_FRAME_MAGIC);
-	jnl_put_le32(hdr + 4, (uint32_t)len);
-	jnl_put_le64(hdr + 8, seq);
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, hdr, 16);
-	for (int i = 0; i < iovcnt; i++)
-		if (iov[i].iov_len)
-			XXH3_64bits_update(&st, iov[i].iov_base,
-					   iov[i].iov_len);
-	jnl_put_le64(hdr + 16, XXH3_64bits_digest(&st));
-}
-
-long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
-		      const uint8_t **payload, size_t *len, size_t *need)
-{
-	uint8_t magic[4];
-	XXH3_state_t st;
-	uint32_t plen = 0;
-	size_t total;
-
-	/* Reject as early as the bytes allow: a torn tail is often zeros. */
-	jnl_put_le32(magic, JNL_FRAME_MAGIC);
-	for (size_t i = 0; i < 4 && i < avail; i++)
-		if (buf[i] != magic[i])
-			return -EBADMSG;
-	if (avail >= 8) {
-		plen = jnl_get_le32(buf + 4);
-		if (plen > JNL_MAX_RECORD)
-			return -EBADMSG;
-	}
-	if (avail < JNL_FRAME_HDR) {
-		if (need)
-			*need = JNL_FRAME_HDR;
-		return 0;
-	}
-	total = JNL_FRAME_HDR + (size_t)plen;
-	if (avail < total) {
-		if (need)
-			*need = total;
-		return 0;
-	}
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, buf, 16);
-	XXH3_64bits_update(&st, buf + JNL_FRAME_HDR, plen);
-	if (XXH3_64bits_digest(&st) != jnl_get_le64(buf + 16))
-		return -EBADMSG;
-	if (seq)
-		*seq = jnl_get_le64(buf + 8);
-	if (payload)
-		*payload = buf + JNL_FRAME_HDR;
-	if (len)
-		*len = plen;
-	if (need)
-		*need = total;
-	return (long)total;
-}
 
 /*
  * Create segment `first` (or, with `reuse`, reset an existing one that
@@ -428,9 +325,10 @@ static int scratch_reserve(struct jnl *j, size_t nrec, size_t niov)
  * After a batch that ends at `end`: if fewer than JNL_PREALLOC zeros follow
  * it, write the next JNL_PREALLOC, for the batch's fdatasync to make
  * durable too. Best effort and without a failpoint: zeros are what a
- * reader stops at anyway, and a batch never depends on them. Leader only.
+ * reader stops at anyway, and a batch never depends on them. Leader (or
+ * the holder of a multi-frame record) only.
  */
-static void seg_zero_ahead(struct jnl *j, uint64_t end)
+void jnl_zero_ahead(struct jnl *j, uint64_t end)
 {
 	static const uint8_t zeros[64 * 1024];
 	uint64_t from = j->zero_end > end ? j->zero_end : end;
@@ -479,6 +377,95 @@ static int seg_cut_zeros(struct jnl *j)
 	return 0;
 }
 
+int jnl_seg_undo(struct jnl *j, uint64_t base, const char *trunc_point,
+		 const char *sync_point)
+{
+	int rc;
+
+	rc = io_ftruncate(j->io, trunc_point, j->fd, (off_t)base);
+	if (rc == 0)
+		rc = io_fdatasync(j->io, sync_point, j->fd);
+	j->zero_end = base;
+	if (rc < 0)
+		rlog_err("journal %s: cannot cut failed records at offset "
+			 "%" PRIu64 ": %s; journal is broken",
+			 j->seg_name, base, strerror(-rc));
+	return rc;
+}
+
+/* What the leader is writing (flush_batch). */
+struct batch {
+	struct jnl_waiter *head;
+	uint64_t first; /* seq of its first record */
+	uint64_t base;	/* offset of its first frame */
+	uint64_t total; /* bytes of its frames */
+	size_t nrec;
+	int niov; /* in j->iovs */
+	bool sync;
+};
+
+/* Number and frame the records of `bt` into the leader's scratch. */
+static int batch_frame(struct jnl *j, struct batch *bt)
+{
+	struct jnl_waiter *w;
+	size_t niov = 0, k = 0, v = 0;
+	int rc;
+
+	for (w = bt->head; w; w = w->next) {
+		bt->nrec++;
+		niov += 1 + (size_t)w->iovcnt;
+		bt->sync |= w->sync;
+	}
+	rc = niov > INT32_MAX ? -ENOMEM : scratch_reserve(j, bt->nrec, niov);
+	if (rc < 0)
+		return rc;
+	for (w = bt->head; w; w = w->next, k++) {
+		jnl_frame_encode(j->hdrs[k], bt->first + k, w->iov, w->iovcnt);
+		j->iovs[v].iov_base = j->hdrs[k];
+		j->iovs[v++].iov_len = JNL_FRAME_HDR;
+		for (int i = 0; i < w->iovcnt; i++)
+			if (w->iov[i].iov_len)
+				j->iovs[v++] = w->iov[i];
+		bt->total += JNL_FRAME_HDR + w->len;
+	}
+	bt->niov = (int)v;
+	return 0;
+}
+
+/*
+ * Write the framed batch with one pwritev (and sync it, if anyone waits
+ * for that). On failure it is cut off again: then *undone, or *broken if
+ * that failed too. Leader only, outside the lock.
+ */
+static int batch_write(struct jnl *j, const struct batch *bt, bool *undone,
+		       bool *broken)
+{
+	ssize_t n;
+	int rc;
+
+	n = io_pwritev_all(j->io, "jnl.write", j->fd, j->iovs, bt->niov,
+			   (off_t)bt->base);
+	rc = n < 0 ? (int)n : 0;
+	if (rc == 0) {
+		jnl_zero_ahead(j, bt->base + bt->total);
+		/* one fdatasync makes the records written before by
+		   jnl_append_nosync durable too: same file, earlier offsets */
+		if (bt->sync)
+			rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
+	}
+	if (rc < 0) {
+		rlog_err("journal %s: writing records %" PRIu64 "..%" PRIu64
+			 " at offset %" PRIu64 ": %s",
+			 j->seg_name, bt->first, bt->first + bt->nrec - 1,
+			 bt->base, strerror(-rc));
+		if (jnl_seg_undo(j, bt->base, "jnl.truncate", "jnl.fsync") < 0)
+			*broken = true;
+		else
+			*undone = true;
+	}
+	return rc;
+}
+
 /*
  * Write and sync every queued record as one batch. Called by the leader
  * with j->lock held and no flush in progress; drops the lock around the
@@ -486,13 +473,14 @@ static int seg_cut_zeros(struct jnl *j)
  */
 static void flush_batch(struct jnl *j)
 {
-	struct jnl_waiter *batch = j->head, *w, *next;
-	uint64_t first = j->written_seq + 1, base = j->end, total = 0;
-	size_t nrec = 0, niov = 0, k, v;
-	bool broken = false, sync = false, undone = false;
-	ssize_t n;
-	int rc = 0, urc;
+	struct batch bt = {.head = j->head};
+	struct jnl_waiter *w, *next;
+	bool undone = false, broken = false;
+	uint64_t k = 0;
+	int rc = 0;
 
+	bt.first = j->written_seq + 1;
+	bt.base = j->end;
 	j->head = NULL;
 	j->tail = &j->head;
 	if (j->broken) {
@@ -501,79 +489,27 @@ static void flush_batch(struct jnl *j)
 	}
 	j->flushing = true;
 	pthread_mutex_unlock(&j->lock);
-
-	for (w = batch; w; w = w->next) {
-		nrec++;
-		niov += 1 + (size_t)w->iovcnt;
-		sync |= w->sync;
-	}
-	rc = niov > INT32_MAX ? -ENOMEM : scratch_reserve(j, nrec, niov);
-	if (rc < 0)
-		goto relock;
-	k = v = 0;
-	for (w = batch; w; w = w->next, k++) {
-		jnl_frame_encode(j->hdrs[k], first + k, w->iov, w->iovcnt);
-		j->iovs[v].iov_base = j->hdrs[k];
-		j->iovs[v++].iov_len = JNL_FRAME_HDR;
-		for (int i = 0; i < w->iovcnt; i++)
-			if (w->iov[i].iov_len)
-				j->iovs[v++] = w->iov[i];
-		total += JNL_FRAME_HDR + w->len;
-	}
-
-	n = io_pwritev_all(j->io, "jnl.write", j->fd, j->iovs, (int)v,
-			   (off_t)base);
-	rc = n < 0 ? (int)n : 0;
-	if (rc == 0) {
-		seg_zero_ahead(j, base + total);
-		/* one fdatasync makes the records written before by
-		   jnl_append_nosync durable too: same file, earlier offsets */
-		if (sync)
-			rc = io_fdatasync(j->io, "jnl.fsync", j->fd);
-	}
-	if (rc < 0) {
-		rlog_err("journal %s: writing records %" PRIu64 "..%" PRIu64
-			 " at offset %" PRIu64 ": %s",
-			 j->seg_name, first, first + nrec - 1, base,
-			 strerror(-rc));
-		/*
-		 * Cut the batch off again, durably, so that no record whose
-		 * append failed can come back at recovery and the seqs can
-		 * be used again.
-		 */
-		urc = io_ftruncate(j->io, "jnl.truncate", j->fd, (off_t)base);
-		if (urc == 0)
-			urc = io_fdatasync(j->io, "jnl.fsync", j->fd);
-		j->zero_end = base;
-		undone = urc == 0;
-		if (urc < 0) {
-			rlog_err("journal %s: cannot cut failed records at "
-				 "offset %" PRIu64 ": %s; journal is broken",
-				 j->seg_name, base, strerror(-urc));
-			broken = true;
-		}
-	}
-
-relock:
+	rc = batch_frame(j, &bt);
+	if (rc == 0)
+		rc = batch_write(j, &bt, &undone, &broken);
 	pthread_mutex_lock(&j->lock);
 	j->flushing = false;
 	if (broken)
 		j->broken = true;
 	if (rc == 0) {
-		j->end = base + total;
-		j->written_seq = first + nrec - 1;
-		if (sync)
+		j->end = bt.base + bt.total;
+		j->written_seq = bt.first + bt.nrec - 1;
+		if (bt.sync)
 			j->last_seq = j->written_seq;
 	} else if (undone && j->written_seq > j->last_seq) {
 		/* the undo's fdatasync made what came before durable */
 		j->last_seq = j->written_seq;
 	}
 done:
-	k = 0;
-	for (w = batch; w; w = next) {
+	for (w = bt.head; w; w = next) {
 		next = w->next;
 		w->err = rc;
-		w->seq = rc == 0 ? first + k++ : 0;
+		w->seq = rc == 0 ? bt.first + k++ : 0;
 		w->done = true;
 	}
 	pthread_cond_broadcast(&j->cond);
@@ -600,7 +536,8 @@ static int append(struct jnl *j, const struct iovec *iov, int iovcnt,
 	*j->tail = &w;
 	j->tail = &w.next;
 	while (!w.done) {
-		if (!j->flushing)
+		/* a multi-frame record, held or waited for, goes first */
+		if (!j->flushing && !j->big && !j->big_waiting)
 			flush_batch(j); /* we lead: our record is queued */
 		else
 			pthread_cond_wait(&j->cond, &j->lock);
@@ -666,7 +603,7 @@ int jnl_sync(struct jnl *j)
 	int rc;
 
 	pthread_mutex_lock(&j->lock);
-	while (j->syncing)
+	while (j->syncing || j->big)
 		pthread_cond_wait(&j->cond, &j->lock);
 	rc = sync_written(j);
 	pthread_mutex_unlock(&j->lock);
@@ -710,7 +647,7 @@ int jnl_rotate(struct jnl *j)
 	int fd = -1, old, rc = 0;
 
 	pthread_mutex_lock(&j->lock);
-	while (j->flushing || j->syncing)
+	while (j->flushing || j->syncing || j->big)
 		pthread_cond_wait(&j->cond, &j->lock);
 	if (j->broken)
 		rc = -EIO;

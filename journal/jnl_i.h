@@ -1,14 +1,16 @@
 /*
- * jnl_i.h - what jnl.c (appending) and jnl_read.c (scanning, cursors)
- * share: segment names, listing, the verifying segment walk and the
- * little-endian helpers of the on-disk format described in jnl.c. Not for
- * use outside journal/.
+ * jnl_i.h - what jnl.c (appending), jnl_big.c (multi-frame records),
+ * jnl_frame.c (framing), jnl_read.c (scanning) and jnl_cursor.c share: the
+ * journal's state, segment names, listing, the verifying segment walk and
+ * the little-endian helpers of the on-disk format described in jnl.h. Not
+ * for use outside journal/.
  */
 #ifndef RECFS_JNL_I_H
 #define RECFS_JNL_I_H
 
 #include "jnl.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +50,78 @@ static inline uint64_t jnl_get_le64(const uint8_t *p)
 		v = (v << 8) | p[i];
 	return v;
 }
+
+struct jnl_waiter;
+
+/* The journal being appended to (jnl.c, jnl_big.c). */
+struct jnl {
+	struct io *io;
+	int dirfd;	    /* borrowed */
+	int fd;		    /* current segment; changed only by jnl_rotate */
+	uint64_t seg_first; /* its first seq; protected by lock */
+	char seg_name[JNL_SEG_NAME_LEN];
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	  /* a batch is done, a sync or a multi-frame
+				     record is over */
+	struct jnl_waiter *head;  /* queued appends; protected by lock */
+	struct jnl_waiter **tail; /* protected by lock */
+	bool flushing;		  /* a leader is writing; protected by lock */
+	bool syncing;		  /* jnl_sync is in its fdatasync (batches
+				     go on meanwhile); protected by lock */
+	bool big;		  /* a multi-frame record holds the journal
+				     (jnl_big.c); protected by lock */
+	unsigned big_waiting;	  /* jnl_big_begin calls waiting for their
+				     turn: no new batch starts meanwhile;
+				     protected by lock */
+	bool broken;		  /* protected by lock */
+	uint64_t last_seq;	  /* last durable record; protected by lock */
+	uint64_t written_seq;	  /* last record written (>= last_seq: the
+				     ones after last_seq are written but not
+				     fdatasync'ed yet, see jnl_append_nosync);
+				     protected by lock */
+	uint64_t end;		  /* bytes in the segment; protected by lock */
+	uint64_t zero_end;	  /* [end, zero_end) of the segment holds
+				     zeros written by an earlier batch (see
+				     jnl.c); leader (or the holder of a
+				     multi-frame record), or lock when none */
+
+	/* Scratch of the current leader (whoever set `flushing`). */
+	uint8_t (*hdrs)[JNL_FRAME_HDR];
+	size_t hdrs_cap;
+	struct iovec *iovs;
+	size_t iovs_cap;
+};
+
+/*
+ * After records that end at `end`: if fewer than JNL_PREALLOC zeros follow
+ * them, write more, for the next fdatasync to make durable too (jnl.c).
+ * Leader, or the holder of a multi-frame record, only.
+ */
+void jnl_zero_ahead(struct jnl *j, uint64_t end);
+
+/*
+ * Cut what was written from `base` on off the current segment again,
+ * durably (ftruncate at `trunc_point`, fdatasync at `sync_point`), so that
+ * nothing of a failed or dropped write comes back at recovery and its
+ * seqs can be used again. Leader, or the holder of a multi-frame record,
+ * only. Returns 0, or -errno (logged): then the journal is to be marked
+ * broken by the caller.
+ */
+int jnl_seg_undo(struct jnl *j, uint64_t base, const char *trunc_point,
+		 const char *sync_point);
+
+/*
+ * The look-ahead of readers: do the frames from `off` of fd on (up to
+ * `limit`, the size known) continue multi-frame record `seq` up to its
+ * last frame? Each is verified by reading it in pieces, payloads are not
+ * kept. Returns 1 (*end: the offset after the last frame), 0 if they stop
+ * before it (a frame that is torn, zeros or missing; *end: its offset),
+ * -EBADMSG if a valid frame of another seq comes first (*end: its offset),
+ * or -errno. Reads go through failpoint `point`.
+ */
+int jnl_big_rest(struct io *io, const char *point, int fd, uint64_t off,
+		 uint64_t limit, uint64_t seq, uint64_t *end);
 
 /* The file name of the segment whose first record is `first`. */
 void jnl_seg_name(char name[JNL_SEG_NAME_LEN], uint64_t first);

@@ -1,16 +1,15 @@
 /*
- * jnl_read.c - reading the journal: the verifying segment walk that
- * recovery's jnl_scan and jnl_open use, and cursors that follow the
- * journal while it is written (the history writer's queue).
+ * jnl_read.c - reading the journal: segment names and listing, and the
+ * verifying segment walk that recovery's jnl_scan and jnl_open use.
+ * Cursors, which follow the journal while it is written, are in
+ * jnl_cursor.c.
  *
- * A cursor keeps one segment open and the file offset of the next record.
- * It is only ever told to read records that are durable (`upto`), so it
- * never looks at a batch that jnl_append is still writing and could cut
- * off again after a failed fdatasync; bytes it read ahead while they were
- * not durable yet are read again before they are trusted.
+ * A multi-frame record (jnl.h) is passed on frame by frame, but only once
+ * the walk has read ahead to its last frame (jnl_big_rest: verified, not
+ * kept); without its last frame it is a torn tail in the last segment,
+ * from its first frame on, and corruption anywhere else.
  *
- * Failpoints: "jnl.scan.open", "jnl.scan.read" (scans and segment walks),
- * "jnl.cursor.open", "jnl.cursor.read" (cursors).
+ * Failpoints: "jnl.scan.open", "jnl.scan.read" (scans and segment walks).
  */
 #include "jnl_i.h"
 
@@ -167,6 +166,208 @@ static bool zero_tail(int fd, uint64_t from, uint64_t to)
 	return true;
 }
 
+/* The reading state of one segment walk (jnl_seg_walk). */
+struct wstate {
+	struct jnl_walk *w;
+	struct jnl_rbuf *b;
+	int fd;
+	char name[JNL_SEG_NAME_LEN];
+	uint64_t boff;	   /* file offset of b->p[0] */
+	size_t start, len; /* parsing at b->p[start]; b->p[0..len) read */
+	uint64_t pos;	   /* file offset of b->p[start] */
+	uint64_t rec;	   /* offset of the first frame of the record */
+	bool part;	   /* inside a multi-frame record (from rec) */
+	bool checked;	   /* its last frame was found ahead: frames passed */
+};
+
+/* Open segment w->first, a regular file, and take its size. */
+static int walk_open(struct wstate *ws)
+{
+	struct stat st;
+	int rc;
+
+	ws->fd = io_openat(ws->w->io, "jnl.scan.open", ws->w->dirfd, ws->name,
+			   O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (ws->fd < 0) {
+		rc = ws->fd;
+		rlog_err("journal %s: open: %s", ws->name, strerror(-rc));
+		return rc;
+	}
+	if (fstat(ws->fd, &st) < 0) {
+		rc = -errno;
+		rlog_err("journal %s: stat: %s", ws->name, strerror(-rc));
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rlog_err("journal %s: not a regular file", ws->name);
+		return -EBADMSG;
+	}
+	ws->w->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Read and check the segment header. Returns 0, 1 if it is torn (a crash
+   while the last segment was being created), -EBADMSG or -errno. */
+static int walk_header(struct wstate *ws)
+{
+	struct jnl_walk *w = ws->w;
+	uint8_t fh[JNL_FILE_HDR];
+	bool torn;
+	ssize_t n = 0;
+
+	if (w->size >= JNL_FILE_HDR) {
+		n = io_pread_all(w->io, "jnl.scan.read", ws->fd, fh,
+				 JNL_FILE_HDR, 0);
+		if (n < 0) {
+			rlog_err("journal %s: read: %s", ws->name,
+				 strerror((int)-n));
+			return (int)n;
+		}
+	}
+	torn = n < JNL_FILE_HDR || all_zero(fh, JNL_FILE_HDR);
+	if (torn && w->last)
+		return 1;
+	if (torn || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
+	    jnl_get_le64(fh + 8) != w->first) {
+		rlog_err("journal %s: bad segment header", ws->name);
+		return -EBADMSG;
+	}
+	w->hdr_ok = true;
+	w->valid_end = JNL_FILE_HDR;
+	ws->boff = ws->pos = JNL_FILE_HDR;
+	return 0;
+}
+
+/* Read at least `need` bytes at ws->pos. Returns 0, 1 if the file does
+   not have them (the tail is bad), or -errno. */
+static int walk_fill(struct wstate *ws, size_t need)
+{
+	struct jnl_walk *w = ws->w;
+	struct jnl_rbuf *b = ws->b;
+	size_t want;
+	ssize_t n;
+	int rc;
+
+	/* need <= JNL_READ_MAX: decode checked the length. */
+	if (need > w->size - ws->pos)
+		return 1;
+	memmove(b->p, b->p + ws->start, ws->len - ws->start);
+	ws->len -= ws->start;
+	ws->boff = ws->pos;
+	ws->start = 0;
+	rc = jnl_rbuf_reserve(b, need);
+	if (rc < 0)
+		return rc;
+	want = b->cap - ws->len;
+	if (want > w->size - (ws->boff + ws->len))
+		want = (size_t)(w->size - (ws->boff + ws->len));
+	n = io_pread_all(w->io, "jnl.scan.read", ws->fd, b->p + ws->len, want,
+			 (off_t)(ws->boff + ws->len));
+	if (n < 0) {
+		rlog_err("journal %s: read at %" PRIu64 ": %s", ws->name,
+			 ws->boff + ws->len, strerror((int)-n));
+		return (int)n;
+	}
+	ws->len += (size_t)n;
+	if (ws->len < need) {
+		w->size = ws->boff + ws->len; /* it shrank */
+		return 1;
+	}
+	return 0;
+}
+
+/* Before the first frame of multi-frame record `seq` is passed on: is its
+   last frame there? Sets *bad if not. Returns 0, -EBADMSG or -errno. */
+static int walk_ahead(struct wstate *ws, uint64_t seq, long fl, bool *bad)
+{
+	uint64_t end;
+	int rc;
+
+	rc = jnl_big_rest(ws->w->io, "jnl.scan.read", ws->fd,
+			  ws->pos + (uint64_t)fl, ws->w->size, seq, &end);
+	if (rc == -EBADMSG)
+		rlog_err("journal %s: record %" PRIu64 " at offset %" PRIu64
+			 " is cut short by another one at offset %" PRIu64,
+			 ws->name, seq, ws->pos, end);
+	*bad = rc == 0;
+	ws->checked = rc == 1;
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * A valid frame of `fl` bytes at ws->pos: check its seq, account for it
+ * and pass it on. Sets *bad if the tail is bad from the start of its
+ * record. Returns 0, -EBADMSG, -errno, or what the callback returned.
+ */
+static int walk_frame(struct wstate *ws, long fl, uint64_t seq,
+		      const uint8_t *payload, size_t plen, bool more, bool *bad)
+{
+	struct jnl_walk *w = ws->w;
+	int rc;
+
+	if (seq != w->first + w->nrec) {
+		rlog_err("journal %s: record at offset %" PRIu64
+			 " has seq %" PRIu64 ", expected %" PRIu64,
+			 ws->name, ws->pos, seq, w->first + w->nrec);
+		return -EBADMSG;
+	}
+	if (!ws->part) {
+		ws->rec = ws->pos;
+		ws->checked = false;
+		if (more && w->cb && seq > w->after) {
+			ws->part = true;
+			rc = walk_ahead(ws, seq, fl, bad);
+			if (rc < 0 || *bad)
+				return rc;
+		}
+	}
+	ws->start += (size_t)fl;
+	ws->part = more;
+	if (more)
+		return ws->checked ? w->cb(w->arg, seq, payload, plen) : 0;
+	w->nrec++;
+	w->last_seq = seq;
+	w->valid_end = ws->pos + (uint64_t)fl;
+	if (seq <= w->after)
+		return 0;
+	w->passed++;
+	return w->cb ? w->cb(w->arg, seq, payload, plen) : 0;
+}
+
+/* The segment holds no (complete) records from `pos` on. */
+static int walk_bad(struct wstate *ws, uint64_t pos)
+{
+	struct jnl_walk *w = ws->w;
+
+	if (ws->part && ws->checked) {
+		rlog_err("journal %s: record %" PRIu64 " at offset %" PRIu64
+			 " changed while it was read",
+			 ws->name, w->first + w->nrec, ws->rec);
+		return -EBADMSG;
+	}
+	if (ws->part)
+		pos = ws->rec; /* its last frame is missing: none of it */
+	if (!w->last) {
+		rlog_err("journal %s: bad or truncated record at offset "
+			 "%" PRIu64 " (not the last segment)",
+			 ws->name, pos);
+		return -EBADMSG;
+	}
+	/* zeros are what jnl.c writes ahead of the records */
+	if (zero_tail(ws->fd, pos, w->size)) {
+		w->zeros = w->size - pos;
+		rlog_debug("journal %s: %" PRIu64 " bytes of zeros after the "
+			   "last record, at offset %" PRIu64,
+			   ws->name, w->zeros, pos);
+	} else {
+		w->torn = w->size - pos;
+		rlog_warn("journal %s: torn tail at offset %" PRIu64
+			  ", ignoring %" PRIu64 " bytes",
+			  ws->name, pos, w->torn);
+	}
+	return 0;
+}
+
 /*
  * Read segment w->first and verify it: header, then frames of seqs
  * first, first+1, ... passing those above w->after to w->cb. Returns 0,
@@ -174,149 +375,48 @@ static bool zero_tail(int fd, uint64_t from, uint64_t to)
  */
 int jnl_seg_walk(struct jnl_walk *w, struct jnl_rbuf *b)
 {
-	char name[JNL_SEG_NAME_LEN];
-	uint8_t fh[JNL_FILE_HDR];
+	struct wstate ws = {.w = w, .b = b, .fd = -1};
 	const uint8_t *payload;
-	struct stat st;
-	uint64_t seq, boff, pos = 0;
-	size_t start = 0, len = 0, plen, need, want;
-	ssize_t n;
-	bool torn_hdr;
+	uint64_t seq;
+	size_t plen, need;
+	bool more, bad = false;
 	long fl;
-	int fd = -1, rc = 0;
+	int rc;
 
-	jnl_seg_name(name, w->first);
-	fd = io_openat(w->io, "jnl.scan.open", w->dirfd, name,
-		       O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-	if (fd < 0) {
-		rc = fd;
-		fd = -1;
-		rlog_err("journal %s: open: %s", name, strerror(-rc));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		rlog_err("journal %s: stat: %s", name, strerror(-rc));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EBADMSG;
-		rlog_err("journal %s: not a regular file", name);
-		goto out;
-	}
-	w->size = (uint64_t)st.st_size;
-
-	n = 0;
-	if (w->size >= JNL_FILE_HDR) {
-		n = io_pread_all(w->io, "jnl.scan.read", fd, fh, JNL_FILE_HDR,
-				 0);
-		if (n < 0) {
-			rc = (int)n;
-			rlog_err("journal %s: read: %s", name, strerror(-rc));
-			goto out;
-		}
-	}
-	torn_hdr = n < JNL_FILE_HDR || all_zero(fh, JNL_FILE_HDR);
-	if (torn_hdr && w->last)
-		goto bad; /* a crash while the segment was being created */
-	if (torn_hdr || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
-	    jnl_get_le64(fh + 8) != w->first) {
-		rc = -EBADMSG;
-		rlog_err("journal %s: bad segment header", name);
-		goto out;
-	}
-	w->hdr_ok = true;
-	pos = w->valid_end = JNL_FILE_HDR;
-
-	rc = jnl_rbuf_reserve(b, JNL_READ_MIN);
-	if (rc < 0)
-		goto out;
-	/* b->p[0..len) holds the file bytes at boff; parsing is at start. */
-	boff = JNL_FILE_HDR;
-	for (;;) {
-		pos = boff + start;
-		if (pos >= w->size)
+	jnl_seg_name(ws.name, w->first);
+	rc = walk_open(&ws);
+	if (rc == 0)
+		rc = walk_header(&ws);
+	if (rc == 0)
+		rc = jnl_rbuf_reserve(b, JNL_READ_MIN);
+	while (rc == 0 && !bad) {
+		ws.pos = ws.boff + ws.start;
+		if (ws.pos >= w->size) {
+			bad = ws.part; /* it ends inside a record */
 			break;
-		fl = jnl_frame_decode(b->p + start, len - start, &seq, &payload,
-				      &plen, &need);
+		}
+		fl = jnl_frame_decode_part(b->p + ws.start, ws.len - ws.start,
+					   &seq, &payload, &plen, &more, &need);
 		if (fl < 0)
-			goto bad;
-		if (fl == 0) {
-			/* need <= JNL_READ_MAX: decode checked the length. */
-			if (need > w->size - pos)
-				goto bad;
-			memmove(b->p, b->p + start, len - start);
-			len -= start;
-			boff = pos;
-			start = 0;
-			rc = jnl_rbuf_reserve(b, need);
-			if (rc < 0)
-				goto out;
-			want = b->cap - len;
-			if (want > w->size - (boff + len))
-				want = (size_t)(w->size - (boff + len));
-			n = io_pread_all(w->io, "jnl.scan.read", fd, b->p + len,
-					 want, (off_t)(boff + len));
-			if (n < 0) {
-				rc = (int)n;
-				rlog_err("journal %s: read at %" PRIu64 ": %s",
-					 name, boff + len, strerror(-rc));
-				goto out;
-			}
-			len += (size_t)n;
-			if (len < need) {
-				w->size = boff + len; /* it shrank */
-				goto bad;
-			}
-			continue;
-		}
-		if (seq != w->first + w->nrec) {
-			rc = -EBADMSG;
-			rlog_err("journal %s: record at offset %" PRIu64
-				 " has seq %" PRIu64 ", expected %" PRIu64,
-				 name, pos, seq, w->first + w->nrec);
-			goto out;
-		}
-		w->nrec++;
-		w->last_seq = seq;
-		start += (size_t)fl;
-		w->valid_end = pos + (uint64_t)fl;
-		if (seq > w->after) {
-			w->passed++;
-			if (w->cb) {
-				rc = w->cb(w->arg, seq, payload, plen);
-				if (rc)
-					goto out;
-			}
+			bad = true;
+		else if (fl == 0)
+			rc = walk_fill(&ws, need);
+		else
+			rc = walk_frame(&ws, fl, seq, payload, plen, more,
+					&bad);
+		if (fl == 0 && rc == 1) {
+			rc = 0;
+			bad = true;
 		}
 	}
-	goto out;
-
-bad:
-	if (w->last) {
-		/* zeros are what jnl.c writes ahead of the records */
-		if (zero_tail(fd, pos, w->size)) {
-			w->zeros = w->size - pos;
-			rlog_debug("journal %s: %" PRIu64 " bytes of zeros "
-				   "after the last record, at offset %" PRIu64,
-				   name, w->zeros, pos);
-		} else {
-			w->torn = w->size - pos;
-			rlog_warn("journal %s: torn tail at offset %" PRIu64
-				  ", ignoring %" PRIu64 " bytes",
-				  name, pos, w->torn);
-		}
+	if (rc == 1 && !w->hdr_ok) { /* a torn header */
 		rc = 0;
-	} else {
-		rc = -EBADMSG;
-		rlog_err(
-			"journal %s: bad or truncated record at offset %" PRIu64
-			" (not the last segment)",
-			name, pos);
+		bad = true;
 	}
-out:
-	if (fd >= 0)
-		close(fd);
+	if (bad)
+		rc = walk_bad(&ws, ws.pos);
+	if (ws.fd >= 0)
+		close(ws.fd);
 	return rc;
 }
 
@@ -369,297 +469,4 @@ out:
 	free(b.p);
 	free(segs);
 	return rc;
-}
-
-/* ---- cursors ------------------------------------------------------------ */
-
-struct jnl_cursor {
-	struct io *io;
-	int dirfd;	     /* borrowed */
-	int fd;		     /* segment seg_first, or -1: not opened yet */
-	uint64_t seg_first;  /* 0: no segment chosen yet */
-	uint64_t next;	     /* seq of the next frame in the segment */
-	uint64_t off;	     /* its file offset (when fd >= 0) */
-	uint64_t skip_below; /* frames below this are read but not returned */
-
-	/* b.p[0..len) holds the file bytes at boff, read while the records
-	   up to buf_upto were durable: frames above that are read again. */
-	struct jnl_rbuf b;
-	uint64_t boff;
-	size_t len;
-	uint64_t buf_upto;
-};
-
-static void cursor_drop_segment(struct jnl_cursor *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->len = 0;
-	c->boff = 0;
-}
-
-/*
- * Choose the segment that holds `want` (the newest one whose first seq is
- * not after it) or, if the journal starts after `want`, the oldest one.
- * It is opened lazily by cursor_open_segment, when a record in it is
- * known to be durable (a segment being created has no header yet).
- */
-static int cursor_locate(struct jnl_cursor *c, uint64_t want)
-{
-	uint64_t *segs = NULL;
-	size_t n = 0, i;
-	int rc;
-
-	cursor_drop_segment(c);
-	c->skip_below = want;
-	c->seg_first = 0;
-	c->next = want;
-	rc = jnl_seg_list(c->io, c->dirfd, &segs, &n);
-	if (rc < 0)
-		return rc;
-	for (i = n; i > 0 && segs[i - 1] > want; i--)
-		;
-	if (n > 0) {
-		c->seg_first = segs[i > 0 ? i - 1 : 0];
-		c->next = c->seg_first;
-	}
-	free(segs);
-	return 0;
-}
-
-static int cursor_open_segment(struct jnl_cursor *c)
-{
-	char name[JNL_SEG_NAME_LEN];
-	uint8_t fh[JNL_FILE_HDR];
-	ssize_t n;
-	int fd;
-
-	jnl_seg_name(name, c->seg_first);
-	fd = io_openat(c->io, "jnl.cursor.open", c->dirfd, name,
-		       O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-	if (fd < 0) {
-		rlog_err("journal %s: open: %s", name, strerror(-fd));
-		return fd;
-	}
-	n = io_pread_all(c->io, "jnl.cursor.read", fd, fh, sizeof(fh), 0);
-	if (n != (ssize_t)sizeof(fh) || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
-	    jnl_get_le64(fh + 8) != c->seg_first) {
-		close(fd);
-		if (n < 0) {
-			rlog_err("journal %s: read: %s", name, strerror(-n));
-			return (int)n;
-		}
-		rlog_err("journal %s: bad segment header", name);
-		return -EBADMSG;
-	}
-	c->fd = fd;
-	c->off = JNL_FILE_HDR;
-	c->len = 0;
-	c->boff = JNL_FILE_HDR;
-	return 0;
-}
-
-/* Read at least `need` bytes (if the file has them) at c->off. */
-static int cursor_fill(struct jnl_cursor *c, size_t need, uint64_t upto)
-{
-	ssize_t n;
-	int rc;
-
-	rc = jnl_rbuf_reserve(&c->b, need < JNL_READ_MIN ? JNL_READ_MIN : need);
-	if (rc < 0)
-		return rc;
-	n = io_pread_all(c->io, "jnl.cursor.read", c->fd, c->b.p, c->b.cap,
-			 (off_t)c->off);
-	if (n < 0) {
-		char name[JNL_SEG_NAME_LEN];
-
-		jnl_seg_name(name, c->seg_first);
-		rlog_err("journal %s: read at %" PRIu64 ": %s", name, c->off,
-			 strerror((int)-n));
-		return (int)n;
-	}
-	c->boff = c->off;
-	c->len = (size_t)n;
-	c->buf_upto = upto;
-	return 0;
-}
-
-/*
- * Decode the frame at c->off. Returns its length (> 0), 0 if the segment
- * has no (valid) frame there, or -errno.
- */
-static long cursor_frame(struct jnl_cursor *c, uint64_t upto, uint64_t *seq,
-			 const uint8_t **payload, size_t *plen)
-{
-	bool fresh = false;
-	size_t need = JNL_FRAME_HDR;
-	long fl;
-	int rc;
-
-	for (;;) {
-		bool have = c->len && c->off >= c->boff &&
-			    c->off + need <= c->boff + c->len &&
-			    c->buf_upto >= c->next;
-
-		if (!have) {
-			if (fresh)
-				return 0; /* the file ends before the frame */
-			rc = cursor_fill(c, need, upto);
-			if (rc < 0)
-				return rc;
-			fresh = true;
-			continue;
-		}
-		fl = jnl_frame_decode(c->b.p + (c->off - c->boff),
-				      c->boff + c->len - c->off, seq, payload,
-				      plen, &need);
-		if (fl != 0)
-			return fl < 0 ? 0 : fl;
-		if (fresh && need <= c->b.cap)
-			return 0; /* the file ends inside the frame */
-		fresh = false;
-		c->len = 0; /* read again, with room for `need` */
-	}
-}
-
-/* The frame at c->off is not there: go on in the segment that starts at
-   c->next, or past a gap to the next one that exists. */
-static int cursor_next_segment(struct jnl_cursor *c)
-{
-	uint64_t *segs = NULL, want = c->next;
-	size_t n = 0, i;
-	int rc;
-
-	rc = jnl_seg_list(c->io, c->dirfd, &segs, &n);
-	if (rc < 0)
-		return rc;
-	for (i = 0; i < n && segs[i] < want; i++)
-		;
-	if (i == n || segs[i] != want) {
-		char name[JNL_SEG_NAME_LEN];
-
-		jnl_seg_name(name, c->seg_first);
-		rlog_err("journal %s: record %" PRIu64 " is durable but "
-			 "neither at offset %" PRIu64
-			 " nor in the next segment "
-			 "(%s)",
-			 name, want, c->off,
-			 i == n ? "there is none" : "it starts later");
-		free(segs);
-		return -EBADMSG;
-	}
-	cursor_drop_segment(c);
-	c->seg_first = want;
-	c->next = want;
-	free(segs);
-	return 0;
-}
-
-int jnl_cursor_open(struct io *io, int dirfd, uint64_t after,
-		    struct jnl_cursor **out)
-{
-	struct jnl_cursor *c;
-	int rc;
-
-	*out = NULL;
-	if (after == UINT64_MAX)
-		return -EINVAL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->io = io;
-	c->dirfd = dirfd;
-	c->fd = -1;
-	rc = cursor_locate(c, after + 1);
-	if (rc < 0) {
-		jnl_cursor_close(c);
-		return rc;
-	}
-	*out = c;
-	return 0;
-}
-
-int jnl_cursor_next(struct jnl_cursor *c, uint64_t upto, uint64_t *seq,
-		    const void **payload, size_t *len)
-{
-	const uint8_t *p;
-	uint64_t s, lim;
-	size_t plen;
-	long fl;
-	int rc;
-
-	for (;;) {
-		/* records the caller skips are older: durable too */
-		lim = upto > c->skip_below - 1 ? upto : c->skip_below - 1;
-		if (c->next > lim) {
-			c->len = 0; /* what is past `upto` may still change */
-			return 0;
-		}
-		if (c->seg_first == 0) {
-			/* the journal had no segment: look again */
-			rc = cursor_locate(c, c->next);
-			if (rc < 0)
-				return rc;
-			if (c->seg_first == 0) {
-				rlog_err("journal: record %" PRIu64
-					 " is durable but no segment holds it",
-					 c->next);
-				return -EBADMSG;
-			}
-			continue;
-		}
-		if (c->fd < 0) {
-			rc = cursor_open_segment(c);
-			if (rc < 0)
-				return rc;
-		}
-		fl = cursor_frame(c, lim, &s, &p, &plen);
-		if (fl < 0)
-			return (int)fl;
-		if (fl == 0) {
-			rc = cursor_next_segment(c);
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		if (s != c->next) {
-			char name[JNL_SEG_NAME_LEN];
-
-			jnl_seg_name(name, c->seg_first);
-			rlog_err("journal %s: record at offset %" PRIu64
-				 " has seq %" PRIu64 ", expected %" PRIu64,
-				 name, c->off, s, c->next);
-			return -EBADMSG;
-		}
-		c->off += (uint64_t)fl;
-		c->next++;
-		if (s < c->skip_below)
-			continue;
-		*seq = s;
-		*payload = p;
-		*len = plen;
-		return 1;
-	}
-}
-
-uint64_t jnl_cursor_pos(const struct jnl_cursor *c)
-{
-	return c->next > c->skip_below ? c->next : c->skip_below;
-}
-
-int jnl_cursor_seek(struct jnl_cursor *c, uint64_t pos)
-{
-	if (pos == 0)
-		return -EINVAL;
-	return cursor_locate(c, pos);
-}
-
-void jnl_cursor_close(struct jnl_cursor *c)
-{
-	if (!c)
-		return;
-	cursor_drop_segment(c);
-	free(c->b.p);
-	free(c);
 }

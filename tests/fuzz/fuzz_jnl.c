@@ -1,12 +1,15 @@
 /*
  * fuzz_jnl.c - libFuzzer target for the journal's framing and scan.
  *
- * Every input is decoded frame by frame with jnl_frame_decode. An input
- * that starts like a segment (JNL_SEGMENT_MAGIC) is also written as a
- * segment file into a per-process temp dir and read back with jnl_scan;
- * the scan must account for every byte (header + frames + torn tail) and
- * hand out consecutive seqs. If it holds records, a second segment that
- * continues it (same payloads, next seqs, same torn tail) is added and
+ * Every input is decoded frame by frame with jnl_frame_decode_part (and
+ * jnl_frame_decode, which must agree except that it refuses the frames of
+ * multi-frame records). An input that starts like a segment
+ * (JNL_SEGMENT_MAGIC) is also written as a segment file into a
+ * per-process temp dir and read back with jnl_scan; the scan must account
+ * for every byte (header + frames + torn tail) and hand out consecutive
+ * seqs (the frames of a multi-frame record share one). If it holds
+ * records, a second segment that continues it (same payloads and frame
+ * marks, next seqs, the same torn tail renumbered likewise) is added and
  * the two are scanned together.
  */
 #include "jnl.h"
@@ -99,27 +102,45 @@ static void truncate_seg(uint64_t first, size_t len)
 	close(fd);
 }
 
-/* What the scan callback saw; `frames` re-encodes them from seq `base`. */
+/* What the scan callback saw (n records in nf frames); `frames`
+   re-encodes them from seq `base`. */
 struct seen {
-	uint64_t n, first, next, bytes;
+	uint64_t n, nf, first, last, bytes;
 	uint64_t base;
 	uint8_t *frames;
-	size_t len, cap;
+	size_t len, cap, prev; /* prev: offset of the last frame in frames */
 };
+
+static void reencode(uint8_t *frame, uint64_t seq, bool more)
+{
+	uint32_t plen = 0;
+
+	for (int i = 3; i >= 0; i--)
+		plen = (plen << 8) | frame[4 + i];
+	plen &= ~JNL_FRAME_MORE;
+	{
+		struct iovec v = {frame + JNL_FRAME_HDR, plen};
+
+		jnl_frame_encode_part(frame, seq, more, &v, 1);
+	}
+}
 
 static int on_record(void *arg, uint64_t seq, const void *payload, size_t len)
 {
 	struct seen *s = arg;
-	struct iovec v = {(void *)payload, len};
 	size_t need = JNL_FRAME_HDR + len;
+	bool cont = s->nf > 0 && seq == s->last;
 
 	check(len <= JNL_MAX_RECORD);
-	if (s->n == 0)
-		s->first = seq;
-	else
-		check(seq == s->next);
-	s->next = seq + 1;
-	s->n++;
+	if (!cont) {
+		if (s->n == 0)
+			s->first = seq;
+		else
+			check(seq == s->last + 1);
+		s->n++;
+	}
+	s->last = seq;
+	s->nf++;
 	s->bytes += need;
 	if (s->base) {
 		if (s->len + need > s->cap) {
@@ -130,10 +151,19 @@ static int on_record(void *arg, uint64_t seq, const void *payload, size_t len)
 			s->frames = p;
 			s->cap = cap;
 		}
-		jnl_frame_encode(s->frames + s->len, s->base + s->n - 1, &v, 1);
+		if (cont) /* the frame before was not the last of its record */
+			reencode(s->frames + s->prev, s->base + s->n - 1, true);
 		if (len)
 			memcpy(s->frames + s->len + JNL_FRAME_HDR, payload,
 			       len);
+		{
+			struct iovec v = {s->frames + s->len + JNL_FRAME_HDR,
+					  len};
+
+			jnl_frame_encode_part(s->frames + s->len,
+					      s->base + s->n - 1, false, &v, 1);
+		}
+		s->prev = s->len;
 		s->len += need;
 	}
 	return 0;
@@ -145,11 +175,16 @@ static void decode_all(const uint8_t *data, size_t size)
 	uint8_t hdr[JNL_FRAME_HDR];
 	uint64_t seq;
 	size_t off = 0, len, need;
-	long n;
+	bool more;
+	long n, n1;
 
 	while (off < size) {
-		n = jnl_frame_decode(data + off, size - off, &seq, &payload,
-				     &len, &need);
+		n = jnl_frame_decode_part(data + off, size - off, &seq,
+					  &payload, &len, &more, &need);
+		n1 = jnl_frame_decode(data + off, size - off, NULL, NULL, NULL,
+				      NULL);
+		check(n1 == (n > 0 && more ? -EBADMSG : n) ||
+		      (n1 == -EBADMSG && n == 0 && size - off >= 8));
 		if (n < 0)
 			return;
 		if (n == 0) {
@@ -163,9 +198,31 @@ static void decode_all(const uint8_t *data, size_t size)
 		{
 			struct iovec v = {(void *)payload, len};
 
-			jnl_frame_encode(hdr, seq, &v, 1);
+			jnl_frame_encode_part(hdr, seq, more, &v, 1);
 		}
 		check(memcmp(hdr, data + off, JNL_FRAME_HDR) == 0);
+		off += (size_t)n;
+	}
+}
+
+/*
+ * A torn tail may start with whole frames of a multi-frame record that
+ * lacks its last frame (seq: the record after the last one): give them
+ * the seq `seq` that record has in the second segment.
+ */
+static void renumber_tail(uint8_t *p, size_t len, uint64_t seq)
+{
+	size_t off = 0, plen;
+	bool more = true;
+	long n;
+
+	while (more && off < len) {
+		n = jnl_frame_decode_part(p + off, len - off, NULL, NULL, &plen,
+					  &more, NULL);
+		if (n <= 0)
+			return;
+		check(more); /* else the scan would have taken it */
+		reencode(p + off, seq, true);
 		off += (size_t)n;
 	}
 }
@@ -210,7 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (first == 0)
 		goto out; /* a record of seq 0 is never passed (seq > after) */
 	check(JNL_FILE_HDR + s1.bytes + r1.torn_bytes + r1.zero_bytes == size);
-	check(s1.n == 0 || (s1.first == first && r1.last_seq == s1.next - 1));
+	check(s1.n == 0 || (s1.first == first && r1.last_seq == s1.last));
 	if (s1.n == 0)
 		goto out;
 
@@ -219,8 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tail = (size_t)(r1.torn_bytes + r1.zero_bytes);
 	valid = size - tail;
 	s1.base = next;
-	s1.n = 0;
-	s1.bytes = 0;
+	s1.n = s1.nf = s1.bytes = 0;
 	rc = jnl_scan(NULL, dir_fd, 0, on_record, &s1, &r1);
 	check(rc == 0);
 	truncate_seg(first, valid);
@@ -235,6 +291,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (s1.len)
 			memcpy(body, s1.frames, s1.len);
 		memcpy(body + s1.len, data + valid, tail);
+		renumber_tail(body + s1.len, tail, next + s1.n);
 		write_seg(next, hdr, sizeof(hdr), body, blen);
 		free(body);
 	}
