@@ -5,7 +5,9 @@
  * holding any lock, then commit the plan as one store change; the parts of
  * a rollback are conditional on the versions the plan saw, so a change
  * that comes in between makes it fail (-ESTALE) instead of being undone
- * unseen.
+ * unseen. Both stream: a rollback goes through the IDs of the index
+ * (spooled) one at a time, an import adds each file as the walk finds it;
+ * the txn spools its parts, so memory does not grow with the store.
  */
 #include "store_i.h"
 #include "id.h"
@@ -64,132 +66,54 @@ static int ensure_parents(struct store *s, const char *id)
 
 /* What one record was at the target revision, and is now. */
 struct target {
-	char *id;
+	const char *id;
+	uint64_t revision;	/* the target revision */
 	bool at;		/* a version at or before the target revision */
-	struct store_version v; /* ... that one */
-	bool after;		/* a version after it (or the first one) */
+	struct store_version v; /* ... the last one */
+	bool after;		/* a version after it */
 	uint64_t first_after;	/* the version of the first one after */
 	bool live;		/* live now */
 	struct store_meta cur;	/* now */
-	uint32_t hv;
 };
 
-struct plan {
-	struct target **slots;
-	size_t nslots, n;
-	uint64_t revision;
-	int err;
-};
-
-static uint32_t hash_id(const char *id)
+/* store_history_each of one record. */
+static int target_version(void *arg, const char *id,
+			  const struct store_version *v)
 {
-	uint32_t h = 2166136261u;
+	struct target *t = arg;
 
-	for (; *id; id++)
-		h = (h ^ (uint8_t)*id) * 16777619u;
-	return h;
-}
-
-static int plan_grow(struct plan *p)
-{
-	size_t ns = p->nslots ? 2 * p->nslots : 1024;
-	struct target **slots = calloc(ns, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->nslots; i++) {
-		struct target *t = p->slots[i];
-		size_t j;
-
-		if (!t)
-			continue;
-		for (j = t->hv & (ns - 1); slots[j]; j = (j + 1) & (ns - 1))
-			;
-		slots[j] = t;
-	}
-	free(p->slots);
-	p->slots = slots;
-	p->nslots = ns;
-	return 0;
-}
-
-/* The target of `id`, added if new; NULL on -ENOMEM (p->err). */
-static struct target *plan_get(struct plan *p, const char *id)
-{
-	uint32_t hv = hash_id(id);
-	struct target *t;
-	size_t j;
-
-	if (2 * (p->n + 1) > p->nslots && (p->err = plan_grow(p)) != 0)
-		return NULL;
-	for (j = hv & (p->nslots - 1); (t = p->slots[j]) != NULL;
-	     j = (j + 1) & (p->nslots - 1))
-		if (t->hv == hv && strcmp(t->id, id) == 0)
-			return t;
-	t = calloc(1, sizeof(*t));
-	if (t)
-		t->id = strdup(id);
-	if (!t || !t->id) {
-		free(t);
-		p->err = -ENOMEM;
-		return NULL;
-	}
-	t->hv = hv;
-	p->slots[j] = t;
-	p->n++;
-	return t;
-}
-
-static void plan_free(struct plan *p)
-{
-	for (size_t i = 0; i < p->nslots; i++) {
-		if (p->slots[i]) {
-			free(p->slots[i]->id);
-			free(p->slots[i]);
+	(void)id;
+	if (v->revision <= t->revision) {
+		if (!t->at || v->revision >= t->v.revision) {
+			t->at = true;
+			t->v = *v;
 		}
-	}
-	free(p->slots);
-}
-
-/* store_history_each: versions in revision order. */
-static int plan_version(void *arg, const char *id,
-			const struct store_version *v)
-{
-	struct plan *p = arg;
-	struct target *t = plan_get(p, id);
-
-	if (!t)
-		return p->err;
-	if (v->revision <= p->revision) {
-		t->at = true;
-		t->v = *v;
-	} else if (!t->after) {
+	} else if (!t->after || v->version < t->first_after) {
 		t->after = true;
 		t->first_after = v->version;
 	}
 	return 0;
 }
 
-/* idx_each, s->mu held: the current state of every record. */
-static int plan_entry(void *arg, struct entry *e)
+/* The IDs of the index (every record there is or was), spooled. */
+struct id_list {
+	struct spool sp;
+	size_t n;
+	int err;
+};
+
+static int list_id(void *arg, struct entry *e)
 {
-	struct plan *p = arg;
-	struct target *t;
+	struct id_list *l = arg;
+	uint16_t len = (uint16_t)e->id_len;
 
 	if (!e->meta.version)
 		return 0;
-	t = plan_get(p, e->id);
-	if (!t)
-		return p->err;
-	t->cur = e->meta;
-	t->live = !e->meta.deleted;
-	return 0;
-}
-
-static int cmp_target(const void *a, const void *b)
-{
-	return strcmp((*(struct target *const *)a)->id,
-		      (*(struct target *const *)b)->id);
+	l->err = spool_write(&l->sp, &len, sizeof(len));
+	if (l->err == 0)
+		l->err = spool_write(&l->sp, e->id, len);
+	l->n += l->err == 0;
+	return l->err;
 }
 
 /*
@@ -267,23 +191,64 @@ keep:
 	return 0;
 }
 
-int store_rollback_to(struct store *s, uint64_t revision,
-		      const struct store_bulk_args *args,
-		      struct store_bulk_result *res)
+/* The plan of one record (its ID in t->id): its state at the revision
+   and now. */
+static int plan_target(struct store *s, struct target *t)
 {
-	static const struct store_bulk_args none = {0};
-	struct store_bulk_result scratch;
-	struct store_txn_result tr;
-	struct plan p = {.revision = revision};
-	struct store_txn *txn = NULL;
-	struct target **v = NULL;
-	size_t k = 0;
+	struct entry *e;
+	int rc = store_history_each(s, t->id, target_version, t);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, t->id, strlen(t->id));
+	if (e) {
+		t->cur = e->meta;
+		t->live = !e->meta.deleted;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* Every record of the index in turn, into the txn. */
+static int plan_all(struct store *s, struct id_list *l, struct store_txn *txn,
+		    uint64_t revision, const struct store_bulk_args *args,
+		    struct store_bulk_result *res)
+{
+	char id[ID_MAX_LEN + 1];
+	uint16_t len;
+	int rc = spool_rewind(&l->sp);
+
+	for (size_t i = 0; i < l->n && rc == 0; i++) {
+		struct target t = {.id = id, .revision = revision};
+
+		rc = spool_read(&l->sp, &len, sizeof(len));
+		if (rc == 0 && len > ID_MAX_LEN)
+			rc = -EBADMSG;
+		if (rc == 0)
+			rc = spool_read(&l->sp, id, len);
+		id[rc ? 0 : len] = '\0';
+		if (rc == 0)
+			rc = plan_target(s, &t);
+		if (rc == 0)
+			rc = plan_part(s, txn, &t, revision, res);
+		/* the namespaces a re-created record needs */
+		if (rc == 0 && !args->dry_run && t.at && !t.v.deleted &&
+		    !t.live)
+			rc = ensure_parents(s, id);
+		if (i % PROGRESS_EVERY == 0)
+			progress(args, i, l->n);
+	}
+	progress(args, l->n, l->n);
+	return rc;
+}
+
+/* The checks before a rollback, and the history brought up to date. */
+static int rollback_check(struct store *s, uint64_t revision)
+{
 	uint64_t now;
 	int rc;
 
-	args = args ? args : &none;
-	res = res ? res : &scratch;
-	memset(res, 0, sizeof(*res));
 	if (!s->hist)
 		return -ENOTSUP;
 	if (s->opts.read_only)
@@ -297,34 +262,39 @@ int store_rollback_to(struct store *s, uint64_t revision,
 	}
 	rc = store_history_drain(
 		s, s->opts.history_drain_ms ? s->opts.history_drain_ms : 10000);
-	if (rc) {
+	if (rc)
 		rlog_err("%s: the history cannot catch up: %s", s->path,
 			 strerror(-rc));
-		return rc;
-	}
-	rc = store_history_each(s, NULL, plan_version, &p);
-	if (rc == 0) {
-		pthread_mutex_lock(&s->mu);
-		rc = idx_each(&s->ix, plan_entry, &p);
-		pthread_mutex_unlock(&s->mu);
-	}
-	if (rc == 0 && !(v = malloc((p.n ? p.n : 1) * sizeof(*v))))
-		rc = -ENOMEM;
+	return rc;
+}
+
+int store_rollback_to(struct store *s, uint64_t revision,
+		      const struct store_bulk_args *args,
+		      struct store_bulk_result *res)
+{
+	static const struct store_bulk_args none = {0};
+	struct store_bulk_result scratch;
+	struct store_txn_result tr;
+	struct store_txn *txn = NULL;
+	struct id_list l = {0};
+	int rc;
+
+	args = args ? args : &none;
+	res = res ? res : &scratch;
+	memset(res, 0, sizeof(*res));
+	rc = rollback_check(s, revision);
 	if (rc)
-		goto out;
-	for (size_t i = 0; i < p.nslots; i++)
-		if (p.slots[i])
-			v[k++] = p.slots[i];
-	qsort(v, k, sizeof(*v), cmp_target);
-	rc = store_txn_new(s, &txn);
-	for (size_t i = 0; i < k && rc == 0; i++) {
-		rc = plan_part(s, txn, v[i], revision, res);
-		if (i % PROGRESS_EVERY == 0)
-			progress(args, i, k);
-	}
-	for (size_t i = 0; i < k && rc == 0; i++)
-		if (v[i]->at && !v[i]->v.deleted && !v[i]->live)
-			rc = ensure_parents(s, v[i]->id);
+		return rc;
+	rc = spool_open(s, &l.sp);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	rc = idx_each(&s->ix, list_id, &l);
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = store_txn_new(s, &txn);
+	if (rc == 0)
+		rc = plan_all(s, &l, txn, revision, args, res);
 	if (rc || args->dry_run)
 		goto out;
 	rc = store_txn_commit(txn, args->who, &tr);
@@ -338,13 +308,11 @@ int store_rollback_to(struct store *s, uint64_t revision,
 			 "again",
 			 s->path, tr.current);
 	}
-	progress(args, k, k);
 out:
 	if (rc)
 		res->puts = res->deletes = 0;
 	store_txn_free(txn);
-	free(v);
-	plan_free(&p);
+	spool_close(&l.sp);
 	return rc;
 }
 

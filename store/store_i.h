@@ -61,16 +61,16 @@ struct store_lock;
 /* ---- codec.c: journal and snapshot records ------------------------- */
 
 enum rec_type {
-	REC_PUT = 1,	/* a new version of `id` */
-	REC_DEL = 2,	/* `id` deleted (meta.version = its last version) */
-	REC_META = 3,	/* mode/owner/mtime/xattrs of the current version
-			   changed */
-	REC_RENAME = 4, /* `id` gets `from`'s content as a new version;
-			   `from` is deleted */
-	REC_STATE = 5,	/* snapshot: the state of one record */
-	REC_TXN = 6,	/* one store change made of several REC_PUT and
-			   REC_DEL parts (store_txn, txn.c); all parts
-			   share the record's seq */
+	REC_PUT = 1,	  /* a new version of `id` */
+	REC_DEL = 2,	  /* `id` deleted (meta.version = its last version) */
+	REC_META = 3,	  /* mode/owner/mtime/xattrs of the current version
+			     changed */
+	REC_RENAME = 4,	  /* `id` gets `from`'s content as a new version;
+			     `from` is deleted */
+	REC_STATE = 5,	  /* snapshot: the state of one record */
+	REC_TXN = 6,	  /* one store change made of several REC_PUT and
+			     REC_DEL parts (store_txn, txn.c); all parts
+			     share the record's seq */
 	REC_TXN_PART = 7, /* parts as in REC_TXN, of a change too big for one
 			     journal frame: N frames of these, then the
 			     REC_TXN frame that ends it, all at one seq */

@@ -94,7 +94,8 @@ static void frame_add(struct frames *f, size_t len)
 	f->n++;
 }
 
-/* ---- encode ---------------------------------------------------------------- */
+/* ---- encode ----------------------------------------------------------------
+ */
 
 /* The record of a changing part (content attached later). s->mu held;
    the entry is busy (ours), so it stays as it is until applied. */
@@ -148,8 +149,8 @@ static int read_stage(struct store *s, const struct part *p, uint8_t **data)
 	*data = malloc(p->h.size ? p->h.size : 1);
 	if (!*data)
 		return -ENOMEM;
-	fd = io_openat(s->io, "txn.stage.open", be_file_tmp_fd(s->be),
-		       p->stage, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	fd = io_openat(s->io, "txn.stage.open", be_file_tmp_fd(s->be), p->stage,
+		       O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return fd;
 	n = io_pread_all(s->io, "stage.read", fd, *data, p->h.size, 0);
@@ -240,7 +241,8 @@ static int encode(struct tc *c, const struct store_who *who)
 	return rc;
 }
 
-/* ---- reading `out` back ------------------------------------------------------ */
+/* ---- reading `out` back
+ * ------------------------------------------------------ */
 
 static uint32_t le32(const uint8_t *b)
 {
@@ -280,10 +282,11 @@ static int out_read(struct tc *c, uint8_t *dst, size_t *len,
 	if (rc == 0 && *len == 0)
 		return -EBADMSG;
 	if (rc == 0) {
-		memcpy(dst, (uint8_t[4]){(uint8_t)c->ahead_len,
-					 (uint8_t)(c->ahead_len >> 8),
-					 (uint8_t)(c->ahead_len >> 16),
-					 (uint8_t)(c->ahead_len >> 24)},
+		memcpy(dst,
+		       (uint8_t[4]){(uint8_t)c->ahead_len,
+				    (uint8_t)(c->ahead_len >> 8),
+				    (uint8_t)(c->ahead_len >> 16),
+				    (uint8_t)(c->ahead_len >> 24)},
 		       4);
 		c->ahead = false;
 		rc = spool_read(&c->out, dst + 4, *len - 4);
@@ -306,7 +309,8 @@ static int out_rewind(struct tc *c)
 	return spool_rewind(&c->out);
 }
 
-/* ---- refs ------------------------------------------------------------------- */
+/* ---- refs -------------------------------------------------------------------
+ */
 
 /* Few stages: each made durable and linked on its own. */
 static int refs_each(struct tc *c, struct store_stage *st)
@@ -399,7 +403,8 @@ static void unlink_refs(struct tc *c)
 	}
 }
 
-/* ---- journal ---------------------------------------------------------------- */
+/* ---- journal ----------------------------------------------------------------
+ */
 
 /* The next frame's payload into c->buf (`type` in its head); *len. */
 static int fill_frame(struct tc *c, enum rec_type type, size_t *len)
@@ -467,7 +472,8 @@ static int journal(struct tc *c, uint64_t *seq)
 	return rc;
 }
 
-/* ---- apply ---------------------------------------------------------------- */
+/* ---- apply ----------------------------------------------------------------
+ */
 
 /* Every part, read back from `out`, at `seq`: a failure to put one in
    place breaks the store (recovery finishes the change) but not the

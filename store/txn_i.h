@@ -19,8 +19,8 @@ struct part_hdr {
 	uint16_t id_len;
 	uint8_t stage_len;
 	bool del, has_owner, symlink, has_mtime;
-	bool noop;   /* at commit: changes nothing */
-	bool marked; /* at commit: busy (by this txn) */
+	bool noop;    /* at commit: changes nothing */
+	bool marked;  /* at commit: busy (by this txn) */
 	int32_t mode; /* -1: keep */
 	struct store_cond cond;
 	struct store_owner owner;
@@ -43,12 +43,12 @@ struct store_txn {
 	struct store *s;
 	struct spool req; /* the parts as added */
 	size_t n;
-	int data_fd;	   /* memory backend: the parts' content, or -1 */
+	int data_fd; /* memory backend: the parts' content, or -1 */
 	uint64_t data_size;
-	bool used;	  /* committed (or tried): no more parts */
-	bool committed;	  /* the change is in: its stages are its own */
-	int err;	  /* a part could not be spooled: commit fails */
-	int apply_err;	  /* the apply step could not read its parts back */
+	bool used;	/* committed (or tried): no more parts */
+	bool committed; /* the change is in: its stages are its own */
+	int err;	/* a part could not be spooled: commit fails */
+	int apply_err;	/* the apply step could not read its parts back */
 	struct store_result res; /* store_txn_part_result's answer */
 };
 

@@ -54,10 +54,8 @@ static void next_case(void)
 
 static struct store *open_io(struct io *io)
 {
-	struct store_opts o = {.path = spath,
-			       .create = true,
-			       .io = io,
-			       .history_drain_ms = 1};
+	struct store_opts o = {
+		.path = spath, .create = true, .io = io, .history_drain_ms = 1};
 	struct store *s = NULL;
 	int rc = store_open(&s, &o);
 
@@ -149,7 +147,7 @@ static enum outcome outcome_n(struct store *s, unsigned n)
 	}
 	old = there == 0 && holds(s, "p", "p-1", 1) &&
 	      holds(s, "del", "del-1", 1);
-	new = there == n && holds(s, "p", "p-2", 2) &&
+	new = there == n &&holds(s, "p", "p-2", 2) &&
 	      store_stat(s, "del", &(struct store_meta){0}, false) == -ENOENT;
 	return old ? OLD : new ? NEW : TORN;
 }
@@ -178,8 +176,7 @@ struct frames {
 	unsigned n;
 };
 
-static int count_frame(void *arg, uint64_t seq, const void *payload,
-		       size_t len)
+static int count_frame(void *arg, uint64_t seq, const void *payload, size_t len)
 {
 	struct frames *f = arg;
 
@@ -306,7 +303,9 @@ static bool crash_case(const char *point, unsigned nth, enum outcome want)
 		     what);
 	cr_assert_eq(store_close(s), 0);
 	cr_log_info("%s: %s", what,
-		    code == 0 ? "not reached" : got == OLD ? "old" : "new");
+		    code == 0	 ? "not reached"
+		    : got == OLD ? "old"
+				 : "new");
 	return code == IO_CRASH_STATUS;
 }
 

@@ -180,6 +180,26 @@ static void progress_end(const struct store_bulk_args *a)
 		fprintf(stderr, "\n");
 }
 
+/* What a rollback to `rev` did (or would do). */
+static void rollback_report(uint64_t rev, bool dry,
+			    const struct store_bulk_result *res)
+{
+	if (dry)
+		printf("rollback to revision %" PRIu64 " would give %zu "
+		       "records a new version and delete %zu (%zu as they "
+		       "were); nothing changed\n",
+		       rev, res->puts, res->deletes, res->noops);
+	else if (res->revision == 0)
+		printf("the store already is as it was at revision %" PRIu64
+		       ": nothing changed\n",
+		       rev);
+	else
+		printf("rolled back to revision %" PRIu64 " as revision "
+		       "%" PRIu64 ": %zu records given a new version, %zu "
+		       "deleted, %zu as they were\n",
+		       rev, res->revision, res->puts, res->deletes, res->noops);
+}
+
 int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 {
 	struct store_bulk_args a = {.dry_run = dry};
@@ -249,20 +269,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 			argv[1], rev, strerror(-rc));
 		goto out;
 	}
-	if (dry)
-		printf("rollback to revision %" PRIu64 " would give %zu "
-		       "records a new version and delete %zu (%zu as they "
-		       "were); nothing changed\n",
-		       rev, res.puts, res.deletes, res.noops);
-	else if (res.revision == 0)
-		printf("the store already is as it was at revision %" PRIu64
-		       ": nothing changed\n",
-		       rev);
-	else
-		printf("rolled back to revision %" PRIu64 " as revision "
-		       "%" PRIu64 ": %zu records given a new version, %zu "
-		       "deleted, %zu as they were\n",
-		       rev, res.revision, res.puts, res.deletes, res.noops);
+	rollback_report(rev, dry, &res);
 out:
 	if (store_close(s) && rc == 0)
 		rc = -EIO;
