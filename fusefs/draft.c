@@ -32,7 +32,6 @@
  * logged.
  */
 #include "fs_i.h"
-#include "io.h"
 #include "log.h"
 
 #include <errno.h>
@@ -105,8 +104,7 @@ static int copy_on_top(struct store_stage *from, struct store_stage *to)
 		return -errno;
 	}
 	at = (uint64_t)sb.st_size;
-	while ((n = io_pread_all(NULL, NULL, store_stage_fd(from), buf, 1 << 16,
-				 (off_t)off)) > 0) {
+	while ((n = store_stage_pread(from, buf, 1 << 16, off)) > 0) {
 		ssize_t w = store_stage_write(to, buf, (size_t)n, at + off);
 
 		if (w < 0) {
@@ -263,8 +261,7 @@ ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 	pthread_mutex_lock(&ino->mu);
 	if (d->st && (d->state == D_REPLACE || d->state == D_PATCH ||
 		      d->state == D_FAILED)) {
-		n = io_pread_all(NULL, NULL, store_stage_fd(d->st), buf, size,
-				 off);
+		n = store_stage_pread(d->st, buf, size, (uint64_t)off);
 		goto out;
 	}
 	rc = reader(c, ino);
@@ -281,10 +278,9 @@ ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		if (head)
 			n = store_reader_pread(ino->rd, buf, head, off);
 		if (n >= 0 && (size_t)n == head)
-			m = io_pread_all(
-				NULL, NULL, store_stage_fd(d->st), buf + head,
-				size - head,
-				(off_t)((uint64_t)off + head - d->base_size));
+			m = store_stage_pread(d->st, buf + head, size - head,
+					      (uint64_t)off + head -
+						      d->base_size);
 		n = m < 0 ? m : n + m;
 		goto out;
 	}
@@ -605,8 +601,7 @@ static int split_tail(struct fs_ctx *c, struct fs_draft *d, uint64_t at,
 		return 0;
 	rc = store_stage_new(c->store, tail);
 	while (rc == 0 && at + off < (uint64_t)sb.st_size) {
-		n = io_pread_all(NULL, NULL, store_stage_fd(d->st), buf,
-				 sizeof(buf), (off_t)(at + off));
+		n = store_stage_pread(d->st, buf, sizeof(buf), at + off);
 		if (n <= 0)
 			rc = n < 0 ? (int)n : -EIO;
 		else if ((n = store_stage_write(*tail, buf, (size_t)n, off)) <

@@ -98,7 +98,7 @@ static int seg_create(struct io *io, int dirfd, uint64_t first, bool reuse,
 		goto out;
 	}
 	memcpy(hdr, JNL_SEGMENT_MAGIC, 8);
-	jnl_put_le64(hdr + 8, first);
+	wr_le64(hdr + 8, first);
 	what = "write header";
 	n = io_pwrite_all(io, "jnl.hdr.write", fd, hdr, sizeof(hdr), 0);
 	if (n < 0) {

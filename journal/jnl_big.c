@@ -144,22 +144,27 @@ int jnl_big_add(struct jnl_big *b, const struct iovec *iov, int iovcnt)
 }
 
 /*
- * Let go of the journal and free b. `undo`: cut what b wrote off first;
- * if that fails, the journal is broken.
+ * Let go of the journal and free b: after its commit (`committed`: the
+ * journal now ends after it), or after cutting what it wrote off again
+ * (if that fails, the journal is broken).
  */
-static void big_release(struct jnl_big *b, bool undo)
+static void big_release(struct jnl_big *b, bool committed)
 {
 	struct jnl *j = b->j;
-	bool broken = false;
+	bool undo = !committed && b->wrote, broken = false;
 
-	if (undo && b->wrote)
+	if (undo)
 		broken = jnl_seg_undo(j, b->base, "jnl.big.truncate",
 				      "jnl.big.fsync") < 0;
 	pthread_mutex_lock(&j->lock);
-	if (broken)
+	if (committed) {
+		j->end = b->off;
+		j->written_seq = j->last_seq = b->seq;
+	} else if (broken) {
 		j->broken = true;
-	else if (undo && b->wrote && j->written_seq > j->last_seq)
+	} else if (undo && j->written_seq > j->last_seq) {
 		j->last_seq = j->written_seq; /* the undo synced them */
+	}
 	j->big = false;
 	pthread_cond_broadcast(&j->cond);
 	pthread_mutex_unlock(&j->lock);
@@ -187,22 +192,14 @@ int jnl_big_commit(struct jnl_big *b, const struct iovec *iov, int iovcnt,
 				 j->seg_name, b->seq, b->frames, b->base,
 				 strerror(-rc));
 	}
-	if (rc < 0) {
-		big_release(b, true);
-		return rc;
-	}
-	pthread_mutex_lock(&j->lock);
-	j->end = b->off;
-	j->written_seq = j->last_seq = b->seq;
-	pthread_mutex_unlock(&j->lock);
-	if (seq)
+	if (rc == 0 && seq)
 		*seq = b->seq;
-	big_release(b, false);
-	return 0;
+	big_release(b, rc == 0);
+	return rc;
 }
 
 void jnl_big_abort(struct jnl_big *b)
 {
 	if (b)
-		big_release(b, true);
+		big_release(b, false);
 }

@@ -99,7 +99,7 @@ static int cursor_open_segment(struct jnl_cursor *c)
 	}
 	n = io_pread_all(c->io, "jnl.cursor.read", fd, fh, sizeof(fh), 0);
 	if (n != (ssize_t)sizeof(fh) || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
-	    jnl_get_le64(fh + 8) != c->seg_first) {
+	    rd_le64(fh + 8) != c->seg_first) {
 		close(fd);
 		if (n < 0) {
 			rlog_err("journal %s: read: %s", name, strerror(-n));

@@ -25,16 +25,16 @@ void jnl_frame_encode_part(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq, bool more,
 
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
-	jnl_put_le32(hdr, JNL_FRAME_MAGIC);
-	jnl_put_le32(hdr + 4, (uint32_t)len | (more ? JNL_FRAME_MORE : 0));
-	jnl_put_le64(hdr + 8, seq);
+	wr_le32(hdr, JNL_FRAME_MAGIC);
+	wr_le32(hdr + 4, (uint32_t)len | (more ? JNL_FRAME_MORE : 0));
+	wr_le64(hdr + 8, seq);
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, hdr, 16);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			XXH3_64bits_update(&st, iov[i].iov_base,
 					   iov[i].iov_len);
-	jnl_put_le64(hdr + 16, XXH3_64bits_digest(&st));
+	wr_le64(hdr + 16, XXH3_64bits_digest(&st));
 }
 
 void jnl_frame_encode(uint8_t hdr[JNL_FRAME_HDR], uint64_t seq,
@@ -53,12 +53,12 @@ long jnl_frame_decode_part(const uint8_t *buf, size_t avail, uint64_t *seq,
 	size_t total;
 
 	/* Reject as early as the bytes allow: a torn tail is often zeros. */
-	jnl_put_le32(magic, JNL_FRAME_MAGIC);
+	wr_le32(magic, JNL_FRAME_MAGIC);
 	for (size_t i = 0; i < 4 && i < avail; i++)
 		if (buf[i] != magic[i])
 			return -EBADMSG;
 	if (avail >= 8) {
-		word = jnl_get_le32(buf + 4);
+		word = rd_le32(buf + 4);
 		plen = word & ~JNL_FRAME_MORE;
 		if (plen > JNL_MAX_RECORD)
 			return -EBADMSG;
@@ -77,10 +77,10 @@ long jnl_frame_decode_part(const uint8_t *buf, size_t avail, uint64_t *seq,
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, buf, 16);
 	XXH3_64bits_update(&st, buf + JNL_FRAME_HDR, plen);
-	if (XXH3_64bits_digest(&st) != jnl_get_le64(buf + 16))
+	if (XXH3_64bits_digest(&st) != rd_le64(buf + 16))
 		return -EBADMSG;
 	if (seq)
-		*seq = jnl_get_le64(buf + 8);
+		*seq = rd_le64(buf + 8);
 	if (payload)
 		*payload = buf + JNL_FRAME_HDR;
 	if (len)
@@ -96,7 +96,7 @@ long jnl_frame_decode(const uint8_t *buf, size_t avail, uint64_t *seq,
 		      const uint8_t **payload, size_t *len, size_t *need)
 {
 	/* a part of a multi-frame record is not a frame here (snapshots) */
-	if (avail >= 8 && (jnl_get_le32(buf + 4) & JNL_FRAME_MORE))
+	if (avail >= 8 && (rd_le32(buf + 4) & JNL_FRAME_MORE))
 		return -EBADMSG;
 	return jnl_frame_decode_part(buf, avail, seq, payload, len, NULL, need);
 }
@@ -119,15 +119,15 @@ static long frame_check_at(struct io *io, const char *point, int fd,
 	n = io_pread_all(io, point, fd, buf, JNL_FRAME_HDR, (off_t)off);
 	if (n < 0)
 		return (long)n;
-	if (n < JNL_FRAME_HDR || jnl_get_le32(buf) != JNL_FRAME_MAGIC)
+	if (n < JNL_FRAME_HDR || rd_le32(buf) != JNL_FRAME_MAGIC)
 		return 0;
-	word = jnl_get_le32(buf + 4);
+	word = rd_le32(buf + 4);
 	plen = word & ~JNL_FRAME_MORE;
 	if (plen > JNL_MAX_RECORD)
 		return 0;
-	*seq = jnl_get_le64(buf + 8);
+	*seq = rd_le64(buf + 8);
 	*more = (word & JNL_FRAME_MORE) != 0;
-	sum = jnl_get_le64(buf + 16);
+	sum = rd_le64(buf + 16);
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, buf, 16);
 	while (done < plen) {

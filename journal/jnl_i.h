@@ -1,13 +1,14 @@
 /*
  * jnl_i.h - what jnl.c (appending), jnl_big.c (multi-frame records),
  * jnl_frame.c (framing), jnl_read.c (scanning) and jnl_cursor.c share: the
- * journal's state, segment names, listing, the verifying segment walk and
- * the little-endian helpers of the on-disk format described in jnl.h. Not
- * for use outside journal/.
+ * journal's state, segment names, listing and the verifying segment walk
+ * (the format is described in jnl.h; byte order: bytes.h). Not for use
+ * outside journal/.
  */
 #ifndef RECFS_JNL_I_H
 #define RECFS_JNL_I_H
 
+#include "bytes.h"
 #include "jnl.h"
 
 #include <pthread.h>
@@ -20,36 +21,6 @@
 #define JNL_SEG_DIGITS 20
 #define JNL_READ_MIN ((size_t)256 << 10) /* first read buffer */
 #define JNL_READ_MAX ((size_t)JNL_MAX_RECORD + JNL_FRAME_HDR)
-
-static inline void jnl_put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void jnl_put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t jnl_get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline uint64_t jnl_get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 struct jnl_waiter;
 

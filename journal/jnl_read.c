@@ -228,7 +228,7 @@ static int walk_header(struct wstate *ws)
 	if (torn && w->last)
 		return 1;
 	if (torn || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
-	    jnl_get_le64(fh + 8) != w->first) {
+	    rd_le64(fh + 8) != w->first) {
 		rlog_err("journal %s: bad segment header", ws->name);
 		return -EBADMSG;
 	}

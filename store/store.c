@@ -953,10 +953,20 @@ static void stage_writeback(struct store_stage *st, size_t n)
 				      SYNC_FILE_RANGE_WRITE);
 }
 
+ssize_t store_stage_pread(struct store_stage *st, void *buf, size_t len,
+			  uint64_t off)
+{
+	if (off > INT64_MAX)
+		return -EINVAL;
+	return io_pread_all(st->s->io, "stage.read", st->fd, buf, len,
+			    (off_t)off);
+}
+
 ssize_t store_stage_write(struct store_stage *st, const void *buf, size_t len,
 			  uint64_t off)
 {
-	ssize_t n = io_pwrite_all(NULL, NULL, st->fd, buf, len, (off_t)off);
+	ssize_t n = io_pwrite_all(st->s->io, "stage.write", st->fd, buf, len,
+				  (off_t)off);
 
 	if (n < 0) {
 		st->hash_off = true; /* some of it may be there */

@@ -241,6 +241,11 @@ int store_stage_copy(struct store *s, const char *id, uint64_t *base,
 		     struct store_stage **out);
 /* Read/write fd of the stage content (borrowed). */
 int store_stage_fd(const struct store_stage *st);
+/* Read up to `len` bytes of the stage at `off` through the store's I/O
+   shim (failpoint "stage.read"); returns the bytes read (0 at the end)
+   or -errno. */
+ssize_t store_stage_pread(struct store_stage *st, void *buf, size_t len,
+			  uint64_t off);
 /*
  * Write to or truncate a stage. Writes that come in order from offset 0
  * are hashed as they arrive, so that the commit need not read the stage

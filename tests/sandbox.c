@@ -2,11 +2,13 @@
  * sandbox.c - see sandbox.h.
  */
 #include "sandbox.h"
+#include "sandbox_store.h"
 
 #include <criterion/criterion.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +27,16 @@ static const char *sandbox_root(void)
 	return "/tmp";
 }
 
-void sandbox_new(char *base, size_t len, const char *name, bool quiet)
+void sandbox_new(char *dir, size_t len, const char *name, bool quiet)
 {
-	snprintf(base, len, "%s/recfs-%s.XXXXXX", sandbox_root(), name);
-	cr_assert_not_null(mkdtemp(base), "mkdtemp %s: %s", base,
+	sandbox_new_in(dir, len, sandbox_root(), name, quiet);
+}
+
+void sandbox_new_in(char *dir, size_t len, const char *root, const char *name,
+		    bool quiet)
+{
+	snprintf(dir, len, "%s/recfs-%s.XXXXXX", root, name);
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp %s: %s", dir,
 			   strerror(errno));
 	if (quiet && !getenv("RECFS_TEST_VERBOSE")) {
 		int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -55,4 +63,20 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 void sandbox_rm(const char *path)
 {
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char base[PATH_MAX];
+char spath[PATH_MAX + 32];
+char gitdir[PATH_MAX + 64];
+
+void sandbox_store(const char *name, bool quiet)
+{
+	sandbox_new(base, sizeof(base), name, quiet);
+	snprintf(spath, sizeof(spath), "%s/store", base);
+	snprintf(gitdir, sizeof(gitdir), "%s/history.git", spath);
+}
+
+void sandbox_store_rm(void)
+{
+	sandbox_rm(base);
 }

@@ -9,8 +9,10 @@
  * Each test builds its store in a fresh mkdtemp directory, on tmpfs
  * (/dev/shm) when there is one (RECFS_TEST_TMPDIR overrides).
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -30,34 +32,22 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* committed by reference */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32]; /* base/store */
 static char dpath[PATH_MAX + 32]; /* base/copy */
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "backup", false);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("backup", false);
 	snprintf(dpath, sizeof(dpath), "%s/copy", base);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(backup, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(backup, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* ---- helpers ------------------------------------------------------------ */
 
 static struct store *open_at(const char *path, struct io *io)
 {
 	struct store_opts o = {.path = path, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open %s: %s", path, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static uint64_t put(struct store *s, const char *id, const void *buf,
@@ -75,23 +65,6 @@ static uint64_t put_str(struct store *s, const char *id, const char *text)
 	return put(s, id, text, strlen(text));
 }
 
-static void expect(struct store *s, const char *id, const void *want,
-		   size_t len, uint64_t version)
-{
-	struct store_meta m;
-	void *buf = NULL;
-	size_t got = 0;
-	int rc = store_get(s, id, &buf, &got, &m);
-
-	cr_assert_eq(rc, 0, "get %s: %s", id, strerror(-rc));
-	cr_assert_eq(got, len, "%s: %zu bytes, expected %zu", id, got, len);
-	cr_assert(memcmp(buf, want, len) == 0, "%s: wrong content", id);
-	cr_assert_eq(m.version, version,
-		     "%s: version %" PRIu64 ", not %" PRIu64, id, m.version,
-		     version);
-	free(buf);
-}
-
 static int count_one(void *arg, const char *id, const struct store_version *v)
 {
 	(*(unsigned *)arg)++;
@@ -105,15 +78,6 @@ static unsigned history_count(struct store *s)
 
 	cr_assert_eq(rc, 0, "history_each: %s", strerror(-rc));
 	return n;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	cr_assert(fd >= 0, "%s: %s", path, strerror(errno));
-	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
 }
 
 /* Every file under `root` 0600 and every directory 0700? */
@@ -167,9 +131,9 @@ Test(backup, copy_is_a_complete_private_store_with_records_and_history)
 
 	c = open_at(dpath, NULL);
 	cr_assert_eq(store_revision(c), rep.revision);
-	expect(c, "a", "a2", 2, 2);
-	expect(c, "ns/b", "b1", 2, 1);
-	expect(c, "big", big, BIG_LEN, 1);
+	expect_buf(c, "a", "a2", 2, 2);
+	expect_buf(c, "ns/b", "b1", 2, 1);
+	expect_buf(c, "big", big, BIG_LEN, 1);
 	cr_assert_eq(store_stat(c, "gone", &(struct store_meta){0}, false),
 		     -ENOENT);
 	cr_assert_eq(store_xattr_get(c, "a", "user.color", path, 16), 4);
@@ -191,7 +155,7 @@ Test(backup, dest_must_be_new_or_empty_and_outside_the_store)
 	put_str(s, "a", "a1");
 	cr_assert_eq(mkdir(dpath, 0755), 0);
 	snprintf(path, sizeof(path), "%s/keep", dpath);
-	write_file(path, "mine");
+	write_text(path, "mine");
 	cr_assert_eq(store_backup(s, dpath, NULL), -ENOTEMPTY);
 	cr_assert_eq(stat(path, &st), 0, "a non-empty DEST is left as it was");
 	cr_assert_eq(st.st_size, 4);
@@ -298,6 +262,28 @@ static int last_at(void *arg, const char *id, const struct store_version *v)
 	return 0;
 }
 
+struct rev_arg {
+	struct store *s;
+	uint64_t rev;
+};
+
+static bool revision_reached(void *arg)
+{
+	const struct rev_arg *r = arg;
+
+	return store_revision(r->s) >= r->rev;
+}
+
+/* Wait (at most 10 s) until the writers have made the store's revision
+   `rev`. */
+static void wait_revision(struct store *s, uint64_t rev)
+{
+	struct rev_arg r = {s, rev};
+
+	cr_assert(wait_for(revision_reached, &r, 10000),
+		  "the writers did not reach revision %" PRIu64, rev);
+}
+
 Test(backup, copy_during_commits_holds_one_revision)
 {
 	struct store_backup_report rep;
@@ -312,9 +298,9 @@ Test(backup, copy_during_commits_holds_one_revision)
 		cr_assert_eq(pthread_create(&t[i], NULL, writer_main, &w[i]),
 			     0);
 	}
-	usleep(200000);
+	wait_revision(s, 100); /* the writers are going */
 	cr_assert_eq(store_backup(s, dpath, &rep), 0);
-	usleep(100000);
+	wait_revision(s, rep.revision + 100); /* and go on */
 	atomic_store(&stop, true);
 	for (int i = 0; i < 3; i++) {
 		pthread_join(t[i], NULL);
@@ -338,7 +324,7 @@ Test(backup, copy_during_commits_holds_one_revision)
 		cr_assert_eq(store_history_get(s, a.v[i].id, a.v[i].version,
 					       &want, &len, NULL),
 			     0);
-		expect(c, a.v[i].id, want, len, a.v[i].version);
+		expect_buf(c, a.v[i].id, want, len, a.v[i].version);
 		cr_assert_eq(store_stat(c, a.v[i].id, &m, false), 0);
 		cr_assert_leq(m.revision, rep.revision);
 		free(want);
@@ -391,7 +377,7 @@ Test(backup, repair_restores_a_record_from_history_without_a_new_version)
 	hist = history_count(s);
 	cr_assert_eq(store_close(s), 0);
 	snprintf(path, sizeof(path), "%s/records/a", spath);
-	write_file(path, "garbage!");
+	write_text(path, "garbage!");
 	snprintf(path, sizeof(path), "%s/records/b", spath);
 	cr_assert_eq(unlink(path), 0);
 
@@ -402,8 +388,8 @@ Test(backup, repair_restores_a_record_from_history_without_a_new_version)
 	cr_assert_eq(rep.repaired, 2);
 	cr_assert_eq(rep.unrepairable, 0);
 	cr_assert_eq(store_verify(s, &rep), 0);
-	expect(s, "a", "a2", 2, 2);
-	expect(s, "b", "b1", 2, 1);
+	expect_buf(s, "a", "a2", 2, 2);
+	expect_buf(s, "b", "b1", 2, 1);
 	cr_assert_eq(history_count(s), hist, "no version was added");
 	cr_assert_eq(store_revision(s), 3);
 	cr_assert_eq(store_close(s), 0);
@@ -450,9 +436,9 @@ Test(backup, repair_leaves_and_reports_what_it_cannot_repair)
 	loosen();
 	cr_assert_eq(unlink(path), 0);
 	snprintf(path, sizeof(path), "%s/records/f", spath);
-	write_file(path, "bad bytes");
+	write_text(path, "bad bytes");
 	snprintf(path, sizeof(path), "%s/records/e", spath);
-	write_file(path, "never committed");
+	write_text(path, "never committed");
 
 	s = open_at(spath, NULL);
 	cr_assert_eq(store_verify_repair(s, &rep), -EBADMSG);

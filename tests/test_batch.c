@@ -17,8 +17,10 @@
  * And: store_sync (what fsync waits for) makes a batch commit durable;
  * the batch thread does within the window without it.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -40,23 +42,15 @@
 #define FRAME_HDR 24 /* jnl.h's JNL_FRAME_HDR */
 #define FILE_HDR 16  /* JNL_FILE_HDR */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 16];
 static char logpath[PATH_MAX + 16];
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "batch", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("batch", true);
 	snprintf(logpath, sizeof(logpath), "%s/acked", base);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(batch, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(batch, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 static struct store *open_store(struct io *io, unsigned ms)
 {
@@ -65,11 +59,7 @@ static struct store *open_store(struct io *io, unsigned ms)
 			       .io = io,
 			       .checkpoint_bytes = 1ull << 40,
 			       .sync_batch_ms = ms};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static uint64_t durable(struct store *s)
@@ -113,7 +103,7 @@ static void wait_stalled(struct io *io)
 		_exit(4);
 }
 
-static void batch_child(void)
+static void batch_child(void *arg)
 {
 	struct io *io = NULL;
 	struct store *s;
@@ -140,19 +130,6 @@ static void batch_child(void)
 		commit_logged(s, log, i, true);
 	fclose(log);
 	_exit(0); /* a crash: no close, nothing synced */
-}
-
-static void run_child(void (*fn)(void))
-{
-	int status = 0;
-	pid_t pid = fork();
-
-	cr_assert_geq(pid, 0);
-	if (pid == 0)
-		fn();
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "child failed (status %d)", status);
 }
 
 /* ---- what was acknowledged ----------------------------------------------- */
@@ -211,7 +188,7 @@ static const char *expected(const struct acked *a, const char *id,
 /* Path of the newest segment. */
 static void newest_segment(char *out, size_t len)
 {
-	char dir[PATH_MAX + 32], best[64] = "";
+	char dir[PATH_MAX + 48], best[64] = "";
 	struct dirent *de;
 	DIR *d;
 
@@ -244,7 +221,7 @@ static uint64_t le(const uint8_t *p, int n)
  */
 static unsigned lose_after(uint64_t d, bool hole)
 {
-	char path[PATH_MAX + 64];
+	char path[PATH_MAX + 128];
 	uint8_t h[FRAME_HDR];
 	off_t off = FILE_HDR, cut = -1;
 	unsigned after = 0;
@@ -355,8 +332,10 @@ static void crash_and_lose(bool hole)
 {
 	struct acked a;
 	unsigned lost;
+	int status;
 
-	run_child(batch_child);
+	status = run_child(batch_child, NULL);
+	cr_assert(exited_with(status, 0), "child failed (status %d)", status);
 	read_log(&a);
 	cr_assert_gt(a.durable, 0, "something was durable");
 	cr_assert_lt(a.durable, a.rev[a.n - 1], "something was not");
@@ -378,7 +357,7 @@ Test(batch, a_lost_record_with_later_ones_on_disk_keeps_only_the_prefix)
 
 /* ---- fsync, and the window ----------------------------------------------- */
 
-static void fsync_child(void)
+static void fsync_child(void *arg)
 {
 	struct store_result r1, r2;
 	struct store *s = open_store(NULL, 60000);
@@ -403,8 +382,10 @@ static void fsync_child(void)
 Test(batch, store_sync_makes_a_batch_commit_durable)
 {
 	struct acked a;
+	int status;
 
-	run_child(fsync_child);
+	status = run_child(fsync_child, NULL);
+	cr_assert(exited_with(status, 0), "child failed (status %d)", status);
 	read_log(&a);
 	cr_assert_eq(a.durable, a.rev[0], "durable up to f, not g");
 	check_records_dir(&a, a.durable);

@@ -9,8 +9,10 @@
  * Stores live in fresh temp directories (sandbox.h); what the store logs
  * is dropped unless RECFS_TEST_VERBOSE is set.
  */
+#include "helpers.h"
 #include "jnl.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -27,21 +29,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "changes", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("changes", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(changes, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(changes, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 /* A store whose history writes a batch only when drained (after the
    first): what is not drained stays in the journal only. */
@@ -49,11 +42,7 @@ static struct store *open_store(void)
 {
 	struct store_opts o = {
 		.path = spath, .create = true, .history_delay_ms = 600000};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static uint64_t put(struct store *s, const char *id, const char *text)
@@ -243,17 +232,9 @@ Test(changes, txn_parts_share_their_revision)
 static int segments(void)
 {
 	char path[PATH_MAX + 128];
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/journal", spath);
-	d = opendir(path);
-	cr_assert_not_null(d);
-	while ((de = readdir(d)) != NULL)
-		n += strstr(de->d_name, ".log") != NULL;
-	closedir(d);
-	return n;
+	return (int)count_names(path, "", ".log");
 }
 
 static bool has_segment(uint64_t first)

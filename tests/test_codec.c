@@ -8,6 +8,8 @@
  * Each crash input stays in tests/fuzz/corpus/{codec,replay}.
  */
 #include "jnl.h"
+#include "sandbox.h"
+#include "sandbox_store.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>
@@ -224,35 +226,12 @@ Test(codec, xattr_blob_over_the_limits_is_corrupt)
 
 /* ---- through recovery --------------------------------------------------- */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
-
 static void setup(void)
 {
-	const char *root =
-		access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
-
-	snprintf(base, sizeof(base), "%s/recfs-codec.XXXXXX", root);
-	cr_assert_not_null(mkdtemp(base));
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("codec", false);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void teardown(void)
-{
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-TestSuite(replay, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(replay, .init = setup, .fini = sandbox_store_rm, .timeout = 60);
 
 /* STORE/journal/<first>.log holding one well-framed record per payload. */
 static void write_journal(const struct rec *recs, int n)
@@ -337,7 +316,7 @@ Test(replay, journal_naming_a_path_outside_records_is_corrupt)
 		snprintf(fmt, sizeof(fmt), "%s/records/ok", spath);
 		cr_expect_eq(access(fmt, F_OK), -1, "replayed before refusing");
 		snprintf(fmt, sizeof(fmt), "%s/format.json", spath);
-		nftw(spath, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		sandbox_rm(spath);
 	}
 }
 

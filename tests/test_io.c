@@ -3,6 +3,7 @@
  * writes, crashes, stalls, hit counting and the EINTR/short-write loops.
  */
 #include "io.h"
+#include "sandbox.h"
 
 #include <criterion/criterion.h>
 
@@ -21,14 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX];
 static int dfd = -1;
 static struct io *io;
 
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/recfs-io.XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	sandbox_new_in(tmpdir, sizeof(tmpdir), "/tmp", "io", false);
 	dfd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert_geq(dfd, 0);
 	cr_assert_eq(io_new(&io), 0);
@@ -36,20 +36,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-	DIR *d;
-	struct dirent *de;
-
 	io_free(io);
 	io = NULL;
-	d = fdopendir(dfd);
-	if (d) {
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-				unlinkat(dirfd(d), de->d_name, 0);
-		closedir(d);
-	}
+	close(dfd);
 	dfd = -1;
-	rmdir(tmpdir);
+	sandbox_rm(tmpdir);
 }
 
 TestSuite(io, .init = setup, .fini = teardown, .timeout = 60);

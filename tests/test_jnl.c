@@ -4,12 +4,14 @@
  */
 #include "io.h"
 #include "jnl.h"
+#include "sandbox.h"
 
 #include <criterion/criterion.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,15 +21,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX];
 static int dfd = -1;
 static struct io *io;
 static struct jnl *j;
 
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/recfs-jnl.XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	sandbox_new_in(tmpdir, sizeof(tmpdir), "/tmp", "jnl", false);
 	dfd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert_geq(dfd, 0);
 	cr_assert_eq(io_new(&io), 0);
@@ -35,22 +36,13 @@ static void setup(void)
 
 static void teardown(void)
 {
-	DIR *d;
-	struct dirent *de;
-
 	jnl_close(j);
 	j = NULL;
 	io_free(io);
 	io = NULL;
-	d = fdopendir(dfd);
-	if (d) {
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-				unlinkat(dirfd(d), de->d_name, 0);
-		closedir(d);
-	}
+	close(dfd);
 	dfd = -1;
-	rmdir(tmpdir);
+	sandbox_rm(tmpdir);
 }
 
 TestSuite(jnl, .init = setup, .fini = teardown, .timeout = 120);
@@ -258,7 +250,8 @@ Test(jnl, append_then_scan_round_trip)
 	cr_expect_str_eq(s->payload[100], "");
 	cr_expect_eq(strncmp(s->payload[101], "ab", 2), 0);
 	cr_expect_eq(strlen(s->payload[101]), 2 + sizeof(big) - 1);
-	cr_expect_eq(r.zero_bytes, (uint64_t)seg_size(1) - jnl_segment_bytes(j));
+	cr_expect_eq(r.zero_bytes,
+		     (uint64_t)seg_size(1) - jnl_segment_bytes(j));
 	seen_free(s);
 
 	/* a clean close leaves the segment ending at its last record */
@@ -1319,8 +1312,9 @@ Test(jnl, failed_sync_breaks_the_journal)
 	cr_assert_eq(io_arm(io, "jnl.fsync", IO_FAIL, EIO, 1, 1), 0);
 	cr_expect_eq(jnl_sync(j), -EIO);
 	cr_expect_eq(jnl_last_seq(j), 0);
-	cr_expect_eq(append_str("r2", &seq), -EIO, "acknowledged records may "
-						   "be lost: no more appends");
+	cr_expect_eq(append_str("r2", &seq), -EIO,
+		     "acknowledged records may "
+		     "be lost: no more appends");
 }
 
 Test(jnl, rotate_makes_nosync_records_durable_before_the_next_segment)

@@ -6,6 +6,7 @@
 #include "format.h"
 #include "io.h"
 #include "lock.h"
+#include "sandbox.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -23,25 +24,21 @@
 
 #define LOCK_BIG_TEST 5000 /* over the 4 KiB bound of lock records */
 
-static char dir[] = "/tmp/recfs-lockfmt-XXXXXX";
+static char dir[PATH_MAX];
 static int dirfd_ = -1;
 
 static void setup(void)
 {
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	sandbox_new_in(dir, sizeof(dir), "/tmp", "lockfmt", false);
 	dirfd_ = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert_geq(dirfd_, 0);
 }
 
 static void teardown(void)
 {
-	char cmd[PATH_MAX + 16];
-
 	if (dirfd_ >= 0)
 		close(dirfd_);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("could not remove %s", dir);
+	sandbox_rm(dir);
 }
 
 /* Replace `name` in the test dir with `len` bytes of `data`. */

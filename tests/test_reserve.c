@@ -11,8 +11,10 @@
  *
  * Each test builds its store in a fresh sandbox directory (sandbox.h).
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>
@@ -31,32 +33,19 @@
 
 #define MiB (1ull << 20)
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32]; /* base/store */
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "reserve", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("reserve", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(reserve, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(reserve, .init = setup, .fini = sandbox_store_rm, .timeout = 120);
 
 /* ---- helpers ------------------------------------------------------------ */
 
 static struct store *open_store(struct io *io)
 {
 	struct store_opts o = {.path = spath, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open %s: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static int put_str(struct store *s, const char *id, const char *text)
@@ -93,39 +82,16 @@ static void reserve_file(uint64_t *size, uint64_t *allocated)
  * ENOSPC while root's reserved blocks are still free). Returns whether
  * it mounted the tmpfs.
  */
-static bool small_fs(const char *size)
+static bool store_on_small_fs(const char *size)
 {
 	const char *dir = getenv("RECFS_TEST_SMALL_FS");
-	char opts[64];
 
 	if (dir && *dir) {
 		snprintf(spath, sizeof(spath), "%s/store", dir);
 		return false;
 	}
-	if (unshare(CLONE_NEWNS) < 0 ||
-	    mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		cr_skip_test("cannot make a mount namespace (%s): needs root",
-			     strerror(errno));
-	snprintf(opts, sizeof(opts), "size=%s,mode=0700", size);
-	cr_assert_eq(mount("tmpfs", base, "tmpfs", 0, opts), 0,
-		     "mount tmpfs on %s: %s", base, strerror(errno));
+	small_fs(base, size);
 	return true;
-}
-
-/* Take every free byte of the file system of `path` with that file. */
-static void fill_fs(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
-	memset(buf, 'z', sizeof(buf));
-	while (write(fd, buf, sizeof(buf)) > 0)
-		;
-	while (write(fd, buf, 1) > 0) /* the last partial pages */
-		;
-	cr_assert_eq(errno, ENOSPC);
-	close(fd);
 }
 
 /* Rename "a" to "b" (even n) or back (odd n). */
@@ -285,7 +251,7 @@ Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 	size_t len;
 	int n, rc;
 
-	bool mounted = small_fs("16m");
+	bool mounted = store_on_small_fs("16m");
 
 	s = open_store(NULL);
 	cr_assert_eq(statvfs(spath, &vfs), 0);
@@ -340,7 +306,7 @@ Test(reserve, on_a_full_disk_renames_get_room_that_new_content_cannot_take)
 Test(reserve, a_store_opens_on_a_full_disk_with_it)
 {
 	char filler[PATH_MAX + 64];
-	bool mounted = small_fs("16m");
+	bool mounted = store_on_small_fs("16m");
 	struct store_status st;
 	struct store *s;
 	int rc;

@@ -6,8 +6,10 @@
  * failpoint of a prune (and of its roll-forward at the next open), which
  * must leave the old history or the new one.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -24,23 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];  /* base/store */
-static char gitdir[PATH_MAX + 64]; /* base/store/history.git */
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "retain", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
-	snprintf(gitdir, sizeof(gitdir), "%s/history.git", spath);
+	sandbox_store("retain", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(retain, .init = setup, .fini = teardown, .timeout = 600);
+TestSuite(retain, .init = setup, .fini = sandbox_store_rm, .timeout = 600);
 
 /* ---- helpers --------------------------------------------------------------
  */
@@ -51,11 +42,7 @@ static struct store *open_io(struct io *io, int64_t now_ns)
 			       .create = true,
 			       .io = io,
 			       .retain_now_ns = now_ns};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open: %s", strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(void)

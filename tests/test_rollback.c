@@ -9,8 +9,10 @@
  * (RECFS_TEST_TMPDIR overrides). What the store logs is dropped unless
  * RECFS_TEST_VERBOSE is set.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -32,85 +34,22 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* by reference in a txn */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
-
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "rollback", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("rollback", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(rollback, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(rollback, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 static struct store *open_io(struct io *io)
 {
 	struct store_opts o = {.path = spath, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "%s: store_open: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(void)
 {
 	return open_io(NULL);
-}
-
-static void put(struct store *s, const char *id, const char *text)
-{
-	int rc = store_put(s, id, text, strlen(text), NULL, NULL);
-
-	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
-}
-
-/* Is `id` live with exactly this content and version? */
-static bool holds(struct store *s, const char *id, const void *want, size_t len,
-		  uint64_t version)
-{
-	struct store_meta m;
-	void *buf = NULL;
-	size_t got = 0;
-	bool ok;
-
-	if (store_get(s, id, &buf, &got, &m) != 0)
-		return false;
-	ok = got == len && memcmp(buf, want, len) == 0 && m.version == version;
-	free(buf);
-	return ok;
-}
-
-static bool holds_text(struct store *s, const char *id, const char *text,
-		       uint64_t version)
-{
-	return holds(s, id, text, strlen(text), version);
-}
-
-/* Is `id` deleted, its last version `last`? */
-static bool gone(struct store *s, const char *id, uint64_t last)
-{
-	struct store_meta m;
-	uint64_t v = 0;
-
-	return store_stat(s, id, &m, false) == -ENOENT &&
-	       store_last_version(s, id, &v) == 0 && v == last;
-}
-
-static void check_verify(struct store *s, const char *what)
-{
-	struct store_verify_report rep;
-	int rc = store_verify(s, &rep);
-
-	cr_assert_eq(rc, 0,
-		     "%s: verify: %s (%" PRIu64 " bad, %" PRIu64
-		     " strays, %" PRIu64 " hist_bad)",
-		     what, strerror(-rc), rep.bad, rep.strays, rep.hist_bad);
 }
 
 /* ---- rollback and import (store/rollback.c) ------------------------------ */
@@ -138,20 +77,20 @@ Test(rollback, rollback_to_a_revision_restores_every_record_as_one_change)
 	uint64_t r3, now;
 	size_t hist0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
-	put(s, "ns/c", "c-1");
-	put(s, "same", "s-1");
+	put_text(s, "ns/c", "c-1");
+	put_text(s, "same", "s-1");
 	r3 = store_revision(s);
-	put(s, "a", "a-2");
-	put(s, "a", "a-3");
+	put_text(s, "a", "a-2");
+	put_text(s, "a", "a-3");
 	cr_assert_eq(store_delete(s, "b", NULL, NULL, NULL), 0);
-	put(s, "d", "d-1");
+	put_text(s, "d", "d-1");
 	cr_assert_eq(store_rename(s, "ns/c", "e", NULL, NULL, NULL), 0);
 	cr_assert_eq(store_rmdir(s, "ns"), 0);
-	put(s, "same", "s-2");
-	put(s, "same", "s-1"); /* back to the content it had at r3 */
+	put_text(s, "same", "s-2");
+	put_text(s, "same", "s-1"); /* back to the content it had at r3 */
 	now = store_revision(s);
 	hist0 = history_size(s);
 
@@ -181,7 +120,7 @@ Test(rollback, rollback_to_a_revision_restores_every_record_as_one_change)
 	cr_assert(holds_text(s, "same", "s-1", 3), "same: untouched");
 	/* history only grew: 5 more versions */
 	cr_assert_eq(history_size(s), hist0 + 5);
-	check_verify(s, "after the rollback");
+	check_verify(s, "after the rollback", NULL);
 
 	/* rolling back to the current revision changes nothing */
 	cr_assert_eq(store_rollback_to(s, store_revision(s), NULL, &res), 0);
@@ -199,7 +138,7 @@ Test(rollback, rollback_to_a_revision_restores_every_record_as_one_change)
 	cr_assert_eq(store_close(s), 0);
 	s = open_store();
 	cr_assert(gone(s, "ns/c", 2));
-	check_verify(s, "after reopening");
+	check_verify(s, "after reopening", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -225,9 +164,9 @@ Test(rollback, revision_at_a_time_is_the_last_one_made_by_then)
 	struct timespec t;
 	uint64_t rev = 99;
 
-	put(s, "a", "a-1");
-	put(s, "a", "a-2");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "a", "a-2");
+	put_text(s, "b", "b-1");
 	cr_assert_eq(store_history_drain(s, 60000), 0);
 	cr_assert_eq(store_history_each(s, NULL, find_rev_time, &rt), 0);
 	cr_assert_neq(rt.t.tv_sec, 0);
@@ -249,13 +188,10 @@ Test(rollback, revision_at_a_time_is_the_last_one_made_by_then)
 	cr_assert_eq(store_close(s), 0);
 }
 
-static void write_file(const char *path, const char *text)
+/* A file as a user makes it: 0666 less the umask. */
+static void write_plain(const char *path, const char *text)
 {
-	FILE *f = fopen(path, "w");
-
-	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
+	write_file_mode(path, text, strlen(text), 0666);
 }
 
 struct prog {
@@ -290,19 +226,19 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	snprintf(path, sizeof(path), "%s/sub/deep", dir);
 	cr_assert_eq(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/top", dir);
-	write_file(path, "top-1");
+	write_plain(path, "top-1");
 	snprintf(path, sizeof(path), "%s/sub/b", dir);
-	write_file(path, "b-1");
+	write_plain(path, "b-1");
 	cr_assert_eq(chmod(path, 0600), 0);
 	snprintf(path, sizeof(path), "%s/sub/deep/c", dir);
-	write_file(path, "c-1");
+	write_plain(path, "c-1");
 	snprintf(path, sizeof(path), "%s/same", dir);
-	write_file(path, "same");
+	write_plain(path, "same");
 	/* skipped: a reserved name and a FIFO; symlinks (to a file and to
 	   a dir) become symlink records, never followed; ".git" is an
 	   ordinary name (SPEC 2) */
 	snprintf(path, sizeof(path), "%s/x@3", dir);
-	write_file(path, "reserved");
+	write_plain(path, "reserved");
 	snprintf(path, sizeof(path), "%s/link", dir);
 	cr_assert_eq(symlink("/etc/passwd", path), 0);
 	snprintf(path, sizeof(path), "%s/dirlink", dir);
@@ -312,10 +248,10 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	snprintf(path, sizeof(path), "%s/.git", dir);
 	cr_assert_eq(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/.git/config", dir);
-	write_file(path, "no");
+	write_plain(path, "no");
 
-	put(s, "same", "same");
-	put(s, "top", "top-0");
+	put_text(s, "same", "same");
+	put_text(s, "top", "top-0");
 	rev0 = store_revision(s);
 	hist0 = history_size(s);
 	cr_assert_eq(store_import(s, dir, &a, &res), 0);
@@ -342,7 +278,7 @@ Test(rollback, import_makes_every_file_a_version_in_one_change)
 	cr_assert_eq(pr.last, 7);
 	cr_assert_eq(pr.total, 7);
 	cr_assert_eq(history_size(s), hist0 + 6);
-	check_verify(s, "after the import");
+	check_verify(s, "after the import", NULL);
 
 	/* again: nothing changes */
 	cr_assert_eq(store_import(s, dir, NULL, &res), 0);
@@ -380,11 +316,11 @@ Test(rollback, rollback_fails_with_estale_when_a_record_changes_meanwhile)
 
 	cr_assert_eq(io_new(&io), 0);
 	s = open_io(io);
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
 	r2 = store_revision(s);
-	put(s, "a", "a-2");
-	put(s, "b", "b-2");
+	put_text(s, "a", "a-2");
+	put_text(s, "b", "b-2");
 	/* the plan stages a's old content, and stalls there; meanwhile b
 	   changes (its stage is the point's second hit: not stalled) */
 	cr_assert_eq(io_arm(io, "stage.create", IO_STALL, 0, 1, 1), 0);
@@ -394,7 +330,7 @@ Test(rollback, rollback_fails_with_estale_when_a_record_changes_meanwhile)
 	for (int i = 0; i < 5000 && !io_stalled(io, "stage.create"); i++)
 		usleep(1000);
 	cr_assert_eq(io_stalled(io, "stage.create"), 1, "the plan stalled");
-	put(s, "b", "b-3");
+	put_text(s, "b", "b-3");
 	now = store_revision(s);
 	io_release(io);
 	pthread_join(th, NULL);
@@ -423,7 +359,7 @@ Test(rollback, rollback_restores_symlinks_and_keeps_mode_and_owner)
 	cr_assert_eq(store_put(s, "ln", "../t", 4, &l, NULL), 0);
 	cr_assert_eq(store_put(s, "gone", "x", 1, &l, NULL), 0);
 	rev1 = store_revision(s);
-	put(s, "ln", "a file now");
+	put_text(s, "ln", "a file now");
 	cr_assert_eq(store_set_owner(s, "ln", 12, 34), 0);
 	cr_assert_eq(store_set_meta(s, "ln", NULL, 0600), 0);
 	cr_assert_eq(store_delete(s, "gone", NULL, NULL, NULL), 0);
@@ -437,11 +373,11 @@ Test(rollback, rollback_restores_symlinks_and_keeps_mode_and_owner)
 	cr_assert_eq(store_stat(s, "gone", &m, false), 0);
 	cr_assert(m.symlink, "re-created as the symlink it was");
 	/* the same target as a file is not "the same again" */
-	put(s, "ln", "../t");
+	put_text(s, "ln", "../t");
 	cr_assert_eq(store_rollback_to(s, rev1, NULL, &res), 0);
 	cr_assert_eq(res.puts, 1);
 	cr_assert_eq(store_stat(s, "ln", &m, false), 0);
 	cr_assert(m.symlink);
-	check_verify(s, "after the rollbacks");
+	check_verify(s, "after the rollbacks", NULL);
 	cr_assert_eq(store_close(s), 0);
 }

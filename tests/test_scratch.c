@@ -11,8 +11,10 @@
  *
  * Each test builds its store in a fresh sandbox directory (sandbox.h).
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -30,23 +32,15 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* committed by reference */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32]; /* base/store */
 static char dpath[PATH_MAX + 32]; /* base/copy */
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "scratch", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("scratch", true);
 	snprintf(dpath, sizeof(dpath), "%s/copy", base);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(scratch, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(scratch, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -54,11 +48,7 @@ static struct store *open_opts(const char *path, struct io *io, bool ro)
 {
 	struct store_opts o = {
 		.path = path, .create = !ro, .read_only = ro, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "store_open %s: %s", path, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(struct io *io)

@@ -10,8 +10,10 @@
  * (RECFS_TEST_TMPDIR overrides). What the store logs is dropped unless
  * RECFS_TEST_VERBOSE is set.
  */
+#include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_store.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -33,22 +35,14 @@
 
 #define BIG_LEN ((size_t)(1u << 20) + 777) /* by reference in a txn */
 
-static char base[PATH_MAX];
-static char spath[PATH_MAX + 32];
 static int ncase;
 
 static void setup(void)
 {
-	sandbox_new(base, sizeof(base), "txn", true);
-	snprintf(spath, sizeof(spath), "%s/store", base);
+	sandbox_store("txn", true);
 }
 
-static void teardown(void)
-{
-	sandbox_rm(base);
-}
-
-TestSuite(txn, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(txn, .init = setup, .fini = sandbox_store_rm, .timeout = 300);
 
 /* A fresh store directory (the last one is removed). */
 static void next_case(void)
@@ -60,11 +54,7 @@ static void next_case(void)
 static struct store *open_io(struct io *io)
 {
 	struct store_opts o = {.path = spath, .create = true, .io = io};
-	struct store *s = NULL;
-	int rc = store_open(&s, &o);
-
-	cr_assert_eq(rc, 0, "%s: store_open: %s", spath, strerror(-rc));
-	return s;
+	return open_ok(&o);
 }
 
 static struct store *open_store(void)
@@ -81,61 +71,11 @@ static struct store *open_memory(void)
 	return s;
 }
 
-static void put(struct store *s, const char *id, const char *text)
-{
-	int rc = store_put(s, id, text, strlen(text), NULL, NULL);
-
-	cr_assert_eq(rc, 0, "put %s: %s", id, strerror(-rc));
-}
-
-/* Is `id` live with exactly this content and version? */
-static bool holds(struct store *s, const char *id, const void *want, size_t len,
-		  uint64_t version)
-{
-	struct store_meta m;
-	void *buf = NULL;
-	size_t got = 0;
-	bool ok;
-
-	if (store_get(s, id, &buf, &got, &m) != 0)
-		return false;
-	ok = got == len && memcmp(buf, want, len) == 0 && m.version == version;
-	free(buf);
-	return ok;
-}
-
-static bool holds_text(struct store *s, const char *id, const char *text,
-		       uint64_t version)
-{
-	return holds(s, id, text, strlen(text), version);
-}
-
-/* Is `id` deleted, its last version `last`? */
-static bool gone(struct store *s, const char *id, uint64_t last)
-{
-	struct store_meta m;
-	uint64_t v = 0;
-
-	return store_stat(s, id, &m, false) == -ENOENT &&
-	       store_last_version(s, id, &v) == 0 && v == last;
-}
-
 static void tput(struct store_txn *t, const char *id, const char *text)
 {
 	int rc = store_txn_put(t, id, text, strlen(text), NULL);
 
 	cr_assert_eq(rc, 0, "txn put %s: %s", id, strerror(-rc));
-}
-
-static void check_verify(struct store *s, const char *what)
-{
-	struct store_verify_report rep;
-	int rc = store_verify(s, &rep);
-
-	cr_assert_eq(rc, 0,
-		     "%s: verify: %s (%" PRIu64 " bad, %" PRIu64
-		     " strays, %" PRIu64 " hist_bad)",
-		     what, strerror(-rc), rep.bad, rep.strays, rep.hist_bad);
 }
 
 /* ---- semantics ----------------------------------------------------------- */
@@ -147,10 +87,10 @@ static void applies_all_parts(struct store *s)
 	const struct store_result *pr;
 	uint64_t rev0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
-	put(s, "c", "c-1");
-	put(s, "e", "e-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
+	put_text(s, "c", "c-1");
+	put_text(s, "e", "e-1");
 	cr_assert_eq(store_delete(s, "e", NULL, NULL, NULL), 0);
 	rev0 = store_revision(s);
 
@@ -195,7 +135,7 @@ Test(txn, commit_applies_every_part_in_one_revision)
 	struct store *s = open_store();
 
 	applies_all_parts(s);
-	check_verify(s, "after the txn");
+	check_verify(s, "after the txn", NULL);
 	cr_assert_eq(store_close(s), 0);
 	/* and it is all there after reopening */
 	s = open_store();
@@ -226,9 +166,9 @@ Test(txn, stale_condition_fails_the_whole_txn_and_changes_nothing)
 	struct store_txn *t = NULL;
 	uint64_t rev0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
-	put(s, "b", "b-2");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
+	put_text(s, "b", "b-2");
 	rev0 = store_revision(s);
 
 	/* part 2 (b at version 1) is stale */
@@ -266,7 +206,7 @@ Test(txn, stale_condition_fails_the_whole_txn_and_changes_nothing)
 	cr_assert(holds_text(s, "a", "x", 2));
 	cr_assert(gone(s, "b", 2));
 	cr_assert(holds_text(s, "new", "n", 1));
-	check_verify(s, "after");
+	check_verify(s, "after", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -277,8 +217,8 @@ Test(txn, txn_of_only_noops_commits_nothing)
 	struct store_txn *t = NULL;
 	uint64_t rev0;
 
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
 	rev0 = store_revision(s);
 	cr_assert_eq(store_txn_new(s, &t), 0);
 	tput(t, "a", "a-1");
@@ -309,7 +249,7 @@ Test(txn, bad_parts_are_refused)
 	struct store_txn_result res;
 	struct store_txn *t = NULL;
 
-	put(s, "a", "a-1");
+	put_text(s, "a", "a-1");
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
 	cr_assert_eq(store_txn_new(s, &t), 0);
 	cr_assert_eq(store_txn_put(t, "../x", "x", 1, NULL), -EINVAL);
@@ -344,7 +284,7 @@ Test(txn, bad_parts_are_refused)
 	cr_assert_eq(store_stat(s, "b", &(struct store_meta){0}, false),
 		     -ENOENT);
 	cr_assert(holds_text(s, "a", "a-1", 1));
-	check_verify(s, "after the refusals");
+	check_verify(s, "after the refusals", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -451,7 +391,7 @@ Test(txn, txns_and_single_commits_run_together_without_deadlock)
 	uint64_t want[CONC_IDS] = {0};
 
 	for (int i = 0; i < CONC_IDS; i++)
-		put(s, conc_ids[i], "0");
+		put_text(s, conc_ids[i], "0");
 	for (int i = 0; i < 4; i++) {
 		memset(&c[i], 0, sizeof(c[i]));
 		c[i].s = s;
@@ -477,48 +417,11 @@ Test(txn, txns_and_single_commits_run_together_without_deadlock)
 			     "%s: version %" PRIu64 ", %" PRIu64 " changes",
 			     conc_ids[k], m.version, want[k]);
 	}
-	check_verify(s, "after the concurrent changes");
+	check_verify(s, "after the concurrent changes", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
 /* ---- history ------------------------------------------------------------- */
-
-static char *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* The output of a shell command (caller frees); asserts it ran. */
-static char *run(const char *fmt, ...)
-{
-	char cmd[8192];
-	size_t len = 0, cap = 1 << 20;
-	char *out = malloc(cap);
-	va_list ap;
-	FILE *p;
-	size_t n;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	cr_assert_not_null(out);
-	p = popen(cmd, "r");
-	cr_assert_not_null(p, "%s", cmd);
-	while ((n = fread(out + len, 1, cap - len - 1, p)) > 0)
-		len += n;
-	out[len] = '\0';
-	st = pclose(p);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit %d\n%s", cmd,
-		  st, out);
-	return out;
-}
-
-static unsigned count_str(const char *hay, const char *needle)
-{
-	unsigned n = 0;
-
-	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
-		n++;
-	return n;
-}
 
 static uint8_t big[BIG_LEN];
 
@@ -554,9 +457,9 @@ Test(txn, history_has_one_commit_with_a_trailer_block_per_version)
 
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)(i * 13 + 5);
-	put(s, "a", "a-1");
-	put(s, "b", "b-1");
-	put(s, "keep", "k");
+	put_text(s, "a", "a-1");
+	put_text(s, "b", "b-1");
+	put_text(s, "keep", "k");
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
 	/* so that the txn's record is alone in its batch */
 	cr_assert_eq(store_history_drain(s, 60000), 0);
@@ -586,7 +489,7 @@ Test(txn, history_has_one_commit_with_a_trailer_block_per_version)
 	cr_assert_eq(len, 5);
 	cr_assert_eq(memcmp(buf, "new-1", 5), 0);
 	free(buf);
-	check_verify(s, "history");
+	check_verify(s, "history", NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 
@@ -602,7 +505,7 @@ Test(txn, a_txn_that_could_overflow_a_history_batch_gets_its_own_commit)
 	size_t len = 0;
 
 	cr_assert_eq(store_open(&s, &o), 0);
-	put(s, "first", "1"); /* the first commit does not wait */
+	put_text(s, "first", "1"); /* the first commit does not wait */
 	cr_assert_eq(store_history_drain(s, 60000), 0);
 	/* 3000 versions with long IDs wait in the writer's next batch */
 	memset(id, 'p', sizeof(id) - 1);
@@ -610,7 +513,7 @@ Test(txn, a_txn_that_could_overflow_a_history_batch_gets_its_own_commit)
 	for (unsigned i = 0; i < 3000; i++) {
 		snprintf(id, 12, "%010u", i);
 		id[10] = 'p';
-		put(s, id, "x");
+		put_text(s, id, "x");
 	}
 	/* then a txn of about 3.8 MiB in the journal */
 	memset(body, 'b', sizeof(body));
@@ -694,11 +597,11 @@ static void make_fixture(void)
 
 	next_case();
 	s = open_store();
-	put(s, "p", "p-1");
-	put(s, "big", "big-1");
-	put(s, "del", "del-1");
-	put(s, "re", "re-1");
-	put(s, "other", "o-1");
+	put_text(s, "p", "p-1");
+	put_text(s, "big", "big-1");
+	put_text(s, "del", "del-1");
+	put_text(s, "re", "re-1");
+	put_text(s, "other", "o-1");
 	cr_assert_eq(store_delete(s, "re", NULL, NULL, NULL), 0);
 	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
 	cr_assert_eq(store_close(s), 0);
@@ -759,11 +662,7 @@ static void crash_child(const char *point, unsigned nth, bool many)
 	struct store *s = NULL;
 	struct io *io = NULL;
 
-	if (io_new(&io))
-		_exit(2);
-	o.io = io;
-	if (store_open(&s, &o))
-		_exit(3);
+	s = child_open(&o, &io);
 	if (io_arm(io, point, IO_CRASH, 0, nth, 1))
 		_exit(4);
 	if (crash_txn(s, many))
@@ -848,7 +747,7 @@ static void crash_every_point(bool many)
 			if (code == 0)
 				cr_assert_eq(got, NEW, "%s", what);
 			cr_assert(holds_text(s, "other", "o-1", 1), "%s", what);
-			check_verify(s, what);
+			check_verify(s, what, NULL);
 			/* the history has the txn's versions or none */
 			c[0] = store_revision(s);
 			cr_assert_eq(store_history_drain(s, 60000), 0);
@@ -858,7 +757,7 @@ static void crash_every_point(bool many)
 				     got == NEW ? 5 + (many ? NMID : 0) : 1,
 				     "%s: %" PRIu64 " versions", what, c[1]);
 			/* and it takes new changes */
-			put(s, "p", "p-next");
+			put_text(s, "p", "p-next");
 			cr_assert(holds_text(s, "p", "p-next",
 					     got == NEW ? 3 : 2),
 				  "%s", what);
@@ -908,7 +807,7 @@ static void reopen_is_new(bool many, const char *what)
 	cr_assert_eq(outcome_of(s, many), NEW, "%s: not new after reopening",
 		     what);
 	cr_assert(holds_text(s, "other", "o-1", 1), "%s", what);
-	check_verify(s, what);
+	check_verify(s, what, NULL);
 	cr_assert_eq(store_close(s), 0);
 }
 

@@ -7,6 +7,7 @@
  * readers are safe next to the daemon's writer), after asking the daemon
  * to write its history up to now (the control verb "drain").
  */
+#include "buf.h"
 #include "ctl.h"
 #include "store.h"
 
@@ -198,9 +199,9 @@ int ctl_log(int argc, char **argv)
 static int get_version(const char *target, struct store *s, const char *id,
 		       uint64_t n, void **buf, size_t *len)
 {
+	struct buf b = BUF_INIT;
 	char path[8192];
 	int fd, rc;
-	size_t cap = 65536;
 
 	if (s && n)
 		return store_history_get(s, id, n, buf, len, NULL);
@@ -213,34 +214,14 @@ static int get_version(const char *target, struct store *s, const char *id,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	*buf = NULL;
-	*len = 0;
-	for (rc = 0;;) {
-		char *p = realloc(*buf, cap);
-		ssize_t r;
-
-		if (!p) {
-			rc = -ENOMEM;
-			break;
-		}
-		*buf = p;
-		r = read(fd, p + *len, cap - *len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? -errno : 0;
-			break;
-		}
-		*len += (size_t)r;
-		if (*len == cap)
-			cap *= 2;
-	}
+	rc = buf_read_fd(&b, fd, SIZE_MAX);
 	close(fd);
 	if (rc) {
-		free(*buf);
-		*buf = NULL;
+		buf_free(&b);
+		return rc;
 	}
-	return rc;
+	*buf = buf_detach(&b, len);
+	return *buf ? 0 : -ENOMEM;
 }
 
 /* Open `target` as a store (if it is one) or accept it as a mount. */

@@ -9,6 +9,7 @@
  * conflict (ESTALE) starts a new round after a jittered exponential
  * backoff, within a bound on rounds and on total time.
  */
+#include "buf.h"
 #include "ctl.h"
 #include "store.h"
 
@@ -39,7 +40,8 @@ struct update {
 	unsigned seed;
 };
 
-struct buf {
+/* A content read or to write (p malloc'ed). */
+struct content {
 	char *p;
 	size_t len;
 };
@@ -52,45 +54,20 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int read_all(int fd, struct buf *b, uint64_t max)
+/* All of fd into b->p (malloc'ed); -EFBIG past `max` bytes. */
+static int read_all(int fd, struct content *b, size_t max)
 {
-	size_t cap = 0;
+	struct buf r = BUF_INIT;
+	int rc = buf_read_fd(&r, fd, max);
 
-	b->p = NULL;
-	b->len = 0;
-	for (;;) {
-		ssize_t n;
-
-		if (b->len == cap) {
-			char *p;
-
-			cap = cap ? cap * 2 : 65536;
-			if (cap > max + 1)
-				cap = max + 1;
-			if (b->len == cap) {
-				free(b->p);
-				return -EFBIG;
-			}
-			p = realloc(b->p, cap);
-			if (!p) {
-				free(b->p);
-				return -ENOMEM;
-			}
-			b->p = p;
-		}
-		n = read(fd, b->p + b->len, cap - b->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int rc = -errno;
-
-			free(b->p);
-			return rc;
-		}
-		if (n == 0)
-			return 0;
-		b->len += (size_t)n;
+	if (rc) {
+		buf_free(&r);
+		b->p = NULL;
+		b->len = 0;
+		return rc;
 	}
+	b->p = buf_detach(&r, &b->len);
+	return b->p ? 0 : -ENOMEM;
 }
 
 static int write_all(int fd, const char *p, size_t len)
@@ -140,7 +117,7 @@ static int mount_version(const char *path, uint64_t *v)
  * the read must agree (versions only grow, so the content read between
  * two equal readings is that version's).
  */
-static int read_mount(const struct update *u, struct buf *b, uint64_t *ver)
+static int read_mount(const struct update *u, struct content *b, uint64_t *ver)
 {
 	char *path = join(u->target, u->id, 0, false);
 	int rc = -EAGAIN;
@@ -179,7 +156,7 @@ static int read_mount(const struct update *u, struct buf *b, uint64_t *ver)
 }
 
 /* Commit through the mount as ID@ver; -ESTALE on a conflict. */
-static int write_mount(const struct update *u, const struct buf *out,
+static int write_mount(const struct update *u, const struct content *out,
 		       uint64_t ver)
 {
 	char *path = join(u->target, u->id, ver, true);
@@ -197,7 +174,7 @@ static int write_mount(const struct update *u, const struct buf *out,
 	return rc;
 }
 
-static int read_store(const struct update *u, struct buf *b, uint64_t *ver)
+static int read_store(const struct update *u, struct content *b, uint64_t *ver)
 {
 	struct store_meta m;
 	void *p = NULL;
@@ -214,7 +191,7 @@ static int read_store(const struct update *u, struct buf *b, uint64_t *ver)
 	return rc;
 }
 
-static int write_store(const struct update *u, const struct buf *out,
+static int write_store(const struct update *u, const struct content *out,
 		       uint64_t ver)
 {
 	struct store_commit_args a = {.mode = -1};
@@ -226,8 +203,8 @@ static int write_store(const struct update *u, const struct buf *out,
 
 /* Run the command with `in` on stdin; its stdout into *out. Returns 0,
    -errno, or 1 if the command failed (message printed). */
-static int run_cmd(const struct update *u, const struct buf *in,
-		   struct buf *out)
+static int run_cmd(const struct update *u, const struct content *in,
+		   struct content *out)
 {
 	int infd = memfd_create("recfsctl-update", MFD_CLOEXEC),
 	    p[2] = {-1, -1};
@@ -302,7 +279,7 @@ static int update_loop(struct update *u)
 	unsigned round;
 
 	for (round = 0; round <= u->retries; round++) {
-		struct buf in = {0}, out = {0};
+		struct content in = {0}, out = {0};
 		uint64_t ver = 0;
 		int rc;
 

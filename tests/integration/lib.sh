@@ -251,11 +251,11 @@ wait_daemon() {
 umount_at() {
 	local mnt=$1
 	if mountpoint -q "$mnt"; then
-		fusermount3 -u "$mnt" 2>/dev/null || {
-			sleep 0.2
-			fusermount3 -u "$mnt" 2>/dev/null ||
-				fusermount3 -uz "$mnt" 2>/dev/null
-		}
+		# busy a moment (a process still closing a file): try again
+		# for up to 1 s, then detach
+		fusermount3 -u "$mnt" 2>/dev/null ||
+			await 1 "fusermount3 -u '$mnt' 2>/dev/null" ||
+			fusermount3 -uz "$mnt" 2>/dev/null
 	fi
 	wait_daemon "$mnt"
 }
@@ -296,8 +296,7 @@ cleanup() {
 		done
 		if alive "$pid"; then
 			kill -TERM "$pid" 2>/dev/null
-			sleep 0.5
-			alive "$pid" && kill -KILL "$pid" 2>/dev/null
+			await 0.5 "! alive $pid" || kill -KILL "$pid" 2>/dev/null
 		fi
 		wait "$pid" 2>/dev/null
 	done

@@ -242,7 +242,17 @@ mkfifo "$STORE/records/wasrec"
 mount_store || exit 1
 (timeout 6 sh -c "exec 3>'$STORE/records/wasrec'; echo opened >'$T/fifo-writer'" \
 	2>/dev/null &)
-sleep 0.5
+# wait until that writer is blocked in its open of the FIFO
+fifo_writer_waits() {
+	local p
+	for p in $(pgrep -f "^sh -c exec 3>'$STORE/records/wasrec'"); do
+		[[ $(cat "/proc/$p/wchan" 2>/dev/null) == wait_for_partner ]] &&
+			return 0
+	done
+	return 1
+}
+await 5 fifo_writer_waits ||
+	note "the FIFO writer was not seen waiting (/proc/PID/wchan)"
 start=$SECONDS
 check "! timeout 5 cat '$MNT/wasrec' >/dev/null 2>&1 && [ $((SECONDS - start)) -lt 3 ]" \
 	"a record replaced by a FIFO fails to read, at once"
