@@ -167,6 +167,18 @@ uint8_t *change_memdup(const uint8_t *p, size_t n)
 	return q;
 }
 
+int change_enter(struct store *s, const char *id, const struct store_cond *cond)
+{
+	int rc = commit_precheck(s, id, cond);
+
+	if (rc)
+		return rc;
+	store_hist_throttle(s);
+	commit_ensure_indexed(s, id);
+	pthread_rwlock_rdlock(&s->gate);
+	return 0;
+}
+
 /* ---- begin ----------------------------------------------------------------
  */
 

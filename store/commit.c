@@ -258,18 +258,13 @@ struct put {
 	struct batch_item *bi;
 };
 
-/* Checks that need no lock; the hash of the content (not of an append,
-   whose content is known only once rebased). */
+/* The checks of the content; its hash (not of an append, whose content
+   is known only once rebased). */
 static int put_check(struct put *p)
 {
 	struct store *s = p->s;
 	const struct store_commit_args *a = p->args;
-	int rc;
 
-	rc = commit_precheck(s, p->id, &a->cond);
-	if (rc)
-		return rc;
-	store_hist_throttle(s);
 	if (fstat(p->st->fd, &p->sb) < 0)
 		return -errno;
 	if (a->symlink &&
@@ -410,11 +405,13 @@ static int commit_put(struct store *s, const char *id, struct store_stage *st,
 	memset(p.res, 0, sizeof(*p.res));
 	p.r.type = REC_PUT;
 	p.append = p.args->cond.kind == STORE_COND_APPEND;
-	rc = put_check(&p);
+	rc = id_check(id);
+	if (rc == 0)
+		rc = put_check(&p);
+	if (rc == 0)
+		rc = change_enter(s, id, &p.args->cond);
 	if (rc)
 		return rc;
-	commit_ensure_indexed(s, id);
-	pthread_rwlock_rdlock(&s->gate);
 	rc = commit_check_place(s, id);
 	if (rc == 0) {
 		pthread_mutex_lock(&s->mu);
@@ -517,12 +514,9 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	memset(res, 0, sizeof(*res));
 	if (cond->kind != STORE_COND_ANY && cond->kind != STORE_COND_IF_VERSION)
 		return -EINVAL;
-	rc = commit_precheck(s, id, cond);
+	rc = change_enter(s, id, cond);
 	if (rc)
 		return rc;
-	store_hist_throttle(s);
-	commit_ensure_indexed(s, id);
-	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
 	rc = delete_begin(s, id, cond, res, &a.e);
 	if (rc == 0)

@@ -67,12 +67,9 @@ static int change_meta(struct store *s, const char *id,
 	uint64_t seq;
 	int rc;
 
-	rc = commit_precheck(s, id, NULL);
+	rc = change_enter(s, id, NULL);
 	if (rc)
 		return rc;
-	store_hist_throttle(s);
-	commit_ensure_indexed(s, id);
-	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
 	rc = change_wait_ids(s, &id, 1, &a.e);
 	if (rc == 0)

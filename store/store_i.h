@@ -475,6 +475,13 @@ int change_wait_idle(struct store *s, size_t n,
 		     const char *(*id_at)(void *arg, size_t i), void *arg,
 		     struct entry **es);
 
+/* Before begin, for a change of `id` (no lock held): the checks every
+   change starts with (commit_precheck), the history's backpressure, the
+   index entry of an adopted file; then s->gate is taken shared. Returns 0
+   (gate held) or -errno (nothing held). */
+int change_enter(struct store *s, const char *id,
+		 const struct store_cond *cond);
+
 /* The same for the IDs ids[0..n). */
 int change_wait_ids(struct store *s, const char *const *ids, size_t n,
 		    struct entry **es);
