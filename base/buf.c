@@ -96,28 +96,29 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
+/* Append the `n` low bytes of `v`, least significant first. */
+static int put_le(struct buf *b, uint64_t v, unsigned n)
+{
+	uint8_t x[8];
+
+	for (unsigned i = 0; i < n; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	return buf_put(b, x, n);
+}
+
 int buf_put_le16(struct buf *b, uint16_t v)
 {
-	uint8_t x[2];
-
-	wr_le16(x, v);
-	return buf_put(b, x, sizeof(x));
+	return put_le(b, v, 2);
 }
 
 int buf_put_le32(struct buf *b, uint32_t v)
 {
-	uint8_t x[4];
-
-	wr_le32(x, v);
-	return buf_put(b, x, sizeof(x));
+	return put_le(b, v, 4);
 }
 
 int buf_put_le64(struct buf *b, uint64_t v)
 {
-	uint8_t x[8];
-
-	wr_le64(x, v);
-	return buf_put(b, x, sizeof(x));
+	return put_le(b, v, 8);
 }
 
 int buf_put_be32(struct buf *b, uint32_t v)

@@ -76,6 +76,14 @@ void rerr_clear(void)
 	last.msg[0] = '\0';
 }
 
+const char *rerr_take(int code)
+{
+	if (code >= 0 || last.code != code)
+		return NULL;
+	last.code = 0;
+	return last.msg;
+}
+
 const char *rerr_what(int code)
 {
 	if (code < 0 && last.code == code)

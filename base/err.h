@@ -60,6 +60,15 @@ const struct rerr *rerr_last(void);
 void rerr_clear(void);
 
 /*
+ * Take the message reported with `code` for logging it once: returns it
+ * and marks the last error as taken (rerr_last() is NULL afterwards), or
+ * returns NULL if the failure `code` was not reported (then there is
+ * nothing more to say than strerror). The text stays valid until this
+ * thread's next rerr_set or rerr_prefix.
+ */
+const char *rerr_take(int code);
+
+/*
  * What to print for the failure `code` (a negative errno) just returned:
  * the last error's message if it was reported with that code, else
  * strerror(-code). Thread-local storage: valid until the next rerr call

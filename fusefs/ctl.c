@@ -15,6 +15,7 @@
  * To add a verb: a function `int verb(struct fs_ctx *, who, const char *arg)`
  * and a line in `verbs` below (and a word in man/recfs.1).
  */
+#include "err.h"
 #include "fs_i.h"
 #include "log.h"
 
@@ -254,7 +255,7 @@ int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,
 		fs_who(req, &who);
 		rc = verbs[i].run(c, &who, arg);
 		if (rc)
-			rlog_err("ctl %s %s: %s", verb, arg, strerror(-rc));
+			rlog_err("ctl %s %s: %s", verb, arg, rerr_what(rc));
 		return rc;
 	}
 	return -EOPNOTSUPP;

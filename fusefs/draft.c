@@ -31,6 +31,7 @@
  * back after close) is committed at release, where a failure can only be
  * logged.
  */
+#include "err.h"
 #include "fs_i.h"
 #include "log.h"
 
@@ -223,6 +224,16 @@ static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
 			rc = begin_patch(c, ino);
 	}
 	if (rc) {
+		const char *why = rerr_take(rc);
+		size_t n = strlen(ino->id);
+
+		/* the store said why (a stage it could not make or fill):
+		   logged once, naming the record once */
+		if (why && !strncmp(why, "record ", 7) &&
+		    !strncmp(why + 7, ino->id, n) && why[7 + n] == ':')
+			rlog_err("%s", why);
+		else if (why)
+			rlog_err("record %s: %s", ino->id, why);
 		if (dirty(d)) {
 			d->state = D_FAILED;
 			d->err = rc;

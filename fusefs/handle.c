@@ -5,6 +5,7 @@
  * holds the file), release. The drafts and the commit itself are
  * draft.c's.
  */
+#include "err.h"
 #include "fs_i.h"
 #include "log.h"
 
@@ -151,7 +152,7 @@ static void release_private(struct fs_ctx *c, struct fs_handle *h)
 
 	if (rc)
 		rlog_err("record %s: changes not committed at release: %s",
-			 h->dino->id, strerror(-rc));
+			 h->dino->id, rerr_what(rc));
 	pthread_mutex_lock(&c->mu);
 	if (h->ino->shadow == h->dino)
 		h->ino->shadow = NULL;
@@ -176,7 +177,7 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h)
 			if (rc)
 				rlog_err("record %s: changes not committed at "
 					 "release: %s",
-					 ino->id, strerror(-rc));
+					 ino->id, rerr_what(rc));
 		}
 	}
 	handle_free(c, h);

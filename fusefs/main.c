@@ -8,6 +8,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include "err.h"
 #include "fs.h"
 #include "log.h"
 #include "store.h"
@@ -357,8 +358,10 @@ static int run(struct opts *o, struct fuse_args *args,
 	so.path = path;
 	rc = store_open(&store, &so);
 	if (rc) {
+		/* the library reports, the daemon says it: once */
+		fprintf(stderr, "recfs: %s\n", rerr_what(rc));
 		free(path);
-		return 1; /* store_open said why on stderr */
+		return 1;
 	}
 	if (fs_ctx_new(&ctx, store, cfg))
 		goto out;

@@ -23,6 +23,7 @@
 #include "store_i.h"
 #include "id.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -295,6 +296,7 @@ static int f_start(struct backend *be)
 		a->running = rc == 0;
 	}
 	pthread_mutex_unlock(&a->mu);
+	/* nothing reports this (store_serve_start goes on without): logged */
 	if (rc)
 		rlog_warn("stages made ahead: no thread (%s); stages are "
 			  "created at each commit",
@@ -312,9 +314,9 @@ static int f_stage_new(struct backend *be, struct store_stage *st)
 	if (st->fd < 0) {
 		int rc = st->fd;
 
-		rlog_err("stage %s: create: %s", st->name, strerror(-rc));
 		st->fd = -1;
-		return rc;
+		return rerr_set(rc, "stage %s/%s: create: %s", STORE_TMP_DIR,
+				st->name, strerror(-rc));
 	}
 	return 0;
 }
@@ -380,12 +382,14 @@ static int f_publish(struct backend *be, struct store_stage *st, const char *id)
 		rc = io_renameat(b->io, NULL, b->tmp_fd, st->name, pfd, leaf,
 				 RENAME_EXCHANGE);
 		if (rc)
-			rlog_err("%s/%s: directory %s could not be put back: "
-				 "%s",
-				 STORE_TMP_DIR, st->name, id, strerror(-rc));
+			rerr_set(rc,
+				 "record %s: a directory: it could not be put "
+				 "back from %s/%s: %s",
+				 id, STORE_TMP_DIR, st->name, strerror(-rc));
 		st->published = rc != 0;
 		rc = rc ? rc : -EISDIR;
 	} else if (rc) {
+		/* the commit succeeded: nothing to report to, a note */
 		rlog_warn("%s/%s: old content of %s left behind (%s); it is "
 			  "removed when the store is next opened",
 			  STORE_TMP_DIR, st->name, id, strerror(-rc));
@@ -680,15 +684,15 @@ int be_file_open(struct backend **out, struct io *io, int dirfd)
 	b->records_fd = openat(dirfd, STORE_RECORDS_DIR,
 			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (b->records_fd < 0) {
-		rc = -errno;
-		rlog_err("%s/: %s", STORE_RECORDS_DIR, strerror(-rc));
+		rc = rerr_set(-errno, "%s/: %s", STORE_RECORDS_DIR,
+			      strerror(errno));
 		goto out;
 	}
 	b->tmp_fd = openat(dirfd, STORE_TMP_DIR,
 			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (b->tmp_fd < 0) {
-		rc = -errno;
-		rlog_err("%s/: %s", STORE_TMP_DIR, strerror(-rc));
+		rc = rerr_set(-errno, "%s/: %s", STORE_TMP_DIR,
+			      strerror(errno));
 		goto out;
 	}
 	if (getrandom(&b->stage_salt, sizeof(b->stage_salt), GRND_NONBLOCK) !=
@@ -725,7 +729,7 @@ int be_file_clean_tmp(struct backend *be)
 			continue;
 		if (unlinkat(b->tmp_fd, d->d_name, 0) == 0)
 			n++;
-		else
+		else /* a note: the cleanup goes on, nothing reports */
 			rlog_warn("%s/%s: cannot remove stray file: %s",
 				  STORE_TMP_DIR, d->d_name, strerror(errno));
 	}

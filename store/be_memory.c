@@ -5,6 +5,7 @@
  * meant for a few thousand records at most.
  */
 #include "store_i.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,15 +66,10 @@ static int add(struct be_mem *m, const char *id, int fd, mode_t mode)
 {
 	struct mem_item *it;
 
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 64;
-
-		it = realloc(m->items, cap * sizeof(*it));
-		if (!it)
-			return -ENOMEM;
-		m->items = it;
-		m->cap = cap;
-	}
+	it = util_grow(m->items, &m->cap, m->n, sizeof(*it), 64);
+	if (!it)
+		return -ENOMEM;
+	m->items = it;
 	it = &m->items[m->n];
 	it->id = strdup(id);
 	if (!it->id)

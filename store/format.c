@@ -8,8 +8,10 @@
  * newer version is refused before anything else in the store is touched.
  */
 #include "format.h"
+#include "buf.h"
 #include "util.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "store.h" /* STORE_FORMAT_VERSION only */
 
@@ -122,47 +124,7 @@ out:
 	if (made)
 		io_unlinkat(io, "format.unlink", dirfd, tmp, 0);
 	if (ret < 0)
-		rlog_err("%s: %s: %s", FORMAT_FILE, step, strerror(-ret));
-	return ret;
-}
-
-/* Read the whole file into a new buffer (caller frees); -EFBIG if larger
- * than FORMAT_MAX_BYTES. */
-static int read_bounded(int fd, char **bufp, size_t *lenp)
-{
-	char *buf = NULL;
-	size_t cap = FORMAT_MAX_BYTES + 1; /* one more to see "too large" */
-	size_t done = 0;
-	int ret;
-
-	buf = malloc(cap);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	while (done < cap) {
-		ssize_t n = pread(fd, buf + done, cap - done, (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	if (done > FORMAT_MAX_BYTES) {
-		ret = -EFBIG;
-		goto out;
-	}
-	*bufp = buf;
-	*lenp = done;
-	buf = NULL;
-	ret = 0;
-out:
-	free(buf);
+		rerr_set(ret, "%s: %s: %s", FORMAT_FILE, step, strerror(-ret));
 	return ret;
 }
 
@@ -225,8 +187,9 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 	json_error_t jerr;
 	struct stat st;
 	json_t *doc = NULL;
-	char *buf = NULL;
-	size_t len = 0;
+	struct buf text_buf = BUF_INIT;
+	const char *buf;
+	size_t len;
 	int fd = -1;
 	int ret;
 
@@ -265,7 +228,9 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 		util_say(why, whylen, "%s: not a regular file", name);
 		goto out;
 	}
-	ret = read_bounded(fd, &buf, &len);
+	ret = buf_read_fd(&text_buf, fd, FORMAT_MAX_BYTES);
+	buf = text_buf.ptr;
+	len = text_buf.len;
 	if (ret == -EFBIG) {
 		ret = -EBADMSG;
 		util_say(why, whylen, "%s: larger than %d bytes", name,
@@ -294,7 +259,7 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 	ret = check_doc(doc, name, why, whylen);
 out:
 	json_decref(doc);
-	free(buf);
+	buf_free(&text_buf);
 	if (fd >= 0)
 		close(fd);
 	return ret;

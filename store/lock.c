@@ -17,6 +17,7 @@
  */
 #include "lock.h"
 #include "util.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -215,8 +216,8 @@ static int record_write(int fd, pid_t pid, const char *host, const char *start)
 		ret = -errno;
 out:
 	if (ret < 0)
-		rlog_err("lock: cannot write the holder record: %s",
-			 strerror(-ret));
+		rerr_set(ret, "%s: cannot write the holder record: %s",
+			 LOCK_FILE, strerror(-ret));
 	json_decref(rec);
 	return ret;
 }
@@ -496,6 +497,7 @@ void lock_release(struct store_lock *l)
 		return;
 	/* empty first: once the flock drops, a waiter may read it */
 	if (l->fd >= 0 && !l->shared && ftruncate(l->fd, 0) < 0)
+		/* a release returns nothing: a note */
 		rlog_warn("lock: cannot empty the lock file: %s",
 			  strerror(errno));
 	if (l->fd >= 0)

@@ -43,9 +43,16 @@
  *
  * Failpoints: "reserve.alloc" (the preallocation), "reserve.release" (the
  * truncate).
+ *
+ * Errors of reserve_open are reported (err.h). The episodes -- the disk
+ * full, the reserve released, made again -- are logged instead: they are
+ * not errors of a call (the calls that meet them succeed, or report
+ * their own ENOSPC) but changes of the store's state that the operator
+ * must see, and no caller is there to hand them to.
  */
 #include "store_i.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -157,14 +164,17 @@ int reserve_open(struct reserve **out, struct io *io, int dirfd,
 	r->fd = openat(dirfd, RESERVE_FILE,
 		       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (r->fd < 0 || fstat(r->fd, &st) < 0) {
-		rc = -errno;
-		rlog_err("%s/%s: cannot open the space reserve: %s", path,
-			 RESERVE_FILE, strerror(errno));
+		rc = rerr_set(-errno,
+			      "%s/%s: cannot open the space reserve: %s", path,
+			      RESERVE_FILE, strerror(errno));
 		goto out;
 	}
 	rc = room(r->fd, &free_bytes, &total);
-	if (rc)
+	if (rc) {
+		rerr_set(rc, "%s: the file system's free space: %s", path,
+			 strerror(-rc));
 		goto out;
+	}
 	r->size = reserve_size_for(records, total);
 	/* a bigger one from an earlier open gives back what is not needed */
 	if ((uint64_t)st.st_size > r->size)

@@ -596,7 +596,7 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 	 * outcome if the commit was lost.
 	 */
 	n = remove_file(s, path, &sb, "scratch.commit.unlink", !s->batch);
-	if (n && n != -ENOENT)
+	if (n && n != -ENOENT) /* the commit stands: a note, not an error */
 		rlog_warn("scratch file %s: committed as record %s but not "
 			  "removed (%s); remove it by hand",
 			  path, id, strerror((int)-n));
@@ -680,6 +680,8 @@ static void unplace(struct store *s, struct store_stage *st, int pfd,
 		rc = io_unlinkat(s->io, NULL, pfd, leaf, 0);
 	if (rc == 0)
 		rc = io_fsync(s->io, NULL, pfd);
+	/* a second failure on the way out of a first, which the caller
+	   reports: this one can only be logged */
 	if (rc)
 		rlog_err("scratch file %s: cannot be put back as it was: %s",
 			 leaf, strerror(-rc));

@@ -19,6 +19,15 @@
 
 TestSuite(base, .timeout = 30);
 
+/* AddressSanitizer aborts on an allocation it cannot make unless told to
+   return NULL like malloc does: buf_out_of_memory_is_enomem needs that.
+   (ASan reads this hook at start; without ASan it is never called.) */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
 /* ---- buf ---------------------------------------------------------------- */
 
 Test(base, buf_appends_text_and_stays_nul_terminated)
@@ -322,6 +331,20 @@ Test(base, err_set_last_clear)
 	rerr_clear();
 	cr_assert_null(rerr_last());
 	cr_assert_str_eq(rerr_what(-ENOENT), strerror(ENOENT));
+}
+
+Test(base, err_take_hands_the_message_over_once)
+{
+	const char *m;
+
+	rerr_set(-ENOSPC, "record %s: stage: no room", "r");
+	cr_assert_null(rerr_take(-EIO), "not the failure reported");
+	cr_assert_not_null(rerr_last());
+	m = rerr_take(-ENOSPC);
+	cr_assert_str_eq(m, "record r: stage: no room");
+	cr_assert_null(rerr_last(), "taken: no last error any more");
+	cr_assert_null(rerr_take(-ENOSPC), "and not twice");
+	cr_assert_str_eq(rerr_what(-ENOSPC), strerror(ENOSPC));
 }
 
 Test(base, err_set_of_a_non_negative_code_is_eio)

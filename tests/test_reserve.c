@@ -6,7 +6,7 @@
  * the reserve, no room at open not being fatal, and, on a real full
  * tmpfs, new content kept from what deletes free until the reserve's
  * size is free again, and a store that opens on a full disk. ENOSPC
- * comes from the failpoints of journal/io.c ("commit.journal",
+ * comes from the failpoints of base/io.c ("commit.journal",
  * "reserve.alloc") or from a full tmpfs.
  *
  * Each test builds its store in a fresh sandbox directory (sandbox.h).

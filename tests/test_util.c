@@ -1,5 +1,5 @@
 /*
- * test_util.c - the store's small helpers (store/util.c).
+ * test_util.c - the small helpers of base/util.c.
  */
 #include "util.h"
 

@@ -25,6 +25,19 @@ bool ctl_take_flag(int *argc, char **argv, const char *flag);
 /* Remove "--name VALUE" (or "--name=VALUE") from argv; NULL if absent. */
 const char *ctl_take_option(int *argc, char **argv, const char *name);
 
+/*
+ * Say on stderr that `rc` failed: "recfsctl CMD: CONTEXT: CAUSE", with
+ * CAUSE what the library reported for rc (err.h), or strerror(-rc) if it
+ * reported nothing; a report that already begins with CONTEXT is printed
+ * alone, so that nothing is said twice.
+ */
+void ctl_error(int rc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The cause of failure `rc` for a message of one's own: what the library
+   reported, or strerror(-rc). */
+const char *ctl_why(int rc);
+
 /* Open the store at `path`, saying why on stderr if it cannot. */
 int ctl_open_store(const char *path, bool ro, struct store **s);
 

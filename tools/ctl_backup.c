@@ -140,7 +140,7 @@ static const char *mount_error(int rc)
 		return "the daemon does not know this request (an older "
 		       "recfs?)";
 	default:
-		return strerror(-rc);
+		return ctl_why(rc);
 	}
 }
 
@@ -163,7 +163,7 @@ int ctl_backup(int argc, char **argv)
 			rc == -EEXIST || rc == -ENOTEMPTY
 				? "exists and is not an empty directory; "
 				  "give a new one"
-				: strerror(-rc));
+				: ctl_why(rc));
 		return EXIT_FAIL;
 	}
 	if (!ctl_is_store_dir(target) && ctl_is_mount(target)) {
@@ -208,8 +208,7 @@ int ctl_backup(int argc, char **argv)
 	}
 	rc = store_backup(s, dest, &rep);
 	if (rc)
-		fprintf(stderr, "recfsctl backup: %s: %s\n", dest,
-			strerror(-rc));
+		ctl_error(rc, "%s", dest);
 	else
 		printf("backup of %s at revision %" PRIu64 " written to %s "
 		       "(%" PRIu64 " records, %" PRIu64 " files, %" PRIu64

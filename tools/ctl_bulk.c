@@ -53,7 +53,7 @@ static int through_mount(const char *mnt, const char *verb, const char *arg,
 		fprintf(stderr,
 			"recfsctl %s: %s: %s failed: %s (nothing was "
 			"changed%s; the daemon's log says more)\n",
-			ctl_name(), mnt, what, strerror(-rc),
+			ctl_name(), mnt, what, ctl_why(rc),
 			rc == -ESTALE ? ", a record changed meanwhile: try "
 					"again"
 				      : "");
@@ -180,9 +180,9 @@ static void progress_end(const struct store_bulk_args *a)
 		fprintf(stderr, "\n");
 }
 
-/* What a rollback to `rev` did (or would do). */
-static void rollback_report(uint64_t rev, bool dry,
-			    const struct store_bulk_result *res)
+/* What a rollback to `rev` did (or, dry, would do). */
+static void print_rollback(uint64_t rev, const struct store_bulk_result *res,
+			   bool dry)
 {
 	if (dry)
 		printf("rollback to revision %" PRIu64 " would give %zu "
@@ -248,7 +248,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 			fprintf(stderr,
 				"recfsctl rollback: %s: cannot read "
 				"the history: %s\n",
-				argv[1], strerror(-rc));
+				argv[1], ctl_why(rc));
 			goto out;
 		}
 		printf("%s is revision %" PRIu64 "\n", to, rev);
@@ -266,10 +266,10 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 		fprintf(stderr,
 			"recfsctl rollback: %s: rollback to revision "
 			"%" PRIu64 " failed: %s (nothing was changed)\n",
-			argv[1], rev, strerror(-rc));
+			argv[1], rev, ctl_why(rc));
 		goto out;
 	}
-	rollback_report(rev, dry, &res);
+	print_rollback(rev, &res, dry);
 out:
 	if (store_close(s) && rc == 0)
 		rc = -EIO;
@@ -323,7 +323,7 @@ int ctl_import(int argc, char **argv)
 		fprintf(stderr,
 			"recfsctl import: %s: import of %s failed: %s "
 			"(nothing was changed)\n",
-			argv[1], argv[2], strerror(-rc));
+			argv[1], argv[2], ctl_why(rc));
 	else if (dry)
 		printf("import of %s would stage %zu files (%zu skipped); "
 		       "nothing changed\n",

@@ -110,7 +110,9 @@ static int log_one(void *arg, const char *id, const struct store_version *v)
 	       v->version, v->revision, when, v->uid,
 	       v->comm[0] ? v->comm : "-", v->size,
 	       v->commit[0] ? v->commit : "pending", id,
-	       v->deleted ? " (deleted)" : v->pruned ? " (pruned)" : "");
+	       v->deleted  ? " (deleted)"
+	       : v->pruned ? " (pruned)"
+			   : "");
 	return 0;
 }
 
@@ -136,13 +138,13 @@ static int open_mount_history(const char *mnt, struct store **s)
 	rc = ctl_send(mnt, "drain", "");
 	if (rc && rc != -EPERM && rc != -ETIMEDOUT && rc != -EROFS)
 		fprintf(stderr, "recfsctl log: %s: history: %s\n", mnt,
-			strerror(-rc));
+			ctl_why(rc));
 	rc = store_open_history(s, store);
 	if (rc)
 		fprintf(stderr,
 			"recfsctl log: %s: cannot read the history of "
 			"%s: %s\n",
-			mnt, store, strerror(-rc));
+			mnt, store, ctl_why(rc));
 	return rc;
 }
 
@@ -177,7 +179,7 @@ int ctl_log(int argc, char **argv)
 		rc = store_history_drain(s, 10000);
 		if (rc && rc != -ETIMEDOUT)
 			fprintf(stderr, "recfsctl log: history: %s\n",
-				strerror(-rc));
+				ctl_why(rc));
 	}
 	if (!o.json)
 		printf("%-8s %-9s %-20s %6s %-16s %10s %-12s %s\n", "VERSION",
@@ -185,8 +187,7 @@ int ctl_log(int argc, char **argv)
 		       "ID");
 	rc = store_history_each(s, id, log_one, &o);
 	if (rc)
-		fprintf(stderr, "recfsctl log: %s: %s\n", id ? id : argv[1],
-			strerror(-rc));
+		ctl_error(rc, "%s", id ? id : argv[1]);
 	else if (id && o.n == 0)
 		fprintf(stderr, "recfsctl log: record %s: no history\n", id);
 	store_close(s);
@@ -284,8 +285,7 @@ int ctl_diff(int argc, char **argv)
 	if (rc == 0)
 		rc = get_version(argv[1], s, argv[2], m, &b, &blen);
 	if (rc) {
-		fprintf(stderr, "recfsctl diff: record %s: %s\n", argv[2],
-			strerror(-rc));
+		ctl_error(rc, "record %s", argv[2]);
 		goto out;
 	}
 	rc = write_tmp(a, alen, a_path);
@@ -394,8 +394,7 @@ int ctl_rollback(int argc, char **argv)
 		rc = rollback_mount(argv[1], argv[2], buf, len);
 	}
 	if (rc)
-		fprintf(stderr, "recfsctl rollback: record %s: %s\n", argv[2],
-			strerror(-rc));
+		ctl_error(rc, "record %s", argv[2]);
 	else if (s)
 		printf("%s: version %" PRIu64 " has the content of version "
 		       "%" PRIu64 "%s\n",
@@ -424,8 +423,7 @@ int ctl_show_version(const char *target, const char *id, uint64_t n)
 		return EXIT_FAIL;
 	rc = get_version(target, s, id, n, &buf, &len);
 	if (rc)
-		fprintf(stderr, "recfsctl show: record %s@%" PRIu64 ": %s\n",
-			id, n, strerror(-rc));
+		ctl_error(rc, "record %s@%" PRIu64, id, n);
 	else if (fwrite(buf, 1, len, stdout) != len)
 		rc = -EIO;
 	free(buf);

@@ -55,7 +55,7 @@ static const char *mount_error(int rc)
 	case -ENOENT:
 		return "there is no policy for that prefix";
 	default:
-		return strerror(-rc);
+		return ctl_why(rc);
 	}
 }
 
@@ -131,8 +131,7 @@ static int list(const char *target)
 	if (rc == 0)
 		rc = store_retain_each(s, print_policy, NULL);
 	if (rc)
-		fprintf(stderr, "recfsctl retain: %s: %s\n", path,
-			strerror(-rc));
+		ctl_error(rc, "%s", path);
 	store_close(s);
 	return rc ? EXIT_FAIL : EXIT_OK;
 }
@@ -153,7 +152,7 @@ static int offline(const char *target, const struct store_retain_policy *p)
 		fprintf(stderr,
 			"recfsctl retain: %s: %s (what went wrong is logged "
 			"above)\n",
-			target, strerror(-rc));
+			target, ctl_why(rc));
 	else
 		print_report(target, &rep);
 	if (store_close(s) && rc == 0)

@@ -302,8 +302,7 @@ static int update_loop(struct update *u)
 		if (rc == 0)
 			return EXIT_OK;
 		if (rc != -ESTALE && rc != -EAGAIN) {
-			fprintf(stderr, "recfsctl update: record %s: %s\n",
-				u->id, strerror(-rc));
+			ctl_error(rc, "record %s", u->id);
 			return EXIT_FAIL;
 		}
 	}

@@ -219,8 +219,7 @@ static int watch_loop(struct watch *w, struct store_changes *c)
 		if (rc == -EPIPE || rc == -EINTR)
 			break; /* the reader went away, or a signal came */
 		if (rc < 0 && rc != -EAGAIN) {
-			fprintf(stderr, "recfsctl watch: %s: %s\n", w->target,
-				strerror(-rc));
+			ctl_error(rc, "%s", w->target);
 			close(p[1].fd);
 			return EXIT_FAIL;
 		}
@@ -288,7 +287,7 @@ int ctl_watch(int argc, char **argv)
 		rc = mount_revision(w.target, &after);
 		if (rc) {
 			fprintf(stderr, "recfsctl watch: %s: revision: %s\n",
-				w.target, strerror(-rc));
+				w.target, ctl_why(rc));
 			return EXIT_FAIL;
 		}
 	}
@@ -297,7 +296,7 @@ int ctl_watch(int argc, char **argv)
 		fprintf(stderr,
 			"recfsctl watch: %s: cannot read its changes: "
 			"%s\n",
-			store, strerror(-rc));
+			store, ctl_why(rc));
 		return EXIT_FAIL;
 	}
 	ret = watch_loop(&w, c);

@@ -4,10 +4,12 @@
  * record and the cause.
  */
 #include "ctl.h"
+#include "err.h"
 #include "log.h"
 #include "store.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <limits.h>
 #include <getopt.h>
@@ -85,14 +87,38 @@ const char *ctl_take_option(int *argc, char **argv, const char *name)
 	return NULL;
 }
 
+void ctl_error(int rc, const char *fmt, ...)
+{
+	char ctx[1024];
+	const char *why = rerr_take(rc);
+	size_t n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+	n = strlen(ctx);
+	if (why && !strncmp(why, ctx, n) && (why[n] == ':' || why[n] == '/'))
+		fprintf(stderr, "recfsctl %s: %s\n", ctl_name(), why);
+	else
+		fprintf(stderr, "recfsctl %s: %s: %s\n", ctl_name(), ctx,
+			why ? why : strerror(-rc));
+}
+
+const char *ctl_why(int rc)
+{
+	return rerr_what(rc);
+}
+
 int ctl_open_store(const char *path, bool ro, struct store **s)
 {
 	struct store_opts o = {.path = path, .read_only = ro};
 	int rc = store_open(s, &o);
 
+	if (rc && (!rerr_last() || rerr_last()->code != rc))
+		rerr_set(rc, "%s: cannot open store: %s", path, strerror(-rc));
 	if (rc)
-		fprintf(stderr, "recfsctl %s: %s: cannot open store: %s\n",
-			current->name, path, strerror(-rc));
+		ctl_error(rc, "%s", path);
 	return rc;
 }
 
@@ -123,8 +149,7 @@ static int cmd_init(int argc, char **argv)
 		return ctl_usage_error("expects one STORE directory");
 	rc = store_init(argv[1], adopt);
 	if (rc) {
-		fprintf(stderr, "recfsctl init: %s: %s\n", argv[1],
-			strerror(-rc));
+		ctl_error(rc, "%s", argv[1]);
 		return EXIT_FAIL;
 	}
 	printf("initialised recfs store %s%s\n", argv[1],
@@ -199,8 +224,7 @@ static int cmd_show(int argc, char **argv)
 	else
 		rc = store_get(s, argv[2], &buf, &len, &m);
 	if (rc) {
-		fprintf(stderr, "recfsctl show: record %s: %s\n", argv[2],
-			strerror(-rc));
+		ctl_error(rc, "record %s", argv[2]);
 		goto out;
 	}
 	if (meta_only || json)
@@ -334,8 +358,7 @@ static int open_for_verify(const char *path, bool repair, struct store **s)
 			"--repair %s` (or mounting it) does that\n",
 			path, path);
 	else if (rc)
-		fprintf(stderr, "recfsctl verify: %s: cannot open store: %s\n",
-			path, strerror(-rc));
+		ctl_error(rc, "%s", path);
 	return rc;
 }
 
