@@ -43,32 +43,47 @@
 
 /* ---- snapshot ----------------------------------------------------------- */
 
+/* The snapshot as it is written: through one buffer of SNAP_BUF bytes
+   (memory does not grow with the store). */
+#define SNAP_BUF (1u << 20)
+
 struct snap_buf {
+	struct store *s;
+	int fd;
 	uint8_t *p;
-	size_t len, cap;
+	size_t len;
+	uint64_t off; /* file offset of p[0] */
 	int err;
 };
 
+static void sb_flush(struct snap_buf *b)
+{
+	ssize_t n;
+
+	if (b->err || !b->len)
+		return;
+	n = io_pwrite_all(b->s->io, "snapshot.write", b->fd, b->p, b->len,
+			  (off_t)b->off);
+	if (n < 0)
+		b->err = (int)n;
+	b->off += b->len;
+	b->len = 0;
+}
+
 static void sb_put(struct snap_buf *b, const void *src, size_t n)
 {
-	if (b->err)
-		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 65536;
-		uint8_t *p;
+	const uint8_t *q = src;
 
-		while (cap < b->len + n)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
+	while (!b->err && n) {
+		size_t k = SNAP_BUF - b->len < n ? SNAP_BUF - b->len : n;
+
+		memcpy(b->p + b->len, q, k);
+		b->len += k;
+		q += k;
+		n -= k;
+		if (b->len == SNAP_BUF)
+			sb_flush(b);
 	}
-	memcpy(b->p + b->len, src, n);
-	b->len += n;
 }
 
 static int snap_entry(void *arg, struct entry *e)
@@ -100,54 +115,65 @@ static int snap_entry(void *arg, struct entry *e)
 	return b->err;
 }
 
-/* Write the whole of `b` as STORE/index, atomically and durably. */
-static int snapshot_install(struct store *s, const struct snap_buf *b)
+/* Write every entry of the index as the snapshot of revision `rev`
+   into `b` (its fd open). */
+static int snapshot_fill(struct store *s, struct snap_buf *b, uint64_t rev)
 {
-	char tmp[64];
-	ssize_t n;
-	int fd, rc;
+	uint8_t head[JNL_FILE_HDR];
 
+	memcpy(head, JNL_SNAPSHOT_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		head[8 + i] = (uint8_t)(rev >> (8 * i));
+	sb_put(b, head, sizeof(head));
+	pthread_mutex_lock(&s->mu);
+	idx_each(&s->ix, snap_entry, b);
+	pthread_mutex_unlock(&s->mu);
+	sb_flush(b);
+	return b->err;
+}
+
+/* Write the snapshot of revision `rev` as STORE/index, atomically and
+   durably. */
+static int snapshot_install(struct store *s, uint64_t rev)
+{
+	struct snap_buf b = {.s = s};
+	char tmp[64];
+	int rc;
+
+	b.p = malloc(SNAP_BUF);
+	if (!b.p)
+		return -ENOMEM;
 	/* One name, not one per process: the store lock and ckpt_mu make
 	   us its only writer, and a copy left by a crash is removed here
 	   (a per-pid name would stay forever). */
 	snprintf(tmp, sizeof(tmp), "%s.tmp", STORE_INDEX_FILE);
 	unlinkat(s->dirfd, tmp, 0);
-	fd = io_openat(s->io, "snapshot.open", s->dirfd, tmp,
-		       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		       0600);
-	if (fd < 0)
-		return fd;
-	n = io_pwrite_all(s->io, "snapshot.write", fd, b->p, b->len, 0);
-	rc = n < 0 ? (int)n : io_fsync(s->io, "snapshot.fsync", fd);
-	close(fd);
+	b.fd = io_openat(s->io, "snapshot.open", s->dirfd, tmp,
+			 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			 0600);
+	rc = b.fd < 0 ? b.fd : snapshot_fill(s, &b, rev);
+	if (rc == 0)
+		rc = io_fsync(s->io, "snapshot.fsync", b.fd);
+	if (b.fd >= 0)
+		close(b.fd);
+	free(b.p);
 	if (rc == 0)
 		rc = io_renameat(s->io, "snapshot.rename", s->dirfd, tmp,
 				 s->dirfd, STORE_INDEX_FILE, 0);
 	if (rc == 0)
 		rc = io_fsync(s->io, "snapshot.dirsync", s->dirfd);
-	else
+	else if (b.fd >= 0)
 		unlinkat(s->dirfd, tmp, 0);
 	return rc;
 }
 
 int store_snapshot_write(struct store *s, uint64_t rev)
 {
-	struct snap_buf b = {0};
-	uint8_t head[JNL_FILE_HDR];
-	int rc;
+	int rc = snapshot_install(s, rev);
 
-	memcpy(head, JNL_SNAPSHOT_MAGIC, 8);
-	for (int i = 0; i < 8; i++)
-		head[8 + i] = (uint8_t)(rev >> (8 * i));
-	sb_put(&b, head, sizeof(head));
-	pthread_mutex_lock(&s->mu);
-	idx_each(&s->ix, snap_entry, &b);
-	pthread_mutex_unlock(&s->mu);
-	rc = b.err ? b.err : snapshot_install(s, &b);
 	if (rc)
 		rlog_err("%s/%s: cannot write snapshot: %s", s->path,
 			 STORE_INDEX_FILE, strerror(-rc));
-	free(b.p);
 	return rc;
 }
 
