@@ -33,10 +33,13 @@
  */
 #include "store_i.h"
 #include "format.h"
-#include "hist_i.h"
+#include "change_decode.h"
+#include "history.h"
 #include "jnl.h"
 #include "log.h"
 #include "util.h"
+
+#include <git2.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -108,130 +111,33 @@ static void queue_clear(struct store_changes *c)
 	c->qn = c->qi = 0;
 }
 
-static char *dup_n(const char *s, size_t n)
+/* change_decode, hist_msg_changes: a change at the end of the queue, its
+   strings copied, without its content (which points into a frame). */
+static int queue_decoded(void *arg, const struct store_change *in)
 {
-	char *p = malloc(n + 1);
+	struct store_changes *c = arg;
+	struct qent *e = util_grow(c->q, &c->qcap, c->qn, sizeof(*e), 16);
 
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-/* A new change at the end of the queue (strings copied), or NULL. */
-static struct store_change *queue_add(struct store_changes *c, const char *id,
-				      size_t id_len, const char *other,
-				      size_t other_len)
-{
-	struct qent *e;
-
-	e = util_grow(c->q, &c->qcap, c->qn, sizeof(*e), 16);
 	if (!e)
-		return NULL;
+		return -ENOMEM;
 	c->q = e;
 	e = &c->q[c->qn];
-	memset(e, 0, sizeof(*e));
-	e->id = dup_n(id, id_len);
-	e->other = other ? dup_n(other, other_len) : NULL;
-	if (!e->id || (other && !e->other)) {
+	e->ch = *in;
+	e->id = strndup(in->id, in->id_len);
+	e->other = in->other ? strndup(in->other, in->other_len) : NULL;
+	if (!e->id || (in->other && !e->other)) {
 		free(e->id);
 		free(e->other);
-		return NULL;
+		return -ENOMEM;
 	}
 	e->ch.id = e->id;
 	e->ch.other = e->other;
+	e->ch.has_data = false;
+	e->ch.data = NULL;
+	e->ch.stage = NULL;
+	e->ch.data_len = e->ch.stage_len = 0;
 	c->qn++;
-	return &e->ch;
-}
-
-/* ---- journal records to changes ------------------------------------------ */
-
-static void set_who(struct store_change *ch, uint64_t rev, const struct rec *r)
-{
-	ch->revision = rev;
-	ch->time.tv_sec = (time_t)(r->time_ns / 1000000000);
-	ch->time.tv_nsec = (long)(r->time_ns % 1000000000);
-	ch->uid = r->who.uid;
-	ch->pid = r->who.pid;
-	memcpy(ch->comm, r->who.comm, sizeof(ch->comm));
-	ch->comm[sizeof(ch->comm) - 1] = '\0';
-}
-
-static void set_content(struct store_change *ch, const struct rec *r)
-{
-	ch->op = STORE_CHANGE_PUT;
-	ch->version = r->meta.version;
-	ch->size = r->meta.size;
-	ch->hash_valid = r->meta.hash_valid;
-	memcpy(ch->hash, r->meta.hash, 16);
-	ch->symlink = r->meta.symlink;
-}
-
-/* A PUT or DEL (alone or a txn's part). */
-static int queue_change(struct store_changes *c, uint64_t rev,
-			const struct rec *r)
-{
-	struct store_change *ch = queue_add(c, r->id, r->id_len, NULL, 0);
-
-	if (!ch)
-		return -ENOMEM;
-	set_who(ch, rev, r);
-	if (r->type == REC_DEL) {
-		ch->op = STORE_CHANGE_DELETE;
-		ch->version = r->meta.version;
-	} else {
-		set_content(ch, r);
-	}
 	return 0;
-}
-
-/* The changes of journal record `rev`, as the history records them: a
-   rename is a put of its target then a delete of its source. */
-static int queue_record(struct store_changes *c, uint64_t rev, const uint8_t *p,
-			size_t len)
-{
-	struct store_change *ch;
-	struct rec r, part;
-	size_t off = 0;
-	int rc = codec_decode(p, len, &r);
-
-	if (rc) {
-		rlog_err("%s/%s: record %" PRIu64 " cannot be decoded", c->path,
-			 STORE_JOURNAL_DIR, rev);
-		return rc;
-	}
-	switch (r.type) {
-	case REC_META:
-		return 0; /* no new version */
-	case REC_PUT:
-	case REC_DEL:
-		return queue_change(c, rev, &r);
-	case REC_TXN:
-	case REC_TXN_PART: /* a frame of a change of many frames */
-		while ((rc = codec_txn_next(&r, &off, &part)) == 1)
-			if ((rc = queue_change(c, rev, &part)) != 0)
-				break;
-		return rc;
-	case REC_RENAME:
-		ch = queue_add(c, r.id, r.id_len, r.from, r.from_len);
-		if (!ch)
-			return -ENOMEM;
-		set_who(ch, rev, &r);
-		set_content(ch, &r);
-		ch = queue_add(c, r.from, r.from_len, r.id, r.id_len);
-		if (!ch)
-			return -ENOMEM;
-		set_who(ch, rev, &r);
-		ch->op = STORE_CHANGE_DELETE;
-		ch->version = r.from_version;
-		return 0;
-	case REC_STATE:
-		break;
-	}
-	rlog_err("%s/%s: record %" PRIu64 " is not a change (type %d)", c->path,
-		 STORE_JOURNAL_DIR, rev, (int)r.type);
-	return -EBADMSG;
 }
 
 /* ---- following the journal ----------------------------------------------- */
@@ -373,7 +279,7 @@ static int tail_fill(struct tail *t, size_t need)
  * zeros then is read again.
  */
 static long tail_frame(struct tail *t, uint64_t *seq, const uint8_t **p,
-		       size_t *len)
+		       size_t *len, bool *more)
 {
 	size_t need = JNL_FRAME_HDR, avail;
 	bool fresh = false;
@@ -384,8 +290,9 @@ static long tail_frame(struct tail *t, uint64_t *seq, const uint8_t **p,
 		avail = t->len && t->off >= t->boff && t->off < t->boff + t->len
 				? (size_t)(t->boff + t->len - t->off)
 				: 0;
-		fl = avail ? jnl_frame_decode(t->buf + (t->off - t->boff),
-					      avail, seq, p, len, &need)
+		fl = avail ? jnl_frame_decode_part(t->buf + (t->off - t->boff),
+						   avail, seq, p, len, more,
+						   &need)
 			   : 0;
 		if (fl > 0)
 			return fl;
@@ -449,6 +356,57 @@ static int tail_seek(struct store_changes *c, uint64_t want)
 	return rc == 0 ? TAIL_NONE : rc;
 }
 
+/* A frame of a change that spans several (REC_TXN_PART) was read but
+   not the frame that ends it: forget what it queued and read the whole
+   change again later (it may not be committed yet). */
+static int tail_undo(struct store_changes *c, int rc)
+{
+	queue_clear(c);
+	c->t_ok = false;
+	return rc;
+}
+
+/* The frame `seq` at c->t.off (fl bytes; `ends`: not marked
+   JNL_FRAME_MORE): queued, pos moved at the end of its revision. Returns
+   TAIL_RECORD, TAIL_NONE (more frames of the revision follow), -EAGAIN or
+   -errno. */
+static int tail_take(struct store_changes *c, uint64_t durable, uint64_t seq,
+		     const uint8_t *p, size_t len, long fl, bool ends)
+{
+	int rc;
+
+	if (seq != c->t.next) {
+		char name[32];
+
+		seg_name(name, c->t.first);
+		rlog_err("%s/%s/%s: record at offset %" PRIu64
+			 " has seq %" PRIu64 ", expected %" PRIu64,
+			 c->path, STORE_JOURNAL_DIR, name, c->t.off, seq,
+			 c->t.next);
+		c->t_ok = false;
+		return -EBADMSG;
+	}
+	if (seq > c->pos && seq > durable)
+		return -EAGAIN;
+	c->t.off += (uint64_t)fl;
+	if (seq > c->pos) {
+		rc = change_decode(p, len, seq, queue_decoded, c, NULL);
+		if (rc == -EBADMSG)
+			rlog_err("%s/%s: record %" PRIu64 " cannot be decoded "
+				 "as a change",
+				 c->path, STORE_JOURNAL_DIR, seq);
+		if (rc)
+			return rc;
+	}
+	if (!ends)
+		return TAIL_NONE;
+	c->t.next++;
+	if (seq <= c->pos)
+		return TAIL_NONE; /* before where we are: seeking */
+	c->pos = seq;
+	return TAIL_RECORD;
+}
+
 /* Read revision pos + 1 from the journal, if it is there and at most
    `durable`. Returns TAIL_*, -EAGAIN (written, not known durable), or
    -errno. */
@@ -457,6 +415,8 @@ static int tail_step(struct store_changes *c, uint64_t durable)
 	const uint8_t *p;
 	uint64_t seq;
 	size_t len;
+	bool mid = false; /* frames of an unfinished revision queued */
+	bool more = false;
 	long fl;
 	int rc;
 
@@ -467,67 +427,27 @@ static int tail_step(struct store_changes *c, uint64_t durable)
 		c->t_ok = true;
 	}
 	for (;;) {
-		fl = tail_frame(&c->t, &seq, &p, &len);
+		fl = tail_frame(&c->t, &seq, &p, &len, &more);
 		if (fl < 0)
-			return (int)fl;
+			return mid ? tail_undo(c, (int)fl) : (int)fl;
 		if (fl == 0) {
-			rc = tail_advance(c);
+			rc = mid ? TAIL_NONE : tail_advance(c);
 			if (rc == 1)
 				continue;
-			if (rc == TAIL_GONE)
+			if (rc == TAIL_GONE || mid)
 				c->t_ok = false;
-			return rc;
+			return mid ? tail_undo(c, rc) : rc;
 		}
-		if (seq != c->t.next) {
-			char name[32];
-
-			seg_name(name, c->t.first);
-			rlog_err("%s/%s/%s: record at offset %" PRIu64
-				 " has seq %" PRIu64 ", expected %" PRIu64,
-				 c->path, STORE_JOURNAL_DIR, name, c->t.off,
-				 seq, c->t.next);
-			c->t_ok = false;
-			return -EBADMSG;
-		}
-		if (seq > c->pos && seq > durable)
-			return -EAGAIN;
-		c->t.off += (uint64_t)fl;
-		c->t.next++;
-		if (seq <= c->pos)
-			continue; /* before where we are: seeking */
-		rc = queue_record(c, seq, p, len);
-		if (rc)
+		rc = tail_take(c, durable, seq, p, len, fl, !more);
+		if (rc == TAIL_RECORD)
 			return rc;
-		c->pos = seq;
-		return TAIL_RECORD;
+		if (rc != TAIL_NONE)
+			return mid ? tail_undo(c, rc) : rc;
+		mid = c->qn > 0 && seq > c->pos;
 	}
 }
 
 /* ---- reading the history ------------------------------------------------- */
-
-/* The Recfs-Upto of a commit message (its last paragraph), 0 if none. */
-static uint64_t msg_upto(const char *msg)
-{
-	static const char key[] = "Recfs-Upto:";
-	const char *p = msg, *hit = NULL;
-	uint64_t v = 0;
-
-	while ((p = strstr(p, key)) != NULL) {
-		if (p == msg || p[-1] == '\n')
-			hit = p;
-		p += sizeof(key) - 1;
-	}
-	if (!hit)
-		return 0;
-	for (p = hit + sizeof(key) - 1; *p == ' '; p++)
-		;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return 0;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	return v;
-}
 
 static int read_head(struct store_changes *c, git_oid *head, bool *has)
 {
@@ -554,7 +474,7 @@ static int git_collect(struct store_changes *c, const git_oid *head)
 			rc = hist_git_error(rc, "reading a commit", NULL);
 			break;
 		}
-		if (msg_upto(git_commit_message_raw(commit)) <= c->pos)
+		if (hist_msg_upto(git_commit_message_raw(commit)) <= c->pos)
 			break;
 		todo = util_grow(c->todo, &c->todo_cap, c->ntodo, sizeof(*todo),
 				 64);
@@ -582,35 +502,14 @@ struct block_arg {
 	int err;
 };
 
-/* hmsg_parse: queue a trailer block of a revision after `after`. */
-static int queue_block(void *arg, const struct hmsg_ver *v)
+/* hist_msg_changes: queue a change of a revision after `after`. */
+static int queue_block(void *arg, const struct store_change *ch)
 {
 	struct block_arg *a = arg;
-	const struct hent *e = &v->e;
-	struct store_change *ch;
-	const char *other = v->from ? v->from : v->to;
-	size_t other_len = v->from ? v->from_len : v->to_len;
 
-	if (e->revision <= a->after)
+	if (ch->revision <= a->after)
 		return 0;
-	ch = queue_add(a->c, v->id, v->id_len, other, other_len);
-	if (!ch)
-		return a->err = -ENOMEM;
-	ch->revision = e->revision;
-	ch->op = e->flags & HENT_DELETED ? STORE_CHANGE_DELETE
-					 : STORE_CHANGE_PUT;
-	ch->version = e->version;
-	ch->size = e->size;
-	ch->hash_valid = e->flags & HENT_HASH;
-	memcpy(ch->hash, e->hash, 16);
-	ch->symlink = e->flags & HENT_SYMLINK;
-	ch->time.tv_sec = (time_t)(e->time_ns / 1000000000);
-	ch->time.tv_nsec = (long)(e->time_ns % 1000000000);
-	ch->uid = e->uid;
-	ch->pid = e->pid;
-	memcpy(ch->comm, e->comm, sizeof(e->comm));
-	ch->comm[sizeof(e->comm)] = '\0';
-	return 0;
+	return a->err = queue_decoded(a->c, ch);
 }
 
 /* Queue the changes of the oldest commit in c->todo. */
@@ -629,7 +528,7 @@ static int git_read_one(struct store_changes *c)
 	if (rc < 0)
 		return hist_git_error(rc, "reading a commit", NULL);
 	msg = git_commit_message_raw(commit);
-	rc = hmsg_parse(msg, strlen(msg), queue_block, &a, &upto, &bad);
+	rc = hist_msg_changes(msg, strlen(msg), queue_block, &a, &upto, &bad);
 	if (rc == 0 && a.err)
 		rc = a.err;
 	git_oid_tostr(hex, sizeof(hex), oid);
@@ -698,6 +597,7 @@ static int from_git(struct store_changes *c)
 /* The last revision the journal holds completely (and git's, if later). */
 static int find_now(struct store_changes *c, uint64_t *now)
 {
+	bool more = false;
 	uint64_t oldest, at, seq;
 	const uint8_t *p;
 	size_t len;
@@ -713,7 +613,7 @@ static int find_now(struct store_changes *c, uint64_t *now)
 		rc = git_commit_lookup(&commit, c->repo, &head);
 		if (rc < 0)
 			return hist_git_error(rc, "reading a commit", NULL);
-		*now = msg_upto(git_commit_message_raw(commit));
+		*now = hist_msg_upto(git_commit_message_raw(commit));
 		git_commit_free(commit);
 	}
 	if (rc == 0)
@@ -721,9 +621,9 @@ static int find_now(struct store_changes *c, uint64_t *now)
 	if (rc || !at)
 		return rc;
 	rc = tail_open(c, at);
-	while (rc == 1 && (fl = tail_frame(&c->t, &seq, &p, &len)) > 0) {
+	while (rc == 1 && (fl = tail_frame(&c->t, &seq, &p, &len, &more)) > 0) {
 		c->t.off += (uint64_t)fl;
-		c->t.next++;
+		c->t.next += !more; /* a change of many frames: at its last */
 	}
 	if (rc < 0)
 		return rc;

@@ -386,7 +386,7 @@ int store_recover(struct store *s)
 	if (!s->opts.no_write)
 		be_file_clean_tmp(s->be);
 	if (s->hist && !s->opts.read_only)
-		(void)hist_clean_blobs(s->hist); /* logged; retried next open */
+		(void)hist_clean_blobs(s->hist, rep.last_seq); /* logged */
 	if (!s->opts.no_write && (rep.records || rep.torn_bytes))
 		rlog_info("%s: recovered %llu journal records (%llu files "
 			  "restored, %llu lost, %llu torn bytes ignored)",

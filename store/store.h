@@ -759,6 +759,22 @@ struct store_change {
 	struct timespec time; /* of the change */
 	uint32_t uid, pid;    /* who made it */
 	char comm[17];
+	/* The rest is what the history writer needs (history.h, its change
+	   source); store_changes_next fills id_len and other_len too. */
+	size_t id_len, other_len; /* of id and other (which a decoded
+				     journal record does not NUL-terminate) */
+	uint64_t other_version;	  /* the put of a rename: the version of
+				     `other` whose content it took */
+	bool meta_known;	  /* put: mode, owner_uid, owner_gid are the
+				     version's own */
+	uint32_t mode, owner_uid, owner_gid;
+	/* put: where the content is: inline (has_data: data[0..data_len)),
+	   or a stage linked as journal/blobs/<stage[0..stage_len)> */
+	bool has_data;
+	const uint8_t *data;
+	size_t data_len;
+	const char *stage;
+	size_t stage_len;
 };
 
 struct store_changes;

@@ -13,6 +13,7 @@
  * but does not stop it.
  */
 #include "store_i.h"
+#include "change_decode.h"
 #include "history.h"
 #include "id.h"
 #include "io.h"
@@ -61,6 +62,79 @@ static bool space_low(void *arg, bool frees)
 				       "writing the history");
 }
 
+/* ---- the history's change source: the journal, decoded ---------------- */
+
+struct hsrc {
+	struct jnl_cursor *cur;
+	uint64_t seq; /* the frame `next` went to */
+	const void *payload;
+	size_t len;
+};
+
+static int hsrc_open(void *arg, uint64_t after, void **out)
+{
+	struct store *s = arg;
+	struct hsrc *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	rc = jnl_cursor_open(s->io, s->jnl_dirfd, after, &r->cur);
+	if (rc) {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static int hsrc_next(void *cur, uint64_t target, struct hist_frame *f)
+{
+	struct hsrc *r = cur;
+	int rc = jnl_cursor_next(r->cur, target, &r->seq, &r->payload, &r->len);
+
+	if (rc <= 0) {
+		r->payload = NULL;
+		return rc;
+	}
+	f->revision = r->seq;
+	f->len = r->len;
+	f->ends = change_frame_ends(r->payload, r->len);
+	return 1;
+}
+
+static int hsrc_changes(void *cur,
+			int (*fn)(void *arg, const struct store_change *ch),
+			void *arg)
+{
+	struct hsrc *r = cur;
+
+	if (!r->payload)
+		return -EINVAL;
+	return change_decode(r->payload, r->len, r->seq, fn, arg, NULL);
+}
+
+static uint64_t hsrc_pos(void *cur)
+{
+	return jnl_cursor_pos(((struct hsrc *)cur)->cur);
+}
+
+static int hsrc_seek(void *cur, uint64_t rev)
+{
+	struct hsrc *r = cur;
+
+	r->payload = NULL;
+	return jnl_cursor_seek(r->cur, rev);
+}
+
+static void hsrc_close(void *cur)
+{
+	struct hsrc *r = cur;
+
+	jnl_cursor_close(r->cur);
+	free(r);
+}
+
 int store_hist_open(struct store *s)
 {
 	struct hist_opts o = {
@@ -68,6 +142,8 @@ int store_hist_open(struct store *s)
 		.store_path = s->path,
 		.store_dirfd = s->dirfd,
 		.jnl_dirfd = s->jnl_dirfd,
+		.src = {hsrc_open, hsrc_next, hsrc_changes, hsrc_pos, hsrc_seek,
+			hsrc_close, s},
 		.read_only = s->opts.read_only,
 		.batch_max = s->opts.history_batch_max,
 		.delay_ms = s->opts.history_delay_ms,

@@ -71,9 +71,10 @@ enum rec_type {
 	REC_TXN = 6,	  /* one store change made of several REC_PUT and
 			     REC_DEL parts (store_txn, txn.c); all parts
 			     share the record's seq */
-	REC_TXN_PART = 7, /* parts as in REC_TXN, of a change too big for one
-			     journal frame: N frames of these, then the
-			     REC_TXN frame that ends it, all at one seq */
+	REC_TXN_PART = 7, /* parts like REC_TXN's, with the same seq as the
+			     REC_TXN frame that ends the change (a change
+			     of many frames; the journal delivers all frames
+			     of one seq one after another) */
 };
 
 /* One decoded record; pointers borrow the encoded buffer. */

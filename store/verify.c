@@ -16,8 +16,11 @@
 #include "id.h"
 #include "io.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +28,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+/* The walk over the record files: their IDs, into ids[]. */
 struct verify_walk {
 	struct store *s;
-	struct store_verify_report *rep;
-	bool repair;
 	char path[ID_MAX_LEN + 2];
-	int err;
+	char **ids;
+	size_t n, cap;
 };
 
 /* Put the content of version `m->version` of `id` back from the history.
@@ -199,81 +202,216 @@ static void tally(struct store_verify_report *rep, bool repair, int fixed)
 		rep->unrepairable++;
 }
 
-static int verify_record(struct store *s, const char *id,
-			 struct store_verify_report *rep, bool repair)
-{
-	struct store_meta meta;
-	struct entry *e;
+/*
+ * The record pass: the walk lists every record file (verify_cb), then
+ * VERIFY_THREADS threads hash them (a cold disk serves several reads at
+ * once; each thread holds s->mu only to copy one index entry), and what
+ * they found wrong is reported and repaired afterwards, in ID order, by
+ * the calling thread alone. A file whose record has no hash yet (adopted,
+ * not read since) is not read: there is nothing to compare it with.
+ */
+#define VERIFY_THREADS 4
+
+enum vproblem { VP_LEFTOVER, VP_MISMATCH };
+
+struct vprob {
+	size_t i; /* into ids[] */
+	enum vproblem what;
 	uint8_t hash[16];
 	uint64_t size;
-	bool known;
+	struct store_meta meta;
+};
+
+struct vpool {
+	struct store *s;
+	char **ids; /* sorted */
+	size_t n;
+	atomic_size_t next;
+	atomic_uint_fast64_t unindexed;
+	atomic_bool stop;
+	pthread_mutex_t mu; /* probs, err */
+	struct vprob *probs;
+	size_t np, cap;
+	int err;
+};
+
+static void pool_fail(struct vpool *p, int rc)
+{
+	pthread_mutex_lock(&p->mu);
+	if (!p->err)
+		p->err = rc;
+	pthread_mutex_unlock(&p->mu);
+	atomic_store(&p->stop, true);
+}
+
+static int pool_problem(struct vpool *p, const struct vprob *v)
+{
+	struct vprob *q;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->mu);
+	q = util_grow(p->probs, &p->cap, p->np, sizeof(*q), 16);
+	if (q) {
+		p->probs = q;
+		p->probs[p->np++] = *v;
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+/* Hash record file ids[i] and compare it with the index. */
+static int check_one(struct vpool *p, size_t i)
+{
+	struct store *s = p->s;
+	const char *id = p->ids[i];
+	struct vprob v = {.i = i};
+	struct entry *e;
 	int fd = -1, rc;
 
 	pthread_mutex_lock(&s->mu);
 	e = idx_find(&s->ix, id, strlen(id));
-	known = e && !e->meta.deleted && e->meta.hash_valid;
 	if (e)
-		meta = e->meta;
+		v.meta = e->meta;
 	pthread_mutex_unlock(&s->mu);
-	rep->records++;
 	if (!e) {
-		rep->unindexed++;
+		atomic_fetch_add(&p->unindexed, 1);
 		return 0;
 	}
+	if (!v.meta.deleted && !v.meta.hash_valid)
+		return 0;
 	rc = s->be->ops->open(s->be, id, &fd);
 	if (rc == 0)
-		rc = store_hash_fd(s, fd, hash, &size);
+		rc = store_hash_fd(s, fd, v.hash, &v.size);
 	if (fd >= 0)
 		close(fd);
 	if (rc)
 		return rc;
-	if (e && meta.deleted) {
+	if (v.meta.deleted)
+		v.what = VP_LEFTOVER;
+	else if (memcmp(v.hash, v.meta.hash, 16) || v.size != v.meta.size)
+		v.what = VP_MISMATCH;
+	else
+		return 0;
+	return pool_problem(p, &v);
+}
+
+static void *pool_worker(void *arg)
+{
+	struct vpool *p = arg;
+	size_t i;
+	int rc;
+
+	while (!atomic_load(&p->stop) &&
+	       (i = atomic_fetch_add(&p->next, 1)) < p->n) {
+		rc = check_one(p, i);
+		if (rc)
+			pool_fail(p, rc);
+	}
+	return NULL;
+}
+
+/* Report (and with repair, repair) one problem a worker found. */
+static void settle(struct store *s, const char *id, struct vprob *v,
+		   struct store_verify_report *rep, bool repair)
+{
+	const struct store_meta *m = &v->meta;
+	char want[64], got[64];
+	int rc;
+
+	if (v->what == VP_LEFTOVER) {
 		rlog_err("record %s: deleted at version %llu but its file is "
 			 "still there",
-			 id, (unsigned long long)meta.version);
+			 id, (unsigned long long)m->version);
 		tally(rep, repair,
-		      repair ? drop_leftover(s, id, hash, size) : -1);
-	} else if (known &&
-		   (memcmp(hash, meta.hash, 16) || size != meta.size)) {
-		char want[64], got[64];
-
-		store_hash_format(meta.hash, want);
-		store_hash_format(hash, got);
-		rlog_err("record %s: content does not match version %llu "
-			 "(expected %s, %llu bytes; found %s, %llu bytes)",
-			 id, (unsigned long long)meta.version, want,
-			 (unsigned long long)meta.size, got,
-			 (unsigned long long)size);
-		rc = repair ? restore_record(s, id, &meta) : -1;
-		if (rc == 0 && (rc = hash_file(s, id, hash, &size)) == 0 &&
-		    (memcmp(hash, meta.hash, 16) || size != meta.size))
-			rc = -EIO; /* re-verified: still wrong */
-		tally(rep, repair, rc);
+		      repair ? drop_leftover(s, id, v->hash, v->size) : -1);
+		return;
 	}
-	return 0;
+	store_hash_format(m->hash, want);
+	store_hash_format(v->hash, got);
+	rlog_err("record %s: content does not match version %llu "
+		 "(expected %s, %llu bytes; found %s, %llu bytes)",
+		 id, (unsigned long long)m->version, want,
+		 (unsigned long long)m->size, got, (unsigned long long)v->size);
+	rc = repair ? restore_record(s, id, m) : -1;
+	if (rc == 0 && (rc = hash_file(s, id, v->hash, &v->size)) == 0 &&
+	    (memcmp(v->hash, m->hash, 16) || v->size != m->size))
+		rc = -EIO; /* re-verified: still wrong */
+	tally(rep, repair, rc);
 }
 
 static int verify_cb(void *arg, const char *name, bool is_ns)
 {
 	struct verify_walk *w = arg;
 	size_t len = strlen(w->path), n = strlen(name);
-	int rc;
+	char **ids;
+	int rc = 0;
 
 	if (len + n + 2 > sizeof(w->path))
 		return 0;
 	if (len)
 		w->path[len++] = '/';
 	memcpy(w->path + len, name, n + 1);
-	if (is_ns)
+	if (is_ns) {
 		rc = store_list(w->s, w->path, verify_cb, w);
-	else
-		rc = verify_record(w->s, w->path, w->rep, w->repair);
+	} else if (!(ids = util_grow(w->ids, &w->cap, w->n, sizeof(*ids),
+				     1024))) {
+		rc = -ENOMEM;
+	} else {
+		w->ids = ids;
+		if (!(w->ids[w->n] = strdup(w->path)))
+			rc = -ENOMEM;
+		else
+			w->n++;
+	}
 	w->path[len ? len - 1 : 0] = '\0';
 	return rc;
 }
 
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int prob_cmp(const void *a, const void *b)
+{
+	const struct vprob *x = a, *y = b;
+
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int check_records(struct vpool *p, struct store_verify_report *rep,
+			 bool repair)
+{
+	pthread_t t[VERIFY_THREADS];
+	size_t nt = 0, want = p->n / 64 + 1;
+
+	if (want > VERIFY_THREADS)
+		want = VERIFY_THREADS;
+	pthread_mutex_init(&p->mu, NULL);
+	for (; nt < want; nt++)
+		if (pthread_create(&t[nt], NULL, pool_worker, p) != 0)
+			break;
+	if (nt == 0)
+		pool_worker(p); /* no thread to be had: this one */
+	for (size_t k = 0; k < nt; k++)
+		pthread_join(t[k], NULL);
+	pthread_mutex_destroy(&p->mu);
+	rep->records += p->n;
+	rep->unindexed += atomic_load(&p->unindexed);
+	if (p->err)
+		return p->err;
+	if (p->np)
+		qsort(p->probs, p->np, sizeof(*p->probs), prob_cmp);
+	for (size_t k = 0; k < p->np; k++)
+		settle(p->s, p->ids[p->probs[k].i], &p->probs[k], rep, repair);
+	return 0;
+}
+
 struct missing_walk {
 	struct store *s;
+	const struct verify_walk *found; /* sorted */
 	struct store_verify_report *rep;
 	bool repair;
 	char **ids; /* with repair: the missing ones, repaired after the walk */
@@ -308,10 +446,14 @@ static int remember(struct missing_walk *m, const struct entry *e)
 static int check_present(void *arg, struct entry *e)
 {
 	struct missing_walk *m = arg;
+	const char *key = e->id;
 	struct stat st;
 
 	if (e->meta.deleted || !e->meta.version)
 		return 0;
+	if (m->found->n && bsearch(&key, m->found->ids, m->found->n,
+				   sizeof(*m->found->ids), id_cmp))
+		return 0; /* the walk saw its file */
 	if (m->s->be->ops->stat(m->s->be, e->id, &st) == 0 &&
 	    S_ISREG(st.st_mode))
 		return 0;
@@ -339,8 +481,10 @@ static void restore_missing(struct missing_walk *m)
 static int verify_all(struct store *s, struct store_verify_report *rep,
 		      bool repair)
 {
-	struct verify_walk w = {.s = s, .rep = rep, .repair = repair};
-	struct missing_walk m = {.s = s, .rep = rep, .repair = repair};
+	struct verify_walk w = {.s = s};
+	struct missing_walk m = {
+		.s = s, .found = &w, .rep = rep, .repair = repair};
+	struct vpool p = {.s = s};
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
@@ -348,20 +492,34 @@ static int verify_all(struct store *s, struct store_verify_report *rep,
 		return -EROFS;
 	rc = store_list(s, "", verify_cb, &w);
 	if (rc)
-		return rc;
+		goto out;
+	if (w.n)
+		qsort(w.ids, w.n, sizeof(*w.ids), id_cmp);
+	p.ids = w.ids;
+	p.n = w.n;
+	rc = check_records(&p, rep, repair);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&s->mu);
 	idx_each(&s->ix, check_present, &m);
 	pthread_mutex_unlock(&s->mu);
 	rc = m.err;
 	restore_missing(&m);
 	if (rc)
-		return rc;
+		goto out;
 	rc = store_verify_history(s, rep, repair);
 	if (rc)
-		return rc;
+		goto out;
 	if (repair)
-		return rep->unrepairable ? -EBADMSG : 0;
-	return rep->bad || rep->hist_bad ? -EBADMSG : 0;
+		rc = rep->unrepairable ? -EBADMSG : 0;
+	else
+		rc = rep->bad || rep->hist_bad ? -EBADMSG : 0;
+out:
+	for (size_t i = 0; i < w.n; i++)
+		free(w.ids[i]);
+	free(w.ids);
+	free(p.probs);
+	return rc;
 }
 
 int store_verify(struct store *s, struct store_verify_report *rep)

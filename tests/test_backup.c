@@ -189,9 +189,9 @@ Test(backup, a_failed_backup_removes_its_partial_copy)
 		put_str(s, id, id);
 	}
 	for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++) {
-		/* one rename, many copies and fsyncs */
+		/* many copies; one syncfs of the copy, one rename */
 		cr_assert_eq(io_arm(io, points[p], IO_FAIL, ENOSPC,
-				    p == 2 ? 1 : 3, 1),
+				    p == 0 ? 3 : 1, 1),
 			     0);
 		cr_assert_eq(store_backup(s, dpath, NULL), -ENOSPC,
 			     "failing %s", points[p]);

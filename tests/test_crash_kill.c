@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,7 @@ TestSuite(crash, .init = crash_setup, .fini = sandbox_store_rm, .timeout = 300);
 #define KILL_PER_THREAD 3 /* records of each thread */
 #define KILL_IDS (KILL_THREADS * KILL_PER_THREAD)
 #define KILL_MAX_OPS 3000 /* per thread */
+#define KILL_MIN_ACKS 2	  /* before most kills: see the test */
 
 /* Thread t of the child changes only records t*3 .. t*3+2. */
 static const char *const kill_ids[KILL_IDS] = {
@@ -274,15 +276,52 @@ static void kill_child(int wfd, unsigned round)
 	_exit(0);
 }
 
-/* Read the child's messages into `buf` until `deadline` (0: until EOF). */
-static size_t drain(int fd, uint8_t *buf, size_t len, size_t cap,
-		    uint64_t deadline)
+/* Number of 'A' messages among the whole messages in buf[0..len). */
+static unsigned count_acks(const uint8_t *buf, size_t len)
 {
+	unsigned n = 0;
+
+	for (size_t off = 0; off + sizeof(struct kmsg) <= len;
+	     off += sizeof(struct kmsg))
+		n += buf[off + offsetof(struct kmsg, kind)] == 'A';
+	return n;
+}
+
+/* Read the child's messages into `buf` until EOF. */
+static size_t drain_all(int fd, uint8_t *buf, size_t len, size_t cap)
+{
+	for (;;) {
+		ssize_t n;
+
+		cr_assert_lt(len, cap, "the child said too much");
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return len;
+		len += (size_t)n;
+	}
+}
+
+/*
+ * Read the child's messages into `buf` until it has acknowledged `acks`
+ * changes and `delay_ms` more have passed (or EOF). `acks` is a
+ * condition, not a time: how soon the child gets there depends on the
+ * load of the machine, what it has done by then does not.
+ */
+static size_t drain_until(int fd, uint8_t *buf, size_t cap, unsigned acks,
+			  uint64_t delay_ms)
+{
+	uint64_t deadline = 0;
+	size_t len = 0;
+
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int wait = -1;
 		ssize_t n;
 
+		if (!deadline && count_acks(buf, len) >= acks)
+			deadline = now_ms() + delay_ms;
 		if (deadline) {
 			uint64_t t = now_ms();
 
@@ -333,6 +372,7 @@ Test(crash, random_kills_lose_nothing_acknowledged)
 		bool has[KILL_THREADS] = {0};
 		struct rstate now[KILL_IDS];
 		int fds[2], status;
+		uint64_t need, wait_ms;
 		size_t len;
 		pid_t pid;
 
@@ -344,10 +384,17 @@ Test(crash, random_kills_lose_nothing_acknowledged)
 			kill_child(fds[1], (unsigned)round);
 		}
 		close(fds[1]);
-		len = drain(fds[0], msgs, 0, sizeof(msgs),
-			    now_ms() + 1 + xorshift(&rnd) % 40);
+		/* Every fourth round is killed 1-40 ms after the start (maybe
+		   in recovery, maybe before any change); the others 0-9 ms
+		   after the child has acknowledged KILL_MIN_ACKS..+15 changes.
+		   So the rounds together always check more than KILL_ROUNDS
+		   acknowledged changes, however slow the machine is. */
+		need = round % 4 ? KILL_MIN_ACKS + xorshift(&rnd) % 16 : 0;
+		wait_ms = need ? xorshift(&rnd) % 10 : 1 + xorshift(&rnd) % 40;
+		len = drain_until(fds[0], msgs, sizeof(msgs), (unsigned)need,
+				  wait_ms);
 		kill(pid, SIGKILL);
-		len = drain(fds[0], msgs, len, sizeof(msgs), 0);
+		len = drain_all(fds[0], msgs, len, sizeof(msgs));
 		close(fds[0]);
 		cr_assert_eq(waitpid(pid, &status, 0), pid);
 		cr_assert(WIFSIGNALED(status) || (WIFEXITED(status) &&

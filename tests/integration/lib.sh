@@ -173,7 +173,7 @@ scan_log() {
 mount_at() {
 	local store=$1 mnt=$2
 	shift 2
-	local log pid i
+	local log pid
 	if plain; then
 		mkdir -p "$mnt"
 		return 0
@@ -192,15 +192,12 @@ mount_at() {
 	pid=$!
 	DAEMON_PID[$mnt]=$pid
 	DAEMON_LOG[$mnt]=$log
-	for ((i = 0; i < 200; i++)); do
-		if mountpoint -q "$mnt"; then
-			return 0
-		fi
-		if ! alive "$pid"; then
-			break
-		fi
-		sleep 0.05
-	done
+	# up to 60 s: a busy machine may take long to start (and recover)
+	# a store; one that fails to mount exits, which ends the wait at once
+	await 60 "mountpoint -q '$mnt' || ! alive $pid"
+	if mountpoint -q "$mnt"; then
+		return 0
+	fi
 	echo "# recfs $store $mnt -f $* did not mount; its log:"
 	sed 's/^/#   /' "$log"
 	if alive "$pid"; then
@@ -223,14 +220,13 @@ mount_store() {
 # wait_daemon MNT: wait (bounded) for the daemon of MNT to exit; sets
 # DAEMON_RC to its exit status (or 255 if it had to be killed).
 wait_daemon() {
-	local mnt=$1 pid i
+	local mnt=$1 pid
 	pid=${DAEMON_PID[$mnt]:-}
 	DAEMON_RC=
 	[[ -n $pid ]] || return 0
-	for ((i = 0; i < 200; i++)); do
-		alive "$pid" || break
-		sleep 0.05
-	done
+	# up to 60 s: the daemon may have a checkpoint and the history to
+	# finish, and a busy machine gives it little time
+	await 60 "! alive $pid"
 	if alive "$pid"; then
 		echo "# recfs (pid $pid) did not exit: killed"
 		kill -KILL "$pid" 2>/dev/null
@@ -252,9 +248,9 @@ umount_at() {
 	local mnt=$1
 	if mountpoint -q "$mnt"; then
 		# busy a moment (a process still closing a file): try again
-		# for up to 1 s, then detach
+		# for up to 5 s (a busy machine), then detach
 		fusermount3 -u "$mnt" 2>/dev/null ||
-			await 1 "fusermount3 -u '$mnt' 2>/dev/null" ||
+			await 5 "fusermount3 -u '$mnt' 2>/dev/null" ||
 			fusermount3 -uz "$mnt" 2>/dev/null
 	fi
 	wait_daemon "$mnt"

@@ -29,11 +29,9 @@ SRC=$T/src
 	done
 ) &
 writer=$!
-# wait until a good number of writes went through, then SIGTERM
-for ((i = 0; i < 200; i++)); do
-	[[ $(grep -c '^[0-9]' "$OKLOG") -ge 200 ]] && break
-	sleep 0.05
-done
+# wait until a good number of writes went through (bounded, 60 s: a busy
+# machine), then SIGTERM
+await 60 "[[ \$(grep -c '^[0-9]' '$OKLOG') -ge 200 ]]"
 check "[ \$(grep -c '^[0-9]' '$OKLOG') -ge 200 ]" "the write loop is running"
 kill -TERM "$pid"
 wait_daemon "$MNT"
@@ -43,10 +41,7 @@ check "tail -n1 '$log' | grep -q shutdown" \
 	"the log ends with a shutdown line ($(tail -n1 "$log"))"
 check "! mountpoint -q '$MNT'" "the mount point is unmounted"
 # the writer stops on its own once the mount is gone; bounded
-for ((i = 0; i < 100; i++)); do
-	alive "$writer" || break
-	sleep 0.05
-done
+await 20 "! alive $writer"
 if alive "$writer"; then
 	kill "$writer" 2>/dev/null
 fi

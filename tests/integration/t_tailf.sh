@@ -2,8 +2,8 @@
 # tail -f follows a record (SPEC 3: "an open descriptor sees the commits
 # made to its record in place ... so tail -f follows a record"): each of
 # 3 lines appended by other processes (echo >> log) shows in tail's output
-# within 1 s. tail polls a FUSE file system (no inotify there), so it
-# runs with -s 0.2: the second of the budget is recfs's, not the poll's.
+# (within 10 s: a bound for a busy machine; the time it took is printed).
+# tail polls a FUSE file system (no inotify there), so it runs with -s 0.2.
 # Then the same with tail -F (by name), and after an in-place rewrite
 # to a shorter content (> log) tail -f says the file was truncated and
 # follows on.
@@ -34,16 +34,16 @@ seen() {
 for mode in -f -F; do
 	echo "start $mode" >"$LOG"
 	start_tail "$OUT" -s 0.2 "$mode" "$LOG"
-	check "await 2 \"seen '$OUT' 'start $mode'\"" \
+	check "await 10 \"seen '$OUT' 'start $mode'\"" \
 		"tail $mode prints the existing line"
 	for i in 1 2 3; do
 		t0=$(date +%s%N)
 		sh -c "echo 'line $i $mode' >>'$LOG'"
-		await 1 "seen '$OUT' 'line $i $mode'"
+		await 10 "seen '$OUT' 'line $i $mode'"
 		ok=$?
 		ms=$((($(date +%s%N) - t0) / 1000000))
 		check "[ $ok = 0 ]" \
-			"tail $mode shows line $i, appended by another process, within 1 s (after $ms ms; tail printed: $(tr '\n' '|' <"$OUT"))"
+			"tail $mode shows line $i, appended by another process (after $ms ms; tail printed: $(tr '\n' '|' <"$OUT"))"
 	done
 	check "[ \"\$(cat '$LOG')\" = \"\$(printf 'start $mode\nline 1 $mode\nline 2 $mode\nline 3 $mode')\" ]" \
 		"the record holds the 4 lines ($(tr '\n' '|' <"$LOG"))"
@@ -53,13 +53,13 @@ done
 # a rewrite in place: tail -f notices the truncation and prints the rest
 printf 'a\nb\n' >"$LOG"
 start_tail "$OUT" -s 0.2 -f "$LOG"
-check "await 2 \"seen '$OUT' b\"" "tail -f prints the record"
+check "await 10 \"seen '$OUT' b\"" "tail -f prints the record"
 sh -c "printf 'n\n' >'$LOG'"
-check "await 2 \"seen '$OUT' n\"" \
+check "await 10 \"seen '$OUT' n\"" \
 	"tail -f follows a rewrite in place (> log) by another process ($(tr '\n' '|' <"$OUT"))"
 sh -c "echo after >>'$LOG'"
-check "await 1 \"seen '$OUT' after\"" \
-	"... and an append after it, within 1 s ($(tr '\n' '|' <"$OUT"))"
+check "await 10 \"seen '$OUT' after\"" \
+	"... and an append after it ($(tr '\n' '|' <"$OUT"))"
 stop_tail
 
 finish

@@ -28,6 +28,7 @@
  * afterwards, so that no process keeps the removed packs open.
  */
 #include "hist_i.h"
+#include "bytes.h"
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include "io.h"
@@ -51,23 +52,6 @@
 #define PACK_NAME_MAX 64 /* "pack-" + 40 hex + ".pack" */
 #define READ_BUF ((size_t)1 << 20)
 
-/* ---- the writer's packs, refreshed only when they changed ------------- */
-
-/*
- * libgit2 refreshes every backend when an object is not found, and the
- * writer asks for every object it writes (to skip those that exist), so
- * the pack backend listed objects/pack for each new blob and tree. This
- * wrapper lists it only when the directory changed (its mtime and ctime),
- * which a pack added or removed by anyone does.
- */
-struct cpack {
-	git_odb_backend parent;
-	git_odb_backend *in;
-	int dirfd; /* objects/pack */
-	struct timespec mtime, ctime;
-	bool seen;
-};
-
 /* ---- one pack per batch ------------------------------------------------- */
 
 static char *pack_dir(const struct hist *h)
@@ -90,14 +74,6 @@ struct pstream {
 	EVP_MD_CTX *md;
 	git_indexer_progress st;
 };
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 static int ps_add(struct pstream *ps, const void *p, size_t n)
 {
@@ -128,8 +104,8 @@ static int ps_open(struct hist *h, struct pstream *ps, uint32_t count)
 	ps->md = EVP_MD_CTX_new();
 	if (!ps->md || !EVP_DigestInit_ex(ps->md, EVP_sha1(), NULL))
 		return -ENOMEM;
-	put_be32(hdr + 4, 2);
-	put_be32(hdr + 8, count);
+	wr_be32(hdr + 4, 2);
+	wr_be32(hdr + 8, count);
 	return ps_add(ps, hdr, sizeof(hdr));
 }
 
@@ -184,8 +160,8 @@ static int put_object(struct pstream *ps, git_object_t type, const void *data,
 
 	if (!z)
 		return -ENOMEM;
-	hdr[n++] = (uint8_t)((left ? 0x80 : 0) | (unsigned)type << 4 |
-			     (len & 15));
+	hdr[n++] =
+		(uint8_t)((left ? 0x80 : 0) | (unsigned)type << 4 | (len & 15));
 	while (left) {
 		hdr[n++] = (uint8_t)((left > 0x7f ? 0x80 : 0) | (left & 0x7f));
 		left >>= 7;
@@ -316,8 +292,7 @@ static int write_mempack(struct hist *h)
 		rc = ps_commit(&ps);
 	/* seen at the next lookup, whatever the directory's times say (they
 	   may not have moved: coarse clock) */
-	if (h->pack_backend)
-		((struct cpack *)h->pack_backend)->seen = false;
+	h->pack_gen++; /* seen at the next lookup (history_odb.c) */
 	if (rc == 0 && h->packs)
 		h->packs++;
 out:
@@ -354,106 +329,6 @@ uint64_t hist_pack_bytes(const struct hist *h)
 	return h->mempack ? ((const struct bpack *)h->mempack)->bytes : 0;
 }
 
-#define IN(b) (((struct cpack *)(b))->in)
-
-static int cp_read(void **data, size_t *len, git_object_t *type,
-		   git_odb_backend *b, const git_oid *oid)
-{
-	return IN(b)->read(data, len, type, IN(b), oid);
-}
-
-static int cp_read_prefix(git_oid *out, void **data, size_t *len,
-			  git_object_t *type, git_odb_backend *b,
-			  const git_oid *prefix, size_t n)
-{
-	return IN(b)->read_prefix(out, data, len, type, IN(b), prefix, n);
-}
-
-static int cp_read_header(size_t *len, git_object_t *type, git_odb_backend *b,
-			  const git_oid *oid)
-{
-	return IN(b)->read_header(len, type, IN(b), oid);
-}
-
-static int cp_exists(git_odb_backend *b, const git_oid *oid)
-{
-	return IN(b)->exists(IN(b), oid);
-}
-
-static int cp_exists_prefix(git_oid *out, git_odb_backend *b,
-			    const git_oid *prefix, size_t n)
-{
-	return IN(b)->exists_prefix(out, IN(b), prefix, n);
-}
-
-static int cp_foreach(git_odb_backend *b, git_odb_foreach_cb cb, void *arg)
-{
-	return IN(b)->foreach(IN(b), cb, arg);
-}
-
-static int cp_freshen(git_odb_backend *b, const git_oid *oid)
-{
-	return IN(b)->freshen(IN(b), oid);
-}
-
-static int cp_refresh(git_odb_backend *b)
-{
-	struct cpack *cp = (struct cpack *)b;
-	struct stat st;
-
-	if (cp->dirfd >= 0 && fstat(cp->dirfd, &st) == 0) {
-		if (cp->seen && !memcmp(&st.st_mtim, &cp->mtime,
-					sizeof(st.st_mtim)) &&
-		    !memcmp(&st.st_ctim, &cp->ctime, sizeof(st.st_ctim)))
-			return 0;
-		cp->mtime = st.st_mtim;
-		cp->ctime = st.st_ctim;
-		cp->seen = true;
-	}
-	return cp->in->refresh(cp->in);
-}
-
-static void cp_free(git_odb_backend *b)
-{
-	struct cpack *cp = (struct cpack *)b;
-
-	cp->in->free(cp->in);
-	if (cp->dirfd >= 0)
-		close(cp->dirfd);
-	free(cp);
-}
-
-int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd)
-{
-	struct cpack *cp = calloc(1, sizeof(*cp));
-	int rc;
-
-	*out = NULL;
-	if (!cp)
-		return -1;
-	rc = git_odb_backend_pack(&cp->in, objects);
-	if (rc < 0) {
-		free(cp);
-		return rc;
-	}
-	/* without the directory: every refresh lists it, as before */
-	cp->dirfd = openat(repo_fd, "objects/pack",
-			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	cp->parent.version = GIT_ODB_BACKEND_VERSION;
-	cp->parent.read = cp->in->read ? cp_read : NULL;
-	cp->parent.read_prefix = cp->in->read_prefix ? cp_read_prefix : NULL;
-	cp->parent.read_header = cp->in->read_header ? cp_read_header : NULL;
-	cp->parent.exists = cp->in->exists ? cp_exists : NULL;
-	cp->parent.exists_prefix =
-		cp->in->exists_prefix ? cp_exists_prefix : NULL;
-	cp->parent.foreach = cp->in->foreach ? cp_foreach : NULL;
-	cp->parent.freshen = cp->in->freshen ? cp_freshen : NULL;
-	cp->parent.refresh = cp->in->refresh ? cp_refresh : NULL;
-	cp->parent.free = cp_free;
-	*out = &cp->parent;
-	return 0;
-}
-
 int hist_pack_clean(struct hist *h)
 {
 	struct dirent *de;
@@ -473,8 +348,9 @@ int hist_pack_clean(struct hist *h)
 		    (len < 9 || strcmp(de->d_name + len - 9, ".idx.lock")))
 			continue;
 		if (unlinkat(dirfd, de->d_name, 0) == 0)
-			rlog_info("%s: removed objects/pack/%s, left by a crash",
-				  h->path, de->d_name);
+			rlog_info(
+				"%s: removed objects/pack/%s, left by a crash",
+				h->path, de->d_name);
 	}
 	if (dir)
 		closedir(dir);
@@ -501,8 +377,7 @@ static int get_be32(int fd, off_t off, uint32_t *out)
 
 	if (pread(fd, b, 4, off) != 4)
 		return -EIO;
-	*out = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-	       (uint32_t)b[2] << 8 | b[3];
+	*out = rd_be32(b);
 	return 0;
 }
 
@@ -539,8 +414,7 @@ static bool mergeable(int dirfd, const char *name, uint32_t *count)
 	return idx_count(dirfd, p, count) == 0;
 }
 
-static int pks_add(struct pks *ps, const char *name, size_t len,
-		   uint32_t count)
+static int pks_add(struct pks *ps, const char *name, size_t len, uint32_t count)
 {
 	struct pk *v = util_grow(ps->v, &ps->cap, ps->n, sizeof(*v), 32);
 
@@ -596,7 +470,8 @@ static size_t geometric_split(const struct pk *v, size_t n)
 	size_t i, split;
 
 	for (i = n - 1; i > 0; i--)
-		if ((uint64_t)v[i].count < PACK_FACTOR * (uint64_t)v[i - 1].count)
+		if ((uint64_t)v[i].count <
+		    PACK_FACTOR * (uint64_t)v[i - 1].count)
 			break;
 	split = i ? i + 1 : 0;
 	for (i = 0; i < split; i++)
@@ -661,8 +536,8 @@ static int copy_entries(struct hist *h, struct pstream *ps, int fd,
 	int rc = 0;
 
 	while (rc == 0 && off < end) {
-		size_t want = end - off < READ_BUF ? (size_t)(end - off)
-						    : READ_BUF;
+		size_t want =
+			end - off < READ_BUF ? (size_t)(end - off) : READ_BUF;
 		ssize_t n = io_pread_all(h->o.io, "hist.pack.read", fd, buf,
 					 want, (off_t)off);
 
@@ -675,8 +550,8 @@ static int copy_entries(struct hist *h, struct pstream *ps, int fd,
 }
 
 /* The object IDs of NAME.idx (version 2), sorted; the caller frees. */
-static int idx_oids(struct hist *h, int dirfd, const char *name,
-		    uint8_t **out, uint32_t *count)
+static int idx_oids(struct hist *h, int dirfd, const char *name, uint8_t **out,
+		    uint32_t *count)
 {
 	char p[PACK_NAME_MAX + 8];
 	uint8_t *oids = NULL;
@@ -739,13 +614,13 @@ static int plan(struct hist *h, int dirfd, const struct pks *ps, size_t n,
 
 			for (size_t j = i + 1; j < n; j++)
 				if (what[j] == M_COPY &&
-				    bsearch(o, oids[j], count[j],
-					    GIT_OID_RAWSZ, cmp_oid)) {
+				    bsearch(o, oids[j], count[j], GIT_OID_RAWSZ,
+					    cmp_oid)) {
 					dups++;
 					break;
 				}
 		}
-		what[i] = dups == 0		? M_COPY
+		what[i] = dups == 0	     ? M_COPY
 			  : dups == count[i] ? M_DROP
 					     : M_SKIP;
 	}
@@ -822,7 +697,7 @@ static int merge(struct hist *h, int dirfd, const struct pks *ps, size_t n)
 	return rc;
 }
 
-int hist_pack_tidy(struct hist *h)
+int hist_pack_tidy(struct hist *h, bool *reopen)
 {
 	struct pks ps = {0};
 	size_t n = 0;
@@ -848,13 +723,9 @@ int hist_pack_tidy(struct hist *h)
 		rc = merge(h, dirfd, &ps, n);
 		h->packs = rc == 0 ? (unsigned)(ps.n - n + 1) : 0;
 	}
-	/* whatever was removed: no stale pack stays open */
-	if (n >= 2) {
-		int orc = hist_reopen_odbs(h);
-
-		if (rc == 0)
-			rc = orc;
-	}
+	/* whatever was removed: no stale pack stays open (the caller opens
+	   the object databases again) */
+	*reopen = n >= 2;
 	if (rc)
 		rlog_warn("%s: cannot merge %zu of its %zu packs: %s (tried "
 			  "again after the next batch)",

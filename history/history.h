@@ -94,11 +94,49 @@ int hist_id_from_path(char out[ID_MAX_LEN + 1], const char *path, size_t len);
 /* One version of a record as the history knows it (store.h). */
 typedef struct store_version hist_version;
 
+/*
+ * Where the writer reads the store's changes: the store hands one to
+ * hist_open (store_hist.c reads its journal), so the history never reads
+ * the journal's record format. A reader goes over the journal's frames
+ * in revision order; one revision (one store change) is one frame, or
+ * several with the same revision of which only the last has `ends`.
+ * Its functions are called by one thread at a time (the writer, or
+ * hist_open/hist_clean_blobs before it starts).
+ */
+struct hist_frame {
+	uint64_t revision;
+	size_t len; /* its bytes: what its changes take, roughly */
+	bool ends;  /* the last frame of its revision */
+};
+
+struct hist_source {
+	/* A new reader at the first frame after revision `after`. Returns
+	   0 or -errno. */
+	int (*open)(void *arg, uint64_t after, void **cur);
+	/* Go to the next frame of a revision at most `target`: 1 with *f,
+	   0 if there is none (yet), or -errno. */
+	int (*next)(void *cur, uint64_t target, struct hist_frame *f);
+	/* Call fn for each change of the frame `next` went to (a change
+	   and what it points to are valid during the call). Returns 0,
+	   fn's non-zero return, or -errno. */
+	int (*changes)(void *cur,
+		       int (*fn)(void *arg, const struct store_change *ch),
+		       void *arg);
+	/* The revision of the frame the reader is at (its next), and going
+	   back to the first frame of revision `rev` (read before). */
+	uint64_t (*pos)(void *cur);
+	int (*seek)(void *cur, uint64_t rev);
+	void (*close)(void *cur);
+	void *arg;
+};
+
 struct hist_opts {
 	struct io *io;
 	const char *store_path; /* STORE, for libgit2 (borrowed) */
 	int store_dirfd;	/* STORE (borrowed) */
-	int jnl_dirfd;		/* STORE/journal (borrowed) */
+	int jnl_dirfd;		/* STORE/journal, where blobs/ is (borrowed) */
+	struct hist_source src; /* the store's changes (no reader if its
+				   open is NULL: read-only) */
 	bool read_only;		/* no writer, nothing written */
 	unsigned batch_max;	/* versions per git commit at most (0: 4096) */
 	unsigned delay_ms;	/* at most one commit per delay_ms unless a
@@ -144,10 +182,11 @@ int hist_error(struct hist *h);
 
 /*
  * Remove the links in journal/blobs/ that no journal record after
- * hist_done names (their versions are in git, or their commit failed).
- * For recovery, before hist_start. Returns 0 or -errno.
+ * hist_done (up to `last`, the journal's last durable revision) names
+ * (their versions are in git, or their commit failed). For recovery,
+ * before hist_start. Returns 0 or -errno.
  */
-int hist_clean_blobs(struct hist *h);
+int hist_clean_blobs(struct hist *h, uint64_t last);
 
 /* Start the writer thread if it is not running. Returns 0, -EROFS, or
    -errno. */
@@ -277,5 +316,24 @@ int hist_prune(struct hist *h, const struct hist_prune_ver *v, size_t n,
 
 /* The bytes of history.git's objects (packs and loose objects). */
 int hist_size(struct hist *h, uint64_t *bytes);
+
+/*
+ * The versions a history commit message records, as store changes (in
+ * the order of its trailer blocks; strings valid during the call, no
+ * content), for readers of history.git (changes.c). *upto is its
+ * Recfs-Upto (0 if none); blocks that cannot be parsed are counted in
+ * *bad and skipped. Returns 0, fn's non-zero return, or -ENOMEM.
+ */
+int hist_msg_changes(const char *msg, size_t len,
+		     int (*fn)(void *arg, const struct store_change *ch),
+		     void *arg, uint64_t *upto, unsigned *bad);
+
+/* The Recfs-Upto of a history commit message (its last paragraph), 0 if
+   none. */
+uint64_t hist_msg_upto(const char *msg);
+
+/* Log a libgit2 failure (git_error_last) and map it to -errno. `what`
+   says what failed, `id` the record (may be NULL). */
+int hist_git_error(int gerr, const char *what, const char *id);
 
 #endif

@@ -235,7 +235,7 @@ static int mark_ver(void *arg, const struct hmsg_ver *v)
  * of each pruned version; every other byte as it was. *changed says
  * whether there was one.
  */
-static int mark_message(struct prune *p, const char *msg, struct sbuf *out,
+static int mark_message(struct prune *p, const char *msg, struct buf *out,
 			bool *changed)
 {
 	const char *s = msg, *end = msg + strlen(msg);
@@ -251,17 +251,17 @@ static int mark_message(struct prune *p, const char *msg, struct sbuf *out,
 
 		rc = hmsg_parse(s, (size_t)(stop - s), mark_ver, &m, &upto,
 				&bad);
-		sb_add(out, s, (size_t)(stop - s));
+		buf_put(out, s, (size_t)(stop - s));
 		if (m.hit) {
 			if (stop[-1] != '\n')
-				sb_str(out, "\n");
-			sb_fmt(out, "Recfs-Pruned: %s\n", p->when);
+				buf_puts(out, "\n");
+			buf_printf(out, "Recfs-Pruned: %s\n", p->when);
 			p->marked++;
 			*changed = true;
 		}
 		s = stop;
 		if (brk) {
-			sb_str(out, "\n");
+			buf_puts(out, "\n");
 			s++;
 		}
 	}
@@ -382,7 +382,7 @@ static int rewrite_commit(struct prune *p, const git_oid *oid)
 	char key[GIT_OID_HEXSZ + 1], dir[KEY_MAX] = "";
 	git_commit *c = NULL;
 	git_tree *tree = NULL;
-	struct sbuf msg = {0};
+	struct buf msg = BUF_INIT;
 	bool changed = false, mchanged = false;
 	git_oid tid, nid;
 	int rc;
@@ -418,7 +418,7 @@ static int rewrite_commit(struct prune *p, const git_oid *oid)
 		rc = git_commit_create_from_ids(
 			&nid, p->repo, NULL, git_commit_author(c),
 			git_commit_committer(c), git_commit_message_encoding(c),
-			msg.p, &tid, git_commit_parentcount(c), parents);
+			msg.ptr, &tid, git_commit_parentcount(c), parents);
 		if (rc < 0)
 			rc = hist_git_error(rc, "writing a commit", NULL);
 		p->rewritten++;
@@ -427,7 +427,7 @@ static int rewrite_commit(struct prune *p, const git_oid *oid)
 	if (rc == 0)
 		rc = smap_put(&p->commits, key, &nid);
 out:
-	sb_free(&msg);
+	buf_free(&msg);
 	git_tree_free(tree);
 	git_commit_free(c);
 	return rc;
@@ -492,19 +492,20 @@ static int epoch_commit(struct prune *p, struct hist_epoch *ep)
 	char old[GIT_OID_HEXSZ + 1];
 	git_signature *sig = NULL;
 	git_commit *head = NULL;
-	struct sbuf m = {0};
+	struct buf m = BUF_INIT;
 	int rc;
 
 	git_oid_tostr(old, sizeof(old), &p->h->head);
-	sb_fmt(&m,
-	       EPOCH_SUMMARY
-	       "%u\n\n%" PRIu64 " versions pruned at %s by "
-	       "the retention policy (recfsctl retain): their trailer blocks "
-	       "stay, marked Recfs-Pruned, their content is gone. The "
-	       "commits before this one are those of the previous epoch, "
-	       "which ended at %s, written again without that content; "
-	       "nothing else changed.\n\nRecfs-Upto: %" PRIu64 "\n",
-	       p->epochs + 2, p->marked, p->when, old, p->h->done);
+	buf_printf(
+		&m,
+		EPOCH_SUMMARY
+		"%u\n\n%" PRIu64 " versions pruned at %s by "
+		"the retention policy (recfsctl retain): their trailer blocks "
+		"stay, marked Recfs-Pruned, their content is gone. The "
+		"commits before this one are those of the previous epoch, "
+		"which ended at %s, written again without that content; "
+		"nothing else changed.\n\nRecfs-Upto: %" PRIu64 "\n",
+		p->epochs + 2, p->marked, p->when, old, p->h->done);
 	rc = m.err;
 	if (rc == 0)
 		rc = git_commit_lookup(&head, p->repo, &ep->main);
@@ -513,13 +514,13 @@ static int epoch_commit(struct prune *p, struct hist_epoch *ep)
 				       time(NULL), 0);
 	if (rc == 0)
 		rc = git_commit_create_from_ids(
-			&ep->main, p->repo, NULL, sig, sig, NULL, m.p,
+			&ep->main, p->repo, NULL, sig, sig, NULL, m.ptr,
 			git_commit_tree_id(head), 1, parents);
 	if (rc < 0)
 		rc = hist_git_error(rc, "writing the epoch's commit", NULL);
 	git_signature_free(sig);
 	git_commit_free(head);
-	sb_free(&m);
+	buf_free(&m);
 	return rc;
 }
 

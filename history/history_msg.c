@@ -10,74 +10,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- text buffer ------------------------------------------------------- */
-
-static void sb_reserve(struct sbuf *b, size_t n)
-{
-	size_t cap;
-	char *p;
-
-	if (b->err || b->len + n + 1 <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 1024;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->err = -ENOMEM;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
-void sb_add(struct sbuf *b, const void *s, size_t n)
-{
-	sb_reserve(b, n);
-	if (b->err)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-void sb_fmt(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->err = b->err ? b->err : -EINVAL;
-		return;
-	}
-	sb_reserve(b, (size_t)n);
-	if (b->err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-void sb_free(struct sbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
 
 /* ---- values ------------------------------------------------------------ */
 
@@ -128,38 +64,38 @@ static bool needs_quotes(const char *s, size_t n)
 	return false;
 }
 
-void hmsg_value(struct sbuf *b, const char *s, size_t n)
+void hmsg_value(struct buf *b, const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, k;
 
 	if (!needs_quotes(s, n)) {
-		sb_add(b, s, n);
+		buf_put(b, s, n);
 		return;
 	}
-	sb_add(b, "\"", 1);
+	buf_put(b, "\"", 1);
 	while (i < n) {
 		unsigned char c = u[i];
 
 		k = c >= 0x80 ? utf8_len(u + i, n - i) : 1;
 		if (c == '"' || c == '\\')
-			sb_fmt(b, "\\%c", c);
+			buf_printf(b, "\\%c", c);
 		else if (c == '\n')
-			sb_str(b, "\\n");
+			buf_puts(b, "\\n");
 		else if (c == '\t')
-			sb_str(b, "\\t");
+			buf_puts(b, "\\t");
 		else if (c == '\r')
-			sb_str(b, "\\r");
+			buf_puts(b, "\\r");
 		else if (c < 0x20 || c == 0x7f || k == 0)
-			sb_fmt(b, "\\%03o", c);
+			buf_printf(b, "\\%03o", c);
 		else {
-			sb_add(b, u + i, k);
+			buf_put(b, u + i, k);
 			i += k;
 			continue;
 		}
 		i++;
 	}
-	sb_add(b, "\"", 1);
+	buf_put(b, "\"", 1);
 }
 
 /* Undo hmsg_value into out[cap] (NUL-terminated). Returns the length or
@@ -243,62 +179,62 @@ static int parse_time(const char *s, int64_t *ns)
 	return 0;
 }
 
-static void hex(struct sbuf *b, const uint8_t *p, size_t n)
+static void hex(struct buf *b, const uint8_t *p, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
 
 	for (size_t i = 0; i < n; i++) {
 		char two[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
 
-		sb_add(b, two, 2);
+		buf_put(b, two, 2);
 	}
 }
 
-void hmsg_block(struct sbuf *b, const struct hmsg_ver *v)
+void hmsg_block(struct buf *b, const struct hmsg_ver *v)
 {
 	const struct hent *e = &v->e;
 	char t[48], oid[GIT_OID_HEXSZ + 1];
 
-	sb_str(b, "\nRecfs-Id: ");
+	buf_puts(b, "\nRecfs-Id: ");
 	hmsg_value(b, v->id, v->id_len);
-	sb_fmt(b, "\nRecfs-Version: %" PRIu64 "\nRecfs-Revision: %" PRIu64,
-	       e->version, e->revision);
+	buf_printf(b, "\nRecfs-Version: %" PRIu64 "\nRecfs-Revision: %" PRIu64,
+		   e->version, e->revision);
 	if (!(e->flags & (HENT_DELETED | HENT_MISSING))) {
 		git_oid_tostr(oid, sizeof(oid), &e->blob);
-		sb_fmt(b, "\nRecfs-Blob: %s", oid);
+		buf_printf(b, "\nRecfs-Blob: %s", oid);
 	}
 	if (!(e->flags & HENT_DELETED)) {
 		if (e->flags & HENT_HASH) {
-			sb_str(b, "\nRecfs-Hash: xxh3-128:");
+			buf_puts(b, "\nRecfs-Hash: xxh3-128:");
 			hex(b, e->hash, 16);
 		}
-		sb_fmt(b, "\nRecfs-Size: %" PRIu64, e->size);
+		buf_printf(b, "\nRecfs-Size: %" PRIu64, e->size);
 		if (e->flags & HENT_SYMLINK)
-			sb_str(b, "\nRecfs-Symlink: true");
+			buf_puts(b, "\nRecfs-Symlink: true");
 		if (e->flags & HENT_META)
-			sb_fmt(b,
-			       "\nRecfs-Owner: %" PRIu32 ":%" PRIu32
-			       "\nRecfs-Mode: 0%03" PRIo32,
-			       e->ouid, e->ogid, e->mode);
+			buf_printf(b,
+				   "\nRecfs-Owner: %" PRIu32 ":%" PRIu32
+				   "\nRecfs-Mode: 0%03" PRIo32,
+				   e->ouid, e->ogid, e->mode);
 	}
 	if (v->from) {
-		sb_str(b, "\nRecfs-From: ");
+		buf_puts(b, "\nRecfs-From: ");
 		hmsg_value(b, v->from, v->from_len);
 	}
 	if (v->to) {
-		sb_str(b, "\nRecfs-To: ");
+		buf_puts(b, "\nRecfs-To: ");
 		hmsg_value(b, v->to, v->to_len);
 	}
 	if (e->flags & HENT_DELETED)
-		sb_str(b, "\nRecfs-Deleted: true");
+		buf_puts(b, "\nRecfs-Deleted: true");
 	if (e->flags & HENT_MISSING)
-		sb_str(b, "\nRecfs-Missing: true");
-	sb_fmt(b, "\nRecfs-Uid: %" PRIu32 "\nRecfs-Pid: %" PRIu32, e->uid,
-	       e->pid);
-	sb_str(b, "\nRecfs-Comm: ");
+		buf_puts(b, "\nRecfs-Missing: true");
+	buf_printf(b, "\nRecfs-Uid: %" PRIu32 "\nRecfs-Pid: %" PRIu32, e->uid,
+		   e->pid);
+	buf_puts(b, "\nRecfs-Comm: ");
 	hmsg_value(b, e->comm, strnlen(e->comm, sizeof(e->comm)));
 	hmsg_time(e->time_ns, t, sizeof(t));
-	sb_fmt(b, "\nRecfs-Time: %s\n", t);
+	buf_printf(b, "\nRecfs-Time: %s\n", t);
 }
 
 /* ---- parsing ----------------------------------------------------------- */
@@ -459,62 +395,16 @@ static bool block_meta_line(struct pblock *pb, const char *line, size_t n)
 	return true;
 }
 
-/* Parse one "Key: value" line into the block. */
-static void block_line(struct pblock *pb, const char *line, size_t n)
+/* The value of a numeric (or hex, time, flag) trailer, tmp[0..vlen), into
+   the block; key is the letter after "Recfs-". */
+static void block_value(struct pblock *pb, char key, const char *tmp,
+			size_t vlen)
 {
 	struct hent *e = &pb->v.e;
-	char tmp[128];
-	const char *val;
-	size_t vlen;
 	uint64_t u = 0;
-	bool num;
+	bool num = parse_u64(tmp, &u) == 0;
 
-	if (is_key(line, n, "Recfs-Id", &val, &vlen)) {
-		pb->has_id = id_value(val, vlen, pb->id, &pb->v.id_len);
-		pb->bad |= !pb->has_id;
-		pb->v.id = pb->id;
-		return;
-	}
-	if (is_key(line, n, "Recfs-From", &val, &vlen)) {
-		pb->bad |= !id_value(val, vlen, pb->from, &pb->v.from_len);
-		pb->v.from = pb->from;
-		return;
-	}
-	if (is_key(line, n, "Recfs-To", &val, &vlen)) {
-		pb->bad |= !id_value(val, vlen, pb->to, &pb->v.to_len);
-		pb->v.to = pb->to;
-		return;
-	}
-	if (block_meta_line(pb, line, n))
-		return;
-	if (is_key(line, n, "Recfs-Comm", &val, &vlen)) {
-		long l = unquote(val, vlen, tmp, sizeof(e->comm) + 1);
-
-		if (l < 0)
-			pb->bad = true;
-		else
-			memcpy(e->comm, tmp, (size_t)l);
-		return;
-	}
-	if (!is_key(line, n, "Recfs-Version", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Revision", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Blob", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Hash", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Size", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Uid", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Pid", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Time", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Deleted", &val, &vlen) &&
-	    !is_key(line, n, "Recfs-Missing", &val, &vlen))
-		return; /* not ours: ignored */
-	if (vlen >= sizeof(tmp)) {
-		pb->bad = true;
-		return;
-	}
-	memcpy(tmp, val, vlen);
-	tmp[vlen] = '\0';
-	num = parse_u64(tmp, &u) == 0;
-	switch (line[6]) { /* after "Recfs-" */
+	switch (key) {
 	case 'V':
 		pb->has_version = num && u > 0;
 		e->version = u;
@@ -542,7 +432,7 @@ static void block_line(struct pblock *pb, const char *line, size_t n)
 	case 'U':
 	case 'P':
 		pb->bad |= !num || u > UINT32_MAX;
-		if (line[6] == 'U')
+		if (key == 'U')
 			e->uid = (uint32_t)u;
 		else
 			e->pid = (uint32_t)u;
@@ -555,10 +445,70 @@ static void block_line(struct pblock *pb, const char *line, size_t n)
 		if (strcmp(tmp, "true") != 0)
 			pb->bad = true;
 		else
-			e->flags |=
-				line[6] == 'D' ? HENT_DELETED : HENT_MISSING;
+			e->flags |= key == 'D' ? HENT_DELETED : HENT_MISSING;
 		break;
 	}
+}
+
+/* The trailers of IDs and the command name. Returns true if the line
+   was one of them. */
+static bool block_name_line(struct pblock *pb, const char *line, size_t n)
+{
+	struct hent *e = &pb->v.e;
+	char tmp[sizeof(e->comm) + 1];
+	const char *val;
+	size_t vlen;
+	long l;
+
+	if (is_key(line, n, "Recfs-Id", &val, &vlen)) {
+		pb->has_id = id_value(val, vlen, pb->id, &pb->v.id_len);
+		pb->bad |= !pb->has_id;
+		pb->v.id = pb->id;
+	} else if (is_key(line, n, "Recfs-From", &val, &vlen)) {
+		pb->bad |= !id_value(val, vlen, pb->from, &pb->v.from_len);
+		pb->v.from = pb->from;
+	} else if (is_key(line, n, "Recfs-To", &val, &vlen)) {
+		pb->bad |= !id_value(val, vlen, pb->to, &pb->v.to_len);
+		pb->v.to = pb->to;
+	} else if (is_key(line, n, "Recfs-Comm", &val, &vlen)) {
+		l = unquote(val, vlen, tmp, sizeof(tmp));
+		if (l < 0)
+			pb->bad = true;
+		else
+			memcpy(e->comm, tmp, (size_t)l);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* Parse one "Key: value" line into the block. */
+static void block_line(struct pblock *pb, const char *line, size_t n)
+{
+	char tmp[128];
+	const char *val;
+	size_t vlen;
+
+	if (block_name_line(pb, line, n) || block_meta_line(pb, line, n))
+		return;
+	if (!is_key(line, n, "Recfs-Version", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Revision", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Blob", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Hash", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Size", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Uid", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Pid", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Time", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Deleted", &val, &vlen) &&
+	    !is_key(line, n, "Recfs-Missing", &val, &vlen))
+		return; /* not ours: ignored */
+	if (vlen >= sizeof(tmp)) {
+		pb->bad = true;
+		return;
+	}
+	memcpy(tmp, val, vlen);
+	tmp[vlen] = '\0';
+	block_value(pb, line[6], tmp, vlen); /* after "Recfs-" */
 }
 
 static bool block_ok(const struct pblock *pb)
@@ -627,4 +577,75 @@ int hmsg_parse(const char *msg, size_t len,
 	}
 	free(pb);
 	return rc;
+}
+
+/* ---- trailer blocks as store changes (hist_msg_changes) ----------------- */
+
+struct msg_changes {
+	int (*fn)(void *arg, const struct store_change *ch);
+	void *arg;
+};
+
+static int block_change(void *arg, const struct hmsg_ver *v)
+{
+	const struct msg_changes *a = arg;
+	const struct hent *e = &v->e;
+	struct store_change ch;
+
+	memset(&ch, 0, sizeof(ch));
+	ch.revision = e->revision;
+	ch.op = e->flags & HENT_DELETED ? STORE_CHANGE_DELETE
+					: STORE_CHANGE_PUT;
+	ch.id = v->id;
+	ch.id_len = v->id_len;
+	ch.other = v->from ? v->from : v->to;
+	ch.other_len = v->from ? v->from_len : v->to_len;
+	ch.version = e->version;
+	ch.size = e->size;
+	ch.hash_valid = e->flags & HENT_HASH;
+	memcpy(ch.hash, e->hash, 16);
+	ch.symlink = e->flags & HENT_SYMLINK;
+	ch.time.tv_sec = (time_t)(e->time_ns / 1000000000);
+	ch.time.tv_nsec = (long)(e->time_ns % 1000000000);
+	ch.uid = e->uid;
+	ch.pid = e->pid;
+	memcpy(ch.comm, e->comm, sizeof(e->comm));
+	ch.meta_known = e->flags & HENT_META;
+	ch.mode = e->mode;
+	ch.owner_uid = e->ouid;
+	ch.owner_gid = e->ogid;
+	return a->fn(a->arg, &ch);
+}
+
+int hist_msg_changes(const char *msg, size_t len,
+		     int (*fn)(void *arg, const struct store_change *ch),
+		     void *arg, uint64_t *upto, unsigned *bad)
+{
+	struct msg_changes a = {fn, arg};
+
+	return hmsg_parse(msg, len, block_change, &a, upto, bad);
+}
+
+/* The Recfs-Upto of a commit message (its last paragraph), 0 if none. */
+uint64_t hist_msg_upto(const char *msg)
+{
+	static const char key[] = "Recfs-Upto:";
+	const char *p = msg, *hit = NULL;
+	uint64_t v = 0;
+
+	while ((p = strstr(p, key)) != NULL) {
+		if (p == msg || p[-1] == '\n')
+			hit = p;
+		p += sizeof(key) - 1;
+	}
+	if (!hit)
+		return 0;
+	for (p = hit + sizeof(key) - 1; *p == ' '; p++)
+		;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return 0;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	return v;
 }

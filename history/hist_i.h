@@ -1,24 +1,47 @@
 /*
- * hist_i.h - what the files of the history layer share: the history
- * context, the in-memory index of versions, the batch a commit is built
- * from and the commit message codec. Not for use outside store/.
+ * hist_i.h - what the files of history/ share: the history context, the
+ * in-memory index of versions, history.idx frames, the batch a commit is
+ * built from and the commit message codec. Not for use outside history/.
  *
- *   history.c        opening, the writer thread, drains, lookups
- *   history_batch.c  one batch: journal records -> blobs, tree, commit
- *   history_index.c  the (ID, version) index and STORE/history.idx
- *   history_msg.c    commit messages: trailer blocks, quoting, times
+ * The layers, each file using only those below it (no loop; checked
+ * with a grep of who calls what), bottom up:
+ *   history_util.c    libgit2 errors as -errno, the clock, paths
+ *   history_path.c    record IDs as tree paths
+ *   history_msg.c     commit messages: trailer blocks, quoting, times
+ *   history_hidx.c    the index in memory (struct hidx)
+ *   history_epoch.c   a prune's new epoch put in place (its intent)
+ *   history_index.c   history.idx: frames written, entries read back
+ *                     (hidx)
+ *   history_read.c    lookups, reads, walks, verify (index, hidx, path)
+ *   history_idxload.c history.idx opened, caught up from git, rebuilt
+ *                     (index, hidx, read, msg)
+ *   history_refs.c    refs/heads/main and the side branch (msg)
+ *   history_pack.c    a batch's objects as one pack; merging packs
+ *   history_odb.c     the writer's object databases (pack)
+ *   history_commit.c  a batch made one commit (index, msg, odb, pack,
+ *                     refs)
+ *   history_batch.c   the store's changes read into a batch (commit,
+ *                     pack, read, path)
+ *   history_writer.c  the writer thread, drains, blob links (batch)
+ *   history_prune.c   pruning by retention (writer, read, idxload,
+ *                     epoch, refs, odb, msg, path)
+ *   history.c         creating, opening and closing (all of the above)
+ * Below history/: base/ (io, log, util, buf, bytes), journal/ (only the
+ * frame format of history.idx), the store's IDs (id.h) and its public
+ * change interface (store.h: struct store_change, struct store_version),
+ * which the store feeds through the struct hist_source it hands to
+ * hist_open. Nothing here includes a store internal.
  */
 #ifndef RECFS_HIST_I_H
 #define RECFS_HIST_I_H
 
 #include "history.h"
+#include "buf.h"
 
 #include <git2.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-struct jnl_cursor;
 
 /* ---- history_index.c: the index -------------------------------------- */
 
@@ -96,6 +119,14 @@ struct hrec *hidx_rec(const struct hidx *x, const char *id, size_t id_len);
    memory, or NULL. */
 const struct hent *hidx_find(const struct hidx *x, const char *id,
 			     size_t id_len, uint64_t version);
+/* The record `id` (added if new; NULL: no memory). */
+struct hrec *hidx_rec_add(struct hidx *x, const char *id, size_t id_len);
+/* A version held in memory, of commit number e->commit. Returns 0 or
+   -ENOMEM. */
+int hidx_add(struct hidx *x, const char *id, size_t id_len,
+	     const struct hent *e);
+/* The number of `oid` in the commit table (added). 0 or -ENOMEM. */
+int hidx_add_commit(struct hidx *x, const git_oid *oid, uint32_t *no);
 /* Fill a public version from an entry held in memory. */
 void hidx_export(const struct hidx *x, const struct hent *e, hist_version *out);
 
@@ -159,22 +190,9 @@ void hist_chains_free(struct hist *h);
 
 /* ---- history_msg.c: commit messages ---------------------------------- */
 
-/* A growing text buffer; an allocation failure sticks in `err`. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-void sb_add(struct sbuf *b, const void *s, size_t n);
-void sb_str(struct sbuf *b, const char *s);
-void sb_fmt(struct sbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void sb_free(struct sbuf *b);
-
 /* One trailer block, for formatting and as parsed. */
 struct hmsg_ver {
-	const char *id; /* formatting: borrowed; parsing: sbuf-owned */
+	const char *id; /* formatting: borrowed; parsing: the parser's */
 	size_t id_len;
 	const char *from, *to; /* rename target / renamed source, or NULL */
 	size_t from_len, to_len;
@@ -182,9 +200,9 @@ struct hmsg_ver {
 };
 
 /* Append the block of `v` to a message. */
-void hmsg_block(struct sbuf *b, const struct hmsg_ver *v);
+void hmsg_block(struct buf *b, const struct hmsg_ver *v);
 /* Append a value, quoted if it has to be. */
-void hmsg_value(struct sbuf *b, const char *s, size_t n);
+void hmsg_value(struct buf *b, const char *s, size_t n);
 
 /*
  * Parse a commit message: `fn` gets each version block (pointers valid
@@ -198,6 +216,53 @@ int hmsg_parse(const char *msg, size_t len,
 
 /* RFC 3339 UTC with nanoseconds; buf >= 40 bytes. */
 void hmsg_time(int64_t ns, char *buf, size_t len);
+
+/* ---- history_util.c ----------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in ns. */
+int64_t hist_mono_ns(void);
+/* "a/b" in a new string (NULL: no memory). */
+char *hist_join(const char *a, const char *b);
+
+/* ---- history_index.c: history.idx --------------------------------------- */
+
+/* history.idx (history_index.c): its header, 16 bytes */
+#define HIDX_MAGIC "RECFSH03"
+#define HIDX_HDR 16
+
+/* A frame being built: payload after a JNL_FRAME_HDR gap, to be written
+   at h->idx_end; per version, its record and where its entry goes. */
+struct hframe {
+	struct buf b;
+	size_t count_at;
+	uint32_t count;
+	uint64_t at;	 /* the file offset of b.p[0] */
+	uint64_t serial; /* h->frame_serial */
+	git_oid commit;
+	uint64_t upto;
+	int err; /* of a part written before (frame_put) */
+	struct pub {
+		struct hrec *r;
+		uint64_t off;
+	} * pub;
+	size_t npub, cap;
+};
+
+/* Start a frame of the versions of `commit` (Recfs-Upto `upto`), add
+   versions (written in parts of at most JNL_MAX_RECORD as it grows; an
+   error sticks), end it (the last part). hidx_frame_end returns 0 or the
+   first error (the versions are then held in memory, or missing until
+   the next open). */
+void hidx_frame_start(struct hist *h, struct hframe *f, const git_oid *commit,
+		      uint64_t upto);
+void hidx_frame_put(struct hist *h, struct hframe *f, const struct hmsg_ver *v);
+int hidx_frame_end(struct hist *h, struct hframe *f);
+void hidx_frame_free(struct hframe *f);
+/* Read history.idx (h->idx_fd) into the index: *last is the commit of its
+   last complete frame (*has_last), *damaged if its tail is damaged.
+   Returns 0, -EBADMSG (rebuild it) or -errno. */
+int hidx_file_read(struct hist *h, git_oid *last, bool *has_last,
+		   bool *damaged);
 
 /* ---- history.c: the context ------------------------------------------ */
 
@@ -217,9 +282,11 @@ struct hist {
 				     until they are written as one pack */
 	git_odb *big_odb;	  /* loose objects only: large blobs */
 	git_odb_backend *pack_backend; /* in repo's odb (hist_pack_packs) */
+	uint64_t pack_gen;	       /* packs written: the pack backend lists
+					  objects/pack again (history_odb.c) */
 	unsigned packs;		       /* packs in objects/pack, as last counted
 					  plus those written since; 0: unknown */
-	struct jnl_cursor *cur;
+	void *cur;		       /* o.src's reader */
 	git_oid head;
 	bool has_head;
 	git_tree *head_tree;
@@ -276,10 +343,6 @@ struct hist {
 	pthread_t thread;
 };
 
-/* Log a libgit2 failure (git_error_last) and map it to -errno. `what`
-   says what failed, `id` the record (may be NULL). */
-int hist_git_error(int gerr, const char *what, const char *id);
-
 /*
  * Moving refs/heads/main to `oid` (history.c), git's way: prepare writes
  * refs/heads/main.lock (not synced: the caller's syncfs does it), commit
@@ -306,6 +369,10 @@ void hist_ref_abort(struct hist *h);
 /* Blobs larger than this are streamed as loose objects (h->big_odb)
    rather than held in the mempack. */
 #define HIST_PACK_BLOB_MAX ((uint64_t)1 << 20)
+/* A batch of this many versions or more (more than batch_max allows: a
+   large revision) has its commit streamed as a loose object too
+   (history_commit.c). */
+#define HIST_STREAM_COMMIT_MIN 16384
 
 /*
  * history_pack.c: hist_pack_write writes the objects held in h->mempack
@@ -315,7 +382,9 @@ void hist_ref_abort(struct hist *h);
  * -errno.
  */
 int hist_pack_write(struct hist *h);
-int hist_pack_tidy(struct hist *h);
+/* *reopen: packs were removed, the caller opens the object databases
+   again (hist_reopen_odbs). */
+int hist_pack_tidy(struct hist *h, bool *reopen);
 /* The backend that holds a batch's objects (h->mempack): a mempack that
    knows what it holds. Returns 0 or a libgit2 error. */
 int hist_pack_backend(git_odb_backend **out);
@@ -328,19 +397,29 @@ void hist_pack_reset(struct hist *h);
 /* The writer's pack backend over `objects` (repo_fd: the repository):
    git_odb_backend_pack's, listing objects/pack again only when it
    changed. Returns 0 or a libgit2 error. */
-int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd);
+int hist_pack_packs(git_odb_backend **out, const char *objects, int repo_fd,
+		    const uint64_t *gen);
+
 /* Remove the temp files of a pack write cut short by a crash. */
 int hist_pack_clean(struct hist *h);
-/* history.c: open the writer's and the readers' object databases again
-   (after packs were removed). Returns 0 or -errno. */
+/* history_odb.c: open the writer's and the readers' object databases
+   again (after packs were removed). Returns 0 or -errno. */
 int hist_reopen_odbs(struct hist *h);
+/* history_odb.c: the writer's object databases for `repo` (at `path`,
+   open as repo_fd): the mempack of a batch's objects, loose objects and
+   packs (*mempack, *packs: its backends), and loose objects alone for
+   large blobs (*big, replaced). Returns 0 or a libgit2 error. */
+int hist_writer_odb(git_repository *repo, const char *path, int repo_fd,
+		    const uint64_t *gen, git_odb_backend **mempack,
+		    git_odb_backend **packs, git_odb **big);
 
 /* ---- history_prune.c, history_epoch.c: pruning -------------------------- */
 
 #define HIST_SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
-#define HIST_PRUNE_DIR "recfs-prune"	/* in history.git: a prune's pack
-					   and intent until it is in place */
-#define HIST_PACK_NAME_MAX 64		/* "pack-" + hex + suffix */
+#define HIST_PRUNE_DIR                                                         \
+	"recfs-prune"	      /* in history.git: a prune's pack                \
+				 and intent until it is in place */
+#define HIST_PACK_NAME_MAX 64 /* "pack-" + hex + suffix */
 
 /* A new epoch: its pack (in HIST_PRUNE_DIR, name without suffix) and
    the heads it gives the refs. */
@@ -360,15 +439,48 @@ int hist_epoch_install(struct hist *h, int dirfd, const struct hist_epoch *ep);
 /* At open (before the repository is): finish a prune whose intent is
    written, or remove one cut short before it. Returns 0 or -errno. */
 int hist_epoch_recover(struct hist *h);
-/* Read refs/heads/main and the side branch again (after a prune). */
+/* history_refs.c: read refs/heads/main (h->head, h->head_tree, h->done
+   from its Recfs-Upto) and the side branch: at open (hist_head_read),
+   again after a prune (hist_head_reload). Return 0 or -errno. */
+int hist_head_read(struct hist *h);
 int hist_head_reload(struct hist *h);
 /* history_index.c: start history.idx and the index afresh from the
    commits of refs/heads/main (after a prune; epoch_lock held exclusive,
    the writer paused). Returns 0 or -errno. */
 int hist_index_rebuild(struct hist *h);
 
-/* history_batch.c: read the next batch from the cursor and commit it.
-   Returns 0 (*upto: the last revision it covers; unchanged if there was
+/* ---- history_batch.c, history_commit.c: a batch ---------------------- */
+
+/* A version in the batch. */
+struct bver {
+	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
+			      below */
+	char *id, *other;  /* owned */
+	char *path;	   /* id in the tree (hist_path_from_id), owned
+			      unless it is `id` itself */
+	char *stage;	   /* blob link to remove after the commit */
+};
+
+struct batch {
+	struct bver *v;
+	size_t n, cap;
+	uint64_t first; /* first revision read (0: none) */
+	uint64_t upto;	/* last revision read */
+	size_t idx_bytes;
+	bool cut;    /* the next record starts the next batch */
+	bool capped; /* h->space_short: cut at `space_cap` bytes of
+			content (at least one version) */
+	uint64_t space_cap;
+	uint64_t bytes; /* content of the versions read */
+};
+
+/* history_commit.c: commit the batch `b` read by history_batch.c (git,
+   refs/heads/main, then the index and the blob links). Returns 0 or
+   -errno: then refs/heads/main is where it was. */
+int hist_batch_commit(struct hist *h, const struct batch *b);
+
+/* history_batch.c: read the next batch from the change source and commit
+   it. Returns 0 (*upto: the last revision it covers; unchanged if there was
    nothing to read) or -errno. */
 int hist_batch_run(struct hist *h, uint64_t *upto);
 
@@ -379,9 +491,11 @@ int hist_index_load(struct hist *h);
  * Add the versions of one durable commit to the index: appended to
  * history.idx, or, if that cannot be written, held in memory (logged;
  * the file is caught up at the next open). ix_lock is taken here.
+ * The versions are v[0], then every `stride` bytes (n of them: the
+ * hmsg_ver at the start of each element of an array of larger structs).
  * Returns 0 or -errno (the index then misses them until the next open).
  */
 int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
-		      const struct hmsg_ver *v, size_t n);
+		      const struct hmsg_ver *v, size_t n, size_t stride);
 
 #endif

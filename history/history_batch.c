@@ -1,0 +1,644 @@
+/*
+ * history_batch.c - one batch of the history writer: the store's changes
+ * to one git commit (made by history_commit.c).
+ *
+ * Changes are read through the store's change source (h->o.src, see
+ * history.h), whole revisions at a time, up to the revision the store
+ * said is durable: a revision of many frames (a large change) is never
+ * split between commits, so a commit's Recfs-Upto range holds all of a
+ * revision or none of it; a batch is full only at a revision's end.
+ * Each version's blob is written as soon as its change is read (the
+ * change's bytes are only valid until the next one), so a batch holds
+ * only metadata in memory: some 600 bytes a version, blobs and trees in
+ * the mempack included (measured with test_histlib and
+ * RECFS_HISTLIB_PARTS=1000000: about 600 MB for one revision of
+ * 1,000,000 small parts; its commit is streamed, see history_commit.c).
+ * Then one tree update over the previous tree (paths are the record IDs
+ * as hist_path_from_id escapes them; a symlink's entry has mode 120000; the
+ * last change of a path in the batch wins; deletes remove), one commit whose
+ * parent is the previous main, one syncfs of the repository's file system
+ * (libgit2 writes objects without fsync), and only then refs/heads/main moves
+ * (written and fsynced with its directory). After that the index learns
+ * the versions, the blob links of the batch are removed, and the caller
+ * advances "done".
+ *
+ * A failure anywhere leaves refs/heads/main where it was: the reader goes
+ * back to the start of the batch and the whole batch is tried again
+ * later. Objects written by a failed attempt are unreferenced (the next
+ * attempt writes the same ones); no version is ever skipped.
+ */
+#include "hist_i.h"
+#include <git2/sys/commit.h>
+#include "id.h"
+#include "io.h"
+#include "jnl.h" /* JNL_MAX_RECORD: history.idx frames */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define SPACE_SLACK ((uint64_t)1 << 20) /* a batch's own files, roughly */
+
+#define DEFAULT_BATCH_MAX 4096
+#define DEFAULT_DELAY_MS 100
+/* history.idx frames must stay under JNL_MAX_RECORD: room for one more
+   version with the longest ID */
+#define IDX_BUDGET ((size_t)JNL_MAX_RECORD - 2 * (ID_MAX_LEN + 128))
+#define READ_CHUNK ((size_t)1 << 20)
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->v[i].id);
+		free(b->v[i].other);
+		if (b->v[i].path != b->v[i].id)
+			free(b->v[i].path);
+		free(b->v[i].stage);
+	}
+	free(b->v);
+	memset(b, 0, sizeof(*b));
+}
+
+static unsigned batch_max(const struct hist *h)
+{
+	return h->o.batch_max ? h->o.batch_max : DEFAULT_BATCH_MAX;
+}
+
+/* On a full disk: the batch holds what the room there is can take. */
+static bool over_cap(const struct batch *b)
+{
+	return b->capped && b->bytes > 0 && b->bytes >= b->space_cap;
+}
+
+static bool batch_full(const struct hist *h, const struct batch *b)
+{
+	/* the objects of the batch are held in memory until its pack is
+	   written (history_pack.c) */
+	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
+	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX || over_cap(b);
+}
+
+static char *strndup_(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+/* A new version of ch->id at the end. */
+static struct bver *batch_add(struct batch *b, const struct store_change *ch)
+{
+	char path[HIST_PATH_MAX + 1];
+	struct bver *v;
+	int plen = hist_path_from_id(path, ch->id, ch->id_len);
+
+	if (plen < 0)
+		return NULL; /* not reached: the journal holds only IDs */
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 64;
+		struct bver *p = realloc(b->v, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		b->v = p;
+		b->cap = cap;
+	}
+	v = &b->v[b->n];
+	memset(v, 0, sizeof(*v));
+	v->id = strndup_(ch->id, ch->id_len);
+	/* most IDs are their own tree path: one string for both */
+	v->path = v->id && ((size_t)plen != ch->id_len ||
+			    memcmp(path, ch->id, ch->id_len) != 0)
+			  ? strndup_(path, (size_t)plen)
+			  : v->id;
+	if (!v->id || !v->path) {
+		free(v->id);
+		return NULL;
+	}
+	v->m.id = v->id;
+	v->m.id_len = ch->id_len;
+	v->m.e.revision = ch->revision;
+	v->m.e.time_ns =
+		(int64_t)ch->time.tv_sec * 1000000000 + ch->time.tv_nsec;
+	v->m.e.uid = ch->uid;
+	v->m.e.pid = ch->pid;
+	memcpy(v->m.e.comm, ch->comm, strnlen(ch->comm, sizeof(v->m.e.comm)));
+	v->m.e.version = ch->version;
+	b->n++;
+	b->idx_bytes += 100 + ch->id_len;
+	return v;
+}
+
+static int set_other(struct bver *v, const char *s, size_t n, bool from)
+{
+	v->other = strndup_(s, n);
+	if (!v->other)
+		return -ENOMEM;
+	if (from) {
+		v->m.from = v->other;
+		v->m.from_len = n;
+	} else {
+		v->m.to = v->other;
+		v->m.to_len = n;
+	}
+	return 0;
+}
+
+/* ---- blobs ------------------------------------------------------------- */
+
+/*
+ * Write all of `fd` as a blob, streaming; *same tells whether its
+ * xxh3-128 is `want` (and its size `size`).
+ */
+static int blob_from_fd(struct hist *h, int fd, uint64_t size,
+			const uint8_t want[16], git_oid *out, bool *same,
+			const char *id)
+{
+	XXH3_state_t *xs = XXH3_createState();
+	git_odb_stream *st = NULL;
+	git_odb *odb = NULL;
+	uint8_t *buf = malloc(READ_CHUNK);
+	XXH128_canonical_t got;
+	uint64_t off = 0;
+	int rc;
+
+	*same = false;
+	if (!xs || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	XXH3_128bits_reset(xs);
+	/* a large one is not held in memory: a loose object */
+	if (size > HIST_PACK_BLOB_MAX && h->big_odb) {
+		git_odb_free(odb);
+		odb = h->big_odb;
+		rc = git_odb_open_wstream(&st, odb, size, GIT_OBJECT_BLOB);
+		odb = NULL;
+	} else {
+		rc = git_repository_odb(&odb, h->repo);
+		if (rc == 0)
+			rc = git_odb_open_wstream(&st, odb, size,
+						  GIT_OBJECT_BLOB);
+	}
+	if (rc < 0) {
+		rc = hist_git_error(rc, "writing the blob", id);
+		goto out;
+	}
+	while (off < size) {
+		size_t want_n = size - off < READ_CHUNK ? (size_t)(size - off)
+							: READ_CHUNK;
+		ssize_t n = io_pread_all(h->o.io, "hist.blob.read", fd, buf,
+					 want_n, (off_t)off);
+
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break; /* shorter than it should be: not the same */
+		XXH3_128bits_update(xs, buf, (size_t)n);
+		rc = git_odb_stream_write(st, (const char *)buf, (size_t)n);
+		if (rc < 0) {
+			rc = hist_git_error(rc, "writing the blob", id);
+			goto out;
+		}
+		off += (uint64_t)n;
+	}
+	if (off != size) {
+		rc = -EAGAIN; /* the caller reports it */
+		goto out;
+	}
+	rc = git_odb_stream_finalize_write(out, st);
+	if (rc < 0) {
+		rc = hist_git_error(rc, "writing the blob", id);
+		goto out;
+	}
+	XXH128_canonicalFromHash(&got, XXH3_128bits_digest(xs));
+	*same = memcmp(got.digest, want, 16) == 0;
+out:
+	git_odb_stream_free(st);
+	git_odb_free(odb);
+	XXH3_freeState(xs);
+	free(buf);
+	return rc == -EAGAIN ? 0 : rc;
+}
+
+/*
+ * Content the history did not get through the journal (a version from
+ * before it, or adopted): the record's file, if it still holds exactly
+ * that content. Returns 0 with *found, or -errno.
+ */
+static int blob_from_record(struct hist *h, const char *id,
+			    const struct hent *e, git_oid *out, bool *found)
+{
+	bool same = false;
+	int fd = -1, rc;
+
+	*found = false;
+	if (!h->o.open_record || !(e->flags & HENT_HASH))
+		return 0;
+	rc = h->o.open_record(h->o.arg, id, &fd);
+	if (rc == -ENOENT || rc == -EISDIR)
+		return 0;
+	if (rc)
+		return rc;
+	rc = blob_from_fd(h, fd, e->size, e->hash, out, &same, id);
+	close(fd);
+	*found = rc == 0 && same;
+	return rc;
+}
+
+/* The content of a PUT: inline, or the linked stage. */
+static int put_blob(struct hist *h, const struct store_change *r,
+		    struct bver *v)
+{
+	struct hent *e = &v->m.e;
+	bool same = false;
+	int fd, rc;
+
+	if (r->has_data) {
+		rc = git_blob_create_from_buffer(&e->blob, h->repo, r->data,
+						 r->data_len);
+		return rc < 0 ? hist_git_error(rc, "writing the blob", v->id)
+			      : 0;
+	}
+	v->stage = strndup_(r->stage ? r->stage : "", r->stage_len);
+	if (!v->stage)
+		return -ENOMEM;
+	fd = r->stage
+		     ? io_openat(h->o.io, "hist.blob.open", h->blobs_fd,
+				 v->stage, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)
+		     : -ENOENT;
+	if (fd >= 0) {
+		rc = blob_from_fd(h, fd, e->size, e->hash, &e->blob, &same,
+				  v->id);
+		close(fd);
+		if (rc)
+			return rc;
+		if (same)
+			return 0;
+		rlog_err("record %s: the content linked for version %" PRIu64
+			 " (%s/%s) does not match its hash",
+			 v->id, e->version, HIST_BLOBS_DIR, v->stage);
+	} else if (fd != -ENOENT) {
+		rlog_err("record %s: cannot open %s/%s for version %" PRIu64
+			 ": %s",
+			 v->id, HIST_BLOBS_DIR, v->stage, e->version,
+			 strerror(-fd));
+		return fd;
+	}
+	rc = blob_from_record(h, v->id, e, &e->blob, &same);
+	if (rc == 0 && !same)
+		e->flags |= HENT_MISSING;
+	return rc;
+}
+
+/* The blob `from` had at `version`: in this batch, or in the index. */
+static bool find_blob(struct hist *h, const struct batch *b, const char *id,
+		      size_t id_len, uint64_t version, git_oid *out)
+{
+	char key[ID_MAX_LEN + 1];
+	hist_version v;
+
+	for (size_t i = b->n; i > 0; i--) {
+		const struct bver *bv = &b->v[i - 1];
+
+		if (bv->m.id_len == id_len && !memcmp(bv->id, id, id_len) &&
+		    bv->m.e.version == version &&
+		    !(bv->m.e.flags & (HENT_DELETED | HENT_MISSING))) {
+			*out = bv->m.e.blob;
+			return true;
+		}
+	}
+	if (id_len > ID_MAX_LEN)
+		return false;
+	memcpy(key, id, id_len);
+	key[id_len] = '\0';
+	return hist_lookup(h, key, version, &v) == 0 && !v.missing &&
+	       git_oid_fromstr(out, v.blob) == 0;
+}
+
+/* ---- changes to versions ------------------------------------------------ */
+
+static void fill_content(struct hent *e, const struct store_change *ch)
+{
+	e->size = ch->size;
+	if (ch->hash_valid) {
+		memcpy(e->hash, ch->hash, 16);
+		e->flags |= HENT_HASH;
+	}
+	if (ch->symlink)
+		e->flags |= HENT_SYMLINK;
+	if (ch->meta_known) {
+		e->flags |= HENT_META;
+		e->mode = ch->mode;
+		e->ouid = ch->owner_uid;
+		e->ogid = ch->owner_gid;
+	}
+}
+
+/* The target of a rename: the blob its source had at other_version. */
+static int rename_blob(struct hist *h, struct batch *b, struct bver *to,
+		       const struct store_change *ch)
+{
+	bool found;
+	int rc;
+
+	if (find_blob(h, b, ch->other, ch->other_len, ch->other_version,
+		      &to->m.e.blob))
+		return 0;
+	/* from's version predates the history: its file moved to `to` (or
+	   is about to) */
+	rc = blob_from_record(h, to->id, &to->m.e, &to->m.e.blob, &found);
+	if (rc == 0 && !found)
+		rc = blob_from_record(h, to->other, &to->m.e, &to->m.e.blob,
+				      &found);
+	if (rc == 0 && !found)
+		to->m.e.flags |= HENT_MISSING;
+	return rc;
+}
+
+/* What a batch being read needs in the source's callback. */
+struct reading {
+	struct hist *h;
+	struct batch *b;
+};
+
+/* A new version (or delete) of one record (hist_source.changes). */
+static int add_change(void *arg, const struct store_change *ch)
+{
+	struct reading *rd = arg;
+	struct bver *v = batch_add(rd->b, ch);
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	if (ch->op == STORE_CHANGE_DELETE) {
+		v->m.e.flags = HENT_DELETED;
+		return ch->other ? set_other(v, ch->other, ch->other_len, false)
+				 : 0;
+	}
+	fill_content(&v->m.e, ch);
+	rd->b->bytes += ch->size;
+	if (!ch->other)
+		return put_blob(rd->h, ch, v);
+	rc = set_other(v, ch->other, ch->other_len, true);
+	return rc ? rc : rename_blob(rd->h, rd->b, v, ch);
+}
+
+/* ---- reading a batch ------------------------------------------------------
+ */
+
+/*
+ * Read the frames of one revision into the batch. Returns 1, 0 if there
+ * is none (or, b->cut, it starts the next batch), or -errno.
+ */
+static int read_revision(struct hist *h, struct batch *b, uint64_t target)
+{
+	const struct hist_source *src = &h->o.src;
+	struct reading rd = {h, b};
+	struct hist_frame f = {0};
+	bool first = true;
+	int rc;
+
+	for (;;) {
+		rc = src->next(h->cur, target, &f);
+		if (rc < 0 || (rc == 0 && first))
+			return rc;
+		if (rc == 0) {
+			rlog_err("%s: revision %" PRIu64 " ends without the "
+				 "frame that ends it",
+				 h->path, f.revision);
+			return -EBADMSG;
+		}
+		/* A change's versions all go into one commit: a large one
+		   that might not fit the budget of a commit's history.idx
+		   after what the batch holds starts the next batch. */
+		if (first && b->n && b->idx_bytes + f.len > IDX_BUDGET) {
+			rc = src->seek(h->cur, f.revision);
+			b->cut = rc == 0;
+			return rc;
+		}
+		first = false;
+		rc = io_point(h->o.io, "hist.read");
+		if (rc == 0)
+			rc = src->changes(h->cur, add_change, &rd);
+		if (rc) {
+			if (rc == -EBADMSG)
+				rlog_err("journal record %" PRIu64 " cannot be "
+					 "decoded for the history",
+					 f.revision);
+			return rc;
+		}
+		if (f.ends)
+			break;
+	}
+	if (!b->first)
+		b->first = f.revision;
+	b->upto = f.revision;
+	return 1;
+}
+
+/* Read what is durable now, whole revisions, until the batch is full. */
+static int read_available(struct hist *h, struct batch *b, uint64_t target)
+{
+	int rc;
+
+	while (!batch_full(h, b)) {
+		rc = read_revision(h, b, target);
+		if (rc <= 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Collect a batch: what is durable now, then, until the deadline (at most
+ * one commit per delay_ms), what comes meanwhile; a drain, a stop or a
+ * full batch ends the wait. Returns 0 or -errno.
+ */
+static int collect(struct hist *h, struct batch *b)
+{
+	unsigned delay = h->o.delay_ms ? h->o.delay_ms : DEFAULT_DELAY_MS;
+	int64_t deadline = h->last_commit_ns + (int64_t)delay * 1000000;
+
+	if (!h->last_commit_ns)
+		deadline = 0; /* the first commit does not wait */
+	uint64_t target;
+	bool hurry;
+	int rc;
+
+	for (;;) {
+		pthread_mutex_lock(&h->mu);
+		target = h->target;
+		hurry = h->kicks || h->stop;
+		pthread_mutex_unlock(&h->mu);
+		/* returns at the end of what is durable, or when full */
+		rc = read_available(h, b, target);
+		if (rc || batch_full(h, b) || hurry ||
+		    hist_mono_ns() >= deadline)
+			return rc;
+		pthread_mutex_lock(&h->mu);
+		if (h->target == target && !h->kicks && !h->stop) {
+			struct timespec ts = {
+				.tv_sec = (time_t)(deadline / 1000000000),
+				.tv_nsec = (long)(deadline % 1000000000),
+			};
+
+			/* h->wake runs on CLOCK_MONOTONIC; a commit wakes it
+			   only once a batch's worth has come (hist_notify) */
+			h->wake_at = target + batch_max(h);
+			pthread_cond_timedwait(&h->wake, &h->mu, &ts);
+			h->wake_at = 0;
+		}
+		pthread_mutex_unlock(&h->mu);
+	}
+}
+
+/*
+ * libgit2 does not always say that a write failed for want of space: the
+ * message of a failed loose-object stream can be a stale "object not
+ * found", and errno is gone by the time it returns. So when a batch fails
+ * with an error that could hide it (-EIO, -ENOENT), the file system of the
+ * repository is asked: if it has less room than the batch's content, the
+ * cause is ENOSPC (kept apart from EIO, STYLE). Returns the error to
+ * report.
+ */
+/* Bytes free for the writer, and whether inodes are left. */
+static int space_room(const struct hist *h, uint64_t *room, bool *inodes)
+{
+	struct statvfs st;
+
+	if (fstatvfs(h->repo_fd, &st) < 0)
+		return -errno;
+	/* root may use the blocks reserved for it, and does */
+	*room = (uint64_t)(geteuid() == 0 ? st.f_bfree : st.f_bavail) *
+		st.f_frsize;
+	*inodes = !st.f_files || st.f_ffree > 0;
+	return 0;
+}
+
+static int space_error(const struct hist *h, const struct batch *b, int rc)
+{
+	uint64_t need = SPACE_SLACK + b->idx_bytes + b->bytes, room;
+	bool inodes;
+
+	if (rc != -EIO && rc != -ENOENT)
+		return rc;
+	if (space_room(h, &room, &inodes))
+		return rc;
+	if (room < need || !inodes)
+		return -ENOSPC;
+	return rc;
+}
+
+/*
+ * After a batch failed with ENOSPC, the next ones hold only as much
+ * content as there is room for (less SPACE_SLACK for the pack's index,
+ * trees and history.idx), so that the history goes on as space is freed,
+ * a little at a time, instead of waiting for room for all it owes. A
+ * batch that needed no cut ends that.
+ */
+static void space_cap(struct hist *h, struct batch *b)
+{
+	uint64_t room;
+	bool inodes;
+
+	if (!h->space_short || space_room(h, &room, &inodes))
+		return;
+	b->capped = true;
+	b->space_cap = room > SPACE_SLACK ? room - SPACE_SLACK : 0;
+}
+
+/* Log a failed batch: once per full-disk episode if it is ENOSPC. */
+static void log_failure(struct hist *h, uint64_t start, uint64_t upto, int rc)
+{
+	bool again = rc == -ENOSPC && h->space_short;
+
+	rlog(again ? RLOG_DEBUG : RLOG_ERR,
+	     "%s: the history of revisions %" PRIu64 "..%" PRIu64
+	     " is not written yet: %s (%s; tried again later, backing off%s)",
+	     h->path, start, upto, strerror(-rc),
+	     strerrorname_np(-rc) ? strerrorname_np(-rc) : "?",
+	     rc == -ENOSPC ? ", in batches that fit as space is freed; "
+			     "said once until it is written"
+			   : "");
+}
+
+int hist_batch_run(struct hist *h, uint64_t *upto)
+{
+	struct batch b = {0};
+	uint64_t start, done;
+	int64_t t0;
+	int rc;
+
+	pthread_mutex_lock(&h->mu);
+	done = h->done;
+	pthread_mutex_unlock(&h->mu);
+	if (!h->cur) {
+		rc = h->o.src.open ? h->o.src.open(h->o.src.arg, done, &h->cur)
+				   : -EROFS;
+		if (rc) {
+			rlog_err("%s: cannot read the journal: %s", h->path,
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	start = h->o.src.pos(h->cur);
+	if (start > done + 1) {
+		rlog_info("%s: revisions %" PRIu64 "..%" PRIu64 " are not in "
+			  "the journal any more (metadata changes, or from "
+			  "before the history); going on at %" PRIu64,
+			  h->path, done + 1, start - 1, start);
+		b.upto = start - 1;
+	}
+	/* what a failed attempt left in memory: this one writes it again */
+	hist_pack_reset(h);
+	space_cap(h, &b);
+	t0 = hist_mono_ns();
+	rc = collect(h, &b);
+	if (b.n)
+		rlog_debug("%s: batch of %zu versions read in %.1f ms", h->path,
+			   b.n, (double)(hist_mono_ns() - t0) / 1e6);
+	if (rc == 0 && b.n)
+		rc = hist_batch_commit(h, &b);
+	if (rc == 0 && b.n)
+		h->last_commit_ns = hist_mono_ns();
+	if (rc == 0) {
+		*upto = b.upto;
+		if (h->space_short && !over_cap(&b)) {
+			rlog_info("%s: the history is written again, up to "
+				  "revision %" PRIu64 " (there is room)",
+				  h->path, b.upto);
+			h->space_short = false;
+		}
+	} else {
+		int src = h->o.src.seek(h->cur, start);
+
+		if (src)
+			rlog_err("%s: cannot go back in the journal: %s",
+				 h->path, strerror(-src));
+		rc = space_error(h, &b, rc);
+		log_failure(h, start, b.upto ? b.upto : start, rc);
+		h->batch_frees = false;
+		for (size_t i = 0; i < b.n; i++)
+			if (b.v[i].m.e.flags & HENT_DELETED)
+				h->batch_frees = true;
+		if (rc == -ENOSPC)
+			h->space_short = true;
+	}
+	batch_free(&b);
+	return rc;
+}
