@@ -115,30 +115,30 @@ void sbatch_item_set(struct batch_item *it, struct entry *e,
 	it->xa_len = xa_len;
 }
 
-/* Step 3 of commit_put for one durable item (see commit.c). */
+/* commit_put's apply step for one durable item (change.c). */
 static void place(struct store *s, struct batch_item *it, int sync_rc)
 {
 	struct store_stage st = {.s = s, .fd = -1};
-	struct entry *e = it->e;
-	int rc;
+	struct rec r = {.type = REC_PUT,
+			.id = it->id,
+			.id_len = strlen(it->id),
+			.meta = it->meta,
+			.xa = it->xa,
+			.xa_len = it->xa_len};
+	struct apply a = {.steps = APPLY_PLACE | APPLY_INDEX,
+			  .unmark = true,
+			  .st = &st,
+			  .e = it->e,
+			  .ino = it->ino,
+			  .xa = it->xa};
 
 	memcpy(st.name, it->stage, sizeof(st.name));
-	rc = sync_rc;
-	if (rc == 0)
-		rc = io_point(s->io, "commit.publish");
-	if (rc == 0)
-		rc = s->be->ops->publish(s->be, &st, it->id);
-	if (rc)
-		commit_mark_broken(s, it->id, rc);
-	pthread_mutex_lock(&s->mu);
-	e->meta = it->meta;
-	e->ino = it->ino;
-	free(e->xa);
-	e->xa = it->xa;
-	e->xa_len = it->xa_len;
 	it->xa = NULL;
-	commit_unbusy(s, e);
-	pthread_mutex_unlock(&s->mu);
+	if (sync_rc) {
+		commit_mark_broken(s, it->id, sync_rc);
+		a.steps = APPLY_INDEX;
+	}
+	(void)change_apply(s, &r, it->seq, &a);
 }
 
 /* Sleep until the oldest item is due, or a drain or stop wants it now.

@@ -228,37 +228,58 @@ static int check_decoded(const struct rec *r)
    at most JNL_MAX_RECORD (4 MiB), and the decoder never trusts more. */
 #define TXN_PARTS_MAX (1u << 16)
 
+int codec_encode_part(const struct rec *p, uint8_t **out, size_t *len)
+{
+	struct wbuf w = {0};
+	uint8_t *enc = NULL;
+	size_t elen = 0, dlen = p->has_data ? p->data_len : 0;
+	int rc;
+
+	if (p->type != REC_PUT && p->type != REC_DEL)
+		return -EINVAL;
+	rc = codec_encode(p, &enc, &elen);
+	if (rc)
+		return rc;
+	if (elen + dlen > UINT32_MAX)
+		w.err = -EINVAL;
+	w_u32(&w, (uint32_t)(elen + dlen));
+	w_put(&w, enc, elen);
+	w_put(&w, p->data, dlen);
+	free(enc);
+	if (w.err) {
+		free(w.p);
+		return w.err;
+	}
+	*out = w.p;
+	*len = w.len;
+	return 0;
+}
+
+void codec_txn_head(uint8_t head[CODEC_TXN_HEAD], enum rec_type type,
+		    uint32_t n)
+{
+	head[0] = (uint8_t)type;
+	head[1] = 0;
+	for (int i = 0; i < 4; i++)
+		head[2 + i] = (uint8_t)(n >> (8 * i));
+}
+
 int codec_encode_txn(const struct rec *parts, size_t n, uint8_t **out,
 		     size_t *len)
 {
 	struct wbuf w = {0};
+	uint8_t head[CODEC_TXN_HEAD];
 
 	if (n == 0 || n > TXN_PARTS_MAX)
 		return -EINVAL;
-	w_u8(&w, REC_TXN);
-	w_u8(&w, 0);
-	w_u32(&w, (uint32_t)n);
+	codec_txn_head(head, REC_TXN, (uint32_t)n);
+	w_put(&w, head, sizeof(head));
 	for (size_t i = 0; i < n && !w.err; i++) {
-		const struct rec *p = &parts[i];
 		uint8_t *enc = NULL;
-		size_t elen = 0, dlen = p->has_data ? p->data_len : 0;
-		int rc;
+		size_t elen = 0;
 
-		if (p->type != REC_PUT && p->type != REC_DEL) {
-			w.err = -EINVAL;
-			break;
-		}
-		rc = codec_encode(p, &enc, &elen);
-		if (rc) {
-			w.err = rc;
-			break;
-		}
-		if (elen + dlen > UINT32_MAX)
-			w.err = -EINVAL;
-		w_u32(&w, (uint32_t)(elen + dlen));
+		w.err = codec_encode_part(&parts[i], &enc, &elen);
 		w_put(&w, enc, elen);
-		if (dlen)
-			w_put(&w, p->data, dlen);
 		free(enc);
 	}
 	if (w.err) {
@@ -276,7 +297,8 @@ int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part)
 	const uint8_t *p;
 	size_t n;
 
-	if (txn->type != REC_TXN || *off > txn->parts_len)
+	if ((txn->type != REC_TXN && txn->type != REC_TXN_PART) ||
+	    *off > txn->parts_len)
 		return -EBADMSG;
 	if (*off == txn->parts_len)
 		return 0;
@@ -284,7 +306,8 @@ int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part)
 	n = r_uint(&b, 4);
 	p = r_take(&b, n);
 	/* a part is never a txn: no recursion on untrusted input */
-	if (!p || n == 0 || p[0] == REC_TXN || codec_decode(p, n, part) ||
+	if (!p || n == 0 || p[0] == REC_TXN || p[0] == REC_TXN_PART ||
+	    codec_decode(p, n, part) ||
 	    (part->type != REC_PUT && part->type != REC_DEL))
 		return -EBADMSG;
 	*off = txn->parts_len - b.left;
@@ -318,7 +341,7 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 
 	memset(r, 0, sizeof(*r));
 	r->type = (enum rec_type)r_uint(&b, 1);
-	if (r->type == REC_TXN)
+	if (r->type == REC_TXN || r->type == REC_TXN_PART)
 		return decode_txn(&b, r);
 	flags = (unsigned)r_uint(&b, 1);
 	r->id = r_str16(&b, &r->id_len);

@@ -37,212 +37,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-int64_t commit_now_ns(struct timespec *ts)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
-}
-
-/* Checks every change starts with. s->broken is checked again under mu
-   once the record is idle: the change it waited for may have broken the
-   store (see commit_mark_broken). */
-int commit_precheck(struct store *s, const char *id,
-		    const struct store_cond *cond)
-{
-	int rc = id_check(id);
-
-	if (rc)
-		return rc;
-	if (s->opts.read_only)
-		return -EROFS;
-	if (s->broken)
-		return s->broken;
-	if (cond &&
-	    (cond->kind == STORE_COND_IF_VERSION ||
-	     cond->kind == STORE_COND_CREATE) &&
-	    !s->be->cas) {
-		rlog_err("record %s: backend \"%s\" cannot compare-and-swap; "
-			 "refusing a conditional change",
-			 id, s->be->ops->name);
-		return -ENOTSUP;
-	}
-	return 0;
-}
-
-/* Make sure a plain file the index does not know yet gets its entry (an
-   adopted file is version 1), so versions continue from it. */
-void commit_ensure_indexed(struct store *s, const char *id)
-{
-	struct store_meta m;
-
-	(void)store_stat(s, id, &m, false);
-}
-
-/* The namespace of `id` must exist and `id` must not be one. Gate held. */
-int commit_check_place(struct store *s, const char *id)
-{
-	const char *slash = strrchr(id, '/');
-	char ns[ID_MAX_LEN + 1];
-	struct stat st;
-	int rc;
-
-	rc = s->be->ops->stat(s->be, id, &st);
-	if (rc == 0 && S_ISDIR(st.st_mode))
-		return -EISDIR;
-	if (rc && rc != -ENOENT)
-		return rc; /* e.g. -ELOOP: a symlink planted in the store */
-	if (!slash)
-		return 0;
-	memcpy(ns, id, (size_t)(slash - id));
-	ns[slash - id] = '\0';
-	rc = s->be->ops->stat(s->be, ns, &st);
-	if (rc)
-		return rc == -ENOENT || rc == -ENOTDIR ? -ENOENT : rc;
-	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
-
-static uint64_t live_version(const struct entry *e)
-{
-	return e && !e->meta.deleted ? e->meta.version : 0;
-}
-
-int commit_check_cond(const struct store_cond *c, uint64_t cur,
-		      struct store_result *res)
-{
-	bool ok = true;
-
-	if (c->kind == STORE_COND_IF_VERSION)
-		ok = cur == c->version;
-	else if (c->kind == STORE_COND_CREATE)
-		ok = cur == 0;
-	if (ok)
-		return 0;
-	res->current = cur;
-	return -ESTALE;
-}
-
-void commit_mark_broken(struct store *s, const char *id, int err)
-{
-	rlog_err("record %s: change is journaled but could not be put in "
-		 "place (%s); refusing further changes until the store is "
-		 "reopened, which finishes it",
-		 id, strerror(-err));
-	pthread_mutex_lock(&s->mu);
-	if (!s->broken)
-		s->broken = -EIO;
-	pthread_mutex_unlock(&s->mu);
-}
-
-/* commit_journal, or with `nosync` only written (sync=batch). */
-static int journal(struct store *s, const struct iovec *iov, int n, bool nosync,
-		   uint64_t *seq)
-{
-	int rc;
-
-	if (!s->jnl) {
-		pthread_mutex_lock(&s->mu);
-		*seq = ++s->revision;
-		pthread_mutex_unlock(&s->mu);
-		return 0;
-	}
-	rc = io_point(s->io, "commit.journal");
-	if (rc == 0 && nosync)
-		rc = jnl_append_nosync(s->jnl, iov, n, seq);
-	else if (rc == 0)
-		rc = jnl_append(s->jnl, iov, n, seq);
-	return rc;
-}
-
-int commit_journal(struct store *s, const struct iovec *iov, int n,
-		   uint64_t *seq)
-{
-	return journal(s, iov, n, false, seq);
-}
-
-/* Step 2: journal `r` (no-op for a memory store); *seq is its revision.
-   `nosync`: written, not durable yet (sync=batch, batch.c). */
-static int log_rec(struct store *s, const struct rec *r, bool nosync,
-		   uint64_t *seq)
-{
-	bool frees = r->type == REC_DEL || r->type == REC_RENAME;
-	struct iovec iov[2];
-	uint8_t *hdr = NULL;
-	size_t len;
-	int rc, n = 1;
-
-	if (!s->jnl)
-		return commit_journal(s, NULL, 0, seq);
-	if (r->type == REC_PUT) {
-		rc = reserve_check_content(s->reserve);
-		if (rc)
-			return rc;
-	}
-	rc = codec_encode(r, &hdr, &len);
-	if (rc)
-		return rc;
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = len;
-	if (r->has_data) {
-		iov[1].iov_base = (void *)r->data;
-		iov[1].iov_len = r->data_len;
-		n = 2;
-	}
-	rc = journal(s, iov, n, nosync, seq);
-	/* a delete or a rename adds no content: on a full disk it may use
-	   the reserve, since it is how space is freed (reserve.c) */
-	if (rc == -ENOSPC && frees &&
-	    reserve_release(s->reserve, r->type == REC_DEL
-						? "deleting a record"
-						: "renaming a record"))
-		rc = journal(s, iov, n, nosync, seq);
-	else
-		reserve_note(s->reserve, rc, "committing");
-	if (rc == 0 && frees)
-		reserve_note_freeing(s->reserve);
-	free(hdr);
-	return rc;
-}
-
-void commit_unbusy(struct store *s, struct entry *e)
-{
-	e->busy = false;
-	e->pending = false;
-	e->pending_ino = 0;
-	pthread_cond_broadcast(&s->cv);
-}
-
-void store_commit_failed(struct store *s, const char *id, int err)
-{
-	rlog_err("record %s: commit failed: %s (%s); the previous version "
-		 "is kept",
-		 id, strerror(-err),
-		 strerrorname_np(-err) ? strerrorname_np(-err) : "?");
-	reserve_note(s->reserve, err, "committing");
-}
-
-void commit_maybe_checkpoint(struct store *s)
-{
-	if (reserve_short(s->reserve)) {
-		store_space_recover(s);
-		return;
-	}
-	if (!s->jnl || jnl_segment_bytes(s->jnl) < s->opts.checkpoint_bytes)
-		return;
-	if (pthread_mutex_trylock(&s->ckpt_mu) != 0)
-		return; /* another thread is at it */
-	pthread_mutex_unlock(&s->ckpt_mu);
-	(void)store_checkpoint(s);
-}
-
-static uint8_t *memdup(const uint8_t *p, size_t n)
-{
-	uint8_t *q = malloc(n ? n : 1);
-
-	if (q && n)
-		memcpy(q, p, n);
-	return q;
-}
-
 /* Append all of `in` to `out` at offset `off`. */
 static int append_fd(struct store *s, int in, int out, uint64_t off)
 {
@@ -349,8 +143,8 @@ static bool is_noop(const struct entry *e, const struct store_meta *m,
 		    const struct store_commit_args *a,
 		    const struct new_xattrs *x)
 {
-	return live_version(e) && e->meta.hash_valid && same_xattrs(e, x) &&
-	       memcmp(e->meta.hash, m->hash, 16) == 0 &&
+	return commit_live_version(e) && e->meta.hash_valid &&
+	       same_xattrs(e, x) && memcmp(e->meta.hash, m->hash, 16) == 0 &&
 	       e->meta.size == m->size && e->meta.symlink == a->symlink &&
 	       (a->mode < 0 || (uint32_t)(a->mode & 07777) == e->meta.mode) &&
 	       (!a->owner || (a->owner->uid == e->meta.uid &&
@@ -366,7 +160,7 @@ void commit_pick_owner(const struct store_owner *owner,
 	if (owner) {
 		m->uid = owner->uid;
 		m->gid = owner->gid;
-	} else if (live_version(e)) {
+	} else if (commit_live_version(e)) {
 		m->uid = e->meta.uid;
 		m->gid = e->meta.gid;
 	} else {
@@ -428,11 +222,172 @@ static int pick_xattrs(const struct entry *e, uint64_t cur,
 		return xa_merge(e->xa, e->xa_len, x->xa, x->len, out, len);
 	if (!n)
 		return 0;
-	*out = memdup(from, n);
+	*out = change_memdup(from, n);
 	if (!*out)
 		return -ENOMEM;
 	*len = n;
 	return 0;
+}
+
+/* Clear the busy mark of `e` (a change that failed before its commit
+   point). */
+static void release(struct store *s, struct entry *e)
+{
+	pthread_mutex_lock(&s->mu);
+	commit_unbusy(s, e);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A new version of a record (commit_put) on its way through the
+   pipeline. */
+struct put {
+	struct store *s;
+	const char *id;
+	struct store_stage *st; /* the content (the rebased one if append) */
+	struct store_stage *rebased;
+	const struct store_commit_args *args;
+	const struct new_xattrs *x;
+	struct store_result *res;
+	struct rec r;
+	struct entry *e; /* busy while `marked` */
+	bool marked, append, linked;
+	uint8_t *xa, *data;
+	size_t xa_len;
+	struct stat sb;
+	uint64_t cur;
+	struct batch_item *bi;
+};
+
+/* The checks of the content; its hash (not of an append, whose content
+   is known only once rebased). */
+static int put_check(struct put *p)
+{
+	struct store *s = p->s;
+	const struct store_commit_args *a = p->args;
+
+	if (fstat(p->st->fd, &p->sb) < 0)
+		return -errno;
+	if (a->symlink &&
+	    (p->append || (uint64_t)p->sb.st_size > STORE_SYMLINK_MAX))
+		return p->append ? -EINVAL : -ENAMETOOLONG;
+	if (p->append)
+		return 0;
+	if ((uint64_t)p->sb.st_size > s->opts.max_record_size)
+		return -EFBIG;
+	return store_stage_hash(s, p->st, p->r.meta.hash, &p->r.meta.size);
+}
+
+/* Step 1 (s->mu held): the record idle, the condition, no-op, mark it
+   busy and pick the new version's metadata. 1: a no-op (res set). */
+static int put_begin(struct put *p)
+{
+	struct store *s = p->s;
+	const struct store_commit_args *a = p->args;
+	struct store_meta *m = &p->r.meta;
+	int rc;
+
+	rc = change_wait_ids(s, &p->id, 1, &p->e);
+	p->cur = commit_live_version(p->e);
+	if (rc == 0)
+		rc = commit_check_cond(&a->cond, p->cur, p->res);
+	if (rc == 0 && !p->append && is_noop(p->e, m, a, p->x)) {
+		p->res->noop = true;
+		p->res->version = p->cur;
+		p->res->revision = p->e->meta.revision;
+		return 1;
+	}
+	if (rc == 0 && !p->e && !(p->e = idx_add(&s->ix, p->id, strlen(p->id))))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = pick_xattrs(p->e, p->cur, p->x, &p->xa, &p->xa_len);
+	if (rc)
+		return rc;
+	p->marked = p->e->busy = true;
+	p->e->pending_ino = (uint64_t)p->sb.st_ino;
+	m->version = p->e->meta.version + 1;
+	m->mode = a->mode >= 0 ? (uint32_t)a->mode & 07777
+		  : p->cur     ? p->e->meta.mode
+			       : 0644;
+	commit_pick_owner(a->owner, a->who, p->e, m);
+	m->symlink = a->symlink;
+	p->r.xa = p->xa;
+	p->r.xa_len = p->xa_len;
+	return 0;
+}
+
+/* An append: its content is the current one followed by the stage's. */
+static int put_rebase(struct put *p)
+{
+	struct store *s = p->s;
+	int rc;
+
+	rc = rebase(s, p->id, p->cur, p->st, &p->rebased, &p->r.meta);
+	if (rc)
+		return rc;
+	p->st = p->rebased;
+	if (fstat(p->st->fd, &p->sb) < 0)
+		return -errno;
+	pthread_mutex_lock(&s->mu);
+	p->e->pending_ino = (uint64_t)p->sb.st_ino;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* Step 2: the commit point. */
+static int put_journal(struct put *p, uint64_t *seq)
+{
+	struct store *s = p->s;
+	struct rec *r = &p->r;
+	int rc;
+
+	r->id = p->id;
+	r->id_len = strlen(p->id);
+	r->time_ns = commit_now_ns(&r->meta.mtime);
+	if (p->args->mtime)
+		r->meta.mtime = *p->args->mtime;
+	r->meta.hash_valid = true;
+	if (p->args->who)
+		r->who = *p->args->who;
+	p->bi = sbatch_item_new(s, p->id);
+	rc = attach_content(s, p->st, r, &p->data, &p->linked);
+	if (rc == 0)
+		rc = change_journal(s, r, p->bi != NULL, seq);
+	if (rc) {
+		rlog_err("record %s: commit of version %llu failed: %s", p->id,
+			 (unsigned long long)r->meta.version, strerror(-rc));
+		if (p->linked)
+			store_hist_unlink(s, p->st);
+		return rc;
+	}
+	r->meta.revision = *seq;
+	return 0;
+}
+
+/* After the commit point: the history, then the apply step (or, with
+   sync=batch, hand it to batch.c). */
+static int put_finish(struct put *p, uint64_t seq)
+{
+	struct store *s = p->s;
+	struct apply a = {.steps = APPLY_PLACE | APPLY_INDEX, .unmark = true};
+	int rc = 1;
+
+	if (p->bi)
+		rc = sbatch_defer(s, p->e, p->st, &p->r, &p->bi, &p->xa,
+				  (uint64_t)p->sb.st_ino);
+	else
+		store_hist_changed(s, seq);
+	if (rc <= 0) {
+		/* queued (busy until batch.c puts it in place), or -EIO */
+		p->marked = rc < 0;
+		return rc;
+	}
+	a.st = p->st;
+	a.e = p->e;
+	a.ino = (uint64_t)p->sb.st_ino;
+	a.xa = p->xa;
+	p->xa = NULL;
+	p->marked = false;
+	return change_apply(s, &p->r, seq, &a);
 }
 
 static int commit_put(struct store *s, const char *id, struct store_stage *st,
@@ -440,167 +395,49 @@ static int commit_put(struct store *s, const char *id, struct store_stage *st,
 		      const struct new_xattrs *x, struct store_result *res)
 {
 	static const struct store_commit_args any = {.mode = -1};
-	struct store_stage *rebased = NULL;
 	struct store_result scratch;
-	struct rec r = {.type = REC_PUT};
-	uint8_t *data = NULL, *xa = NULL;
-	size_t xa_len = 0;
-	struct entry *e = NULL;
-	struct batch_item *bi = NULL;
-	struct stat sb;
-	uint64_t seq, cur;
-	bool append, linked = false;
+	struct put p = {.s = s, .id = id, .st = st, .x = x};
+	uint64_t seq;
 	int rc;
 
-	args = args ? args : &any;
-	res = res ? res : &scratch;
-	memset(res, 0, sizeof(*res));
-	append = args->cond.kind == STORE_COND_APPEND;
-	rc = commit_precheck(s, id, &args->cond);
+	p.args = args ? args : &any;
+	p.res = res ? res : &scratch;
+	memset(p.res, 0, sizeof(*p.res));
+	p.r.type = REC_PUT;
+	p.append = p.args->cond.kind == STORE_COND_APPEND;
+	rc = id_check(id);
+	if (rc == 0)
+		rc = put_check(&p);
+	if (rc == 0)
+		rc = change_enter(s, id, &p.args->cond);
 	if (rc)
 		return rc;
-	store_hist_throttle(s);
-	if (fstat(st->fd, &sb) < 0)
-		return -errno;
-	if (args->symlink &&
-	    (append || (uint64_t)sb.st_size > STORE_SYMLINK_MAX))
-		return append ? -EINVAL : -ENAMETOOLONG;
-	if (!append) {
-		if ((uint64_t)sb.st_size > s->opts.max_record_size)
-			return -EFBIG;
-		rc = store_stage_hash(s, st, r.meta.hash, &r.meta.size);
-		if (rc)
-			return rc;
-	}
-	commit_ensure_indexed(s, id);
-	pthread_rwlock_rdlock(&s->gate);
 	rc = commit_check_place(s, id);
-	if (rc)
-		goto out_gate;
-
-	/* step 1 */
-	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	if (e)
-		store_wait_idle(s, e);
-	cur = live_version(e);
-	rc = s->broken ? s->broken : commit_check_cond(&args->cond, cur, res);
-	if (rc == 0 && !append && is_noop(e, &r.meta, args, x)) {
-		res->noop = true;
-		res->version = cur;
-		res->revision = e->meta.revision;
-		pthread_mutex_unlock(&s->mu);
-		goto out_gate;
-	}
-	if (rc == 0 && !e && !(e = idx_add(&s->ix, id, strlen(id))))
-		rc = -ENOMEM;
-	if (rc == 0)
-		rc = pick_xattrs(e, cur, x, &xa, &xa_len);
-	if (rc) {
-		e = NULL;
-		pthread_mutex_unlock(&s->mu);
-		goto out_gate;
-	}
-	e->busy = true;
-	e->pending_ino = (uint64_t)sb.st_ino;
-	r.meta.version = e->meta.version + 1;
-	r.meta.mode = args->mode >= 0 ? (uint32_t)args->mode & 07777
-		      : cur	      ? e->meta.mode
-				      : 0644;
-	commit_pick_owner(args->owner, args->who, e, &r.meta);
-	r.meta.symlink = args->symlink;
-	r.xa = xa;
-	r.xa_len = xa_len;
-	pthread_mutex_unlock(&s->mu);
-
-	if (append) {
-		rc = rebase(s, id, cur, st, &rebased, &r.meta);
-		if (rc)
-			goto out;
-		st = rebased;
-		if (fstat(st->fd, &sb) < 0) {
-			rc = -errno;
-			goto out;
-		}
+	if (rc == 0) {
 		pthread_mutex_lock(&s->mu);
-		e->pending_ino = (uint64_t)sb.st_ino;
+		rc = put_begin(&p);
 		pthread_mutex_unlock(&s->mu);
 	}
-
-	/* step 2: the commit point */
-	r.id = id;
-	r.id_len = strlen(id);
-	r.time_ns = commit_now_ns(&r.meta.mtime);
-	if (args->mtime)
-		r.meta.mtime = *args->mtime;
-	r.meta.hash_valid = true;
-	if (args->who)
-		r.who = *args->who;
-	bi = sbatch_item_new(s, id);
-	rc = attach_content(s, st, &r, &data, &linked);
+	if (rc == 0 && p.append)
+		rc = put_rebase(&p);
 	if (rc == 0)
-		rc = log_rec(s, &r, bi != NULL, &seq);
-	if (rc) {
-		rlog_err("record %s: commit of version %llu failed: %s", id,
-			 (unsigned long long)r.meta.version, strerror(-rc));
-		if (linked)
-			store_hist_unlink(s, st);
-		goto out;
-	}
-	r.meta.revision = seq;
-	if (bi) {
-		/* sync=batch: acknowledged now, in place once durable */
-		rc = sbatch_defer(s, e, st, &r, &bi, &xa, (uint64_t)sb.st_ino);
-		if (rc == 0) {
-			e = NULL; /* busy until batch.c puts it in place */
-			res->version = r.meta.version;
-			res->revision = seq;
-			goto out;
-		}
-		if (rc < 0)
-			goto out;
-	} else {
-		store_hist_changed(s, seq);
-	}
-
-	/* step 3 */
-	rc = io_point(s->io, "commit.publish");
+		rc = put_journal(&p, &seq);
 	if (rc == 0)
-		rc = s->be->ops->publish(s->be, st, id);
-	if (rc) {
-		commit_mark_broken(s, id, rc);
-		/* the journal names a by-reference stage: recovery needs it */
-		if (r.stage)
-			st->published = true;
-		rc = 0;
+		rc = put_finish(&p, seq);
+	if (rc == 0) {
+		p.res->version = p.r.meta.version;
+		p.res->revision = seq;
 	}
-	pthread_mutex_lock(&s->mu);
-	e->meta = r.meta;
-	e->ino = (uint64_t)sb.st_ino;
-	free(e->xa);
-	e->xa = xa;
-	e->xa_len = r.xa_len;
-	xa = NULL;
-	commit_unbusy(s, e);
-	pthread_mutex_unlock(&s->mu);
-	e = NULL;
-	res->version = r.meta.version;
-	res->revision = seq;
-out:
-	if (e) {
-		pthread_mutex_lock(&s->mu);
-		commit_unbusy(s, e);
-		pthread_mutex_unlock(&s->mu);
-	}
-out_gate:
+	if (p.marked)
+		release(s, p.e);
 	pthread_rwlock_unlock(&s->gate);
-	sbatch_item_free(bi);
-	free(data);
-	free(xa);
-	store_stage_free(rebased);
-	if (rc == 0 && !res->noop)
+	sbatch_item_free(p.bi);
+	free(p.data);
+	free(p.xa);
+	store_stage_free(p.rebased);
+	if (rc == 0 && !p.res->noop)
 		commit_maybe_checkpoint(s);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 int store_commit(struct store *s, const char *id, struct store_stage *st,
@@ -644,15 +481,32 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
 	return rc;
 }
 
+/* Step 1 of a delete (s->mu held): the record idle, live, the condition;
+   marks it busy. */
+static int delete_begin(struct store *s, const char *id,
+			const struct store_cond *cond, struct store_result *res,
+			struct entry **e)
+{
+	uint64_t cur;
+	int rc = change_wait_ids(s, &id, 1, e);
+
+	cur = commit_live_version(*e);
+	if (rc == 0)
+		rc = cur ? commit_check_cond(cond, cur, res) : -ENOENT;
+	if (rc == 0)
+		(*e)->busy = true;
+	return rc;
+}
+
 int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 		 const struct store_who *who, struct store_result *res)
 {
 	static const struct store_cond any = {STORE_COND_ANY, 0};
 	struct store_result scratch;
 	struct rec r = {.type = REC_DEL};
-	struct entry *e = NULL;
+	struct apply a = {0};
 	struct stat st;
-	uint64_t seq, cur;
+	uint64_t seq;
 	int rc;
 
 	cond = cond ? cond : &any;
@@ -660,124 +514,73 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	memset(res, 0, sizeof(*res));
 	if (cond->kind != STORE_COND_ANY && cond->kind != STORE_COND_IF_VERSION)
 		return -EINVAL;
-	rc = commit_precheck(s, id, cond);
+	rc = change_enter(s, id, cond);
 	if (rc)
 		return rc;
-	store_hist_throttle(s);
-	commit_ensure_indexed(s, id);
-	pthread_rwlock_rdlock(&s->gate);
 	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	if (e)
-		store_wait_idle(s, e);
-	cur = live_version(e);
-	if (s->broken)
-		rc = s->broken;
-	else
-		rc = cur ? commit_check_cond(cond, cur, res) : -ENOENT;
-	if (rc) {
-		e = NULL;
-		pthread_mutex_unlock(&s->mu);
-		if (rc == -ENOENT && s->be->ops->stat(s->be, id, &st) == 0 &&
-		    S_ISDIR(st.st_mode))
-			rc = -EISDIR;
-		goto out_gate;
-	}
-	e->busy = true;
-	r.meta = e->meta;
+	rc = delete_begin(s, id, cond, res, &a.e);
+	if (rc == 0)
+		r.meta = a.e->meta;
 	pthread_mutex_unlock(&s->mu);
-
+	if (rc == -ENOENT && s->be->ops->stat(s->be, id, &st) == 0 &&
+	    S_ISDIR(st.st_mode))
+		rc = -EISDIR;
+	if (rc)
+		goto out;
 	r.id = id;
 	r.id_len = strlen(id);
 	r.meta.deleted = true;
 	r.time_ns = commit_now_ns(&(struct timespec){0});
 	if (who)
 		r.who = *who;
-	rc = log_rec(s, &r, false, &seq);
-	if (rc) {
-		rlog_err("record %s: delete failed: %s", id, strerror(-rc));
-		goto out;
+	rc = change_journal_apply(s, &r, &a, "delete", &seq);
+	if (rc == 0) {
+		res->version = r.meta.version;
+		res->revision = seq;
 	}
-	store_hist_changed(s, seq);
-	rc = s->be->ops->remove(s->be, id);
-	if (rc && rc != -ENOENT)
-		commit_mark_broken(s, id, rc);
-	rc = 0;
-	pthread_mutex_lock(&s->mu);
-	e->meta.deleted = true;
-	e->meta.revision = seq;
-	e->ino = 0;
-	free(e->xa);
-	e->xa = NULL;
-	e->xa_len = 0;
-	res->version = e->meta.version;
-	res->revision = seq;
-	commit_unbusy(s, e);
-	pthread_mutex_unlock(&s->mu);
-	e = NULL;
 out:
-	if (e) {
-		pthread_mutex_lock(&s->mu);
-		commit_unbusy(s, e);
-		pthread_mutex_unlock(&s->mu);
-	}
-out_gate:
 	pthread_rwlock_unlock(&s->gate);
 	if (rc == 0)
 		commit_maybe_checkpoint(s);
 	return rc;
 }
 
-/* Step 1 of a rename: both records idle, conditions hold; marks both
-   busy. mu held. */
+/* Step 1 of a rename (s->mu held): both records idle, the conditions;
+   marks both busy; *xa: a copy of the source's xattrs. */
 static int rename_begin(struct store *s, const char *from, const char *to,
 			const struct store_cond *to_cond,
 			struct store_result *res, struct entry **ef,
-			struct entry **et)
+			struct entry **et, uint8_t **xa)
 {
-	uint64_t cur;
-	int rc;
+	const char *ids[2] = {from, to};
+	struct entry *es[2];
+	int rc = change_wait_ids(s, ids, 2, es);
 
-	for (;;) {
-		*ef = idx_find(&s->ix, from, strlen(from));
-		*et = idx_find(&s->ix, to, strlen(to));
-		if (*ef && (*ef)->busy)
-			store_wait_idle(s, *ef);
-		else if (*et && (*et)->busy)
-			store_wait_idle(s, *et);
-		else
-			break;
-	}
-	if (s->broken)
-		return s->broken;
-	if (!live_version(*ef))
+	*ef = es[0];
+	*et = es[1];
+	if (rc)
+		return rc;
+	if (!commit_live_version(*ef))
 		return -ENOENT;
-	cur = live_version(*et);
-	rc = commit_check_cond(to_cond, cur, res);
+	rc = commit_check_cond(to_cond, commit_live_version(*et), res);
 	if (rc)
 		return rc;
 	if (!*et && !(*et = idx_add(&s->ix, to, strlen(to))))
+		return -ENOMEM;
+	if ((*ef)->xa_len && !(*xa = change_memdup((*ef)->xa, (*ef)->xa_len)))
 		return -ENOMEM;
 	(*ef)->busy = (*et)->busy = true;
 	return 0;
 }
 
-int store_rename(struct store *s, const char *from, const char *to,
-		 const struct store_cond *to_cond, const struct store_who *who,
-		 struct store_result *res)
+/* The checks of a rename that need no lock; 1: from and to are one. */
+static int rename_check(struct store *s, const char *from, const char *to,
+			const struct store_cond *to_cond,
+			struct store_result *res)
 {
-	static const struct store_cond any = {STORE_COND_ANY, 0};
-	struct store_result scratch;
-	struct rec r = {.type = REC_RENAME};
-	struct entry *ef = NULL, *et = NULL;
 	struct store_meta fm;
-	uint8_t *xa = NULL;
-	uint64_t seq;
 	int rc;
 
-	to_cond = to_cond ? to_cond : &any;
-	res = res ? res : &scratch;
-	memset(res, 0, sizeof(*res));
 	if (to_cond->kind == STORE_COND_APPEND)
 		return -EINVAL;
 	rc = commit_precheck(s, from, NULL);
@@ -794,33 +597,47 @@ int store_rename(struct store *s, const char *from, const char *to,
 		res->version = fm.version;
 		res->revision = fm.revision;
 		res->noop = true;
-		return 0;
+		return 1;
 	}
 	commit_ensure_indexed(s, to);
+	return 0;
+}
+
+int store_rename(struct store *s, const char *from, const char *to,
+		 const struct store_cond *to_cond, const struct store_who *who,
+		 struct store_result *res)
+{
+	static const struct store_cond any = {STORE_COND_ANY, 0};
+	struct store_result scratch;
+	struct rec r = {.type = REC_RENAME};
+	struct entry *ef = NULL;
+	struct apply a = {0};
+	uint64_t seq;
+	int rc;
+
+	to_cond = to_cond ? to_cond : &any;
+	res = res ? res : &scratch;
+	memset(res, 0, sizeof(*res));
+	rc = rename_check(s, from, to, to_cond, res);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	pthread_rwlock_rdlock(&s->gate);
 	rc = commit_check_place(s, to);
 	if (rc)
-		goto out_gate;
+		goto out;
 	pthread_mutex_lock(&s->mu);
-	rc = rename_begin(s, from, to, to_cond, res, &ef, &et);
-	if (rc == 0 && ef->xa_len && !(xa = memdup(ef->xa, ef->xa_len)))
-		rc = -ENOMEM;
-	if (rc) {
-		if (et && et->busy && ef && ef->busy) {
-			commit_unbusy(s, ef);
-			commit_unbusy(s, et);
-		}
-		pthread_mutex_unlock(&s->mu);
-		goto out_gate;
+	rc = rename_begin(s, from, to, to_cond, res, &ef, &a.e, &a.xa);
+	if (rc == 0) {
+		r.meta = ef->meta;
+		r.meta.version = a.e->meta.version + 1;
+		r.meta.deleted = false;
+		r.from_version = ef->meta.version;
+		r.xa = a.xa;
+		r.xa_len = a.xa ? ef->xa_len : 0;
 	}
-	r.meta = ef->meta;
-	r.meta.version = et->meta.version + 1;
-	r.meta.deleted = false;
-	r.from_version = ef->meta.version;
-	r.xa = xa;
-	r.xa_len = xa ? ef->xa_len : 0;
 	pthread_mutex_unlock(&s->mu);
-
+	if (rc)
+		goto out;
 	r.id = to;
 	r.id_len = strlen(to);
 	r.from = from;
@@ -828,184 +645,15 @@ int store_rename(struct store *s, const char *from, const char *to,
 	r.time_ns = commit_now_ns(&(struct timespec){0});
 	if (who)
 		r.who = *who;
-	rc = log_rec(s, &r, false, &seq);
-	if (rc) {
-		rlog_err("record %s: rename to %s failed: %s", from, to,
-			 strerror(-rc));
-	} else {
-		int mv;
-
-		store_hist_changed(s, seq);
-		mv = s->be->ops->move(s->be, from, to, true);
-		if (mv)
-			commit_mark_broken(s, to, mv);
-	}
-	pthread_mutex_lock(&s->mu);
+	rc = change_journal_apply(s, &r, &a, "rename", &seq);
 	if (rc == 0) {
-		r.meta.revision = seq;
-		et->meta = r.meta;
-		et->ino = ef->ino;
-		free(et->xa);
-		et->xa = xa;
-		et->xa_len = r.xa_len;
-		xa = NULL;
-		ef->meta.deleted = true;
-		ef->meta.revision = seq;
-		ef->ino = 0;
-		free(ef->xa);
-		ef->xa = NULL;
-		ef->xa_len = 0;
 		res->version = r.meta.version;
 		res->revision = seq;
 	}
-	commit_unbusy(s, ef);
-	commit_unbusy(s, et);
-	pthread_mutex_unlock(&s->mu);
-out_gate:
+out:
+	free(a.xa);
 	pthread_rwlock_unlock(&s->gate);
-	free(xa);
 	if (rc == 0)
 		commit_maybe_checkpoint(s);
 	return rc;
-}
-
-/* A metadata change: mtime/mode/owner and/or one xattr set or removed. */
-struct meta_change {
-	const struct timespec *mtime; /* NULL: keep */
-	int mode;		      /* -1: keep */
-	uint32_t uid, gid;	      /* (uint32_t)-1: keep */
-	const char *xname;	      /* NULL: no xattr change */
-	const void *xvalue;	      /* NULL: remove xname */
-	size_t xsize;
-	int xflags;
-};
-
-static bool same_time(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
-}
-
-static int change_meta(struct store *s, const char *id,
-		       const struct meta_change *c)
-{
-	struct rec r = {.type = REC_META};
-	struct entry *e = NULL;
-	uint8_t *xa = NULL;
-	size_t xa_len = 0;
-	bool same;
-	uint64_t seq;
-	int rc;
-
-	rc = commit_precheck(s, id, NULL);
-	if (rc)
-		return rc;
-	store_hist_throttle(s);
-	commit_ensure_indexed(s, id);
-	pthread_rwlock_rdlock(&s->gate);
-	pthread_mutex_lock(&s->mu);
-	e = idx_find(&s->ix, id, strlen(id));
-	if (e)
-		store_wait_idle(s, e);
-	if (s->broken)
-		rc = s->broken;
-	else
-		rc = live_version(e) ? 0 : -ENOENT;
-	if (rc == 0 && c->xname)
-		rc = xa_update(e->xa, e->xa_len, c->xname, c->xvalue, c->xsize,
-			       c->xflags, &xa, &xa_len);
-	if (rc) {
-		pthread_mutex_unlock(&s->mu);
-		goto out_gate;
-	}
-	r.meta = e->meta;
-	if (c->mtime)
-		r.meta.mtime = *c->mtime;
-	if (c->mode >= 0)
-		r.meta.mode = (uint32_t)c->mode & 07777;
-	if (c->uid != (uint32_t)-1)
-		r.meta.uid = c->uid;
-	if (c->gid != (uint32_t)-1)
-		r.meta.gid = c->gid;
-	if (!c->xname) {
-		xa_len = e->xa_len;
-		if (xa_len && !(xa = memdup(e->xa, xa_len)))
-			rc = -ENOMEM;
-	}
-	same = same_time(&r.meta.mtime, &e->meta.mtime) &&
-	       r.meta.mode == e->meta.mode && r.meta.uid == e->meta.uid &&
-	       r.meta.gid == e->meta.gid && xa_len == e->xa_len &&
-	       (!xa_len || memcmp(xa, e->xa, xa_len) == 0);
-	if (rc || same) {
-		pthread_mutex_unlock(&s->mu);
-		goto out_gate;
-	}
-	e->busy = true;
-	pthread_mutex_unlock(&s->mu);
-
-	r.id = id;
-	r.id_len = strlen(id);
-	r.xa = xa;
-	r.xa_len = xa_len;
-	r.time_ns = commit_now_ns(&(struct timespec){0});
-	rc = log_rec(s, &r, false, &seq);
-	if (rc)
-		rlog_err("record %s: metadata change failed: %s", id,
-			 strerror(-rc));
-	else
-		store_hist_changed(s, seq);
-	pthread_mutex_lock(&s->mu);
-	if (rc == 0) {
-		e->meta.mtime = r.meta.mtime;
-		e->meta.mode = r.meta.mode;
-		e->meta.uid = r.meta.uid;
-		e->meta.gid = r.meta.gid;
-		free(e->xa);
-		e->xa = xa;
-		e->xa_len = xa_len;
-		xa = NULL;
-	}
-	commit_unbusy(s, e);
-	pthread_mutex_unlock(&s->mu);
-out_gate:
-	pthread_rwlock_unlock(&s->gate);
-	free(xa);
-	return rc;
-}
-
-int store_set_meta(struct store *s, const char *id,
-		   const struct timespec *mtime, int mode)
-{
-	struct meta_change c = {
-		.mtime = mtime, .mode = mode, .uid = -1u, .gid = -1u};
-
-	return change_meta(s, id, &c);
-}
-
-int store_xattr_set(struct store *s, const char *id, const char *name,
-		    const void *value, size_t size, int flags)
-{
-	struct meta_change c = {.mode = -1,
-				.uid = -1u,
-				.gid = -1u,
-				.xname = name,
-				.xvalue = value ? value : "",
-				.xsize = size,
-				.xflags = flags};
-
-	return change_meta(s, id, &c);
-}
-
-int store_xattr_remove(struct store *s, const char *id, const char *name)
-{
-	struct meta_change c = {
-		.mode = -1, .uid = -1u, .gid = -1u, .xname = name};
-
-	return change_meta(s, id, &c);
-}
-
-int store_set_owner(struct store *s, const char *id, uint32_t uid, uint32_t gid)
-{
-	struct meta_change c = {.mode = -1, .uid = uid, .gid = gid};
-
-	return change_meta(s, id, &c);
 }

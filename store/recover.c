@@ -41,128 +41,49 @@
 
 #define SNAPSHOT_MAX_BYTES (4ull << 30)
 
-/* ---- applying records to the index ------------------------------------- */
-
-static int set_xa(struct entry *e, const uint8_t *xa, size_t len)
-{
-	uint8_t *copy = NULL;
-
-	if (len) {
-		copy = malloc(len);
-		if (!copy)
-			return -ENOMEM;
-		memcpy(copy, xa, len);
-	}
-	free(e->xa);
-	e->xa = copy;
-	e->xa_len = len;
-	return 0;
-}
-
-static struct entry *entry_for(struct store *s, const char *id, size_t len)
-{
-	return idx_add(&s->ix, id, len);
-}
-
-/* Every part of a txn, in order, at the txn's seq. */
-static int apply_txn(struct store *s, const struct rec *r, uint64_t seq)
-{
-	struct rec part;
-	size_t off = 0;
-	int rc;
-
-	while ((rc = codec_txn_next(r, &off, &part)) == 1) {
-		rc = store_apply_rec(s, &part, seq);
-		if (rc)
-			return rc;
-	}
-	return rc;
-}
-
-int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq)
-{
-	struct entry *e;
-	struct entry *f;
-
-	if (r->type == REC_TXN)
-		return apply_txn(s, r, seq);
-	e = entry_for(s, r->id, r->id_len);
-	if (!e)
-		return -ENOMEM;
-	switch (r->type) {
-	case REC_PUT:
-	case REC_RENAME:
-		e->meta = r->meta;
-		e->meta.revision = seq;
-		e->meta.deleted = false;
-		e->ino = 0;
-		e->replay_seq = seq;
-		if (r->type == REC_RENAME) {
-			f = entry_for(s, r->from, r->from_len);
-			if (!f)
-				return -ENOMEM;
-			f->meta.version = r->from_version;
-			f->meta.deleted = true;
-			f->meta.revision = seq;
-			f->ino = 0;
-			f->replay_seq = seq;
-			set_xa(f, NULL, 0);
-		}
-		return set_xa(e, r->xa, r->xa_len);
-	case REC_DEL:
-		e->meta.version = r->meta.version;
-		e->meta.deleted = true;
-		e->meta.revision = seq;
-		e->ino = 0;
-		e->replay_seq = seq;
-		return set_xa(e, NULL, 0);
-	case REC_META:
-		/* a REC_META of an older binary has no owner block: 0:0,
-		   which every record's owner was then */
-		e->meta.mtime = r->meta.mtime;
-		e->meta.mode = r->meta.mode;
-		e->meta.uid = r->meta.uid;
-		e->meta.gid = r->meta.gid;
-		return set_xa(e, r->xa, r->xa_len);
-	case REC_STATE:
-		e->meta = r->meta;
-		e->ino = r->ino;
-		return set_xa(e, r->xa, r->xa_len);
-	case REC_TXN:
-	case REC_TXN_PART: /* not replayed here yet (issue 14) */
-		break;
-	}
-	return -EBADMSG;
-}
-
 /* ---- snapshot ----------------------------------------------------------- */
 
+/* The snapshot as it is written: through one buffer of SNAP_BUF bytes
+   (memory does not grow with the store). */
+#define SNAP_BUF (1u << 20)
+
 struct snap_buf {
+	struct store *s;
+	int fd;
 	uint8_t *p;
-	size_t len, cap;
+	size_t len;
+	uint64_t off; /* file offset of p[0] */
 	int err;
 };
 
+static void sb_flush(struct snap_buf *b)
+{
+	ssize_t n;
+
+	if (b->err || !b->len)
+		return;
+	n = io_pwrite_all(b->s->io, "snapshot.write", b->fd, b->p, b->len,
+			  (off_t)b->off);
+	if (n < 0)
+		b->err = (int)n;
+	b->off += b->len;
+	b->len = 0;
+}
+
 static void sb_put(struct snap_buf *b, const void *src, size_t n)
 {
-	if (b->err)
-		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 65536;
-		uint8_t *p;
+	const uint8_t *q = src;
 
-		while (cap < b->len + n)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
+	while (!b->err && n) {
+		size_t k = SNAP_BUF - b->len < n ? SNAP_BUF - b->len : n;
+
+		memcpy(b->p + b->len, q, k);
+		b->len += k;
+		q += k;
+		n -= k;
+		if (b->len == SNAP_BUF)
+			sb_flush(b);
 	}
-	memcpy(b->p + b->len, src, n);
-	b->len += n;
 }
 
 static int snap_entry(void *arg, struct entry *e)
@@ -194,54 +115,65 @@ static int snap_entry(void *arg, struct entry *e)
 	return b->err;
 }
 
-/* Write the whole of `b` as STORE/index, atomically and durably. */
-static int snapshot_install(struct store *s, const struct snap_buf *b)
+/* Write every entry of the index as the snapshot of revision `rev`
+   into `b` (its fd open). */
+static int snapshot_fill(struct store *s, struct snap_buf *b, uint64_t rev)
 {
-	char tmp[64];
-	ssize_t n;
-	int fd, rc;
+	uint8_t head[JNL_FILE_HDR];
 
+	memcpy(head, JNL_SNAPSHOT_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		head[8 + i] = (uint8_t)(rev >> (8 * i));
+	sb_put(b, head, sizeof(head));
+	pthread_mutex_lock(&s->mu);
+	idx_each(&s->ix, snap_entry, b);
+	pthread_mutex_unlock(&s->mu);
+	sb_flush(b);
+	return b->err;
+}
+
+/* Write the snapshot of revision `rev` as STORE/index, atomically and
+   durably. */
+static int snapshot_install(struct store *s, uint64_t rev)
+{
+	struct snap_buf b = {.s = s};
+	char tmp[64];
+	int rc;
+
+	b.p = malloc(SNAP_BUF);
+	if (!b.p)
+		return -ENOMEM;
 	/* One name, not one per process: the store lock and ckpt_mu make
 	   us its only writer, and a copy left by a crash is removed here
 	   (a per-pid name would stay forever). */
 	snprintf(tmp, sizeof(tmp), "%s.tmp", STORE_INDEX_FILE);
 	unlinkat(s->dirfd, tmp, 0);
-	fd = io_openat(s->io, "snapshot.open", s->dirfd, tmp,
-		       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		       0600);
-	if (fd < 0)
-		return fd;
-	n = io_pwrite_all(s->io, "snapshot.write", fd, b->p, b->len, 0);
-	rc = n < 0 ? (int)n : io_fsync(s->io, "snapshot.fsync", fd);
-	close(fd);
+	b.fd = io_openat(s->io, "snapshot.open", s->dirfd, tmp,
+			 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			 0600);
+	rc = b.fd < 0 ? b.fd : snapshot_fill(s, &b, rev);
+	if (rc == 0)
+		rc = io_fsync(s->io, "snapshot.fsync", b.fd);
+	if (b.fd >= 0)
+		close(b.fd);
+	free(b.p);
 	if (rc == 0)
 		rc = io_renameat(s->io, "snapshot.rename", s->dirfd, tmp,
 				 s->dirfd, STORE_INDEX_FILE, 0);
 	if (rc == 0)
 		rc = io_fsync(s->io, "snapshot.dirsync", s->dirfd);
-	else
+	else if (b.fd >= 0)
 		unlinkat(s->dirfd, tmp, 0);
 	return rc;
 }
 
 int store_snapshot_write(struct store *s, uint64_t rev)
 {
-	struct snap_buf b = {0};
-	uint8_t head[JNL_FILE_HDR];
-	int rc;
+	int rc = snapshot_install(s, rev);
 
-	memcpy(head, JNL_SNAPSHOT_MAGIC, 8);
-	for (int i = 0; i < 8; i++)
-		head[8 + i] = (uint8_t)(rev >> (8 * i));
-	sb_put(&b, head, sizeof(head));
-	pthread_mutex_lock(&s->mu);
-	idx_each(&s->ix, snap_entry, &b);
-	pthread_mutex_unlock(&s->mu);
-	rc = b.err ? b.err : snapshot_install(s, &b);
 	if (rc)
 		rlog_err("%s/%s: cannot write snapshot: %s", s->path,
 			 STORE_INDEX_FILE, strerror(-rc));
-	free(b.p);
 	return rc;
 }
 
@@ -297,7 +229,8 @@ static int snapshot_load(struct store *s, uint64_t *rev)
 			rc = -EBADMSG;
 			goto bad;
 		}
-		rc = store_apply_rec(s, &r, r.meta.revision);
+		rc = change_apply(s, &r, r.meta.revision,
+				  &(struct apply){.steps = APPLY_INDEX});
 		if (rc)
 			goto out;
 		off += (size_t)fl;
@@ -316,7 +249,7 @@ out:
 
 struct replay {
 	struct store *s;
-	uint64_t fixed, lost;
+	struct apply a;	   /* pass 2: counts what it put in place, lost */
 	uint64_t unplaced; /* no_write: changes not in place (see the top) */
 };
 
@@ -332,132 +265,9 @@ static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
 			 (unsigned long long)seq);
 		return rc;
 	}
-	return store_apply_rec(rp->s, &r, seq);
-}
-
-/*
- * Does the file of `id` hold content with this hash and size? 1 yes, 0 no
- * (or no such file), -errno when it cannot be read: recovery stops then
- * rather than guess (an unreadable file is not a lost version).
- */
-static int content_is(struct store *s, const char *id,
-		      const struct store_meta *m)
-{
-	uint8_t hash[16];
-	uint64_t size;
-	int fd = -1, rc;
-
-	rc = s->be->ops->open(s->be, id, &fd);
-	if (rc == -ENOENT || rc == -EISDIR || rc == -ENOTDIR || rc == -ELOOP)
-		return 0;
-	if (rc)
-		goto out;
-	rc = store_hash_fd(s, fd, hash, &size);
-	if (rc == 0)
-		rc = size == m->size && memcmp(hash, m->hash, 16) == 0;
-	close(fd);
-out:
-	if (rc < 0)
-		rlog_err("record %s: cannot be read to check version %llu: %s",
-			 id, (unsigned long long)m->version, strerror(-rc));
-	return rc;
-}
-
-/* Write `r`'s inline content as `id`. */
-static int restore_inline(struct store *s, const char *id, const struct rec *r)
-{
-	struct store_stage *st = NULL;
-	ssize_t n;
-	int rc;
-
-	rc = store_stage_new(s, &st);
-	if (rc)
-		return rc;
-	n = io_pwrite_all(s->io, "recover.write", st->fd, r->data, r->data_len,
-			  0);
-	rc = n < 0 ? (int)n : be_file_mkparents(s->be, id);
-	if (rc == 0)
-		rc = s->be->ops->publish(s->be, st, id);
-	store_stage_free(st);
-	return rc;
-}
-
-/* Move the stage `r` names into place as `id`. -ENOENT if it is gone. */
-static int restore_stage(struct store *s, const char *id, const struct rec *r)
-{
-	struct store_stage st = {.s = s, .fd = -1};
-	int rc;
-
-	memcpy(st.name, r->stage, r->stage_len);
-	st.name[r->stage_len] = '\0';
-	rc = be_file_mkparents(s->be, id);
-	if (rc == 0)
-		rc = s->be->ops->publish(s->be, &st, id);
-	return rc;
-}
-
-/* Pass 2 for one record that is the last to change `id`'s content. */
-static int materialize(struct replay *rp, const struct rec *r, const char *id)
-{
-	struct store *s = rp->s;
-	int rc = 0;
-
-	if (r->type == REC_DEL) {
-		rc = s->be->ops->remove(s->be, id);
-		return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
-	}
-	rc = content_is(s, id, &r->meta);
-	if (rc)
-		return rc < 0 ? rc : 0;
-	if (r->type == REC_PUT && r->has_data) {
-		rc = restore_inline(s, id, r);
-	} else if (r->type == REC_PUT) {
-		rc = restore_stage(s, id, r);
-	} else {
-		char from[ID_MAX_LEN + 1];
-
-		memcpy(from, r->from, r->from_len);
-		from[r->from_len] = '\0';
-		rc = content_is(s, from, &r->meta);
-		if (rc == 1)
-			rc = be_file_mkparents(s->be, id);
-		else if (rc == 0)
-			rc = -ENOENT;
-		if (rc == 0)
-			rc = s->be->ops->move(s->be, from, id, false);
-	}
-	if (rc == -ENOENT) {
-		rlog_err("record %s: version %llu cannot be restored: its "
-			 "content is gone from the store",
-			 id, (unsigned long long)r->meta.version);
-		rp->lost++;
-		return 0;
-	}
-	if (rc == 0)
-		rp->fixed++;
-	return rc;
-}
-
-/*
- * The source of a rename whose last change is that rename must be gone.
- * materialize() moves it, but finds nothing to do when the target already
- * holds the same bytes (a crash before the move of `mv a b` where b was a
- * copy of a): then the source file must be removed here.
- */
-static int drop_rename_source(struct replay *rp, const struct rec *r,
-			      uint64_t seq)
-{
-	char from[ID_MAX_LEN + 1];
-	struct entry *e;
-	int rc;
-
-	memcpy(from, r->from, r->from_len);
-	from[r->from_len] = '\0';
-	e = idx_find(&rp->s->ix, from, r->from_len);
-	if (!e || e->replay_seq != seq)
-		return 0; /* a later record decides its content */
-	rc = rp->s->be->ops->remove(rp->s->be, from);
-	return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
+	return change_apply(
+		rp->s, &r, seq,
+		&(struct apply){.steps = APPLY_INDEX, .replay = true});
 }
 
 /* Is there a regular file for `id`? 1 yes, 0 no. */
@@ -484,7 +294,7 @@ static int check_placed(struct replay *rp, const struct rec *r, const char *id,
 	if (last && r->type == REC_DEL)
 		rc = !file_present(rp->s, id);
 	else if (last)
-		rc = content_is(rp->s, id, &r->meta);
+		rc = change_content_is(rp->s, id, &r->meta);
 	if (rc < 0)
 		return rc;
 	if (rc == 1 && r->type == REC_RENAME) {
@@ -503,29 +313,17 @@ static int check_placed(struct replay *rp, const struct rec *r, const char *id,
 	return 0;
 }
 
-/* Pass 2 for one change (a single record, or one part of a txn). */
-static int pass2_one(struct replay *rp, uint64_t seq, const struct rec *r)
+/* no_write: pass 2 as a check of one change (a record or a txn part). */
+static int check_one(struct replay *rp, uint64_t seq, const struct rec *r)
 {
 	char id[ID_MAX_LEN + 1];
 	struct entry *e;
-	bool last;
-	int rc = 0;
 
 	memcpy(id, r->id, r->id_len);
 	id[r->id_len] = '\0';
 	e = idx_find(&rp->s->ix, id, r->id_len);
 	/* else a later record decides this one's content */
-	last = e && e->replay_seq == seq;
-	if (rp->s->opts.no_write)
-		return check_placed(rp, r, id, seq, last);
-	if (last)
-		rc = materialize(rp, r, id);
-	if (rc == 0 && r->type == REC_RENAME)
-		rc = drop_rename_source(rp, r, seq);
-	if (rc)
-		rlog_err("record %s: recovery of version %llu failed: %s", id,
-			 (unsigned long long)r->meta.version, strerror(-rc));
-	return rc;
+	return check_placed(rp, r, id, seq, e && e->replay_seq == seq);
 }
 
 /*
@@ -535,16 +333,19 @@ static int pass2_one(struct replay *rp, uint64_t seq, const struct rec *r)
  */
 static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
 {
+	struct replay *rp = arg;
 	struct rec r, part;
 	size_t off = 0;
 	int rc = codec_decode(payload, len, &r);
 
 	if (rc || r.type == REC_META)
 		return rc;
-	if (r.type != REC_TXN)
-		return pass2_one(arg, seq, &r);
+	if (!rp->s->opts.no_write)
+		return change_apply(rp->s, &r, seq, &rp->a);
+	if (r.type != REC_TXN && r.type != REC_TXN_PART)
+		return check_one(rp, seq, &r);
 	while ((rc = codec_txn_next(&r, &off, &part)) == 1) {
-		rc = pass2_one(arg, seq, &part);
+		rc = check_one(rp, seq, &part);
 		if (rc)
 			return rc;
 	}
@@ -554,7 +355,8 @@ static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
 int store_recover(struct store *s)
 {
 	struct jnl_scan_report rep = {0};
-	struct replay rp = {.s = s};
+	struct replay rp = {.s = s,
+			    .a = {.steps = APPLY_PLACE, .replay = true}};
 	struct jnl_opts jo = {0};
 	uint64_t rev = 0;
 	int rc;
@@ -589,8 +391,8 @@ int store_recover(struct store *s)
 		rlog_info("%s: recovered %llu journal records (%llu files "
 			  "restored, %llu lost, %llu torn bytes ignored)",
 			  s->path, (unsigned long long)rep.records,
-			  (unsigned long long)rp.fixed,
-			  (unsigned long long)rp.lost,
+			  (unsigned long long)rp.a.fixed,
+			  (unsigned long long)rp.a.lost,
 			  (unsigned long long)rep.torn_bytes);
 	if (s->opts.read_only) {
 		/* no journal to ask: store_revision() reads this */

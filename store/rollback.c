@@ -5,7 +5,9 @@
  * holding any lock, then commit the plan as one store change; the parts of
  * a rollback are conditional on the versions the plan saw, so a change
  * that comes in between makes it fail (-ESTALE) instead of being undone
- * unseen.
+ * unseen. Both stream: a rollback goes through the IDs of the index
+ * (spooled) one at a time, an import adds each file as the walk finds it;
+ * the txn spools its parts, so memory does not grow with the store.
  */
 #include "store_i.h"
 #include "id.h"
@@ -64,132 +66,54 @@ static int ensure_parents(struct store *s, const char *id)
 
 /* What one record was at the target revision, and is now. */
 struct target {
-	char *id;
+	const char *id;
+	uint64_t revision;	/* the target revision */
 	bool at;		/* a version at or before the target revision */
-	struct store_version v; /* ... that one */
-	bool after;		/* a version after it (or the first one) */
+	struct store_version v; /* ... the last one */
+	bool after;		/* a version after it */
 	uint64_t first_after;	/* the version of the first one after */
 	bool live;		/* live now */
 	struct store_meta cur;	/* now */
-	uint32_t hv;
 };
 
-struct plan {
-	struct target **slots;
-	size_t nslots, n;
-	uint64_t revision;
-	int err;
-};
-
-static uint32_t hash_id(const char *id)
+/* store_history_each of one record. */
+static int target_version(void *arg, const char *id,
+			  const struct store_version *v)
 {
-	uint32_t h = 2166136261u;
+	struct target *t = arg;
 
-	for (; *id; id++)
-		h = (h ^ (uint8_t)*id) * 16777619u;
-	return h;
-}
-
-static int plan_grow(struct plan *p)
-{
-	size_t ns = p->nslots ? 2 * p->nslots : 1024;
-	struct target **slots = calloc(ns, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->nslots; i++) {
-		struct target *t = p->slots[i];
-		size_t j;
-
-		if (!t)
-			continue;
-		for (j = t->hv & (ns - 1); slots[j]; j = (j + 1) & (ns - 1))
-			;
-		slots[j] = t;
-	}
-	free(p->slots);
-	p->slots = slots;
-	p->nslots = ns;
-	return 0;
-}
-
-/* The target of `id`, added if new; NULL on -ENOMEM (p->err). */
-static struct target *plan_get(struct plan *p, const char *id)
-{
-	uint32_t hv = hash_id(id);
-	struct target *t;
-	size_t j;
-
-	if (2 * (p->n + 1) > p->nslots && (p->err = plan_grow(p)) != 0)
-		return NULL;
-	for (j = hv & (p->nslots - 1); (t = p->slots[j]) != NULL;
-	     j = (j + 1) & (p->nslots - 1))
-		if (t->hv == hv && strcmp(t->id, id) == 0)
-			return t;
-	t = calloc(1, sizeof(*t));
-	if (t)
-		t->id = strdup(id);
-	if (!t || !t->id) {
-		free(t);
-		p->err = -ENOMEM;
-		return NULL;
-	}
-	t->hv = hv;
-	p->slots[j] = t;
-	p->n++;
-	return t;
-}
-
-static void plan_free(struct plan *p)
-{
-	for (size_t i = 0; i < p->nslots; i++) {
-		if (p->slots[i]) {
-			free(p->slots[i]->id);
-			free(p->slots[i]);
+	(void)id;
+	if (v->revision <= t->revision) {
+		if (!t->at || v->revision >= t->v.revision) {
+			t->at = true;
+			t->v = *v;
 		}
-	}
-	free(p->slots);
-}
-
-/* store_history_each: versions in revision order. */
-static int plan_version(void *arg, const char *id,
-			const struct store_version *v)
-{
-	struct plan *p = arg;
-	struct target *t = plan_get(p, id);
-
-	if (!t)
-		return p->err;
-	if (v->revision <= p->revision) {
-		t->at = true;
-		t->v = *v;
-	} else if (!t->after) {
+	} else if (!t->after || v->version < t->first_after) {
 		t->after = true;
 		t->first_after = v->version;
 	}
 	return 0;
 }
 
-/* idx_each, s->mu held: the current state of every record. */
-static int plan_entry(void *arg, struct entry *e)
+/* The IDs of the index (every record there is or was), spooled. */
+struct id_list {
+	struct spool sp;
+	size_t n;
+	int err;
+};
+
+static int list_id(void *arg, struct entry *e)
 {
-	struct plan *p = arg;
-	struct target *t;
+	struct id_list *l = arg;
+	uint16_t len = (uint16_t)e->id_len;
 
 	if (!e->meta.version)
 		return 0;
-	t = plan_get(p, e->id);
-	if (!t)
-		return p->err;
-	t->cur = e->meta;
-	t->live = !e->meta.deleted;
-	return 0;
-}
-
-static int cmp_target(const void *a, const void *b)
-{
-	return strcmp((*(struct target *const *)a)->id,
-		      (*(struct target *const *)b)->id);
+	l->err = spool_write(&l->sp, &len, sizeof(len));
+	if (l->err == 0)
+		l->err = spool_write(&l->sp, e->id, len);
+	l->n += l->err == 0;
+	return l->err;
 }
 
 /*
@@ -267,23 +191,64 @@ keep:
 	return 0;
 }
 
-int store_rollback_to(struct store *s, uint64_t revision,
-		      const struct store_bulk_args *args,
-		      struct store_bulk_result *res)
+/* The plan of one record (its ID in t->id): its state at the revision
+   and now. */
+static int plan_target(struct store *s, struct target *t)
 {
-	static const struct store_bulk_args none = {0};
-	struct store_bulk_result scratch;
-	struct store_txn_result tr;
-	struct plan p = {.revision = revision};
-	struct store_txn *txn = NULL;
-	struct target **v = NULL;
-	size_t k = 0;
+	struct entry *e;
+	int rc = store_history_each(s, t->id, target_version, t);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, t->id, strlen(t->id));
+	if (e) {
+		t->cur = e->meta;
+		t->live = !e->meta.deleted;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* Every record of the index in turn, into the txn. */
+static int plan_all(struct store *s, struct id_list *l, struct store_txn *txn,
+		    uint64_t revision, const struct store_bulk_args *args,
+		    struct store_bulk_result *res)
+{
+	char id[ID_MAX_LEN + 1];
+	uint16_t len;
+	int rc = spool_rewind(&l->sp);
+
+	for (size_t i = 0; i < l->n && rc == 0; i++) {
+		struct target t = {.id = id, .revision = revision};
+
+		rc = spool_read(&l->sp, &len, sizeof(len));
+		if (rc == 0 && len > ID_MAX_LEN)
+			rc = -EBADMSG;
+		if (rc == 0)
+			rc = spool_read(&l->sp, id, len);
+		id[rc ? 0 : len] = '\0';
+		if (rc == 0)
+			rc = plan_target(s, &t);
+		if (rc == 0)
+			rc = plan_part(s, txn, &t, revision, res);
+		/* the namespaces a re-created record needs */
+		if (rc == 0 && !args->dry_run && t.at && !t.v.deleted &&
+		    !t.live)
+			rc = ensure_parents(s, id);
+		if (i % PROGRESS_EVERY == 0)
+			progress(args, i, l->n);
+	}
+	progress(args, l->n, l->n);
+	return rc;
+}
+
+/* The checks before a rollback, and the history brought up to date. */
+static int rollback_check(struct store *s, uint64_t revision)
+{
 	uint64_t now;
 	int rc;
 
-	args = args ? args : &none;
-	res = res ? res : &scratch;
-	memset(res, 0, sizeof(*res));
 	if (!s->hist)
 		return -ENOTSUP;
 	if (s->opts.read_only)
@@ -297,34 +262,39 @@ int store_rollback_to(struct store *s, uint64_t revision,
 	}
 	rc = store_history_drain(
 		s, s->opts.history_drain_ms ? s->opts.history_drain_ms : 10000);
-	if (rc) {
+	if (rc)
 		rlog_err("%s: the history cannot catch up: %s", s->path,
 			 strerror(-rc));
-		return rc;
-	}
-	rc = store_history_each(s, NULL, plan_version, &p);
-	if (rc == 0) {
-		pthread_mutex_lock(&s->mu);
-		rc = idx_each(&s->ix, plan_entry, &p);
-		pthread_mutex_unlock(&s->mu);
-	}
-	if (rc == 0 && !(v = malloc((p.n ? p.n : 1) * sizeof(*v))))
-		rc = -ENOMEM;
+	return rc;
+}
+
+int store_rollback_to(struct store *s, uint64_t revision,
+		      const struct store_bulk_args *args,
+		      struct store_bulk_result *res)
+{
+	static const struct store_bulk_args none = {0};
+	struct store_bulk_result scratch;
+	struct store_txn_result tr;
+	struct store_txn *txn = NULL;
+	struct id_list l = {0};
+	int rc;
+
+	args = args ? args : &none;
+	res = res ? res : &scratch;
+	memset(res, 0, sizeof(*res));
+	rc = rollback_check(s, revision);
 	if (rc)
-		goto out;
-	for (size_t i = 0; i < p.nslots; i++)
-		if (p.slots[i])
-			v[k++] = p.slots[i];
-	qsort(v, k, sizeof(*v), cmp_target);
-	rc = store_txn_new(s, &txn);
-	for (size_t i = 0; i < k && rc == 0; i++) {
-		rc = plan_part(s, txn, v[i], revision, res);
-		if (i % PROGRESS_EVERY == 0)
-			progress(args, i, k);
-	}
-	for (size_t i = 0; i < k && rc == 0; i++)
-		if (v[i]->at && !v[i]->v.deleted && !v[i]->live)
-			rc = ensure_parents(s, v[i]->id);
+		return rc;
+	rc = spool_open(s, &l.sp);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	rc = idx_each(&s->ix, list_id, &l);
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = store_txn_new(s, &txn);
+	if (rc == 0)
+		rc = plan_all(s, &l, txn, revision, args, res);
 	if (rc || args->dry_run)
 		goto out;
 	rc = store_txn_commit(txn, args->who, &tr);
@@ -338,13 +308,11 @@ int store_rollback_to(struct store *s, uint64_t revision,
 			 "again",
 			 s->path, tr.current);
 	}
-	progress(args, k, k);
 out:
 	if (rc)
 		res->puts = res->deletes = 0;
 	store_txn_free(txn);
-	free(v);
-	plan_free(&p);
+	spool_close(&l.sp);
 	return rc;
 }
 
@@ -393,56 +361,195 @@ int store_revision_at(struct store *s, const struct timespec *when,
 
 /* ---- import ------------------------------------------------------------ */
 
-struct files {
-	char **v;
-	size_t n, cap;
-	size_t skipped;
+/* An import on its way: the files are added to the txn as the walk finds
+   them, so nothing but the txn's spool grows with the tree. */
+struct import {
+	struct store *s;
+	struct store_txn *txn;
+	const struct store_bulk_args *args;
+	int topfd;
+	const char *top;
+	size_t files, skipped;
+	char last_ns[ID_MAX_LEN + 1]; /* namespaces made already for it */
 };
 
-/* A file to import: its relative path, and for a symlink a 'L' byte
-   before it (so that the list sorts by path all the same after the
-   first byte, see import_one). */
-#define FILE_REG 'F'
-#define FILE_LINK 'L'
-
-static int files_add(struct files *f, const char *rel, char kind)
+/*
+ * Stage the target of the symlink `rel` under `topfd` (read with
+ * readlinkat, never followed) and add it to the txn as a symlink record.
+ * A target over STORE_SYMLINK_MAX is skipped (*skipped), as the kernel
+ * would not let it be made in a mount either.
+ */
+static int import_link(struct import *im, const char *rel, mode_t mode,
+		       bool *skipped)
 {
-	size_t len = strlen(rel);
+	struct store_commit_args args = {.mode = (int)(mode & 07777),
+					 .symlink = true};
+	char target[STORE_SYMLINK_MAX + 2];
+	ssize_t n;
+	int rc;
 
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? 2 * f->cap : 256;
-		char **v = realloc(f->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		f->v = v;
-		f->cap = cap;
+	*skipped = false;
+	n = readlinkat(im->topfd, rel, target, sizeof(target));
+	if (n < 0) {
+		rc = -errno;
+		rlog_err("%s/%s: cannot read the link: %s", im->top, rel,
+			 strerror(-rc));
+		return rc;
 	}
-	f->v[f->n] = malloc(len + 2);
-	if (!f->v[f->n])
-		return -ENOMEM;
-	f->v[f->n][0] = kind;
-	memcpy(f->v[f->n] + 1, rel, len + 1);
-	f->n++;
-	return 0;
+	if ((size_t)n > STORE_SYMLINK_MAX) {
+		rlog_warn("%s/%s: link target over %d bytes; skipped", im->top,
+			  rel, STORE_SYMLINK_MAX);
+		*skipped = true;
+		return 0;
+	}
+	rc = store_txn_put(im->txn, rel, target, (size_t)n, &args);
+	if (rc)
+		rlog_err("record %s: cannot import the link %s/%s: %s", rel,
+			 im->top, rel, strerror(-rc));
+	return rc;
 }
 
-static void files_free(struct files *f)
+/* Stage the file `rel` under `topfd` and add it to the txn. */
+static int import_one(struct import *im, const char *rel, mode_t mode)
 {
-	for (size_t i = 0; i < f->n; i++)
-		free(f->v[i]);
-	free(f->v);
+	/* the file's permission bits, the time of the import */
+	struct store_commit_args args = {.mode = (int)(mode & 07777)};
+	struct store_stage *st = NULL;
+	struct stat sb;
+	ssize_t n;
+	int fd = -1, rc;
+
+	/* openat2 would be neater; the walk already refused symlinks, and
+	   O_NOFOLLOW refuses one put in the last place since */
+	fd = openat(im->topfd, rel,
+		    O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		rlog_err("%s/%s: cannot open: %s", im->top, rel, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		rc = -EINVAL;
+		rlog_err("%s/%s: no longer a regular file", im->top, rel);
+		goto out;
+	}
+	rc = store_stage_new(im->s, &st);
+	if (rc)
+		goto out;
+	n = io_copy_fd(im->s->io, "import.copy", fd, st->fd);
+	rc = n < 0 ? (int)n : 0;
+	if (rc) {
+		rlog_err("%s/%s: cannot copy: %s", im->top, rel, strerror(-rc));
+		store_stage_free(st);
+		goto out;
+	}
+	rc = store_txn_put_stage(im->txn, rel, st, &args);
+	if (rc)
+		rlog_err("record %s: cannot import %s/%s: %s", rel, im->top,
+			 rel, strerror(-rc));
+out:
+	close(fd);
+	return rc;
+}
+
+/* The namespaces of `rel`, unless the last file's were the same. */
+static int import_parents(struct import *im, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	size_t n = slash ? (size_t)(slash - rel) : 0;
+	int rc;
+
+	if (!n || im->args->dry_run ||
+	    (strlen(im->last_ns) == n && !memcmp(im->last_ns, rel, n)))
+		return 0;
+	rc = ensure_parents(im->s, rel);
+	if (rc == 0) {
+		memcpy(im->last_ns, rel, n);
+		im->last_ns[n] = '\0';
+	}
+	return rc;
+}
+
+/* One entry the walk found: a file or a symlink to add. */
+static int import_entry(struct import *im, const char *rel,
+			const struct stat *st)
+{
+	bool skipped = false;
+	int rc;
+
+	if (S_ISLNK(st->st_mode))
+		rc = import_link(im, rel, st->st_mode, &skipped);
+	else
+		rc = import_one(im, rel, st->st_mode);
+	if (rc == 0 && !skipped)
+		rc = import_parents(im, rel);
+	im->skipped += skipped;
+	im->files++;
+	if (im->files % PROGRESS_EVERY == 0)
+		progress(im->args, im->files, 0);
+	return rc;
+}
+
+/* The name `name` in the directory `rel`, as an ID into `path`; false
+   (reported, counted) if it is not one. */
+static bool import_name(struct import *im, const char *rel, const char *name,
+			unsigned depth, char path[ID_MAX_LEN + 2])
+{
+	int n = snprintf(path, ID_MAX_LEN + 2, "%s%s%s", rel, rel[0] ? "/" : "",
+			 name);
+
+	if (n < 0 || (size_t)n >= ID_MAX_LEN + 2 || id_check(path) ||
+	    depth >= ID_MAX_COMPONENTS) {
+		rlog_warn("%s/%s%s%s: not a valid record ID; skipped", im->top,
+			  rel, rel[0] ? "/" : "", name);
+		im->skipped++;
+		return false;
+	}
+	return true;
+}
+
+static int walk(struct import *im, int dfd, const char *rel, unsigned depth);
+
+/* One directory entry of the walk. */
+static int walk_entry(struct import *im, DIR *d, const char *rel,
+		      const char *name, unsigned depth)
+{
+	char path[ID_MAX_LEN + 2];
+	struct stat st;
+	int sub;
+
+	if (!import_name(im, rel, name, depth, path))
+		return 0;
+	if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rlog_err("%s/%s: %s", im->top, path, strerror(errno));
+		return -errno;
+	}
+	if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+		return import_entry(im, path, &st);
+	if (!S_ISDIR(st.st_mode)) {
+		rlog_warn("%s/%s: not a regular file, symlink or directory (a "
+			  "device, FIFO or socket); skipped",
+			  im->top, path);
+		im->skipped++;
+		return 0;
+	}
+	sub = openat(dirfd(d), name,
+		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0) {
+		rlog_err("%s/%s: %s", im->top, path, strerror(errno));
+		return -errno;
+	}
+	return walk(im, sub, path, depth + 1);
 }
 
 /*
  * Walk the directory `dfd` (owned: closed here) whose relative path is
- * `rel` ("" at the top), collecting regular files and symlinks (marked
- * FILE_REG / FILE_LINK). Nothing is followed:
- * every entry is opened or stat'ed with O_NOFOLLOW relative to its
- * directory. Names that are not IDs are reported and skipped.
+ * `rel` ("" at the top), adding regular files and symlinks to the txn as
+ * they come. Nothing is followed: every entry is opened or stat'ed with
+ * O_NOFOLLOW relative to its directory. Names that are not IDs are
+ * reported and skipped.
  */
-static int walk(int dfd, const char *top, const char *rel, unsigned depth,
-		struct files *f)
+static int walk(struct import *im, int dfd, const char *rel, unsigned depth)
 {
 	DIR *d = fdopendir(dfd);
 	struct dirent *de;
@@ -454,143 +561,36 @@ static int walk(int dfd, const char *top, const char *rel, unsigned depth,
 		return rc;
 	}
 	while (rc == 0) {
-		char path[ID_MAX_LEN + 2];
-		struct stat st;
-		int n;
-
 		errno = 0;
 		de = readdir(d);
 		if (!de) {
 			rc = -errno;
 			break;
 		}
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		n = snprintf(path, sizeof(path), "%s%s%s", rel,
-			     rel[0] ? "/" : "", de->d_name);
-		if (n < 0 || (size_t)n >= sizeof(path) || id_check(path) ||
-		    depth >= ID_MAX_COMPONENTS) {
-			rlog_warn("%s/%s%s%s: not a valid record ID; skipped",
-				  top, rel, rel[0] ? "/" : "", de->d_name);
-			f->skipped++;
-			continue;
-		}
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) <
-		    0) {
-			rc = -errno;
-			rlog_err("%s/%s: %s", top, path, strerror(-rc));
-			break;
-		}
-		if (S_ISREG(st.st_mode)) {
-			rc = files_add(f, path, FILE_REG);
-		} else if (S_ISLNK(st.st_mode)) {
-			rc = files_add(f, path, FILE_LINK);
-		} else if (S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd(d), de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-						 O_CLOEXEC);
-
-			if (sub < 0) {
-				rc = -errno;
-				rlog_err("%s/%s: %s", top, path, strerror(-rc));
-				break;
-			}
-			rc = walk(sub, top, path, depth + 1, f);
-		} else {
-			rlog_warn("%s/%s: not a regular file, symlink or "
-				  "directory (a device, FIFO or socket); "
-				  "skipped",
-				  top, path);
-			f->skipped++;
-		}
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rc = walk_entry(im, d, rel, de->d_name, depth);
 	}
 	closedir(d);
 	return rc;
 }
 
-/* By path, after the kind byte. */
-static int cmp_file(const void *a, const void *b)
+static int import_commit(struct import *im, struct store_bulk_result *res)
 {
-	return strcmp(*(char *const *)a + 1, *(char *const *)b + 1);
-}
-
-/*
- * Stage the target of the symlink `rel` under `topfd` (read with
- * readlinkat, never followed) and add it to the txn as a symlink record.
- * A target over STORE_SYMLINK_MAX is skipped (*skipped), as the kernel
- * would not let it be made in a mount either.
- */
-static int import_link(struct store *s, struct store_txn *txn, int topfd,
-		       const char *top, const char *rel, mode_t mode,
-		       bool *skipped)
-{
-	struct store_commit_args args = {.mode = (int)(mode & 07777),
-					 .symlink = true};
-	char target[STORE_SYMLINK_MAX + 2];
-	ssize_t n;
+	struct store_txn_result tr;
 	int rc;
 
-	*skipped = false;
-	n = readlinkat(topfd, rel, target, sizeof(target));
-	if (n < 0) {
-		rc = -errno;
-		rlog_err("%s/%s: cannot read the link: %s", top, rel,
-			 strerror(-rc));
-		return rc;
-	}
-	if ((size_t)n > STORE_SYMLINK_MAX) {
-		rlog_warn("%s/%s: link target over %d bytes; skipped", top, rel,
-			  STORE_SYMLINK_MAX);
-		*skipped = true;
+	res->skipped = im->skipped;
+	progress(im->args, im->files, im->files);
+	if (im->args->dry_run) {
+		res->puts = store_txn_count(im->txn);
 		return 0;
 	}
-	rc = store_txn_put(txn, rel, target, (size_t)n, &args);
-	if (rc)
-		rlog_err("record %s: cannot import the link %s/%s: %s", rel,
-			 top, rel, strerror(-rc));
-	return rc;
-}
-
-/* Stage the file `rel` under `topfd` and add it to the txn. */
-static int import_one(struct store *s, struct store_txn *txn, int topfd,
-		      const char *top, const char *rel, mode_t mode)
-{
-	/* the file's permission bits, the time of the import */
-	struct store_commit_args args = {.mode = (int)(mode & 07777)};
-	struct store_stage *st = NULL;
-	struct stat sb;
-	ssize_t n;
-	int fd = -1, rc;
-
-	/* openat2 would be neater; the walk already refused symlinks, and
-	   O_NOFOLLOW refuses one put in the last place since */
-	fd = openat(topfd, rel, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		rlog_err("%s/%s: cannot open: %s", top, rel, strerror(-rc));
-		return rc;
+	rc = store_txn_commit(im->txn, im->args->who, &tr);
+	if (rc == 0) {
+		res->revision = tr.revision;
+		res->puts = tr.changes;
+		res->noops = tr.noops;
 	}
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		rc = -EINVAL;
-		rlog_err("%s/%s: no longer a regular file", top, rel);
-		goto out;
-	}
-	rc = store_stage_new(s, &st);
-	if (rc)
-		goto out;
-	n = io_copy_fd(s->io, "import.copy", fd, st->fd);
-	rc = n < 0 ? (int)n : 0;
-	if (rc) {
-		rlog_err("%s/%s: cannot copy: %s", top, rel, strerror(-rc));
-		store_stage_free(st);
-		goto out;
-	}
-	rc = store_txn_put_stage(txn, rel, st, &args);
-	if (rc)
-		rlog_err("record %s: cannot import %s/%s: %s", rel, top, rel,
-			 strerror(-rc));
-out:
-	close(fd);
 	return rc;
 }
 
@@ -600,66 +600,29 @@ int store_import(struct store *s, const char *dir,
 {
 	static const struct store_bulk_args none = {0};
 	struct store_bulk_result scratch;
-	struct store_txn_result tr;
-	struct store_txn *txn = NULL;
-	struct files f = {0};
-	int topfd = -1, dfd, rc;
+	struct import im = {.s = s, .top = dir};
+	int dfd, rc;
 
-	args = args ? args : &none;
+	im.args = args ? args : &none;
 	res = res ? res : &scratch;
 	memset(res, 0, sizeof(*res));
 	if (s->opts.read_only)
 		return -EROFS;
-	topfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (topfd < 0) {
+	im.topfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (im.topfd < 0) {
 		rc = -errno;
 		rlog_err("%s: cannot open the directory: %s", dir,
 			 strerror(-rc));
 		return rc;
 	}
-	dfd = dup(topfd);
-	rc = dfd < 0 ? -errno : walk(dfd, dir, "", 0, &f);
-	res->skipped = f.skipped;
-	if (rc)
-		goto out;
-	if (f.n)
-		qsort(f.v, f.n, sizeof(*f.v), cmp_file);
-	rc = store_txn_new(s, &txn);
-	for (size_t i = 0; i < f.n && rc == 0; i++) {
-		const char *rel = f.v[i] + 1;
-		bool skipped = false;
-		struct stat sb;
-
-		if (fstatat(topfd, rel, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = -errno;
-			rlog_err("%s/%s: %s", dir, rel, strerror(-rc));
-			break;
-		}
-		if (f.v[i][0] == FILE_LINK)
-			rc = import_link(s, txn, topfd, dir, rel, sb.st_mode,
-					 &skipped);
-		else
-			rc = import_one(s, txn, topfd, dir, rel, sb.st_mode);
-		res->skipped += skipped;
-		if ((i + 1) % PROGRESS_EVERY == 0 || i + 1 == f.n)
-			progress(args, i + 1, f.n);
-	}
-	for (size_t i = 0; i < f.n && rc == 0 && !args->dry_run; i++)
-		rc = ensure_parents(s, f.v[i] + 1);
-	if (rc || args->dry_run) {
-		if (rc == 0)
-			res->puts = f.n;
-		goto out;
-	}
-	rc = store_txn_commit(txn, args->who, &tr);
-	if (rc == 0) {
-		res->revision = tr.revision;
-		res->puts = tr.changes;
-		res->noops = tr.noops;
-	}
-out:
-	store_txn_free(txn);
-	files_free(&f);
-	close(topfd);
+	rc = store_txn_new(s, &im.txn);
+	dfd = rc ? -1 : dup(im.topfd);
+	if (rc == 0)
+		rc = dfd < 0 ? -errno : walk(&im, dfd, "", 0);
+	res->skipped = im.skipped;
+	if (rc == 0)
+		rc = import_commit(&im, res);
+	store_txn_free(im.txn);
+	close(im.topfd);
 	return rc;
 }

@@ -335,12 +335,12 @@ int store_set_owner(struct store *s, const char *id, uint32_t uid,
  * new record); args->symlink says the kind, as for store_commit;
  * args->who is ignored (see store_txn_commit).
  *
- * Limits: the journal record must hold every part's ID and xattrs and the
- * inline content (small parts while 2 MiB last; the others by reference),
- * so a txn is bounded by JNL_MAX_RECORD (4 MiB): roughly 15000 parts with
- * 64-byte IDs. Adding a part past the estimate, or a commit whose record
- * would not fit, returns -E2BIG (logged with the first record's ID).
- * Each put's content is staged (a file in STORE/tmp) when it is added.
+ * Size: a txn has no limit on its parts. Each put's content is staged (a
+ * file in STORE/tmp) when it is added, and each part is written to a spool
+ * file (also in STORE/tmp): memory stays bounded by one journal frame
+ * (JNL_MAX_RECORD) whatever the number of parts. A txn that does not fit
+ * one frame is journaled as several frames of one record, which recovery
+ * applies whole or not at all.
  *
  * A txn is used by one thread; the store stays thread-safe.
  */
@@ -364,7 +364,7 @@ int store_txn_new(struct store *s, struct store_txn **out);
  * Add a put of `len` bytes at `buf` (copied into a stage now) as the next
  * version of `id`. `args` may be NULL (ANY, keep mode, commit time).
  * Returns 0, -EINVAL (bad ID, APPEND, txn already committed), -EFBIG,
- * -E2BIG (the txn is full), -ENOSPC, -EIO, -ENOMEM.
+ * -ENOSPC, -EIO, -ENOMEM.
  */
 int store_txn_put(struct store_txn *t, const char *id, const void *buf,
 		  size_t len, const struct store_commit_args *args);
@@ -388,13 +388,14 @@ size_t store_txn_count(const struct store_txn *t);
  * Returns 0 (also when every part was a no-op: res->revision 0), -ESTALE
  * (a condition failed: res->failed, res->current), -ENOENT (a delete of a
  * record that does not exist, or a missing namespace), -EISDIR, -EINVAL
- * (the same ID twice), -E2BIG, -EROFS, -ENOSPC, -EIO; on failure nothing
+ * (the same ID twice), -EROFS, -ENOSPC, -EIO; on failure nothing
  * was changed. `res` may be NULL.
  */
 int store_txn_commit(struct store_txn *t, const struct store_who *who,
 		     struct store_txn_result *res);
 
-/* After a commit: what part `i` (in the order added) did, or NULL. */
+/* After a commit: what part `i` (in the order added) did, or NULL (a
+   copy kept in the txn until the next call; it reads the spool). */
 const struct store_result *store_txn_part_result(const struct store_txn *t,
 						 size_t i);
 
@@ -434,7 +435,7 @@ struct store_bulk_result {
  * back to the current revision changes nothing. Returns 0, -EINVAL
  * (revision after the current one), -ENODATA (a record's state at that
  * revision is not in the history: it predates it; logged by ID),
- * -ENOTSUP (no history), -ESTALE, -E2BIG, ... `res` may be NULL.
+ * -ENOTSUP (no history), -ESTALE, ... `res` may be NULL.
  */
 int store_rollback_to(struct store *s, uint64_t revision,
 		      const struct store_bulk_args *args,
@@ -456,7 +457,8 @@ int store_revision_at(struct store *s, const struct timespec *when,
  * are skipped with a warning; all as one txn (no-ops for files equal to their
  * record). A name that is not a valid record ID is reported by name and skipped
  * (counted in res->skipped); the namespaces are created first. Returns 0,
- * -ENOENT / -ENOTDIR (dir), -E2BIG (too many files for one change), ...
+ * -ENOENT / -ENOTDIR (dir), ... Files are added to the txn as the walk
+ * finds them: memory does not grow with the tree.
  */
 int store_import(struct store *s, const char *dir,
 		 const struct store_bulk_args *args,

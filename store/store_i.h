@@ -18,11 +18,13 @@
  * A change of several records (store_txn, txn.c) is one REC_TXN record
  * holding a REC_PUT or REC_DEL per record, all at the txn's seq (one
  * store revision): step 2 appends that one record, so it is the commit
- * point of every part at once; step 3 starts only after it. Recovery
- * treats each part as a record of that seq, so either the txn record is
- * in the journal and every part is finished, or it is not and no part was
- * put in place (stages and blob links left behind are removed at open).
- * The record is at most JNL_MAX_RECORD: bigger txns are refused (-E2BIG).
+ * point of every part at once; step 3 starts only after it. A txn too big
+ * for one journal frame (JNL_MAX_RECORD) is N frames of REC_TXN_PART and
+ * a last REC_TXN frame, all at one seq, written with jnl_big_*: readers
+ * see all of them or none. Recovery treats each part of each frame as a
+ * record of that seq, so either the txn record is in the journal and
+ * every part is finished, or it is not and no part was put in place
+ * (stages and blob links left behind are removed at open).
  * A checkpoint (syncfs + index snapshot) retires journal segments, but
  * only those the history (history.h) has written to git too.
  *
@@ -59,16 +61,16 @@ struct store_lock;
 /* ---- codec.c: journal and snapshot records ------------------------- */
 
 enum rec_type {
-	REC_PUT = 1,	/* a new version of `id` */
-	REC_DEL = 2,	/* `id` deleted (meta.version = its last version) */
-	REC_META = 3,	/* mode/owner/mtime/xattrs of the current version
-			   changed */
-	REC_RENAME = 4, /* `id` gets `from`'s content as a new version;
-			   `from` is deleted */
-	REC_STATE = 5,	/* snapshot: the state of one record */
-	REC_TXN = 6,	/* one store change made of several REC_PUT and
-			   REC_DEL parts (store_txn, txn.c); all parts
-			   share the record's seq */
+	REC_PUT = 1,	  /* a new version of `id` */
+	REC_DEL = 2,	  /* `id` deleted (meta.version = its last version) */
+	REC_META = 3,	  /* mode/owner/mtime/xattrs of the current version
+			     changed */
+	REC_RENAME = 4,	  /* `id` gets `from`'s content as a new version;
+			     `from` is deleted */
+	REC_STATE = 5,	  /* snapshot: the state of one record */
+	REC_TXN = 6,	  /* one store change made of several REC_PUT and
+			     REC_DEL parts (store_txn, txn.c); all parts
+			     share the record's seq */
 	REC_TXN_PART = 7, /* parts like REC_TXN's, with the same seq as the
 			     REC_TXN frame that ends the change (a change
 			     of many frames; the journal delivers all frames
@@ -122,8 +124,20 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r);
 int codec_encode_txn(const struct rec *parts, size_t n, uint8_t **out,
 		     size_t *len);
 
-/* The next part of a decoded REC_TXN from *off (start at 0). Returns 1
-   with *part (borrowing the buffer), 0 after the last, -EBADMSG. */
+/* One part as it is in a REC_TXN payload: [u32 len] and the part as
+   codec_encode + its inline bytes. *out is the caller's. Returns 0,
+   -EINVAL (not a REC_PUT or REC_DEL), -ENOMEM. */
+int codec_encode_part(const struct rec *p, uint8_t **out, size_t *len);
+
+/* The head of a REC_TXN or REC_TXN_PART payload of `n` parts, which
+   codec_encode_part's follow. */
+#define CODEC_TXN_HEAD 6
+void codec_txn_head(uint8_t head[CODEC_TXN_HEAD], enum rec_type type,
+		    uint32_t n);
+
+/* The next part of a decoded REC_TXN or REC_TXN_PART from *off (start at
+   0). Returns 1 with *part (borrowing the buffer), 0 after the last,
+   -EBADMSG. */
 int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part);
 
 /* Packed xattrs: repeated [u16 name_len][name][u32 value_len][value]. */
@@ -360,9 +374,6 @@ int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size);
 int store_stage_hash(struct store *s, struct store_stage *st, uint8_t hash[16],
 		     uint64_t *size);
 
-/* Apply a decoded journal record to the index (replay and commit). */
-int store_apply_rec(struct store *s, const struct rec *r, uint64_t seq);
-
 /* recover.c: load the snapshot, replay the journal, clean up. */
 int store_recover(struct store *s);
 /* Write the index snapshot at revision `rev`. */
@@ -370,6 +381,35 @@ int store_snapshot_write(struct store *s, uint64_t rev);
 
 /* Wait until `e` is not busy; `mu` held. */
 void store_wait_idle(struct store *s, struct entry *e);
+
+/* ---- spool.c: a temp file written, then read back, in order ------------ */
+
+struct spool {
+	struct io *io;
+	int fd;
+	uint8_t *buf; /* one buffer: what is written or read next */
+	size_t len;   /* bytes in buf */
+	size_t pos;   /* reading: the next byte of buf */
+	uint64_t off; /* file offset of buf[0] */
+	uint64_t size;
+	bool reading;
+};
+
+/* A new empty spool (file backend: unnamed in STORE/tmp; else a memfd).
+   Returns 0 or -errno; release with spool_close (also after a failure). */
+int spool_open(struct store *s, struct spool *sp);
+void spool_close(struct spool *sp);
+/* Append (before the first rewind). Returns 0 or -errno. */
+int spool_write(struct spool *sp, const void *p, size_t n);
+/* Read from the start from now on (may be called again). */
+int spool_rewind(struct spool *sp);
+/* The next n bytes; -EBADMSG past the end, -errno. */
+int spool_read(struct spool *sp, void *p, size_t n);
+/* The offset of the next byte read (or written). */
+uint64_t spool_tell(const struct spool *sp);
+bool spool_at_end(const struct spool *sp);
+/* Overwrite n bytes at `at`, reading (not read again before a rewind). */
+int spool_pwrite(struct spool *sp, const void *p, size_t n, uint64_t at);
 
 /* ---- reserve.c: the space reserve (SPEC section 8) ------------------ */
 
@@ -422,7 +462,94 @@ void reserve_status(struct reserve *r, struct store_status *st);
    the reserve again if there is room (store_hist.c). */
 void store_space_recover(struct store *s);
 
-/* ---- commit.c: the steps every change shares (txn.c uses them) ------ */
+/* ---- change.c: the pipeline every change goes through -------------------- */
+
+/*
+ * begin: under s->mu, wait until none of the `n` records (id_at(arg, i))
+ * has a change in flight, holding no busy mark (each wait starts the
+ * look over again: another may have become busy meanwhile); es[i] gets
+ * each one's entry or NULL (es may be NULL). Returns s->broken (0 or
+ * -EIO) once all are idle; the caller checks its conditions and marks
+ * them busy, all at once, before it unlocks.
+ */
+int change_wait_idle(struct store *s, size_t n,
+		     const char *(*id_at)(void *arg, size_t i), void *arg,
+		     struct entry **es);
+
+/* Before begin, for a change of `id` (no lock held): the checks every
+   change starts with (commit_precheck), the history's backpressure, the
+   index entry of an adopted file; then s->gate is taken shared. Returns 0
+   (gate held) or -errno (nothing held). */
+int change_enter(struct store *s, const char *id,
+		 const struct store_cond *cond);
+
+/* The same for the IDs ids[0..n). */
+int change_wait_ids(struct store *s, const char *const *ids, size_t n,
+		    struct entry **es);
+
+/* journal: encode `r` and append it (the commit point; a memory store
+   only takes the next revision); *seq is its revision. `nosync`: written,
+   not durable yet (sync=batch, batch.c). */
+int change_journal(struct store *s, const struct rec *r, bool nosync,
+		   uint64_t *seq);
+
+/* A copy of n bytes (malloc'ed, at least 1). NULL on ENOMEM. */
+uint8_t *change_memdup(const uint8_t *p, size_t n);
+
+#define APPLY_PLACE 1u /* put the content in place (records directory) */
+#define APPLY_INDEX 2u /* update the index entry */
+
+/* What the apply step knows besides the record. */
+struct apply {
+	unsigned steps;		/* APPLY_PLACE | APPLY_INDEX */
+	bool replay;		/* recovery: see change_apply */
+	bool unmark;		/* clear the records' busy marks */
+	struct store_stage *st; /* a live put's stage (else the record's
+				   inline data or stage name) */
+	struct entry *e;	/* the entry of r->id if known (else found) */
+	uint64_t ino;		/* a put's content inode (0: unknown) */
+	uint8_t *xa;		/* r->xa as an owned copy, taken over (NULL:
+				   r->xa is copied) */
+	uint64_t seq;		/* set by change_apply */
+	uint64_t fixed, lost;	/* replay: content put in place, and gone */
+};
+
+/*
+ * apply: the records directory and the index entry after the decoded
+ * record `r` at revision `seq` -- the same for every kind of change, live
+ * or replayed; a REC_TXN (or REC_TXN_PART) applies each part. Live, a
+ * failure to put content in place breaks the store (commit_mark_broken)
+ * and is not returned: the change is journaled. Replay (recovery), the
+ * content is put in place only by the last record that changes it and
+ * only if it is not there yet. Takes s->mu for the index. Returns 0,
+ * -ENOMEM, -EBADMSG, or (replay) -errno.
+ */
+int change_apply(struct store *s, const struct rec *r, uint64_t seq,
+		 struct apply *a);
+
+/*
+ * journal, history and apply of a change whose record `r` is complete and
+ * whose records are marked busy (a->e: r->id's entry; a->xa: r->xa owned,
+ * or NULL). On a failure before the commit point the marks are cleared
+ * and `what` failed is logged. *seq is the change's revision.
+ */
+int change_journal_apply(struct store *s, struct rec *r, struct apply *a,
+			 const char *what, uint64_t *seq);
+
+/* Replay: remove the source of the rename `r` at `seq` if that rename is
+   its last change. */
+int change_drop_rename_source(struct store *s, const struct rec *r,
+			      uint64_t seq);
+
+/* Does the file of `id` hold content of this hash and size? 1, 0, -errno
+   (logged). */
+int change_content_is(struct store *s, const char *id,
+		      const struct store_meta *m);
+
+/* ---- the steps every change shares (change.c; txn.c uses them) -------- */
+
+/* The version of `e` if it is live, else 0. */
+uint64_t commit_live_version(const struct entry *e);
 
 int64_t commit_now_ns(struct timespec *ts);
 /* ID, read-only, broken, CAS support of a conditional change. */
@@ -453,8 +580,8 @@ int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       size_t xa_len, bool merge, struct store_result *res);
 /* A journaled change could not be put in place: refuse changes. */
 void commit_mark_broken(struct store *s, const char *id, int err);
-/* Step 2: append one journal record (the commit point); *seq is its
-   revision. Memory store: just the next revision. */
+/* Append one journal record made of `iov` (the commit point); *seq is
+   its revision. Memory store: just the next revision. */
 int commit_journal(struct store *s, const struct iovec *iov, int n,
 		   uint64_t *seq);
 /* Clear `e`'s busy mark and wake waiters; `mu` held. */
