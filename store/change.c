@@ -23,6 +23,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -60,10 +61,11 @@ int commit_precheck(struct store *s, const char *id,
 	    (cond->kind == STORE_COND_IF_VERSION ||
 	     cond->kind == STORE_COND_CREATE) &&
 	    !s->be->cas) {
-		rlog_err("record %s: backend \"%s\" cannot compare-and-swap; "
-			 "refusing a conditional change",
-			 id, s->be->ops->name);
-		return -ENOTSUP;
+		return rerr_set(-ENOTSUP,
+				"record %s: backend \"%s\" cannot "
+				"compare-and-swap; refusing a conditional "
+				"change",
+				id, s->be->ops->name);
 	}
 	return 0;
 }
@@ -100,7 +102,7 @@ int commit_check_place(struct store *s, const char *id)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-int commit_check_cond(const struct store_cond *c, uint64_t cur,
+int commit_check_cond(const char *id, const struct store_cond *c, uint64_t cur,
 		      struct store_result *res)
 {
 	bool ok = true;
@@ -112,11 +114,22 @@ int commit_check_cond(const struct store_cond *c, uint64_t cur,
 	if (ok)
 		return 0;
 	res->current = cur;
-	return -ESTALE;
+	if (c->kind == STORE_COND_CREATE)
+		return rerr_set(-ESTALE,
+				"record %s: exists already (version %llu); "
+				"expected none",
+				id, (unsigned long long)cur);
+	return rerr_set(-ESTALE,
+			"record %s: is at version %llu, not the expected "
+			"%llu",
+			id, (unsigned long long)cur,
+			(unsigned long long)c->version);
 }
 
 void commit_mark_broken(struct store *s, const char *id, int err)
 {
+	/* logged: the change itself succeeded (it is journaled), so no
+	   caller hears of this failure */
 	rlog_err("record %s: change is journaled but could not be put in "
 		 "place (%s); refusing further changes until the store is "
 		 "reopened, which finishes it",
@@ -137,6 +150,8 @@ void commit_unbusy(struct store *s, struct entry *e)
 
 void store_commit_failed(struct store *s, const char *id, int err)
 {
+	/* logged: the daemon calls this to log a failure it does not return
+	   (a draft that failed before its commit), once */
 	rlog_err("record %s: commit failed: %s (%s); the previous version "
 		 "is kept",
 		 id, strerror(-err),
@@ -146,6 +161,9 @@ void store_commit_failed(struct store *s, const char *id, int err)
 
 void commit_maybe_checkpoint(struct store *s)
 {
+	const char *why;
+	int rc;
+
 	if (reserve_short(s->reserve)) {
 		store_space_recover(s);
 		return;
@@ -155,7 +173,11 @@ void commit_maybe_checkpoint(struct store *s)
 	if (pthread_mutex_trylock(&s->ckpt_mu) != 0)
 		return; /* another thread is at it */
 	pthread_mutex_unlock(&s->ckpt_mu);
-	(void)store_checkpoint(s);
+	rc = store_checkpoint(s);
+	/* logged: the commit that got here succeeded; no caller hears */
+	why = rc ? rerr_take(rc) : NULL;
+	if (rc)
+		rlog_err("%s", why ? why : strerror(-rc));
 }
 
 uint8_t *change_memdup(const uint8_t *p, size_t n)
@@ -297,12 +319,12 @@ int change_journal_apply(struct store *s, struct rec *r, struct apply *a,
 
 	if (rc) {
 		if (r->type == REC_RENAME)
-			rlog_err("record %.*s: %s to %.*s failed: %s",
-				 (int)r->from_len, r->from, what,
-				 (int)r->id_len, r->id, strerror(-rc));
+			rerr_prefix(rc, "record %.*s: %s to %.*s",
+				    (int)r->from_len, r->from, what,
+				    (int)r->id_len, r->id);
 		else
-			rlog_err("record %.*s: %s failed: %s", (int)r->id_len,
-				 r->id, what, strerror(-rc));
+			rerr_prefix(rc, "record %.*s: %s", (int)r->id_len,
+				    r->id, what);
 		pthread_mutex_lock(&s->mu);
 		commit_unbusy(s, a->e);
 		if (r->type == REC_RENAME)
@@ -346,8 +368,9 @@ int change_content_is(struct store *s, const char *id,
 	close(fd);
 out:
 	if (rc < 0)
-		rlog_err("record %s: cannot be read to check version %llu: %s",
-			 id, (unsigned long long)m->version, strerror(-rc));
+		rerr_prefix(rc, "record %s: cannot be read to check version "
+				"%llu",
+			    id, (unsigned long long)m->version);
 	return rc;
 }
 
@@ -433,6 +456,7 @@ static int place_version(struct store *s, const struct rec *r, const char *id,
 	if (rc == 0)
 		rc = put_version(s, r, id, a);
 	if (rc == -ENOENT) {
+		/* logged: recovery goes on and succeeds (counted in lost) */
 		rlog_err("record %s: version %llu cannot be restored: its "
 			 "content is gone from the store",
 			 id, (unsigned long long)r->meta.version);
@@ -471,8 +495,8 @@ static int place(struct store *s, const struct rec *r, struct apply *a)
 		return 0;
 	}
 	if (rc)
-		rlog_err("record %s: recovery of version %llu failed: %s", id,
-			 (unsigned long long)r->meta.version, strerror(-rc));
+		rerr_prefix(rc, "record %s: recovery of version %llu", id,
+			    (unsigned long long)r->meta.version);
 	return rc;
 }
 

@@ -28,6 +28,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -289,7 +290,7 @@ static int put_begin(struct put *p)
 	rc = change_wait_ids(s, &p->id, 1, &p->e);
 	p->cur = commit_live_version(p->e);
 	if (rc == 0)
-		rc = commit_check_cond(&a->cond, p->cur, p->res);
+		rc = commit_check_cond(p->id, &a->cond, p->cur, p->res);
 	if (rc == 0 && !p->append && is_noop(p->e, m, a, p->x)) {
 		p->res->noop = true;
 		p->res->version = p->cur;
@@ -353,8 +354,8 @@ static int put_journal(struct put *p, uint64_t *seq)
 	if (rc == 0)
 		rc = change_journal(s, r, p->bi != NULL, seq);
 	if (rc) {
-		rlog_err("record %s: commit of version %llu failed: %s", p->id,
-			 (unsigned long long)r->meta.version, strerror(-rc));
+		rerr_prefix(rc, "record %s: commit of version %llu",
+			    p->id, (unsigned long long)r->meta.version);
 		if (p->linked)
 			store_hist_unlink(s, p->st);
 		return rc;
@@ -492,7 +493,7 @@ static int delete_begin(struct store *s, const char *id,
 
 	cur = commit_live_version(*e);
 	if (rc == 0)
-		rc = cur ? commit_check_cond(cond, cur, res) : -ENOENT;
+		rc = cur ? commit_check_cond(id, cond, cur, res) : -ENOENT;
 	if (rc == 0)
 		(*e)->busy = true;
 	return rc;
@@ -562,7 +563,8 @@ static int rename_begin(struct store *s, const char *from, const char *to,
 		return rc;
 	if (!commit_live_version(*ef))
 		return -ENOENT;
-	rc = commit_check_cond(to_cond, commit_live_version(*et), res);
+	rc = commit_check_cond(to, to_cond, commit_live_version(*et),
+			       res);
 	if (rc)
 		return rc;
 	if (!*et && !(*et = idx_add(&s->ix, to, strlen(to))))

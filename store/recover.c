@@ -29,6 +29,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -172,8 +173,8 @@ int store_snapshot_write(struct store *s, uint64_t rev)
 	int rc = snapshot_install(s, rev);
 
 	if (rc)
-		rlog_err("%s/%s: cannot write snapshot: %s", s->path,
-			 STORE_INDEX_FILE, strerror(-rc));
+		rerr_prefix(rc, "%s/%s: cannot write snapshot", s->path,
+			    STORE_INDEX_FILE);
 	return rc;
 }
 
@@ -237,7 +238,7 @@ static int snapshot_load(struct store *s, uint64_t *rev)
 	}
 	goto out;
 bad:
-	rlog_err("%s/%s: corrupt index snapshot (at byte %zu): %s", s->path,
+	rerr_set(rc, "%s: corrupt index snapshot (at byte %zu): %s",
 		 STORE_INDEX_FILE, off, strerror(-rc));
 out:
 	free(buf);
@@ -251,6 +252,8 @@ struct replay {
 	struct store *s;
 	struct apply a;	   /* pass 2: counts what it put in place, lost */
 	uint64_t unplaced; /* no_write: changes not in place (see the top) */
+	char first[ID_MAX_LEN + 1]; /* the first of them, at version */
+	uint64_t first_version;
 };
 
 static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
@@ -259,12 +262,11 @@ static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
 	struct rec r;
 	int rc = codec_decode(payload, len, &r);
 
-	if (rc) {
-		rlog_err("%s/%s: journal record %llu is not readable",
-			 rp->s->path, STORE_JOURNAL_DIR,
-			 (unsigned long long)seq);
-		return rc;
-	}
+	if (rc)
+		return rerr_set(rc, "%s: journal record %llu is not readable: "
+				    "%s",
+				STORE_JOURNAL_DIR, (unsigned long long)seq,
+				strerror(-rc));
 	return change_apply(
 		rp->s, &r, seq,
 		&(struct apply){.steps = APPLY_INDEX, .replay = true});
@@ -304,11 +306,9 @@ static int check_placed(struct replay *rp, const struct rec *r, const char *id,
 		if (e && e->replay_seq == seq)
 			rc = !file_present(rp->s, from);
 	}
-	if (rc == 0) {
-		rp->unplaced++;
-		rlog_err("record %s: version %llu is in the journal but not in "
-			 "place yet (recovery has not run: it writes)",
-			 id, (unsigned long long)r->meta.version);
+	if (rc == 0 && !rp->unplaced++) {
+		snprintf(rp->first, sizeof(rp->first), "%s", id);
+		rp->first_version = r->meta.version;
 	}
 	return 0;
 }
@@ -368,25 +368,26 @@ int store_recover(struct store *s)
 		rc = jnl_scan(s->io, s->jnl_dirfd, rev, pass1, &rp, &rep);
 	if (rc == 0 && rep.records)
 		rc = jnl_scan(s->io, s->jnl_dirfd, rev, pass2, &rp, NULL);
-	if (rc) {
-		if (rc == -EBADMSG)
-			rlog_err("%s: journal is corrupt; the store was left "
-				 "untouched",
-				 s->path);
+	if (rc == -EBADMSG)
+		return rerr_prefix(rc, "journal is corrupt (the store was "
+				       "left untouched)");
+	if (rc)
 		return rc;
-	}
 	if (rep.last_seq > rev)
 		rev = rep.last_seq;
-	if (rp.unplaced) {
-		rlog_err("%s: %llu changes in the journal are not in place: "
-			 "the store was left untouched (opened without writes)",
-			 s->path, (unsigned long long)rp.unplaced);
-		return -EROFS;
-	}
+	if (rp.unplaced)
+		return rerr_set(-EROFS,
+				"%llu changes in the journal are not in place "
+				"(the first: record %s, version %llu): "
+				"recovery has not run, as it writes; the store "
+				"was left untouched (opened without writes)",
+				(unsigned long long)rp.unplaced, rp.first,
+				(unsigned long long)rp.first_version);
 	if (!s->opts.no_write)
 		be_file_clean_tmp(s->be);
 	if (s->hist && !s->opts.read_only)
 		(void)hist_clean_blobs(s->hist, rep.last_seq); /* logged */
+	/* logged: a note on an open that succeeds */
 	if (!s->opts.no_write && (rep.records || rep.torn_bytes))
 		rlog_info("%s: recovered %llu journal records (%llu files "
 			  "restored, %llu lost, %llu torn bytes ignored)",
@@ -405,11 +406,9 @@ int store_recover(struct store *s)
 	jo.dirfd = s->jnl_dirfd;
 	jo.next_seq = rev + 1;
 	rc = jnl_open(&s->jnl, &jo);
-	if (rc) {
-		rlog_err("%s/%s: cannot open the journal: %s", s->path,
-			 STORE_JOURNAL_DIR, strerror(-rc));
-		return rc;
-	}
+	if (rc)
+		return rerr_prefix(rc, "%s: cannot open the journal",
+				   STORE_JOURNAL_DIR);
 	rc = sbatch_init(s);
 	if (rc == 0 && rep.segments)
 		rc = store_checkpoint(s);
@@ -453,8 +452,7 @@ int store_checkpoint(struct store *s)
 		rc = jnl_drop_upto(s->jnl, store_hist_keep(s, rev));
 	pthread_mutex_unlock(&s->ckpt_mu);
 	if (rc)
-		rlog_err("%s: checkpoint failed: %s (the journal keeps "
-			 "everything)",
-			 s->path, strerror(-rc));
+		rerr_prefix(rc, "%s: checkpoint (the journal keeps everything)",
+			    s->path);
 	return rc;
 }

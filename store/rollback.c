@@ -12,6 +12,7 @@
 #include "store_i.h"
 #include "id.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -54,9 +55,9 @@ static int ensure_parents(struct store *s, const char *id)
 		if (rc == -EEXIST && store_ns_stat(s, ns, &st) != 0)
 			rc = -ENOTDIR;
 		if (rc && rc != -EEXIST) {
-			rlog_err("record %s: cannot create namespace %s: %s",
-				 id, ns, strerror(-rc));
-			return rc;
+			return rerr_prefix(rc,
+					   "record %s: cannot create namespace %s",
+					   id, ns);
 		}
 	}
 	return 0;
@@ -144,20 +145,21 @@ static int plan_part(struct store *s, struct store_txn *txn,
 			goto absent;
 		if (!t->after && t->cur.revision <= revision)
 			goto keep;
-		rlog_err("record %s: its state at revision %" PRIu64
-			 " predates the history; cannot roll it back",
-			 t->id, revision);
-		return -ENODATA;
+		return rerr_set(-ENODATA,
+				"record %s: its state at revision %" PRIu64
+				" predates the history; cannot roll it back",
+				t->id, revision);
 	}
 	if (t->v.deleted)
 		goto absent;
 	if (t->live && t->cur.version == t->v.version)
 		goto keep; /* unchanged since */
 	if (t->v.missing) {
-		rlog_err("record %s: version %" PRIu64 " is in the history "
-			 "without its content; cannot roll back to it",
-			 t->id, t->v.version);
-		return -ENODATA;
+		return rerr_set(-ENODATA,
+				"record %s: version %" PRIu64 " is in the "
+				"history without its content; cannot roll "
+				"back to it",
+				t->id, t->v.version);
 	}
 	if (t->live && t->cur.hash_valid && t->v.hash_valid &&
 	    t->cur.size == t->v.size && !memcmp(t->cur.hash, t->v.hash, 16) &&
@@ -167,12 +169,11 @@ static int plan_part(struct store *s, struct store_txn *txn,
 	   current ones (a new record's: 0644, the rollback's who) */
 	args.symlink = t->v.symlink;
 	rc = store_history_get(s, t->id, t->v.version, &buf, &len, NULL);
-	if (rc) {
-		rlog_err("record %s: cannot read version %" PRIu64
-			 " from the history: %s",
-			 t->id, t->v.version, strerror(-rc));
-		return rc;
-	}
+	if (rc)
+		return rerr_prefix(rc,
+				   "record %s: cannot read version %" PRIu64
+				   " from the history",
+				   t->id, t->v.version);
 	rc = store_txn_put(txn, t->id, buf, len, &args);
 	free(buf);
 	if (rc == 0 && res)
@@ -254,18 +255,17 @@ static int rollback_check(struct store *s, uint64_t revision)
 	if (s->opts.read_only)
 		return -EROFS;
 	now = store_revision(s);
-	if (revision > now) {
-		rlog_err("%s: revision %" PRIu64 " is after the current one "
-			 "(%" PRIu64 ")",
-			 s->path, revision, now);
-		return -EINVAL;
-	}
+	if (revision > now)
+		return rerr_set(-EINVAL,
+				"%s: revision %" PRIu64 " is after the "
+				"current one (%" PRIu64 ")",
+				s->path, revision, now);
 	rc = store_history_drain(
 		s, s->opts.history_drain_ms ? s->opts.history_drain_ms : 10000);
 	if (rc)
-		rlog_err("%s: the history cannot catch up: %s", s->path,
-			 strerror(-rc));
-	return rc;
+		return rerr_prefix(rc, "%s: the history cannot catch up",
+				   s->path);
+	return 0;
 }
 
 int store_rollback_to(struct store *s, uint64_t revision,
@@ -303,7 +303,8 @@ int store_rollback_to(struct store *s, uint64_t revision,
 		res->noops += tr.noops;
 		res->puts -= tr.noops; /* puts found equal at commit time */
 	} else if (rc == -ESTALE && tr.failed < store_txn_count(txn)) {
-		rlog_err("%s: a record changed while rolling back (it is at "
+		rerr_set(rc,
+			 "%s: a record changed while rolling back (it is at "
 			 "version %" PRIu64 " now); nothing was changed, try "
 			 "again",
 			 s->path, tr.current);
@@ -392,11 +393,11 @@ static int import_link(struct import *im, const char *rel, mode_t mode,
 	n = readlinkat(im->topfd, rel, target, sizeof(target));
 	if (n < 0) {
 		rc = -errno;
-		rlog_err("%s/%s: cannot read the link: %s", im->top, rel,
-			 strerror(-rc));
-		return rc;
+		return rerr_set(rc, "%s/%s: cannot read the link: %s",
+				im->top, rel, strerror(-rc));
 	}
 	if ((size_t)n > STORE_SYMLINK_MAX) {
+		/* logged: a note, the import goes on and succeeds */
 		rlog_warn("%s/%s: link target over %d bytes; skipped", im->top,
 			  rel, STORE_SYMLINK_MAX);
 		*skipped = true;
@@ -404,8 +405,8 @@ static int import_link(struct import *im, const char *rel, mode_t mode,
 	}
 	rc = store_txn_put(im->txn, rel, target, (size_t)n, &args);
 	if (rc)
-		rlog_err("record %s: cannot import the link %s/%s: %s", rel,
-			 im->top, rel, strerror(-rc));
+		rerr_prefix(rc, "record %s: cannot import the link %s/%s",
+			    rel, im->top, rel);
 	return rc;
 }
 
@@ -425,12 +426,12 @@ static int import_one(struct import *im, const char *rel, mode_t mode)
 		    O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		rlog_err("%s/%s: cannot open: %s", im->top, rel, strerror(-rc));
-		return rc;
+		return rerr_set(rc, "%s/%s: cannot open: %s", im->top, rel,
+				strerror(-rc));
 	}
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		rc = -EINVAL;
-		rlog_err("%s/%s: no longer a regular file", im->top, rel);
+		rc = rerr_set(-EINVAL, "%s/%s: no longer a regular file",
+			      im->top, rel);
 		goto out;
 	}
 	rc = store_stage_new(im->s, &st);
@@ -439,14 +440,15 @@ static int import_one(struct import *im, const char *rel, mode_t mode)
 	n = io_copy_fd(im->s->io, "import.copy", fd, st->fd);
 	rc = n < 0 ? (int)n : 0;
 	if (rc) {
-		rlog_err("%s/%s: cannot copy: %s", im->top, rel, strerror(-rc));
+		rerr_set(rc, "%s/%s: cannot copy: %s", im->top, rel,
+			 strerror(-rc));
 		store_stage_free(st);
 		goto out;
 	}
 	rc = store_txn_put_stage(im->txn, rel, st, &args);
 	if (rc)
-		rlog_err("record %s: cannot import %s/%s: %s", rel, im->top,
-			 rel, strerror(-rc));
+		rerr_prefix(rc, "record %s: cannot import %s/%s", rel, im->top,
+			    rel);
 out:
 	close(fd);
 	return rc;
@@ -500,6 +502,7 @@ static bool import_name(struct import *im, const char *rel, const char *name,
 
 	if (n < 0 || (size_t)n >= ID_MAX_LEN + 2 || id_check(path) ||
 	    depth >= ID_MAX_COMPONENTS) {
+		/* logged: a note, the import goes on and succeeds */
 		rlog_warn("%s/%s%s%s: not a valid record ID; skipped", im->top,
 			  rel, rel[0] ? "/" : "", name);
 		im->skipped++;
@@ -520,13 +523,13 @@ static int walk_entry(struct import *im, DIR *d, const char *rel,
 
 	if (!import_name(im, rel, name, depth, path))
 		return 0;
-	if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		rlog_err("%s/%s: %s", im->top, path, strerror(errno));
-		return -errno;
-	}
+	if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return rerr_set(-errno, "%s/%s: %s", im->top, path,
+				strerror(errno));
 	if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
 		return import_entry(im, path, &st);
 	if (!S_ISDIR(st.st_mode)) {
+		/* logged: a note, the import goes on and succeeds */
 		rlog_warn("%s/%s: not a regular file, symlink or directory (a "
 			  "device, FIFO or socket); skipped",
 			  im->top, path);
@@ -535,10 +538,9 @@ static int walk_entry(struct import *im, DIR *d, const char *rel,
 	}
 	sub = openat(dirfd(d), name,
 		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sub < 0) {
-		rlog_err("%s/%s: %s", im->top, path, strerror(errno));
-		return -errno;
-	}
+	if (sub < 0)
+		return rerr_set(-errno, "%s/%s: %s", im->top, path,
+				strerror(errno));
 	return walk(im, sub, path, depth + 1);
 }
 
@@ -611,9 +613,8 @@ int store_import(struct store *s, const char *dir,
 	im.topfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (im.topfd < 0) {
 		rc = -errno;
-		rlog_err("%s: cannot open the directory: %s", dir,
-			 strerror(-rc));
-		return rc;
+		return rerr_set(rc, "%s: cannot open the directory: %s", dir,
+				strerror(-rc));
 	}
 	rc = store_txn_new(s, &im.txn);
 	dfd = rc ? -1 : dup(im.topfd);

@@ -564,8 +564,9 @@ int commit_check_place(struct store *s, const char *id);
 void commit_pick_owner(const struct store_owner *owner,
 		       const struct store_who *who, const struct entry *e,
 		       struct store_meta *m);
-/* -ESTALE (res->current set) unless `c` holds for version `cur`. */
-int commit_check_cond(const struct store_cond *c, uint64_t cur,
+/* -ESTALE (res->current set; reported, naming `id`) unless `c` holds
+   for version `cur`. */
+int commit_check_cond(const char *id, const struct store_cond *c, uint64_t cur,
 		      struct store_result *res);
 /*
  * store_commit, with the packed user xattrs `xa` (xa_len bytes, may be 0)

@@ -26,6 +26,7 @@
  */
 #include "txn_i.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -186,10 +187,9 @@ static int part_add(struct store_txn *t, const char *id, struct part_hdr *h,
 	if (t->used || t->req.reading)
 		return -EINVAL;
 	rc = id_check(id);
-	if (rc) {
-		rlog_err("record %s: not a valid ID for a txn part", id);
-		return rc;
-	}
+	if (rc)
+		return rerr_set(rc, "record %s: not a valid ID for a txn part",
+				id);
 	h->id_len = (uint16_t)strlen(id);
 	h->stage_len = st ? (uint8_t)strlen(st->name) : 0;
 	rc = spool_write(&t->req, h, sizeof(*h));
@@ -250,8 +250,9 @@ int store_txn_put_stage(struct store_txn *t, const char *id,
 	int rc = 0;
 
 	if (args && args->cond.kind == STORE_COND_APPEND) {
-		rlog_err("record %s: appends are not supported in a txn", id);
-		rc = -EINVAL;
+		rc = rerr_set(-EINVAL,
+			      "record %s: appends are not supported in a txn",
+			      id);
 	} else if (fstat(st->fd, &sb) < 0) {
 		rc = -errno;
 	} else if ((uint64_t)sb.st_size > s->opts.max_record_size) {
@@ -364,20 +365,18 @@ static int check_mark(struct store *s, struct begin *b, struct part *p)
 
 	if (!e)
 		return -ENOMEM;
-	if (e->busy) {
-		rlog_err("record %s: twice in one txn", p->id);
-		return -EINVAL;
-	}
+	if (e->busy)
+		return rerr_set(-EINVAL, "record %s: twice in one txn", p->id);
 	cur = commit_live_version(e);
-	rc = commit_check_cond(&p->h.cond, cur, &p->h.res);
+	rc = commit_check_cond(p->id, &p->h.cond, cur, &p->h.res);
 	b->current = p->h.res.current;
 	if (rc)
 		return rc;
-	if (p->h.del && !cur) {
-		rlog_err("record %s: cannot delete in a txn: no such record",
-			 p->id);
-		return -ENOENT;
-	}
+	if (p->h.del && !cur)
+		return rerr_set(-ENOENT,
+				"record %s: cannot delete in a txn: no such "
+				"record",
+				p->id);
 	p->h.noop = !p->h.del && part_is_noop(&p->h, e);
 	if (p->h.noop) {
 		p->h.res.noop = true;
@@ -461,7 +460,7 @@ static int check_parts(struct store_txn *t, bool place, size_t *failed)
 		if (rc == 0 && place && !p.h.del) {
 			rc = commit_check_place(s, p.id);
 			if (rc)
-				rlog_err("record %s: cannot be written: %s",
+				rerr_set(rc, "record %s: cannot be written: %s",
 					 p.id, strerror(-rc));
 		}
 	}

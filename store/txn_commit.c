@@ -27,7 +27,7 @@
 #include "txn_i.h"
 #include "io.h"
 #include "jnl.h"
-#include "log.h"
+#include "err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -545,8 +545,7 @@ int txn_journal_apply(struct store_txn *t, const struct store_who *who,
 	if (rc == 0)
 		rc = journal(&c, seq);
 	if (rc) {
-		rlog_err("%s: a txn of %zu parts failed: %s", t->s->path, t->n,
-			 strerror(-rc));
+		rerr_prefix(rc, "%s: a txn of %zu parts", t->s->path, t->n);
 		unlink_refs(&c);
 	} else {
 		store_hist_changed(t->s, *seq);
