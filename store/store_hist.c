@@ -18,6 +18,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -162,6 +163,7 @@ int store_hist_open(struct store *s)
 		 * starts now, with the journal the store still has (what a
 		 * crash left in it); earlier versions are not in it.
 		 */
+		/* logged: a note on an open that succeeds */
 		rlog_info("%s: no %s yet: creating it; versions committed "
 			  "before now are not in it",
 			  s->path, HIST_DIR);
@@ -173,11 +175,10 @@ int store_hist_open(struct store *s)
 		s->blobs_fd =
 			openat(s->jnl_dirfd, HIST_BLOBS_DIR,
 			       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (s->blobs_fd < 0) {
-			rc = -errno;
-			rlog_err("%s/%s/%s: %s", s->path, STORE_JOURNAL_DIR,
-				 HIST_BLOBS_DIR, strerror(errno));
-		}
+		if (s->blobs_fd < 0)
+			rc = rerr_set(-errno, "%s/%s/%s: %s", s->path,
+				      STORE_JOURNAL_DIR, HIST_BLOBS_DIR,
+				      strerror(errno));
 	}
 	return rc;
 }
@@ -209,6 +210,7 @@ void store_hist_throttle(struct store *s)
 	if (!s->hist || !s->jnl)
 		return;
 	rev = jnl_last_seq(s->jnl);
+	/* logged: a note, the change goes on */
 	if (hist_throttle(s->hist, rev, wait_ms(s)) == -ETIMEDOUT)
 		rlog_warn("%s: the history is %" PRIu64 " revisions behind "
 			  "and not catching up; going on (the journal grows)",
@@ -226,8 +228,8 @@ int store_hist_link(struct store *s, const struct store_stage *st)
 	if (rc == 0)
 		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
 	if (rc)
-		rlog_err("%s/%s/%s: cannot link the content for the history: "
-			 "%s",
+		rerr_set(rc, "%s/%s/%s: cannot link the content for the "
+			     "history: %s",
 			 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, st->name,
 			 strerror(-rc));
 	return rc;
@@ -247,16 +249,16 @@ int store_hist_link_many(struct store *s, const struct store_stage *const *st,
 		if (rc == 0)
 			(*linked)++;
 		else
-			rlog_err("%s/%s/%s: cannot link the content for the "
-				 "history: %s",
-				 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, st[i]->name,
-				 strerror(-rc));
+			return rerr_set(rc,
+					"%s/%s/%s: cannot link the content for "
+					"the history: %s",
+					STORE_JOURNAL_DIR, HIST_BLOBS_DIR,
+					st[i]->name, strerror(-rc));
 	}
-	if (rc == 0)
-		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
+	rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
 	if (rc)
-		rlog_err("%s/%s: cannot make the links for the history "
-			 "durable: %s",
+		rerr_set(rc, "%s/%s: cannot make the links for the history "
+			     "durable: %s",
 			 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, strerror(-rc));
 	return rc;
 }
@@ -288,6 +290,7 @@ void store_hist_stop(struct store *s)
 	rc = hist_drain(s->hist, rev, drain_ms(s));
 	hist_stop(s->hist);
 	done = hist_done(s->hist);
+	/* logged: store_close goes on; nothing is lost */
 	if (done < rev)
 		rlog_warn("%s: history: revisions %" PRIu64 "..%" PRIu64
 			  " are not in git yet (%s); they stay in the journal "
@@ -497,13 +500,13 @@ static int restore_blob(struct store *s, const struct live *l,
 		rc = hist_blob_restore(s->hist, v->blob, buf, len);
 	free(buf);
 	if (rc)
-		rlog_err("record %s: blob %s of version %" PRIu64 " cannot be "
-			 "written back: %s",
-			 l->id, v->blob, v->version,
-			 rc == -EBADMSG ? "the record's file does not hold "
-					  "that version"
-					: strerror(-rc));
-	else
+		verify_problem("record %s: blob %s of version %" PRIu64
+			       " cannot be written back: %s",
+			       l->id, v->blob, v->version,
+			       rc == -EBADMSG ? "the record's file does not "
+						"hold that version"
+					      : rerr_what(rc));
+	else /* logged: a note on a repair that succeeded */
 		rlog_info("record %s: repaired: blob %s of version %" PRIu64
 			  " written back to the history from the record",
 			  l->id, v->blob, v->version);
@@ -558,6 +561,7 @@ static void verify_live(struct store *s, const struct live *l,
 	if (hist_lookup(s->hist, l->id, l->meta.version, &v) != 0 ||
 	    v.missing) {
 		/* adopted stores have many: name a few */
+		/* logged: a note (not a problem), verify goes on */
 		if (rep->hist_absent++ < 10)
 			rlog_info("record %s: version %" PRIu64 " is not in "
 				  "the history (it predates it)",
@@ -566,23 +570,23 @@ static void verify_live(struct store *s, const struct live *l,
 	}
 	in_tree = tree_find(t, l->id);
 	if (!in_tree || strcmp(in_tree->blob, v.blob) != 0) {
-		rlog_err("record %s: the history's last tree does not hold "
-			 "version %" PRIu64 " (blob %s)",
-			 l->id, l->meta.version, v.blob);
+		verify_problem("record %s: the history's last tree does not "
+			       "hold version %" PRIu64 " (blob %s)",
+			       l->id, l->meta.version, v.blob);
 		rep->hist_bad++;
 	} else if (in_tree->link != l->meta.symlink ||
 		   v.symlink != l->meta.symlink) {
-		rlog_err("record %s: version %" PRIu64 " is %s, but %s in "
-			 "the history",
-			 l->id, l->meta.version,
-			 l->meta.symlink ? "a symlink" : "a file",
-			 l->meta.symlink ? "a file" : "a symlink");
+		verify_problem("record %s: version %" PRIu64 " is %s, but %s "
+			       "in the history",
+			       l->id, l->meta.version,
+			       l->meta.symlink ? "a symlink" : "a file",
+			       l->meta.symlink ? "a file" : "a symlink");
 		rep->hist_bad++;
 	} else if (l->meta.hash_valid && v.hash_valid &&
 		   memcmp(l->meta.hash, v.hash, 16) != 0) {
-		rlog_err("record %s: version %" PRIu64 " has another hash in "
-			 "the history",
-			 l->id, l->meta.version);
+		verify_problem("record %s: version %" PRIu64 " has another "
+			       "hash in the history",
+			       l->id, l->meta.version);
 		rep->hist_bad++;
 	}
 	if (repair && restore_blob(s, l, &v) == 0)
@@ -609,9 +613,9 @@ static int tree_entry_live(void *arg, const char *id, const char *blob,
 	struct store_verify_report *rep = a[1];
 
 	if (!store_is_live(s, id)) {
-		rlog_err("record %s: in the history's last tree (blob %s) but "
-			 "not a live record",
-			 id, blob);
+		verify_problem("record %s: in the history's last tree (blob "
+			       "%s) but not a live record",
+			       id, blob);
 		rep->hist_bad++;
 	}
 	return 0;
@@ -653,21 +657,21 @@ int store_verify_history(struct store *s, struct store_verify_report *rep,
 		return 0;
 	if (!s->opts.read_only) {
 		rc = hist_drain(s->hist, store_revision(s), drain_ms(s));
-		if (rc) {
-			rlog_err("%s: the history does not catch up (%s): "
-				 "cannot verify it",
-				 s->path, strerror(-rc));
-			return rc;
-		}
+		if (rc)
+			return rerr_set(rc,
+					"%s: the history does not catch up "
+					"(%s): cannot verify it",
+					s->path, rerr_what(rc));
 	}
 	rc = hist_verify(s->hist, &hr);
 	if (rc)
-		return rc;
+		return rerr_prefix(rc, "%s: history", s->path);
 	rep->hist_versions = hr.versions;
 	rep->hist_bad += hr.no_blob;
 	if (hist_done(s->hist) < store_revision(s)) {
 		/* writing them is what a read-only verify must not do; the
-		   journal keeps them, so nothing is lost */
+		   journal keeps them, so nothing is lost (logged: a note, the
+		   verify succeeds) */
 		rlog_warn("%s: the history is %" PRIu64 " revisions behind "
 			  "the journal (the next mount, or verify --repair, "
 			  "writes them): its last tree was not compared with "
@@ -699,7 +703,7 @@ int store_verify_history(struct store *s, struct store_verify_report *rep,
 			left = hr.no_blob;
 		rep->unrepairable += other + left;
 	}
-	if (rep->hist_absent > 10)
+	if (rep->hist_absent > 10) /* logged: a note */
 		rlog_info("%s: %" PRIu64 " live records are not in the history "
 			  "(adopted, or from before it)",
 			  s->path, rep->hist_absent);

@@ -627,6 +627,11 @@ uint64_t store_hist_keep(struct store *s, uint64_t rev);
    writer. The history is freed by store_hist_free. */
 void store_hist_stop(struct store *s);
 void store_hist_free(struct store *s);
+/* One problem store_verify found (or could not repair), naming the
+   record and the cause: logged -- the listing verify gives, one line a
+   problem -- and kept as this thread's last error (-EBADMSG), which
+   store_verify returns with a count in front. */
+void verify_problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* store_verify's history part; with `repair`, blobs missing from git
    that a record file still holds are written back. */
 int store_verify_history(struct store *s, struct store_verify_report *rep,

@@ -15,13 +15,16 @@
 #include "history.h"
 #include "id.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -71,28 +74,28 @@ static int restore_record(struct store *s, const char *id,
 	int rc;
 
 	if (!s->hist) {
-		rlog_err("record %s: cannot be repaired: the store has no "
-			 "history",
-			 id);
+		verify_problem("record %s: cannot be repaired: the store has "
+			       "no history",
+			       id);
 		return -ENOENT;
 	}
 	rc = hist_lookup(s->hist, id, m->version, &v);
 	if (rc == 0)
 		rc = hist_read(s->hist, &v, &buf, &len);
 	if (rc) {
-		rlog_err("record %s: cannot be repaired: version %" PRIu64
-			 " is not readable in the history (%s)",
-			 id, m->version,
-			 rc == -ENOENT ? "not in it" : strerror(-rc));
+		verify_problem("record %s: cannot be repaired: version %" PRIu64
+			       " is not readable in the history (%s)",
+			       id, m->version,
+			       rc == -ENOENT ? "not in it" : rerr_what(rc));
 		return rc;
 	}
 	XXH128_canonicalFromHash(&got, XXH3_128bits(buf, len));
 	if (m->hash_valid &&
 	    (memcmp(got.digest, m->hash, 16) != 0 || len != m->size)) {
-		rlog_err("record %s: cannot be repaired: the history's "
-			 "version %" PRIu64 " (blob %s) has another content "
-			 "than the index says",
-			 id, m->version, v.blob);
+		verify_problem("record %s: cannot be repaired: the history's "
+			       "version %" PRIu64 " (blob %s) has another "
+			       "content than the index says",
+			       id, m->version, v.blob);
 		rc = -EBADMSG;
 		goto out;
 	}
@@ -123,8 +126,9 @@ static int restore_record(struct store *s, const char *id,
 	}
 	pthread_rwlock_unlock(&s->gate);
 	if (rc)
-		rlog_err("record %s: repair failed: %s", id, strerror(-rc));
-	else
+		verify_problem("record %s: repair failed: %s", id,
+			       rerr_what(rc));
+	else /* logged: a note on a repair that succeeded */
 		rlog_info("record %s: repaired: version %" PRIu64 " restored "
 			  "from the history (commit %.12s, blob %.12s)",
 			  id, m->version, v.commit, v.blob);
@@ -164,10 +168,11 @@ static int drop_leftover(struct store *s, const char *id,
 
 	rc = s->hist ? hist_each(s->hist, id, match_hash, &f) : 0;
 	if (rc != 1) {
-		rlog_err("record %s: cannot be repaired: its left-over file "
-			 "is not a version in the history; move it out of "
-			 "the store (or copy it back in through a mount)",
-			 id);
+		verify_problem("record %s: cannot be repaired: its left-over "
+			       "file is not a version in the history; move it "
+			       "out of the store (or copy it back in through a "
+			       "mount)",
+			       id);
 		return -ENOENT;
 	}
 	e = repair_hold(s, id);
@@ -178,7 +183,7 @@ static int drop_leftover(struct store *s, const char *id,
 	if (rc == 0)
 		rc = s->be->ops->sync(s->be);
 	pthread_rwlock_unlock(&s->gate);
-	if (rc == 0)
+	if (rc == 0) /* logged: a note on a repair that succeeded */
 		rlog_info("record %s: repaired: removed the file left by its "
 			  "delete (it holds version %" PRIu64 ", kept in the "
 			  "history)",
@@ -197,6 +202,19 @@ static int hash_file(struct store *s, const char *id, uint8_t hash[16],
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+void verify_problem(const char *fmt, ...)
+{
+	char msg[RERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* logged: verify lists every problem, which one error cannot */
+	rlog_err("%s", msg);
+	rerr_set(-EBADMSG, "%s", msg);
 }
 
 /* Count a problem found; with repair, try `fixed` (its result). */
@@ -330,19 +348,20 @@ static void settle(struct store *s, const char *id, struct vprob *v,
 	int rc;
 
 	if (v->what == VP_LEFTOVER) {
-		rlog_err("record %s: deleted at version %llu but its file is "
-			 "still there",
-			 id, (unsigned long long)m->version);
+		verify_problem("record %s: deleted at version %llu but its "
+			       "file is still there",
+			       id, (unsigned long long)m->version);
 		tally(rep, repair,
 		      repair ? drop_leftover(s, id, v->hash, v->size) : -1);
 		return;
 	}
 	store_hash_format(m->hash, want);
 	store_hash_format(v->hash, got);
-	rlog_err("record %s: content does not match version %llu "
-		 "(expected %s, %llu bytes; found %s, %llu bytes)",
-		 id, (unsigned long long)m->version, want,
-		 (unsigned long long)m->size, got, (unsigned long long)v->size);
+	verify_problem("record %s: content does not match version %llu "
+		       "(expected %s, %llu bytes; found %s, %llu bytes)",
+		       id, (unsigned long long)m->version, want,
+		       (unsigned long long)m->size, got,
+		       (unsigned long long)v->size);
 	rc = repair ? restore_record(s, id, m) : -1;
 	if (rc == 0 && (rc = hash_file(s, id, v->hash, &v->size)) == 0 &&
 	    (memcmp(v->hash, m->hash, 16) || v->size != m->size))
@@ -466,9 +485,9 @@ static int check_present(void *arg, struct entry *e)
 	if (m->s->be->ops->stat(m->s->be, e->id, &st) == 0 &&
 	    S_ISREG(st.st_mode))
 		return 0;
-	rlog_err("record %s: version %llu is in the index but its file is "
-		 "missing",
-		 e->id, (unsigned long long)e->meta.version);
+	verify_problem("record %s: version %llu is in the index but its file "
+		       "is missing",
+		       e->id, (unsigned long long)e->meta.version);
 	if (m->repair)
 		return remember(m, e);
 	m->rep->bad++;
@@ -497,8 +516,10 @@ static int verify_all(struct store *s, struct store_verify_report *rep,
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	rerr_clear();
 	if (repair && s->opts.read_only)
-		return -EROFS;
+		return rerr_set(-EROFS, "%s: cannot repair: opened read-only",
+				s->path);
 	rc = store_list(s, "", verify_cb, &w);
 	if (rc)
 		goto out;
@@ -523,6 +544,11 @@ static int verify_all(struct store *s, struct store_verify_report *rep,
 		rc = rep->unrepairable ? -EBADMSG : 0;
 	else
 		rc = rep->bad || rep->hist_bad ? -EBADMSG : 0;
+	if (rc)
+		rerr_prefix(rc, "%s: %llu problems%s; the last", s->path,
+			    (unsigned long long)(repair ? rep->unrepairable
+						       : rep->bad + rep->hist_bad),
+			    repair ? " left" : "");
 out:
 	for (size_t i = 0; i < w.n; i++)
 		free(w.ids[i]);
