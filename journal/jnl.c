@@ -43,6 +43,7 @@
 #include "jnl_i.h"
 
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -201,10 +202,10 @@ static int seg_prepare(struct io *io, int dirfd, uint64_t next, int *out)
 
 		jnl_seg_name(name, w.first);
 		if (w.first > next) {
-			rc = -EEXIST;
-			rlog_err("journal %s: segment is past the next record "
-				 "%" PRIu64,
-				 name, next);
+			rc = rerr_set(-EEXIST,
+				      "journal %s: segment is past the next "
+				      "record %" PRIu64,
+				      name, next);
 			goto out;
 		}
 		rc = jnl_seg_walk(&w, &b);
@@ -215,20 +216,21 @@ static int seg_prepare(struct io *io, int dirfd, uint64_t next, int *out)
 			break;
 		}
 		if (w.nrec == 0) {
+			/* logged: a note, the open goes on */
 			rlog_warn("journal %s: no records, removing", name);
 			rc = io_unlinkat(io, "jnl.drop.unlink", dirfd, name, 0);
 			if (rc < 0) {
-				rlog_err("journal %s: unlink: %s", name,
+				rerr_set(rc, "journal %s: unlink: %s", name,
 					 strerror(-rc));
 				goto out;
 			}
 			continue;
 		}
 		if (w.last_seq != next - 1) {
-			rc = w.last_seq >= next ? -EEXIST : -EINVAL;
-			rlog_err("journal %s: ends at record %" PRIu64
-				 ", cannot continue at %" PRIu64,
-				 name, w.last_seq, next);
+			rc = rerr_set(w.last_seq >= next ? -EEXIST : -EINVAL,
+				      "journal %s: ends at record %" PRIu64
+				      ", cannot continue at %" PRIu64,
+				      name, w.last_seq, next);
 			goto out;
 		}
 		if (w.valid_end < w.size) {

@@ -14,6 +14,7 @@
 #include "jnl_i.h"
 
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -111,7 +112,7 @@ int jnl_seg_list(struct io *io, int dirfd, uint64_t **out, size_t *count)
 	v = NULL;
 out:
 	if (rc < 0)
-		rlog_err("journal: listing segments: %s", strerror(-rc));
+		rerr_set(rc, "journal: listing segments: %s", strerror(-rc));
 	if (dir)
 		closedir(dir);
 	if (fd >= 0)
@@ -190,18 +191,17 @@ static int walk_open(struct wstate *ws)
 			   O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (ws->fd < 0) {
 		rc = ws->fd;
-		rlog_err("journal %s: open: %s", ws->name, strerror(-rc));
-		return rc;
+		return rerr_set(rc, "journal %s: open: %s", ws->name,
+				strerror(-rc));
 	}
 	if (fstat(ws->fd, &st) < 0) {
 		rc = -errno;
-		rlog_err("journal %s: stat: %s", ws->name, strerror(-rc));
-		return rc;
+		return rerr_set(rc, "journal %s: stat: %s", ws->name,
+				strerror(-rc));
 	}
-	if (!S_ISREG(st.st_mode)) {
-		rlog_err("journal %s: not a regular file", ws->name);
-		return -EBADMSG;
-	}
+	if (!S_ISREG(st.st_mode))
+		return rerr_set(-EBADMSG, "journal %s: not a regular file",
+				ws->name);
 	ws->w->size = (uint64_t)st.st_size;
 	return 0;
 }
@@ -218,20 +218,17 @@ static int walk_header(struct wstate *ws)
 	if (w->size >= JNL_FILE_HDR) {
 		n = io_pread_all(w->io, "jnl.scan.read", ws->fd, fh,
 				 JNL_FILE_HDR, 0);
-		if (n < 0) {
-			rlog_err("journal %s: read: %s", ws->name,
-				 strerror((int)-n));
-			return (int)n;
-		}
+		if (n < 0)
+			return rerr_set((int)n, "journal %s: read: %s",
+					ws->name, strerror((int)-n));
 	}
 	torn = n < JNL_FILE_HDR || all_zero(fh, JNL_FILE_HDR);
 	if (torn && w->last)
 		return 1;
 	if (torn || memcmp(fh, JNL_SEGMENT_MAGIC, 8) != 0 ||
-	    rd_le64(fh + 8) != w->first) {
-		rlog_err("journal %s: bad segment header", ws->name);
-		return -EBADMSG;
-	}
+	    rd_le64(fh + 8) != w->first)
+		return rerr_set(-EBADMSG, "journal %s: bad segment header",
+				ws->name);
 	w->hdr_ok = true;
 	w->valid_end = JNL_FILE_HDR;
 	ws->boff = ws->pos = JNL_FILE_HDR;
@@ -263,11 +260,10 @@ static int walk_fill(struct wstate *ws, size_t need)
 		want = (size_t)(w->size - (ws->boff + ws->len));
 	n = io_pread_all(w->io, "jnl.scan.read", ws->fd, b->p + ws->len, want,
 			 (off_t)(ws->boff + ws->len));
-	if (n < 0) {
-		rlog_err("journal %s: read at %" PRIu64 ": %s", ws->name,
-			 ws->boff + ws->len, strerror((int)-n));
-		return (int)n;
-	}
+	if (n < 0)
+		return rerr_set((int)n, "journal %s: read at %" PRIu64 ": %s",
+				ws->name, ws->boff + ws->len,
+				strerror((int)-n));
 	ws->len += (size_t)n;
 	if (ws->len < need) {
 		w->size = ws->boff + ws->len; /* it shrank */
@@ -286,7 +282,8 @@ static int walk_ahead(struct wstate *ws, uint64_t seq, long fl, bool *bad)
 	rc = jnl_big_rest(ws->w->io, "jnl.scan.read", ws->fd,
 			  ws->pos + (uint64_t)fl, ws->w->size, seq, &end);
 	if (rc == -EBADMSG)
-		rlog_err("journal %s: record %" PRIu64 " at offset %" PRIu64
+		rerr_set(rc,
+			 "journal %s: record %" PRIu64 " at offset %" PRIu64
 			 " is cut short by another one at offset %" PRIu64,
 			 ws->name, seq, ws->pos, end);
 	*bad = rc == 0;
@@ -305,12 +302,11 @@ static int walk_frame(struct wstate *ws, long fl, uint64_t seq,
 	struct jnl_walk *w = ws->w;
 	int rc;
 
-	if (seq != w->first + w->nrec) {
-		rlog_err("journal %s: record at offset %" PRIu64
-			 " has seq %" PRIu64 ", expected %" PRIu64,
-			 ws->name, ws->pos, seq, w->first + w->nrec);
-		return -EBADMSG;
-	}
+	if (seq != w->first + w->nrec)
+		return rerr_set(-EBADMSG,
+				"journal %s: record at offset %" PRIu64
+				" has seq %" PRIu64 ", expected %" PRIu64,
+				ws->name, ws->pos, seq, w->first + w->nrec);
 	if (!ws->part) {
 		ws->rec = ws->pos;
 		ws->checked = false;
@@ -339,20 +335,19 @@ static int walk_bad(struct wstate *ws, uint64_t pos)
 {
 	struct jnl_walk *w = ws->w;
 
-	if (ws->part && ws->checked) {
-		rlog_err("journal %s: record %" PRIu64 " at offset %" PRIu64
-			 " changed while it was read",
-			 ws->name, w->first + w->nrec, ws->rec);
-		return -EBADMSG;
-	}
+	if (ws->part && ws->checked)
+		return rerr_set(-EBADMSG,
+				"journal %s: record %" PRIu64
+				" at offset %" PRIu64
+				" changed while it was read",
+				ws->name, w->first + w->nrec, ws->rec);
 	if (ws->part)
 		pos = ws->rec; /* its last frame is missing: none of it */
-	if (!w->last) {
-		rlog_err("journal %s: bad or truncated record at offset "
-			 "%" PRIu64 " (not the last segment)",
-			 ws->name, pos);
-		return -EBADMSG;
-	}
+	if (!w->last)
+		return rerr_set(-EBADMSG,
+				"journal %s: bad or truncated record at "
+				"offset %" PRIu64 " (not the last segment)",
+				ws->name, pos);
 	/* zeros are what jnl.c writes ahead of the records */
 	if (zero_tail(ws->fd, pos, w->size)) {
 		w->zeros = w->size - pos;
@@ -361,6 +356,7 @@ static int walk_bad(struct wstate *ws, uint64_t pos)
 			   ws->name, w->zeros, pos);
 	} else {
 		w->torn = w->size - pos;
+		/* logged: a note, the scan succeeds */
 		rlog_warn("journal %s: torn tail at offset %" PRIu64
 			  ", ignoring %" PRIu64 " bytes",
 			  ws->name, pos, w->torn);
@@ -446,10 +442,11 @@ int jnl_scan(struct io *io, int dirfd, uint64_t after, jnl_scan_cb cb,
 
 		if (i > 0 && segs[i] != expect) {
 			jnl_seg_name(name, segs[i]);
-			rc = -EBADMSG;
-			rlog_err("journal %s: starts at seq %" PRIu64
-				 " but the previous segment ends at %" PRIu64,
-				 name, segs[i], expect - 1);
+			rc = rerr_set(-EBADMSG,
+				      "journal %s: starts at seq %" PRIu64
+				      " but the previous segment ends at "
+				      "%" PRIu64,
+				      name, segs[i], expect - 1);
 			goto out;
 		}
 		rc = jnl_seg_walk(&w, &b);
