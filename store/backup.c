@@ -43,6 +43,7 @@
 #include "io.h"
 #include "jnl.h"
 #include "lock.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -269,7 +270,7 @@ static int copy_file_as(struct copy *c, int sfd, int dfd, const char *name,
 		rc = remember(c, &st, false);
 out:
 	if (rc)
-		rlog_err("backup %s: cannot copy %s: %s", c->dest, c->rel,
+		rerr_set(rc, "backup %s: cannot copy %s: %s", c->dest, c->rel,
 			 strerror(-rc));
 	if (out >= 0)
 		close(out);
@@ -327,6 +328,7 @@ static int copy_here(struct copy *c, int sfd, int dfd, const char *name,
 		return rc ? rc : copy_file_as(c, sfd, dfd, name, name);
 	}
 	if (!S_ISDIR(st.st_mode)) {
+		/* logged: a note, the backup goes on and succeeds */
 		rlog_warn("backup %s: %s is not a file or directory: not "
 			  "copied",
 			  c->dest, c->rel);
@@ -651,6 +653,15 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Log the failure `rc` of a step the backup goes on without. */
+static void note_failure(int rc)
+{
+	const char *why = rc ? rerr_take(rc) : NULL;
+
+	if (rc)
+		rlog_warn("backup: %s", why ? why : strerror(-rc));
+}
+
 static int backup(struct store *s, const char *dest,
 		  struct store_backup_report *rep)
 {
@@ -667,17 +678,16 @@ static int backup(struct store *s, const char *dest,
 		return -ENOTSUP; /* memory backend */
 	rc = check_outside(s, dest);
 	if (rc == -EINVAL)
-		rlog_err("backup %s: inside the store %s", dest, s->path);
+		return rerr_set(rc, "backup %s: inside the store %s", dest,
+				s->path);
 	if (rc)
-		return rc;
+		return rerr_prefix(rc, "backup %s", dest);
 	rc = open_dest(dest, &c.dfd, &created);
-	if (rc) {
-		rlog_err("backup %s: %s", dest,
-			 rc == -ENOTEMPTY || rc == -EEXIST
-				 ? "exists and is not an empty directory"
-				 : strerror(-rc));
-		return rc;
-	}
+	if (rc)
+		return rerr_set(rc, "backup %s: %s", dest,
+				rc == -ENOTEMPTY || rc == -EEXIST
+					? "exists and is not an empty directory"
+					: strerror(-rc));
 
 	/* step 1: the bulk, then a short journal, while changes go on */
 	rc = copy_bulk(&c, false);
@@ -685,13 +695,14 @@ static int backup(struct store *s, const char *dest,
 		goto out;
 	/* a checkpoint drops the segments the history has written: start a
 	   new segment, have the history catch up with the old ones, and
-	   drop them (errors are logged; the journal is copied anyway) */
+	   drop them (errors are logged: the journal is copied anyway, so
+	   the backup goes on and no caller hears of them) */
 	if (s->jnl && !s->opts.read_only && !s->broken)
-		(void)store_checkpoint(s);
+		note_failure(store_checkpoint(s));
 	if (s->hist && !s->opts.read_only)
 		(void)store_history_drain(s, BACKUP_DRAIN_MS);
 	if (s->jnl && !s->opts.read_only && !s->broken)
-		(void)store_checkpoint(s);
+		note_failure(store_checkpoint(s));
 	if (s->hist && !s->opts.read_only) {
 		hist_pause(s->hist);
 		paused = true;
@@ -710,8 +721,8 @@ static int backup(struct store *s, const char *dest,
 	rc = s->broken;
 	pthread_mutex_unlock(&s->mu);
 	if (rc) {
-		rlog_err("backup %s: the store needs recovery (remount it "
-			 "first)",
+		rerr_set(rc, "backup %s: the store needs recovery (remount it "
+			     "first)",
 			 dest);
 		goto out;
 	}
@@ -749,8 +760,8 @@ out:
 		free(c.v[i].path);
 	free(c.v);
 	if (rc) {
-		rlog_err("backup %s: failed: %s; removing the partial copy",
-			 dest, strerror(-rc));
+		rerr_prefix(rc, "backup %s (the partial copy was removed)",
+			    dest);
 		remove_tree(c.dfd);
 		close(c.dfd);
 		if (created)
@@ -758,6 +769,7 @@ out:
 		return rc;
 	}
 	close(c.dfd);
+	/* logged: a note on a backup that succeeded */
 	rlog_info("backup of %s at revision %" PRIu64 " written to %s: %" PRIu64
 		  " records, %" PRIu64 " files, %" PRIu64 " bytes (%" PRIu64
 		  " files, %" PRIu64 " bytes while commits waited %" PRIu64

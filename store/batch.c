@@ -27,6 +27,7 @@
 #include "store_i.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -222,7 +223,7 @@ int sbatch_queue(struct store *s, struct batch_item *it)
 	}
 	pthread_mutex_unlock(&b->mu);
 	if (rc)
-		rlog_err("record %s: cannot start the sync=batch thread: %s",
+		rerr_set(rc, "record %s: cannot start the sync=batch thread: %s",
 			 it->id, strerror(-rc));
 	return rc;
 }

@@ -208,7 +208,7 @@ int ctl_backup(int argc, char **argv)
 	}
 	rc = store_backup(s, dest, &rep);
 	if (rc)
-		ctl_error(rc, "%s", dest);
+		ctl_error(rc, "backup %s", dest);
 	else
 		printf("backup of %s at revision %" PRIu64 " written to %s "
 		       "(%" PRIu64 " records, %" PRIu64 " files, %" PRIu64
