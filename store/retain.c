@@ -37,6 +37,7 @@
 #include "history.h"
 #include "id.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -195,7 +196,8 @@ static int policies_load(struct store *s, struct policies *ps)
 	}
 out:
 	if (rc == -EBADMSG)
-		rlog_err("%s/%s: not a retention policy file recfs wrote "
+		rerr_set(rc,
+			 "%s/%s: not a retention policy file recfs wrote "
 			 "(corrupt?); nothing is pruned until it is fixed or "
 			 "removed",
 			 s->path, RETAIN_FILE);
@@ -488,9 +490,10 @@ static int prune_locked(struct store *s, const struct policies *ps,
 	if (rc == 0)
 		rc = hist_drain(s->hist, store_revision(s), RETAIN_DRAIN_MS);
 	if (rc)
-		rlog_err("%s: prune: the history is not written (%s): "
+		rerr_set(rc,
+			 "%s: prune: the history is not written (%s): "
 			 "nothing pruned",
-			 s->path, strerror(-rc));
+			 s->path, rerr_what(rc));
 	if (rc == 0)
 		rc = retain_remote_ok(s);
 	if (rc == 0)
@@ -502,6 +505,7 @@ static int prune_locked(struct store *s, const struct policies *ps,
 		rep->history_after = hr.bytes_after;
 		/* the journal segments that still hold their content */
 		rc = store_checkpoint(s);
+		/* logged: a note on a prune that succeeded */
 		rlog_info("%s: pruned %" PRIu64 " versions of %" PRIu64
 			  " records; history %" PRIu64 " -> %" PRIu64
 			  " bytes, head %s",
@@ -661,11 +665,17 @@ static void *timer_main(void *arg)
 	pthread_mutex_lock(&t->mu);
 	while (!t->stop) {
 		struct store_retain_report rep;
+		const char *why;
+		int rc;
 
 		if (pthread_cond_timedwait(&t->cv, &t->mu, &at) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&t->mu);
-		(void)store_retain_prune(s, &rep); /* logged */
+		rc = store_retain_prune(s, &rep);
+		why = rc ? rerr_take(rc) : NULL;
+		/* logged: the timer thread has no caller to report to */
+		if (rc)
+			rlog_err("%s", why ? why : strerror(-rc));
 		pthread_mutex_lock(&t->mu);
 		clock_gettime(CLOCK_MONOTONIC, &at);
 		at.tv_sec += period;
@@ -693,6 +703,7 @@ int store_retain_timer_start(struct store *s)
 	s->retain_timer = t;
 	rc = -pthread_create(&t->thread, NULL, timer_main, s);
 	if (rc) {
+		/* logged: store_serve_start goes on without the timer */
 		rlog_err("%s: cannot start the periodic prune: %s", s->path,
 			 strerror(-rc));
 		s->retain_timer = NULL;
