@@ -36,6 +36,7 @@
 #include "change_decode.h"
 #include "history.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -229,9 +230,8 @@ static int tail_open(struct store_changes *c, uint64_t first)
 	for (int i = 0; i < 8; i++)
 		if (fh[8 + i] != (uint8_t)(first >> (8 * i))) {
 			close(fd);
-			rlog_err("%s/%s/%s: bad segment header", c->path,
-				 STORE_JOURNAL_DIR, name);
-			return -EBADMSG;
+			return rerr_set(-EBADMSG, "%s/%s/%s: bad segment header",
+					c->path, STORE_JOURNAL_DIR, name);
 		}
 	tail_close(t);
 	t->fd = fd;
@@ -379,12 +379,12 @@ static int tail_take(struct store_changes *c, uint64_t durable, uint64_t seq,
 		char name[32];
 
 		seg_name(name, c->t.first);
-		rlog_err("%s/%s/%s: record at offset %" PRIu64
-			 " has seq %" PRIu64 ", expected %" PRIu64,
-			 c->path, STORE_JOURNAL_DIR, name, c->t.off, seq,
-			 c->t.next);
 		c->t_ok = false;
-		return -EBADMSG;
+		return rerr_set(-EBADMSG,
+				"%s/%s/%s: record at offset %" PRIu64
+				" has seq %" PRIu64 ", expected %" PRIu64,
+				c->path, STORE_JOURNAL_DIR, name, c->t.off, seq,
+				c->t.next);
 	}
 	if (seq > c->pos && seq > durable)
 		return -EAGAIN;
@@ -392,9 +392,10 @@ static int tail_take(struct store_changes *c, uint64_t durable, uint64_t seq,
 	if (seq > c->pos) {
 		rc = change_decode(p, len, seq, queue_decoded, c, NULL);
 		if (rc == -EBADMSG)
-			rlog_err("%s/%s: record %" PRIu64 " cannot be decoded "
-				 "as a change",
-				 c->path, STORE_JOURNAL_DIR, seq);
+			rerr_prefix(rc,
+				    "%s/%s: record %" PRIu64 " cannot be "
+				    "decoded as a change",
+				    c->path, STORE_JOURNAL_DIR, seq);
 		if (rc)
 			return rc;
 	}
@@ -532,15 +533,14 @@ static int git_read_one(struct store_changes *c)
 	if (rc == 0 && a.err)
 		rc = a.err;
 	git_oid_tostr(hex, sizeof(hex), oid);
-	if (rc == 0 && bad)
+	if (rc == 0 && bad) /* logged: a note, the reading goes on */
 		rlog_warn("%s/%s: commit %s: %u trailer blocks cannot be "
 			  "read; their changes are skipped",
 			  c->path, HIST_DIR, hex, bad);
-	if (rc == 0 && upto <= c->pos) {
-		rlog_err("%s/%s: commit %s: no Recfs-Upto after %" PRIu64,
-			 c->path, HIST_DIR, hex, c->pos);
-		rc = -EBADMSG;
-	}
+	if (rc == 0 && upto <= c->pos)
+		rc = rerr_set(-EBADMSG,
+			      "%s/%s: commit %s: no Recfs-Upto after %" PRIu64,
+			      c->path, HIST_DIR, hex, c->pos);
 	if (rc == 0) {
 		c->pos = upto;
 		c->t_ok = false; /* the tail goes on after upto */
@@ -582,7 +582,8 @@ static int from_git(struct store_changes *c)
 	if (at)
 		return 1; /* it holds pos + 1 (again): read it there */
 	/* the journal starts later and git has nothing after pos, and did
-	   not move: those revisions predate the history */
+	   not move: those revisions predate the history (logged: a
+	   note, the reading goes on) */
 	rlog_warn("%s: revisions %" PRIu64 "..%" PRIu64 " are neither in the "
 		  "history nor in the journal (from before the store had a "
 		  "history): skipped",
@@ -653,21 +654,25 @@ int store_changes_open(struct store_changes **out, const char *path,
 	sprintf(git, "%s/%s", path, HIST_DIR);
 	c->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (c->dirfd < 0) {
-		rc = -errno;
-		rlog_err("%s: cannot open store: %s", path, strerror(-rc));
+		rc = rerr_set(-errno, "%s: cannot open store: %s", path,
+			      strerror(errno));
 		goto out;
 	}
 	rc = format_check(c->dirfd, path, why, sizeof(why));
 	if (rc) {
-		rlog_err("%s", why[0] ? why : "cannot read the format file");
+		if (why[0])
+			rerr_set(rc, "%s", why);
+		else
+			rerr_prefix(rc, "%s: cannot read the format file",
+				    path);
 		goto out;
 	}
 	c->jnl_fd = openat(c->dirfd, STORE_JOURNAL_DIR,
 			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	c->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (c->jnl_fd < 0 || c->ino_fd < 0) {
-		rc = -errno;
-		rlog_err("%s/%s: %s", path, STORE_JOURNAL_DIR, strerror(-rc));
+		rc = rerr_set(-errno, "%s/%s: %s", path, STORE_JOURNAL_DIR,
+			      strerror(errno));
 		goto out;
 	}
 	/* by path: inotify has no *at(); the directory is ours to name */
@@ -675,8 +680,8 @@ int store_changes_open(struct store_changes **out, const char *path,
 	if (inotify_add_watch(c->ino_fd, git,
 			      IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE |
 				      IN_CLOSE_WRITE | IN_ONLYDIR) < 0) {
-		rc = -errno;
-		rlog_err("%s: cannot watch: %s", git, strerror(-rc));
+		rc = rerr_set(-errno, "%s: cannot watch: %s", git,
+			      strerror(errno));
 		goto out;
 	}
 	git_libgit2_init();
@@ -734,12 +739,11 @@ int store_changes_next(struct store_changes *c, uint64_t durable,
 		rc = from_git(c);
 		if (rc <= 0)
 			return rc;
-		if (!c->ntodo && ++stuck > 100) {
-			rlog_err("%s/%s: revision %" PRIu64 " is listed but "
-				 "cannot be read",
-				 c->path, STORE_JOURNAL_DIR, c->pos + 1);
-			return -EBADMSG;
-		}
+		if (!c->ntodo && ++stuck > 100)
+			return rerr_set(-EBADMSG,
+					"%s/%s: revision %" PRIu64 " is listed "
+					"but cannot be read",
+					c->path, STORE_JOURNAL_DIR, c->pos + 1);
 	}
 }
 
