@@ -31,6 +31,7 @@
 #include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -145,8 +146,8 @@ int hist_init_repo(const char *store_path, int store_dirfd)
 	if (rc == 0 && fsync(store_dirfd) < 0)
 		rc = -errno;
 	if (rc)
-		rlog_err("%s/%s: cannot create the history: %s", store_path,
-			 HIST_DIR, strerror(-rc));
+		rerr_set(rc, "%s/%s: cannot create the history: %s",
+			 store_path, HIST_DIR, strerror(-rc));
 	git_libgit2_shutdown();
 	free(path);
 	return rc;
@@ -160,8 +161,7 @@ static int open_dir(int dirfd, const char *name, const char *what, int *out)
 		      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (*out >= 0)
 		return 0;
-	rlog_err("%s/%s: %s", what, name, strerror(errno));
-	return -errno;
+	return rerr_set(-errno, "%s/%s: %s", what, name, strerror(errno));
 }
 
 static int open_dirs(struct hist *h)
@@ -171,21 +171,21 @@ static int open_dirs(struct hist *h)
 
 	if (fstatat(h->o.store_dirfd, HIST_DIR, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	if (!S_ISDIR(st.st_mode)) {
-		rlog_err("%s: not a directory", h->path);
-		return -ENOTDIR;
-	}
+	if (!S_ISDIR(st.st_mode))
+		return rerr_set(-ENOTDIR, "%s: not a directory", h->path);
 	rc = open_dir(h->o.store_dirfd, HIST_DIR, h->o.store_path, &h->repo_fd);
 	if (rc == 0)
 		rc = open_dir(h->repo_fd, "refs/heads", h->path, &h->heads_fd);
-	if (rc == -ENOENT)
-		rc = -EBADMSG; /* a history.git that is not a repository */
+	if (rc == -ENOENT) /* a history.git that is not a repository */
+		rc = rerr_set(-EBADMSG, "%s: not a git repository (no "
+					"refs/heads)",
+			      h->path);
 	if (rc || h->o.read_only)
 		return rc;
 	if (mkdirat(h->o.jnl_dirfd, HIST_BLOBS_DIR, 0700) == 0)
 		fsync(h->o.jnl_dirfd);
 	rc = open_dir(h->o.jnl_dirfd, HIST_BLOBS_DIR, "journal", &h->blobs_fd);
-	/* a lock of ours left by a crash */
+	/* a lock of ours left by a crash (logged: notes) */
 	if (rc == 0 && unlinkat(h->heads_fd, "main.lock", 0) == 0)
 		rlog_info("%s: removed a stale %s.lock", h->path, REF_MAIN);
 	if (rc == 0 && unlinkat(h->heads_fd, SIDE_NAME ".lock", 0) == 0)
@@ -286,13 +286,13 @@ int hist_open(struct hist **out, const struct hist_opts *opts)
 		rc = hist_head_read(h);
 	if (rc == 0)
 		rc = hist_index_load(h);
+	/* logged: a note, the open goes on (the index catches up) */
 	if (rc == 0 && h->has_head && h->ix.upto != h->done)
 		rlog_warn("%s: the index ends at revision %" PRIu64
 			  ", the history at %" PRIu64,
 			  h->idx_path, h->ix.upto, h->done);
 	if (rc) {
-		rlog_err("%s: cannot open the history: %s", h->path,
-			 strerror(-rc));
+		rerr_prefix(rc, "%s: cannot open the history", h->path);
 		hist_close(h);
 		return rc;
 	}

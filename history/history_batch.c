@@ -32,6 +32,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h" /* JNL_MAX_RECORD: history.idx frames */
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -563,14 +564,16 @@ static void space_cap(struct hist *h, struct batch *b)
 }
 
 /* Log a failed batch: once per full-disk episode if it is ENOSPC. */
+/* Logged: the writer thread has no caller to report to. */
 static void log_failure(struct hist *h, uint64_t start, uint64_t upto, int rc)
 {
 	bool again = rc == -ENOSPC && h->space_short;
+	const char *why = rerr_take(rc);
 
 	rlog(again ? RLOG_DEBUG : RLOG_ERR,
 	     "%s: the history of revisions %" PRIu64 "..%" PRIu64
 	     " is not written yet: %s (%s; tried again later, backing off%s)",
-	     h->path, start, upto, strerror(-rc),
+	     h->path, start, upto, why ? why : strerror(-rc),
 	     strerrorname_np(-rc) ? strerrorname_np(-rc) : "?",
 	     rc == -ENOSPC ? ", in batches that fit as space is freed; "
 			     "said once until it is written"

@@ -3,7 +3,7 @@
  * -errno, the monotonic clock, paths.
  */
 #include "hist_i.h"
-#include "log.h"
+#include "err.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -54,14 +54,14 @@ int hist_git_error(int gerr, const char *what, const char *id)
 		if (rc == -EIO && strstr(msg, strerror(ENOSPC)))
 			rc = -ENOSPC;
 	}
-	/* on a full disk the batch says so, once (history_batch.c) */
+	if (!e || !e->message)
+		msg = strerror(-rc);
+	/* reported: the caller says it (the writer thread logs it once,
+	   on a full disk once until it is written: history_batch.c) */
 	if (id)
-		rlog(rc == -ENOSPC ? RLOG_DEBUG : RLOG_ERR,
-		     "record %s: history: %s: %s", id, what, msg);
-	else
-		rlog(rc == -ENOSPC ? RLOG_DEBUG : RLOG_ERR, "history: %s: %s",
-		     what, msg);
-	return rc;
+		return rerr_set(rc, "record %s: history: %s: %s", id, what,
+				msg);
+	return rerr_set(rc, "history: %s: %s", what, msg);
 }
 
 char *hist_join(const char *a, const char *b)
