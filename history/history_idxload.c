@@ -5,6 +5,7 @@
  */
 #include "hist_i.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -195,8 +196,12 @@ int hist_index_load(struct hist *h)
 		h->idx_fd = -1;
 	}
 	if (rc == -EBADMSG || fresh) {
+		const char *why = rc ? rerr_take(rc) : NULL;
+
+		/* logged: a note, the open goes on and succeeds */
 		if (rc)
-			rlog_err("%s: rebuilding it from %s", h->idx_path,
+			rlog_err("%s (rebuilding %s from %s)",
+				 why ? why : strerror(-rc), h->idx_path,
 				 h->path);
 		has_last = false;
 		rc = idx_reset(h);

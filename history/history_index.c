@@ -44,6 +44,7 @@
 #include "id.h"
 #include "io.h"
 #include "jnl.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -184,6 +185,7 @@ static int frame_write(struct hist *h, struct hframe *f, uint64_t upto)
 		h->idx_end += f->b.len;
 		return 0;
 	}
+	/* logged: the writer goes on (the versions are held in memory) */
 	rlog_warn("%s: cannot append (%s); the versions from here on are "
 		  "held in memory, and the file is caught up from the git "
 		  "history at the next open",
@@ -429,13 +431,13 @@ static int idx_header(struct hist *h)
 	if (n == IDX_HDR && (memcmp(hdr, IDX_MAGIC_V1, 8) == 0 ||
 			     memcmp(hdr, IDX_MAGIC_V2, 8) == 0)) {
 		/* RECFSH02: before the versions' mode, owner and kind */
-		rlog_info("%s: an index of an older format", h->idx_path);
-		return -EBADMSG;
+		return rerr_set(-EBADMSG, "%s: an index of an older format",
+				h->idx_path);
 	}
-	if (n != IDX_HDR || memcmp(hdr, IDX_MAGIC, 8) != 0) {
-		rlog_err("%s: not a history index (bad header)", h->idx_path);
-		return -EBADMSG;
-	}
+	if (n != IDX_HDR || memcmp(hdr, IDX_MAGIC, 8) != 0)
+		return rerr_set(-EBADMSG,
+				"%s: not a history index (bad header)",
+				h->idx_path);
 	return 0;
 }
 
@@ -476,6 +478,7 @@ int hidx_file_read(struct hist *h, git_oid *last, bool *has_last, bool *damaged)
 			break;
 		}
 		if (fl == 0) {
+			/* logged: a note, the open goes on and succeeds */
 			rlog_err("%s: damaged at byte %" PRIu64 " of %lld; the "
 				 "rest is read back from the git history",
 				 h->idx_path, off, (long long)st.st_size);
@@ -491,10 +494,10 @@ int hidx_file_read(struct hist *h, git_oid *last, bool *has_last, bool *damaged)
 		if (upto < prev || rc != 0) {
 			if (rc == -ENOMEM)
 				break;
-			rlog_err("%s: frame at byte %" PRIu64 " is not a valid "
-				 "index frame",
-				 h->idx_path, off);
-			rc = -EBADMSG;
+			rc = rerr_set(-EBADMSG,
+				      "%s: frame at byte %" PRIu64 " is not a "
+				      "valid index frame",
+				      h->idx_path, off);
 			break;
 		}
 		prev = upto;
@@ -507,9 +510,9 @@ int hidx_file_read(struct hist *h, git_oid *last, bool *has_last, bool *damaged)
 	free(buf);
 	if (rc == 0 && part) {
 		/* a commit's versions cut short: read all back from git */
-		rlog_err("%s: ends within the versions of a commit",
-			 h->idx_path);
-		rc = -EBADMSG;
+		rc = rerr_set(-EBADMSG,
+			      "%s: ends within the versions of a commit",
+			      h->idx_path);
 	}
 	h->idx_end = off;
 	h->ix.disk_end = off;
@@ -528,10 +531,10 @@ static int ent_check_off(struct hist *h, uint64_t off)
 	pthread_rwlock_unlock(&h->ix_lock);
 	if (h->idx_rfd < 0 || off < IDX_HDR + FRAME_COMMIT_AT + 24 ||
 	    off + ENT_HEAD > end) {
-		rlog_err("%s: an entry at byte %" PRIu64 " is outside the "
-			 "index",
-			 h->idx_path, off);
-		return -EIO;
+		return rerr_set(-EIO,
+				"%s: an entry at byte %" PRIu64 " is outside "
+				"the index",
+				h->idx_path, off);
 	}
 	return 0;
 }
@@ -555,10 +558,10 @@ int hidx_ent_step(struct hist *h, uint64_t off, uint64_t *prev,
 	*version = br_le64(&r);
 	*flags = (uint8_t)br_u8(&r);
 	if (n != (ssize_t)sizeof(b) || *prev >= off) {
-		rlog_err("%s: the entry at byte %" PRIu64 " does not read "
-			 "back",
-			 h->idx_path, off);
-		return -EIO;
+		return rerr_set(-EIO,
+				"%s: the entry at byte %" PRIu64 " does not "
+				"read back",
+				h->idx_path, off);
 	}
 	return 0;
 }
@@ -610,8 +613,8 @@ int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
 	rc = 0;
 	goto out;
 bad:
-	rlog_err("%s: the entry at byte %" PRIu64 " (record %s) does not "
-		 "read back",
+	rerr_set(rc, "%s: the entry at byte %" PRIu64 " (record %s) does not "
+		     "read back",
 		 h->idx_path, off, r->id);
 out:
 	free(b);
@@ -671,7 +674,8 @@ int hidx_file_each(struct hist *h, uint64_t end,
 		off += (uint64_t)fl;
 	}
 	if (rc == -EIO)
-		rlog_err("%s: the frame at byte %" PRIu64 " does not read back",
+		rerr_set(rc, "%s: the frame at byte %" PRIu64
+			     " does not read back",
 			 h->idx_path, off);
 	free(buf);
 	return rc;
