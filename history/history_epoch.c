@@ -30,6 +30,7 @@
  */
 #include "hist_i.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -84,8 +85,8 @@ int hist_epoch_intent_write(struct hist *h, int dirfd,
 	if (rc == 0)
 		rc = io_fsync(h->o.io, "hist.prune.intent.dirsync", dirfd);
 	if (rc)
-		rlog_err("%s/%s/%s: cannot write: %s", h->path, HIST_PRUNE_DIR,
-			 INTENT, strerror(-rc));
+		rerr_set(rc, "%s/%s/%s: cannot write: %s", h->path,
+			 HIST_PRUNE_DIR, INTENT, strerror(-rc));
 	return rc;
 }
 
@@ -140,7 +141,8 @@ static int intent_read(struct hist *h, int dirfd, struct hist_epoch *ep)
 	if (ep->has_side && git_oid_fromstr(&ep->side, s) < 0)
 		rc = -EBADMSG;
 	if (rc)
-		rlog_err("%s/%s/%s: not a prune intent recfs wrote; the prune "
+		rerr_set(rc,
+			 "%s/%s/%s: not a prune intent recfs wrote; the prune "
 			 "it names is not finished (remove %s/%s to keep the "
 			 "history as it is)",
 			 h->path, HIST_PRUNE_DIR, INTENT, h->path,
@@ -320,9 +322,10 @@ int hist_epoch_install(struct hist *h, int dirfd, const struct hist_epoch *ep)
 	if (rc == 0)
 		rc = remove_intent(h, dirfd);
 	if (rc)
-		rlog_err("%s: cannot put the new history epoch in place: %s "
-			 "(finished at the next open)",
-			 h->path, strerror(-rc));
+		rerr_prefix(rc,
+			    "%s: cannot put the new history epoch in place "
+			    "(finished at the next open)",
+			    h->path);
 	if (packfd >= 0)
 		close(packfd);
 	if (objfd >= 0)
@@ -346,13 +349,13 @@ int hist_epoch_recover(struct hist *h)
 	if (rc == -ENOENT) {
 		/* cut short before its commit point: the old epoch stays */
 		rc = remove_intent(h, dirfd);
-		if (rc == 0)
+		if (rc == 0) /* logged: a note on an open that succeeds */
 			rlog_info("%s: removed a prune that a crash cut short "
 				  "(the history is as it was)",
 				  h->path);
 	} else if (rc == 0) {
 		rc = hist_epoch_install(h, dirfd, &ep);
-		if (rc == 0)
+		if (rc == 0) /* logged: a note on an open that succeeds */
 			rlog_info("%s: finished a prune that a crash cut "
 				  "short",
 				  h->path);

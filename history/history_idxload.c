@@ -51,11 +51,10 @@ static int catchup_commit(struct hist *h, const git_oid *oid)
 	hidx_frame_start(h, &c.f, oid, hist_msg_upto(msg));
 	rc = hmsg_parse(msg, strlen(msg), catchup_ver, &c, &upto, &bad);
 	if (rc == 0 && (upto == 0 || upto != c.f.upto)) {
-		rlog_err("%s: commit %s has no Recfs-Upto line", h->path,
-			 hexid);
-		rc = -EBADMSG;
+		rc = rerr_set(-EBADMSG, "%s: commit %s has no Recfs-Upto line",
+			      h->path, hexid);
 	}
-	if (bad)
+	if (bad) /* logged: a note, the catch-up goes on */
 		rlog_err("%s: commit %s: %u trailer blocks cannot be read; "
 			 "those versions are not in the index",
 			 h->path, hexid, bad);
@@ -100,7 +99,7 @@ static int catchup(struct hist *h, const git_oid *from)
 		goto out;
 	}
 	rc = 0;
-	if (count)
+	if (count) /* logged: a note on an open that succeeds */
 		rlog_info("%s: %" PRIu64 " commits read back from %s",
 			  h->idx_path, count, h->path);
 out:
@@ -129,7 +128,7 @@ static int idx_reset(struct hist *h)
 				  sizeof(hdr), 0);
 		rc = n < 0 ? (int)n : 0;
 	}
-	if (rc) {
+	if (rc) { /* logged: the open goes on (the index in memory) */
 		rlog_warn("%s: cannot rewrite: %s", h->idx_path, strerror(-rc));
 		close(h->idx_fd);
 		h->idx_fd = -1;
@@ -164,12 +163,12 @@ static int idx_open(struct hist *h, bool *fresh)
 	if (h->idx_fd < 0) {
 		int rc = h->idx_fd;
 
-		rlog_err("%s: cannot open: %s", h->idx_path, strerror(-rc));
-		return rc;
+		return rerr_set(rc, "%s: cannot open: %s", h->idx_path,
+				strerror(-rc));
 	}
 	if (fstat(h->idx_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rlog_err("%s: not a regular file", h->idx_path);
-		return -EBADMSG;
+		return rerr_set(-EBADMSG, "%s: not a regular file",
+				h->idx_path);
 	}
 	*fresh = st.st_size == 0;
 	return 0;
@@ -216,6 +215,7 @@ int hist_index_load(struct hist *h)
 	}
 	if (has_last && h->has_head && !git_oid_equal(&last, &h->head) &&
 	    git_graph_descendant_of(h->repo, &h->head, &last) != 1) {
+		/* logged: notes, the open goes on and succeeds */
 		rlog_err("%s: ends with a commit that is not in the history "
 			 "of %s; rebuilding it",
 			 h->idx_path, h->path);

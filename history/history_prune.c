@@ -39,6 +39,7 @@
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -447,10 +448,10 @@ static int rewrite_all(struct prune *p, struct hist_epoch *ep)
 	/* the refs as the writer left them, not moved by something else */
 	rc = git_reference_name_to_id(&disk, p->repo, "refs/heads/main");
 	if (rc == 0 && !git_oid_equal(&disk, &h->head)) {
-		rlog_err("%s: refs/heads/main was moved by something else than "
-			 "recfs: nothing pruned",
-			 h->path);
-		return -ESTALE;
+		return rerr_set(-ESTALE,
+				"%s: refs/heads/main was moved by something "
+				"else than recfs: nothing pruned",
+				h->path);
 	}
 	if (rc == 0)
 		rc = git_revwalk_new(&walk, p->repo);
@@ -625,10 +626,10 @@ static int switch_epoch(struct hist *h, int dirfd, const struct hist_epoch *ep)
 	if (src == 0)
 		src = hist_index_rebuild(h);
 	pthread_rwlock_unlock(&h->epoch_lock);
-	if (src)
-		rlog_err("%s: after the prune: %s (reopen the store)", h->path,
-			 strerror(-src));
-	return rc ? rc : src;
+	if (src && !rc)
+		return rerr_prefix(src, "%s: after the prune (reopen the store)",
+				   h->path);
+	return rc;
 }
 
 int hist_prune(struct hist *h, const struct hist_prune_ver *v, size_t n,
@@ -681,9 +682,10 @@ out:
 		   removes every object but the new pack's, so the writer must
 		   write none until it is done (the next prune, or the next
 		   open). The journal keeps the versions meanwhile. */
-		rlog_err("%s: the history writer waits until the prune is "
-			 "finished (the next prune, or the next open)",
-			 h->path);
+		rerr_prefix(rc,
+			    "%s: the history writer waits until the prune is "
+			    "finished (the next prune, or the next open)",
+			    h->path);
 		h->epoch_pending = true;
 		hist_pause(h);
 	}
@@ -694,6 +696,6 @@ out:
 	hist_resume(h);
 	hist_size(h, &rep->bytes_after);
 	if (rc)
-		rlog_err("%s: prune: %s", h->path, strerror(-rc));
+		rerr_prefix(rc, "%s: prune", h->path);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include "hist_i.h"
 #include <git2/sys/odb_backend.h>
 #include "io.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
@@ -354,11 +355,12 @@ int hist_read(struct hist *h, const hist_version *v, void **buf, size_t *len)
 	XXH128_canonicalFromHash(&got, XXH3_128bits(p, n));
 	if ((v->hash_valid && memcmp(got.digest, v->hash, 16) != 0) ||
 	    n != v->size) {
-		rlog_err("%s: blob %s (version %" PRIu64 ", revision %" PRIu64
-			 ") does not match its hash or size",
-			 h->path, v->blob, v->version, v->revision);
 		free(p);
-		return -EIO;
+		return rerr_set(-EIO,
+				"%s: blob %s (version %" PRIu64
+				", revision %" PRIu64
+				") does not match its hash or size",
+				h->path, v->blob, v->version, v->revision);
 	}
 	*buf = p;
 	*len = n;
@@ -504,7 +506,13 @@ static int verify_one(void *arg, const char *id, const hist_version *v)
 		if (rc)
 			return 0;
 	}
+	/* a problem verify found: logged (verify lists each) and reported
+	   (store_verify returns the last) */
 	rlog_err("record %s: version %" PRIu64 " names blob %s, which is not "
+		 "in %s",
+		 id, v->version, v->blob, vf->h->path);
+	rerr_set(-EBADMSG,
+		 "record %s: version %" PRIu64 " names blob %s, which is not "
 		 "in %s",
 		 id, v->version, v->blob, vf->h->path);
 	vf->rep->no_blob++;
@@ -665,7 +673,7 @@ int hist_blob_restore(struct hist *h, const char *blob, const void *buf,
 		return hist_git_error(rc, "writing a blob", NULL);
 	/* objects are written without fsync (history.c): sync them now */
 	rc = io_syncfs(h->o.io, "hist.blob.sync", h->repo_fd);
-	if (rc == 0)
+	if (rc == 0) /* logged: a note on a repair that succeeded */
 		rlog_info("%s: blob %s written back", h->path, blob);
 	return rc;
 }

@@ -5,6 +5,7 @@
  */
 #include "hist_i.h"
 #include "io.h"
+#include "err.h"
 #include "log.h"
 
 #include <errno.h>
@@ -61,10 +62,10 @@ int hist_head_read(struct hist *h)
 	msg = git_commit_message_raw(c);
 	rc = hmsg_parse(msg, strlen(msg), skip_ver, NULL, &upto, &bad);
 	if (rc == 0 && upto == 0) {
-		rlog_err("%s: %s (commit %s) has no Recfs-Upto line: not a "
-			 "recfs history",
-			 h->path, REF_MAIN, hexid);
-		rc = -EBADMSG;
+		rc = rerr_set(-EBADMSG,
+			      "%s: %s (commit %s) has no Recfs-Upto line: not "
+			      "a recfs history",
+			      h->path, REF_MAIN, hexid);
 	}
 	h->done = upto;
 	if (rc == 0)
@@ -103,10 +104,11 @@ static int ref_check(struct hist *h)
 	if ((h->has_head && git_oid_equal(&cur, &h->head)) ||
 	    (h->has_ref_maybe && git_oid_equal(&cur, &h->ref_maybe)))
 		return 0;
-	rlog_err("%s: %s was moved by something else than recfs; the "
-		 "history stops until it points at the last recfs commit again",
-		 h->path, REF_MAIN);
-	return -ESTALE;
+	return rerr_set(-ESTALE,
+			"%s: %s was moved by something else than recfs; the "
+			"history stops until it points at the last recfs "
+			"commit again",
+			h->path, REF_MAIN);
 }
 
 /* Write `oid` into refs/heads/NAME.lock (O_EXCL, 0600), not synced: the
@@ -134,8 +136,8 @@ static int ref_write_lock(struct hist *h, const char *lock, const git_oid *oid)
 out:
 	if (rc) {
 		unlinkat(h->heads_fd, lock, 0);
-		rlog_err("%s: cannot write refs/heads/%s: %s", h->path, lock,
-			 strerror(-rc));
+		rerr_set(rc, "%s: cannot write refs/heads/%s: %s", h->path,
+			 lock, strerror(-rc));
 	}
 	return rc;
 }
@@ -161,8 +163,8 @@ int hist_side_commit(struct hist *h)
 			     SIDE_NAME ".lock", h->heads_fd, SIDE_NAME, 0);
 
 	if (rc)
-		rlog_err("%s: cannot update %s: %s", h->path, HIST_REF_SIDE,
-			 strerror(-rc));
+		rerr_set(rc, "%s: cannot update %s: %s", h->path,
+			 HIST_REF_SIDE, strerror(-rc));
 	return rc;
 }
 
@@ -178,7 +180,7 @@ int hist_ref_commit(struct hist *h, const git_oid *oid)
 		rc = io_fsync(h->o.io, "hist.ref.dirsync", h->heads_fd);
 	}
 	if (rc)
-		rlog_err("%s: cannot update %s: %s", h->path, REF_MAIN,
+		rerr_set(rc, "%s: cannot update %s: %s", h->path, REF_MAIN,
 			 strerror(-rc));
 	return rc;
 }
