@@ -100,7 +100,7 @@ static int start_locked(struct hist *h)
 		return h->o.read_only ? -EROFS : 0;
 	rc = -pthread_create(&h->thread, NULL, writer_main, h);
 	h->running = h->started = rc == 0;
-	if (rc)
+	if (rc) /* logged: store_serve_start goes on without it */
 		rlog_err("%s: cannot start the history writer: %s", h->path,
 			 strerror(-rc));
 	return rc;
@@ -301,7 +301,7 @@ int hist_clean_blobs(struct hist *h, uint64_t last)
 			continue;
 		if (unlinkat(h->blobs_fd, name, 0) == 0)
 			removed++;
-		else
+		else /* logged: tidying, the caller goes on */
 			rlog_warn("journal/%s/%s: cannot remove: %s",
 				  HIST_BLOBS_DIR, name, strerror(errno));
 	}
@@ -313,7 +313,7 @@ out:
 	for (size_t i = 0; i < ns.n; i++)
 		free(ns.v[i]);
 	free(ns.v);
-	if (rc)
+	if (rc) /* logged: tidying; recovery ignores the result */
 		rlog_err("journal/%s: cleanup failed: %s", HIST_BLOBS_DIR,
 			 strerror(-rc));
 	return rc;
