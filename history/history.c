@@ -146,8 +146,8 @@ int hist_init_repo(const char *store_path, int store_dirfd)
 	if (rc == 0 && fsync(store_dirfd) < 0)
 		rc = -errno;
 	if (rc)
-		rerr_set(rc, "%s/%s: cannot create the history: %s",
-			 store_path, HIST_DIR, strerror(-rc));
+		rerr_set(rc, "%s/%s: cannot create the history: %s", store_path,
+			 HIST_DIR, strerror(-rc));
 	git_libgit2_shutdown();
 	free(path);
 	return rc;
@@ -177,8 +177,9 @@ static int open_dirs(struct hist *h)
 	if (rc == 0)
 		rc = open_dir(h->repo_fd, "refs/heads", h->path, &h->heads_fd);
 	if (rc == -ENOENT) /* a history.git that is not a repository */
-		rc = rerr_set(-EBADMSG, "%s: not a git repository (no "
-					"refs/heads)",
+		rc = rerr_set(-EBADMSG,
+			      "%s: not a git repository (no "
+			      "refs/heads)",
 			      h->path);
 	if (rc || h->o.read_only)
 		return rc;

@@ -613,8 +613,9 @@ int hidx_ent_read(struct hist *h, const struct hrec *r, uint64_t off,
 	rc = 0;
 	goto out;
 bad:
-	rerr_set(rc, "%s: the entry at byte %" PRIu64 " (record %s) does not "
-		     "read back",
+	rerr_set(rc,
+		 "%s: the entry at byte %" PRIu64 " (record %s) does not "
+		 "read back",
 		 h->idx_path, off, r->id);
 out:
 	free(b);
@@ -674,8 +675,8 @@ int hidx_file_each(struct hist *h, uint64_t end,
 		off += (uint64_t)fl;
 	}
 	if (rc == -EIO)
-		rerr_set(rc, "%s: the frame at byte %" PRIu64
-			     " does not read back",
+		rerr_set(rc,
+			 "%s: the frame at byte %" PRIu64 " does not read back",
 			 h->idx_path, off);
 	free(buf);
 	return rc;

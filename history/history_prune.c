@@ -627,8 +627,8 @@ static int switch_epoch(struct hist *h, int dirfd, const struct hist_epoch *ep)
 		src = hist_index_rebuild(h);
 	pthread_rwlock_unlock(&h->epoch_lock);
 	if (src && !rc)
-		return rerr_prefix(src, "%s: after the prune (reopen the store)",
-				   h->path);
+		return rerr_prefix(
+			src, "%s: after the prune (reopen the store)", h->path);
 	return rc;
 }
 

@@ -163,8 +163,8 @@ int hist_side_commit(struct hist *h)
 			     SIDE_NAME ".lock", h->heads_fd, SIDE_NAME, 0);
 
 	if (rc)
-		rerr_set(rc, "%s: cannot update %s: %s", h->path,
-			 HIST_REF_SIDE, strerror(-rc));
+		rerr_set(rc, "%s: cannot update %s: %s", h->path, HIST_REF_SIDE,
+			 strerror(-rc));
 	return rc;
 }
 

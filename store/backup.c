@@ -721,8 +721,9 @@ static int backup(struct store *s, const char *dest,
 	rc = s->broken;
 	pthread_mutex_unlock(&s->mu);
 	if (rc) {
-		rerr_set(rc, "backup %s: the store needs recovery (remount it "
-			     "first)",
+		rerr_set(rc,
+			 "backup %s: the store needs recovery (remount it "
+			 "first)",
 			 dest);
 		goto out;
 	}

@@ -223,7 +223,8 @@ int sbatch_queue(struct store *s, struct batch_item *it)
 	}
 	pthread_mutex_unlock(&b->mu);
 	if (rc)
-		rerr_set(rc, "record %s: cannot start the sync=batch thread: %s",
+		rerr_set(rc,
+			 "record %s: cannot start the sync=batch thread: %s",
 			 it->id, strerror(-rc));
 	return rc;
 }

@@ -368,8 +368,9 @@ int change_content_is(struct store *s, const char *id,
 	close(fd);
 out:
 	if (rc < 0)
-		rerr_prefix(rc, "record %s: cannot be read to check version "
-				"%llu",
+		rerr_prefix(rc,
+			    "record %s: cannot be read to check version "
+			    "%llu",
 			    id, (unsigned long long)m->version);
 	return rc;
 }

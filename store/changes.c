@@ -230,8 +230,9 @@ static int tail_open(struct store_changes *c, uint64_t first)
 	for (int i = 0; i < 8; i++)
 		if (fh[8 + i] != (uint8_t)(first >> (8 * i))) {
 			close(fd);
-			return rerr_set(-EBADMSG, "%s/%s/%s: bad segment header",
-					c->path, STORE_JOURNAL_DIR, name);
+			return rerr_set(-EBADMSG,
+					"%s/%s/%s: bad segment header", c->path,
+					STORE_JOURNAL_DIR, name);
 		}
 	tail_close(t);
 	t->fd = fd;

@@ -354,8 +354,8 @@ static int put_journal(struct put *p, uint64_t *seq)
 	if (rc == 0)
 		rc = change_journal(s, r, p->bi != NULL, seq);
 	if (rc) {
-		rerr_prefix(rc, "record %s: commit of version %llu",
-			    p->id, (unsigned long long)r->meta.version);
+		rerr_prefix(rc, "record %s: commit of version %llu", p->id,
+			    (unsigned long long)r->meta.version);
 		if (p->linked)
 			store_hist_unlink(s, p->st);
 		return rc;
@@ -563,8 +563,7 @@ static int rename_begin(struct store *s, const char *from, const char *to,
 		return rc;
 	if (!commit_live_version(*ef))
 		return -ENOENT;
-	rc = commit_check_cond(to, to_cond, commit_live_version(*et),
-			       res);
+	rc = commit_check_cond(to, to_cond, commit_live_version(*et), res);
 	if (rc)
 		return rc;
 	if (!*et && !(*et = idx_add(&s->ix, to, strlen(to))))

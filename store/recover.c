@@ -263,8 +263,9 @@ static int pass1(void *arg, uint64_t seq, const void *payload, size_t len)
 	int rc = codec_decode(payload, len, &r);
 
 	if (rc)
-		return rerr_set(rc, "%s: journal record %llu is not readable: "
-				    "%s",
+		return rerr_set(rc,
+				"%s: journal record %llu is not readable: "
+				"%s",
 				STORE_JOURNAL_DIR, (unsigned long long)seq,
 				strerror(-rc));
 	return change_apply(

@@ -55,9 +55,9 @@ static int ensure_parents(struct store *s, const char *id)
 		if (rc == -EEXIST && store_ns_stat(s, ns, &st) != 0)
 			rc = -ENOTDIR;
 		if (rc && rc != -EEXIST) {
-			return rerr_prefix(rc,
-					   "record %s: cannot create namespace %s",
-					   id, ns);
+			return rerr_prefix(
+				rc, "record %s: cannot create namespace %s", id,
+				ns);
 		}
 	}
 	return 0;
@@ -393,8 +393,8 @@ static int import_link(struct import *im, const char *rel, mode_t mode,
 	n = readlinkat(im->topfd, rel, target, sizeof(target));
 	if (n < 0) {
 		rc = -errno;
-		return rerr_set(rc, "%s/%s: cannot read the link: %s",
-				im->top, rel, strerror(-rc));
+		return rerr_set(rc, "%s/%s: cannot read the link: %s", im->top,
+				rel, strerror(-rc));
 	}
 	if ((size_t)n > STORE_SYMLINK_MAX) {
 		/* logged: a note, the import goes on and succeeds */
@@ -405,8 +405,8 @@ static int import_link(struct import *im, const char *rel, mode_t mode,
 	}
 	rc = store_txn_put(im->txn, rel, target, (size_t)n, &args);
 	if (rc)
-		rerr_prefix(rc, "record %s: cannot import the link %s/%s",
-			    rel, im->top, rel);
+		rerr_prefix(rc, "record %s: cannot import the link %s/%s", rel,
+			    im->top, rel);
 	return rc;
 }
 

@@ -228,8 +228,9 @@ int store_hist_link(struct store *s, const struct store_stage *st)
 	if (rc == 0)
 		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
 	if (rc)
-		rerr_set(rc, "%s/%s/%s: cannot link the content for the "
-			     "history: %s",
+		rerr_set(rc,
+			 "%s/%s/%s: cannot link the content for the "
+			 "history: %s",
 			 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, st->name,
 			 strerror(-rc));
 	return rc;
@@ -257,8 +258,9 @@ int store_hist_link_many(struct store *s, const struct store_stage *const *st,
 	}
 	rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
 	if (rc)
-		rerr_set(rc, "%s/%s: cannot make the links for the history "
-			     "durable: %s",
+		rerr_set(rc,
+			 "%s/%s: cannot make the links for the history "
+			 "durable: %s",
 			 STORE_JOURNAL_DIR, HIST_BLOBS_DIR, strerror(-rc));
 	return rc;
 }

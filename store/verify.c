@@ -545,10 +545,11 @@ static int verify_all(struct store *s, struct store_verify_report *rep,
 	else
 		rc = rep->bad || rep->hist_bad ? -EBADMSG : 0;
 	if (rc)
-		rerr_prefix(rc, "%s: %llu problems%s; the last", s->path,
-			    (unsigned long long)(repair ? rep->unrepairable
-						       : rep->bad + rep->hist_bad),
-			    repair ? " left" : "");
+		rerr_prefix(
+			rc, "%s: %llu problems%s; the last", s->path,
+			(unsigned long long)(repair ? rep->unrepairable
+						    : rep->bad + rep->hist_bad),
+			repair ? " left" : "");
 out:
 	for (size_t i = 0; i < w.n; i++)
 		free(w.ids[i]);

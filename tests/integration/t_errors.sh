@@ -45,6 +45,29 @@ check "[ $rc = 1 ] && say_once \"\$out\"" "recfsctl init of a store fails, once 
 check "grep -qF 'recfsctl init: $STORE: already a recfs store' <<<\"\$out\"" \
 	"... saying it is one"
 
+# ---- a rollback past the current revision, an import of nothing
+out=$("$RECFSCTL" rollback "$STORE" --to 5 2>&1)
+rc=$?
+check "[ $rc = 1 ] && say_once \"\$out\"" "recfsctl rollback to a revision the store does not have fails, once ($out)"
+check "grep -qF 'recfsctl rollback: $STORE: rollback to revision 5 failed: $STORE: revision 5 is after the current one (0)' <<<\"\$out\"" \
+	"... naming the store, the revision and the current one"
+
+out=$("$RECFSCTL" import "$STORE" "$T/nowhere" 2>&1)
+rc=$?
+check "[ $rc = 1 ] && say_once \"\$out\"" "recfsctl import of a missing directory fails, once ($out)"
+check "grep -qF '$T/nowhere: cannot open the directory: No such file or directory' <<<\"\$out\"" \
+	"... naming the directory and the cause"
+
+# ---- a corrupt journal: recovery says where, once
+seg=$STORE/journal/00000000000000099999.log
+printf 'not a journal segment, not zeros either\n' >"$seg"
+out=$("$RECFSCTL" stats "$STORE" 2>&1)
+rc=$?
+check "[ $rc = 1 ] && say_once \"\$out\"" "recfsctl stats of a store with a corrupt journal fails, once ($out)"
+check "grep -qF 'recfsctl stats: $STORE: recovery: journal is corrupt' <<<\"\$out\" && grep -qF 'journal 00000000000000099999.log: ' <<<\"\$out\"" \
+	"... naming the store and the journal file"
+rm -f "$seg"
+
 mount_store || exit 1
 out=$("$RECFSCTL" verify --repair "$STORE" 2>&1)
 rc=$?
