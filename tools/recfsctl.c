@@ -352,11 +352,9 @@ static int open_for_verify(const char *path, bool repair, struct store **s)
 
 	if (rc == -EROFS)
 		fprintf(stderr,
-			"recfsctl verify: %s: not verified: changes in its "
-			"journal are not in place yet (named above) and "
-			"putting them there is a write; `recfsctl verify "
-			"--repair %s` (or mounting it) does that\n",
-			path, path);
+			"recfsctl verify: not verified: %s; `recfsctl verify "
+			"--repair %s` (or mounting it) puts them in place\n",
+			ctl_why(rc), path);
 	else if (rc)
 		ctl_error(rc, "%s", path);
 	return rc;
