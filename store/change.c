@@ -429,7 +429,7 @@ static int place_version(struct store *s, const struct rec *r, const char *id,
 	rc = change_content_is(s, id, &r->meta);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	rc = be_file_mkparents(s->be, id);
+	rc = s->be->ops->mkparents(s->be, id);
 	if (rc == 0)
 		rc = put_version(s, r, id, a);
 	if (rc == -ENOENT) {

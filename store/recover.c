@@ -384,7 +384,7 @@ int store_recover(struct store *s)
 		return -EROFS;
 	}
 	if (!s->opts.no_write)
-		be_file_clean_tmp(s->be);
+		s->be->ops->clean_stages(s->be);
 	if (s->hist && !s->opts.read_only)
 		(void)hist_clean_blobs(s->hist, rep.last_seq); /* logged */
 	if (!s->opts.no_write && (rep.records || rep.torn_bytes))

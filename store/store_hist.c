@@ -221,8 +221,7 @@ int store_hist_link(struct store *s, const struct store_stage *st)
 
 	if (s->blobs_fd < 0)
 		return 0;
-	rc = io_linkat(s->io, "commit.blob.link", be_file_tmp_fd(s->be),
-		       st->name, s->blobs_fd, st->name);
+	rc = s->be->ops->stage_link(s->be, st->name, s->blobs_fd, st->name);
 	if (rc == 0)
 		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
 	if (rc)
@@ -242,8 +241,8 @@ int store_hist_link_many(struct store *s, const struct store_stage *const *st,
 	if (s->blobs_fd < 0)
 		return 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		rc = io_linkat(s->io, "commit.blob.link", be_file_tmp_fd(s->be),
-			       st[i]->name, s->blobs_fd, st[i]->name);
+		rc = s->be->ops->stage_link(s->be, st[i]->name, s->blobs_fd,
+					    st[i]->name);
 		if (rc == 0)
 			(*linked)++;
 		else
