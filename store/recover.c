@@ -423,7 +423,7 @@ int store_checkpoint(struct store *s)
 	uint64_t rev;
 	int rc;
 
-	if (!s->jnl)
+	if (!store_journaled(s))
 		return 0;
 	pthread_mutex_lock(&s->ckpt_mu);
 	/* Flush the bulk while changes go on, then again with none in

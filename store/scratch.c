@@ -54,8 +54,8 @@ static int check_path(struct store *s, const char *path, bool write)
 
 	if (rc)
 		return rc;
-	if (s->dirfd < 0)
-		return -ENOTSUP; /* memory backend: no scratch tree */
+	if (!s->be->tree)
+		return -ENOTSUP; /* no scratch tree (backend.h) */
 	if (write && s->opts.read_only)
 		return -EROFS;
 	return 0;
@@ -404,7 +404,7 @@ int store_scratch_list(struct store *s, const char *ns, store_list_cb cb,
 
 	if (rc)
 		return rc;
-	if (s->dirfd < 0)
+	if (!s->be->tree)
 		return -ENOTSUP;
 	if (s->scratch_fd < 0)
 		return 0;

@@ -29,9 +29,9 @@ int spool_open(struct store *s, struct spool *sp)
 	/* near the stages; or, where the backend has no such file
 	   (-ENOTSUP, which is -EOPNOTSUPP) or the file system no O_TMPFILE
 	   (-EOPNOTSUPP, -EISDIR), a memfd */
-	if (s->jnl)
+	if (store_journaled(s))
 		(void)s->be->ops->spool_new(s->be, &sp->fd);
-	if (!s->jnl || sp->fd == -EOPNOTSUPP || sp->fd == -EISDIR) {
+	if (!store_journaled(s) || sp->fd == -EOPNOTSUPP || sp->fd == -EISDIR) {
 		sp->fd = memfd_create("recfs-txn", MFD_CLOEXEC);
 		sp->fd = sp->fd < 0 ? -errno : sp->fd;
 	}

@@ -206,7 +206,7 @@ void store_hist_throttle(struct store *s)
 {
 	uint64_t rev;
 
-	if (!s->hist || !s->jnl)
+	if (!s->hist || !store_journaled(s))
 		return;
 	rev = jnl_last_seq(s->jnl);
 	if (hist_throttle(s->hist, rev, wait_ms(s)) == -ETIMEDOUT)
@@ -406,7 +406,7 @@ void store_space_recover(struct store *s)
 	bool ckpt;
 	int rc;
 
-	if (!reserve_short(s->reserve) || !s->jnl)
+	if (!reserve_short(s->reserve) || !store_journaled(s))
 		return;
 	rev = jnl_last_seq(s->jnl);
 	done = s->hist ? hist_done(s->hist) : rev;

@@ -242,6 +242,17 @@ struct store {
 			  running stage hash against the content (tests) */
 };
 
+/*
+ * Does this store write its journal? Only a writable open of a backend
+ * with `journal` (backend.h) has one; without it there is no group
+ * commit, no checkpoint and no history feed, and a change is final when
+ * the backend op returns.
+ */
+static inline bool store_journaled(const struct store *s)
+{
+	return s->jnl != NULL;
+}
+
 /* ---- batch.c: sync=batch ------------------------------------------ */
 
 struct batch_item;

@@ -372,7 +372,7 @@ static int refs(struct tc *c)
 	struct store_stage *v;
 	int rc;
 
-	if (!c->nref || !c->s->jnl)
+	if (!c->nref || !store_journaled(c->s))
 		return 0;
 	v = calloc(LINK_CHUNK, sizeof(*v));
 	if (!v)
@@ -456,7 +456,7 @@ static int journal(struct tc *c, uint64_t *seq)
 	struct iovec iov = {c->buf, 0};
 	int rc;
 
-	if (!c->s->jnl)
+	if (!store_journaled(c->s))
 		return commit_journal(c->s, NULL, 0, seq);
 	rc = out_rewind(c);
 	if (rc == 0 && c->content) /* new content: not from the reserve */
