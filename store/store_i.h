@@ -203,10 +203,10 @@ struct store {
 	int dirfd; /* STORE, -1 for the memory backend */
 	struct io *io;
 	struct backend *be;
-	struct jnl *jnl; /* NULL if the backend is not durable */
+	struct jnl *jnl; /* NULL: not journaled (store_journaled) */
 	int jnl_dirfd;
 	int blobs_fd;	   /* STORE/journal/blobs, -1 without history */
-	int scratch_fd;	   /* STORE/scratch, -1: none (memory backend, or
+	int scratch_fd;	   /* STORE/scratch, -1: none (no be->tree, or
 			      a read-only store that has none yet) */
 	struct hist *hist; /* NULL: no history (memory backend, or a
 			      read-only store made before history) */
