@@ -125,8 +125,9 @@ struct backend_ops {
 	int (*mkdir)(struct backend *be, const char *ns, mode_t mode);
 	/* -ENOENT, -ENOTDIR, -ENOTEMPTY */
 	int (*rmdir)(struct backend *be, const char *ns);
-	/* rename a namespace; -EXDEV: the backend cannot move a non-empty
-	   one (the core then refuses the rename) */
+	/* rename an empty namespace (the core checked that it holds
+	   nothing, and answers -EXDEV itself otherwise), replacing an
+	   empty `to` as rename(2) does */
 	int (*ns_rename)(struct backend *be, const char *from, const char *to);
 	/* mtime (NULL: keep) and mode (-1: keep) */
 	int (*ns_set_meta)(struct backend *be, const char *ns,
