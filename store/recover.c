@@ -385,7 +385,7 @@ int store_recover(struct store *s)
 				(unsigned long long)rp.unplaced, rp.first,
 				(unsigned long long)rp.first_version);
 	if (!s->opts.no_write)
-		be_file_clean_tmp(s->be);
+		s->be->ops->clean_stages(s->be);
 	if (s->hist && !s->opts.read_only)
 		(void)hist_clean_blobs(s->hist, rep.last_seq); /* logged */
 	/* logged: a note on an open that succeeds */
@@ -423,7 +423,7 @@ int store_checkpoint(struct store *s)
 	uint64_t rev;
 	int rc;
 
-	if (!s->jnl)
+	if (!store_journaled(s))
 		return 0;
 	pthread_mutex_lock(&s->ckpt_mu);
 	/* Flush the bulk while changes go on, then again with none in
