@@ -13,8 +13,9 @@
  * every listed name, and xa_update (set and remove) must give a blob that
  * validates, holds the change and keeps every other name.
  *
- * A REC_TXN is checked part by part the same way (each part is a REC_PUT
- * or REC_DEL that keeps every promise above), and encoded again whole with
+ * A REC_TXN, or a REC_TXN_PART frame of a change of many frames, is
+ * checked part by part the same way (each part is a REC_PUT or REC_DEL
+ * that keeps every promise above), and encoded again whole with
  * codec_encode_txn: the same bytes (canonical).
  */
 #include "store_i.h"
@@ -339,7 +340,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(rc == 0 || rc == -EBADMSG);
 	if (rc)
 		return 0;
-	if (r.type == REC_TXN)
+	/* a frame of a change of many frames holds parts as a txn does */
+	if (r.type == REC_TXN || r.type == REC_TXN_PART)
 		check_txn(&r, data, size);
 	else
 		check_one(&r, data, size);
