@@ -224,16 +224,8 @@ static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
 			rc = begin_patch(c, ino);
 	}
 	if (rc) {
-		const char *why = rerr_take(rc);
-		size_t n = strlen(ino->id);
-
-		/* the store said why (a stage it could not make or fill):
-		   logged once, naming the record once */
-		if (why && !strncmp(why, "record ", 7) &&
-		    !strncmp(why + 7, ino->id, n) && why[7 + n] == ':')
-			rlog_err("%s", why);
-		else if (why)
-			rlog_err("record %s: %s", ino->id, why);
+		/* the store said why (a stage it could not make or fill) */
+		fs_log_reported(ino->id, rc);
 		if (dirty(d)) {
 			d->state = D_FAILED;
 			d->err = rc;
@@ -676,6 +668,9 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
 		     : store_commit(c->store, ino->id, d->st, &args, &res);
 	if (d->state == D_FAILED && rc == -ENOSPC)
 		store_commit_failed(c->store, ino->id, rc); /* logged once */
+	else if (rc && rc != -ESTALE)
+		fs_log_reported(ino->id,
+				rc); /* a lost CAS race is not an error */
 	if (rc == 0) {
 		for (struct fs_xattr *x = d->xattrs; x && rc == 0; x = x->next)
 			rc = store_xattr_set(c->store, ino->id, x->name,

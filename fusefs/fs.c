@@ -2,6 +2,8 @@
  * fs.c - the mount's context (fs.h) and .recfs/status.
  */
 #include "fs_i.h"
+#include "err.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -106,18 +108,18 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 			 st.history_error ? strerror(-st.history_error) : "",
 			 plan.history_before, plan.policies);
 	space_json(space, sizeof(space), &st);
-	n = snprintf(buf, CAP,
-		     "{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
-		     ",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64
-		     ",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,\"space\":%s,"
-		     "\"read_only\":%s,"
-		     "\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
-		     ",\"ctl\":%" PRIu64 ",\"store\":%s}\n",
-		     st.revision, st.records, st.tombstones, st.journal_bytes,
-		     st.broken ? "needs recovery (remount)" : "ok", sync, hist,
-		     space,
-		     st.read_only ? "true" : "false", commits, errors, ctl,
-		     path);
+	n = snprintf(
+		buf, CAP,
+		"{\"revision\":%" PRIu64 ",\"records\":%" PRIu64
+		",\"deleted\":%" PRIu64 ",\"journal\":{\"bytes\":%" PRIu64
+		",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,\"space\":%s,"
+		"\"read_only\":%s,"
+		"\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
+		",\"ctl\":%" PRIu64 ",\"store\":%s}\n",
+		st.revision, st.records, st.tombstones, st.journal_bytes,
+		st.broken ? "needs recovery (remount)" : "ok", sync, hist,
+		space, st.read_only ? "true" : "false", commits, errors, ctl,
+		path);
 	free(path);
 	*out = buf;
 	*len = (size_t)n;
@@ -186,4 +188,18 @@ int fs_ctx_start(struct fs_ctx *c)
 void fs_ctx_stop(struct fs_ctx *c)
 {
 	fs_inval_stop(c);
+}
+
+void fs_log_reported(const char *id, int rc)
+{
+	const char *why = rerr_take(rc);
+	size_t n = strlen(id);
+
+	if (!why)
+		return;
+	if (!strncmp(why, "record ", 7) && !strncmp(why + 7, id, n) &&
+	    why[7 + n] == ':')
+		rlog_err("%s", why);
+	else
+		rlog_err("record %s: %s", id, why);
 }

@@ -227,6 +227,11 @@ void fs_inode_each(struct fs_ctx *c, bool dirs,
 
 /* ---- inval.c: the kernel's caches ---------------------------------- */
 
+/* Log what the store reported (base/err.h) for a failure `rc` about
+   record `id`, once, naming the record once: the library reports, the
+   daemon logs (fs.c). */
+void fs_log_reported(const char *id, int rc);
+
 int fs_inval_start(struct fs_ctx *c);
 void fs_inval_stop(struct fs_ctx *c);
 /* Attributes of `ino` are stale: told now (never blocks). */
