@@ -418,6 +418,57 @@ static void malloc_policy(void)
 	mallopt(M_ARENA_MAX, 1);
 }
 
+/* The -o options of recfs checked and turned into `cfg`. Returns 0, or 2
+   (a usage error, printed). */
+static int check_opts(struct opts *o, char *mountpoint, struct fs_config *cfg)
+{
+	cfg->read_only = o->ro;
+	cfg->mountpoint = mountpoint; /* made absolute by libfuse */
+	cfg->scratch = o->scratch;
+	cfg->max_record_size = STORE_DEFAULT_MAX_RECORD;
+	if (o->max_size && !(cfg->max_record_size = parse_size(o->max_size))) {
+		fprintf(stderr,
+			"recfs: -o max_record_size=%s: not a positive "
+			"size (e.g. 64M)\n",
+			o->max_size);
+		return 2;
+	}
+	if (o->snapdir && strcmp(o->snapdir, "visible") != 0 &&
+	    strcmp(o->snapdir, "hidden") != 0) {
+		fprintf(stderr,
+			"recfs: -o snapdir=%s: expected visible or "
+			"hidden\n",
+			o->snapdir);
+		return 2;
+	}
+	cfg->snapdir_visible = o->snapdir && strcmp(o->snapdir, "visible") == 0;
+	if (o->retain_period) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(o->retain_period, &end, 10);
+		if (errno || *end || o->retain_period[0] < '0' ||
+		    o->retain_period[0] > '9' || v == 0 || v > 365 * 86400ul) {
+			fprintf(stderr,
+				"recfs: -o retain_period=%s: expected a number "
+				"of seconds from 1 to 31536000\n",
+				o->retain_period);
+			return 2;
+		}
+		o->retain_period_s = (unsigned)v;
+	}
+	if (o->sync && parse_sync(o->sync, &o->sync_batch_ms) < 0) {
+		return 2;
+	}
+	if (o->scratch && !o->scratch[0]) {
+		fprintf(stderr, "recfs: -o scratch= needs at least one "
+				"pattern\n");
+		return 2;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -462,55 +513,9 @@ int main(int argc, char **argv)
 	}
 	if (check_mountpoint(cmd.mountpoint) != 0)
 		goto out;
-	cfg.read_only = o.ro;
-	cfg.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
-	cfg.scratch = o.scratch;
-	cfg.max_record_size = STORE_DEFAULT_MAX_RECORD;
-	if (o.max_size && !(cfg.max_record_size = parse_size(o.max_size))) {
-		fprintf(stderr,
-			"recfs: -o max_record_size=%s: not a positive "
-			"size (e.g. 64M)\n",
-			o.max_size);
-		ret = 2;
+	ret = check_opts(&o, cmd.mountpoint, &cfg);
+	if (ret)
 		goto out;
-	}
-	if (o.snapdir && strcmp(o.snapdir, "visible") != 0 &&
-	    strcmp(o.snapdir, "hidden") != 0) {
-		fprintf(stderr,
-			"recfs: -o snapdir=%s: expected visible or "
-			"hidden\n",
-			o.snapdir);
-		ret = 2;
-		goto out;
-	}
-	cfg.snapdir_visible = o.snapdir && strcmp(o.snapdir, "visible") == 0;
-	if (o.retain_period) {
-		char *end;
-		unsigned long v;
-
-		errno = 0;
-		v = strtoul(o.retain_period, &end, 10);
-		if (errno || *end || o.retain_period[0] < '0' ||
-		    o.retain_period[0] > '9' || v == 0 || v > 365 * 86400ul) {
-			fprintf(stderr,
-				"recfs: -o retain_period=%s: expected a number "
-				"of seconds from 1 to 31536000\n",
-				o.retain_period);
-			ret = 2;
-			goto out;
-		}
-		o.retain_period_s = (unsigned)v;
-	}
-	if (o.sync && parse_sync(o.sync, &o.sync_batch_ms) < 0) {
-		ret = 2;
-		goto out;
-	}
-	if (o.scratch && !o.scratch[0]) {
-		fprintf(stderr, "recfs: -o scratch= needs at least one "
-				"pattern\n");
-		ret = 2;
-		goto out;
-	}
 	ret = run(&o, &args, &cmd, &cfg);
 out:
 	free(cmd.mountpoint);

@@ -179,26 +179,12 @@ static int check_doc(json_t *doc, const char *name, char *why, size_t whylen)
 	return 0;
 }
 
-/* Never writes to the store: a refused store is left as it was. */
-int format_check(int dirfd, const char *path, char *why, size_t whylen)
+/* Open the format file `name` (FORMAT_FILE in `dirfd`) for reading: the
+   fd, or -errno with `why` saying what is wrong with it. */
+static int open_format(int dirfd, const char *name, char *why, size_t whylen)
 {
-	char name[4200];
-	char text[JSON_ERROR_TEXT_LENGTH];
-	json_error_t jerr;
 	struct stat st;
-	json_t *doc = NULL;
-	struct buf text_buf = BUF_INIT;
-	const char *buf;
-	size_t len;
-	int fd = -1;
-	int ret;
-
-	if (path && *path)
-		snprintf(name, sizeof(name), "%s%s" FORMAT_FILE, path,
-			 path[strlen(path) - 1] == '/' ? "" : "/");
-	else
-		snprintf(name, sizeof(name), FORMAT_FILE);
-	util_say(why, whylen, "%s", "");
+	int fd, ret;
 
 	/* O_NONBLOCK: a FIFO planted under the name must not hang us */
 	fd = openat(dirfd, FORMAT_FILE,
@@ -215,17 +201,45 @@ int format_check(int dirfd, const char *path, char *why, size_t whylen)
 			util_say(why, whylen, "%s: cannot open: %s", name,
 				 strerror(-ret));
 		}
-		goto out;
+		return ret;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
 		util_say(why, whylen, "%s: cannot stat: %s", name,
 			 strerror(-ret));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
+	} else if (!S_ISREG(st.st_mode)) {
 		ret = -EBADMSG;
 		util_say(why, whylen, "%s: not a regular file", name);
+	} else {
+		return fd;
+	}
+	close(fd);
+	return ret;
+}
+
+/* Never writes to the store: a refused store is left as it was. */
+int format_check(int dirfd, const char *path, char *why, size_t whylen)
+{
+	char name[4200];
+	char text[JSON_ERROR_TEXT_LENGTH];
+	json_error_t jerr;
+	json_t *doc = NULL;
+	struct buf text_buf = BUF_INIT;
+	const char *buf;
+	size_t len;
+	int fd = -1;
+	int ret;
+
+	if (path && *path)
+		snprintf(name, sizeof(name), "%s%s" FORMAT_FILE, path,
+			 path[strlen(path) - 1] == '/' ? "" : "/");
+	else
+		snprintf(name, sizeof(name), FORMAT_FILE);
+	util_say(why, whylen, "%s", "");
+
+	fd = open_format(dirfd, name, why, whylen);
+	if (fd < 0) {
+		ret = fd;
 		goto out;
 	}
 	ret = buf_read_fd(&text_buf, fd, FORMAT_MAX_BYTES);
