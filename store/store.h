@@ -29,9 +29,10 @@
  * Thread-safety: every function taking a `struct store *` may be called
  * from any number of threads at once on one store (changes to one record
  * are serialized by the store, changes to different records run in
- * parallel; readers never wait for commits), except store_open, which
- * makes it, and store_close, which must be the last call: no other call
- * may be in flight on that store or start after it. A reader may be read
+ * parallel; a read waits only for a commit of the same record that is
+ * putting its content in place), except store_open, which makes it, and
+ * store_close, which must be the last call: no other call may be in
+ * flight on that store or start after it. A reader may be read
  * (store_reader_pread) from several threads at once; a stage is used by
  * one thread at a time (store_commit takes it for the call). store_init
  * and store_hash_format need no store and are reentrant.
