@@ -65,7 +65,7 @@ int sbatch_init(struct store *s)
 	struct store_batch *b;
 	pthread_condattr_t ca;
 
-	if (!s->opts.sync_batch_ms || !s->jnl || s->opts.read_only)
+	if (!s->opts.sync_batch_ms || !store_journaled(s) || s->opts.read_only)
 		return 0;
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -319,7 +319,7 @@ int store_sync(struct store *s)
 {
 	int rc;
 
-	if (!s->jnl)
+	if (!store_journaled(s))
 		return 0;
 	sbatch_drain(s);
 	rc = jnl_sync(s->jnl);

@@ -8,7 +8,7 @@
  * openat2 is missing (kernels before 5.6) each component is opened in turn
  * with O_NOFOLLOW. Only regular files are records and only directories
  * are namespaces: anything else found in the store is refused. The same
- * resolution serves the scratch tree (be_file_open_at, scratch.c).
+ * resolution serves the scratch tree (f_tree_open, scratch.c).
  *
  * Stages made ahead: creating a file is the costliest step of a small
  * commit here (ext4 looks for a free inode that was not freed recently:
@@ -17,7 +17,7 @@
  * the store: threads do not survive fork), a thread keeps up to
  * STAGE_AHEAD empty stages created in tmp/, and a new stage takes one of
  * them; when there is none it is created in place, as before. They are
- * ordinary stages: unlinked at close, and by be_file_clean_tmp at the
+ * ordinary stages: unlinked at close, and by f_clean_stages at the
  * next open after a crash.
  */
 #include "store_i.h"
@@ -155,9 +155,10 @@ static int open_beneath(struct be_file *b, const char *point, const char *path,
  * fsync. *leaf points into `id`. *pfd must be released with
  * put_parent_at.
  */
-static int get_parent_at(struct be_file *b, int root, const char *id, int *pfd,
+static int get_parent_at(struct backend *be, int root, const char *id, int *pfd,
 			 const char **leaf)
 {
+	struct be_file *b = bf(be);
 	const char *slash = strrchr(id, '/');
 	char dir[ID_MAX_LEN + 1];
 	size_t n;
@@ -181,7 +182,7 @@ static int get_parent_at(struct be_file *b, int root, const char *id, int *pfd,
 	return 0;
 }
 
-static void put_parent_at(int root, int pfd)
+static void put_parent_at(struct backend *be, int root, int pfd)
 {
 	if (pfd >= 0 && pfd != root)
 		close(pfd);
@@ -191,12 +192,12 @@ static void put_parent_at(int root, int pfd)
 static int get_parent(struct be_file *b, const char *id, int *pfd,
 		      const char **leaf)
 {
-	return get_parent_at(b, b->records_fd, id, pfd, leaf);
+	return get_parent_at(&b->be, b->records_fd, id, pfd, leaf);
 }
 
 static void put_parent(struct be_file *b, int pfd)
 {
-	put_parent_at(b->records_fd, pfd);
+	put_parent_at(&b->be, b->records_fd, pfd);
 }
 
 /* Create an empty stage in tmp/: its fd, or -errno. */
@@ -617,6 +618,98 @@ static int f_sync(struct backend *be)
 	return io_syncfs(b->io, "ckpt.syncfs", b->records_fd);
 }
 
+static int f_clean_stages(struct backend *be)
+{
+	struct be_file *b = bf(be);
+	struct dirent *d;
+	DIR *dir;
+	int n = 0, rc = util_opendir_fd(b->tmp_fd, &dir);
+
+	if (rc)
+		return rc;
+	while ((d = readdir(dir)) != NULL) {
+		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+			continue;
+		if (unlinkat(b->tmp_fd, d->d_name, 0) == 0)
+			n++;
+		else /* a note: the cleanup goes on, nothing reports */
+			rlog_warn("%s/%s: cannot remove stray file: %s",
+				  STORE_TMP_DIR, d->d_name, strerror(errno));
+	}
+	closedir(dir);
+	if (n)
+		fsync(b->tmp_fd);
+	return n;
+}
+
+static int f_mkparents(struct backend *be, const char *id)
+{
+	struct be_file *b = bf(be);
+	char path[ID_MAX_LEN + 1];
+	size_t len = strlen(id);
+
+	if (len > ID_MAX_LEN)
+		return -ENAMETOOLONG;
+	memcpy(path, id, len + 1);
+	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+		const char *leaf;
+		int pfd, rc;
+
+		*p = '\0';
+		rc = get_parent(b, path, &pfd, &leaf);
+		if (rc == 0) {
+			rc = io_mkdirat(b->io, "recover.mkdir", pfd, leaf,
+					0700);
+			put_parent(b, pfd);
+		}
+		*p = '/';
+		if (rc && rc != -EEXIST)
+			return rc;
+	}
+	return 0;
+}
+
+static int f_stage_open(struct backend *be, const char *point, const char *name,
+			int flags, int *fd)
+{
+	*fd = io_openat(bf(be)->io, point, bf(be)->tmp_fd, name,
+			flags | O_NOFOLLOW | O_CLOEXEC, 0);
+	return *fd < 0 ? *fd : 0;
+}
+
+static int f_stage_link(struct backend *be, const char *name, int dirfd,
+			const char *as)
+{
+	return io_linkat(bf(be)->io, "commit.blob.link", bf(be)->tmp_fd, name,
+			 dirfd, as);
+}
+
+static int f_sync_stages(struct backend *be)
+{
+	return io_syncfs(bf(be)->io, "txn.syncfs", bf(be)->tmp_fd);
+}
+
+static int f_spool_new(struct backend *be, int *fd)
+{
+	*fd = io_openat(bf(be)->io, "txn.spool.open", bf(be)->tmp_fd, ".",
+			O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	return *fd < 0 ? *fd : 0;
+}
+
+static int f_tree_open(struct backend *be, int root, const char *point,
+		       const char *path, int flags, mode_t mode)
+{
+	return open_beneath_at(bf(be), root, point, path, flags, mode);
+}
+
+static int f_stage_place(struct backend *be, const char *point,
+			 struct store_stage *st, int pfd, const char *leaf,
+			 unsigned flags)
+{
+	return io_renameat(bf(be)->io, point, bf(be)->tmp_fd, st->name, pfd,
+			   leaf, flags);
+}
+
 static void f_free(struct backend *be)
 {
 	struct be_file *b = bf(be);
@@ -651,7 +744,17 @@ static const struct backend_ops file_ops = {
 	.ns_set_owner = f_ns_set_owner,
 	.list = f_list,
 	.sync = f_sync,
+	.spool_new = f_spool_new,
 	.free = f_free,
+	.stage_open = f_stage_open,
+	.stage_link = f_stage_link,
+	.sync_stages = f_sync_stages,
+	.clean_stages = f_clean_stages,
+	.mkparents = f_mkparents,
+	.tree_open = f_tree_open,
+	.tree_parent = get_parent_at,
+	.tree_parent_put = put_parent_at,
+	.stage_place = f_stage_place,
 };
 
 int be_file_open(struct backend **out, struct io *io, int dirfd)
@@ -665,6 +768,8 @@ int be_file_open(struct backend **out, struct io *io, int dirfd)
 	b->be.ops = &file_ops;
 	b->be.cas = true;
 	b->be.durable = true;
+	b->be.journal = true;
+	b->be.tree = true;
 	b->io = io;
 	b->tmp_fd = -1;
 	pthread_mutex_init(&b->ahead.mu, NULL);
@@ -691,82 +796,4 @@ out:
 	if (rc)
 		f_free(&b->be);
 	return rc;
-}
-
-int be_file_records_fd(struct backend *be)
-{
-	return bf(be)->records_fd;
-}
-
-int be_file_tmp_fd(struct backend *be)
-{
-	return bf(be)->tmp_fd;
-}
-
-int be_file_clean_tmp(struct backend *be)
-{
-	struct be_file *b = bf(be);
-	struct dirent *d;
-	DIR *dir;
-	int n = 0, rc = util_opendir_fd(b->tmp_fd, &dir);
-
-	if (rc)
-		return rc;
-	while ((d = readdir(dir)) != NULL) {
-		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
-			continue;
-		if (unlinkat(b->tmp_fd, d->d_name, 0) == 0)
-			n++;
-		else /* a note: the cleanup goes on, nothing reports */
-			rlog_warn("%s/%s: cannot remove stray file: %s",
-				  STORE_TMP_DIR, d->d_name, strerror(errno));
-	}
-	closedir(dir);
-	if (n)
-		fsync(b->tmp_fd);
-	return n;
-}
-
-int be_file_mkparents(struct backend *be, const char *id)
-{
-	struct be_file *b = bf(be);
-	char path[ID_MAX_LEN + 1];
-	size_t len = strlen(id);
-
-	if (len > ID_MAX_LEN)
-		return -ENAMETOOLONG;
-	memcpy(path, id, len + 1);
-	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-		const char *leaf;
-		int pfd, rc;
-
-		*p = '\0';
-		rc = get_parent(b, path, &pfd, &leaf);
-		if (rc == 0) {
-			rc = io_mkdirat(b->io, "recover.mkdir", pfd, leaf,
-					0700);
-			put_parent(b, pfd);
-		}
-		*p = '/';
-		if (rc && rc != -EEXIST)
-			return rc;
-	}
-	return 0;
-}
-
-int be_file_open_at(struct backend *be, int root, const char *point,
-		    const char *path, int flags, mode_t mode)
-{
-	return open_beneath_at(bf(be), root, point, path, flags, mode);
-}
-
-int be_file_parent_at(struct backend *be, int root, const char *path, int *pfd,
-		      const char **leaf)
-{
-	return get_parent_at(bf(be), root, path, pfd, leaf);
-}
-
-void be_file_parent_put(int root, int pfd)
-{
-	put_parent_at(root, pfd);
 }

@@ -1,7 +1,8 @@
 /*
  * be_memory.c - the memory backend, for unit tests of versioning and CAS
  * without a disk: content lives in memfds, namespaces in a list. Not
- * durable (the store uses no journal with it). Lookups are linear: it is
+ * durable (the store uses no journal with it): the named-stage and
+ * scratch-tree ops of backend.h return -ENOTSUP. Lookups are linear: it is
  * meant for a few thousand records at most.
  */
 #include "store_i.h"
@@ -379,6 +380,67 @@ static int m_sync(struct backend *be)
 	return 0;
 }
 
+/* No journal (be->journal false): no named stages, no mkparents for
+   recovery; no scratch tree (be->tree false). See backend.h. */
+static int m_stage_open(struct backend *be, const char *point, const char *name,
+			int flags, int *fd)
+{
+	*fd = -1;
+	return -ENOTSUP;
+}
+
+static int m_stage_link(struct backend *be, const char *name, int dirfd,
+			const char *as)
+{
+	return -ENOTSUP;
+}
+
+static int m_sync_stages(struct backend *be)
+{
+	return -ENOTSUP;
+}
+
+static int m_clean_stages(struct backend *be)
+{
+	return 0; /* none: stages die with their memfd */
+}
+
+static int m_mkparents(struct backend *be, const char *id)
+{
+	return -ENOTSUP;
+}
+
+/* The core takes a memfd itself. */
+static int m_spool_new(struct backend *be, int *fd)
+{
+	*fd = -1;
+	return -ENOTSUP;
+}
+
+static int m_tree_open(struct backend *be, int root, const char *point,
+		       const char *path, int flags, mode_t mode)
+{
+	return -ENOTSUP;
+}
+
+static int m_tree_parent(struct backend *be, int root, const char *path,
+			 int *pfd, const char **leaf)
+{
+	*pfd = -1;
+	return -ENOTSUP;
+}
+
+static void m_tree_parent_put(struct backend *be, int root, int pfd)
+{
+}
+
+static int m_stage_place(struct backend *be, const char *point,
+			 struct store_stage *st, int pfd, const char *leaf,
+			 unsigned flags)
+{
+	return -ENOTSUP;
+}
+
 static void m_free(struct backend *be)
 {
 	struct be_mem *m = bm(be);
@@ -409,7 +471,17 @@ static const struct backend_ops mem_ops = {
 	.ns_set_owner = m_ns_set_owner,
 	.list = m_list,
 	.sync = m_sync,
+	.spool_new = m_spool_new,
 	.free = m_free,
+	.stage_open = m_stage_open,
+	.stage_link = m_stage_link,
+	.sync_stages = m_sync_stages,
+	.clean_stages = m_clean_stages,
+	.mkparents = m_mkparents,
+	.tree_open = m_tree_open,
+	.tree_parent = m_tree_parent,
+	.tree_parent_put = m_tree_parent_put,
+	.stage_place = m_stage_place,
 };
 
 int be_memory_open(struct backend **out, bool cas)
@@ -422,6 +494,8 @@ int be_memory_open(struct backend **out, bool cas)
 	m->be.ops = &mem_ops;
 	m->be.cas = cas;
 	m->be.durable = false;
+	m->be.journal = false;
+	m->be.tree = false;
 	pthread_mutex_init(&m->mu, NULL);
 	*out = &m->be;
 	return 0;

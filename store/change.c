@@ -151,7 +151,8 @@ void commit_maybe_checkpoint(struct store *s)
 		store_space_recover(s);
 		return;
 	}
-	if (!s->jnl || jnl_segment_bytes(s->jnl) < s->opts.checkpoint_bytes)
+	if (!store_journaled(s) ||
+	    jnl_segment_bytes(s->jnl) < s->opts.checkpoint_bytes)
 		return;
 	if (pthread_mutex_trylock(&s->ckpt_mu) != 0)
 		return; /* another thread is at it */
@@ -224,7 +225,7 @@ static int journal(struct store *s, const struct iovec *iov, int n, bool nosync,
 {
 	int rc;
 
-	if (!s->jnl) {
+	if (!store_journaled(s)) {
 		pthread_mutex_lock(&s->mu);
 		*seq = ++s->revision;
 		pthread_mutex_unlock(&s->mu);
@@ -253,7 +254,7 @@ int change_journal(struct store *s, const struct rec *r, bool nosync,
 	size_t len;
 	int rc, n = 1;
 
-	if (!s->jnl)
+	if (!store_journaled(s))
 		return commit_journal(s, NULL, 0, seq);
 	if (r->type == REC_PUT) {
 		rc = reserve_check_content(s->reserve);
@@ -430,7 +431,7 @@ static int place_version(struct store *s, const struct rec *r, const char *id,
 	rc = change_content_is(s, id, &r->meta);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	rc = be_file_mkparents(s->be, id);
+	rc = s->be->ops->mkparents(s->be, id);
 	if (rc == 0)
 		rc = put_version(s, r, id, a);
 	if (rc == -ENOENT) {

@@ -183,7 +183,7 @@ static int attach_content(struct store *s, struct store_stage *st,
 	ssize_t n;
 	int rc;
 
-	if (!s->jnl)
+	if (!store_journaled(s))
 		return 0;
 	if (r->meta.size > CODEC_INLINE_MAX) {
 		r->stage = st->name;

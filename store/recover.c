@@ -385,7 +385,7 @@ int store_recover(struct store *s)
 		return -EROFS;
 	}
 	if (!s->opts.no_write)
-		be_file_clean_tmp(s->be);
+		s->be->ops->clean_stages(s->be);
 	if (s->hist && !s->opts.read_only)
 		(void)hist_clean_blobs(s->hist, rep.last_seq); /* logged */
 	if (!s->opts.no_write && (rep.records || rep.torn_bytes))
@@ -424,7 +424,7 @@ int store_checkpoint(struct store *s)
 	uint64_t rev;
 	int rc;
 
-	if (!s->jnl)
+	if (!store_journaled(s))
 		return 0;
 	pthread_mutex_lock(&s->ckpt_mu);
 	/* Flush the bulk while changes go on, then again with none in

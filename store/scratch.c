@@ -1,7 +1,9 @@
 /*
  * scratch.c - scratch files (scratch.h): plain files under STORE/scratch,
  * one directory per record namespace that holds any, resolved with the
- * file backend's beneath-and-no-symlinks opens (be_file_open_at).
+ * backend's tree ops (backend.h: the file backend's beneath-and-no-
+ * symlinks opens). Only a backend with `tree` has scratch files: with
+ * any other, s->scratch_fd is -1 and every scratch call is refused.
  *
  * Namespaces: a scratch directory is made (0700, its parent synced) only
  * while `gate` is held shared and the record namespace exists, and
@@ -53,8 +55,8 @@ static int check_path(struct store *s, const char *path, bool write)
 
 	if (rc)
 		return rc;
-	if (s->dirfd < 0)
-		return -ENOTSUP; /* memory backend: no scratch tree */
+	if (!s->be->tree)
+		return -ENOTSUP; /* no scratch tree (backend.h) */
 	if (write && s->opts.read_only)
 		return -EROFS;
 	return 0;
@@ -79,7 +81,7 @@ static int mkdir_one(struct store *s, const char *dir)
 	const char *leaf;
 	int pfd = -1, rc;
 
-	rc = be_file_parent_at(s->be, s->scratch_fd, dir, &pfd, &leaf);
+	rc = s->be->ops->tree_parent(s->be, s->scratch_fd, dir, &pfd, &leaf);
 	if (rc)
 		return rc;
 	rc = io_mkdirat(s->io, "scratch.mkdir", pfd, leaf, 0700);
@@ -87,7 +89,7 @@ static int mkdir_one(struct store *s, const char *dir)
 		rc = io_fsync(s->io, "scratch.mkdir.dirsync", pfd);
 	else if (rc == -EEXIST)
 		rc = 0; /* a symlink there is refused by the next open */
-	be_file_parent_put(s->scratch_fd, pfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	return rc;
 }
 
@@ -121,17 +123,18 @@ static int make_parents(struct store *s, const char *path)
 }
 
 /* The scratch directory holding `path`, made if need be (gate held
-   shared). Release *pfd with be_file_parent_put. */
+   shared). Release *pfd with tree_parent_put. */
 static int parent_made(struct store *s, const char *path, int *pfd,
 		       const char **leaf)
 {
-	int rc = be_file_parent_at(s->be, s->scratch_fd, path, pfd, leaf);
+	int rc = s->be->ops->tree_parent(s->be, s->scratch_fd, path, pfd, leaf);
 
 	if (rc != -ENOENT)
 		return rc;
 	rc = make_parents(s, path);
 	return rc ? rc
-		  : be_file_parent_at(s->be, s->scratch_fd, path, pfd, leaf);
+		  : s->be->ops->tree_parent(s->be, s->scratch_fd, path, pfd,
+					    leaf);
 }
 
 /* Only regular files are scratch files: check what `fd` opened. */
@@ -157,8 +160,9 @@ static int open_existing(struct store *s, const char *path, int flags,
 
 	if (s->scratch_fd < 0)
 		return -ENOENT;
-	fd = be_file_open_at(s->be, s->scratch_fd, "scratch.open", path,
-			     (flags & ~O_CREAT) | O_NONBLOCK | O_NOCTTY, 0);
+	fd = s->be->ops->tree_open(s->be, s->scratch_fd, "scratch.open", path,
+				   (flags & ~O_CREAT) | O_NONBLOCK | O_NOCTTY,
+				   0);
 	if (fd < 0)
 		return fd == -ENOTDIR ? -ENOENT : fd;
 	rc = check_regular(fd);
@@ -214,7 +218,7 @@ static int create_new(struct store *s, const char *path, int flags, mode_t mode,
 	}
 	*fd_out = fd;
 out:
-	be_file_parent_put(s->scratch_fd, pfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	return rc;
 }
 
@@ -257,9 +261,9 @@ int store_scratch_stat(struct store *s, const char *path, struct stat *st)
 		return rc;
 	if (s->scratch_fd < 0)
 		return -ENOENT;
-	rc = util_stat_opened(
-		be_file_open_at(s->be, s->scratch_fd, NULL, path, O_PATH, 0),
-		st);
+	rc = util_stat_opened(s->be->ops->tree_open(s->be, s->scratch_fd, NULL,
+						    path, O_PATH, 0),
+			      st);
 	if (rc == 0 && !S_ISREG(st->st_mode))
 		rc = -ENOENT; /* a scratch directory is not a scratch file */
 	return rc;
@@ -276,10 +280,10 @@ int store_scratch_fsync(struct store *s, const char *path, int fd)
 		return -ENOENT;
 	if (fd >= 0 && (rc = io_fsync(s->io, "scratch.fsync", fd)) != 0)
 		return rc;
-	rc = be_file_parent_at(s->be, s->scratch_fd, path, &pfd, &leaf);
+	rc = s->be->ops->tree_parent(s->be, s->scratch_fd, path, &pfd, &leaf);
 	if (rc == 0)
 		rc = io_fsync(s->io, "scratch.dirsync", pfd);
-	be_file_parent_put(s->scratch_fd, pfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	return rc;
 }
 
@@ -297,12 +301,13 @@ static int remove_file(struct store *s, const char *path,
 	    (now.st_ino != was->st_ino || now.st_dev != was->st_dev))
 		rc = -ENOENT; /* replaced meanwhile: not ours to remove */
 	if (rc == 0)
-		rc = be_file_parent_at(s->be, s->scratch_fd, path, &pfd, &leaf);
+		rc = s->be->ops->tree_parent(s->be, s->scratch_fd, path, &pfd,
+					     &leaf);
 	if (rc == 0)
 		rc = io_unlinkat(s->io, point, pfd, leaf, 0);
 	if (rc == 0 && sync)
 		rc = io_fsync(s->io, "scratch.unlink.sync", pfd);
-	be_file_parent_put(s->scratch_fd, pfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	return rc;
 }
 
@@ -338,7 +343,8 @@ int store_scratch_rename(struct store *s, const char *from, const char *to)
 	pthread_rwlock_rdlock(&s->gate);
 	rc = check_not_ns(s, to);
 	if (rc == 0)
-		rc = be_file_parent_at(s->be, s->scratch_fd, from, &ffd, &lf);
+		rc = s->be->ops->tree_parent(s->be, s->scratch_fd, from, &ffd,
+					     &lf);
 	if (rc == 0)
 		rc = parent_made(s, to, &tfd, &lt);
 	if (rc == 0)
@@ -348,8 +354,8 @@ int store_scratch_rename(struct store *s, const char *from, const char *to)
 	if (rc == 0 && !same_ns(from, to))
 		rc = io_fsync(s->io, "scratch.rename.dirsync", ffd);
 	pthread_rwlock_unlock(&s->gate);
-	be_file_parent_put(s->scratch_fd, ffd);
-	be_file_parent_put(s->scratch_fd, tfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, ffd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, tfd);
 	return rc;
 }
 
@@ -378,7 +384,8 @@ static bool is_regular_at(DIR *dir, const struct dirent *d)
 /* Is `path` in the scratch tree a symlink? */
 static bool is_link(struct store *s, const char *path)
 {
-	int fd = be_file_open_at(s->be, s->scratch_fd, NULL, path, O_PATH, 0);
+	int fd = s->be->ops->tree_open(s->be, s->scratch_fd, NULL, path, O_PATH,
+				       0);
 	struct stat st;
 	bool link;
 
@@ -398,12 +405,12 @@ int store_scratch_list(struct store *s, const char *ns, store_list_cb cb,
 
 	if (rc)
 		return rc;
-	if (s->dirfd < 0)
+	if (!s->be->tree)
 		return -ENOTSUP;
 	if (s->scratch_fd < 0)
 		return 0;
-	fd = be_file_open_at(s->be, s->scratch_fd, NULL, ns,
-			     O_RDONLY | O_DIRECTORY, 0);
+	fd = s->be->ops->tree_open(s->be, s->scratch_fd, NULL, ns,
+				   O_RDONLY | O_DIRECTORY, 0);
 	if (fd == -ENOTDIR && is_link(s, ns))
 		return -ELOOP; /* O_DIRECTORY said ENOTDIR for a symlink */
 	if (fd == -ENOENT || fd == -ENOTDIR)
@@ -667,11 +674,11 @@ static int stage_of(struct store *s, struct store_reader *r, const uint8_t *xa,
 static void unplace(struct store *s, struct store_stage *st, int pfd,
 		    const char *leaf, bool swapped)
 {
-	int tmp = be_file_tmp_fd(s->be), rc;
+	int rc;
 
 	if (swapped)
-		rc = io_renameat(s->io, NULL, tmp, st->name, pfd, leaf,
-				 RENAME_EXCHANGE);
+		rc = s->be->ops->stage_place(s->be, NULL, st, pfd, leaf,
+					     RENAME_EXCHANGE);
 	else
 		rc = io_unlinkat(s->io, NULL, pfd, leaf, 0);
 	if (rc == 0)
@@ -692,8 +699,8 @@ static void unplace(struct store *s, struct store_stage *st, int pfd,
 static int place(struct store *s, struct store_stage *st, int pfd,
 		 const char *leaf, bool *swapped)
 {
-	int tmp = be_file_tmp_fd(s->be), rc;
 	struct stat now;
+	int rc;
 
 	*swapped = false;
 	if (fstatat(pfd, leaf, &now, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -701,12 +708,12 @@ static int place(struct store *s, struct store_stage *st, int pfd,
 			return S_ISDIR(now.st_mode)   ? -EISDIR
 			       : S_ISLNK(now.st_mode) ? -ELOOP
 						      : -EEXIST;
-		rc = io_renameat(s->io, "scratch.place", tmp, st->name, pfd,
-				 leaf, RENAME_EXCHANGE);
+		rc = s->be->ops->stage_place(s->be, "scratch.place", st, pfd,
+					     leaf, RENAME_EXCHANGE);
 		*swapped = rc == 0;
 	} else if (errno == ENOENT) {
-		rc = io_renameat(s->io, "scratch.place", tmp, st->name, pfd,
-				 leaf, RENAME_NOREPLACE);
+		rc = s->be->ops->stage_place(s->be, "scratch.place", st, pfd,
+					     leaf, RENAME_NOREPLACE);
 		st->published = rc == 0; /* nothing left in tmp/ */
 	} else {
 		rc = -errno;
@@ -758,7 +765,7 @@ int store_scratch_from_record(struct store *s, const char *id, const char *path,
 	if (rc)
 		unplace(s, st, pfd, leaf, swapped);
 out:
-	be_file_parent_put(s->scratch_fd, pfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	store_stage_free(st);
 	store_reader_free(r);
 	free(xa);
@@ -774,7 +781,7 @@ int scratch_ns_drop(struct store *s, const char *ns)
 
 	if (s->scratch_fd < 0)
 		return 0;
-	rc = be_file_parent_at(s->be, s->scratch_fd, ns, &pfd, &leaf);
+	rc = s->be->ops->tree_parent(s->be, s->scratch_fd, ns, &pfd, &leaf);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;
 	rc = io_unlinkat(s->io, "scratch.rmdir", pfd, leaf, AT_REMOVEDIR);
@@ -784,6 +791,6 @@ int scratch_ns_drop(struct store *s, const char *ns)
 		rc = 0; /* none, or a scratch file of that name beside it */
 	else if (rc == -EEXIST)
 		rc = -ENOTEMPTY;
-	be_file_parent_put(s->scratch_fd, pfd);
+	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	return rc;
 }

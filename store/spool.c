@@ -26,11 +26,12 @@ int spool_open(struct store *s, struct spool *sp)
 	sp->buf = malloc(SPOOL_BUF);
 	if (!sp->buf)
 		return -ENOMEM;
-	if (s->jnl)
-		sp->fd = io_openat(s->io, "txn.spool.open",
-				   be_file_tmp_fd(s->be), ".",
-				   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (!s->jnl || sp->fd == -EOPNOTSUPP || sp->fd == -EISDIR) {
+	/* near the stages; or, where the backend has no such file
+	   (-ENOTSUP, which is -EOPNOTSUPP) or the file system no O_TMPFILE
+	   (-EOPNOTSUPP, -EISDIR), a memfd */
+	if (store_journaled(s))
+		(void)s->be->ops->spool_new(s->be, &sp->fd);
+	if (!store_journaled(s) || sp->fd == -EOPNOTSUPP || sp->fd == -EISDIR) {
 		sp->fd = memfd_create("recfs-txn", MFD_CLOEXEC);
 		sp->fd = sp->fd < 0 ? -errno : sp->fd;
 	}

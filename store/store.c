@@ -114,7 +114,7 @@ static int open_file_store(struct store *s)
 	rc = be_file_open(&s->be, s->io, s->dirfd);
 	if (rc)
 		return rerr_prefix(rc, "%s", s->path);
-	rc = open_scratch_dir(s);
+	rc = s->be->tree ? open_scratch_dir(s) : 0; /* backend.h */
 	if (rc)
 		return rc;
 	s->jnl_dirfd = openat(s->dirfd, STORE_JOURNAL_DIR,

@@ -209,7 +209,7 @@ void store_hist_throttle(struct store *s)
 {
 	uint64_t rev;
 
-	if (!s->hist || !s->jnl)
+	if (!s->hist || !store_journaled(s))
 		return;
 	rev = jnl_last_seq(s->jnl);
 	if (hist_throttle(s->hist, rev, wait_ms(s)) == -ETIMEDOUT)
@@ -224,8 +224,7 @@ int store_hist_link(struct store *s, const struct store_stage *st)
 
 	if (s->blobs_fd < 0)
 		return 0;
-	rc = io_linkat(s->io, "commit.blob.link", be_file_tmp_fd(s->be),
-		       st->name, s->blobs_fd, st->name);
+	rc = s->be->ops->stage_link(s->be, st->name, s->blobs_fd, st->name);
 	if (rc == 0)
 		rc = io_fsync(s->io, "commit.blob.dirsync", s->blobs_fd);
 	if (rc)
@@ -245,8 +244,8 @@ int store_hist_link_many(struct store *s, const struct store_stage *const *st,
 	if (s->blobs_fd < 0)
 		return 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		rc = io_linkat(s->io, "commit.blob.link", be_file_tmp_fd(s->be),
-			       st[i]->name, s->blobs_fd, st[i]->name);
+		rc = s->be->ops->stage_link(s->be, st[i]->name, s->blobs_fd,
+					    st[i]->name);
 		if (rc == 0)
 			(*linked)++;
 		else
@@ -410,7 +409,7 @@ void store_space_recover(struct store *s)
 	bool ckpt;
 	int rc;
 
-	if (!reserve_short(s->reserve) || !s->jnl)
+	if (!reserve_short(s->reserve) || !store_journaled(s))
 		return;
 	rev = jnl_last_seq(s->jnl);
 	done = s->hist ? hist_done(s->hist) : rev;

@@ -1,7 +1,7 @@
 /*
  * store_i.h - what the files of store/ share: the store context, the
- * in-memory index of record metadata, the journal record codec and the
- * backend interface. Not for use outside store/.
+ * in-memory index of record metadata and the journal record codec (the
+ * backend interface is backend.h). Not for use outside store/.
  *
  * Durability protocol (file backend), see commit.c and recover.c:
  *  1. the new content is staged in STORE/tmp/ (O_EXCL, 0600);
@@ -38,6 +38,7 @@
 #define RECFS_STORE_I_H
 
 #include "store.h"
+#include "backend.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -194,96 +195,7 @@ struct entry *idx_add(struct index *ix, const char *id, size_t len);
 int idx_each(struct index *ix, int (*fn)(void *arg, struct entry *e),
 	     void *arg);
 
-/* ---- backends ----------------------------------------------------- */
-
-struct backend;
-
-#define STORE_STAGE_NAME_MAX 64
-
-/*
- * A stage: a temp file that becomes a version's content. While every
- * store_stage_write so far came in order from offset 0 (hashed == the
- * offset of the next one), `hs` holds the hash of bytes [0, hashed), and
- * a commit of a stage that is `hashed` bytes long takes it instead of
- * reading the stage again (stage_hash in commit.c).
- */
-struct store_stage {
-	struct store *s;
-	int fd;
-	char name[STORE_STAGE_NAME_MAX]; /* name in tmp/ (file backend) */
-	bool published;		 /* renamed into place: nothing to remove */
-	struct XXH3_state_s *hs; /* NULL until the first write at 0 */
-	uint64_t hashed;
-	bool hash_off; /* a write out of order: hash the whole stage */
-};
-
-struct backend_ops {
-	const char *name;
-	/* optional: start what runs in the background (after a fork) */
-	int (*start)(struct backend *be);
-	int (*stage_new)(struct backend *be, struct store_stage *st);
-	void (*stage_drop)(struct backend *be, struct store_stage *st);
-	/* make the stage and its name durable (before a by-reference
-	   journal record names it) */
-	int (*stage_sync)(struct backend *be, struct store_stage *st);
-	/* atomically make the stage the content of `id` */
-	int (*publish)(struct backend *be, struct store_stage *st,
-		       const char *id);
-	/* open content read-only; -ENOENT, -EISDIR (namespace) */
-	int (*open)(struct backend *be, const char *id, int *fd);
-	/* lstat-like: S_IFREG or S_IFDIR; -ENOENT */
-	int (*stat)(struct backend *be, const char *id, struct stat *st);
-	int (*remove)(struct backend *be, const char *id);
-	/* move content of `from` to `to`, replacing it; `durable`: fsync
-	   the directories involved before returning */
-	int (*move)(struct backend *be, const char *from, const char *to,
-		    bool durable);
-	int (*mkdir)(struct backend *be, const char *ns, mode_t mode);
-	int (*rmdir)(struct backend *be, const char *ns);
-	int (*ns_rename)(struct backend *be, const char *from, const char *to);
-	int (*ns_set_meta)(struct backend *be, const char *ns,
-			   const struct timespec *mtime, int mode);
-	/* (uint32_t)-1 keeps one; never through a symlink */
-	int (*ns_set_owner)(struct backend *be, const char *ns, uint32_t uid,
-			    uint32_t gid);
-	int (*list)(struct backend *be, const char *ns, store_list_cb cb,
-		    void *arg);
-	/* make everything published so far durable */
-	int (*sync)(struct backend *be);
-	void (*free)(struct backend *be);
-};
-
-struct backend {
-	const struct backend_ops *ops;
-	bool cas;     /* can do compare-and-swap (atomic replace) */
-	bool durable; /* changes survive a crash: use the journal */
-};
-
-/* be_file.c: the store directory. `dirfd` is STORE (borrowed). */
-int be_file_open(struct backend **out, struct io *io, int dirfd);
-/* The records directory fd (borrowed), for recovery and verify. */
-int be_file_records_fd(struct backend *be);
-/* The tmp directory fd (borrowed): stages are linked from there. */
-int be_file_tmp_fd(struct backend *be);
-/* Remove every file in tmp/ not in use. Returns how many were removed. */
-int be_file_clean_tmp(struct backend *be);
-/* Create the missing parent namespaces of `id` (recovery). */
-int be_file_mkparents(struct backend *be, const char *id);
-/*
- * The resolution the file backend uses for records, under another
- * directory of the store (`root`, borrowed: scratch.c uses STORE/scratch):
- * open `path` beneath `root` without following any symlink (fd or
- * -errno), and open the directory holding `path` (*leaf points into
- * `path`; release *pfd with be_file_parent_put).
- */
-int be_file_open_at(struct backend *be, int root, const char *point,
-		    const char *path, int flags, mode_t mode);
-int be_file_parent_at(struct backend *be, int root, const char *path, int *pfd,
-		      const char **leaf);
-void be_file_parent_put(int root, int pfd);
-
-/* be_memory.c */
-int be_memory_open(struct backend **out, bool cas);
+/* ---- backends: backend.h ---------------------------------------- */
 
 /* ---- the store context -------------------------------------------- */
 
@@ -293,10 +205,10 @@ struct store {
 	int dirfd; /* STORE, -1 for the memory backend */
 	struct io *io;
 	struct backend *be;
-	struct jnl *jnl; /* NULL if the backend is not durable */
+	struct jnl *jnl; /* NULL: not journaled (store_journaled) */
 	int jnl_dirfd;
 	int blobs_fd;	   /* STORE/journal/blobs, -1 without history */
-	int scratch_fd;	   /* STORE/scratch, -1: none (memory backend, or
+	int scratch_fd;	   /* STORE/scratch, -1: none (no be->tree, or
 			      a read-only store that has none yet) */
 	struct hist *hist; /* NULL: no history (memory backend, or a
 			      read-only store made before history) */
@@ -331,6 +243,17 @@ struct store {
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
 };
+
+/*
+ * Does this store write its journal? Only a writable open of a backend
+ * with `journal` (backend.h) has one; without it there is no group
+ * commit, no checkpoint and no history feed, and a change is final when
+ * the backend op returns.
+ */
+static inline bool store_journaled(const struct store *s)
+{
+	return s->jnl != NULL;
+}
 
 /* ---- batch.c: sync=batch ------------------------------------------ */
 

@@ -149,10 +149,10 @@ static int read_stage(struct store *s, const struct part *p, uint8_t **data)
 	*data = malloc(p->h.size ? p->h.size : 1);
 	if (!*data)
 		return -ENOMEM;
-	fd = io_openat(s->io, "txn.stage.open", be_file_tmp_fd(s->be), p->stage,
-		       O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (fd < 0)
-		return fd;
+	n = s->be->ops->stage_open(s->be, "txn.stage.open", p->stage, O_RDONLY,
+				   &fd);
+	if (n < 0)
+		return (int)n;
 	n = io_pread_all(s->io, "stage.read", fd, *data, p->h.size, 0);
 	close(fd);
 	if (n < 0)
@@ -324,10 +324,10 @@ static int refs_each(struct tc *c, struct store_stage *st)
 		rc = out_read(c, c->buf, &len, &tail, st);
 		if (rc || !tail.by_ref)
 			continue;
-		st->fd = io_openat(s->io, "txn.stage.open",
-				   be_file_tmp_fd(s->be), st->name,
-				   O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
-		rc = st->fd < 0 ? st->fd : s->be->ops->stage_sync(s->be, st);
+		rc = s->be->ops->stage_open(s->be, "txn.stage.open", st->name,
+					    O_RDWR, &st->fd);
+		if (rc == 0)
+			rc = s->be->ops->stage_sync(s->be, st);
 		if (st->fd >= 0)
 			close(st->fd);
 		/* a link made before its dirsync failed is removed too */
@@ -346,7 +346,7 @@ static int refs_bulk(struct tc *c, struct store_stage *v)
 	const struct store_stage *pv[LINK_CHUNK];
 	struct out_tail tail;
 	size_t len, k = 0, made;
-	int rc = io_syncfs(s->io, "txn.syncfs", be_file_tmp_fd(s->be));
+	int rc = s->be->ops->sync_stages(s->be);
 
 	for (size_t i = 0; i < LINK_CHUNK; i++)
 		pv[i] = &v[i];
@@ -372,7 +372,7 @@ static int refs(struct tc *c)
 	struct store_stage *v;
 	int rc;
 
-	if (!c->nref || !c->s->jnl)
+	if (!c->nref || !store_journaled(c->s))
 		return 0;
 	v = calloc(LINK_CHUNK, sizeof(*v));
 	if (!v)
@@ -456,7 +456,7 @@ static int journal(struct tc *c, uint64_t *seq)
 	struct iovec iov = {c->buf, 0};
 	int rc;
 
-	if (!c->s->jnl)
+	if (!store_journaled(c->s))
 		return commit_journal(c->s, NULL, 0, seq);
 	rc = out_rewind(c);
 	if (rc == 0 && c->content) /* new content: not from the reserve */

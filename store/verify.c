@@ -113,7 +113,7 @@ static int restore_record(struct store *s, const char *id,
 		rc = -ESTALE;
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0)
-		rc = be_file_mkparents(s->be, id);
+		rc = s->be->ops->mkparents(s->be, id);
 	if (rc == 0)
 		rc = s->be->ops->publish(s->be, st, id);
 	if (rc == 0)
