@@ -15,9 +15,12 @@
  * To add a verb: a function `int verb(struct fs_ctx *, who, const char *arg)`
  * and a line in `verbs` below (and a word in man/recfs.1).
  */
+#include "admin.h"
 #include "err.h"
 #include "fs_i.h"
 #include "log.h"
+#include "store_history.h"
+#include "txn.h"
 
 #include <errno.h>
 #include <inttypes.h>

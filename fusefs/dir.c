@@ -3,8 +3,10 @@
  * namespaces, scratch files), readdir and readdirplus serve it by index
  * (readdirplus looks every entry up, as LOOKUP would); and statfs.
  */
+#include "admin.h"
 #include "fs_i.h"
 #include "log.h"
+#include "scratch.h"
 #include "util.h"
 
 #include <errno.h>

@@ -6,6 +6,7 @@
  */
 #include "fs_i.h"
 #include "log.h"
+#include "scratch.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,7 @@
 /*
  * fs.c - the mount's context (fs.h) and .recfs/status.
  */
+#include "admin.h"
 #include "fs_i.h"
 #include "err.h"
 #include "log.h"

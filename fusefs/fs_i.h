@@ -20,7 +20,6 @@
 
 #include "fs.h"
 #include "id.h"
-#include "scratch.h"
 #include "store.h"
 
 #include <pthread.h>

@@ -5,6 +5,7 @@
  * (store_history_get); the tree is listed from its version index.
  */
 #include "fs_i.h"
+#include "store_history.h"
 
 #include <errno.h>
 #include <fcntl.h>

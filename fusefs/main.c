@@ -8,6 +8,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include "admin.h"
 #include "err.h"
 #include "fs.h"
 #include "log.h"

@@ -6,6 +6,8 @@
  */
 #include "fs_i.h"
 #include "log.h"
+#include "scratch.h"
+#include "store_history.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -28,9 +28,10 @@
  *   history.c         creating, opening and closing (all of the above)
  * Below history/: base/ (io, log, util, buf, bytes), journal/ (only the
  * frame format of history.idx), the store's IDs (id.h) and its public
- * change interface (store.h: struct store_change, struct store_version),
- * which the store feeds through the struct hist_source it hands to
- * hist_open. Nothing here includes a store internal.
+ * change interface (changes.h: struct store_change; store_history.h:
+ * struct store_version), which the store feeds through the struct
+ * hist_source it hands to hist_open. Nothing here includes a store
+ * internal.
  */
 #ifndef RECFS_HIST_I_H
 #define RECFS_HIST_I_H

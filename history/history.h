@@ -64,8 +64,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "changes.h"
 #include "id.h"
-#include "store.h"
+#include "store_history.h"
 
 struct io;
 struct hist;
@@ -91,7 +92,7 @@ int hist_path_from_id(char out[HIST_PATH_MAX + 1], const char *id, size_t len);
    Returns its length, or -EINVAL if no ID has that path. */
 int hist_id_from_path(char out[ID_MAX_LEN + 1], const char *path, size_t len);
 
-/* One version of a record as the history knows it (store.h). */
+/* One version of a record as the history knows it (store_history.h). */
 typedef struct store_version hist_version;
 
 /*

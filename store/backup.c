@@ -38,6 +38,8 @@
  * committed) and any stray file.
  */
 #include "store_i.h"
+#include "admin.h"
+#include "store_history.h"
 #include "format.h"
 #include "history.h"
 #include "io.h"

@@ -20,6 +20,7 @@
  * stage, only the record's inline content or its stage's name.
  */
 #include "store_i.h"
+#include "admin.h"
 #include "id.h"
 #include "io.h"
 #include "jnl.h"

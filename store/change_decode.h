@@ -1,13 +1,13 @@
 /*
  * change_decode.h - journal records decoded as store changes (struct
- * store_change, store.h): the one decoder behind `recfsctl watch`
+ * store_change, changes.h): the one decoder behind `recfsctl watch`
  * (changes.c) and the history writer's change source (store_hist.c).
  * Not for use outside store/.
  */
 #ifndef RECFS_CHANGE_DECODE_H
 #define RECFS_CHANGE_DECODE_H
 
-#include "store.h"
+#include "changes.h"
 
 #include <stdbool.h>
 #include <stddef.h>

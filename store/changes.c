@@ -1,6 +1,6 @@
 /*
  * changes.c - following the committed changes of a store in revision
- * order (store_changes_*, store.h), for `recfsctl watch`. Read-only: it
+ * order (store_changes_*, changes.h), for `recfsctl watch`. Read-only: it
  * takes no lock and writes nothing, so it runs next to the daemon.
  *
  * Where the changes come from. A change of revision R is first a record
@@ -32,6 +32,7 @@
  * as store_changes_fd for the caller's poll(2).
  */
 #include "store_i.h"
+#include "changes.h"
 #include "format.h"
 #include "change_decode.h"
 #include "history.h"

@@ -25,6 +25,7 @@
  * open fails with -EROFS rather than put it there.
  */
 #include "store_i.h"
+#include "admin.h"
 #include "history.h"
 #include "id.h"
 #include "io.h"

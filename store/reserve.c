@@ -51,6 +51,7 @@
  * must see, and no caller is there to hand them to.
  */
 #include "store_i.h"
+#include "admin.h"
 #include "io.h"
 #include "err.h"
 #include "log.h"

@@ -34,6 +34,7 @@
  * is where that check goes.
  */
 #include "store_i.h"
+#include "admin.h"
 #include "history.h"
 #include "id.h"
 #include "io.h"

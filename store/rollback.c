@@ -10,6 +10,8 @@
  * the txn spools its parts, so memory does not grow with the store.
  */
 #include "store_i.h"
+#include "store_history.h"
+#include "txn.h"
 #include "id.h"
 #include "io.h"
 #include "err.h"

@@ -23,6 +23,7 @@
  * through user space, and a reflink on file systems that have them.
  */
 #include "store_i.h"
+#include "scratch.h"
 #include "id.h"
 #include "io.h"
 #include "log.h"

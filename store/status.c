@@ -3,6 +3,7 @@
  * recfsctl stats.
  */
 #include "store_i.h"
+#include "admin.h"
 #include "history.h"
 #include "jnl.h"
 

@@ -10,6 +10,8 @@
  * cause; nothing here logs.
  */
 #include "store_i.h"
+#include "admin.h"
+#include "store_history.h"
 #include "err.h"
 #include "format.h"
 #include "history.h"

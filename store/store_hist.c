@@ -13,6 +13,9 @@
  * but does not stop it.
  */
 #include "store_i.h"
+#include "admin.h"
+#include "changes.h"
+#include "store_history.h"
 #include "change_decode.h"
 #include "history.h"
 #include "id.h"

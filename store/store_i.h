@@ -49,6 +49,8 @@
 struct hist;
 struct jnl;
 struct store_lock;
+struct store_status;	    /* admin.h */
+struct store_verify_report; /* admin.h */
 
 /* Content up to this size travels inside the journal record. */
 #define CODEC_INLINE_MAX (1u << 20)

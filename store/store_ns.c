@@ -6,6 +6,7 @@
  * rename into place meanwhile.
  */
 #include "store_i.h"
+#include "scratch.h"
 #include "id.h"
 
 #include <errno.h>

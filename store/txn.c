@@ -1,5 +1,5 @@
 /*
- * txn.c - a change of several records at once (store_txn, store.h): one
+ * txn.c - a change of several records at once (store_txn, txn.h): one
  * store revision, one git commit, of any size.
  *
  * The parts are collected first: each put's content goes into a stage at

@@ -12,6 +12,7 @@
 #define RECFS_TXN_I_H
 
 #include "store_i.h"
+#include "txn.h"
 #include "id.h"
 
 /* One part as spooled (raw: the file is this process's own). */

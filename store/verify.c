@@ -12,6 +12,8 @@
  * version, not a new one.
  */
 #include "store_i.h"
+#include "admin.h"
+#include "store_history.h"
 #include "history.h"
 #include "id.h"
 #include "io.h"

@@ -3,6 +3,8 @@
  */
 #include "helpers.h"
 
+#include "admin.h"
+
 #include <criterion/criterion.h>
 #include <xxhash.h>
 

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct store_verify_report; /* admin.h */
+
 /* ---- files and bytes ---------------------------------------------------- */
 
 /* A deterministic pattern of `len` bytes for `seed`. */

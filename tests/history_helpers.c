@@ -3,9 +3,11 @@
  */
 #include "history_helpers.h"
 
+#include "admin.h"
 #include "helpers.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 #include <git2.h>

@@ -4,6 +4,8 @@
  * (scratch_helpers.h).
  */
 #include "scratch_helpers.h"
+
+#include "scratch.h"
 #include "helpers.h"
 #include "sandbox.h"
 #include "sandbox_store.h"

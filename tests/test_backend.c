@@ -11,6 +11,7 @@
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
+#include "scratch.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>

@@ -9,11 +9,13 @@
  * Each test builds its store in a fresh mkdtemp directory, on tmpfs
  * (/dev/shm) when there is one (RECFS_TEST_TMPDIR overrides).
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 

@@ -17,6 +17,7 @@
  * And: store_sync (what fsync waits for) makes a batch commit durable;
  * the batch thread does within the window without it.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"

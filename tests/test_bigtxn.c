@@ -13,6 +13,7 @@
 #include "jnl.h"
 #include "sandbox.h"
 #include "store.h"
+#include "txn.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -6,6 +6,7 @@
  * revision, in order; a change whose last frame is not written yet is
  * not handed out at all.
  */
+#include "changes.h"
 #include "helpers.h"
 #include "jnl.h"
 #include "sandbox.h"

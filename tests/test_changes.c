@@ -9,11 +9,15 @@
  * Stores live in fresh temp directories (sandbox.h); what the store logs
  * is dropped unless RECFS_TEST_VERBOSE is set.
  */
+#include "admin.h"
+#include "changes.h"
 #include "helpers.h"
 #include "jnl.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "store_history.h"
+#include "txn.h"
 
 #include <criterion/criterion.h>
 

@@ -4,6 +4,7 @@
  * and of a checkpoint.
  * The fixture and the failpoint tables are in crash_helpers.h.
  */
+#include "admin.h"
 #include "crash_helpers.h"
 #include "helpers.h"
 #include "io.h"

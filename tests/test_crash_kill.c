@@ -3,6 +3,7 @@
  * child making random changes from several threads. The fixture and the
  * failpoint tables are in crash_helpers.h.
  */
+#include "admin.h"
 #include "crash_helpers.h"
 #include "helpers.h"
 #include "io.h"

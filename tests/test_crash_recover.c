@@ -3,10 +3,12 @@
  * errors during recovery, and regressions of recovery. The fixture and the
  * failpoint tables are in crash_helpers.h.
  */
+#include "admin.h"
 #include "crash_helpers.h"
 #include "helpers.h"
 #include "io.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 

@@ -5,6 +5,7 @@
  * The fixture and helpers the test_history_*.c files share are in
  * history_helpers.h.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "hist_i.h"
 #include "history_helpers.h"
@@ -12,6 +13,7 @@
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 #include <git2.h>

@@ -11,10 +11,12 @@
  *
  * Each test builds its store in a fresh sandbox directory (sandbox.h).
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
+#include "store_history.h"
 #include "store_i.h"
 
 #include <criterion/criterion.h>

@@ -6,11 +6,13 @@
  * failpoint of a prune (and of its roll-forward at the next open), which
  * must leave the old history or the new one.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 

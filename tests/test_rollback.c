@@ -14,6 +14,8 @@
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "store_history.h"
+#include "txn.h"
 
 #include <criterion/criterion.h>
 

@@ -6,10 +6,12 @@
  * them. Renames between scratch files and records: test_scratch_commit.c.
  * The fixture is in scratch_helpers.h.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
+#include "scratch.h"
 #include "scratch_helpers.h"
 #include "store.h"
 

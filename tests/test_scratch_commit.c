@@ -6,12 +6,15 @@
  * the record at its old version with the scratch file, or at the new one.
  * The fixture is in scratch_helpers.h.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
+#include "scratch.h"
 #include "scratch_helpers.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 

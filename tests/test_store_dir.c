@@ -4,12 +4,14 @@
  * and index files. The fixture and helpers the test_store_*.c files share are
  * in store_helpers.h.
  */
+#include "admin.h"
 #include "err.h"
 #include "helpers.h"
 #include "io.h"
 #include "jnl.h"
 #include "store.h"
 #include "store_helpers.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 

@@ -8,6 +8,8 @@
 #include "jnl.h"
 #include "store.h"
 #include "store_helpers.h"
+#include "store_history.h"
+#include "txn.h"
 
 #include <criterion/criterion.h>
 

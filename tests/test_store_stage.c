@@ -3,6 +3,7 @@
  * backend, after store_serve_start) and big stages written in order. The
  * fixture and helpers the test_store_*.c files share are in store_helpers.h.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "io.h"
 #include "jnl.h"

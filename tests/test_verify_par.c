@@ -4,10 +4,12 @@
  * is found, once, whichever thread hashed it; repair puts each back; a
  * missing file is told from a present one by the walk's list.
  */
+#include "admin.h"
 #include "helpers.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <criterion/criterion.h>
 

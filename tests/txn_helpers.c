@@ -4,6 +4,8 @@
  * helpers (txn_helpers.h).
  */
 #include "txn_helpers.h"
+
+#include "txn.h"
 #include "helpers.h"
 #include "sandbox.h"
 #include "sandbox_store.h"

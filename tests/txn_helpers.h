@@ -9,6 +9,7 @@
 
 #include "io.h"
 #include "store.h"
+#include "txn.h"
 
 #include <stdint.h>
 

@@ -8,6 +8,7 @@
  * returns when the copy is durable. TARGET is an unmounted store: the
  * tool opens it and makes the copy itself. Both are store_backup.
  */
+#include "admin.h"
 #include "ctl.h"
 #include "store.h"
 

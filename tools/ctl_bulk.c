@@ -7,6 +7,7 @@
  */
 #include "ctl.h"
 #include "store.h"
+#include "txn.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "ctl.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,8 +14,10 @@
  * unmounted store directory, which the tool opens (taking its lock) and
  * does it itself. Both are store_retain_set / store_retain_prune.
  */
+#include "admin.h"
 #include "ctl.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -22,6 +22,7 @@
  */
 #include "ctl.h"
 #include "store.h"
+#include "changes.h"
 #include "id.h"
 
 #include <errno.h>

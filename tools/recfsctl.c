@@ -3,10 +3,12 @@
  * Exit status: 0 ok, 1 failure, 2 usage. Errors go to stderr naming the
  * record and the cause.
  */
+#include "admin.h"
 #include "ctl.h"
 #include "err.h"
 #include "log.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <errno.h>
 #include <stdarg.h>

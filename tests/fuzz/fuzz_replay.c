@@ -34,6 +34,7 @@
  * for corrupt input); RECFS_FUZZ_VERBOSE=1 keeps it, to replay one input.
  */
 #include "store_i.h"
+#include "admin.h"
 #include "format.h"
 #include "jnl.h"
 #include "log.h"

@@ -19,10 +19,12 @@
  * Stores are made under --dir (default /var/tmp, on the disk) and removed
  * unless --keep.
  */
+#include "admin.h"
 #include "bench_util.h"
 #include "io.h"
 #include "log.h"
 #include "store.h"
+#include "store_history.h"
 
 #include <errno.h>
 #include <ftw.h>
