@@ -12,6 +12,8 @@
 #include "err.h"
 #include "sandbox_store.h"
 #include "store.h"
+#include "txn.h"
+#include "admin.h"
 
 #include <criterion/criterion.h>
 
