@@ -40,6 +40,7 @@
 #include "store_i.h"
 #include "admin.h"
 #include "store_history.h"
+#include "backup_dest.h"
 #include "format.h"
 #include "history.h"
 #include "io.h"
@@ -172,8 +173,6 @@ static bool unchanged(const struct done *d, const struct stat *st)
 	       same_time(&d->ctime, &st->st_ctim);
 }
 
-static void remove_tree(int dfd);
-
 /* Remove whatever step 1 left at `name` of `dfd` (a file or a tree). */
 static int clear_dest(int dfd, const char *name)
 {
@@ -187,7 +186,7 @@ static int clear_dest(int dfd, const char *name)
 	sub = open_dir_at(dfd, name);
 	if (sub < 0)
 		return sub;
-	remove_tree(sub);
+	backup_remove_tree(sub);
 	close(sub);
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
@@ -507,36 +506,6 @@ static int copy_scratch(struct copy *c)
 	return rc;
 }
 
-/* Remove everything under `dfd` (what a failed backup made). */
-static void remove_tree(int dfd)
-{
-	struct dirent *d;
-	DIR *dir;
-
-	if (util_opendir_fd(dfd, &dir))
-		return;
-	while ((d = readdir(dir)) != NULL) {
-		struct stat st;
-		int sub;
-
-		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
-			continue;
-		if (fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			sub = open_dir_at(dfd, d->d_name);
-			if (sub >= 0) {
-				remove_tree(sub);
-				close(sub);
-			}
-			unlinkat(dfd, d->d_name, AT_REMOVEDIR);
-		} else {
-			unlinkat(dfd, d->d_name, 0);
-		}
-	}
-	closedir(dir);
-}
-
 /* Step 4's end: the source's format file, atomically, last. */
 static int install_format(struct copy *c, int dfd)
 {
@@ -563,90 +532,6 @@ static int install_format(struct copy *c, int dfd)
 	return rc;
 }
 
-/* Is DEST empty (it exists) or absent (created here)? Opens it. */
-static int open_dest(const char *dest, int *dfd, bool *created)
-{
-	struct dirent *d;
-	DIR *dir;
-	int fd, rc = 0;
-
-	*created = false;
-	if (mkdir(dest, 0700) == 0)
-		*created = true;
-	else if (errno != EEXIST)
-		return -errno;
-	fd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		rc = errno == ENOTDIR || errno == ELOOP ? -EEXIST : -errno;
-		goto out;
-	}
-	if (!*created) {
-		rc = util_opendir_fd(fd, &dir);
-		if (rc)
-			goto out;
-		while ((d = readdir(dir)) != NULL)
-			if (strcmp(d->d_name, ".") && strcmp(d->d_name, "..")) {
-				rc = -ENOTEMPTY;
-				break;
-			}
-		closedir(dir);
-		if (rc == 0 && fchmod(fd, 0700) < 0)
-			rc = -errno;
-	}
-out:
-	if (rc) {
-		if (fd >= 0)
-			close(fd);
-		if (*created)
-			rmdir(dest);
-		return rc;
-	}
-	*dfd = fd;
-	return 0;
-}
-
-/* Refuse a DEST inside the store: the copy would copy itself. */
-static int check_outside(struct store *s, const char *dest)
-{
-	char parent[PATH_MAX], real[PATH_MAX], store[PATH_MAX];
-	const char *slash = strrchr(dest, '/');
-	size_t n;
-
-	if (!slash)
-		snprintf(parent, sizeof(parent), ".");
-	else if (slash == dest)
-		snprintf(parent, sizeof(parent), "/");
-	else
-		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dest),
-			 dest);
-	if (!realpath(parent, real) || !realpath(s->path, store))
-		return -errno;
-	n = strlen(store);
-	if (!strncmp(real, store, n) && (real[n] == '/' || real[n] == '\0'))
-		return -EINVAL;
-	return 0;
-}
-
-static int parent_sync(const char *dest)
-{
-	char parent[PATH_MAX];
-	const char *slash = strrchr(dest, '/');
-	int fd, rc = 0;
-
-	if (!slash)
-		snprintf(parent, sizeof(parent), ".");
-	else
-		snprintf(parent, sizeof(parent), "%.*s",
-			 slash == dest ? 1 : (int)(slash - dest), dest);
-	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -664,37 +549,15 @@ static void note_failure(int rc)
 		rlog_warn("backup: %s", why ? why : strerror(-rc));
 }
 
-static int backup(struct store *s, const char *dest,
-		  struct store_backup_report *rep)
+/* Step 1: the bulk, then a short journal, while changes go on; the
+   history is paused at the end (*paused). */
+static int copy_live(struct copy *c, bool *paused)
 {
-	struct store_backup_report scratch;
-	struct copy c = {.s = s, .dest = dest, .dfd = -1};
-	bool created = false, locked = false, paused = false;
-	int64_t t0 = 0;
-	int rc;
+	struct store *s = c->s;
+	int rc = copy_bulk(c, false);
 
-	rep = rep ? rep : &scratch;
-	memset(rep, 0, sizeof(*rep));
-	c.rep = rep;
-	if (s->dirfd < 0)
-		return -ENOTSUP; /* memory backend */
-	rc = check_outside(s, dest);
-	if (rc == -EINVAL)
-		return rerr_set(rc, "backup %s: inside the store %s", dest,
-				s->path);
 	if (rc)
-		return rerr_prefix(rc, "backup %s", dest);
-	rc = open_dest(dest, &c.dfd, &created);
-	if (rc)
-		return rerr_set(rc, "backup %s: %s", dest,
-				rc == -ENOTEMPTY || rc == -EEXIST
-					? "exists and is not an empty directory"
-					: strerror(-rc));
-
-	/* step 1: the bulk, then a short journal, while changes go on */
-	rc = copy_bulk(&c, false);
-	if (rc)
-		goto out;
+		return rc;
 	/* a checkpoint drops the segments the history has written: start a
 	   new segment, have the history catch up with the old ones, and
 	   drop them (errors are logged: the journal is copied anyway, so
@@ -707,17 +570,23 @@ static int backup(struct store *s, const char *dest,
 		note_failure(store_checkpoint(s));
 	if (s->hist && !s->opts.read_only) {
 		hist_pause(s->hist);
-		paused = true;
+		*paused = true;
 	}
-	rc = copy_bulk(&c, true);
-	if (rc)
-		goto out;
+	return copy_bulk(c, true);
+}
 
-	/* step 2 */
+/* Steps 2 and 3: with no change in flight (the gate held exclusively,
+   sync=batch drained), note the revision and copy what changed since
+   step 1. */
+static int copy_quiet(struct copy *c)
+{
+	struct store *s = c->s;
+	int64_t t0;
+	int rc;
+
 	pthread_mutex_lock(&s->ckpt_mu);
 	pthread_rwlock_wrlock(&s->gate);
 	sbatch_drain(s);
-	locked = true;
 	t0 = mono_ms();
 	pthread_mutex_lock(&s->mu);
 	rc = s->broken;
@@ -726,52 +595,37 @@ static int backup(struct store *s, const char *dest,
 		rerr_set(rc,
 			 "backup %s: the store needs recovery (remount it "
 			 "first)",
-			 dest);
-		goto out;
+			 c->dest);
+	} else {
+		c->rep->revision = store_revision(s);
+		store_counts(s, &c->rep->records, NULL);
+		c->rep->history_done = s->hist ? hist_done(s->hist) : 0;
+		rc = copy_store(c);
+		c->rep->gate_ms = (uint64_t)(mono_ms() - t0);
 	}
-	rep->revision = store_revision(s);
-	store_counts(s, &rep->records, NULL);
-	rep->history_done = s->hist ? hist_done(s->hist) : 0;
-
-	/* step 3 */
-	rc = copy_store(&c);
-	rep->gate_ms = (uint64_t)(mono_ms() - t0);
 	pthread_rwlock_unlock(&s->gate);
 	pthread_mutex_unlock(&s->ckpt_mu);
-	locked = false;
-	if (paused)
-		hist_resume(s->hist);
-	paused = false;
+	return rc;
+}
 
-	/* step 4 */
+/* Step 4: the scratch files, everything durable, the format file last
+   (what makes the copy a store), and its name in the parent. */
+static int finish_copy(struct copy *c)
+{
+	int rc = copy_scratch(c);
+
 	if (rc == 0)
-		rc = copy_scratch(&c);
+		rc = io_syncfs(c->s->io, "backup.fsync", c->dfd);
 	if (rc == 0)
-		rc = io_syncfs(s->io, "backup.fsync", c.dfd);
+		rc = install_format(c, c->dfd);
 	if (rc == 0)
-		rc = install_format(&c, c.dfd);
-	if (rc == 0)
-		rc = parent_sync(dest);
-out:
-	if (locked) {
-		pthread_rwlock_unlock(&s->gate);
-		pthread_mutex_unlock(&s->ckpt_mu);
-	}
-	if (paused)
-		hist_resume(s->hist);
-	for (size_t i = 0; i < c.n; i++)
-		free(c.v[i].path);
-	free(c.v);
-	if (rc) {
-		rerr_prefix(rc, "backup %s (the partial copy was removed)",
-			    dest);
-		remove_tree(c.dfd);
-		close(c.dfd);
-		if (created)
-			rmdir(dest);
-		return rc;
-	}
-	close(c.dfd);
+		rc = backup_parent_sync(c->dest);
+	return rc;
+}
+
+static void log_done(struct store *s, const char *dest,
+		     const struct store_backup_report *rep)
+{
 	/* logged: a note on a backup that succeeded */
 	rlog_info("backup of %s at revision %" PRIu64 " written to %s: %" PRIu64
 		  " records, %" PRIu64 " files, %" PRIu64 " bytes (%" PRIu64
@@ -780,6 +634,64 @@ out:
 		  s->path, rep->revision, dest, rep->records, rep->files,
 		  rep->bytes, rep->gated_files, rep->gated_bytes, rep->gate_ms,
 		  rep->history_done);
+}
+
+static int backup(struct store *s, const char *dest,
+		  struct store_backup_report *rep)
+{
+	struct store_backup_report scratch;
+	struct copy c = {.s = s, .dest = dest, .dfd = -1};
+	bool created = false, paused = false;
+	int rc;
+
+	rep = rep ? rep : &scratch;
+	memset(rep, 0, sizeof(*rep));
+	c.rep = rep;
+	if (s->dirfd < 0)
+		return -ENOTSUP; /* memory backend */
+	rc = backup_check_outside(s->path, dest);
+	if (rc == -EINVAL)
+		return rerr_set(rc, "backup %s: inside the store %s", dest,
+				s->path);
+	if (rc)
+		return rerr_prefix(rc, "backup %s", dest);
+	rc = backup_open_dest(dest, &c.dfd, &created);
+	if (rc)
+		return rerr_set(rc, "backup %s: %s", dest,
+				rc == -ENOTEMPTY || rc == -EEXIST
+					? "exists and is not an empty directory"
+					: strerror(-rc));
+
+	/* step 1 */
+	rc = copy_live(&c, &paused);
+	if (rc)
+		goto out;
+
+	/* steps 2 and 3 */
+	rc = copy_quiet(&c);
+	if (paused)
+		hist_resume(s->hist);
+	paused = false;
+	/* step 4 */
+	if (rc == 0)
+		rc = finish_copy(&c);
+out:
+	if (paused)
+		hist_resume(s->hist);
+	for (size_t i = 0; i < c.n; i++)
+		free(c.v[i].path);
+	free(c.v);
+	if (rc) {
+		rerr_prefix(rc, "backup %s (the partial copy was removed)",
+			    dest);
+		backup_remove_tree(c.dfd);
+		close(c.dfd);
+		if (created)
+			rmdir(dest);
+		return rc;
+	}
+	close(c.dfd);
+	log_done(s, dest, rep);
 	return 0;
 }
 
