@@ -496,7 +496,10 @@ static int parse_records(struct config *cfg, char *list)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* The options into *cfg and *parent: -1 to go on, else main's exit
+   status (usage printed). */
+static int parse_args(int argc, char **argv, struct config *cfg,
+		      const char **parent)
 {
 	static const struct option longopts[] = {
 		{"dir", required_argument, NULL, 'd'},
@@ -513,49 +516,40 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct config cfg = {.records = {1000, 100000},
-			     .nrecords = 2,
-			     .shards = 256,
-			     .seconds = 10,
-			     .rate = 500,
-			     .size = 256,
-			     .threads = 16,
-			     .reads = 1000};
-	const char *parent = "/var/tmp";
-	int c, status = 0;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
-			parent = optarg;
+			*parent = optarg;
 			break;
 		case 'n':
-			if (parse_records(&cfg, optarg))
+			if (parse_records(cfg, optarg))
 				return usage(stderr, 2);
 			break;
 		case 'S':
-			cfg.shards = (unsigned)strtoul(optarg, NULL, 10);
+			cfg->shards = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 's':
-			cfg.seconds = strtod(optarg, NULL);
+			cfg->seconds = strtod(optarg, NULL);
 			break;
 		case 'r':
-			cfg.rate = (unsigned)strtoul(optarg, NULL, 10);
+			cfg->rate = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'z':
-			cfg.size = strtoul(optarg, NULL, 10);
+			cfg->size = strtoul(optarg, NULL, 10);
 			break;
 		case 't':
-			cfg.threads = atoi(optarg);
+			cfg->threads = atoi(optarg);
 			break;
 		case 'R':
-			cfg.reads = (unsigned)strtoul(optarg, NULL, 10);
+			cfg->reads = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'H':
-			cfg.no_hot = true;
+			cfg->no_hot = true;
 			break;
 		case 'k':
-			cfg.keep = true;
+			cfg->keep = true;
 			break;
 		case 'D':
 			rlog_set_level(RLOG_DEBUG); /* per-batch timings */
@@ -566,10 +560,29 @@ int main(int argc, char **argv)
 			return usage(stderr, 2);
 		}
 	}
-	if (optind != argc || cfg.seconds <= 0 || cfg.rate < 1 ||
-	    cfg.size < 64 || cfg.size > (1u << 20) || cfg.threads < 1 ||
-	    cfg.threads > 256 || cfg.reads < 1 || cfg.shards > 4096)
+	if (optind != argc || cfg->seconds <= 0 || cfg->rate < 1 ||
+	    cfg->size < 64 || cfg->size > (1u << 20) || cfg->threads < 1 ||
+	    cfg->threads > 256 || cfg->reads < 1 || cfg->shards > 4096)
 		return usage(stderr, 2);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg = {.records = {1000, 100000},
+			     .nrecords = 2,
+			     .shards = 256,
+			     .seconds = 10,
+			     .rate = 500,
+			     .size = 256,
+			     .threads = 16,
+			     .reads = 1000};
+	const char *parent = "/var/tmp";
+	int status = parse_args(argc, argv, &cfg, &parent);
+
+	if (status >= 0)
+		return status;
+	status = 0;
 	if (bench_workdir(cfg.dir, sizeof(cfg.dir), parent, "recfs-bench-hist",
 			  "bench_history"))
 		return 1;
