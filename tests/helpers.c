@@ -4,6 +4,7 @@
 #include "helpers.h"
 
 #include "admin.h"
+#include "err.h"
 
 #include <criterion/criterion.h>
 #include <xxhash.h>
@@ -372,4 +373,18 @@ void check_verify(struct store *s, const char *what,
 		     (unsigned long long)rep.hist_bad);
 	if (out)
 		*out = rep;
+}
+
+void expect_report(int code, const char *const *want, size_t n)
+{
+	const struct rerr *e = rerr_last();
+
+	cr_assert_not_null(e, "nothing reported for %d (%s)", code,
+			   strerror(-code));
+	cr_assert_eq(e->code, code, "reported %d (%s), not %d", e->code, e->msg,
+		     code);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_not_null(strstr(e->msg, want[i]),
+				   "\"%s\" is not in the report: %s", want[i],
+				   e->msg);
 }

@@ -143,4 +143,8 @@ bool gone(struct store *s, const char *id, uint64_t last);
 void check_verify(struct store *s, const char *what,
 		  struct store_verify_report *rep);
 
+/* The last reported error (base/err.h) is `code` and its message holds
+   every one of `want`. */
+void expect_report(int code, const char *const *want, size_t n);
+
 #endif

@@ -9,6 +9,7 @@
  * (sandbox_store.h).
  */
 #include "err.h"
+#include "helpers.h"
 #include "io.h"
 #include "sandbox_store.h"
 #include "store.h"
@@ -38,21 +39,6 @@ static struct store *open_io(struct io *io)
 
 	cr_assert_eq(rc, 0, "store_open %s: %s", spath, rerr_what(rc));
 	return s;
-}
-
-/* The last error is `code` and its message holds every one of `want`. */
-static void expect_report(int code, const char *const *want, size_t n)
-{
-	const struct rerr *e = rerr_last();
-
-	cr_assert_not_null(e, "nothing reported for %d (%s)", code,
-			   strerror(-code));
-	cr_assert_eq(e->code, code, "reported %d (%s), not %d", e->code, e->msg,
-		     code);
-	for (size_t i = 0; i < n; i++)
-		cr_assert_not_null(strstr(e->msg, want[i]),
-				   "\"%s\" is not in the report: %s", want[i],
-				   e->msg);
 }
 
 Test(report, open_of_a_plain_directory_names_it_and_the_way_out)

@@ -10,6 +10,7 @@
  * (sandbox_store.h).
  */
 #include "err.h"
+#include "helpers.h"
 #include "sandbox_store.h"
 #include "store.h"
 #include "txn.h"
@@ -41,30 +42,6 @@ static struct store *open_store(void)
 
 	cr_assert_eq(rc, 0, "store_open %s: %s", spath, rerr_what(rc));
 	return s;
-}
-
-/* The last error is `code` and its message holds every one of `want`. */
-static void expect_report(int code, const char *const *want, size_t n)
-{
-	const struct rerr *e = rerr_last();
-
-	cr_assert_not_null(e, "nothing reported for %d (%s)", code,
-			   strerror(-code));
-	cr_assert_eq(e->code, code, "reported %d (%s), not %d", e->code, e->msg,
-		     code);
-	for (size_t i = 0; i < n; i++)
-		cr_assert_not_null(strstr(e->msg, want[i]),
-				   "\"%s\" is not in the report: %s", want[i],
-				   e->msg);
-}
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
-	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
-	cr_assert_eq(close(fd), 0);
 }
 
 /* A store with "doc" at version 2, closed. */
@@ -162,7 +139,7 @@ Test(report2, a_corrupt_index_snapshot_at_open_names_the_store_and_offset)
 	make_store();
 	snprintf(path, sizeof(path), "%s/index", spath);
 	memset(junk, 'z', sizeof(junk));
-	write_file(path, junk, sizeof(junk));
+	write_file_mode(path, junk, sizeof(junk), 0644);
 	rerr_clear();
 	cr_assert_eq(store_open(&s, &o), -EBADMSG);
 	cr_assert_null(s);
@@ -181,7 +158,7 @@ Test(report2, a_corrupt_journal_segment_at_open_names_the_store_and_file)
 	snprintf(path, sizeof(path), "%s/journal/00000000000000099999.log",
 		 spath);
 	memset(junk, 'z', sizeof(junk));
-	write_file(path, junk, sizeof(junk));
+	write_file_mode(path, junk, sizeof(junk), 0644);
 	rerr_clear();
 	cr_assert_eq(store_open(&s, &o), -EBADMSG);
 	cr_assert_null(s);
@@ -198,7 +175,7 @@ Test(report2, a_verify_problem_names_the_record_and_what_is_wrong)
 
 	make_store();
 	snprintf(path, sizeof(path), "%s/records/doc", spath);
-	write_file(path, "garbage", 7);
+	write_file_mode(path, "garbage", 7, 0644);
 	s = open_store();
 	cr_assert_eq(store_verify(s, &rep), -EBADMSG);
 	cr_assert_eq(rep.bad, 1);
