@@ -15,6 +15,7 @@
  * as owner 0:0, a regular file -- what every record was then.
  */
 #include "store_i.h"
+#include "breader.h"
 #include "id.h"
 
 #include <errno.h>
@@ -151,43 +152,6 @@ int codec_encode(const struct rec *r, uint8_t **out, size_t *len)
 	return 0;
 }
 
-struct rbuf {
-	const uint8_t *p;
-	size_t left;
-	int err;
-};
-
-static const uint8_t *r_take(struct rbuf *r, size_t n)
-{
-	const uint8_t *p = r->p;
-
-	if (r->err || n > r->left) {
-		r->err = -EBADMSG;
-		return NULL;
-	}
-	r->p += n;
-	r->left -= n;
-	return p;
-}
-
-static uint64_t r_uint(struct rbuf *r, unsigned bytes)
-{
-	const uint8_t *p = r_take(r, bytes);
-	uint64_t v = 0;
-
-	if (!p)
-		return 0;
-	for (unsigned i = 0; i < bytes; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static const char *r_str16(struct rbuf *r, size_t *len)
-{
-	*len = r_uint(r, 2);
-	return (const char *)r_take(r, *len);
-}
-
 static int check_decoded(const struct rec *r)
 {
 	if (r->type < REC_PUT || r->type > REC_STATE)
@@ -293,7 +257,7 @@ int codec_encode_txn(const struct rec *parts, size_t n, uint8_t **out,
 
 int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part)
 {
-	struct rbuf b;
+	struct breader b;
 	const uint8_t *p;
 	size_t n;
 
@@ -302,9 +266,9 @@ int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part)
 		return -EBADMSG;
 	if (*off == txn->parts_len)
 		return 0;
-	b = (struct rbuf){txn->parts + *off, txn->parts_len - *off, 0};
-	n = r_uint(&b, 4);
-	p = r_take(&b, n);
+	br_init(&b, txn->parts + *off, txn->parts_len - *off);
+	n = br_le32(&b);
+	p = br_take(&b, n);
 	/* a part is never a txn: no recursion on untrusted input */
 	if (!p || n == 0 || p[0] == REC_TXN || p[0] == REC_TXN_PART ||
 	    codec_decode(p, n, part) ||
@@ -314,16 +278,16 @@ int codec_txn_next(const struct rec *txn, size_t *off, struct rec *part)
 	return 1;
 }
 
-static int decode_txn(struct rbuf *b, struct rec *r)
+static int decode_txn(struct breader *b, struct rec *r)
 {
 	struct rec part;
 	size_t off = 0;
 	uint32_t seen = 0;
 	int rc;
 
-	if (r_uint(b, 1) != 0) /* flags: none defined */
+	if (br_u8(b) != 0) /* flags: none defined */
 		return -EBADMSG;
-	r->nparts = (uint32_t)r_uint(b, 4);
+	r->nparts = (uint32_t)br_le32(b);
 	if (b->err || r->nparts == 0 || r->nparts > TXN_PARTS_MAX)
 		return -EBADMSG;
 	r->parts = b->p;
@@ -335,47 +299,48 @@ static int decode_txn(struct rbuf *b, struct rec *r)
 
 int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 {
-	struct rbuf b = {buf, len, 0};
+	struct breader b;
 	unsigned flags;
 	size_t n;
 
+	br_init(&b, buf, len);
 	memset(r, 0, sizeof(*r));
-	r->type = (enum rec_type)r_uint(&b, 1);
+	r->type = (enum rec_type)br_u8(&b);
 	if (r->type == REC_TXN || r->type == REC_TXN_PART)
 		return decode_txn(&b, r);
-	flags = (unsigned)r_uint(&b, 1);
-	r->id = r_str16(&b, &r->id_len);
-	r->meta.version = r_uint(&b, 8);
-	r->meta.revision = r_uint(&b, 8);
-	if (r_take(&b, 16))
+	flags = (unsigned)br_u8(&b);
+	r->id = br_str16(&b, &r->id_len);
+	r->meta.version = br_le64(&b);
+	r->meta.revision = br_le64(&b);
+	if (br_take(&b, 16))
 		memcpy(r->meta.hash, b.p - 16, 16);
-	r->meta.size = r_uint(&b, 8);
-	r->meta.mtime.tv_sec = (time_t)r_uint(&b, 8);
-	r->meta.mtime.tv_nsec = (long)r_uint(&b, 4);
-	r->meta.mode = (uint32_t)r_uint(&b, 4);
+	r->meta.size = br_le64(&b);
+	r->meta.mtime.tv_sec = (time_t)br_le64(&b);
+	r->meta.mtime.tv_nsec = (long)br_le32(&b);
+	r->meta.mode = (uint32_t)br_le32(&b);
 	r->meta.deleted = flags & F_DELETED;
 	r->meta.hash_valid = flags & F_HASH_VALID;
-	r->ino = r_uint(&b, 8);
-	r->xa_len = r_uint(&b, 4);
-	r->xa = r_take(&b, r->xa_len);
-	r->who.uid = (uint32_t)r_uint(&b, 4);
-	r->who.pid = (uint32_t)r_uint(&b, 4);
-	n = r_uint(&b, 1);
+	r->ino = br_le64(&b);
+	r->xa_len = br_le32(&b);
+	r->xa = br_take(&b, r->xa_len);
+	r->who.uid = (uint32_t)br_le32(&b);
+	r->who.pid = (uint32_t)br_le32(&b);
+	n = br_u8(&b);
 	if (n >= sizeof(r->who.comm))
 		return -EBADMSG;
-	if (r_take(&b, n))
+	if (br_take(&b, n))
 		memcpy(r->who.comm, b.p - n, n);
-	r->time_ns = (int64_t)r_uint(&b, 8);
-	r->from = r_str16(&b, &r->from_len);
-	r->from_version = r_uint(&b, 8);
-	r->stage = r_str16(&b, &r->stage_len);
-	r->data_len = r_uint(&b, 8);
+	r->time_ns = (int64_t)br_le64(&b);
+	r->from = br_str16(&b, &r->from_len);
+	r->from_version = br_le64(&b);
+	r->stage = br_str16(&b, &r->stage_len);
+	r->data_len = br_le64(&b);
 	if (flags & F_OWNER) {
 		unsigned kind;
 
-		r->meta.uid = (uint32_t)r_uint(&b, 4);
-		r->meta.gid = (uint32_t)r_uint(&b, 4);
-		kind = (unsigned)r_uint(&b, 1);
+		r->meta.uid = (uint32_t)br_le32(&b);
+		r->meta.gid = (uint32_t)br_le32(&b);
+		kind = (unsigned)br_u8(&b);
 		if (kind & ~(unsigned)K_SYMLINK)
 			return -EBADMSG;
 		r->meta.symlink = kind & K_SYMLINK;
@@ -408,11 +373,11 @@ static int xa_next(const uint8_t *xa, size_t len, size_t *off,
 		   const char **name, size_t *nlen, const uint8_t **val,
 		   size_t *vlen)
 {
-	struct rbuf b = {xa + *off, len - *off, 0};
+	struct breader b = {xa + *off, len - *off, 0};
 
-	*name = r_str16(&b, nlen);
-	*vlen = r_uint(&b, 4);
-	*val = r_take(&b, *vlen);
+	*name = br_str16(&b, nlen);
+	*vlen = br_le32(&b);
+	*val = br_take(&b, *vlen);
 	if (b.err || *nlen == 0 || *nlen > STORE_XATTR_NAME_MAX ||
 	    memchr(*name, 0, *nlen))
 		return -EBADMSG;
