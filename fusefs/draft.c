@@ -64,6 +64,21 @@ static bool dirty(const struct fs_draft *d)
 	return d->state != D_CLEAN;
 }
 
+/*
+ * Show version v on ino. The kernel's attributes are made stale first,
+ * with mu held: an open that finds the inode at v (and so does not drop
+ * them itself) must not read at the size the kernel cached for the older
+ * version, or a read is cut there (t_contention: "1000" read at the
+ * version holding "1000\n"). Marking them stale takes no lock the kernel
+ * could hold for a request (inval.c). mu held.
+ */
+static void show_version(struct fs_ctx *c, struct fs_inode *ino, uint64_t v)
+{
+	if (v != ino->version)
+		fs_inval_attr(c, ino);
+	ino->version = v;
+}
+
 /* The committed version the inode shows, opened if it is not. mu held. */
 static int reader(struct fs_ctx *c, struct fs_inode *ino)
 {
@@ -75,7 +90,7 @@ static int reader(struct fs_ctx *c, struct fs_inode *ino)
 		return -ESTALE;
 	rc = store_reader_open(c->store, ino->id, &ino->rd);
 	if (rc == 0)
-		ino->version = store_reader_meta(ino->rd)->version;
+		show_version(c, ino, store_reader_meta(ino->rd)->version);
 	return rc;
 }
 
@@ -511,17 +526,19 @@ void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
 {
 	uint64_t gen = 0;
 
-	/* attributes first: an open that comes before the lock below sees
-	   the new version as one it did not know and drops them itself, one
-	   after it finds them dropped (a read cut at the old size would be
-	   torn) */
-	fs_inval_attr(c, ino);
 	pthread_mutex_lock(&ino->mu);
-	ino->version = version;
+	if (version == ino->version) {
+		/* an open saw it first and did all this (fs_draft_open): a
+		   second notice could come between a reader's GETATTR and
+		   READ (inval.c) */
+		pthread_mutex_unlock(&ino->mu);
+		return;
+	}
+	show_version(c, ino, version);
 	store_reader_free(ino->rd);
 	ino->rd = NULL;
 	if (pages)
-		gen = fs_stale_mark(ino);
+		gen = fs_stale_mark(c, ino);
 	pthread_mutex_unlock(&ino->mu);
 	if (gen)
 		fs_inval_queue(c, ino, gen);
@@ -557,10 +574,8 @@ static void cond_committed(struct fs_ctx *c, const char *id, uint64_t version)
 
 	if (!rec)
 		return;
-	if (rec->kind == FS_RECORD) {
+	if (rec->kind == FS_RECORD)
 		fs_record_changed(c, rec, version, true);
-		fs_inval_attr(c, rec);
-	}
 	fs_inode_put(c, rec);
 }
 
@@ -692,14 +707,19 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
 	pthread_mutex_unlock(&c->mu);
 	if (rc == 0 && ino->kind == FS_COND)
 		ino->cas_next = res.version;
+	/* the kernel's attributes go stale once, here, with mu held: a
+	   second time later could drop a GETATTR that would have given the
+	   kernel the new size (show_version) */
+	if (rc == 0 && res.version != ino->version)
+		show_version(c, ino, res.version);
+	else
+		fs_inval_attr(c, ino); /* metadata, or the draft's size gone */
 	if (rc == 0 || pages) {
-		if (rc == 0)
-			ino->version = res.version;
 		store_reader_free(ino->rd);
 		ino->rd = NULL;
 	}
 	if (pages && !ino->private)
-		*gen = fs_stale_mark(ino);
+		*gen = fs_stale_mark(c, ino);
 	if (tail && rc == 0)
 		keep_tail(c, ino, tail, upto);
 	else
@@ -726,7 +746,6 @@ int fs_commit_by(struct fs_ctx *c, struct fs_inode *ino,
 	pthread_mutex_unlock(&ino->mu);
 	if (!was_dirty)
 		return 0;
-	fs_inval_attr(c, ino);
 	if (gen)
 		fs_inval_queue(c, ino, gen);
 	if (rc == 0 && ino->kind == FS_COND)
@@ -777,7 +796,7 @@ int fs_draft_open(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 			store_reader_free(ino->rd);
 			ino->rd = NULL;
 			if (ino->version)
-				*gen = fs_stale_mark(ino);
+				*gen = fs_stale_mark(c, ino);
 		}
 		rc = reader(c, ino);
 		if (rc)

@@ -142,7 +142,9 @@ int fs_ctx_new(struct fs_ctx **out, struct store *s,
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->qmu, NULL);
 	pthread_cond_init(&c->qcv, NULL);
-	rc = fs_table_init(c);
+	rc = fs_inval_init(c);
+	if (rc == 0)
+		rc = fs_table_init(c);
 	if (rc) {
 		fs_ctx_free(c);
 		return rc;
@@ -168,6 +170,7 @@ void fs_ctx_free(struct fs_ctx *c)
 	fs_table_free(c);
 	fs_scratch_patterns_free(c->scratch_pat);
 	pthread_cond_destroy(&c->qcv);
+	pthread_cond_destroy(&c->qdone);
 	pthread_mutex_destroy(&c->qmu);
 	pthread_mutex_destroy(&c->mu);
 	free(c);

@@ -22,6 +22,8 @@ struct fs_config {
 	const char *scratch; /* ':'-separated fnmatch patterns; NULL: default */
 	bool snapdir_visible;
 	const char *mountpoint; /* absolute; NULL if unknown (borrowed) */
+	bool single_thread;	/* -s: an open cannot wait for another
+				   request to be served (inval.c) */
 };
 
 /* Create the context of a mount over the open store `s` (borrowed). */

@@ -124,6 +124,8 @@ struct fs_inode {
 	bool pages_stale;	 /* the kernel's pages may not be the content:
 				    every open drops them, until the thread
 				    has had the kernel drop them (inval.c) */
+	unsigned drops_queued;	 /* page drops queued for the thread and
+				    not yet told (ctx->qmu) */
 	uint64_t stale_gen;	 /* counts the times pages went stale */
 	struct fs_draft d;	 /* d.state == D_CLEAN: no draft */
 	uint64_t draft_gen;	 /* counts the drafts it had */
@@ -186,6 +188,7 @@ struct fs_ctx {
 	/* the invalidation thread (inval.c) */
 	pthread_mutex_t qmu;
 	pthread_cond_t qcv;
+	pthread_cond_t qdone; /* a page drop was told (drops_queued) */
 	struct fs_inval *qhead, *qtail; /* protected by qmu */
 	bool qstop, qrunning;
 	pthread_t qthread;
@@ -237,11 +240,17 @@ void fs_inval_stop(struct fs_ctx *c);
 void fs_inval_attr(struct fs_ctx *c, struct fs_inode *ino);
 /* Pages of `ino` may differ from its content: mark them stale, in the
    same hold of ino->mu as the change, so that no open keeps them from
-   then on; returns the mark for fs_inval_queue. */
-uint64_t fs_stale_mark(struct fs_inode *ino);
+   then on; returns the mark, which must go to fs_inval_queue. */
+uint64_t fs_stale_mark(struct fs_ctx *c, struct fs_inode *ino);
 /* Have the thread drop the pages marked `gen`; once the kernel did,
    opens may keep pages again (unless marked since). No lock held. */
 void fs_inval_queue(struct fs_ctx *c, struct fs_inode *ino, uint64_t gen);
+/* Wait until the kernel was told to drop every page drop queued for
+   `ino` (see inval.c for why an open waits); false if some are still
+   queued after a while, or could not be waited for. No lock held. */
+bool fs_inval_wait_drops(struct fs_ctx *c, struct fs_inode *ino);
+/* Set up the queue's condition variables (fs_ctx_new). */
+int fs_inval_init(struct fs_ctx *c);
 /* The name of record/namespace `key` changed behind the kernel's back:
    told from the thread (the parent's lock may be held now). */
 void fs_inval_name(struct fs_ctx *c, const char *key);

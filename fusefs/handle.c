@@ -292,6 +292,7 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 	bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct fs_handle *h;
 	struct fs_inode *d;
+	bool around = false;
 	uint64_t gen = 0;
 	int rc = 0;
 
@@ -311,15 +312,20 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 	if (rc == 0) {
 		pthread_mutex_lock(&d->mu);
 		rc = fs_draft_open(c, req, d, fi->flags, created, mode, &gen);
-		/* the pages are kept only if no commit was seen since the
-		   kernel last dropped them (inval.c) */
-		if (rc == 0 && d->kind == FS_RECORD)
-			fi->keep_cache = !d->pages_stale;
 		pthread_mutex_unlock(&d->mu);
-		if (gen) { /* committed where we did not see: the size too */
-			fs_inval_attr(c, d);
+		if (gen) /* committed where we did not see */
 			fs_inval_queue(c, d, gen);
-		}
+	}
+	if (rc == 0 && d->kind == FS_RECORD) {
+		/* no notice of the inode may come between this descriptor's
+		   first GETATTR and READ (inval.c); if one still might, it
+		   reads around the pages, where the size does not cut */
+		around = !fs_inval_wait_drops(c, d);
+		/* the pages are kept only if no commit was seen since the
+		   kernel last dropped them */
+		pthread_mutex_lock(&d->mu);
+		fi->keep_cache = !d->pages_stale;
+		pthread_mutex_unlock(&d->mu);
 	}
 	if (rc) {
 		open_abort(c, h);
@@ -328,7 +334,7 @@ int fs_open_record(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 	h->direct = ino->kind == FS_RECORD &&
 		    replaces_write_only(fi->flags, created);
 	/* ID@N's content is not ID's: no pages, no mmap of it */
-	fi->direct_io = ino->kind == FS_COND || h->direct;
+	fi->direct_io = ino->kind == FS_COND || h->direct || around;
 	fi->noflush = !writing;
 	fi->fh = (uintptr_t)h;
 	return 0;

@@ -17,6 +17,17 @@
  *     the pages (keep_cache off, pages_stale), and a request on a name
  *     whose record is gone gets ESTALE, which makes the kernel look the
  *     name up again (ops.c).
+ *
+ * Each time the kernel is told of an inode, it takes as stale every
+ * GETATTR of it that was under way then: it drops the reply and goes on
+ * with the size it had. A read that came just after a commit, asked for
+ * the new size and got its reply dropped by a later notice read the new
+ * content cut (or padded with zeros) at the old size. So for one change
+ * the kernel is told of the attributes once, in the same hold of the
+ * inode's mu as the version the daemon shows moves (draft.c,
+ * show_version), and an open waits until the page drops queued for its
+ * inode were told (fs_inval_wait_drops) before it reads: no notice can
+ * then come between its GETATTR and its READ for a version it saw.
  */
 #include "fs_i.h"
 #include "log.h"
@@ -24,6 +35,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* How long an open waits for the page drops of its inode: they take a
+   round trip or two; past this, it reads around the pages instead. */
+#define DROP_WAIT_MS 1000
 
 enum inval_kind { INVAL_PAGES, INVAL_NAME };
 
@@ -35,6 +51,20 @@ struct fs_inval {
 	uint64_t gen;		/* PAGES: its stale_gen then */
 	char name[];		/* NAME */
 };
+
+int fs_inval_init(struct fs_ctx *c)
+{
+	pthread_condattr_t a;
+	int rc = pthread_condattr_init(&a);
+
+	if (rc)
+		return -rc;
+	rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = pthread_cond_init(&c->qdone, &a);
+	pthread_condattr_destroy(&a);
+	return -rc;
+}
 
 static void enqueue(struct fs_ctx *c, struct fs_inval *q)
 {
@@ -74,6 +104,20 @@ static void notify(struct fs_ctx *c, const struct fs_inval *q)
 	pthread_mutex_unlock(&q->inode->mu);
 }
 
+/* q is done with: its inode's waiters may go on. qmu held. */
+static void told(struct fs_ctx *c, struct fs_inval *q)
+{
+	if (q->kind == INVAL_PAGES) {
+		q->inode->drops_queued--;
+		pthread_cond_broadcast(&c->qdone);
+	}
+	pthread_mutex_unlock(&c->qmu);
+	if (q->inode)
+		fs_inode_put(c, q->inode);
+	free(q);
+	pthread_mutex_lock(&c->qmu);
+}
+
 static void *inval_main(void *arg)
 {
 	struct fs_ctx *c = arg;
@@ -92,10 +136,8 @@ static void *inval_main(void *arg)
 		pthread_mutex_unlock(&c->qmu);
 		if (!c->qstop)
 			notify(c, q);
-		if (q->inode)
-			fs_inode_put(c, q->inode);
-		free(q);
 		pthread_mutex_lock(&c->qmu);
+		told(c, q);
 	}
 	pthread_mutex_unlock(&c->qmu);
 	return NULL;
@@ -121,15 +163,15 @@ void fs_inval_stop(struct fs_ctx *c)
 	pthread_mutex_unlock(&c->qmu);
 	pthread_join(c->qthread, NULL);
 	c->qrunning = false;
+	pthread_mutex_lock(&c->qmu);
 	while (c->qhead) { /* left when stopping */
 		struct fs_inval *q = c->qhead;
 
 		c->qhead = q->next;
-		if (q->inode)
-			fs_inode_put(c, q->inode);
-		free(q);
+		told(c, q);
 	}
 	c->qtail = NULL;
+	pthread_mutex_unlock(&c->qmu);
 }
 
 void fs_inval_attr(struct fs_ctx *c, struct fs_inode *ino)
@@ -138,9 +180,36 @@ void fs_inval_attr(struct fs_ctx *c, struct fs_inode *ino)
 		fuse_lowlevel_notify_inval_inode(c->se, ino->ino, -1, 0);
 }
 
-uint64_t fs_stale_mark(struct fs_inode *ino)
+bool fs_inval_wait_drops(struct fs_ctx *c, struct fs_inode *ino)
+{
+	struct timespec until;
+	bool done;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += DROP_WAIT_MS / 1000;
+	until.tv_nsec += (DROP_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->qmu);
+	/* -s: the one thread is this one, and a drop may wait for a READ */
+	while (ino->drops_queued && !c->cfg.single_thread &&
+	       pthread_cond_timedwait(&c->qdone, &c->qmu, &until) == 0)
+		;
+	done = ino->drops_queued == 0;
+	pthread_mutex_unlock(&c->qmu);
+	return done;
+}
+
+uint64_t fs_stale_mark(struct fs_ctx *c, struct fs_inode *ino)
 {
 	ino->pages_stale = true;
+	/* counted now, with mu held: an open that finds the new version
+	   waits for this drop, though it is not queued yet */
+	pthread_mutex_lock(&c->qmu);
+	ino->drops_queued++;
+	pthread_mutex_unlock(&c->qmu);
 	return ++ino->stale_gen;
 }
 
@@ -149,8 +218,14 @@ void fs_inval_queue(struct fs_ctx *c, struct fs_inode *ino, uint64_t gen)
 	struct fs_inval *q;
 
 	if (ino->private || !c->se || !c->qrunning ||
-	    !(q = calloc(1, sizeof(*q))))
-		return; /* every open still drops them (pages_stale) */
+	    !(q = calloc(1, sizeof(*q)))) {
+		/* every open still drops them (pages_stale) */
+		pthread_mutex_lock(&c->qmu);
+		ino->drops_queued--;
+		pthread_cond_broadcast(&c->qdone);
+		pthread_mutex_unlock(&c->qmu);
+		return;
+	}
 	q->kind = INVAL_PAGES;
 	q->ino = ino->ino;
 	q->gen = gen;
@@ -212,7 +287,8 @@ static void revalidate(struct fs_ctx *c, struct fs_inode *ino)
 		pthread_mutex_unlock(&ino->mu);
 		if (changed)
 			fs_record_changed(c, ino, m.version, true);
-		fs_inval_attr(c, ino);
+		else
+			fs_inval_attr(c, ino); /* its metadata may have */
 	}
 	free(key);
 }

@@ -516,6 +516,7 @@ int main(int argc, char **argv)
 	ret = check_opts(&o, cmd.mountpoint, &cfg);
 	if (ret)
 		goto out;
+	cfg.single_thread = cmd.singlethread;
 	ret = run(&o, &args, &cmd, &cfg);
 out:
 	free(cmd.mountpoint);

@@ -408,10 +408,8 @@ static int rename_record(struct fs_ctx *c, struct rename_req *r,
 		pthread_mutex_unlock(&c->mu);
 		record_gone(c, r->to_id, !r->to_cond);
 		fs_inode_rekey(c, r->from, r->to_id, false);
-		if (ino) {
+		if (ino)
 			fs_record_changed(c, ino, res.version, false);
-			fs_inval_attr(c, ino);
-		}
 		if (r->to_cond) /* the kernel now calls it ID@N */
 			fs_inval_name(c, r->to);
 	}

@@ -8,6 +8,10 @@
 #    long-lived process (no exec per round: 10,000 execs are too slow),
 #    direct syscalls: stat, getxattr user.recfs.version, open afresh,
 #    fstat, read) checks size, version and content; stale answers: 0;
+#  - tests/integration/racers: 4 readers open and read the record while
+#    a writer rewrites it with a new size each time; no read is cut at
+#    the size of an older version (recfs only: on a disk, O_TRUNC shows
+#    readers an empty or half-written file);
 #  - the real programs, fewer rounds (each is 3 execs): the shell writes
 #    (printf > f) and getfattr, cat and stat -c %s, each its own process,
 #    must show the new version at once.
@@ -28,6 +32,14 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 sed 's/^/# /' "$T/coherent.out" | tail -14
 check "[ $rc = 0 ] && grep -q '^reader: $((ROUNDS + 1)) rounds, 0 stale answers' '$T/coherent.out'" \
 	"$ROUNDS rounds of write/close in A, then stat/getxattr/open/fstat/read in B: no stale answer ($ms ms; $(grep '^reader:' "$T/coherent.out"))"
+
+if ! plain; then
+	timeout 60 "$(helper racers)" -r 4 -s "${RECFS_RACERS_SECONDS:-8}" "$MNT/r" \
+		>"$T/racers.out" 2>&1
+	rc=$?
+	sed 's/^/# /' "$T/racers.out" | tail -12
+	check "[ $rc = 0 ]" "4 readers racing a writer that changes the size: no read cut at an old size ($(grep '^writer:' "$T/racers.out"))"
+fi
 
 # the real programs
 stale_size=0 stale_cat=0 stale_version=0
