@@ -120,7 +120,8 @@ static void report(int idx, const char *what, long v, const char *buf,
 	fprintf(stderr, "reader %d: version %ld reads %zd bytes \"", idx, v,
 		len);
 	for (ssize_t i = 0; i < len; i++)
-		fprintf(stderr, buf[i] >= ' ' && buf[i] <= '~' ? "%c" : "\\x%02x",
+		fprintf(stderr,
+			buf[i] >= ' ' && buf[i] <= '~' ? "%c" : "\\x%02x",
 			(unsigned char)buf[i]);
 	fprintf(stderr, "\": %s\n", what);
 }
