@@ -11,6 +11,7 @@
 #include "ctl.h"
 #include "store.h"
 #include "store_history.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -243,24 +244,15 @@ static int open_target(const char *target, struct store **s)
 
 static int write_tmp(const void *buf, size_t len, char path[64])
 {
-	int fd;
-	ssize_t w = 0;
+	int fd, rc;
 
 	snprintf(path, 64, "/tmp/recfsctl.XXXXXX");
 	fd = mkstemp(path);
 	if (fd < 0)
 		return -errno;
-	while (len) {
-		w = write(fd, buf, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			break;
-		buf = (const char *)buf + w;
-		len -= (size_t)w;
-	}
+	rc = util_write_all(fd, buf, len);
 	close(fd);
-	return w < 0 ? -errno : 0;
+	return rc;
 }
 
 /* ---- diff --------------------------------------------------------------- */
@@ -340,16 +332,7 @@ static int rollback_mount(const char *mnt, const char *id, const void *buf,
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	while (len && rc == 0) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		if (w > 0) {
-			buf = (const char *)buf + w;
-			len -= (size_t)w;
-		}
-	}
+	rc = util_write_all(fd, buf, len);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	return rc;

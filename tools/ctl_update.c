@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "ctl.h"
 #include "store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,21 +69,6 @@ static int read_all(int fd, struct content *b, size_t max)
 	}
 	b->p = buf_detach(&r, &b->len);
 	return b->p ? 0 : -ENOMEM;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static char *join(const char *mnt, const char *id, uint64_t cond, bool with)
@@ -168,7 +154,7 @@ static int write_mount(const struct update *u, const struct content *out,
 	free(path);
 	if (fd < 0)
 		return -errno;
-	rc = write_all(fd, out->p, out->len);
+	rc = util_write_all(fd, out->p, out->len);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	return rc;
@@ -211,7 +197,7 @@ static int run_cmd(const struct update *u, const struct content *in,
 	int status, rc;
 	pid_t pid;
 
-	if (infd < 0 || write_all(infd, in->p, in->len) ||
+	if (infd < 0 || util_write_all(infd, in->p, in->len) ||
 	    lseek(infd, 0, SEEK_SET) < 0 || pipe2(p, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto out;

@@ -2,8 +2,8 @@
  * torture_client.c - one process of `tools/torture --contention`: for
  * SECONDS, CAS-increment shared counters through a mount and overwrite its
  * own record, the way a careful program would, and log what was
- * acknowledged. Compiled by tools/torture at run time (it is a test
- * client, not part of recfs, so meson does not build it).
+ * acknowledged. Compiled by tools/torture at run time with base/util.c
+ * (it is a test client, not part of recfs, so meson does not build it).
  *
  * usage: torture_client MNT SECONDS SEED IDX NCTR OUT
  *
@@ -21,7 +21,11 @@
  * stderr): anything but ESTALE/ENOENT from a conditional write, a counter
  * that does not read as a number, a failed plain write.
  */
+#ifndef _GNU_SOURCE /* also given on the command line, for base/util.c */
 #define _GNU_SOURCE
+#endif
+#include "util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -85,21 +89,6 @@ static int version_of(const char *path, uint64_t *v)
 	return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Read a small file whole; -errno on failure. */
 static int read_small(const char *path, char *buf, size_t cap, size_t *len)
 {
@@ -139,7 +128,7 @@ static int put(const char *path, const char *p, size_t len)
 
 	if (fd < 0)
 		return -errno;
-	rc = write_all(fd, p, len);
+	rc = util_write_all(fd, p, len);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	return rc;

@@ -26,7 +26,11 @@
  *       FILE (with VALUE: setxattr it first, untimed), taking turns every
  *       2000 calls; one rate per FILE
  */
+#ifndef _GNU_SOURCE /* also given on the command line, for base/util.c */
 #define _GNU_SOURCE
+#endif
+#include "util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -71,21 +75,6 @@ static unsigned long count_arg(const char *s)
 	return v;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Read fd to its end; returns bytes read or -1. */
 static ssize_t read_to_end(int fd, char *buf, size_t bufsz)
 {
@@ -115,7 +104,7 @@ static int commit_recfs(const char *path, const char *buf)
 		fail("open", path);
 		return -1;
 	}
-	if (write_all(fd, buf, REC_SIZE) < 0) {
+	if (util_write_all(fd, buf, REC_SIZE) < 0) {
 		fail("write", path);
 		close(fd);
 		return -1;
@@ -142,7 +131,7 @@ static int commit_durable(int dirfd, const char *dir, const char *name,
 		fail("open", tmp);
 		return -1;
 	}
-	if (write_all(fd, buf, REC_SIZE) < 0 || fsync(fd) < 0) {
+	if (util_write_all(fd, buf, REC_SIZE) < 0 || fsync(fd) < 0) {
 		fail("write+fsync", tmp);
 		close(fd);
 		return -1;
@@ -261,7 +250,8 @@ static int cmd_mkfiles(int argc, char **argv)
 		snprintf(buf, size, "%lu\n", i);
 		snprintf(path, sizeof(path), "%s/f%lu", argv[2], i);
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0 || write_all(fd, buf, size) < 0 || close(fd) < 0) {
+		if (fd < 0 || util_write_all(fd, buf, size) < 0 ||
+		    close(fd) < 0) {
 			fail("create", path);
 			free(buf);
 			return 1;
@@ -383,7 +373,7 @@ static int cmd_seqwrite(int argc, char **argv)
 	}
 	for (unsigned long i = 0; i < mib; i++) {
 		memcpy(buf, &i, sizeof(i)); /* no two chunks alike */
-		if (write_all(fd, buf, CHUNK) < 0) {
+		if (util_write_all(fd, buf, CHUNK) < 0) {
 			fail("write", argv[3]);
 			close(fd);
 			free(buf);
