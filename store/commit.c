@@ -465,7 +465,6 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
 	      const struct store_commit_args *args, struct store_result *res)
 {
 	struct store_stage *st = NULL;
-	ssize_t n;
 	int rc;
 
 	rc = id_check(id);
@@ -473,11 +472,10 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
 		return rc;
 	if (len > s->opts.max_record_size)
 		return -EFBIG;
-	rc = store_stage_new(s, &st);
+	rc = store_stage_of(s, "stage.write", buf, len, &st);
 	if (rc)
 		return rc;
-	n = io_pwrite_all(s->io, "stage.write", st->fd, buf, len, 0);
-	rc = n < 0 ? (int)n : store_commit(s, id, st, args, res);
+	rc = store_commit(s, id, st, args, res);
 	store_stage_free(st);
 	return rc;
 }
