@@ -41,6 +41,10 @@ const char *ctl_why(int rc);
 /* Open the store at `path`, saying why on stderr if it cannot. */
 int ctl_open_store(const char *path, bool ro, struct store **s);
 
+/* ctl_open_store for writing, of a TARGET that is a store directory: if
+   it cannot, also say to give the mount point if it is mounted. */
+int ctl_open_target(const char *path, struct store **s);
+
 /* Print `s` as a JSON string (quoted, escaped). */
 void ctl_json_str(FILE *f, const char *s);
 
@@ -50,6 +54,14 @@ const char *ctl_name(void);
 /* Is `dir` a store directory (has a format file)? A recfs mount point? */
 bool ctl_is_store_dir(const char *dir);
 bool ctl_is_mount(const char *dir);
+
+/* What a TARGET argument names. */
+enum ctl_target { CTL_NEITHER, CTL_STORE, CTL_MOUNT };
+
+/* A store directory, else a recfs mount point, else neither: that is said
+   on stderr ("recfsctl CMD: TARGET: neither a recfs mount point nor a
+   store directory"). */
+enum ctl_target ctl_target(const char *target);
 
 /* Print version n of id (0: current) from a store or a mount. */
 int ctl_show_version(const char *target, const char *id, uint64_t n);

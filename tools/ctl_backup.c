@@ -145,6 +145,37 @@ static const char *mount_error(int rc)
 	}
 }
 
+/* The backup of mount point `mnt` into `dest`, made by its daemon. */
+static int backup_by_mount(const char *mnt, const char *dest)
+{
+	int rc;
+
+	if (on_mount(mnt, dest)) {
+		fprintf(stderr,
+			"recfsctl backup: %s: inside the mount %s; give a "
+			"directory outside it\n",
+			dest, mnt);
+		return EXIT_FAIL;
+	}
+	rc = ctl_send(mnt, "backup", dest);
+	if (rc) {
+		fprintf(stderr, "recfsctl backup: %s: %s\n", mnt,
+			mount_error(rc));
+		return EXIT_FAIL;
+	}
+	if (!ctl_is_store_dir(dest)) {
+		/* a daemon without the control channel accepts user.recfs.*
+		   and does nothing */
+		fprintf(stderr,
+			"recfsctl backup: %s: the daemon made no copy (an "
+			"older recfs?)\n",
+			mnt);
+		return EXIT_FAIL;
+	}
+	printf("backup of %s written to %s\n", mnt, dest);
+	return EXIT_OK;
+}
+
 int ctl_backup(int argc, char **argv)
 {
 	struct store_backup_report rep;
@@ -167,46 +198,16 @@ int ctl_backup(int argc, char **argv)
 				: ctl_why(rc));
 		return EXIT_FAIL;
 	}
-	if (!ctl_is_store_dir(target) && ctl_is_mount(target)) {
-		if (on_mount(target, dest)) {
-			fprintf(stderr,
-				"recfsctl backup: %s: inside the mount "
-				"%s; give a directory outside it\n",
-				dest, target);
-			return EXIT_FAIL;
-		}
-		rc = ctl_send(target, "backup", dest);
-		if (rc) {
-			fprintf(stderr, "recfsctl backup: %s: %s\n", target,
-				mount_error(rc));
-			return EXIT_FAIL;
-		}
-		if (!ctl_is_store_dir(dest)) {
-			/* a daemon without the control channel accepts
-			   user.recfs.* and does nothing */
-			fprintf(stderr,
-				"recfsctl backup: %s: the daemon made "
-				"no copy (an older recfs?)\n",
-				target);
-			return EXIT_FAIL;
-		}
-		printf("backup of %s written to %s\n", target, dest);
-		return EXIT_OK;
-	}
-	if (!ctl_is_store_dir(target)) {
-		fprintf(stderr,
-			"recfsctl backup: %s: neither a recfs mount "
-			"point nor a store directory\n",
-			target);
+	switch (ctl_target(target)) {
+	case CTL_NEITHER:
 		return EXIT_FAIL;
+	case CTL_MOUNT:
+		return backup_by_mount(target, dest);
+	case CTL_STORE:
+		break;
 	}
-	if (ctl_open_store(target, false, &s)) {
-		fprintf(stderr,
-			"recfsctl backup: if %s is mounted, give its "
-			"mount point as TARGET\n",
-			target);
+	if (ctl_open_target(target, &s))
 		return EXIT_FAIL;
-	}
 	rc = store_backup(s, dest, &rep);
 	if (rc)
 		ctl_error(rc, "backup %s", dest);

@@ -43,6 +43,19 @@ bool ctl_is_mount(const char *dir)
 	return getxattr(dir, "user.recfs.revision", v, sizeof(v)) > 0;
 }
 
+enum ctl_target ctl_target(const char *target)
+{
+	if (ctl_is_store_dir(target))
+		return CTL_STORE;
+	if (ctl_is_mount(target))
+		return CTL_MOUNT;
+	fprintf(stderr,
+		"recfsctl %s: %s: neither a recfs mount point nor a store "
+		"directory\n",
+		ctl_name(), target);
+	return CTL_NEITHER;
+}
+
 static int parse_version(const char *s, uint64_t *v)
 {
 	char *end;
@@ -160,24 +173,16 @@ int ctl_log(int argc, char **argv)
 	if (argc != 2 && argc != 3)
 		return ctl_usage_error("expects TARGET [ID]");
 	id = argc == 3 ? argv[2] : NULL;
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
-		rc = open_mount_history(argv[1], &s);
-		if (rc)
-			return EXIT_FAIL;
-	} else if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr,
-			"recfsctl log: %s: neither a recfs mount point "
-			"nor a store directory\n",
-			argv[1]);
+	switch (ctl_target(argv[1])) {
+	case CTL_NEITHER:
 		return EXIT_FAIL;
-	} else {
-		if (ctl_open_store(argv[1], false, &s)) {
-			fprintf(stderr,
-				"recfsctl log: if %s is mounted, give "
-				"its mount point\n",
-				argv[1]);
+	case CTL_MOUNT:
+		if (open_mount_history(argv[1], &s))
 			return EXIT_FAIL;
-		}
+		break;
+	case CTL_STORE:
+		if (ctl_open_target(argv[1], &s))
+			return EXIT_FAIL;
 		rc = store_history_drain(s, 10000);
 		if (rc && rc != -ETIMEDOUT)
 			fprintf(stderr, "recfsctl log: history: %s\n",
@@ -231,15 +236,14 @@ static int get_version(const char *target, struct store *s, const char *id,
 static int open_target(const char *target, struct store **s)
 {
 	*s = NULL;
-	if (ctl_is_store_dir(target))
+	switch (ctl_target(target)) {
+	case CTL_STORE:
 		return ctl_open_store(target, false, s) ? -EIO : 0;
-	if (ctl_is_mount(target))
+	case CTL_MOUNT:
 		return 0;
-	fprintf(stderr,
-		"recfsctl %s: %s: neither a recfs mount point nor a "
-		"store directory\n",
-		ctl_name(), target);
-	return -EINVAL;
+	default:
+		return -EINVAL;
+	}
 }
 
 static int write_tmp(const void *buf, size_t len, char path[64])

@@ -340,19 +340,14 @@ int ctl_update(int argc, char **argv)
 	u.cmd = argv + dash + 1;
 	if (getrandom(&u.seed, sizeof(u.seed), 0) != sizeof(u.seed))
 		u.seed = (unsigned)getpid();
-	if (ctl_is_store_dir(u.target)) {
-		if (ctl_open_store(u.target, false, &u.store)) {
-			fprintf(stderr,
-				"recfsctl update: if %s is mounted, "
-				"give its mount point instead\n",
-				u.target);
+	switch (ctl_target(u.target)) {
+	case CTL_STORE:
+		if (ctl_open_target(u.target, &u.store))
 			return EXIT_FAIL;
-		}
-	} else if (!ctl_is_mount(u.target)) {
-		fprintf(stderr,
-			"recfsctl update: %s: neither a recfs mount "
-			"point nor a store directory\n",
-			u.target);
+		break;
+	case CTL_MOUNT:
+		break;
+	case CTL_NEITHER:
 		return EXIT_FAIL;
 	}
 	rc = update_loop(&u);

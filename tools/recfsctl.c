@@ -125,6 +125,18 @@ int ctl_open_store(const char *path, bool ro, struct store **s)
 	return rc;
 }
 
+int ctl_open_target(const char *path, struct store **s)
+{
+	int rc = ctl_open_store(path, false, s);
+
+	if (rc)
+		fprintf(stderr,
+			"recfsctl %s: if %s is mounted, give its mount point "
+			"instead\n",
+			ctl_name(), path);
+	return rc;
+}
+
 /* A command that needs the store directory was given a mount point:
    say so (true) rather than try to open it as a store. */
 static bool refuse_mount_point(const char *path, const char *what)
