@@ -176,3 +176,15 @@ int util_write_all(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
+{
+	int rc = -pthread_mutex_init(mu, NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = -pthread_cond_init(cv, NULL);
+	if (rc < 0)
+		pthread_mutex_destroy(mu);
+	return rc;
+}

@@ -72,6 +72,10 @@ int util_stat_opened(int fd, struct stat *st);
    is left set). */
 int util_write_all(int fd, const void *buf, size_t len);
 
+/* Initialise `mu` and `cv` (default attributes): both or neither.
+   Returns 0 or -errno. */
+int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv);
+
 /* `*v` read under `mu`: a getter for one field a mutex guards. */
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);
 int util_locked_int(pthread_mutex_t *mu, const int *v);
