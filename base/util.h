@@ -72,6 +72,11 @@ int util_stat_opened(int fd, struct stat *st);
    is left set). */
 int util_write_all(int fd, const void *buf, size_t len);
 
+/* Make `path` (mode 0644 if new) hold buf[len], truncating it, and close
+   it: 0 only if close(2) returned 0 too (on a recfs mount, the commit),
+   else -errno. */
+int util_write_file(const char *path, const void *buf, size_t len);
+
 /* Initialise `mu` and `cv` (default attributes): both or neither.
    Returns 0 or -errno. */
 int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv);

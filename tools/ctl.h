@@ -73,6 +73,11 @@ int ctl_show_version(const char *target, const char *id, uint64_t n);
  */
 int ctl_send(const char *mnt, const char *verb, const char *arg);
 
+/* Why ctl_send failed, for a message: `eperm` for -EPERM, that the daemon
+   does not know the request (an older recfs) for -EOPNOTSUPP, else
+   ctl_why(rc). */
+const char *ctl_send_why(int rc, const char *eperm);
+
 /* The store directory of mount point `mnt` (from .recfs/status) into
    out[len]. Returns 0, -ENOENT if the daemon does not say, -EIO. */
 int ctl_mount_store(const char *mnt, char *out, size_t len);

@@ -36,6 +36,16 @@ int ctl_send(const char *mnt, const char *verb, const char *arg)
 	return 0;
 }
 
+const char *ctl_send_why(int rc, const char *eperm)
+{
+	if (rc == -EPERM)
+		return eperm;
+	if (rc == -EOPNOTSUPP)
+		return "the daemon does not know this request (an older "
+		       "recfs?)";
+	return ctl_why(rc);
+}
+
 int ctl_mount_store(const char *mnt, char *out, size_t len)
 {
 	char path[PATH_MAX];
@@ -129,20 +139,12 @@ static bool on_mount(const char *mnt, const char *dest)
 
 static const char *mount_error(int rc)
 {
-	switch (rc) {
-	case -EPERM:
-		return "only the user running the daemon, or root, may ask it "
-		       "for a backup";
-	case -EROFS:
+	if (rc == -EROFS)
 		return "the mount is read-only, so the kernel refuses the "
 		       "request; nothing changes in a read-only mounted store: "
 		       "copy it with `rsync -a STORE/ DEST/`";
-	case -EOPNOTSUPP:
-		return "the daemon does not know this request (an older "
-		       "recfs?)";
-	default:
-		return ctl_why(rc);
-	}
+	return ctl_send_why(rc, "only the user running the daemon, or root, "
+				"may ask it for a backup");
 }
 
 /* The backup of mount point `mnt` into `dest`, made by its daemon. */

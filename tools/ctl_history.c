@@ -324,7 +324,6 @@ static int rollback_mount(const char *mnt, const char *id, const void *buf,
 	char path[8192], v[32];
 	uint64_t cur;
 	ssize_t n;
-	int fd, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", mnt, id);
 	n = getxattr(path, "user.recfs.version", v, sizeof(v) - 1);
@@ -333,13 +332,7 @@ static int rollback_mount(const char *mnt, const char *id, const void *buf,
 	v[n > 0 ? n : 0] = '\0';
 	cur = n > 0 ? strtoull(v, NULL, 10) : 0;
 	snprintf(path, sizeof(path), "%s/%s@%" PRIu64, mnt, id, cur);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	rc = util_write_all(fd, buf, len);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
+	return util_write_file(path, buf, len);
 }
 
 int ctl_rollback(int argc, char **argv)

@@ -45,20 +45,12 @@ static int parse_count(const char *s, uint64_t *out)
 
 static const char *mount_error(int rc)
 {
-	switch (rc) {
-	case -EPERM:
-		return "only the user running the daemon, or root, may set a "
-		       "retention policy";
-	case -EROFS:
+	if (rc == -EROFS)
 		return "the mount is read-only";
-	case -EOPNOTSUPP:
-		return "the daemon does not know this request (an older "
-		       "recfs?)";
-	case -ENOENT:
+	if (rc == -ENOENT)
 		return "there is no policy for that prefix";
-	default:
-		return ctl_why(rc);
-	}
+	return ctl_send_why(rc, "only the user running the daemon, or root, "
+				"may set a retention policy");
 }
 
 static void print_report(const char *target,

@@ -146,17 +146,12 @@ static int write_mount(const struct update *u, const struct content *out,
 		       uint64_t ver)
 {
 	char *path = join(u->target, u->id, ver, true);
-	int fd, rc;
+	int rc;
 
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	rc = util_write_file(path, out->p, out->len);
 	free(path);
-	if (fd < 0)
-		return -errno;
-	rc = util_write_all(fd, out->p, out->len);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
 	return rc;
 }
 

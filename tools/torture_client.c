@@ -119,21 +119,6 @@ static int read_small(const char *path, char *buf, size_t cap, size_t *len)
 	return rc;
 }
 
-/* Write `len` bytes to `path` (O_TRUNC) and close: 0 when close(2), the
-   commit point on a mount, returned 0; else -errno. */
-static int put(const char *path, const char *p, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	rc = util_write_all(fd, p, len);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
 /* One acknowledged increment of counter k (retrying conflicts), or a
    give-up at the deadline; -1 on an unexpected error. */
 static int increment(struct client *c, unsigned k, double deadline)
@@ -180,7 +165,7 @@ static int increment(struct client *c, unsigned k, double deadline)
 		snprintf(cond, sizeof(cond), "%s@%" PRIu64, path, v1);
 		len = (size_t)snprintf(out, sizeof(out), "%" PRIu64 "\n",
 				       n + 1);
-		rc = put(cond, out, len);
+		rc = util_write_file(cond, out, len);
 		if (rc == -ESTALE || rc == -ENOENT) {
 			/* ENOENT: the lookup of a stale ID@N, before create */
 			c->n_conflicts++;
@@ -213,7 +198,7 @@ static int own_write(struct client *c, unsigned long seq)
 	for (size_t i = 0; i < fill; i++)
 		buf[len++] = (char)('a' + next_rand(c) % 26);
 	snprintf(path, sizeof(path), "%s/p/p%u", c->mnt, c->idx);
-	rc = put(path, buf, len);
+	rc = util_write_file(path, buf, len);
 	if (rc) {
 		fprintf(stderr, "torture_client %u: write %s: %s\n", c->idx,
 			path, strerror(-rc));
@@ -275,7 +260,7 @@ int main(int argc, char **argv)
 	if (fclose(c.incs) != 0)
 		ret = 1;
 	snprintf(path, sizeof(path), "%s.own", argv[6]);
-	if (c.own_set && put(path, c.own, c.own_len) != 0)
+	if (c.own_set && util_write_file(path, c.own, c.own_len) != 0)
 		ret = 1;
 	snprintf(path, sizeof(path), "%s.stats", argv[6]);
 	f = fopen(path, "w");

@@ -63,6 +63,13 @@ static void fail(const char *what, const char *path)
 }
 
 /* Parse a positive count; 0 on error. */
+/* MODE: "recfs" (*recfs true) or "durable"; -1 if neither. */
+static int mode_arg(const char *s, bool *recfs)
+{
+	*recfs = strcmp(s, "recfs") == 0;
+	return *recfs || strcmp(s, "durable") == 0 ? 0 : -1;
+}
+
 static unsigned long count_arg(const char *s)
 {
 	char *end;
@@ -184,10 +191,7 @@ static int cmd_commit(int argc, char **argv)
 	double t0, t1;
 	char c;
 
-	if (argc != 6)
-		return 2;
-	recfs = strcmp(argv[2], "recfs") == 0;
-	if (!recfs && strcmp(argv[2], "durable") != 0)
+	if (argc != 6 || mode_arg(argv[2], &recfs))
 		return 2;
 	count = count_arg(argv[4]);
 	procs = count_arg(argv[5]);
@@ -354,10 +358,7 @@ static int cmd_seqwrite(int argc, char **argv)
 	char *buf;
 	int fd;
 
-	if (argc != 5)
-		return 2;
-	recfs = strcmp(argv[2], "recfs") == 0;
-	if (!recfs && strcmp(argv[2], "durable") != 0)
+	if (argc != 5 || mode_arg(argv[2], &recfs))
 		return 2;
 	mib = count_arg(argv[4]);
 	if (!mib || !(buf = malloc(CHUNK)))
