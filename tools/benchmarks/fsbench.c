@@ -1,7 +1,8 @@
 /*
  * fsbench.c - the timed loops of tools/bench/fs. The driver compiles it at
- * bench time (cc -O2) into its temp dir and runs each loop against the
- * recfs mount, a passthrough_ll mount and a plain directory, side by side.
+ * bench time (cc -O2, with base/util.c) into its temp dir and runs each
+ * loop against the recfs mount, a passthrough_ll mount and a plain
+ * directory, side by side.
  *
  * Every loop does its setup and warm-up untimed, then prints one number
  * on stdout: a rate (operations or MiB per second). Errors go to stderr
