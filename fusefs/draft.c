@@ -532,8 +532,8 @@ int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 	if (d->has_mtime)
 		m.mtime = d->mtime;
 	fill(ino, &m, st);
-	ino->last = (struct fs_last){m.size, m.mtime, m.mode, m.uid, m.gid,
-				     m.symlink};
+	ino->last = (struct fs_last){m.size, m.mtime, m.mode,
+				     m.uid,  m.gid,   m.symlink};
 out:
 	pthread_mutex_unlock(&ino->mu);
 	if (changed)
