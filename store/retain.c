@@ -467,11 +467,10 @@ static int plan_make(struct store *s, struct plan *pl,
 }
 
 /* SPEC 7: with a history remote, nothing is pruned before the remote
-   has it. There is no history remote yet (issue 16): when there is, the
-   check that it holds refs/heads/main's head goes here. */
+   has it: pushed first (store_remote.c), or nothing is pruned. */
 static int retain_remote_ok(struct store *s)
 {
-	return 0;
+	return store_remote_has_history(s);
 }
 
 /* ---- the API ------------------------------------------------------------- */
