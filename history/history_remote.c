@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define BACKOFF_MIN_NS (1000000000LL)
@@ -165,8 +166,22 @@ static int on_ref(const char *ref, const char *status, void *arg)
 	return 0;
 }
 
+/* Is `url` a local path (no "scheme:", or file://) that does not
+   exist? libgit2 would say "unsupported URL protocol". */
+static bool local_missing(const char *url)
+{
+	struct stat st;
+
+	if (strncmp(url, "file://", 7) == 0)
+		url += 7;
+	else if (strchr(url, ':'))
+		return false;
+	return stat(url, &st) < 0 && errno == ENOENT;
+}
+
 /* Push main (and the side branch) of `repo` to `url`. *head: main's
-   commit as it was before. Returns 0 or -errno, the cause in msg. */
+   commit as it was before. Returns 0, 1 if there is nothing to push yet,
+   or -errno, the cause in msg. */
 static int push_refs(git_repository *repo, const char *url, git_oid *head,
 		     char *msg, size_t len)
 {
@@ -181,8 +196,10 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 	int rc;
 
 	rc = git_reference_name_to_id(head, repo, REF_MAIN);
-	if (rc == GIT_ENOTFOUND) {
-		snprintf(msg, len, "no history yet: nothing to push");
+	if (rc == GIT_ENOTFOUND)
+		return 1; /* no history yet: nothing to push */
+	if (rc == 0 && local_missing(url)) {
+		snprintf(msg, len, "no such directory (a local path)");
 		return -ENOENT;
 	}
 	if (rc == 0 &&
@@ -264,11 +281,12 @@ static int push_once(struct hist *h, struct hremote *r, const char *url)
 		rc = push_refs(repo, url, &head, msg, sizeof(msg));
 	}
 	git_repository_free(repo);
-	if (rc != -ENOENT)
-		push_note(h, r, url, rc, &head, msg);
+	if (rc == 1)
+		return 0; /* nothing to push: done */
+	push_note(h, r, url, rc, &head, msg);
 	if (rc)
 		rerr_set(rc, "push of %s to %s: %s", h->path, url, msg);
-	return rc == -ENOENT ? 0 : rc; /* nothing to push: done */
+	return rc;
 }
 
 int hist_remote_push(struct hist *h, const char *url)

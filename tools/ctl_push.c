@@ -53,11 +53,10 @@ static int by_mount(const char *mnt, const char *url)
 	if (url)
 		snprintf(rurl, sizeof(rurl), "%s", url);
 	if (rc == 0) {
-		printf("pushed the history of %s to %s%s%s\n", mnt, rurl,
-		       !url && pushed[0] ? " (main at " : "",
-		       !url && pushed[0] ? pushed : "");
+		printf("pushed the history of %s to %s", mnt, rurl);
 		if (!url && pushed[0])
-			printf(")\n");
+			printf(" (main at %s)", pushed);
+		printf("\n");
 		return EXIT_OK;
 	}
 	if (rc == -ENOENT && !rurl[0])
