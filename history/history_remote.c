@@ -132,7 +132,7 @@ int hist_remote_set(struct hist *h, const char *url)
 	r->st.set = now != NULL;
 	snprintf(r->st.url, sizeof(r->st.url), "%s", now ? now : "");
 	pthread_mutex_unlock(&r->mu);
-	if (now) /* logged: a note on what the mount does */
+	if (now && url) /* logged: a note on what the mount does */
 		rlog_info("%s: history remote %s", h->path, now);
 	return 0;
 }
@@ -327,16 +327,18 @@ static void *pusher_main(void *arg)
 	struct hremote *r = h->remote;
 
 	pthread_mutex_lock(&r->mu);
-	while (!r->stop) {
+	/* at stop, one last push of what the last batches wrote, unless the
+	   remote is failing anyway */
+	while (!r->stop || (r->kicked && !r->st.pending && r->url)) {
 		bool due = r->kicked || r->st.pending;
 		char *url;
 		int rc;
 
-		if (!due || !r->url) {
+		if (!r->stop && (!due || !r->url)) {
 			pthread_cond_wait(&r->wake, &r->mu);
 			continue;
 		}
-		if (hist_mono_ns() < r->next_try) {
+		if (!r->stop && hist_mono_ns() < r->next_try) {
 			wait_until(r, r->next_try);
 			continue;
 		}
