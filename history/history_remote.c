@@ -154,7 +154,23 @@ bool hist_remote_is_set(struct hist *h)
 
 struct push_ctx {
 	char refused[HIST_REMOTE_MSG_MAX]; /* a ref the remote refused */
+	bool agent_tried;		   /* ssh: the agent's keys, once */
 };
+
+/* ssh: the keys of the user's ssh-agent (there is no one to ask for a
+   password); anything else has no credentials. Asked once, so that a
+   refused key ends the push. */
+static int on_cred(git_credential **out, const char *url, const char *user,
+		   unsigned int allowed, void *arg)
+{
+	struct push_ctx *p = arg;
+
+	(void)url;
+	if (!(allowed & GIT_CREDENTIAL_SSH_KEY) || p->agent_tried)
+		return GIT_PASSTHROUGH;
+	p->agent_tried = true;
+	return git_credential_ssh_key_from_agent(out, user ? user : "git");
+}
 
 static int on_ref(const char *ref, const char *status, void *arg)
 {
@@ -190,7 +206,7 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 	char *specs[] = {main_spec, side_spec};
 	git_strarray refs = {specs, 1};
 	git_push_options po;
-	struct push_ctx p = {{0}};
+	struct push_ctx p = {0};
 	git_remote *remote = NULL;
 	git_oid side;
 	int rc;
@@ -209,6 +225,7 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 		rc = git_remote_create_anonymous(&remote, repo, url);
 	git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
 	po.callbacks.push_update_reference = on_ref;
+	po.callbacks.credentials = on_cred;
 	po.callbacks.payload = &p;
 	if (rc == 0)
 		rc = git_remote_push(remote, &refs, &po);

@@ -36,10 +36,10 @@ clone_versions() {
 	git -C "$T/clone" log --format=%B origin/main | grep -c '^Recfs-Version:'
 }
 
-# status_remote FIELD: a field of history_remote in .recfs/status.
+# status_remote FIELD [MNT]: a field of history_remote in .recfs/status.
 status_remote() {
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["history_remote"][sys.argv[2]])' \
-		"$MNT/.recfs/status" "$1"
+		"${2:-$MNT}/.recfs/status" "$1"
 }
 
 mount_store -o "history_remote=$REMOTE" || exit 1
@@ -108,4 +108,26 @@ check "[[ \$(status_remote state) == refused ]]" ".recfs/status: refused"
 check "grep -q 'refused' '$(daemon_log)'" "the daemon logs the refusal"
 check "[[ \$(grep -c 'push to .* failed' '$(daemon_log)') == 1 ]]" \
 	"logged once"
+
+# ---- a remote that is not there yet ---------------------------------------------
+
+LATE=$T/late.git
+MNT2=$T/mnt2
+mount_at "$T/store2" "$MNT2" -o create -o "history_remote=$LATE" || exit 1
+start=$(date +%s%N)
+for i in $(seq 1 20); do echo "v$i" >"$MNT2/f$i" || break; done
+ms=$((($(date +%s%N) - start) / 1000000))
+check "[[ \$(version '$MNT2/f20') == 1 ]]" "20 commits with the remote missing"
+check "((ms < 5000))" "they took $ms ms (the push never blocks a commit)"
+"$RECFSCTL" log "$MNT2" >/dev/null # drained: batches, failed pushes
+check "await 10 \"[[ \\\$(status_remote state '$MNT2') == error ]]\"" \
+	".recfs/status: state error"
+check "[[ \$(status_remote url '$MNT2') == '$LATE' ]]" ".recfs/status: its URL"
+"$RECFSCTL" push "$MNT2" >"$T/late.out" 2>&1
+check "[[ $? == 1 ]] && grep -q '$LATE' '$T/late.out'" \
+	"recfsctl push fails naming the remote: $(head -c 200 "$T/late.out")"
+git init -q --bare -b main "$LATE"
+check "await 90 \"[[ -n \\\$(ref '$LATE' refs/heads/main) && \\\$(ref '$LATE' refs/heads/main) == \\\$(ref '$T/store2/history.git' refs/heads/main) ]]\"" \
+	"once it is there, the remote catches up by itself"
+check "grep -q 'works again' '$(daemon_log "$MNT2")'" "the daemon logs the recovery"
 finish
