@@ -246,7 +246,7 @@ Test(remote, retention_prunes_nothing_the_remote_lacks)
 	struct store_retain_policy p = {"rec0", STORE_RETAIN_KEEP, 1};
 	struct store_retain_report rep;
 	struct store *s;
-	char blob[64];
+	char blob[64], before[64], after[64];
 	int rc;
 
 	s = open_remote(rpath); /* missing */
@@ -269,6 +269,15 @@ Test(remote, retention_prunes_nothing_the_remote_lacks)
 	cr_assert_eq(rep.versions, 4);
 	cr_assert(!readable(s, 1) && readable(s, 5));
 	/* the remote keeps the first version's content */
+	free(run("git --git-dir='%s' cat-file -e %s 2>&1", rpath, blob));
+	/* the prune's new epoch is no fast-forward of the remote's main:
+	   refused, never forced; the remote keeps the old epoch */
+	ref_of(before, rpath, "refs/heads/main");
+	put_some(s, 1, 1, 2);
+	rc = store_history_push(s, NULL);
+	cr_assert_eq(rc, -ESTALE, "push after a prune: %s", rerr_what(rc));
+	ref_of(after, rpath, "refs/heads/main");
+	cr_assert_str_eq(before, after);
 	free(run("git --git-dir='%s' cat-file -e %s 2>&1", rpath, blob));
 	cr_assert_eq(store_close(s), 0);
 }
