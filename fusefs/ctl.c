@@ -231,9 +231,12 @@ static const struct {
 	int (*run)(struct fs_ctx *c, const struct store_who *who,
 		   const char *arg);
 } verbs[] = {
-	{"backup", ctl_backup},		{"rollback", ctl_rollback},
-	{"import", ctl_import},		{"drain", ctl_drain},
-	{"checkpoint", ctl_checkpoint}, {"retain", ctl_retain},
+	{"backup", ctl_backup},
+	{"rollback", ctl_rollback},
+	{"import", ctl_import},
+	{"drain", ctl_drain},
+	{"checkpoint", ctl_checkpoint},
+	{"retain", ctl_retain},
 	{"push", ctl_push},
 };
 

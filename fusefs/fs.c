@@ -75,8 +75,9 @@ static void remote_json(char *b, size_t cap, struct store *s)
 	json_string(msg, sizeof(msg), r.message);
 	snprintf(b, cap,
 		 "{\"url\":%s,\"state\":\"%s\",\"pushed\":\"%s\","
-		 "\"pushed_time\":%" PRId64 ",\"error\":%s,\"error_time\":%" PRId64
-		 ",\"pushes\":%" PRIu64 ",\"failures\":%" PRIu64 "}",
+		 "\"pushed_time\":%" PRId64
+		 ",\"error\":%s,\"error_time\":%" PRId64 ",\"pushes\":%" PRIu64
+		 ",\"failures\":%" PRIu64 "}",
 		 url,
 		 r.error == -ESTALE ? "refused"
 		 : r.error	    ? "error"
