@@ -546,6 +546,7 @@ out:
 	free(o.snapdir);
 	free(o.retain_period);
 	free(o.sync);
+	free(o.history_remote);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -195,6 +195,24 @@ static bool local_missing(const char *url)
 	return stat(url, &st) < 0 && errno == ENOENT;
 }
 
+/*
+ * An anonymous remote for `url`, without url.*.insteadOf rewriting:
+ * libgit2 1.5 looks those up with a regular expression whose match data
+ * it does not free when a config entry does not match (libgit2's
+ * regexp.c with PCRE2), some 20 KiB per entry and push, found by
+ * LeakSanitizer in the daemon. The URL is used as given.
+ */
+static int remote_new(git_remote **out, git_repository *repo, const char *url)
+{
+	git_remote_create_options o;
+
+	git_remote_create_options_init(&o, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	o.repository = repo;
+	o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
+		  GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	return git_remote_create_with_opts(out, url, &o);
+}
+
 /* Push main (and the side branch) of `repo` to `url`. *head: main's
    commit as it was before. Returns 0, 1 if there is nothing to push yet,
    or -errno, the cause in msg. */
@@ -222,7 +240,7 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 	    git_reference_name_to_id(&side, repo, HIST_REF_SIDE) == 0)
 		refs.count = 2;
 	if (rc == 0)
-		rc = git_remote_create_anonymous(&remote, repo, url);
+		rc = remote_new(&remote, repo, url);
 	git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
 	po.callbacks.push_update_reference = on_ref;
 	po.callbacks.credentials = on_cred;
