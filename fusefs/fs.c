@@ -75,7 +75,7 @@ static void remote_json(char *b, size_t cap, struct store *s)
 	json_string(msg, sizeof(msg), r.message);
 	snprintf(b, cap,
 		 "{\"url\":%s,\"state\":\"%s\",\"pushed\":\"%s\","
-		 "\"pushed_time\":%" PRId64
+		 "\"pushed_upto\":%" PRIu64 ",\"pushed_time\":%" PRId64
 		 ",\"error\":%s,\"error_time\":%" PRId64 ",\"pushes\":%" PRIu64
 		 ",\"failures\":%" PRIu64 "}",
 		 url,
@@ -83,8 +83,8 @@ static void remote_json(char *b, size_t cap, struct store *s)
 		 : r.error	    ? "error"
 		 : r.pushed[0]	    ? "ok"
 				    : "not pushed yet",
-		 r.pushed, r.pushed_time, r.error ? msg : "null", r.error_time,
-		 r.pushes, r.failures);
+		 r.pushed, r.pushed_upto, r.pushed_time, r.error ? msg : "null",
+		 r.error_time, r.pushes, r.failures);
 }
 
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len)

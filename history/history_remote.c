@@ -265,14 +265,18 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 /* Record the outcome of a push; log a failure once (until it changes)
    and the recovery from one. */
 static void push_note(struct hist *h, struct hremote *r, const char *url,
-		      int rc, const git_oid *head, const char *msg)
+		      int rc, const git_oid *head, uint64_t upto,
+		      const char *msg)
 {
 	bool log_err = false, log_ok = false;
+	char hex[GIT_OID_HEXSZ + 1] = "";
 
 	pthread_mutex_lock(&r->mu);
 	r->st.pushes++;
 	if (rc == 0) {
-		git_oid_tostr(r->st.pushed, sizeof(r->st.pushed), head);
+		git_oid_tostr(hex, sizeof(hex), head);
+		memcpy(r->st.pushed, hex, sizeof(hex));
+		r->st.pushed_upto = upto;
 		r->st.pushed_time = (int64_t)time(NULL);
 		log_ok = r->st.error != 0;
 		r->st.error = 0;
@@ -292,18 +296,32 @@ static void push_note(struct hist *h, struct hremote *r, const char *url,
 		rlog_err("%s: push to %s failed%s: %s", h->path, url,
 			 rc == -ESTALE ? " (refused, not forced)" : "", msg);
 	if (log_ok)
-		rlog_info("%s: push to %s works again (%s)", h->path, url,
-			  r->st.pushed);
+		rlog_info("%s: push to %s works again (%s)", h->path, url, hex);
 }
 
-/* One push of `h` to `url` (r->push_mu held). */
-static int push_once(struct hist *h, struct hremote *r, const char *url)
+/* The Recfs-Upto of commit `oid` (0 if it cannot be read). */
+static uint64_t upto_of(git_repository *repo, const git_oid *oid)
+{
+	git_commit *c = NULL;
+	uint64_t upto = 0;
+
+	if (git_commit_lookup(&c, repo, oid) == 0)
+		upto = hist_msg_upto(git_commit_message_raw(c));
+	git_commit_free(c);
+	return upto;
+}
+
+/* One push of `h` to `url` (r->push_mu held); *upto: the revision the
+   remote has the history up to (0: nothing yet). */
+static int push_once(struct hist *h, struct hremote *r, const char *url,
+		     uint64_t *upto)
 {
 	git_repository *repo = NULL;
 	char msg[HIST_REMOTE_MSG_MAX] = "";
 	git_oid head;
 	int rc;
 
+	*upto = 0;
 	/* a repository of its own, opened afresh: packs come and go */
 	rc = git_repository_open_bare(&repo, h->path);
 	if (rc < 0) {
@@ -314,18 +332,22 @@ static int push_once(struct hist *h, struct hremote *r, const char *url)
 		rc = -EIO;
 	} else {
 		rc = push_refs(repo, url, &head, msg, sizeof(msg));
+		if (rc == 0)
+			*upto = upto_of(repo, &head);
 	}
 	git_repository_free(repo);
 	if (rc == 1)
 		return 0; /* nothing to push: done */
-	push_note(h, r, url, rc, &head, msg);
+	push_note(h, r, url, rc, &head, *upto, msg);
 	if (rc)
 		rerr_set(rc, "push of %s to %s: %s", h->path, url, msg);
 	return rc;
 }
 
-int hist_remote_push(struct hist *h, const char *url)
+int hist_remote_push(struct hist *h, const char *url, uint64_t *upto)
 {
+	uint64_t scratch;
+
 	struct hremote *r = remote_get(h);
 	char *u = NULL;
 	int rc;
@@ -340,7 +362,7 @@ int hist_remote_push(struct hist *h, const char *url)
 			   : rerr_set(-ENOENT, "%s: no history remote is set",
 				      h->path);
 	pthread_mutex_lock(&r->push_mu);
-	rc = push_once(h, r, u);
+	rc = push_once(h, r, u, upto ? upto : &scratch);
 	pthread_mutex_unlock(&r->push_mu);
 	free(u);
 	return rc;
@@ -360,6 +382,7 @@ static void *pusher_main(void *arg)
 {
 	struct hist *h = arg;
 	struct hremote *r = h->remote;
+	uint64_t upto;
 
 	pthread_mutex_lock(&r->mu);
 	/* at stop, one last push of what the last batches wrote, unless the
@@ -381,7 +404,7 @@ static void *pusher_main(void *arg)
 		url = strdup(r->url);
 		pthread_mutex_unlock(&r->mu);
 		pthread_mutex_lock(&r->push_mu);
-		rc = url ? push_once(h, r, url) : -ENOMEM;
+		rc = url ? push_once(h, r, url, &upto) : -ENOMEM;
 		pthread_mutex_unlock(&r->push_mu);
 		free(url);
 		pthread_mutex_lock(&r->mu);

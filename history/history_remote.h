@@ -41,6 +41,8 @@ struct hist_remote_status {
 	char pushed[41];		   /* refs/heads/main's commit the
 					      remote was last given ("": none
 					      yet by this process) */
+	uint64_t pushed_upto;		   /* its Recfs-Upto: the remote has
+					      the history up to this revision */
 	int64_t pushed_time;		   /* when (s since the epoch), or 0 */
 	int error;			   /* the last push's -errno, 0 if it
 					      succeeded; -ESTALE: refused (not
@@ -68,10 +70,12 @@ void hist_remote_kick(struct hist *h);
 /*
  * Push now to `url` (NULL: the remote that is set), in this thread.
  * Returns 0 (the remote has refs/heads/main as it was when the push
- * began), -ENOENT (no remote set), -ESTALE (refused: not a fast-forward),
- * or -errno; the cause, naming the remote, is in the err.h report.
+ * began: *upto, if not NULL, gets its Recfs-Upto, 0 if there is no
+ * history yet), -ENOENT (no remote set), -ESTALE (refused: not a
+ * fast-forward), or -errno; the cause, naming the remote, is in the err.h
+ * report.
  */
-int hist_remote_push(struct hist *h, const char *url);
+int hist_remote_push(struct hist *h, const char *url, uint64_t *upto);
 
 void hist_remote_status(struct hist *h, struct hist_remote_status *st);
 

@@ -199,12 +199,14 @@ void store_status_get(struct store *s, struct store_status *st);
 /* The history's git remote (SPEC section 9, store_remote.c). */
 struct store_remote_state {
 	char url[1024];
-	char pushed[41];     /* refs/heads/main's commit last pushed, or "" */
-	int64_t pushed_time; /* when (s since the epoch), or 0 */
-	int error;	     /* the last push's -errno (-ESTALE: refused, not
-				a fast-forward), 0 if it succeeded */
-	char message[256];   /* its cause */
-	int64_t error_time;  /* when, or 0 */
+	char pushed[41];      /* refs/heads/main's commit last pushed, or "" */
+	uint64_t pushed_upto; /* the remote has the history up to this
+				 revision */
+	int64_t pushed_time;  /* when (s since the epoch), or 0 */
+	int error;	      /* the last push's -errno (-ESTALE: refused, not
+				 a fast-forward), 0 if it succeeded */
+	char message[256];    /* its cause */
+	int64_t error_time;   /* when, or 0 */
 	uint64_t pushes, failures;
 	bool pending; /* a failed push is being retried */
 };

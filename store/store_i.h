@@ -538,8 +538,9 @@ int store_hist_open(struct store *s);
    in history.git) once the history is open. Returns 0 or -errno. */
 int store_remote_open(struct store *s);
 /* store_remote.c: before a prune (history drained): 0 if no remote is
-   set or a push gave it everything, else -errno (reported). */
-int store_remote_has_history(struct store *s);
+   set (*upto: UINT64_MAX) or a push gave it the history up to revision
+   *upto, else -errno (reported). */
+int store_remote_has_history(struct store *s, uint64_t *upto);
 /* Start the history writer if it is not running (it starts on first
    use, never in store_open: see store_serve_start). */
 int store_hist_start(struct store *s);

@@ -12,6 +12,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,7 +53,7 @@ int store_history_push(struct store *s, const char *url)
 			return rerr_prefix(
 				rc, "%s: the history cannot catch up", s->path);
 	}
-	return hist_remote_push(s->hist, url);
+	return hist_remote_push(s->hist, url, NULL);
 }
 
 int store_remote_state(struct store *s, struct store_remote_state *st)
@@ -69,6 +70,7 @@ int store_remote_state(struct store *s, struct store_remote_state *st)
 	snprintf(st->pushed, sizeof(st->pushed), "%s", hs.pushed);
 	snprintf(st->message, sizeof(st->message), "%s", hs.message);
 	st->pushed_time = hs.pushed_time;
+	st->pushed_upto = hs.pushed_upto;
 	st->error = hs.error;
 	st->error_time = hs.error_time;
 	st->pushes = hs.pushes;
@@ -77,15 +79,17 @@ int store_remote_state(struct store *s, struct store_remote_state *st)
 	return 0;
 }
 
-int store_remote_has_history(struct store *s)
+int store_remote_has_history(struct store *s, uint64_t *upto)
 {
 	int rc;
 
+	*upto = UINT64_MAX;
 	if (!s->hist || !hist_remote_is_set(s->hist))
 		return 0;
-	/* the caller drained the history: pushed now, the remote has
-	   every version a prune could remove */
-	rc = hist_remote_push(s->hist, NULL);
+	/* the caller drained the history: pushed now, the remote has the
+	   versions up to *upto; the writer may write more meanwhile, which
+	   the prune leaves alone */
+	rc = hist_remote_push(s->hist, NULL, upto);
 	if (rc)
 		rerr_prefix(rc,
 			    "%s: nothing pruned: the history remote does not "

@@ -18,6 +18,9 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -280,4 +283,61 @@ Test(remote, retention_prunes_nothing_the_remote_lacks)
 	cr_assert_str_eq(before, after);
 	free(run("git --git-dir='%s' cat-file -e %s 2>&1", rpath, blob));
 	cr_assert_eq(store_close(s), 0);
+}
+
+struct writer {
+	struct store *s;
+	atomic_bool stop;
+	unsigned n;
+};
+
+static void *write_on(void *arg)
+{
+	struct writer *w = arg;
+	char body[64];
+
+	while (!atomic_load(&w->stop) && w->n < 2000) {
+		snprintf(body, sizeof(body), "rec0 v%u\n", ++w->n);
+		put_text(w->s, "rec0", body);
+	}
+	return NULL;
+}
+
+/* Versions a prune removes while commits go on are all on the remote:
+   the remote's push covers them, or they are left alone. */
+Test(remote, prune_during_commits_removes_only_what_the_remote_has)
+{
+	struct store_retain_policy p = {"rec0", STORE_RETAIN_KEEP, 1};
+	struct store_retain_report rep;
+	struct writer w = {0};
+	pthread_t t;
+	char *blobs, *line, *save = NULL;
+	unsigned checked = 0;
+	int rc;
+
+	make_remote();
+	w.s = open_remote(rpath);
+	put_some(w.s, 1, 20, 1);
+	cr_assert_eq(pthread_create(&t, NULL, write_on, &w), 0);
+	while (w.n < 50)
+		sched_yield();
+	rc = store_retain_set(w.s, &p, &rep);
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(rc, 0, "prune: %s", rerr_what(rc));
+	cr_assert_gt(rep.versions, 0);
+	cr_assert_eq(store_close(w.s), 0);
+	/* every block marked pruned: its blob is on the remote */
+	blobs = run("git --git-dir='%s' log --format=%%B main | awk -v RS= "
+		    "'/Recfs-Pruned:/ { for (i = 1; i <= NF; i++) if ($i == "
+		    "\"Recfs-Blob:\") print $(i + 1) }'",
+		    gitdir);
+	for (line = strtok_r(blobs, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save), checked++)
+		free(run("git --git-dir='%s' cat-file -e %s 2>&1", rpath,
+			 line));
+	cr_assert_eq(checked, rep.versions,
+		     "%u pruned blocks, %" PRIu64 " pruned", checked,
+		     rep.versions);
+	free(blobs);
 }

@@ -64,6 +64,8 @@ check "[[ \$(status_remote state) == ok ]]" ".recfs/status: state ok"
 check "[[ \$(status_remote pushed) == \$(ref '$GIT' refs/heads/main) ]]" \
 	".recfs/status: the pushed commit"
 check "[[ \$(status_remote url) == '$REMOTE' ]]" ".recfs/status: the URL"
+check "[[ \$(status_remote pushed_upto) == \$(revision '$MNT') ]]" \
+	".recfs/status: pushed up to the current revision"
 check "[[ \$(git --git-dir='$GIT' config remote.origin.url) == '$REMOTE' ]]" \
 	"the URL is kept in history.git's config"
 
