@@ -18,6 +18,7 @@
 
 #define BACKOFF_MIN_NS (1000000000LL)
 #define BACKOFF_MAX_NS (60 * 1000000000LL)
+#define PUSH_GAP_NS (1000000000LL) /* between background pushes */
 #define REF_MAIN "refs/heads/main"
 #define URL_KEY "remote." HIST_REMOTE_NAME ".url"
 
@@ -410,7 +411,10 @@ static void *pusher_main(void *arg)
 		pthread_mutex_lock(&r->mu);
 		r->st.pending = rc != 0;
 		if (rc == 0) {
-			r->backoff = r->next_try = 0;
+			/* batches come every delay_ms under load: their
+			   pushes are gathered, one a second at most */
+			r->backoff = 0;
+			r->next_try = hist_mono_ns() + PUSH_GAP_NS;
 			continue;
 		}
 		r->backoff = r->backoff ? 2 * r->backoff : BACKOFF_MIN_NS;

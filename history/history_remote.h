@@ -18,9 +18,14 @@
  * When: after each history batch that moved refs/heads/main, the writer
  * kicks a thread of its own (started at the first kick, so after the
  * daemon forked), which pushes with a repository object of its own and
- * holds no lock of the writer or of a commit. A failed push is tried
- * again after 1 s, doubling up to 60 s, and at the next kick after that.
- * hist_remote_push pushes now, in the caller's thread (one push at a time).
+ * holds no lock of the writer or of a commit; the batches of one second
+ * are pushed together (at most one background push a second). A failed
+ * push is tried again after 1 s, doubling up to 60 s, and at the next
+ * kick after that. At close, what the last batches wrote is pushed once
+ * more, unless the remote is failing. hist_remote_push pushes now, in the
+ * caller's thread (one push at a time). Not done: a push that hangs (an
+ * ssh or https remote that does not answer) holds the pusher, and the
+ * close, until libgit2 gives up.
  */
 #ifndef RECFS_HISTORY_REMOTE_H
 #define RECFS_HISTORY_REMOTE_H
