@@ -249,12 +249,19 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 	if (rc == 0)
 		rc = git_remote_push(remote, &refs, &po);
 	git_remote_free(remote);
+	if (rc == GIT_ENONFASTFORWARD) {
+		snprintf(msg, len,
+			 "not a fast-forward: the remote has commits this "
+			 "history lacks (pushed there by something else, or "
+			 "a retention prune here started a new epoch)");
+		return -ESTALE;
+	}
 	if (rc < 0) {
 		const git_error *e = git_error_last();
 
 		snprintf(msg, len, "%s",
 			 e && e->message ? e->message : "failed");
-		return rc == GIT_ENONFASTFORWARD ? -ESTALE : -EIO;
+		return -EIO;
 	}
 	if (p.refused[0]) {
 		snprintf(msg, len, "%s", p.refused);

@@ -67,9 +67,7 @@ static int by_mount(const char *mnt, const char *url)
 	else
 		fprintf(stderr, "recfsctl push: %s: push to %s failed%s: %s\n",
 			mnt, rurl[0] ? rurl : "the remote",
-			rc == -ESTALE ? " (refused: not a fast-forward; not "
-					"forced)"
-				      : "",
+			rc == -ESTALE ? " (refused, not forced)" : "",
 			msg[0] ? msg
 			       : ctl_send_why(rc, "only the user running the "
 						  "daemon, or root, may push"));
