@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static char rpath[PATH_MAX + 32]; /* the remote: base/remote.git */
@@ -186,6 +187,12 @@ Test(remote, missing_remote_does_not_block_commits_and_catches_up)
 	cr_assert_neq(st.error, 0);
 	cr_assert(st.message[0] && st.error_time > 0);
 	cr_assert_geq(st.failures, 1);
+	/* a directory that is no repository (yet) */
+	cr_assert_eq(mkdir(rpath, 0700), 0);
+	rc = store_history_push(s, NULL);
+	cr_assert_eq(rc, -EIO, "push into a non-repository: %s", rerr_what(rc));
+	cr_assert(strstr(rerr_what(rc), rpath), "%s", rerr_what(rc));
+	n += put_some(s, 2, 1, 99);
 	/* the remote appears: the pusher's retry (backoff 1 s doubling)
 	   gives it the history without a new commit */
 	make_remote();
