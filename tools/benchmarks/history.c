@@ -542,8 +542,7 @@ static int bench_deep(const struct config *cfg)
 {
 	struct layout l = {.cfg = cfg, .n = 1};
 	struct store_opts o = {.create = true,
-			       .history_lag_max = UINT64_MAX / 2,
-			       .sync_batch_ms = 1000};
+			       .history_lag_max = UINT64_MAX / 2};
 	uint8_t *buf = malloc(cfg->size);
 	double t0, t1, t2;
 	int rc = buf ? 0 : -ENOMEM;
@@ -561,7 +560,7 @@ static int bench_deep(const struct config *cfg)
 	rc = rc ? rc : store_history_drain(l.s, 0);
 	t2 = bench_now();
 	if (rc == 0)
-		printf("  made in %.2f s (sync=batch), history drained "
+		printf("  made in %.2f s (sync=close), history drained "
 		       "%.2f s later\n",
 		       t1 - t0, t2 - t1);
 	fflush(stdout);
@@ -601,11 +600,11 @@ static int usage(FILE *to, int status)
 		"  --threads T     writers creating the records (default 16)\n"
 		"  --reads N       reads timed per layout (default 1000)\n"
 		"  --no-hot        skip the one-hot-record run\n"
-		"  --versions N    only this: one record with N versions "
-		"(made with\n"
-		"                  sync=batch), reopened; reading version 1 "
-		"against the\n"
-		"                  current one, and listing them all\n"
+		"  --versions N    only this: one record with N versions, "
+		"reopened;\n"
+		"                  reading version 1 against the current "
+		"one, and\n"
+		"                  listing them all\n"
 		"  --debug         log the timings of every history batch\n"
 		"  --keep          keep the stores\n");
 	return status;
