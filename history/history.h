@@ -73,6 +73,8 @@ struct hist;
 
 #define HIST_DIR "history.git"
 #define HIST_INDEX_FILE "history.idx"
+/* its versions of a record by jumps (history_vdx.c) */
+#define HIST_VDX_FILE "history.vdx"
 #define HIST_BLOBS_DIR "blobs" /* inside STORE/journal */
 
 /*

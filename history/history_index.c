@@ -290,6 +290,7 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
 			return -ENOMEM;
 		if (en.prev != rec->last || en.back != off - at)
 			return -EBADMSG;
+		hvdx_load_ent(h, rec, off, en.e.version, en.e.flags);
 		rec->last = off;
 		h->ix.disk_versions++;
 	}
@@ -307,6 +308,7 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
  */
 static int frame_commit(struct hist *h, struct hframe *f, bool part)
 {
+	uint64_t *vlast; /* of history.vdx (history_vdx.c) */
 	git_oid commit;
 	int rc;
 
@@ -316,11 +318,13 @@ static int frame_commit(struct hist *h, struct hframe *f, bool part)
 			(char)(part ? IDX_KIND_PART : IDX_KIND_COMMIT);
 	}
 	rc = frame_write(h, f, f->upto);
+	vlast = rc == 0 ? hvdx_frame(h, f) : NULL;
 
 	pthread_rwlock_wrlock(&h->ix_lock);
 	if (rc == 0) {
 		for (size_t i = 0; i < f->npub; i++)
 			f->pub[i].r->last = f->pub[i].off;
+		hvdx_publish(h, f, vlast);
 		h->ix.disk_versions += f->npub;
 		h->ix.disk_end = h->idx_end;
 		if (!part)
@@ -333,6 +337,7 @@ static int frame_commit(struct hist *h, struct hframe *f, bool part)
 				&commit, NULL);
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
+	free(vlast);
 	return rc;
 }
 

@@ -285,7 +285,7 @@ static int lookup(struct hist *h, const char *id, uint64_t version,
 {
 	const struct hrec *r;
 	const struct hent *e;
-	uint64_t last = 0;
+	uint64_t last = 0, vlast = 0, at;
 	int rc = -ENOENT;
 
 	pthread_rwlock_rdlock(&h->ix_lock);
@@ -296,12 +296,19 @@ static int lookup(struct hist *h, const char *id, uint64_t version,
 		rc = 0;
 	} else if (r) {
 		last = r->last;
+		vlast = r->vlast <= h->vdx.n ? r->vlast : 0;
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
 	/* entries in the file never change: read them without the lock
-	   (records are never freed while the history is open) */
-	if (last)
-		rc = file_find(h, r, last, version, out);
+	   (records are never freed while the history is open); by
+	   history.vdx's jumps, or else down history.idx's chain */
+	if (last) {
+		rc = hvdx_find(h, r, last, vlast, version, &at);
+		if (rc == 0)
+			rc = hidx_ent_read(h, r, at, out);
+		else if (rc == 1)
+			rc = file_find(h, r, last, version, out);
+	}
 	/* a pruned version's trailer is kept, its content is gone */
 	if (rc == 0 && out->pruned)
 		rc = -ENOENT;
