@@ -363,9 +363,9 @@ struct hist {
 	bool epoch_pending;
 	pthread_rwlock_t ix_lock; /* protects ix */
 	struct hidx ix;
-	int idx_rfd; /* history.idx for the readers (pread only), or -1;
-			open as long as the history is */
-	struct hvdx vdx;	  /* n: under ix_lock */
+	int idx_rfd;	 /* history.idx for the readers (pread only), or -1;
+			    open as long as the history is */
+	struct hvdx vdx; /* n: under ix_lock */
 	pthread_mutex_t chain_mu; /* protects chains, chain_next */
 	struct hchain chains[HIST_CHAINS];
 	unsigned chain_next;

@@ -223,7 +223,8 @@ uint64_t *hvdx_frame(struct hist *h, const struct hframe *f)
 			sl->r = r;
 			sl->vlast = r->vlast; /* the writer's own: no lock */
 		}
-		sl->vlast = vdx_put(h, sl->vlast, r->hv, f->pub[i].off, ver, &rc);
+		sl->vlast =
+			vdx_put(h, sl->vlast, r->hv, f->pub[i].off, ver, &rc);
 		out[i] = sl->vlast;
 	}
 	if (rc == 0)
@@ -390,8 +391,8 @@ static bool load_get(struct hist *h, uint64_t ord, struct vent *e)
 	ssize_t n;
 
 	if (ord < v->rbuf_at || ord >= v->rbuf_at + v->rbuf_n) {
-		uint64_t k = v->file_n - ord < VDX_BUF ? v->file_n - ord
-						       : VDX_BUF;
+		uint64_t k =
+			v->file_n - ord < VDX_BUF ? v->file_n - ord : VDX_BUF;
 
 		v->rbuf_at = ord;
 		v->rbuf_n = 0;
@@ -423,10 +424,11 @@ void hvdx_load_ent(struct hist *h, struct hrec *r, uint64_t off,
 		r->vlast = ord + 1;
 		return;
 	}
-	if (v->checking) { /* the rest is built */
+	if (v->checking) {	     /* the rest is built */
 		if (ord < v->file_n) /* logged: a note, the open goes on */
 			rlog_warn("%s: history.vdx does not match it from "
-				  "entry %" PRIu64 " of %" PRIu64 "; rebuilding "
+				  "entry %" PRIu64 " of %" PRIu64
+				  "; rebuilding "
 				  "the rest",
 				  h->idx_path, ord, v->file_n);
 		v->checking = false;
@@ -434,8 +436,7 @@ void hvdx_load_ent(struct hist *h, struct hrec *r, uint64_t off,
 		v->wbuf_at = ord;
 		v->wbuf_n = 0;
 	}
-	r->vlast = v->writable ? vdx_put(h, r->vlast, r->hv, off, ver, &rc)
-			       : 0;
+	r->vlast = v->writable ? vdx_put(h, r->vlast, r->hv, off, ver, &rc) : 0;
 	if (rc) {
 		v->writable = false;
 		r->vlast = 0;
@@ -453,12 +454,11 @@ void hvdx_load_end(struct hist *h)
 	} else {
 		if (v->writable)
 			(void)vdx_flush(h); /* a failure is logged */
-		v->n = v->wbuf_at; /* checked, then written */
+		v->n = v->wbuf_at;	    /* checked, then written */
 	}
 	v->checking = false;
 	v->rbuf_n = 0;
-	if (v->writable &&
-	    io_ftruncate(h->o.io, "hist.vdx.write", v->fd,
-			 (off_t)ent_pos(v->n)) != 0)
+	if (v->writable && io_ftruncate(h->o.io, "hist.vdx.write", v->fd,
+					(off_t)ent_pos(v->n)) != 0)
 		v->writable = false;
 }
