@@ -10,11 +10,13 @@
  *   history_msg.c     commit messages: trailer blocks, quoting, times
  *   history_hidx.c    the index in memory (struct hidx)
  *   history_epoch.c   a prune's new epoch put in place (its intent)
+ *   history_vdx.c     history.vdx: a record's versions by jumps (hidx)
  *   history_index.c   history.idx: frames written, entries read back
- *                     (hidx)
- *   history_read.c    lookups, reads, walks, verify (index, hidx, path)
+ *                     (hidx, vdx)
+ *   history_read.c    lookups, reads, walks, verify (index, hidx, vdx,
+ *                     path)
  *   history_idxload.c history.idx opened, caught up from git, rebuilt
- *                     (index, hidx, read, msg)
+ *                     (index, hidx, vdx, read, msg)
  *   history_refs.c    refs/heads/main and the side branch (msg)
  *   history_pack.c    a batch's objects as one pack; merging packs
  *   history_odb.c     the writer's object databases (pack)

@@ -23,11 +23,13 @@
  * same ID (0: none), so each record's entries form a chain from its last
  * one back, and `back` is the distance back to the start of its frame
  * (where the commit is). A lookup walks the chain from the newest entry:
- * reads of recent versions (CAS, attributes) take a few small reads; past
- * HIST_CHAIN_WALK entries the walk goes on through a slot in memory that
- * keeps what it read (history_read.c), so the old versions of a record
- * with many versions cost each entry one read, not one read per newer
- * version at every lookup.
+ * reads of recent versions (CAS, attributes) take a few small reads. A
+ * lookup first goes by STORE/history.vdx (history_vdx.c), which finds any
+ * version of a record in O(log n) reads; when that file is behind (its
+ * writes failed) the walk goes on, past HIST_CHAIN_WALK entries through a
+ * slot in memory that keeps what it read (history_read.c), so the old
+ * versions of a record with many versions cost each entry one read, not
+ * one read per newer version at every lookup.
  * The file is appended after each commit is durable and never fsynced: at
  * open it is read up to its last good frame (each entry's prev and back
  * checked against the chain built so far), and the commits after that one
