@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /*
  * Read bits of version v as the current owner `uid`:`gid` sees them: a
@@ -120,17 +121,62 @@ struct walk {
 	bool found;	/* `want` exists (and is not a delete) */
 	char **names;	/* readdir: next components, or versions */
 	size_t n, cap;
+	size_t *set; /* names by hash: index + 1, 0 free (2^k slots) */
+	size_t nset;
 	int err;
 };
 
+/* The slot of `name` in w->set: its own, or the free one it would take. */
+static size_t *name_slot(const struct walk *w, const char *name, size_t len)
+{
+	size_t i = (size_t)XXH3_64bits(name, len) & (w->nset - 1);
+
+	for (; w->set[i]; i = (i + 1) & (w->nset - 1)) {
+		const char *o = w->names[w->set[i] - 1];
+
+		if (strlen(o) == len && memcmp(o, name, len) == 0)
+			break;
+	}
+	return &w->set[i];
+}
+
+/* Keep w->set at most half full. 0 or -ENOMEM. */
+static int set_grow(struct walk *w)
+{
+	size_t n = w->nset ? w->nset * 2 : 64;
+	size_t *old = w->set, nold = w->nset;
+
+	if (2 * (w->n + 1) <= w->nset)
+		return 0;
+	w->set = calloc(n, sizeof(*w->set));
+	if (!w->set) {
+		w->set = old;
+		return -ENOMEM;
+	}
+	w->nset = n;
+	for (size_t i = 0; i < nold; i++) {
+		if (old[i]) {
+			const char *o = w->names[old[i] - 1];
+
+			*name_slot(w, o, strlen(o)) = old[i];
+		}
+	}
+	free(old);
+	return 0;
+}
+
+/* Add a name once (a record with 100,000 versions lists as many: found
+   in a hash set, not by a scan of those before). */
 static void add_name(struct walk *w, const char *name, size_t len)
 {
+	size_t *slot;
 	char **p;
 
-	for (size_t i = 0; i < w->n; i++)
-		if (strlen(w->names[i]) == len &&
-		    memcmp(w->names[i], name, len) == 0)
-			return;
+	if ((w->err = set_grow(w)) != 0)
+		return;
+	slot = name_slot(w, name, len);
+	if (*slot)
+		return;
 	if (w->n == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 32;
 
@@ -146,7 +192,7 @@ static void add_name(struct walk *w, const char *name, size_t len)
 	if (!w->names[w->n])
 		w->err = -ENOMEM;
 	else
-		w->n++;
+		*slot = ++w->n;
 }
 
 static int walk_one(void *arg, const char *id, const struct store_version *v)
@@ -188,6 +234,7 @@ static void walk_free(struct walk *w)
 	for (size_t i = 0; i < w->n; i++)
 		free(w->names[i]);
 	free(w->names);
+	free(w->set);
 }
 
 /* Split ".recfs/history/REST" into the prefix and a trailing version. */
@@ -214,7 +261,10 @@ static int walk_path(struct fs_ctx *c, const char *rest, struct walk *w,
 	w->want = strtoull(last + 1, &end, 10);
 	if (*end || !w->want)
 		return -ENOENT;
-	rc = store_history_each(c->store, NULL, walk_one, w);
+	/* the versions of that record only */
+	rc = store_history_each(c->store, prefix, walk_one, w);
+	if (rc == -EINVAL || rc == -ENOTSUP)
+		return -ENOENT; /* not an ID */
 	return rc ? rc : w->found ? 0 : -ENOENT;
 }
 
