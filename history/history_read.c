@@ -485,6 +485,51 @@ int hist_each(struct hist *h, const char *id,
 	return rc;
 }
 
+/* The records with a version in the index (published), into *out. */
+static int ids_collect(struct hist *h, const struct hrec ***out, size_t *n)
+{
+	const struct hrec **v = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	*n = 0;
+	pthread_rwlock_rdlock(&h->ix_lock);
+	for (size_t i = 0; rc == 0 && i < h->ix.nslots; i++) {
+		for (const struct hrec *r = h->ix.slots[i]; r; r = r->next) {
+			const struct hrec **p;
+
+			if (!r->last && !r->n)
+				continue; /* in a frame not written yet */
+			p = util_grow(v, &cap, *n, sizeof(*p), 256);
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = p;
+			v[(*n)++] = r;
+		}
+	}
+	pthread_rwlock_unlock(&h->ix_lock);
+	*out = v;
+	return rc;
+}
+
+int hist_ids(struct hist *h, int (*fn)(void *arg, const char *id), void *arg)
+{
+	const struct hrec **v = NULL;
+	size_t n = 0;
+	int rc;
+
+	/* records live as long as their epoch */
+	pthread_rwlock_rdlock(&h->epoch_lock);
+	rc = ids_collect(h, &v, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = fn(arg, v[i]->id);
+	pthread_rwlock_unlock(&h->epoch_lock);
+	free(v);
+	return rc;
+}
+
 struct verify {
 	struct hist *h;
 	git_odb *odb;
