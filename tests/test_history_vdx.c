@@ -260,3 +260,45 @@ Test(history_vdx, failed_writes_fall_back_to_the_walk_until_reopened)
 	cr_assert_eq(size, 16 + 48 * (N + N / 7 + 1));
 	io_free(io);
 }
+
+static int id_cb(void *arg, const char *id)
+{
+	unsigned *seen = arg;
+
+	if (strcmp(id, "hot") == 0)
+		seen[0]++;
+	else if (strcmp(id, "cold") == 0)
+		seen[1]++;
+	else if (strcmp(id, "ns/gone") == 0)
+		seen[2]++;
+	else
+		seen[3]++;
+	return 0;
+}
+
+static int stop_cb(void *arg, const char *id)
+{
+	(void)id;
+	++*(unsigned *)arg;
+	return 7;
+}
+
+/* store_history_ids (what .recfs/history is resolved from): every record
+   with a version once, a deleted one too; fn's return stops it. */
+Test(history_vdx, ids_lists_each_record_once)
+{
+	struct store *s = open_store();
+	unsigned seen[4] = {0}, calls = 0;
+
+	cr_assert_eq(store_mkdir(s, "ns", 0755), 0);
+	put(s, "ns/gone", "x");
+	cr_assert_eq(store_delete(s, "ns/gone", NULL, NULL, NULL), 0);
+	fill_versions(s);
+	cr_assert_eq(store_history_ids(s, id_cb, seen), 0);
+	cr_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1 && seen[3] == 0,
+		  "hot %u, cold %u, ns/gone %u, others %u", seen[0], seen[1],
+		  seen[2], seen[3]);
+	cr_assert_eq(store_history_ids(s, stop_cb, &calls), 7);
+	cr_assert_eq(calls, 1);
+	close_store(s);
+}
