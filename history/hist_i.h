@@ -395,6 +395,10 @@ uint64_t hist_pack_bytes(const struct hist *h);
 /* Drop what h->mempack holds (a batch attempt starts afresh). */
 void hist_pack_reset(struct hist *h);
 #define HIST_PACK_MEM_MAX ((uint64_t)64 << 20)
+/* libgit2's pack windows (history.c): their size, and what may stay
+   mapped of all of them. */
+#define HIST_MWINDOW ((size_t)4 << 20)
+#define HIST_MWINDOW_MAPPED ((size_t)32 << 20)
 /* The writer's pack backend over `objects` (repo_fd: the repository):
    git_odb_backend_pack's, listing objects/pack again only when it
    changed. Returns 0 or a libgit2 error. */

@@ -393,8 +393,16 @@ static int add_change(void *arg, const struct store_change *ch)
 	}
 	fill_content(&v->m.e, ch);
 	rd->b->bytes += ch->size;
-	if (!ch->other)
-		return put_blob(rd->h, ch, v);
+	if (!ch->other) {
+		rc = put_blob(rd->h, ch, v);
+		/* a revision is never split between commits, so one of many
+		   parts writes its objects out as it goes, not all at the
+		   end: unreferenced until the commit, like a failed
+		   attempt's, and made durable by the batch's syncfs */
+		if (rc == 0 && hist_pack_bytes(rd->h) >= HIST_PACK_MEM_MAX)
+			rc = hist_pack_write(rd->h);
+		return rc;
+	}
 	rc = set_other(v, ch->other, ch->other_len, true);
 	return rc ? rc : rename_blob(rd->h, rd->b, v, ch);
 }
