@@ -129,8 +129,8 @@ struct store_meta {
 	struct timespec mtime; /* time of the version, or as set by utimens */
 	uint32_t mode;	       /* permission bits (07777) */
 	uint32_t uid, gid;     /* owner and group */
-	bool hash_valid; /* false until computed, for adopted files */
-	bool symlink;	 /* a symbolic link: its content is the link target */
+	bool hash_valid;       /* false until computed, for adopted files */
+	bool symlink; /* a symbolic link: its content is the link target */
 	bool deleted; /* a tombstone: the last version was deleted */
 };
 
