@@ -73,6 +73,12 @@ static unsigned batch_max(const struct hist *h)
 	return h->o.batch_max ? h->o.batch_max : DEFAULT_BATCH_MAX;
 }
 
+/* The new objects held in memory before they go out as a pack. */
+static uint64_t pack_mem_max(const struct hist *h)
+{
+	return h->o.pack_mem_max ? h->o.pack_mem_max : HIST_PACK_MEM_MAX;
+}
+
 /* On a full disk: the batch holds what the room there is can take. */
 static bool over_cap(const struct batch *b)
 {
@@ -84,7 +90,7 @@ static bool batch_full(const struct hist *h, const struct batch *b)
 	/* the objects of the batch are held in memory until its pack is
 	   written (history_pack.c) */
 	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
-	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX || over_cap(b);
+	       hist_pack_bytes(h) >= pack_mem_max(h) || over_cap(b);
 }
 
 static char *strndup_(const char *s, size_t n)
@@ -399,7 +405,7 @@ static int add_change(void *arg, const struct store_change *ch)
 		   parts writes its objects out as it goes, not all at the
 		   end: unreferenced until the commit, like a failed
 		   attempt's, and made durable by the batch's syncfs */
-		if (rc == 0 && hist_pack_bytes(rd->h) >= HIST_PACK_MEM_MAX)
+		if (rc == 0 && hist_pack_bytes(rd->h) >= pack_mem_max(rd->h))
 			rc = hist_pack_write(rd->h);
 		return rc;
 	}
