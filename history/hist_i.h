@@ -463,7 +463,8 @@ struct bver {
 	char *id, *other;  /* owned */
 	char *path;	   /* id in the tree (hist_path_from_id), owned
 			      unless it is `id` itself */
-	char *stage;	   /* blob link to remove after the commit */
+	char *stage;	   /* blob link to remove after the commit, in
+			      id's allocation (not freed by itself) */
 };
 
 struct batch {

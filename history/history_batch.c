@@ -62,7 +62,6 @@ static void batch_free(struct batch *b)
 		free(b->v[i].other);
 		if (b->v[i].path != b->v[i].id)
 			free(b->v[i].path);
-		free(b->v[i].stage);
 	}
 	free(b->v);
 	memset(b, 0, sizeof(*b));
@@ -104,6 +103,32 @@ static char *strndup_(const char *s, size_t n)
 	return p;
 }
 
+/*
+ * ch->id, and after it in the same allocation the name of its linked
+ * stage (*stage; NULL if the content is not linked): one allocation a
+ * version, not two, in a batch of a million.
+ */
+static char *id_and_stage(const struct store_change *ch, char **stage)
+{
+	bool linked =
+		ch->op != STORE_CHANGE_DELETE && !ch->other && !ch->has_data;
+	size_t slen = linked ? ch->stage_len : 0;
+	char *p = malloc(ch->id_len + 1 + (linked ? slen + 1 : 0));
+
+	*stage = NULL;
+	if (!p)
+		return NULL;
+	memcpy(p, ch->id, ch->id_len);
+	p[ch->id_len] = '\0';
+	if (linked) {
+		*stage = p + ch->id_len + 1;
+		if (slen)
+			memcpy(*stage, ch->stage, slen);
+		(*stage)[slen] = '\0';
+	}
+	return p;
+}
+
 /* A new version of ch->id at the end. */
 static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 {
@@ -124,7 +149,7 @@ static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 	}
 	v = &b->v[b->n];
 	memset(v, 0, sizeof(*v));
-	v->id = strndup_(ch->id, ch->id_len);
+	v->id = id_and_stage(ch, &v->stage);
 	/* most IDs are their own tree path: one string for both */
 	v->path = v->id && ((size_t)plen != ch->id_len ||
 			    memcmp(path, ch->id, ch->id_len) != 0)
@@ -281,9 +306,9 @@ static int put_blob(struct hist *h, const struct store_change *r,
 		return rc < 0 ? hist_git_error(rc, "writing the blob", v->id)
 			      : 0;
 	}
-	v->stage = strndup_(r->stage ? r->stage : "", r->stage_len);
 	if (!v->stage)
-		return -ENOMEM;
+		return -EINVAL; /* not reached: batch_add set it (id_and_stage)
+				 */
 	fd = r->stage
 		     ? io_openat(h->o.io, "hist.blob.open", h->blobs_fd,
 				 v->stage, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)
