@@ -72,33 +72,21 @@ static inline uint8_t br_u8(struct breader *r)
 	return p ? p[0] : 0;
 }
 
-static inline uint16_t br_le16(struct breader *r)
-{
-	const uint8_t *p = br_take(r, 2);
+/* The integers: the next sizeof(type) bytes read with `rd` (bytes.h), or 0
+   past the end. */
+#define BR_INT(name, type, rd)                                                 \
+	static inline type name(struct breader *r)                             \
+	{                                                                      \
+		const uint8_t *p = br_take(r, sizeof(type));                   \
+                                                                               \
+		return p ? rd(p) : 0;                                          \
+	}
 
-	return p ? rd_le16(p) : 0;
-}
-
-static inline uint32_t br_le32(struct breader *r)
-{
-	const uint8_t *p = br_take(r, 4);
-
-	return p ? rd_le32(p) : 0;
-}
-
-static inline uint64_t br_le64(struct breader *r)
-{
-	const uint8_t *p = br_take(r, 8);
-
-	return p ? rd_le64(p) : 0;
-}
-
-static inline uint32_t br_be32(struct breader *r)
-{
-	const uint8_t *p = br_take(r, 4);
-
-	return p ? rd_be32(p) : 0;
-}
+BR_INT(br_le16, uint16_t, rd_le16)
+BR_INT(br_le32, uint32_t, rd_le32)
+BR_INT(br_le64, uint64_t, rd_le64)
+BR_INT(br_be32, uint32_t, rd_be32)
+#undef BR_INT
 
 /* A u16 little-endian length, then that many bytes: returns them (not
    NUL-terminated) and their length in *len, or NULL past the end. */

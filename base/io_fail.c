@@ -19,6 +19,7 @@
 #include "io_i.h"
 
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -233,16 +234,10 @@ int io_fp_gate(struct io *io, const char *point)
 /* Initialise io's lock and condvars: all of them or none. */
 static int sync_init(struct io *io)
 {
-	int rc;
+	int rc = util_sync_init(&io->lock, &io->wake);
 
-	rc = -pthread_mutex_init(&io->lock, NULL);
 	if (rc < 0)
 		return rc;
-	rc = -pthread_cond_init(&io->wake, NULL);
-	if (rc < 0) {
-		pthread_mutex_destroy(&io->lock);
-		return rc;
-	}
 	rc = -pthread_cond_init(&io->idle, NULL);
 	if (rc < 0) {
 		pthread_cond_destroy(&io->wake);

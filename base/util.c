@@ -159,3 +159,45 @@ int util_stat_opened(int fd, struct stat *st)
 	close(fd);
 	return rc;
 }
+
+int util_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int util_write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = util_write_all(fd, buf, len);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
+{
+	int rc = -pthread_mutex_init(mu, NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = -pthread_cond_init(cv, NULL);
+	if (rc < 0)
+		pthread_mutex_destroy(mu);
+	return rc;
+}

@@ -1,7 +1,7 @@
 /*
  * util.h - small helpers shared by the store's modules: messages into
  * caller buffers, printable copies of untrusted text (lock, format),
- * timestamps, directory listings on descriptors.
+ * timestamps, directory listings on descriptors, writing a whole buffer.
  */
 #ifndef RECFS_UTIL_H
 #define RECFS_UTIL_H
@@ -66,6 +66,20 @@ int util_xattr_each(int fd, int (*fn)(void *arg, const char *name), void *arg);
  * way, -ELOOP if it opened a symlink itself. Returns 0 or -errno.
  */
 int util_stat_opened(int fd, struct stat *st);
+
+/* Write all of buf[len] to `fd` at its file offset (a pipe, a socket, a
+   file), again after a short write or EINTR. Returns 0 or -errno (errno
+   is left set). */
+int util_write_all(int fd, const void *buf, size_t len);
+
+/* Make `path` (mode 0644 if new) hold buf[len], truncating it, and close
+   it: 0 only if close(2) returned 0 too (on a recfs mount, the commit),
+   else -errno. */
+int util_write_file(const char *path, const void *buf, size_t len);
+
+/* Initialise `mu` and `cv` (default attributes): both or neither.
+   Returns 0 or -errno. */
+int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv);
 
 /* `*v` read under `mu`: a getter for one field a mutex guards. */
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);

@@ -25,6 +25,9 @@ struct fs_dir {
 	char **names;
 	size_t n, cap;
 	int err;
+	bool hist; /* of .recfs/history: listed without attributes (a
+		      lookup there walks the history: one per version of
+		      a record with 100,000 would be quadratic) */
 	struct fs_dir *next, *prev; /* ctx->dirs once open, ctx->mu */
 };
 
@@ -84,6 +87,7 @@ static int dir_fill(struct fs_ctx *c, struct fs_inode *i, struct fs_dir *d)
 		dir_add(d, "status", false);
 		return dir_add(d, "history", true);
 	case FS_HIST_DIR:
+		d->hist = true;
 		return fs_hist_list(c, i->id, dir_add, d);
 	default:
 		return -ENOTDIR;
@@ -148,7 +152,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		memset(&e, 0, sizeof(e));
 		e.attr.st_ino = 0xffffffffu; /* unknown, never 0 */
-		if (plus && i >= 2 && fs_lookup(c, ino, name, &e) != 0)
+		/* an entry of ino 0 tells the kernel its name only */
+		if (plus && i >= 2 && !d->hist &&
+		    fs_lookup(c, ino, name, &e) != 0)
 			continue; /* gone meanwhile */
 		if (plus)
 			n = fuse_add_direntry_plus(req, p, rem, name, &e,

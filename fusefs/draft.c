@@ -47,21 +47,38 @@
 
 /* ---- the draft's states ----------------------------------------------- */
 
+static const struct fs_draft clean_draft = {.state = D_CLEAN, .mode = -1};
+
+const struct fs_draft *fs_draft_peek(const struct fs_inode *ino)
+{
+	return ino->d ? ino->d : &clean_draft;
+}
+
+/* ino's draft to change, made clean if it has none; NULL: no memory.
+   mu held. */
+static struct fs_draft *draft_get(struct fs_inode *ino)
+{
+	if (!ino->d && (ino->d = malloc(sizeof(*ino->d))) != NULL)
+		*ino->d = clean_draft;
+	return ino->d;
+}
+
 void fs_draft_drop(struct fs_inode *ino)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = ino->d;
 
+	ino->draft_gen++;
+	if (!d)
+		return;
 	store_stage_free(d->st);
 	fs_xattr_free(d->xattrs);
-	memset(d, 0, sizeof(*d));
-	ino->draft_gen++;
-	d->state = D_CLEAN;
-	d->mode = -1;
+	free(d);
+	ino->d = NULL;
 }
 
 static bool dirty(const struct fs_draft *d)
 {
-	return d->state != D_CLEAN;
+	return d && d->state != D_CLEAN;
 }
 
 /*
@@ -136,7 +153,7 @@ static int copy_on_top(struct store_stage *from, struct store_stage *to)
 /* A copy of the committed content to change (PATCH). mu held. */
 static int begin_patch(struct fs_ctx *c, struct fs_inode *ino)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = ino->d;
 	struct store_stage *st = NULL;
 	uint64_t base = 0;
 	int rc = store_stage_copy(c->store, ino->id, &base, &st);
@@ -164,7 +181,7 @@ static int begin_patch(struct fs_ctx *c, struct fs_inode *ino)
 
 static int begin_replace(struct fs_ctx *c, struct fs_inode *ino)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = ino->d;
 
 	if (d->st && d->state != D_APPEND) {
 		int rc = store_stage_truncate(d->st, 0);
@@ -186,7 +203,7 @@ static int begin_replace(struct fs_ctx *c, struct fs_inode *ino)
 
 static int begin_append(struct fs_ctx *c, struct fs_inode *ino)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = ino->d;
 	int rc = committed_size(c, ino, &d->base_size);
 
 	if (rc == 0)
@@ -213,10 +230,12 @@ enum draft_event {
 static int draft_step(struct fs_ctx *c, struct fs_inode *ino,
 		      enum draft_event ev, bool append, uint64_t off)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = draft_get(ino);
 	uint64_t end = 0;
 	int rc = 0;
 
+	if (!d)
+		return -ENOMEM;
 	if (d->state == D_FAILED)
 		return d->err;
 	if (ev == EV_TRUNC_OPEN) {
@@ -272,11 +291,12 @@ static int draft_size(const struct fs_draft *d, uint64_t *size)
 ssize_t fs_record_read(struct fs_ctx *c, struct fs_inode *ino, char *buf,
 		       size_t size, off_t off)
 {
-	struct fs_draft *d = &ino->d;
+	const struct fs_draft *d;
 	ssize_t n = 0;
 	int rc;
 
 	pthread_mutex_lock(&ino->mu);
+	d = fs_draft_peek(ino);
 	if (d->st && (d->state == D_REPLACE || d->state == D_PATCH ||
 		      d->state == D_FAILED)) {
 		n = store_stage_pread(d->st, buf, size, (uint64_t)off);
@@ -327,8 +347,8 @@ static void kill_privs(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino)
 	if (!kill)
 		return;
 	pthread_mutex_lock(&ino->mu);
-	if (dirty(&ino->d))
-		ino->d.mode = (int)(st.st_mode & 07777 & ~kill);
+	if (dirty(ino->d))
+		ino->d->mode = (int)(st.st_mode & 07777 & ~kill);
 	pthread_mutex_unlock(&ino->mu);
 	fs_inval_attr(c, ino);
 }
@@ -346,7 +366,7 @@ static void kill_privs(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino)
 static int append_at(struct fs_ctx *c, struct fs_inode *ino, off_t *off,
 		     bool *moved)
 {
-	struct fs_draft *d = &ino->d;
+	const struct fs_draft *d = fs_draft_peek(ino);
 	uint64_t end = 0;
 	int rc = 0;
 
@@ -365,7 +385,7 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 			bool writepage, const char *buf, size_t size, off_t off)
 {
 	struct fs_inode *ino = h->dino;
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d;
 	/* pages written back (mmap) through an O_APPEND handle are not
 	   appends: they go where the mapping put them */
 	bool append = (h->flags & O_APPEND) && !writepage, moved = false;
@@ -375,6 +395,7 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 	if (h->direct)
 		kill_privs(c, req, ino);
 	pthread_mutex_lock(&ino->mu);
+	d = ino->d;
 	if ((uint64_t)off + size > c->cfg.max_record_size) {
 		/* the draft misses these bytes: its commit must fail */
 		if (dirty(d)) {
@@ -397,6 +418,7 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 		pthread_mutex_unlock(&ino->mu);
 		return rc;
 	}
+	d = ino->d; /* draft_step made it */
 	n = store_stage_write(
 		d->st, buf, size,
 		(uint64_t)off - (d->state == D_APPEND ? d->base_size : 0));
@@ -420,7 +442,7 @@ ssize_t fs_record_write(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
 		       const struct store_who *who)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d;
 	int rc;
 
 	if ((uint64_t)size > c->cfg.max_record_size)
@@ -428,6 +450,7 @@ int fs_record_truncate(struct fs_ctx *c, struct fs_inode *ino, off_t size,
 	pthread_mutex_lock(&ino->mu);
 	rc = draft_step(c, ino, EV_TRUNCATE, false, (uint64_t)size);
 	if (rc == 0) {
+		d = ino->d;
 		rc = store_stage_truncate(d->st, (uint64_t)size);
 		if (rc) {
 			d->state = D_FAILED;
@@ -462,15 +485,23 @@ static void fill(const struct fs_inode *ino, const struct store_meta *m,
 
 int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 {
-	struct fs_draft *d = &ino->d;
+	const struct fs_draft *d;
 	struct store_meta m;
 	bool changed = false;
 	uint64_t size = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&ino->mu);
+	d = fs_draft_peek(ino);
 	if (ino->deleted && !dirty(d)) {
-		*st = ino->last;
+		memset(&m, 0, sizeof(m));
+		m.size = ino->last.size;
+		m.mtime = ino->last.mtime;
+		m.mode = ino->last.mode;
+		m.uid = ino->last.uid;
+		m.gid = ino->last.gid;
+		m.symlink = ino->last.symlink;
+		fill(ino, &m, st);
 		st->st_nlink = 0;
 		rc = -ESTALE; /* the caller decides: fstat must work */
 		goto out;
@@ -501,7 +532,8 @@ int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st)
 	if (d->has_mtime)
 		m.mtime = d->mtime;
 	fill(ino, &m, st);
-	ino->last = *st;
+	ino->last = (struct fs_last){m.size, m.mtime, m.mode,
+				     m.uid,  m.gid,   m.symlink};
 out:
 	pthread_mutex_unlock(&ino->mu);
 	if (changed)
@@ -592,7 +624,7 @@ static void cond_committed(struct fs_ctx *c, const char *id, uint64_t version)
 static uint64_t commit_upto(const struct fs_inode *ino,
 			    const struct fs_handle *h)
 {
-	const struct fs_draft *d = &ino->d;
+	const struct fs_draft *d = fs_draft_peek(ino);
 
 	if (!h || d->state != D_APPEND)
 		return UINT64_MAX;
@@ -638,7 +670,7 @@ static int split_tail(struct fs_ctx *c, struct fs_draft *d, uint64_t at,
 static void keep_tail(struct fs_ctx *c, struct fs_inode *ino,
 		      struct store_stage *tail, uint64_t upto)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = ino->d;
 
 	store_stage_free(d->st);
 	d->st = tail;
@@ -657,9 +689,9 @@ static void keep_tail(struct fs_ctx *c, struct fs_inode *ino,
 static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
 			 uint64_t *gen)
 {
-	struct fs_draft *d = &ino->d;
-	struct store_owner owner = {d->uid, d->gid};
-	struct store_commit_args args = {.mode = d->mode, .who = &d->who};
+	struct fs_draft *d = ino->d;
+	struct store_owner owner;
+	struct store_commit_args args = {0};
 	struct store_stage *tail = NULL;
 	struct store_result res;
 	bool pages = false;
@@ -667,6 +699,9 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
 
 	if (!dirty(d) || upto == 0)
 		return 0;
+	owner = (struct store_owner){d->uid, d->gid};
+	args.mode = d->mode;
+	args.who = &d->who;
 	if (d->state == D_APPEND && upto != UINT64_MAX)
 		rc = split_tail(c, d, upto, &tail);
 	if (rc) {
@@ -740,7 +775,7 @@ int fs_commit_by(struct fs_ctx *c, struct fs_inode *ino,
 	int rc;
 
 	pthread_mutex_lock(&ino->mu);
-	was_dirty = dirty(&ino->d);
+	was_dirty = dirty(ino->d);
 	rc = commit_locked(c, ino, commit_upto(ino, h), &gen);
 	made = ino->cas_next;
 	pthread_mutex_unlock(&ino->mu);
@@ -758,11 +793,11 @@ int fs_commit_by(struct fs_ctx *c, struct fs_inode *ino,
 int fs_draft_open(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 		  int flags, bool created, mode_t mode, uint64_t *gen)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d = ino->d;
 	struct store_meta m;
 	int rc;
 
-	if (created && d->created) {
+	if (created && fs_draft_peek(ino)->created) {
 		/* another create of the same new name won the race: the
 		   file exists now, as on a disk */
 		if (flags & O_EXCL)
@@ -775,6 +810,7 @@ int fs_draft_open(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 		rc = draft_step(c, ino, EV_TRUNC_OPEN, false, 0);
 		if (rc)
 			return rc;
+		d = ino->d;
 		d->created = true;
 		d->excl = (flags & O_EXCL) != 0;
 		d->mode = (int)(mode & 07777);

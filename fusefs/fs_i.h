@@ -99,6 +99,16 @@ struct fs_draft {
 	struct fs_xattr *xattrs; /* set while `created` */
 };
 
+/* The attributes of a record last replied (what fstat shows once it is
+   deleted): the fields fill() needs, not a whole struct stat. */
+struct fs_last {
+	uint64_t size;
+	struct timespec mtime;
+	uint32_t mode; /* permission bits */
+	uint32_t uid, gid;
+	bool symlink;
+};
+
 struct fs_inode {
 	uint64_t ino;
 	enum fs_kind kind;
@@ -127,11 +137,13 @@ struct fs_inode {
 	unsigned drops_queued;	 /* page drops queued for the thread and
 				    not yet told (ctx->qmu) */
 	uint64_t stale_gen;	 /* counts the times pages went stale */
-	struct fs_draft d;	 /* d.state == D_CLEAN: no draft */
+	struct fs_draft *d;	 /* NULL: no draft (allocated by the first
+				    change, freed by fs_draft_drop: most
+				    inodes never have one) */
 	uint64_t draft_gen;	 /* counts the drafts it had */
 	struct fs_inode *shadow; /* FS_COND in the table: the private draft
 				    of its latest writer, for stat (ctx->mu) */
-	struct stat last;	 /* the attributes last replied */
+	struct fs_last last;	 /* the attributes last replied */
 };
 
 /* What an open handle reads and writes. */
@@ -289,6 +301,8 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h);
 void fs_handles_free(struct fs_ctx *c);
 /* Drop the draft (unlinked, replaced). */
 void fs_draft_drop(struct fs_inode *ino);
+/* ino's draft to read: a clean one if it has none. mu held. */
+const struct fs_draft *fs_draft_peek(const struct fs_inode *ino);
 /* Prepare ino's draft for an open with `flags` (create: `created`,
    `mode`); *gen: pages marked stale (fs_inval_queue them). mu held. */
 int fs_draft_open(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,

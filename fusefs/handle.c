@@ -120,7 +120,8 @@ int fs_flush(struct fs_ctx *c, fuse_req_t req, struct fs_handle *h,
 	if (!h->writable || (h->kind != H_RECORD && h->kind != H_COND))
 		return 0;
 	pthread_mutex_lock(&ino->mu);
-	only_created = ino->d.state != D_CLEAN && !ino->d.written;
+	only_created = fs_draft_peek(ino)->state != D_CLEAN &&
+		       !fs_draft_peek(ino)->written;
 	pthread_mutex_unlock(&ino->mu);
 	if (only_created && pid_holds(c, fuse_req_ctx(req)->pid, h->ino->ino))
 		return 0; /* `cmd > f`: committed at the close after writing */

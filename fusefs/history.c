@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /*
  * Read bits of version v as the current owner `uid`:`gid` sees them: a
@@ -114,23 +115,69 @@ int fs_hist_read(struct fs_ctx *c, const char *id, uint64_t n, char **buf,
 struct walk {
 	const char *prefix; /* "" or "a/b" */
 	size_t plen;
+	bool list;	/* names wanted (readdir); else what prefix is */
 	bool is_record; /* some version of exactly `prefix` exists */
 	bool is_dir;	/* some ID lies below `prefix` */
 	uint64_t want;	/* a version of `prefix` asked for, or 0 */
 	bool found;	/* `want` exists (and is not a delete) */
 	char **names;	/* readdir: next components, or versions */
 	size_t n, cap;
+	size_t *set; /* names by hash: index + 1, 0 free (2^k slots) */
+	size_t nset;
 	int err;
 };
 
+/* The slot of `name` in w->set: its own, or the free one it would take. */
+static size_t *name_slot(const struct walk *w, const char *name, size_t len)
+{
+	size_t i = (size_t)XXH3_64bits(name, len) & (w->nset - 1);
+
+	for (; w->set[i]; i = (i + 1) & (w->nset - 1)) {
+		const char *o = w->names[w->set[i] - 1];
+
+		if (strlen(o) == len && memcmp(o, name, len) == 0)
+			break;
+	}
+	return &w->set[i];
+}
+
+/* Keep w->set at most half full. 0 or -ENOMEM. */
+static int set_grow(struct walk *w)
+{
+	size_t n = w->nset ? w->nset * 2 : 64;
+	size_t *old = w->set, nold = w->nset;
+
+	if (2 * (w->n + 1) <= w->nset)
+		return 0;
+	w->set = calloc(n, sizeof(*w->set));
+	if (!w->set) {
+		w->set = old;
+		return -ENOMEM;
+	}
+	w->nset = n;
+	for (size_t i = 0; i < nold; i++) {
+		if (old[i]) {
+			const char *o = w->names[old[i] - 1];
+
+			*name_slot(w, o, strlen(o)) = old[i];
+		}
+	}
+	free(old);
+	return 0;
+}
+
+/* Add a name once (a record with 100,000 versions lists as many: found
+   in a hash set, not by a scan of those before). */
 static void add_name(struct walk *w, const char *name, size_t len)
 {
+	size_t *slot;
 	char **p;
 
-	for (size_t i = 0; i < w->n; i++)
-		if (strlen(w->names[i]) == len &&
-		    memcmp(w->names[i], name, len) == 0)
-			return;
+	if ((w->err = set_grow(w)) != 0)
+		return;
+	slot = name_slot(w, name, len);
+	if (*slot)
+		return;
 	if (w->n == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 32;
 
@@ -146,41 +193,72 @@ static void add_name(struct walk *w, const char *name, size_t len)
 	if (!w->names[w->n])
 		w->err = -ENOMEM;
 	else
-		w->n++;
+		*slot = ++w->n;
 }
 
+/* store_history_each of w->prefix (listing): its versions' names. */
 static int walk_one(void *arg, const char *id, const struct store_version *v)
 {
 	struct walk *w = arg;
-	const char *rest, *slash;
 	char num[24];
+	int n;
+
+	(void)id;
+	w->is_record = true;
+	if (v->deleted || v->pruned)
+		return 0;
+	n = snprintf(num, sizeof(num), "%" PRIu64, v->version);
+	add_name(w, num, (size_t)n);
+	return w->err;
+}
+
+/* A walk that knows enough (not listing: w->prefix is a record or a
+   directory) stops with this. */
+#define WALK_DONE 1
+
+/* store_history_ids: a record below w->prefix makes it a directory (and
+   w->prefix itself a record, when not listing). */
+static int walk_id(void *arg, const char *id)
+{
+	struct walk *w = arg;
+	const char *rest, *slash;
 
 	if (w->plen == 0) {
 		rest = id;
-	} else if (strncmp(id, w->prefix, w->plen) == 0 &&
-		   (id[w->plen] == '/' || id[w->plen] == '\0')) {
-		rest = id[w->plen] ? id + w->plen + 1 : "";
+	} else if (strncmp(id, w->prefix, w->plen) == 0 && id[w->plen] == '/') {
+		rest = id + w->plen + 1;
 	} else {
+		if (!w->list && strcmp(id, w->prefix) == 0) {
+			w->is_record = true;
+			return WALK_DONE;
+		}
 		return 0;
 	}
-	if (*rest == '\0') {
-		w->is_record = true;
-		if (v->deleted || v->pruned)
-			return 0;
-		if (w->want && v->version == w->want)
-			w->found = true;
-		if (w->names || w->cap == 0) {
-			int n = snprintf(num, sizeof(num), "%" PRIu64,
-					 v->version);
-
-			add_name(w, num, (size_t)n);
-		}
-		return w->err;
-	}
 	w->is_dir = true;
+	if (!w->list)
+		return WALK_DONE;
 	slash = strchr(rest, '/');
 	add_name(w, rest, slash ? (size_t)(slash - rest) : strlen(rest));
 	return w->err;
+}
+
+/*
+ * What the history has at w->prefix, from the IDs of its records alone
+ * (not a walk over every version): whether it is a record or a directory
+ * (stopping at the first that says), or, listing, the versions of that
+ * record and the names below it.
+ */
+static int walk_scan(struct fs_ctx *c, struct walk *w)
+{
+	int rc = 0;
+
+	if (w->list && w->plen)
+		rc = store_history_each(c->store, w->prefix, walk_one, w);
+	if (rc == -EINVAL)
+		rc = 0; /* not an ID: no such record */
+	if (rc == 0)
+		rc = store_history_ids(c->store, walk_id, w);
+	return rc == WALK_DONE ? 0 : rc;
 }
 
 static void walk_free(struct walk *w)
@@ -188,21 +266,24 @@ static void walk_free(struct walk *w)
 	for (size_t i = 0; i < w->n; i++)
 		free(w->names[i]);
 	free(w->names);
+	free(w->set);
 }
 
 /* Split ".recfs/history/REST" into the prefix and a trailing version. */
 static int walk_path(struct fs_ctx *c, const char *rest, struct walk *w,
-		     char *prefix, size_t size)
+		     char *prefix, size_t size, bool list)
 {
 	const char *last = strrchr(rest, '/');
+	char commit[41];
 	char *end;
 	int rc;
 
 	memset(w, 0, sizeof(*w));
+	w->list = list;
 	snprintf(prefix, size, "%s", rest);
 	w->prefix = prefix;
 	w->plen = strlen(prefix);
-	rc = store_history_each(c->store, NULL, walk_one, w);
+	rc = walk_scan(c, w);
 	if (rc || w->is_record || w->is_dir || !last)
 		return rc == -ENOTSUP ? -ENOENT : rc;
 	/* not a prefix: maybe ID/N, a version file */
@@ -214,8 +295,14 @@ static int walk_path(struct fs_ctx *c, const char *rest, struct walk *w,
 	w->want = strtoull(last + 1, &end, 10);
 	if (*end || !w->want)
 		return -ENOENT;
-	rc = store_history_each(c->store, NULL, walk_one, w);
-	return rc ? rc : w->found ? 0 : -ENOENT;
+	/* that version of that record alone (a lookup, not a walk); one
+	   still on its way to git (EAGAIN) is not listed either */
+	rc = store_history_commit(c->store, prefix, w->want, commit);
+	if (rc == -EINVAL || rc == -ENOTSUP || rc == -EAGAIN)
+		return -ENOENT; /* not an ID, or not in git yet */
+	if (rc == 0)
+		w->found = true;
+	return rc;
 }
 
 int fs_hist_resolve(struct fs_ctx *c, const char *rest, char **id,
@@ -229,7 +316,7 @@ int fs_hist_resolve(struct fs_ctx *c, const char *rest, char **id,
 	*version = 0;
 	if (*rest == '\0')
 		return 0;
-	rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
+	rc = walk_path(c, rest, &w, prefix, sizeof(prefix), false);
 	if (rc == 0 && w.want) {
 		*id = strdup(prefix);
 		*version = w.want;
@@ -244,7 +331,7 @@ int fs_hist_list(struct fs_ctx *c, const char *rest,
 {
 	char prefix[ID_MAX_LEN + 1];
 	struct walk w;
-	int rc = walk_path(c, rest, &w, prefix, sizeof(prefix));
+	int rc = walk_path(c, rest, &w, prefix, sizeof(prefix), true);
 
 	if (rc == 0 && w.want)
 		rc = -ENOTDIR;

@@ -40,7 +40,6 @@ static struct fs_inode *new_inode(uint64_t number, enum fs_kind kind)
 		return NULL;
 	ino->ino = number;
 	ino->kind = kind;
-	ino->d.mode = -1;
 	pthread_mutex_init(&ino->mu, NULL);
 	return ino;
 }
@@ -152,7 +151,7 @@ void fs_table_free(struct fs_ctx *c)
 
 		for (; ino; ino = next) {
 			next = ino->hnext_ino;
-			if (ino->d.state != D_CLEAN)
+			if (fs_draft_peek(ino)->state != D_CLEAN)
 				rlog_warn(
 					"record %s: still open for writing at "
 					"shutdown: changes not committed",

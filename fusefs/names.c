@@ -132,7 +132,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == -ENOENT && (ino = fs_inode_find(c, key))) {
 		/* created, never committed: it just goes */
 		pthread_mutex_lock(&ino->mu);
-		if (ino->d.created)
+		if (fs_draft_peek(ino)->created)
 			rc = 0;
 		pthread_mutex_unlock(&ino->mu);
 		fs_inode_put(c, ino);

@@ -241,7 +241,7 @@ static int lookup_record(struct fs_ctx *c, const char *key, const char *name,
 		bool draft;
 
 		pthread_mutex_lock(&ino->mu);
-		draft = ino->kind == FS_RECORD && ino->d.created;
+		draft = ino->kind == FS_RECORD && fs_draft_peek(ino)->created;
 		pthread_mutex_unlock(&ino->mu);
 		fs_inode_put(c, ino);
 		if (draft)
@@ -326,7 +326,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 static int set_record_meta(struct fs_ctx *c, struct fs_inode *ino,
 			   const struct stat *a, int to_set)
 {
-	struct fs_draft *d = &ino->d;
+	struct fs_draft *d;
 	struct timespec now, *mt = NULL;
 	int mode =
 		(to_set & FUSE_SET_ATTR_MODE) ? (int)(a->st_mode & 07777) : -1;
@@ -345,7 +345,8 @@ static int set_record_meta(struct fs_ctx *c, struct fs_inode *ino,
 	if (owner && (rc = fs_record_attr(c, ino, &cur)) != 0)
 		return rc;
 	pthread_mutex_lock(&ino->mu);
-	if (d->state != D_CLEAN) {
+	d = ino->d;
+	if (d && d->state != D_CLEAN) {
 		/* goes with the commit (cp -p sets times before close) */
 		if (mode >= 0)
 			d->mode = mode;

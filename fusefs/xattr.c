@@ -126,7 +126,7 @@ static ssize_t record_getxattr(struct fs_ctx *c, struct fs_inode *i,
 	n = store_xattr_get(c->store, i->id, name, value, size);
 	if (n == -ENOENT) {
 		pthread_mutex_lock(&i->mu);
-		n = fs_xattr_get(i->d.xattrs, name, value, size);
+		n = fs_xattr_get(fs_draft_peek(i)->xattrs, name, value, size);
 		pthread_mutex_unlock(&i->mu);
 	}
 	return n == -EISDIR ? -ENODATA : n;
@@ -233,8 +233,8 @@ static int record_setxattr(struct fs_ctx *c, struct fs_inode *i,
 
 	if (rc == -ENOENT) { /* created, not committed yet (cp -a) */
 		pthread_mutex_lock(&i->mu);
-		if (i->d.created)
-			rc = fs_xattr_set(&i->d.xattrs, name, value, size,
+		if (fs_draft_peek(i)->created) /* so it has one */
+			rc = fs_xattr_set(&i->d->xattrs, name, value, size,
 					  flags);
 		pthread_mutex_unlock(&i->mu);
 	}

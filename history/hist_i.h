@@ -10,11 +10,13 @@
  *   history_msg.c     commit messages: trailer blocks, quoting, times
  *   history_hidx.c    the index in memory (struct hidx)
  *   history_epoch.c   a prune's new epoch put in place (its intent)
+ *   history_vdx.c     history.vdx: a record's versions by jumps (hidx)
  *   history_index.c   history.idx: frames written, entries read back
- *                     (hidx)
- *   history_read.c    lookups, reads, walks, verify (index, hidx, path)
+ *                     (hidx, vdx)
+ *   history_read.c    lookups, reads, walks, verify (index, hidx, vdx,
+ *                     path)
  *   history_idxload.c history.idx opened, caught up from git, rebuilt
- *                     (index, hidx, read, msg)
+ *                     (index, hidx, vdx, read, msg)
  *   history_refs.c    refs/heads/main and the side branch (msg)
  *   history_pack.c    a batch's objects as one pack; merging packs
  *   history_odb.c     the writer's object databases (pack)
@@ -89,6 +91,8 @@ struct hrec {
 	uint64_t last;	       /* offset in history.idx of its last entry, 0 */
 	uint64_t stage_last;   /* the writer only: `last` in the frame */
 	uint64_t stage_serial; /* ... being built (frame number) */
+	uint64_t vlast;	       /* ordinal + 1 of its last entry in
+				  history.vdx (history_vdx.c), 0: none */
 	uint32_t *pos;	       /* its versions held in memory */
 	uint32_t n, cap;
 	uint32_t hv;
@@ -188,6 +192,47 @@ struct hchain {
 
 /* Free the slots (history close). */
 void hist_chains_free(struct hist *h);
+
+/* ---- history_vdx.c: history.vdx, the versions of a record by jumps ------ */
+
+/* history.vdx: what the readers use (n, fd), and at open or in the
+   writer only, what is being checked or written. */
+struct hvdx {
+	int fd;		 /* -1: none (lookups walk history.idx) */
+	bool writable;	 /* appended to (not read-only, no write failed) */
+	bool checking;	 /* at open: the file's entries are being checked */
+	uint64_t n;	 /* entries published (under ix_lock) */
+	uint64_t file_n; /* at open: entries in the file */
+	uint8_t *wbuf;	 /* entries wbuf_at.. not written yet (wbuf_n) */
+	uint64_t wbuf_at, wbuf_n;
+	uint8_t *rbuf; /* at open: entries rbuf_at.. as read (rbuf_n) */
+	uint64_t rbuf_at, rbuf_n;
+};
+
+struct hframe;
+/* Open history.vdx at hist_index_load (without it, or on any trouble,
+   lookups walk history.idx); close it at hist_close. */
+void hvdx_open(struct hist *h);
+void hvdx_close(struct hist *h);
+/* history.idx is started afresh: so is history.vdx. */
+void hvdx_reset(struct hist *h);
+/* hidx_file_read's entries, in order (ordinal h->ix.disk_versions):
+   checked against the file, or written to it from the first that does
+   not check; r->vlast is set. hvdx_load_end: after the last one. */
+void hvdx_load_ent(struct hist *h, struct hrec *r, uint64_t off,
+		   uint64_t version, uint8_t flags);
+void hvdx_load_end(struct hist *h);
+/* The writer: the entries of a frame just written to history.idx,
+   written here; returns each version's new vlast (malloc'd), or NULL
+   if they could not be (no more are written: lookups walk). Then, with
+   ix_lock held (write), hvdx_publish makes them the records'. */
+uint64_t *hvdx_frame(struct hist *h, const struct hframe *f);
+void hvdx_publish(struct hist *h, const struct hframe *f, const uint64_t *ords);
+/* Where version `version` of r (with content) is in history.idx, given
+   its last entry there (`last`) and here (`vlast` <= vdx.n, read under
+   ix_lock with it). Returns 0 (*at), -ENOENT, or 1: walk the chain. */
+int hvdx_find(struct hist *h, const struct hrec *r, uint64_t last,
+	      uint64_t vlast, uint64_t version, uint64_t *at);
 
 /* ---- history_msg.c: commit messages ---------------------------------- */
 
@@ -320,8 +365,9 @@ struct hist {
 	bool epoch_pending;
 	pthread_rwlock_t ix_lock; /* protects ix */
 	struct hidx ix;
-	int idx_rfd; /* history.idx for the readers (pread only), or -1;
-			open as long as the history is */
+	int idx_rfd;	 /* history.idx for the readers (pread only), or -1;
+			    open as long as the history is */
+	struct hvdx vdx; /* n: under ix_lock */
 	pthread_mutex_t chain_mu; /* protects chains, chain_next */
 	struct hchain chains[HIST_CHAINS];
 	unsigned chain_next;

@@ -219,6 +219,7 @@ static int hist_alloc(struct hist **out, const struct hist_opts *opts)
 		return -ENOMEM;
 	h->o = *opts;
 	h->repo_fd = h->heads_fd = h->blobs_fd = h->idx_fd = h->idx_rfd = -1;
+	h->vdx.fd = -1;
 	if (!h->o.lag_max)
 		h->o.lag_max = DEFAULT_LAG_MAX;
 	h->path = hist_join(opts->store_path, HIST_DIR);
@@ -346,6 +347,7 @@ void hist_close(struct hist *h)
 	if (h->idx_rfd >= 0)
 		close(h->idx_rfd);
 	hist_chains_free(h);
+	hvdx_close(h);
 	pthread_mutex_destroy(&h->chain_mu);
 	pthread_cond_destroy(&h->wake);
 	pthread_cond_destroy(&h->moved);

@@ -73,6 +73,8 @@ struct hist;
 
 #define HIST_DIR "history.git"
 #define HIST_INDEX_FILE "history.idx"
+/* its versions of a record by jumps (history_vdx.c) */
+#define HIST_VDX_FILE "history.vdx"
 #define HIST_BLOBS_DIR "blobs" /* inside STORE/journal */
 
 /*
@@ -247,6 +249,12 @@ int hist_read(struct hist *h, const hist_version *v, void **buf, size_t *len);
 int hist_each(struct hist *h, const char *id,
 	      int (*fn)(void *arg, const char *id, const hist_version *v),
 	      void *arg);
+
+/* Call fn for the ID of every record with a version (or a delete) in
+   the index, in no order; a non-zero return stops and is returned. IDs
+   are copied out first: fn runs without the index's locks. Returns 0,
+   fn's return or -ENOMEM. */
+int hist_ids(struct hist *h, int (*fn)(void *arg, const char *id), void *arg);
 
 /* How many versions the index holds in memory: 0 unless history.idx
    cannot be written (read-only, a full disk), see history_index.c. */

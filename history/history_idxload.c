@@ -119,6 +119,7 @@ static int idx_reset(struct hist *h)
 	hist_chains_free(h);
 	pthread_mutex_unlock(&h->chain_mu);
 	hidx_destroy(&h->ix);
+	hvdx_reset(h);
 	rc = hidx_init(&h->ix);
 	if (rc || h->idx_fd < 0)
 		return rc;
@@ -187,8 +188,11 @@ int hist_index_load(struct hist *h)
 		if (h->idx_rfd < 0)
 			rc = -errno;
 	}
+	if (rc == 0)
+		hvdx_open(h);
 	if (rc == 0 && !fresh)
 		rc = hidx_file_read(h, &last, &has_last, &damaged);
+	hvdx_load_end(h);
 	if (h->o.read_only && h->idx_fd >= 0) {
 		/* read from, but caught up in memory only */
 		close(h->idx_fd);

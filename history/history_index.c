@@ -23,11 +23,13 @@
  * same ID (0: none), so each record's entries form a chain from its last
  * one back, and `back` is the distance back to the start of its frame
  * (where the commit is). A lookup walks the chain from the newest entry:
- * reads of recent versions (CAS, attributes) take a few small reads; past
- * HIST_CHAIN_WALK entries the walk goes on through a slot in memory that
- * keeps what it read (history_read.c), so the old versions of a record
- * with many versions cost each entry one read, not one read per newer
- * version at every lookup.
+ * reads of recent versions (CAS, attributes) take a few small reads. A
+ * lookup first goes by STORE/history.vdx (history_vdx.c), which finds any
+ * version of a record in O(log n) reads; when that file is behind (its
+ * writes failed) the walk goes on, past HIST_CHAIN_WALK entries through a
+ * slot in memory that keeps what it read (history_read.c), so the old
+ * versions of a record with many versions cost each entry one read, not
+ * one read per newer version at every lookup.
  * The file is appended after each commit is durable and never fsynced: at
  * open it is read up to its last good frame (each entry's prev and back
  * checked against the chain built so far), and the commits after that one
@@ -290,6 +292,7 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
 			return -ENOMEM;
 		if (en.prev != rec->last || en.back != off - at)
 			return -EBADMSG;
+		hvdx_load_ent(h, rec, off, en.e.version, en.e.flags);
 		rec->last = off;
 		h->ix.disk_versions++;
 	}
@@ -307,6 +310,7 @@ static int frame_load(struct hist *h, const uint8_t *payload, size_t len,
  */
 static int frame_commit(struct hist *h, struct hframe *f, bool part)
 {
+	uint64_t *vlast; /* of history.vdx (history_vdx.c) */
 	git_oid commit;
 	int rc;
 
@@ -316,11 +320,13 @@ static int frame_commit(struct hist *h, struct hframe *f, bool part)
 			(char)(part ? IDX_KIND_PART : IDX_KIND_COMMIT);
 	}
 	rc = frame_write(h, f, f->upto);
+	vlast = rc == 0 ? hvdx_frame(h, f) : NULL;
 
 	pthread_rwlock_wrlock(&h->ix_lock);
 	if (rc == 0) {
 		for (size_t i = 0; i < f->npub; i++)
 			f->pub[i].r->last = f->pub[i].off;
+		hvdx_publish(h, f, vlast);
 		h->ix.disk_versions += f->npub;
 		h->ix.disk_end = h->idx_end;
 		if (!part)
@@ -333,6 +339,7 @@ static int frame_commit(struct hist *h, struct hframe *f, bool part)
 				&commit, NULL);
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
+	free(vlast);
 	return rc;
 }
 

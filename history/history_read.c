@@ -285,7 +285,7 @@ static int lookup(struct hist *h, const char *id, uint64_t version,
 {
 	const struct hrec *r;
 	const struct hent *e;
-	uint64_t last = 0;
+	uint64_t last = 0, vlast = 0, at;
 	int rc = -ENOENT;
 
 	pthread_rwlock_rdlock(&h->ix_lock);
@@ -296,12 +296,19 @@ static int lookup(struct hist *h, const char *id, uint64_t version,
 		rc = 0;
 	} else if (r) {
 		last = r->last;
+		vlast = r->vlast <= h->vdx.n ? r->vlast : 0;
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
 	/* entries in the file never change: read them without the lock
-	   (records are never freed while the history is open) */
-	if (last)
-		rc = file_find(h, r, last, version, out);
+	   (records are never freed while the history is open); by
+	   history.vdx's jumps, or else down history.idx's chain */
+	if (last) {
+		rc = hvdx_find(h, r, last, vlast, version, &at);
+		if (rc == 0)
+			rc = hidx_ent_read(h, r, at, out);
+		else if (rc == 1)
+			rc = file_find(h, r, last, version, out);
+	}
 	/* a pruned version's trailer is kept, its content is gone */
 	if (rc == 0 && out->pruned)
 		rc = -ENOENT;
@@ -475,6 +482,51 @@ int hist_each(struct hist *h, const char *id,
 	pthread_rwlock_rdlock(&h->epoch_lock);
 	rc = each(h, id, fn, arg);
 	pthread_rwlock_unlock(&h->epoch_lock);
+	return rc;
+}
+
+/* The records with a version in the index (published), into *out. */
+static int ids_collect(struct hist *h, const struct hrec ***out, size_t *n)
+{
+	const struct hrec **v = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	*n = 0;
+	pthread_rwlock_rdlock(&h->ix_lock);
+	for (size_t i = 0; rc == 0 && i < h->ix.nslots; i++) {
+		for (const struct hrec *r = h->ix.slots[i]; r; r = r->next) {
+			const struct hrec **p;
+
+			if (!r->last && !r->n)
+				continue; /* in a frame not written yet */
+			p = util_grow(v, &cap, *n, sizeof(*p), 256);
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = p;
+			v[(*n)++] = r;
+		}
+	}
+	pthread_rwlock_unlock(&h->ix_lock);
+	*out = v;
+	return rc;
+}
+
+int hist_ids(struct hist *h, int (*fn)(void *arg, const char *id), void *arg)
+{
+	const struct hrec **v = NULL;
+	size_t n = 0;
+	int rc;
+
+	/* records live as long as their epoch */
+	pthread_rwlock_rdlock(&h->epoch_lock);
+	rc = ids_collect(h, &v, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = fn(arg, v[i]->id);
+	pthread_rwlock_unlock(&h->epoch_lock);
+	free(v);
 	return rc;
 }
 

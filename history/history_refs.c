@@ -19,11 +19,6 @@
 #define REF_MAIN "refs/heads/main"
 #define SIDE_NAME HIST_SIDE_NAME
 
-static int skip_ver(void *arg, const struct hmsg_ver *v)
-{
-	return 0;
-}
-
 /* Read refs/heads/recfs-versions (see hist_side_prepare), if any. */
 static int read_side(struct hist *h)
 {
@@ -40,9 +35,6 @@ int hist_head_read(struct hist *h)
 {
 	git_commit *c = NULL;
 	char hexid[GIT_OID_HEXSZ + 1];
-	const char *msg;
-	unsigned bad = 0;
-	uint64_t upto = 0;
 	int rc;
 
 	rc = git_reference_name_to_id(&h->head, h->repo, REF_MAIN);
@@ -59,16 +51,14 @@ int hist_head_read(struct hist *h)
 		rc = hist_git_error(rc, "reading the last commit", NULL);
 		goto out;
 	}
-	msg = git_commit_message_raw(c);
-	rc = hmsg_parse(msg, strlen(msg), skip_ver, NULL, &upto, &bad);
-	if (rc == 0 && upto == 0) {
+	/* only its Recfs-Upto: the versions are not needed here */
+	h->done = hist_msg_upto(git_commit_message_raw(c));
+	if (h->done == 0)
 		rc = rerr_set(-EBADMSG,
 			      "%s: %s (commit %s) has no Recfs-Upto line: not "
 			      "a recfs history",
 			      h->path, REF_MAIN, hexid);
-	}
-	h->done = upto;
-	if (rc == 0)
+	else
 		rc = read_side(h);
 out:
 	git_commit_free(c);

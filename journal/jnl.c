@@ -247,20 +247,6 @@ out:
 	return rc;
 }
 
-/* Initialise j's lock and condvar: both or none. */
-static int sync_init(struct jnl *j)
-{
-	int rc;
-
-	rc = -pthread_mutex_init(&j->lock, NULL);
-	if (rc < 0)
-		return rc;
-	rc = -pthread_cond_init(&j->cond, NULL);
-	if (rc < 0)
-		pthread_mutex_destroy(&j->lock);
-	return rc;
-}
-
 int jnl_open(struct jnl **out, const struct jnl_opts *opts)
 {
 	struct jnl *j = NULL;
@@ -272,7 +258,7 @@ int jnl_open(struct jnl **out, const struct jnl_opts *opts)
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	rc = sync_init(j);
+	rc = util_sync_init(&j->lock, &j->cond);
 	if (rc < 0) {
 		free(j);
 		return rc;

@@ -381,15 +381,11 @@ out:
 static int put_inline(struct store *s, const char *id, const struct rec *r)
 {
 	struct store_stage *st = NULL;
-	ssize_t n;
-	int rc;
+	int rc = store_stage_of(s, "recover.write", r->data, r->data_len, &st);
 
-	rc = store_stage_new(s, &st);
 	if (rc)
 		return rc;
-	n = io_pwrite_all(s->io, "recover.write", st->fd, r->data, r->data_len,
-			  0);
-	rc = n < 0 ? (int)n : s->be->ops->publish(s->be, st, id);
+	rc = s->be->ops->publish(s->be, st, id);
 	store_stage_free(st);
 	return rc;
 }

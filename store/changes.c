@@ -640,7 +640,7 @@ int store_changes_open(struct store_changes **out, const char *path,
 		       uint64_t after)
 {
 	struct store_changes *c = calloc(1, sizeof(*c));
-	char why[512] = "", *git = NULL;
+	char *git = NULL;
 	int rc = 0;
 
 	*out = NULL;
@@ -654,21 +654,9 @@ int store_changes_open(struct store_changes **out, const char *path,
 		goto out;
 	}
 	sprintf(git, "%s/%s", path, HIST_DIR);
-	c->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (c->dirfd < 0) {
-		rc = rerr_set(-errno, "%s: cannot open store: %s", path,
-			      strerror(errno));
+	rc = format_open_dir(path, &c->dirfd);
+	if (rc)
 		goto out;
-	}
-	rc = format_check(c->dirfd, path, why, sizeof(why));
-	if (rc) {
-		if (why[0])
-			rerr_set(rc, "%s", why);
-		else
-			rerr_prefix(rc, "%s: cannot read the format file",
-				    path);
-		goto out;
-	}
 	c->jnl_fd = openat(c->dirfd, STORE_JOURNAL_DIR,
 			   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	c->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

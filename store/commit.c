@@ -465,7 +465,6 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
 	      const struct store_commit_args *args, struct store_result *res)
 {
 	struct store_stage *st = NULL;
-	ssize_t n;
 	int rc;
 
 	rc = id_check(id);
@@ -473,12 +472,31 @@ int store_put(struct store *s, const char *id, const void *buf, size_t len,
 		return rc;
 	if (len > s->opts.max_record_size)
 		return -EFBIG;
-	rc = store_stage_new(s, &st);
+	rc = store_stage_of(s, "stage.write", buf, len, &st);
 	if (rc)
 		return rc;
-	n = io_pwrite_all(s->io, "stage.write", st->fd, buf, len, 0);
-	rc = n < 0 ? (int)n : store_commit(s, id, st, args, res);
+	rc = store_commit(s, id, st, args, res);
 	store_stage_free(st);
+	return rc;
+}
+
+/* Journal and apply `r`, a change made now (by `who`, if given) that
+   `a` prepared; its version and revision into *res. */
+static int journal_now(struct store *s, struct rec *r, struct apply *a,
+		       const struct store_who *who, const char *what,
+		       struct store_result *res)
+{
+	uint64_t seq;
+	int rc;
+
+	r->time_ns = commit_now_ns(&(struct timespec){0});
+	if (who)
+		r->who = *who;
+	rc = change_journal_apply(s, r, a, what, &seq);
+	if (rc == 0) {
+		res->version = r->meta.version;
+		res->revision = seq;
+	}
 	return rc;
 }
 
@@ -507,7 +525,6 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	struct rec r = {.type = REC_DEL};
 	struct apply a = {0};
 	struct stat st;
-	uint64_t seq;
 	int rc;
 
 	cond = cond ? cond : &any;
@@ -531,14 +548,7 @@ int store_delete(struct store *s, const char *id, const struct store_cond *cond,
 	r.id = id;
 	r.id_len = strlen(id);
 	r.meta.deleted = true;
-	r.time_ns = commit_now_ns(&(struct timespec){0});
-	if (who)
-		r.who = *who;
-	rc = change_journal_apply(s, &r, &a, "delete", &seq);
-	if (rc == 0) {
-		res->version = r.meta.version;
-		res->revision = seq;
-	}
+	rc = journal_now(s, &r, &a, who, "delete", res);
 out:
 	pthread_rwlock_unlock(&s->gate);
 	if (rc == 0)
@@ -613,7 +623,6 @@ int store_rename(struct store *s, const char *from, const char *to,
 	struct rec r = {.type = REC_RENAME};
 	struct entry *ef = NULL;
 	struct apply a = {0};
-	uint64_t seq;
 	int rc;
 
 	to_cond = to_cond ? to_cond : &any;
@@ -643,14 +652,7 @@ int store_rename(struct store *s, const char *from, const char *to,
 	r.id_len = strlen(to);
 	r.from = from;
 	r.from_len = strlen(from);
-	r.time_ns = commit_now_ns(&(struct timespec){0});
-	if (who)
-		r.who = *who;
-	rc = change_journal_apply(s, &r, &a, "rename", &seq);
-	if (rc == 0) {
-		res->version = r.meta.version;
-		res->revision = seq;
-	}
+	rc = journal_now(s, &r, &a, who, "rename", res);
 out:
 	free(a.xa);
 	pthread_rwlock_unlock(&s->gate);

@@ -278,3 +278,36 @@ out:
 		close(fd);
 	return ret;
 }
+
+/* Report format_check's refusal `rc` of the store at `path`. */
+static int format_refused(int rc, const char *path, const char *why)
+{
+	if (rc == -ENOENT)
+		return rerr_set(rc,
+				"%s: not a recfs store (no %s); create one "
+				"with `recfsctl init %s`, or make the files "
+				"in it records with `recfsctl init --adopt %s`",
+				path, FORMAT_FILE, path, path);
+	if (why[0])
+		return rerr_set(rc, "%s", why);
+	return rerr_set(rc, "%s: cannot read the format file: %s", path,
+			strerror(-rc));
+}
+
+int format_open_dir(const char *path, int *dirfd)
+{
+	char why[512] = "";
+	int rc;
+
+	*dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*dirfd < 0)
+		return rerr_set(-errno, "%s: cannot open store: %s", path,
+				strerror(errno));
+	rc = format_check(*dirfd, path, why, sizeof(why));
+	if (rc) {
+		close(*dirfd);
+		*dirfd = -1;
+		return format_refused(rc, path, why);
+	}
+	return 0;
+}

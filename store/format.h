@@ -30,4 +30,12 @@ int format_write(struct io *io, int dirfd);
  */
 int format_check(int dirfd, const char *path, char *why, size_t whylen);
 
+/*
+ * Open the store directory `path` into *dirfd (read-only) and check its
+ * format file. If it cannot, *dirfd is -1 and why is reported (err.h),
+ * for a missing format file with how to make one. Returns 0 or -errno
+ * (-ENOENT: no such directory, or no format file).
+ */
+int format_open_dir(const char *path, int *dirfd);
+
 #endif

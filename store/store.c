@@ -59,50 +59,21 @@ static int open_scratch_dir(struct store *s)
 			strerror(errno));
 }
 
-/* Report format_check's refusal `rc` of the store at `path`. */
-static int format_refused(int rc, const char *path, const char *why)
-{
-	if (rc == -ENOENT)
-		return rerr_set(rc,
-				"%s: not a recfs store (no %s); create one "
-				"with `recfsctl init %s`, or make the files "
-				"in it records with `recfsctl init --adopt %s`",
-				path, FORMAT_FILE, path, path);
-	if (why[0])
-		return rerr_set(rc, "%s", why);
-	return rerr_set(rc, "%s: cannot read the format file: %s", path,
-			strerror(-rc));
-}
-
 static int open_file_store(struct store *s)
 {
-	char why[512] = "";
 	char msg[512] = "";
 	int rc;
 
-	s->dirfd =
-		open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->dirfd < 0 && errno == ENOENT && s->opts.create) {
-		rc = store_init(s->path, false);
-		if (rc)
-			return rc;
-		s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-						 O_CLOEXEC);
-	}
-	if (s->dirfd < 0)
-		return rerr_set(-errno, "%s: cannot open store: %s", s->path,
-				strerror(errno));
-	rc = format_check(s->dirfd, s->path, why, sizeof(why));
+	rc = format_open_dir(s->path, &s->dirfd);
 	if (rc == -ENOENT && s->opts.create) {
-		close(s->dirfd);
-		s->dirfd = -1;
+		/* no directory, or no format file in it: make the store */
+		rerr_clear();
 		rc = store_init(s->path, false);
-		if (rc)
-			return rc;
-		return open_file_store(s);
+		if (rc == 0)
+			rc = format_open_dir(s->path, &s->dirfd);
 	}
 	if (rc)
-		return format_refused(rc, s->path, why);
+		return rc;
 	if (s->opts.no_write)
 		rc = lock_acquire_shared(&s->lock, s->dirfd, msg, sizeof(msg));
 	else
@@ -203,7 +174,6 @@ int store_open_history(struct store **out, const char *path)
 {
 	struct store_opts o = {.path = path, .read_only = true};
 	struct store *s = calloc(1, sizeof(*s));
-	char why[512] = "";
 	int rc;
 
 	*out = NULL;
@@ -220,17 +190,9 @@ int store_open_history(struct store **out, const char *path)
 	rc = s->path ? idx_init(&s->ix) : -ENOMEM;
 	if (rc)
 		goto out;
-	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		rc = rerr_set(-errno, "%s: cannot open store: %s", path,
-			      strerror(errno));
+	rc = format_open_dir(path, &s->dirfd);
+	if (rc)
 		goto out;
-	}
-	rc = format_check(s->dirfd, path, why, sizeof(why));
-	if (rc) {
-		format_refused(rc, path, why);
-		goto out;
-	}
 	/* read-only: no lock, no journal, no writer; nothing is written */
 	rc = store_hist_open(s);
 	if (rc)

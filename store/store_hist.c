@@ -367,6 +367,14 @@ int store_history_each(struct store *s, const char *id, store_version_cb fn,
 	return hist_each(s->hist, id, fn, arg);
 }
 
+int store_history_ids(struct store *s, store_id_cb fn, void *arg)
+{
+	if (!s->hist)
+		return -ENOTSUP;
+	(void)store_hist_start(s);
+	return hist_ids(s->hist, fn, arg);
+}
+
 int store_history_commit(struct store *s, const char *id, uint64_t version,
 			 char out[41])
 {

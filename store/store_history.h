@@ -84,6 +84,16 @@ typedef int (*store_version_cb)(void *arg, const char *id,
 int store_history_each(struct store *s, const char *id, store_version_cb fn,
 		       void *arg);
 
+/* Called by store_history_ids; a non-zero return stops the walk. */
+typedef int (*store_id_cb)(void *arg, const char *id);
+
+/*
+ * Call fn for the ID of every record that has a version (or a delete) in
+ * the history, in no order, without the history's locks held. Returns 0,
+ * fn's non-zero return, -ENOTSUP or -ENOMEM.
+ */
+int store_history_ids(struct store *s, store_id_cb fn, void *arg);
+
 /*
  * The git commit that records version `version` of `id` (hex, into
  * out[41]). Returns 0, -EAGAIN while the version is committed but not yet

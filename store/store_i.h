@@ -296,6 +296,11 @@ void store_retain_timer_stop(struct store *s);
 /* Hash of a whole fd's content. Returns 0 or -errno. */
 int store_hash_fd(struct store *s, int fd, uint8_t hash[16], uint64_t *size);
 
+/* A new stage holding buf[len], written through failpoint `point` (not
+   hashed as it goes). Returns 0 (*out the caller's) or -errno. */
+int store_stage_of(struct store *s, const char *point, const void *buf,
+		   size_t len, struct store_stage **out);
+
 /* Hash and size of a stage's content: the running hash when it covers
    the stage, else a pass over it (store_hash_fd). */
 int store_stage_hash(struct store *s, struct store_stage *st, uint8_t hash[16],

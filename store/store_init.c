@@ -84,7 +84,7 @@ static int adopt_files(int dirfd, const char *path)
 		    !strcmp(n, ".recfs") || !strcmp(n, FORMAT_FILE) ||
 		    !strcmp(n, LOCK_FILE) || !strcmp(n, STORE_INDEX_FILE) ||
 		    !strcmp(n, HIST_DIR) || !strcmp(n, HIST_DIR ".new") ||
-		    !strcmp(n, HIST_INDEX_FILE)) {
+		    !strcmp(n, HIST_INDEX_FILE) || !strcmp(n, HIST_VDX_FILE)) {
 			/* a note, not an error: the adoption goes on */
 			rlog_warn("%s/%s: not a valid record name; left "
 				  "outside the store",

@@ -128,26 +128,26 @@ int store_rename_ns(struct store *s, const char *from, const char *to)
 	return ns_change_end(s, rc);
 }
 
-int store_ns_set_meta(struct store *s, const char *ns,
-		      const struct timespec *mtime, int mode)
+/* May the metadata of namespace `ns` change? 0, or why not. */
+static int ns_settable(struct store *s, const char *ns)
 {
 	int rc = check_ns(ns);
 
-	if (rc)
-		return rc;
-	if (s->opts.read_only)
-		return -EROFS;
-	return s->be->ops->ns_set_meta(s->be, ns, mtime, mode);
+	return rc ? rc : s->opts.read_only ? -EROFS : 0;
+}
+
+int store_ns_set_meta(struct store *s, const char *ns,
+		      const struct timespec *mtime, int mode)
+{
+	int rc = ns_settable(s, ns);
+
+	return rc ? rc : s->be->ops->ns_set_meta(s->be, ns, mtime, mode);
 }
 
 int store_ns_set_owner(struct store *s, const char *ns, uint32_t uid,
 		       uint32_t gid)
 {
-	int rc = check_ns(ns);
+	int rc = ns_settable(s, ns);
 
-	if (rc)
-		return rc;
-	if (s->opts.read_only)
-		return -EROFS;
-	return s->be->ops->ns_set_owner(s->be, ns, uid, gid);
+	return rc ? rc : s->be->ops->ns_set_owner(s->be, ns, uid, gid);
 }

@@ -128,6 +128,23 @@ int store_stage_new(struct store *s, struct store_stage **out)
 	return 0;
 }
 
+int store_stage_of(struct store *s, const char *point, const void *buf,
+		   size_t len, struct store_stage **out)
+{
+	ssize_t n;
+	int rc = store_stage_new(s, out);
+
+	if (rc)
+		return rc;
+	n = io_pwrite_all(s->io, point, (*out)->fd, buf, len, 0);
+	if (n < 0) {
+		store_stage_free(*out);
+		*out = NULL;
+		return (int)n;
+	}
+	return 0;
+}
+
 int store_stage_copy(struct store *s, const char *id, uint64_t *base,
 		     struct store_stage **out)
 {

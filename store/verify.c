@@ -72,7 +72,6 @@ static int restore_record(struct store *s, const char *id,
 	struct stat sb;
 	void *buf = NULL;
 	size_t len = 0;
-	ssize_t n;
 	int rc;
 
 	if (!s->hist) {
@@ -101,11 +100,9 @@ static int restore_record(struct store *s, const char *id,
 		rc = -EBADMSG;
 		goto out;
 	}
-	rc = store_stage_new(s, &st);
-	if (rc)
-		goto out;
-	n = io_pwrite_all(s->io, "repair.write", st->fd, buf, len, 0);
-	rc = n < 0 ? (int)n : s->be->ops->stage_sync(s->be, st);
+	rc = store_stage_of(s, "repair.write", buf, len, &st);
+	if (rc == 0)
+		rc = s->be->ops->stage_sync(s->be, st);
 	if (rc == 0 && fstat(st->fd, &sb) < 0)
 		rc = -errno;
 	if (rc)

@@ -263,9 +263,9 @@ void check_others(struct store *s, enum op op, const char *what)
 void check_no_strays(const char *what, bool tmp_may_hold)
 {
 	static const char *const known[] = {
-		"format.json", "lock",	 "index",	"records",
-		"journal",     "tmp",	 "history.git", "history.idx",
-		"scratch",     "reserve"};
+		"format.json", "lock",	  "index",	 "records",
+		"journal",     "tmp",	  "history.git", "history.idx",
+		"history.vdx", "scratch", "reserve"};
 	char p[PATH_MAX + 64];
 	struct dirent *de;
 	DIR *d;

@@ -41,6 +41,10 @@ const char *ctl_why(int rc);
 /* Open the store at `path`, saying why on stderr if it cannot. */
 int ctl_open_store(const char *path, bool ro, struct store **s);
 
+/* ctl_open_store for writing, of a TARGET that is a store directory: if
+   it cannot, also say to give the mount point if it is mounted. */
+int ctl_open_target(const char *path, struct store **s);
+
 /* Print `s` as a JSON string (quoted, escaped). */
 void ctl_json_str(FILE *f, const char *s);
 
@@ -51,6 +55,14 @@ const char *ctl_name(void);
 bool ctl_is_store_dir(const char *dir);
 bool ctl_is_mount(const char *dir);
 
+/* What a TARGET argument names. */
+enum ctl_target { CTL_NEITHER, CTL_STORE, CTL_MOUNT };
+
+/* A store directory, else a recfs mount point, else neither: that is said
+   on stderr ("recfsctl CMD: TARGET: neither a recfs mount point nor a
+   store directory"). */
+enum ctl_target ctl_target(const char *target);
+
 /* Print version n of id (0: current) from a store or a mount. */
 int ctl_show_version(const char *target, const char *id, uint64_t n);
 
@@ -60,6 +72,11 @@ int ctl_show_version(const char *target, const char *id, uint64_t n);
  * -errno (-EPERM: not the daemon's user nor root).
  */
 int ctl_send(const char *mnt, const char *verb, const char *arg);
+
+/* Why ctl_send failed, for a message: `eperm` for -EPERM, that the daemon
+   does not know the request (an older recfs) for -EOPNOTSUPP, else
+   ctl_why(rc). */
+const char *ctl_send_why(int rc, const char *eperm);
 
 /* The store directory of mount point `mnt` (from .recfs/status) into
    out[len]. Returns 0, -ENOENT if the daemon does not say, -EIO. */

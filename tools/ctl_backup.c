@@ -36,6 +36,16 @@ int ctl_send(const char *mnt, const char *verb, const char *arg)
 	return 0;
 }
 
+const char *ctl_send_why(int rc, const char *eperm)
+{
+	if (rc == -EPERM)
+		return eperm;
+	if (rc == -EOPNOTSUPP)
+		return "the daemon does not know this request (an older "
+		       "recfs?)";
+	return ctl_why(rc);
+}
+
 int ctl_mount_store(const char *mnt, char *out, size_t len)
 {
 	char path[PATH_MAX];
@@ -129,20 +139,43 @@ static bool on_mount(const char *mnt, const char *dest)
 
 static const char *mount_error(int rc)
 {
-	switch (rc) {
-	case -EPERM:
-		return "only the user running the daemon, or root, may ask it "
-		       "for a backup";
-	case -EROFS:
+	if (rc == -EROFS)
 		return "the mount is read-only, so the kernel refuses the "
 		       "request; nothing changes in a read-only mounted store: "
 		       "copy it with `rsync -a STORE/ DEST/`";
-	case -EOPNOTSUPP:
-		return "the daemon does not know this request (an older "
-		       "recfs?)";
-	default:
-		return ctl_why(rc);
+	return ctl_send_why(rc, "only the user running the daemon, or root, "
+				"may ask it for a backup");
+}
+
+/* The backup of mount point `mnt` into `dest`, made by its daemon. */
+static int backup_by_mount(const char *mnt, const char *dest)
+{
+	int rc;
+
+	if (on_mount(mnt, dest)) {
+		fprintf(stderr,
+			"recfsctl backup: %s: inside the mount %s; give a "
+			"directory outside it\n",
+			dest, mnt);
+		return EXIT_FAIL;
 	}
+	rc = ctl_send(mnt, "backup", dest);
+	if (rc) {
+		fprintf(stderr, "recfsctl backup: %s: %s\n", mnt,
+			mount_error(rc));
+		return EXIT_FAIL;
+	}
+	if (!ctl_is_store_dir(dest)) {
+		/* a daemon without the control channel accepts user.recfs.*
+		   and does nothing */
+		fprintf(stderr,
+			"recfsctl backup: %s: the daemon made no copy (an "
+			"older recfs?)\n",
+			mnt);
+		return EXIT_FAIL;
+	}
+	printf("backup of %s written to %s\n", mnt, dest);
+	return EXIT_OK;
 }
 
 int ctl_backup(int argc, char **argv)
@@ -167,46 +200,16 @@ int ctl_backup(int argc, char **argv)
 				: ctl_why(rc));
 		return EXIT_FAIL;
 	}
-	if (!ctl_is_store_dir(target) && ctl_is_mount(target)) {
-		if (on_mount(target, dest)) {
-			fprintf(stderr,
-				"recfsctl backup: %s: inside the mount "
-				"%s; give a directory outside it\n",
-				dest, target);
-			return EXIT_FAIL;
-		}
-		rc = ctl_send(target, "backup", dest);
-		if (rc) {
-			fprintf(stderr, "recfsctl backup: %s: %s\n", target,
-				mount_error(rc));
-			return EXIT_FAIL;
-		}
-		if (!ctl_is_store_dir(dest)) {
-			/* a daemon without the control channel accepts
-			   user.recfs.* and does nothing */
-			fprintf(stderr,
-				"recfsctl backup: %s: the daemon made "
-				"no copy (an older recfs?)\n",
-				target);
-			return EXIT_FAIL;
-		}
-		printf("backup of %s written to %s\n", target, dest);
-		return EXIT_OK;
-	}
-	if (!ctl_is_store_dir(target)) {
-		fprintf(stderr,
-			"recfsctl backup: %s: neither a recfs mount "
-			"point nor a store directory\n",
-			target);
+	switch (ctl_target(target)) {
+	case CTL_NEITHER:
 		return EXIT_FAIL;
+	case CTL_MOUNT:
+		return backup_by_mount(target, dest);
+	case CTL_STORE:
+		break;
 	}
-	if (ctl_open_store(target, false, &s)) {
-		fprintf(stderr,
-			"recfsctl backup: if %s is mounted, give its "
-			"mount point as TARGET\n",
-			target);
+	if (ctl_open_target(target, &s))
 		return EXIT_FAIL;
-	}
 	rc = store_backup(s, dest, &rep);
 	if (rc)
 		ctl_error(rc, "backup %s", dest);

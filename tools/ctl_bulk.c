@@ -19,14 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void fill_who(struct store_who *who)
-{
-	memset(who, 0, sizeof(*who));
-	who->uid = (uint32_t)getuid();
-	who->pid = (uint32_t)getpid();
-	snprintf(who->comm, sizeof(who->comm), "recfsctl");
-}
-
 /* The store revision a mount point reports (0 if it says nothing). */
 static uint64_t mount_revision(const char *mnt)
 {
@@ -181,6 +173,22 @@ static void progress_end(const struct store_bulk_args *a)
 		fprintf(stderr, "\n");
 }
 
+/* `a` made by recfsctl (`who`: filled here), showing progress as `what`
+   on a terminal. */
+static void bulk_start(struct store_bulk_args *a, struct store_who *who,
+		       const char *what)
+{
+	memset(who, 0, sizeof(*who));
+	who->uid = (uint32_t)getuid();
+	who->pid = (uint32_t)getpid();
+	snprintf(who->comm, sizeof(who->comm), "recfsctl");
+	a->who = who;
+	if (isatty(2)) {
+		a->progress = show_progress;
+		a->progress_arg = (void *)(uintptr_t)what;
+	}
+}
+
 /* What a rollback to `rev` did (or, dry, would do). */
 static void print_rollback(uint64_t rev, const struct store_bulk_result *res,
 			   bool dry)
@@ -210,6 +218,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 	struct timespec when;
 	uint64_t rev = 0;
 	bool by_time = false;
+	enum ctl_target kind;
 	int rc;
 
 	if (argc != 2)
@@ -221,7 +230,8 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 				"YYYY-MM-DD[THH:MM[:SS]][Z]");
 		by_time = true;
 	}
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
+	kind = ctl_target(argv[1]);
+	if (kind == CTL_MOUNT) {
 		char arg[32], what[128];
 
 		if (dry)
@@ -234,14 +244,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 		snprintf(what, sizeof(what), "rollback to %s", to);
 		return through_mount(argv[1], "rollback", arg, what);
 	}
-	if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr,
-			"recfsctl rollback: %s: not a store directory nor a "
-			"recfs mount point\n",
-			argv[1]);
-		return EXIT_FAIL;
-	}
-	if (ctl_open_store(argv[1], false, &s))
+	if (kind == CTL_NEITHER || ctl_open_store(argv[1], false, &s))
 		return EXIT_FAIL;
 	if (by_time) {
 		rc = store_revision_at(s, &when, &rev);
@@ -254,13 +257,7 @@ int ctl_rollback_store(int argc, char **argv, const char *to, bool dry)
 		}
 		printf("%s is revision %" PRIu64 "\n", to, rev);
 	}
-	fill_who(&who);
-	a.who = &who;
-	if (isatty(2)) {
-		a.progress = show_progress;
-		a.progress_arg =
-			(void *)(uintptr_t) "rollback: records planned";
-	}
+	bulk_start(&a, &who, "rollback: records planned");
 	rc = store_rollback_to(s, rev, &a, &res);
 	progress_end(&a);
 	if (rc) {
@@ -284,11 +281,13 @@ int ctl_import(int argc, char **argv)
 	struct store_bulk_result res;
 	struct store_who who;
 	struct store *s = NULL;
+	enum ctl_target kind;
 	int rc;
 
 	if (argc != 3)
 		return ctl_usage_error("expects STORE DIR");
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
+	kind = ctl_target(argv[1]);
+	if (kind == CTL_MOUNT) {
 		char *dir = realpath(argv[2], NULL), what[4200];
 
 		if (dry)
@@ -303,21 +302,9 @@ int ctl_import(int argc, char **argv)
 		free(dir);
 		return rc;
 	}
-	if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr,
-			"recfsctl import: %s: not a store directory nor a "
-			"recfs mount point\n",
-			argv[1]);
+	if (kind == CTL_NEITHER || ctl_open_store(argv[1], false, &s))
 		return EXIT_FAIL;
-	}
-	if (ctl_open_store(argv[1], false, &s))
-		return EXIT_FAIL;
-	fill_who(&who);
-	a.who = &who;
-	if (isatty(2)) {
-		a.progress = show_progress;
-		a.progress_arg = (void *)(uintptr_t) "import: files staged";
-	}
+	bulk_start(&a, &who, "import: files staged");
 	rc = store_import(s, argv[2], &a, &res);
 	progress_end(&a);
 	if (rc)

@@ -11,6 +11,7 @@
 #include "ctl.h"
 #include "store.h"
 #include "store_history.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,19 @@ bool ctl_is_mount(const char *dir)
 	char v[32];
 
 	return getxattr(dir, "user.recfs.revision", v, sizeof(v)) > 0;
+}
+
+enum ctl_target ctl_target(const char *target)
+{
+	if (ctl_is_store_dir(target))
+		return CTL_STORE;
+	if (ctl_is_mount(target))
+		return CTL_MOUNT;
+	fprintf(stderr,
+		"recfsctl %s: %s: neither a recfs mount point nor a store "
+		"directory\n",
+		ctl_name(), target);
+	return CTL_NEITHER;
 }
 
 static int parse_version(const char *s, uint64_t *v)
@@ -159,24 +173,16 @@ int ctl_log(int argc, char **argv)
 	if (argc != 2 && argc != 3)
 		return ctl_usage_error("expects TARGET [ID]");
 	id = argc == 3 ? argv[2] : NULL;
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
-		rc = open_mount_history(argv[1], &s);
-		if (rc)
-			return EXIT_FAIL;
-	} else if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr,
-			"recfsctl log: %s: neither a recfs mount point "
-			"nor a store directory\n",
-			argv[1]);
+	switch (ctl_target(argv[1])) {
+	case CTL_NEITHER:
 		return EXIT_FAIL;
-	} else {
-		if (ctl_open_store(argv[1], false, &s)) {
-			fprintf(stderr,
-				"recfsctl log: if %s is mounted, give "
-				"its mount point\n",
-				argv[1]);
+	case CTL_MOUNT:
+		if (open_mount_history(argv[1], &s))
 			return EXIT_FAIL;
-		}
+		break;
+	case CTL_STORE:
+		if (ctl_open_target(argv[1], &s))
+			return EXIT_FAIL;
 		rc = store_history_drain(s, 10000);
 		if (rc && rc != -ETIMEDOUT)
 			fprintf(stderr, "recfsctl log: history: %s\n",
@@ -230,37 +236,27 @@ static int get_version(const char *target, struct store *s, const char *id,
 static int open_target(const char *target, struct store **s)
 {
 	*s = NULL;
-	if (ctl_is_store_dir(target))
+	switch (ctl_target(target)) {
+	case CTL_STORE:
 		return ctl_open_store(target, false, s) ? -EIO : 0;
-	if (ctl_is_mount(target))
+	case CTL_MOUNT:
 		return 0;
-	fprintf(stderr,
-		"recfsctl %s: %s: neither a recfs mount point nor a "
-		"store directory\n",
-		ctl_name(), target);
-	return -EINVAL;
+	default:
+		return -EINVAL;
+	}
 }
 
 static int write_tmp(const void *buf, size_t len, char path[64])
 {
-	int fd;
-	ssize_t w = 0;
+	int fd, rc;
 
 	snprintf(path, 64, "/tmp/recfsctl.XXXXXX");
 	fd = mkstemp(path);
 	if (fd < 0)
 		return -errno;
-	while (len) {
-		w = write(fd, buf, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			break;
-		buf = (const char *)buf + w;
-		len -= (size_t)w;
-	}
+	rc = util_write_all(fd, buf, len);
 	close(fd);
-	return w < 0 ? -errno : 0;
+	return rc;
 }
 
 /* ---- diff --------------------------------------------------------------- */
@@ -328,7 +324,6 @@ static int rollback_mount(const char *mnt, const char *id, const void *buf,
 	char path[8192], v[32];
 	uint64_t cur;
 	ssize_t n;
-	int fd, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", mnt, id);
 	n = getxattr(path, "user.recfs.version", v, sizeof(v) - 1);
@@ -337,22 +332,7 @@ static int rollback_mount(const char *mnt, const char *id, const void *buf,
 	v[n > 0 ? n : 0] = '\0';
 	cur = n > 0 ? strtoull(v, NULL, 10) : 0;
 	snprintf(path, sizeof(path), "%s/%s@%" PRIu64, mnt, id, cur);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (len && rc == 0) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		if (w > 0) {
-			buf = (const char *)buf + w;
-			len -= (size_t)w;
-		}
-	}
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
+	return util_write_file(path, buf, len);
 }
 
 int ctl_rollback(int argc, char **argv)

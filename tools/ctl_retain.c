@@ -45,20 +45,12 @@ static int parse_count(const char *s, uint64_t *out)
 
 static const char *mount_error(int rc)
 {
-	switch (rc) {
-	case -EPERM:
-		return "only the user running the daemon, or root, may set a "
-		       "retention policy";
-	case -EROFS:
+	if (rc == -EROFS)
 		return "the mount is read-only";
-	case -EOPNOTSUPP:
-		return "the daemon does not know this request (an older "
-		       "recfs?)";
-	case -ENOENT:
+	if (rc == -ENOENT)
 		return "there is no policy for that prefix";
-	default:
-		return ctl_why(rc);
-	}
+	return ctl_send_why(rc, "only the user running the daemon, or root, "
+				"may set a retention policy");
 }
 
 static void print_report(const char *target,
@@ -194,7 +186,10 @@ int ctl_retain(int argc, char **argv)
 				     : "--days D: D must be a whole number "
 				       "of at least 1");
 	}
-	if (!ctl_is_store_dir(argv[1]) && ctl_is_mount(argv[1])) {
+	switch (ctl_target(argv[1])) {
+	case CTL_STORE:
+		return offline(argv[1], prune ? NULL : &p);
+	case CTL_MOUNT:
 		if (prune)
 			snprintf(arg, sizeof(arg), "prune");
 		else if (off)
@@ -203,13 +198,7 @@ int ctl_retain(int argc, char **argv)
 			snprintf(arg, sizeof(arg), "%s %" PRIu64 " %s",
 				 keep ? "keep" : "days", p.n, p.prefix);
 		return by_mount(argv[1], arg);
-	}
-	if (!ctl_is_store_dir(argv[1])) {
-		fprintf(stderr,
-			"recfsctl retain: %s: neither a recfs mount point "
-			"nor a store directory\n",
-			argv[1]);
+	default:
 		return EXIT_FAIL;
 	}
-	return offline(argv[1], prune ? NULL : &p);
 }

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "ctl.h"
 #include "store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,21 +69,6 @@ static int read_all(int fd, struct content *b, size_t max)
 	}
 	b->p = buf_detach(&r, &b->len);
 	return b->p ? 0 : -ENOMEM;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static char *join(const char *mnt, const char *id, uint64_t cond, bool with)
@@ -160,17 +146,12 @@ static int write_mount(const struct update *u, const struct content *out,
 		       uint64_t ver)
 {
 	char *path = join(u->target, u->id, ver, true);
-	int fd, rc;
+	int rc;
 
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	rc = util_write_file(path, out->p, out->len);
 	free(path);
-	if (fd < 0)
-		return -errno;
-	rc = write_all(fd, out->p, out->len);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
 	return rc;
 }
 
@@ -211,7 +192,7 @@ static int run_cmd(const struct update *u, const struct content *in,
 	int status, rc;
 	pid_t pid;
 
-	if (infd < 0 || write_all(infd, in->p, in->len) ||
+	if (infd < 0 || util_write_all(infd, in->p, in->len) ||
 	    lseek(infd, 0, SEEK_SET) < 0 || pipe2(p, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto out;
@@ -354,19 +335,14 @@ int ctl_update(int argc, char **argv)
 	u.cmd = argv + dash + 1;
 	if (getrandom(&u.seed, sizeof(u.seed), 0) != sizeof(u.seed))
 		u.seed = (unsigned)getpid();
-	if (ctl_is_store_dir(u.target)) {
-		if (ctl_open_store(u.target, false, &u.store)) {
-			fprintf(stderr,
-				"recfsctl update: if %s is mounted, "
-				"give its mount point instead\n",
-				u.target);
+	switch (ctl_target(u.target)) {
+	case CTL_STORE:
+		if (ctl_open_target(u.target, &u.store))
 			return EXIT_FAIL;
-		}
-	} else if (!ctl_is_mount(u.target)) {
-		fprintf(stderr,
-			"recfsctl update: %s: neither a recfs mount "
-			"point nor a store directory\n",
-			u.target);
+		break;
+	case CTL_MOUNT:
+		break;
+	case CTL_NEITHER:
 		return EXIT_FAIL;
 	}
 	rc = update_loop(&u);

@@ -122,16 +122,14 @@ static int resolve(struct watch *w, char *store, size_t len)
 {
 	struct stat st;
 
-	if (ctl_is_store_dir(w->target)) {
+	switch (ctl_target(w->target)) {
+	case CTL_STORE:
 		snprintf(store, len, "%s", w->target);
 		return 0;
-	}
-	if (!ctl_is_mount(w->target)) {
-		fprintf(stderr,
-			"recfsctl watch: %s: neither a recfs mount point nor "
-			"a store directory\n",
-			w->target);
+	case CTL_NEITHER:
 		return -ENOENT;
+	case CTL_MOUNT:
+		break;
 	}
 	if (ctl_mount_store(w->target, store, len) != 0 ||
 	    stat(w->target, &st) != 0) {

@@ -11,6 +11,7 @@
 #include "store_history.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <limits.h>
@@ -121,6 +122,18 @@ int ctl_open_store(const char *path, bool ro, struct store **s)
 		rerr_set(rc, "%s: cannot open store: %s", path, strerror(-rc));
 	if (rc)
 		ctl_error(rc, "%s", path);
+	return rc;
+}
+
+int ctl_open_target(const char *path, struct store **s)
+{
+	int rc = ctl_open_store(path, false, s);
+
+	if (rc)
+		fprintf(stderr,
+			"recfsctl %s: if %s is mounted, give its mount point "
+			"instead\n",
+			ctl_name(), path);
 	return rc;
 }
 
@@ -240,6 +253,34 @@ out:
 	return ret;
 }
 
+/* What `stats` says of a store directory or a mount. */
+struct stats {
+	uint64_t rev, live, tomb, hist_bytes, policies, versions, bytes;
+};
+
+/* Print `st` of `where`, a `kind` ("store" or "mount"). */
+static void print_stats(const char *kind, const char *where,
+			const struct stats *st, bool json)
+{
+	if (json) {
+		printf("{\"%s\":", kind);
+		ctl_json_str(stdout, where);
+		printf(",\"revision\":%" PRIu64 ",\"records\":%" PRIu64
+		       ",\"deleted\":%" PRIu64 ",\"history_bytes\":%" PRIu64
+		       ",\"retain_policies\":%" PRIu64
+		       ",\"prunable_versions\":%" PRIu64
+		       ",\"prunable_bytes\":%" PRIu64 "}\n",
+		       st->rev, st->live, st->tomb, st->hist_bytes,
+		       st->policies, st->versions, st->bytes);
+	} else
+		printf("%s:    %s\nrevision: %" PRIu64 "\nrecords:  %" PRIu64
+		       "\ndeleted:  %" PRIu64 "\nhistory:  %" PRIu64
+		       " bytes\nprunable: %" PRIu64 " versions, %" PRIu64
+		       " bytes (%" PRIu64 " retention policies)\n",
+		       kind, where, st->rev, st->live, st->tomb, st->hist_bytes,
+		       st->versions, st->bytes, st->policies);
+}
+
 /* stats of a mounted store: what its daemon says in .recfs/status. */
 static int stats_of_mount(const char *mnt, bool json)
 {
@@ -275,23 +316,11 @@ static int stats_of_mount(const char *mnt, bool json)
 			"is not known\n",
 			mnt);
 	store_close(s);
-	if (json) {
-		printf("{\"mount\":");
-		ctl_json_str(stdout, mnt);
-		printf(",\"revision\":%lld,\"records\":%lld,\"deleted\":%lld,"
-		       "\"history_bytes\":%lld,\"retain_policies\":%lld,"
-		       "\"prunable_versions\":%lld,\"prunable_bytes\":%lld}\n",
-		       (long long)rev, (long long)live, (long long)tomb,
-		       (long long)hbytes, (long long)pol,
-		       (long long)plan.versions, (long long)plan.bytes);
-	} else {
-		printf("mount:    %s\nrevision: %lld\nrecords:  %lld\n"
-		       "deleted:  %lld\nhistory:  %lld bytes\nprunable: "
-		       "%lld versions, %lld bytes (%lld retention policies)\n",
-		       mnt, (long long)rev, (long long)live, (long long)tomb,
-		       (long long)hbytes, (long long)plan.versions,
-		       (long long)plan.bytes, (long long)pol);
-	}
+	print_stats("mount", mnt,
+		    &(struct stats){(uint64_t)rev, (uint64_t)live,
+				    (uint64_t)tomb, (uint64_t)hbytes,
+				    (uint64_t)pol, plan.versions, plan.bytes},
+		    json);
 	return EXIT_OK;
 }
 
@@ -315,29 +344,10 @@ static int cmd_stats(int argc, char **argv)
 			"recfsctl stats: %s: what a prune would free "
 			"is not known (logged above)\n",
 			argv[1]);
-	if (json) {
-		printf("{\"store\":");
-		ctl_json_str(stdout, argv[1]);
-		printf(",\"revision\":%llu,\"records\":%llu,"
-		       "\"deleted\":%llu,\"history_bytes\":%llu,"
-		       "\"retain_policies\":%llu,\"prunable_versions\":%llu,"
-		       "\"prunable_bytes\":%llu}\n",
-		       (unsigned long long)rev, (unsigned long long)live,
-		       (unsigned long long)tomb,
-		       (unsigned long long)plan.history_before,
-		       (unsigned long long)plan.policies,
-		       (unsigned long long)plan.versions,
-		       (unsigned long long)plan.bytes);
-	} else
-		printf("store:    %s\nrevision: %llu\nrecords:  %llu\n"
-		       "deleted:  %llu\nhistory:  %llu bytes\nprunable: "
-		       "%llu versions, %llu bytes (%llu retention policies)\n",
-		       argv[1], (unsigned long long)rev,
-		       (unsigned long long)live, (unsigned long long)tomb,
-		       (unsigned long long)plan.history_before,
-		       (unsigned long long)plan.versions,
-		       (unsigned long long)plan.bytes,
-		       (unsigned long long)plan.policies);
+	print_stats("store", argv[1],
+		    &(struct stats){rev, live, tomb, plan.history_before,
+				    plan.policies, plan.versions, plan.bytes},
+		    json);
 	store_close(s);
 	return EXIT_OK;
 }
@@ -362,6 +372,34 @@ static int open_for_verify(const char *path, bool repair, struct store **s)
 	return rc;
 }
 
+/* What verify (`repair`: verify --repair) found: `ok` or not. */
+static void print_verify(const struct store_verify_report *r, bool ok,
+			 bool repair, bool json)
+{
+	if (json)
+		printf("{\"records\":%" PRIu64 ",\"bad\":%" PRIu64
+		       ",\"unindexed\":%" PRIu64
+		       ",\"history_versions\":%" PRIu64
+		       ",\"history_bad\":%" PRIu64 ",\"repaired\":%" PRIu64
+		       ",\"unrepairable\":%" PRIu64 ",\"ok\":%s}\n",
+		       r->records, r->bad, r->unindexed, r->hist_versions,
+		       r->hist_bad, r->repaired, r->unrepairable,
+		       ok ? "true" : "false");
+	else if (repair)
+		printf("%" PRIu64 " records checked, %" PRIu64 " bad, %" PRIu64
+		       " history problems; %" PRIu64 " repaired, %" PRIu64
+		       " not repairable: %s\n",
+		       r->records, r->bad, r->hist_bad, r->repaired,
+		       r->unrepairable,
+		       ok ? "ok" : "PROBLEMS LEFT (see above)");
+	else
+		printf("%" PRIu64 " records checked, %" PRIu64 " bad, %" PRIu64
+		       " adopted files not yet indexed, %" PRIu64
+		       " history versions, %" PRIu64 " history problems: %s\n",
+		       r->records, r->bad, r->unindexed, r->hist_versions,
+		       r->hist_bad, ok ? "ok" : "PROBLEMS (see above)");
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	bool json = ctl_take_flag(&argc, argv, "--json");
@@ -378,38 +416,7 @@ static int cmd_verify(int argc, char **argv)
 	if (open_for_verify(argv[1], repair, &s))
 		return EXIT_FAIL;
 	rc = repair ? store_verify_repair(s, &rep) : store_verify(s, &rep);
-	if (json)
-		printf("{\"records\":%llu,\"bad\":%llu,\"unindexed\":%llu,"
-		       "\"history_versions\":%llu,\"history_bad\":%llu,"
-		       "\"repaired\":%llu,\"unrepairable\":%llu,"
-		       "\"ok\":%s}\n",
-		       (unsigned long long)rep.records,
-		       (unsigned long long)rep.bad,
-		       (unsigned long long)rep.unindexed,
-		       (unsigned long long)rep.hist_versions,
-		       (unsigned long long)rep.hist_bad,
-		       (unsigned long long)rep.repaired,
-		       (unsigned long long)rep.unrepairable,
-		       rc == 0 ? "true" : "false");
-	else if (repair)
-		printf("%llu records checked, %llu bad, %llu history "
-		       "problems; %llu repaired, %llu not repairable: %s\n",
-		       (unsigned long long)rep.records,
-		       (unsigned long long)rep.bad,
-		       (unsigned long long)rep.hist_bad,
-		       (unsigned long long)rep.repaired,
-		       (unsigned long long)rep.unrepairable,
-		       rc == 0 ? "ok" : "PROBLEMS LEFT (see above)");
-	else
-		printf("%llu records checked, %llu bad, %llu adopted files "
-		       "not yet indexed, %llu history versions, %llu history "
-		       "problems: %s\n",
-		       (unsigned long long)rep.records,
-		       (unsigned long long)rep.bad,
-		       (unsigned long long)rep.unindexed,
-		       (unsigned long long)rep.hist_versions,
-		       (unsigned long long)rep.hist_bad,
-		       rc == 0 ? "ok" : "PROBLEMS (see above)");
+	print_verify(&rep, rc == 0, repair, json);
 	if (store_close(s) && rc == 0)
 		rc = -EIO;
 	return rc ? EXIT_FAIL : EXIT_OK;

@@ -2,8 +2,8 @@
  * torture_client.c - one process of `tools/torture --contention`: for
  * SECONDS, CAS-increment shared counters through a mount and overwrite its
  * own record, the way a careful program would, and log what was
- * acknowledged. Compiled by tools/torture at run time (it is a test
- * client, not part of recfs, so meson does not build it).
+ * acknowledged. Compiled by tools/torture at run time with base/util.c
+ * (it is a test client, not part of recfs, so meson does not build it).
  *
  * usage: torture_client MNT SECONDS SEED IDX NCTR OUT
  *
@@ -21,7 +21,11 @@
  * stderr): anything but ESTALE/ENOENT from a conditional write, a counter
  * that does not read as a number, a failed plain write.
  */
+#ifndef _GNU_SOURCE /* also given on the command line, for base/util.c */
 #define _GNU_SOURCE
+#endif
+#include "util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -85,21 +89,6 @@ static int version_of(const char *path, uint64_t *v)
 	return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Read a small file whole; -errno on failure. */
 static int read_small(const char *path, char *buf, size_t cap, size_t *len)
 {
@@ -127,21 +116,6 @@ static int read_small(const char *path, char *buf, size_t cap, size_t *len)
 	close(fd);
 	buf[got] = '\0';
 	*len = got;
-	return rc;
-}
-
-/* Write `len` bytes to `path` (O_TRUNC) and close: 0 when close(2), the
-   commit point on a mount, returned 0; else -errno. */
-static int put(const char *path, const char *p, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	rc = write_all(fd, p, len);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
 	return rc;
 }
 
@@ -191,7 +165,7 @@ static int increment(struct client *c, unsigned k, double deadline)
 		snprintf(cond, sizeof(cond), "%s@%" PRIu64, path, v1);
 		len = (size_t)snprintf(out, sizeof(out), "%" PRIu64 "\n",
 				       n + 1);
-		rc = put(cond, out, len);
+		rc = util_write_file(cond, out, len);
 		if (rc == -ESTALE || rc == -ENOENT) {
 			/* ENOENT: the lookup of a stale ID@N, before create */
 			c->n_conflicts++;
@@ -224,7 +198,7 @@ static int own_write(struct client *c, unsigned long seq)
 	for (size_t i = 0; i < fill; i++)
 		buf[len++] = (char)('a' + next_rand(c) % 26);
 	snprintf(path, sizeof(path), "%s/p/p%u", c->mnt, c->idx);
-	rc = put(path, buf, len);
+	rc = util_write_file(path, buf, len);
 	if (rc) {
 		fprintf(stderr, "torture_client %u: write %s: %s\n", c->idx,
 			path, strerror(-rc));
@@ -286,7 +260,7 @@ int main(int argc, char **argv)
 	if (fclose(c.incs) != 0)
 		ret = 1;
 	snprintf(path, sizeof(path), "%s.own", argv[6]);
-	if (c.own_set && put(path, c.own, c.own_len) != 0)
+	if (c.own_set && util_write_file(path, c.own, c.own_len) != 0)
 		ret = 1;
 	snprintf(path, sizeof(path), "%s.stats", argv[6]);
 	f = fopen(path, "w");

@@ -178,7 +178,9 @@ for f in "${MORE[@]}"; do
 done
 check "[ $bad = 0 ] && cmp '$SRC/big' '$MNT/keep'" \
 	"the ${#MORE[@]} records written before it read back ($bad bad)"
-check "rm '$MNT/${MORE[0]}'" "rm works after that mount"
+# (no 512 KiB file may have fitted after the reserve came back: then the
+# record written before it is the one removed)
+check "rm '$MNT/${MORE[0]:-again}'" "rm works after that mount"
 
 umount_store
 check "[ \"$DAEMON_RC\" = 0 ]" "unmount works, the daemon exits 0"

@@ -21,6 +21,7 @@
 #include "bench_util.h"
 #include "io.h"
 #include "store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,22 +85,11 @@ static int native_commit(int dirfd, const char *name, const char *tmp,
 {
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			0600);
-	size_t done = 0;
-	int rc = 0;
+	int rc;
 
 	if (fd < 0)
 		return -errno;
-	while (done < len) {
-		ssize_t n = write(fd, buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		done += (size_t)n;
-	}
+	rc = util_write_all(fd, buf, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);

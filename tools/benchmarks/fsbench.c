@@ -1,7 +1,8 @@
 /*
  * fsbench.c - the timed loops of tools/bench/fs. The driver compiles it at
- * bench time (cc -O2) into its temp dir and runs each loop against the
- * recfs mount, a passthrough_ll mount and a plain directory, side by side.
+ * bench time (cc -O2, with base/util.c) into its temp dir and runs each
+ * loop against the recfs mount, a passthrough_ll mount and a plain
+ * directory, side by side.
  *
  * Every loop does its setup and warm-up untimed, then prints one number
  * on stdout: a rate (operations or MiB per second). Errors go to stderr
@@ -26,7 +27,11 @@
  *       FILE (with VALUE: setxattr it first, untimed), taking turns every
  *       2000 calls; one rate per FILE
  */
+#ifndef _GNU_SOURCE /* also given on the command line, for base/util.c */
 #define _GNU_SOURCE
+#endif
+#include "util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -59,6 +64,13 @@ static void fail(const char *what, const char *path)
 }
 
 /* Parse a positive count; 0 on error. */
+/* MODE: "recfs" (*recfs true) or "durable"; -1 if neither. */
+static int mode_arg(const char *s, bool *recfs)
+{
+	*recfs = strcmp(s, "recfs") == 0;
+	return *recfs || strcmp(s, "durable") == 0 ? 0 : -1;
+}
+
 static unsigned long count_arg(const char *s)
 {
 	char *end;
@@ -69,21 +81,6 @@ static unsigned long count_arg(const char *s)
 	if (errno || end == s || *end || v == 0)
 		return 0;
 	return v;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Read fd to its end; returns bytes read or -1. */
@@ -115,7 +112,7 @@ static int commit_recfs(const char *path, const char *buf)
 		fail("open", path);
 		return -1;
 	}
-	if (write_all(fd, buf, REC_SIZE) < 0) {
+	if (util_write_all(fd, buf, REC_SIZE) < 0) {
 		fail("write", path);
 		close(fd);
 		return -1;
@@ -142,7 +139,7 @@ static int commit_durable(int dirfd, const char *dir, const char *name,
 		fail("open", tmp);
 		return -1;
 	}
-	if (write_all(fd, buf, REC_SIZE) < 0 || fsync(fd) < 0) {
+	if (util_write_all(fd, buf, REC_SIZE) < 0 || fsync(fd) < 0) {
 		fail("write+fsync", tmp);
 		close(fd);
 		return -1;
@@ -195,10 +192,7 @@ static int cmd_commit(int argc, char **argv)
 	double t0, t1;
 	char c;
 
-	if (argc != 6)
-		return 2;
-	recfs = strcmp(argv[2], "recfs") == 0;
-	if (!recfs && strcmp(argv[2], "durable") != 0)
+	if (argc != 6 || mode_arg(argv[2], &recfs))
 		return 2;
 	count = count_arg(argv[4]);
 	procs = count_arg(argv[5]);
@@ -261,7 +255,8 @@ static int cmd_mkfiles(int argc, char **argv)
 		snprintf(buf, size, "%lu\n", i);
 		snprintf(path, sizeof(path), "%s/f%lu", argv[2], i);
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0 || write_all(fd, buf, size) < 0 || close(fd) < 0) {
+		if (fd < 0 || util_write_all(fd, buf, size) < 0 ||
+		    close(fd) < 0) {
 			fail("create", path);
 			free(buf);
 			return 1;
@@ -364,10 +359,7 @@ static int cmd_seqwrite(int argc, char **argv)
 	char *buf;
 	int fd;
 
-	if (argc != 5)
-		return 2;
-	recfs = strcmp(argv[2], "recfs") == 0;
-	if (!recfs && strcmp(argv[2], "durable") != 0)
+	if (argc != 5 || mode_arg(argv[2], &recfs))
 		return 2;
 	mib = count_arg(argv[4]);
 	if (!mib || !(buf = malloc(CHUNK)))
@@ -383,7 +375,7 @@ static int cmd_seqwrite(int argc, char **argv)
 	}
 	for (unsigned long i = 0; i < mib; i++) {
 		memcpy(buf, &i, sizeof(i)); /* no two chunks alike */
-		if (write_all(fd, buf, CHUNK) < 0) {
+		if (util_write_all(fd, buf, CHUNK) < 0) {
 			fail("write", argv[3]);
 			close(fd);
 			free(buf);

@@ -55,6 +55,7 @@ struct config {
 	unsigned reads;
 	bool keep;
 	bool no_hot;
+	uint64_t versions; /* --versions: the one-deep-record run alone */
 };
 
 struct layout {
@@ -461,6 +462,122 @@ static int bench_hot(const struct config *cfg)
 	return rc;
 }
 
+/* ---- one record with many versions (--versions) -------------------------- */
+
+/* Mean seconds of `reps` store_history_get of `version` of `id` (0: the
+   current version, store_get); *first: the first call alone. */
+static int time_get(struct layout *l, const char *id, uint64_t version,
+		    unsigned reps, double *first, double *mean)
+{
+	double sum = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < reps && rc == 0; i++) {
+		void *buf = NULL;
+		size_t len;
+		double t = bench_now();
+
+		rc = version ? store_history_get(l->s, id, version, &buf, &len,
+						 NULL)
+			     : store_get(l->s, id, &buf, &len, NULL);
+		t = bench_now() - t;
+		free(buf);
+		if (i == 0)
+			*first = t;
+		sum += t;
+	}
+	*mean = sum / reps;
+	if (rc)
+		fprintf(stderr, "bench_history: get %s@%" PRIu64 ": %s\n", id,
+			version, strerror(-rc));
+	return rc;
+}
+
+static int count_one(void *arg, const char *id, const struct store_version *v)
+{
+	(void)id;
+	(void)v;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+/* Reopened (no chain held in memory yet): the first and mean reads of
+   version 1, the middle one and the current one, and a log. */
+static int deep_reads(struct layout *l, const char *id)
+{
+	uint64_t n = l->cfg->versions, listed = 0;
+	double f1, m1, fm, mm, fc, mc, t;
+	struct store_opts o = {.io = l->io, .path = l->path};
+	int rc = store_close(l->s);
+
+	l->s = NULL;
+	t = bench_now();
+	rc = rc ? rc : store_open(&l->s, &o);
+	t = bench_now() - t;
+	if (rc == 0)
+		printf("  reopened in %.3f s\n", t);
+	rc = rc ? rc : time_get(l, id, 1, 100, &f1, &m1);
+	rc = rc ? rc : time_get(l, id, n / 2, 100, &fm, &mm);
+	rc = rc ? rc : time_get(l, id, 0, 100, &fc, &mc);
+	if (rc)
+		return rc;
+	printf("  store_history_get %s@1: first %.1f us, mean %.1f us; "
+	       "@%" PRIu64 ": first %.1f us, mean %.1f us\n",
+	       id, f1 * 1e6, m1 * 1e6, n / 2, fm * 1e6, mm * 1e6);
+	printf("  store_get %s (current): first %.1f us, mean %.1f us\n", id,
+	       fc * 1e6, mc * 1e6);
+	printf("  ratio @1/current: first %.2fx, mean %.2fx\n", f1 / fc,
+	       m1 / mc);
+	t = bench_now();
+	rc = store_history_each(l->s, id, count_one, &listed);
+	t = bench_now() - t;
+	if (rc == 0)
+		printf("  store_history_each %s (log): %" PRIu64
+		       " versions in %.3f s\n",
+		       id, listed, t);
+	return rc;
+}
+
+static int bench_deep(const struct config *cfg)
+{
+	struct layout l = {.cfg = cfg, .n = 1};
+	struct store_opts o = {.create = true,
+			       .history_lag_max = UINT64_MAX / 2};
+	uint8_t *buf = malloc(cfg->size);
+	double t0, t1, t2;
+	int rc = buf ? 0 : -ENOMEM;
+
+	printf("one record, %" PRIu64 " versions:\n", cfg->versions);
+	snprintf(l.path, sizeof(l.path), "%s/store-deep", cfg->dir);
+	rc = rc ? rc : io_new(&l.io);
+	o.io = l.io;
+	o.path = l.path;
+	rc = rc ? rc : store_open(&l.s, &o);
+	t0 = bench_now();
+	for (uint64_t i = 0; i < cfg->versions && rc == 0; i++)
+		rc = put_version(&l, "deep", i + 1, buf);
+	t1 = bench_now();
+	rc = rc ? rc : store_history_drain(l.s, 0);
+	t2 = bench_now();
+	if (rc == 0)
+		printf("  made in %.2f s (sync=close), history drained "
+		       "%.2f s later\n",
+		       t1 - t0, t2 - t1);
+	fflush(stdout);
+	rc = rc ? rc : deep_reads(&l, "deep");
+	if (rc)
+		fprintf(stderr, "bench_history: %s: %s\n", l.path,
+			strerror(-rc));
+	if (cfg->keep)
+		printf("# store: %s (record deep)\n", l.path);
+	free(buf);
+	if (l.s)
+		close_layout(&l);
+	else
+		io_free(l.io);
+	return rc;
+}
+
 static int usage(FILE *to, int status)
 {
 	fprintf(to,
@@ -468,6 +585,8 @@ static int usage(FILE *to, int status)
 		"[--shards N] [--seconds S]\n"
 		"                     [--rate R] [--size BYTES] [--threads T] "
 		"[--reads N] [--no-hot] [--keep]\n"
+		"       bench_history --versions N [--dir DIR] [--size BYTES] "
+		"[--keep]\n"
 		"  --dir DIR       make the stores in a new directory under "
 		"DIR "
 		"(default /var/tmp)\n"
@@ -481,6 +600,11 @@ static int usage(FILE *to, int status)
 		"  --threads T     writers creating the records (default 16)\n"
 		"  --reads N       reads timed per layout (default 1000)\n"
 		"  --no-hot        skip the one-hot-record run\n"
+		"  --versions N    only this: one record with N versions, "
+		"reopened;\n"
+		"                  reading version 1 against the current "
+		"one, and\n"
+		"                  listing them all\n"
 		"  --debug         log the timings of every history batch\n"
 		"  --keep          keep the stores\n");
 	return status;
@@ -511,6 +635,7 @@ static int parse_args(int argc, char **argv, struct config *cfg,
 		{"threads", required_argument, NULL, 't'},
 		{"reads", required_argument, NULL, 'R'},
 		{"no-hot", no_argument, NULL, 'H'},
+		{"versions", required_argument, NULL, 'V'},
 		{"keep", no_argument, NULL, 'k'},
 		{"debug", no_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
@@ -547,6 +672,9 @@ static int parse_args(int argc, char **argv, struct config *cfg,
 			break;
 		case 'H':
 			cfg->no_hot = true;
+			break;
+		case 'V':
+			cfg->versions = strtoull(optarg, NULL, 10);
 			break;
 		case 'k':
 			cfg->keep = true;
@@ -589,6 +717,11 @@ int main(int argc, char **argv)
 	printf("# history of %zu-byte versions in %s; sustained runs at %u "
 	       "versions/s for %.3g s\n",
 	       cfg.size, cfg.dir, cfg.rate, cfg.seconds);
+	if (cfg.versions) {
+		status = bench_deep(&cfg) ? 1 : 0;
+		cfg.nrecords = 0;
+		cfg.no_hot = true;
+	}
 	for (int i = 0; i < cfg.nrecords && status == 0; i++) {
 		if (bench_layout(&cfg, cfg.records[i], 0))
 			status = 1;
