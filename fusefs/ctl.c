@@ -219,14 +219,25 @@ static int ctl_retain(struct fs_ctx *c, const struct store_who *who,
 	return rc;
 }
 
+/* push [URL]: the history to its remote (or to URL) now. */
+static int ctl_push(struct fs_ctx *c, const struct store_who *who,
+		    const char *arg)
+{
+	return store_history_push(c->store, arg[0] ? arg : NULL);
+}
+
 static const struct {
 	const char *name;
 	int (*run)(struct fs_ctx *c, const struct store_who *who,
 		   const char *arg);
 } verbs[] = {
-	{"backup", ctl_backup},		{"rollback", ctl_rollback},
-	{"import", ctl_import},		{"drain", ctl_drain},
-	{"checkpoint", ctl_checkpoint}, {"retain", ctl_retain},
+	{"backup", ctl_backup},
+	{"rollback", ctl_rollback},
+	{"import", ctl_import},
+	{"drain", ctl_drain},
+	{"checkpoint", ctl_checkpoint},
+	{"retain", ctl_retain},
+	{"push", ctl_push},
 };
 
 int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,

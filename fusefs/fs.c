@@ -60,9 +60,37 @@ static void space_json(char *b, size_t cap, const struct store_status *st)
 		 st->reserve_released, err);
 }
 
+/* The "history_remote" object: null, or the remote and its last push
+   (store_remote.c). */
+static void remote_json(char *b, size_t cap, struct store *s)
+{
+	struct store_remote_state r;
+	char url[6 * 1024 + 8], msg[6 * 256 + 8];
+
+	if (store_remote_state(s, &r) != 0) {
+		snprintf(b, cap, "null");
+		return;
+	}
+	json_string(url, sizeof(url), r.url);
+	json_string(msg, sizeof(msg), r.message);
+	snprintf(b, cap,
+		 "{\"url\":%s,\"state\":\"%s\",\"pushed\":\"%s\","
+		 "\"pushed_upto\":%" PRIu64 ",\"pushed_time\":%" PRId64
+		 ",\"error\":%s,\"error_time\":%" PRId64 ",\"pushes\":%" PRIu64
+		 ",\"failures\":%" PRIu64 "}",
+		 url,
+		 r.error == -ESTALE ? "refused"
+		 : r.error	    ? "error"
+		 : r.pushed[0]	    ? "ok"
+				    : "not pushed yet",
+		 r.pushed, r.pushed_upto, r.pushed_time, r.error ? msg : "null",
+		 r.error_time, r.pushes, r.failures);
+}
+
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 {
-	enum { CAP = 2048 + 6 * 4096 + 8 };
+	enum { RCAP = 8 * 1024 + 256, CAP = 2048 + 6 * 4096 + 8 + RCAP };
+	char *remote = malloc(RCAP);
 	struct store_status st;
 	uint64_t commits, errors, ctl;
 	struct store_retain_report plan;
@@ -71,11 +99,13 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	char *buf = malloc(CAP);
 	int n;
 
-	if (!buf || !path) {
+	if (!buf || !path || !remote) {
 		free(buf);
 		free(path);
+		free(remote);
 		return -ENOMEM;
 	}
+	remote_json(remote, RCAP, c->store);
 	store_status_get(c->store, &st);
 	fs_ctx_counts(c, &commits, &errors);
 	pthread_mutex_lock(&c->mu);
@@ -116,12 +146,13 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 		",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,\"space\":%s,"
 		"\"read_only\":%s,"
 		"\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
-		",\"ctl\":%" PRIu64 ",\"store\":%s}\n",
+		",\"ctl\":%" PRIu64 ",\"history_remote\":%s,\"store\":%s}\n",
 		st.revision, st.records, st.tombstones, st.journal_bytes,
 		st.broken ? "needs recovery (remount)" : "ok", sync, hist,
 		space, st.read_only ? "true" : "false", commits, errors, ctl,
-		path);
+		remote, path);
 	free(path);
+	free(remote);
 	*out = buf;
 	*len = (size_t)n;
 	return 0;

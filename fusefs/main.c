@@ -41,6 +41,7 @@ struct opts {
 	unsigned retain_period_s; /* parsed; 0: the store's default */
 	char *sync;
 	unsigned sync_batch_ms; /* parsed; 0: sync=close */
+	char *history_remote;	/* a git URL; "": none */
 };
 
 enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_SHARED };
@@ -57,6 +58,7 @@ static const struct fuse_opt opt_spec[] = {
 	{"snapdir=%s", offsetof(struct opts, snapdir), 0},
 	{"retain_period=%s", offsetof(struct opts, retain_period), 0},
 	{"sync=%s", offsetof(struct opts, sync), 0},
+	{"history_remote=%s", offsetof(struct opts, history_remote), 0},
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("allow_other", KEY_SHARED),
 	FUSE_OPT_KEY("allow_root", KEY_SHARED),
@@ -136,6 +138,11 @@ static void usage(const char *prog)
 	       "                           is durable within MS ms (default "
 	       "%u, 1..%u);\n"
 	       "                           fsync still waits for it\n"
+	       "    -o history_remote=URL  push the history to this git "
+	       "remote after its\n"
+	       "                           batches (fast-forward only; kept "
+	       "in the store;\n"
+	       "                           empty: none)\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug (implies -f)\n"
 	       "    -s                     single-threaded\n\n",
@@ -326,11 +333,12 @@ static int run(struct opts *o, struct fuse_args *args,
 				.read_only = o->ro,
 				.max_record_size = cfg->max_record_size,
 				.retain_period_s = o->retain_period_s,
-				.sync_batch_ms = o->sync_batch_ms};
+				.sync_batch_ms = o->sync_batch_ms,
+				.history_remote = o->history_remote};
 	struct store *store = NULL;
 	struct fs_ctx *ctx = NULL;
 	struct fuse_session *se = NULL;
-	char *path = NULL;
+	char *path = NULL, *remote = NULL;
 	uint64_t commits = 0, errs = 0, rev;
 	struct trimmer trim;
 	int rc, ret = 1, mounted = 0, closed, trimming = 0;
@@ -343,11 +351,22 @@ static int run(struct opts *o, struct fuse_args *args,
 		return 1;
 	}
 	so.path = path;
+	/* a local path (no "scheme:") too: the daemon changes to "/" */
+	if (o->history_remote && o->history_remote[0] &&
+	    !strchr(o->history_remote, ':') &&
+	    !(remote = absolute(o->history_remote))) {
+		fprintf(stderr, "recfs: %s: %s\n", o->history_remote,
+			strerror(errno));
+		free(path);
+		return 1;
+	}
+	so.history_remote = remote ? remote : o->history_remote;
 	rc = store_open(&store, &so);
 	if (rc) {
 		/* the library reports, the daemon says it: once */
 		fprintf(stderr, "recfs: %s\n", rerr_what(rc));
 		free(path);
+		free(remote);
 		return 1;
 	}
 	if (fs_ctx_new(&ctx, store, cfg))
@@ -393,6 +412,7 @@ out:
 		  closed ? "NOT checkpointed (recovered at next mount)"
 			 : "checkpointed");
 	free(path);
+	free(remote);
 	return ret;
 }
 
@@ -526,6 +546,7 @@ out:
 	free(o.snapdir);
 	free(o.retain_period);
 	free(o.sync);
+	free(o.history_remote);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -321,6 +321,9 @@ struct hist {
 	int blobs_fd;	 /* STORE/journal/blobs, -1 if read-only */
 	bool git_inited; /* git_libgit2_init was called */
 
+	struct hremote *remote; /* the pusher (history_remote.c) or NULL;
+				   set under mu */
+
 	/* The writer's (and, before hist_start, hist_open's) repository
 	   and state: only the thread that writes touches them. */
 	git_repository *repo;

@@ -27,6 +27,7 @@
  * (fuse_daemonize).
  */
 #include "hist_i.h"
+#include "history_remote.h"
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
@@ -327,6 +328,7 @@ void hist_close(struct hist *h)
 	if (!h)
 		return;
 	hist_stop(h);
+	hist_remote_free(h);
 	if (h->cur)
 		h->o.src.close(h->cur);
 	git_tree_free(h->head_tree);

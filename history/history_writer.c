@@ -4,6 +4,7 @@
  * in journal/blobs that the history no longer needs (hist_clean_blobs).
  */
 #include "hist_i.h"
+#include "history_remote.h"
 #include "log.h"
 #include "util.h"
 
@@ -65,8 +66,10 @@ static void *writer_main(void *arg)
 		h->attempts++;
 		h->err = rc;
 		if (rc == 0) {
-			if (upto > h->done)
+			if (upto > h->done) {
 				h->done = upto;
+				hist_remote_kick(h); /* pushes in its thread */
+			}
 			backoff = next_try = next_kick = 0;
 		} else {
 			backoff = backoff ? 2 * backoff : BACKOFF_MIN_NS;

@@ -196,6 +196,33 @@ struct store_status {
 
 void store_status_get(struct store *s, struct store_status *st);
 
+/* The history's git remote (SPEC section 9, store_remote.c). */
+struct store_remote_state {
+	char url[1024];
+	char pushed[41];      /* refs/heads/main's commit last pushed, or "" */
+	uint64_t pushed_upto; /* the remote has the history up to this
+				 revision */
+	int64_t pushed_time;  /* when (s since the epoch), or 0 */
+	int error;	      /* the last push's -errno (-ESTALE: refused, not
+				 a fast-forward), 0 if it succeeded */
+	char message[256];    /* its cause */
+	int64_t error_time;   /* when, or 0 */
+	uint64_t pushes, failures;
+	bool pending; /* a failed push is being retried */
+};
+
+/* The state of the history remote. Returns 0, or -ENOENT if none is set. */
+int store_remote_state(struct store *s, struct store_remote_state *st);
+
+/*
+ * Push the history to `url` (NULL: the remote that is set) now, after
+ * draining what is committed into it; refs/heads/main and the side branch,
+ * fast-forward only. Returns 0, -ENOENT (no remote set), -ESTALE (the
+ * remote refused: not a fast-forward), -ENOTSUP (no history), or -errno;
+ * the cause, naming the remote, is reported (err.h).
+ */
+int store_history_push(struct store *s, const char *url);
+
 /* statvfs of the file system holding the store (memory: made-up). */
 int store_statfs(struct store *s, struct statvfs *out);
 

@@ -28,10 +28,9 @@
  *             last D days: it is pruned once the change that replaced it
  *             (its next version, or the delete) is more than D days old
  *
- * History remote (issue 16): once a store can push its history to a
- * remote, a prune must first wait until the remote has every version it
- * prunes (SPEC 7). recfs has no history remote yet; retain_remote_ok()
- * is where that check goes.
+ * History remote (SPEC 7, recfs -o history_remote): a prune first pushes
+ * the history there (retain_remote_ok) and prunes nothing if that fails,
+ * nor any version written after the revision that push covered.
  */
 #include "store_i.h"
 #include "admin.h"
@@ -323,6 +322,7 @@ struct rv {
 	uint64_t version, size;
 	int64_t time_ns;
 	bool content; /* neither a delete nor already pruned / missing */
+	bool pushed;  /* the history remote has it (or there is none) */
 };
 
 struct plan {
@@ -330,6 +330,8 @@ struct plan {
 	struct rv *v;
 	size_t n, cap;
 	int err;
+	uint64_t pushed; /* the remote has the history up to this revision
+			    (UINT64_MAX: there is none) */
 };
 
 static int collect_rv(void *arg, const char *id, const hist_version *hv)
@@ -351,6 +353,7 @@ static int collect_rv(void *arg, const char *id, const hist_version *hv)
 	v->size = hv->size;
 	v->time_ns = (int64_t)hv->time.tv_sec * 1000000000 + hv->time.tv_nsec;
 	v->content = !hv->deleted && !hv->pruned && !hv->missing;
+	v->pushed = hv->revision <= pl->pushed;
 	pl->n++;
 	return 0;
 }
@@ -402,7 +405,7 @@ static uint64_t pick(const struct store_retain_policy *p, struct rv *g,
 		else /* replaced by the next entry: when */
 			go = i + 1 < n &&
 			     g[i + 1].time_ns < now - (int64_t)p->n * DAY_NS;
-		if (!go) {
+		if (!go || !g[i].pushed) { /* SPEC 7: not before the remote */
 			kept++;
 			continue;
 		}
@@ -467,11 +470,11 @@ static int plan_make(struct store *s, struct plan *pl,
 }
 
 /* SPEC 7: with a history remote, nothing is pruned before the remote
-   has it. There is no history remote yet (issue 16): when there is, the
-   check that it holds refs/heads/main's head goes here. */
-static int retain_remote_ok(struct store *s)
+   has it: pushed first (store_remote.c), or nothing is pruned; versions
+   written after that push are not pruned (pick). */
+static int retain_remote_ok(struct store *s, struct plan *pl)
 {
-	return 0;
+	return store_remote_has_history(s, &pl->pushed);
 }
 
 /* ---- the API ------------------------------------------------------------- */
@@ -496,7 +499,7 @@ static int prune_locked(struct store *s, const struct policies *ps,
 			 "nothing pruned",
 			 s->path, rerr_what(rc));
 	if (rc == 0)
-		rc = retain_remote_ok(s);
+		rc = retain_remote_ok(s, &pl);
 	if (rc == 0)
 		rc = plan_make(s, &pl, &v, &n, rep);
 	if (rc == 0)
@@ -607,7 +610,7 @@ int store_retain_plan(struct store *s, struct store_retain_report *rep)
 
 	if (rc)
 		return rc;
-	pl = (struct plan){.ps = &ps};
+	pl = (struct plan){.ps = &ps, .pushed = UINT64_MAX};
 	if (ps.n)
 		rc = plan_make(s, &pl, &v, &n, rep);
 	free(v);

@@ -113,6 +113,10 @@ struct store_opts {
 				       version returns once journaled and
 				       is durable within this many ms
 				       (SPEC section 3; store_sync) */
+	const char *history_remote; /* push the history to this git URL
+				       (kept in history.git's config; ""
+				       removes it); NULL: the one kept
+				       there, if any (history_remote.h) */
 };
 
 /* sync=batch: the default window, and the bounds the daemon takes. */

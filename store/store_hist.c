@@ -174,6 +174,8 @@ int store_hist_open(struct store *s)
 		if (rc == 0)
 			rc = hist_open(&s->hist, &o);
 	}
+	if (rc == 0)
+		rc = store_remote_open(s);
 	if (rc == 0 && !s->opts.read_only) {
 		s->blobs_fd =
 			openat(s->jnl_dirfd, HIST_BLOBS_DIR,

@@ -536,6 +536,13 @@ int scratch_ns_drop(struct store *s, const char *ns);
 /* Open the history (creating STORE/history.git if the store has none);
    before recovery. Returns 0 or -errno. */
 int store_hist_open(struct store *s);
+/* store_remote.c: set the history remote of store_opts (or the one kept
+   in history.git) once the history is open. Returns 0 or -errno. */
+int store_remote_open(struct store *s);
+/* store_remote.c: before a prune (history drained): 0 if no remote is
+   set (*upto: UINT64_MAX) or a push gave it the history up to revision
+   *upto, else -errno (reported). */
+int store_remote_has_history(struct store *s, uint64_t *upto);
 /* Start the history writer if it is not running (it starts on first
    use, never in store_open: see store_serve_start). */
 int store_hist_start(struct store *s);

@@ -89,6 +89,7 @@ int ctl_diff(int argc, char **argv);
 int ctl_rollback(int argc, char **argv);
 int ctl_watch(int argc, char **argv);
 int ctl_retain(int argc, char **argv);
+int ctl_push(int argc, char **argv);
 
 /* ctl_bulk.c: rollback STORE --to REVISION|DATE (argv: rollback STORE),
    and import STORE DIR. */

@@ -557,6 +557,16 @@ static const struct cmd cmds[] = {
 	 "option: list the policies. TARGET is a mount point (the daemon "
 	 "does it) or an unmounted store directory.",
 	 ctl_retain},
+	{"push", "TARGET [--remote URL]",
+	 "Push the history (refs/heads/main and refs/heads/recfs-versions) "
+	 "to its git remote now, as a fast-forward: never forced, never "
+	 "merged. The remote is the one `recfs -o history_remote=URL` set "
+	 "(kept in history.git's config as remote.origin.url), or URL. "
+	 "TARGET is a mount point (its daemon pushes) or an unmounted store "
+	 "directory (the journal is written into the history first). Exit 1, "
+	 "naming the remote and the cause, if the remote cannot be reached "
+	 "or refuses (a remote that has diverged).",
+	 ctl_push},
 	{"unlock", "--force STORE",
 	 "Remove the store lock (after a crash on another host; a lock "
 	 "left by a dead process on this host is recovered by itself). "
