@@ -444,6 +444,10 @@ uint64_t hist_pack_bytes(const struct hist *h);
 /* Drop what h->mempack holds (a batch attempt starts afresh). */
 void hist_pack_reset(struct hist *h);
 #define HIST_PACK_MEM_MAX ((uint64_t)64 << 20)
+/* libgit2's pack windows (history.c): their size, and what may stay
+   mapped of all of them. */
+#define HIST_MWINDOW ((size_t)4 << 20)
+#define HIST_MWINDOW_MAPPED ((size_t)32 << 20)
 /* The writer's pack backend over `objects` (repo_fd: the repository):
    git_odb_backend_pack's, listing objects/pack again only when it
    changed. Returns 0 or a libgit2 error. */
@@ -508,7 +512,8 @@ struct bver {
 	char *id, *other;  /* owned */
 	char *path;	   /* id in the tree (hist_path_from_id), owned
 			      unless it is `id` itself */
-	char *stage;	   /* blob link to remove after the commit */
+	char *stage;	   /* blob link to remove after the commit, in
+			      id's allocation (not freed by itself) */
 };
 
 struct batch {

@@ -8,11 +8,13 @@
  * split between commits, so a commit's Recfs-Upto range holds all of a
  * revision or none of it; a batch is full only at a revision's end.
  * Each version's blob is written as soon as its change is read (the
- * change's bytes are only valid until the next one), so a batch holds
- * only metadata in memory: some 600 bytes a version, blobs and trees in
- * the mempack included (measured with test_histlib and
- * RECFS_HISTLIB_PARTS=1000000: about 600 MB for one revision of
- * 1,000,000 small parts; its commit is streamed, see history_commit.c).
+ * change's bytes are only valid until the next one), and the new objects
+ * go out as a pack whenever the mempack holds HIST_PACK_MEM_MAX of them
+ * (also within a revision), so a batch holds only metadata in memory:
+ * some 240 bytes a version (struct bver, 200, and one allocation for
+ * its ID and stage name); its commit is streamed, see history_commit.c.
+ * recfsctl import of 1,000,000 small files peaked at 669 MB RSS, the
+ * store's index (some 170 bytes a record) included.
  * Then one tree update over the previous tree (paths are the record IDs
  * as hist_path_from_id escapes them; a symlink's entry has mode 120000; the
  * last change of a path in the batch wins; deletes remove), one commit whose
@@ -62,7 +64,6 @@ static void batch_free(struct batch *b)
 		free(b->v[i].other);
 		if (b->v[i].path != b->v[i].id)
 			free(b->v[i].path);
-		free(b->v[i].stage);
 	}
 	free(b->v);
 	memset(b, 0, sizeof(*b));
@@ -71,6 +72,12 @@ static void batch_free(struct batch *b)
 static unsigned batch_max(const struct hist *h)
 {
 	return h->o.batch_max ? h->o.batch_max : DEFAULT_BATCH_MAX;
+}
+
+/* The new objects held in memory before they go out as a pack. */
+static uint64_t pack_mem_max(const struct hist *h)
+{
+	return h->o.pack_mem_max ? h->o.pack_mem_max : HIST_PACK_MEM_MAX;
 }
 
 /* On a full disk: the batch holds what the room there is can take. */
@@ -84,7 +91,7 @@ static bool batch_full(const struct hist *h, const struct batch *b)
 	/* the objects of the batch are held in memory until its pack is
 	   written (history_pack.c) */
 	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
-	       hist_pack_bytes(h) >= HIST_PACK_MEM_MAX || over_cap(b);
+	       hist_pack_bytes(h) >= pack_mem_max(h) || over_cap(b);
 }
 
 static char *strndup_(const char *s, size_t n)
@@ -94,6 +101,32 @@ static char *strndup_(const char *s, size_t n)
 	if (p) {
 		memcpy(p, s, n);
 		p[n] = '\0';
+	}
+	return p;
+}
+
+/*
+ * ch->id, and after it in the same allocation the name of its linked
+ * stage (*stage; NULL if the content is not linked): one allocation a
+ * version, not two, in a batch of a million.
+ */
+static char *id_and_stage(const struct store_change *ch, char **stage)
+{
+	bool linked =
+		ch->op != STORE_CHANGE_DELETE && !ch->other && !ch->has_data;
+	size_t slen = linked ? ch->stage_len : 0;
+	char *p = malloc(ch->id_len + 1 + (linked ? slen + 1 : 0));
+
+	*stage = NULL;
+	if (!p)
+		return NULL;
+	memcpy(p, ch->id, ch->id_len);
+	p[ch->id_len] = '\0';
+	if (linked) {
+		*stage = p + ch->id_len + 1;
+		if (slen)
+			memcpy(*stage, ch->stage, slen);
+		(*stage)[slen] = '\0';
 	}
 	return p;
 }
@@ -118,7 +151,7 @@ static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 	}
 	v = &b->v[b->n];
 	memset(v, 0, sizeof(*v));
-	v->id = strndup_(ch->id, ch->id_len);
+	v->id = id_and_stage(ch, &v->stage);
 	/* most IDs are their own tree path: one string for both */
 	v->path = v->id && ((size_t)plen != ch->id_len ||
 			    memcmp(path, ch->id, ch->id_len) != 0)
@@ -275,9 +308,9 @@ static int put_blob(struct hist *h, const struct store_change *r,
 		return rc < 0 ? hist_git_error(rc, "writing the blob", v->id)
 			      : 0;
 	}
-	v->stage = strndup_(r->stage ? r->stage : "", r->stage_len);
 	if (!v->stage)
-		return -ENOMEM;
+		return -EINVAL; /* not reached: batch_add set it (id_and_stage)
+				 */
 	fd = r->stage
 		     ? io_openat(h->o.io, "hist.blob.open", h->blobs_fd,
 				 v->stage, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)
@@ -393,8 +426,16 @@ static int add_change(void *arg, const struct store_change *ch)
 	}
 	fill_content(&v->m.e, ch);
 	rd->b->bytes += ch->size;
-	if (!ch->other)
-		return put_blob(rd->h, ch, v);
+	if (!ch->other) {
+		rc = put_blob(rd->h, ch, v);
+		/* a revision is never split between commits, so one of many
+		   parts writes its objects out as it goes, not all at the
+		   end: unreferenced until the commit, like a failed
+		   attempt's, and made durable by the batch's syncfs */
+		if (rc == 0 && hist_pack_bytes(rd->h) >= pack_mem_max(rd->h))
+			rc = hist_pack_write(rd->h);
+		return rc;
+	}
 	rc = set_other(v, ch->other, ch->other_len, true);
 	return rc ? rc : rename_blob(rd->h, rd->b, v, ch);
 }

@@ -108,17 +108,16 @@ static bool in_tree(struct hist *h, struct tree_dir *d, const char *path)
 	return te && git_tree_entry_type(te) == GIT_OBJECT_BLOB;
 }
 
-/* One git_tree_create_updated over `base` with the ops that pass. */
-static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
-		     size_t n, int which, git_oid *out)
+/* The tree updates of the ops that pass (*nu of them); NULL: no memory. */
+static git_tree_update *tree_updates(struct hist *h, const struct op *ops,
+				     size_t n, int which, size_t *nu)
 {
 	git_tree_update *u = calloc(n ? n : 1, sizeof(*u));
 	struct tree_dir d = {0};
 	size_t k = 0;
-	int rc;
 
 	if (!u)
-		return -ENOMEM;
+		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		if ((which == 1 && ops[i].blob) || (which == 2 && !ops[i].blob))
 			continue;
@@ -134,9 +133,31 @@ static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
 		k++;
 	}
 	git_tree_free(d.t);
+	*nu = k;
+	return u;
+}
+
+/* One git_tree_create_updated over `base` with `u` (freed here). */
+static int tree_apply(struct hist *h, git_tree *base, git_tree_update *u,
+		      size_t k, git_oid *out)
+{
+	int rc;
+
+	if (!u)
+		return -ENOMEM;
 	rc = git_tree_create_updated(out, h->repo, base, k, u);
 	free(u);
 	return rc < 0 ? hist_git_error(rc, "updating the tree", NULL) : 0;
+}
+
+/* One git_tree_create_updated over `base` with the ops that pass. */
+static int tree_pass(struct hist *h, git_tree *base, const struct op *ops,
+		     size_t n, int which, git_oid *out)
+{
+	size_t k = 0;
+	git_tree_update *u = tree_updates(h, ops, n, which, &k);
+
+	return tree_apply(h, base, u, k, out);
 }
 
 /* The changes of the batch, sorted by path, then in batch order; the
@@ -176,7 +197,14 @@ static int batch_tree(struct hist *h, const struct batch *b, git_oid *out)
 		if (i + 1 == b->n || strcmp(ops[i].path, ops[i + 1].path))
 			ops[n++] = ops[i]; /* the last change of the path */
 	if (!dir_file_conflict(ops, n)) {
-		rc = tree_pass(h, h->head_tree, ops, n, 0, out);
+		/* the ops are not needed once they are updates: freed before
+		   libgit2 makes its own copy (a batch may have a million) */
+		size_t k = 0;
+		git_tree_update *u = tree_updates(h, ops, n, 0, &k);
+
+		free(ops);
+		ops = NULL;
+		rc = tree_apply(h, h->head_tree, u, k, out);
 	} else {
 		/* "a" deleted and "a/b" made (or the other way round) in one
 		   batch: libgit2 refuses that in one update */

@@ -129,11 +129,11 @@ struct store_meta {
 	uint64_t version;  /* 1, 2, ...; for a deleted record the last one */
 	uint64_t revision; /* store revision that made this version */
 	uint8_t hash[16];  /* xxh3-128 of the content (canonical, big-endian) */
-	bool hash_valid;   /* false until computed, for adopted files */
 	uint64_t size;
 	struct timespec mtime; /* time of the version, or as set by utimens */
 	uint32_t mode;	       /* permission bits (07777) */
 	uint32_t uid, gid;     /* owner and group */
+	bool hash_valid;       /* false until computed, for adopted files */
 	bool symlink; /* a symbolic link: its content is the link target */
 	bool deleted; /* a tombstone: the last version was deleted */
 };

@@ -162,6 +162,8 @@ int xa_validate(const uint8_t *xa, size_t xa_len);
 
 /* ---- index.c: id -> metadata ------------------------------------- */
 
+/* One per record, for the life of the store: its fields are ordered so
+   that it has no padding (128 bytes and the ID on x86-64). */
 struct entry {
 	struct entry *next; /* hash chain */
 	struct store_meta meta;
@@ -169,12 +171,12 @@ struct entry {
 	uint64_t pending_ino; /* inode of the content being committed */
 	uint8_t *xa;	      /* packed user xattrs (owned) */
 	size_t xa_len;
-	bool busy;	     /* a change to this record is in flight */
-	bool pending;	     /* sync=batch: that change is journaled but not
-				durable, and not in place (batch.c) */
 	uint64_t replay_seq; /* recovery: seq of the last record touching it */
 	uint32_t hv;
-	size_t id_len;
+	uint16_t id_len; /* <= ID_MAX_LEN */
+	bool busy;	 /* a change to this record is in flight */
+	bool pending;	 /* sync=batch: that change is journaled but not
+			    durable, and not in place (batch.c) */
 	char id[];
 };
 

@@ -17,6 +17,7 @@
 #include <git2.h>
 #include <xxhash.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -235,7 +236,7 @@ static void teardown(void)
 
 TestSuite(histlib, .init = setup, .fini = teardown, .timeout = 1800);
 
-static void open_hist(unsigned batch_max)
+static void open_hist_packs(unsigned batch_max, uint64_t pack_mem_max)
 {
 	struct hist_opts o = {
 		.store_path = spath,
@@ -245,10 +246,16 @@ static void open_hist(unsigned batch_max)
 			&src},
 		.batch_max = batch_max,
 		.delay_ms = 1,
+		.pack_mem_max = pack_mem_max,
 	};
 
 	cr_assert_eq(hist_open(&h, &o), 0);
 	cr_assert_eq(hist_start(h), 0);
+}
+
+static void open_hist(unsigned batch_max)
+{
+	open_hist_packs(batch_max, 0);
 }
 
 static void drain(uint64_t rev)
@@ -420,6 +427,43 @@ Test(histlib, revision_of_many_parts_over_frames)
 	open_hist(50);
 	cr_assert_eq(hist_index_resident(h), 0);
 	check_big(n);
+}
+
+/* The packs in objects/pack. */
+static size_t count_packs(void)
+{
+	char dir[PATH_MAX + 64];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/history.git/objects/pack", spath);
+	d = opendir(dir);
+	cr_assert_not_null(d, "%s", dir);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		n += len > 5 && !strcmp(de->d_name + len - 5, ".pack");
+	}
+	closedir(d);
+	return n;
+}
+
+/* A revision whose objects do not fit the memory for them: written out
+   as packs while it is read, still one commit, every part readable. */
+Test(histlib, revision_larger_than_the_pack_memory)
+{
+	big_revision(20000, 4);
+	open_hist_packs(0, 64 << 10);
+	drain(3);
+	/* 2 when all of revision 2 waits for its commit (measured) */
+	cr_assert_geq(
+		count_packs(), 3,
+		"%zu packs: the objects of revision 2 went out in several",
+		count_packs());
+	check_big(20000);
+	expect_content("many/r0019999", 1, "part 19999", NULL);
+	expect_content("many/r0012345", 1, "part 12345", NULL);
 }
 
 Test(histlib, index_cut_within_a_commit_is_rebuilt)
