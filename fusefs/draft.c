@@ -122,34 +122,6 @@ static int committed_size(struct fs_ctx *c, struct fs_inode *ino,
 	return rc;
 }
 
-/* Add all of stage `from` at the end of stage `to`. */
-static int copy_on_top(struct store_stage *from, struct store_stage *to)
-{
-	char *buf = malloc(1 << 16);
-	uint64_t at, off = 0;
-	struct stat sb;
-	ssize_t n = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	if (fstat(store_stage_fd(to), &sb) < 0) {
-		free(buf);
-		return -errno;
-	}
-	at = (uint64_t)sb.st_size;
-	while ((n = store_stage_pread(from, buf, 1 << 16, off)) > 0) {
-		ssize_t w = store_stage_write(to, buf, (size_t)n, at + off);
-
-		if (w < 0) {
-			n = w;
-			break;
-		}
-		off += (uint64_t)n;
-	}
-	free(buf);
-	return n < 0 ? (int)n : 0;
-}
-
 /* A copy of the committed content to change (PATCH). mu held. */
 static int begin_patch(struct fs_ctx *c, struct fs_inode *ino)
 {
@@ -166,7 +138,7 @@ static int begin_patch(struct fs_ctx *c, struct fs_inode *ino)
 	}
 	if (d->state == D_APPEND) {
 		/* the bytes added so far go on top of the copy */
-		rc = copy_on_top(d->st, st);
+		rc = fs_stage_append(d->st, st);
 		if (rc) {
 			store_stage_free(st);
 			return rc;
@@ -633,38 +605,6 @@ static uint64_t commit_upto(const struct fs_inode *ino,
 	return h->app_end - d->cut;
 }
 
-/* Move the stage's bytes from `at` on into a new stage *tail (NULL if
-   there are none). mu held. */
-static int split_tail(struct fs_ctx *c, struct fs_draft *d, uint64_t at,
-		      struct store_stage **tail)
-{
-	char buf[1 << 14];
-	struct stat sb;
-	uint64_t off = 0;
-	ssize_t n = 0;
-	int rc;
-
-	*tail = NULL;
-	if (fstat(store_stage_fd(d->st), &sb) < 0)
-		return -errno;
-	if (at >= (uint64_t)sb.st_size)
-		return 0;
-	rc = store_stage_new(c->store, tail);
-	while (rc == 0 && at + off < (uint64_t)sb.st_size) {
-		n = store_stage_pread(d->st, buf, sizeof(buf), at + off);
-		if (n <= 0)
-			rc = n < 0 ? (int)n : -EIO;
-		else if ((n = store_stage_write(*tail, buf, (size_t)n, off)) <
-			 0)
-			rc = (int)n;
-		else
-			off += (uint64_t)n;
-	}
-	if (rc == 0)
-		rc = store_stage_truncate(d->st, at);
-	return rc;
-}
-
 /* After committing `upto` bytes of an append draft: the rest, `tail`,
    is the draft now, on top of the version just made. mu held. */
 static void keep_tail(struct fs_ctx *c, struct fs_inode *ino,
@@ -703,7 +643,7 @@ static int commit_locked(struct fs_ctx *c, struct fs_inode *ino, uint64_t upto,
 	args.mode = d->mode;
 	args.who = &d->who;
 	if (d->state == D_APPEND && upto != UINT64_MAX)
-		rc = split_tail(c, d, upto, &tail);
+		rc = fs_stage_split(c->store, d->st, upto, &tail);
 	if (rc) {
 		d->state = D_FAILED;
 		d->err = rc;

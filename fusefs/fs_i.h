@@ -299,6 +299,12 @@ void fs_release(struct fs_ctx *c, struct fs_handle *h);
 /* Free the handles the kernel never released (a shutdown while files were
    open): nothing is committed (close never came). */
 void fs_handles_free(struct fs_ctx *c);
+/* Add all of stage `from` at the end of stage `to` (stage_bytes.c). */
+int fs_stage_append(struct store_stage *from, struct store_stage *to);
+/* Move the bytes of stage `st` from `at` on into a new stage *tail (NULL
+   if there are none), and cut them from `st`. */
+int fs_stage_split(struct store *s, struct store_stage *st, uint64_t at,
+		   struct store_stage **tail);
 /* Drop the draft (unlinked, replaced). */
 void fs_draft_drop(struct fs_inode *ino);
 /* ino's draft to read: a clean one if it has none. mu held. */

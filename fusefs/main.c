@@ -326,15 +326,41 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
 	return rc;
 }
 
-static int run(struct opts *o, struct fuse_args *args,
-	       struct fuse_cmdline_opts *cmd, const struct fs_config *cfg)
+/* Open the store of `o`, its paths made absolute: fuse_daemonize()
+   changes to "/", and the history (libgit2) opens its repository and a
+   local remote (no "scheme:") by path. *path and *remote are the
+   caller's to free, also on failure. */
+static int open_store(const struct opts *o, const struct fs_config *cfg,
+		      char **path, char **remote, struct store **out)
 {
 	struct store_opts so = {.create = o->create,
 				.read_only = o->ro,
 				.max_record_size = cfg->max_record_size,
 				.retain_period_s = o->retain_period_s,
-				.sync_batch_ms = o->sync_batch_ms,
-				.history_remote = o->history_remote};
+				.sync_batch_ms = o->sync_batch_ms};
+	const char *url = o->history_remote;
+	int rc;
+
+	*path = absolute(o->store);
+	if (!*path) {
+		fprintf(stderr, "recfs: %s: %s\n", o->store, strerror(errno));
+		return -1;
+	}
+	so.path = *path;
+	if (url && url[0] && !strchr(url, ':') && !(*remote = absolute(url))) {
+		fprintf(stderr, "recfs: %s: %s\n", url, strerror(errno));
+		return -1;
+	}
+	so.history_remote = *remote ? *remote : url;
+	rc = store_open(out, &so);
+	if (rc) /* the library reports, the daemon says it: once */
+		fprintf(stderr, "recfs: %s\n", rerr_what(rc));
+	return rc;
+}
+
+static int run(struct opts *o, struct fuse_args *args,
+	       struct fuse_cmdline_opts *cmd, const struct fs_config *cfg)
+{
 	struct store *store = NULL;
 	struct fs_ctx *ctx = NULL;
 	struct fuse_session *se = NULL;
@@ -343,28 +369,7 @@ static int run(struct opts *o, struct fuse_args *args,
 	struct trimmer trim;
 	int rc, ret = 1, mounted = 0, closed, trimming = 0;
 
-	/* absolute: fuse_daemonize() changes to "/", and the history
-	   (libgit2) opens its repository by path */
-	path = absolute(o->store);
-	if (!path) {
-		fprintf(stderr, "recfs: %s: %s\n", o->store, strerror(errno));
-		return 1;
-	}
-	so.path = path;
-	/* a local path (no "scheme:") too: the daemon changes to "/" */
-	if (o->history_remote && o->history_remote[0] &&
-	    !strchr(o->history_remote, ':') &&
-	    !(remote = absolute(o->history_remote))) {
-		fprintf(stderr, "recfs: %s: %s\n", o->history_remote,
-			strerror(errno));
-		free(path);
-		return 1;
-	}
-	so.history_remote = remote ? remote : o->history_remote;
-	rc = store_open(&store, &so);
-	if (rc) {
-		/* the library reports, the daemon says it: once */
-		fprintf(stderr, "recfs: %s\n", rerr_what(rc));
+	if (open_store(o, cfg, &path, &remote, &store) != 0) {
 		free(path);
 		free(remote);
 		return 1;
