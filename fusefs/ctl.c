@@ -12,6 +12,10 @@
  * request; other requests go on meanwhile (commits wait while a backup
  * holds the store's gate).
  *
+ * A request that fails says why in the daemon's log, and to its caller:
+ * the same process reads `user.recfs.ctl.error` on the mount root next
+ * (fs_ctl_error; the setxattr itself can carry only an errno).
+ *
  * To add a verb: a function `int verb(struct fs_ctx *, who, const char *arg)`
  * and a line in `verbs` below (and a word in man/recfs.1).
  */
@@ -240,6 +244,41 @@ static const struct {
 	{"push", ctl_push},
 };
 
+/* Keep (pid 0: drop) the cause of pid's last request. mu held. */
+static void ctl_err_keep(struct fs_ctx *c, pid_t pid, const char *msg)
+{
+	struct fs_ctl_err *e = NULL;
+
+	for (unsigned i = 0; i < FS_CTL_ERRS; i++)
+		if (c->ctl_errs[i].pid == pid)
+			c->ctl_errs[i].pid = 0;
+	if (!msg)
+		return;
+	e = &c->ctl_errs[c->ctl_err_next++ % FS_CTL_ERRS];
+	e->pid = pid;
+	snprintf(e->msg, sizeof(e->msg), "%s", msg);
+}
+
+int fs_ctl_error(struct fs_ctx *c, pid_t pid, char *buf, size_t size)
+{
+	int n = -ENODATA;
+
+	pthread_mutex_lock(&c->mu);
+	for (unsigned i = 0; i < FS_CTL_ERRS && n < 0; i++) {
+		const struct fs_ctl_err *e = &c->ctl_errs[i];
+
+		if (pid == 0 || e->pid != pid)
+			continue;
+		n = (int)strlen(e->msg);
+		if (size && (size_t)n <= size)
+			memcpy(buf, e->msg, (size_t)n);
+		else if (size)
+			n = -ERANGE;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
 int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,
 	   const char *value, size_t size)
 {
@@ -263,13 +302,18 @@ int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,
 			continue;
 		pthread_mutex_lock(&c->mu);
 		c->ctl_calls++;
+		ctl_err_keep(c, fc->pid, NULL);
 		pthread_mutex_unlock(&c->mu);
 		rlog_info("ctl %s %s (uid %u, pid %d)", verb, arg,
 			  (unsigned)fc->uid, (int)fc->pid);
 		fs_who(req, &who);
 		rc = verbs[i].run(c, &who, arg);
-		if (rc)
+		if (rc) {
 			rlog_err("ctl %s %s: %s", verb, arg, rerr_what(rc));
+			pthread_mutex_lock(&c->mu);
+			ctl_err_keep(c, fc->pid, rerr_what(rc));
+			pthread_mutex_unlock(&c->mu);
+		}
 		return rc;
 	}
 	return -EOPNOTSUPP;

@@ -109,6 +109,14 @@ struct fs_last {
 	bool symlink;
 };
 
+/* The cause of a control request that failed, for its caller to read
+   (ctl.c, fs_ctl_error). */
+#define FS_CTL_ERRS 8
+struct fs_ctl_err {
+	pid_t pid; /* 0: none */
+	char msg[512];
+};
+
 struct fs_inode {
 	uint64_t ino;
 	enum fs_kind kind;
@@ -191,12 +199,15 @@ struct fs_ctx {
 	struct fs_inode **by_ino, **by_key; /* hash tables, `buckets` each */
 	size_t buckets, count;
 	uint64_t next_ino;
-	uint64_t commits, commit_errors; /* protected by mu */
-	uint64_t ctl_calls;		 /* control verbs run; mu */
-	struct fs_handle *handles;	 /* open, for a shutdown before their
-					    release; mu */
-	struct fs_dir *dirs;		 /* open directories, likewise; mu */
-	int mnt_id;			 /* of the mount, for fdinfo; -1 */
+	uint64_t commits, commit_errors;	 /* protected by mu */
+	uint64_t ctl_calls;			 /* control verbs run; mu */
+	struct fs_ctl_err ctl_errs[FS_CTL_ERRS]; /* the causes of the last
+						    failed ones; mu */
+	unsigned ctl_err_next;			 /* mu */
+	struct fs_handle *handles; /* open, for a shutdown before their
+				      release; mu */
+	struct fs_dir *dirs;	   /* open directories, likewise; mu */
+	int mnt_id;		   /* of the mount, for fdinfo; -1 */
 	/* the invalidation thread (inval.c) */
 	pthread_mutex_t qmu;
 	pthread_cond_t qcv;
@@ -451,6 +462,12 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 #define FS_CTL_PREFIX "user.recfs.ctl."
 int fs_ctl(struct fs_ctx *c, fuse_req_t req, const char *verb,
 	   const char *value, size_t size);
+/* The cause of the last control request of process `pid` that failed,
+   into buf (not NUL-terminated): the value of FS_CTL_ERROR on the mount
+   root. Returns its length, or -ENODATA if that request succeeded or
+   there is none. */
+#define FS_CTL_ERROR FS_CTL_PREFIX "error"
+int fs_ctl_error(struct fs_ctx *c, pid_t pid, char *buf, size_t size);
 
 /* The JSON of .recfs/status into a new buffer. */
 int fs_status_json(struct fs_ctx *c, char **out, size_t *len);

@@ -147,6 +147,8 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	}
 	if (!i || strncmp(name, "user.", 5) != 0) {
 		n = i ? -ENODATA : -ESTALE;
+	} else if (i->kind == FS_ROOT && strcmp(name, FS_CTL_ERROR) == 0) {
+		n = fs_ctl_error(c, fuse_req_ctx(req)->pid, value, size);
 	} else if (i->kind == FS_ROOT) {
 		char buf[96];
 		int len =

@@ -10,6 +10,7 @@
  */
 #include "admin.h"
 #include "ctl.h"
+#include "err.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -28,12 +29,22 @@
 
 int ctl_send(const char *mnt, const char *verb, const char *arg)
 {
-	char name[64];
+	char name[64], why[600];
+	ssize_t n;
+	int rc;
 
 	snprintf(name, sizeof(name), CTL_XATTR "%s", verb);
-	if (setxattr(mnt, name, arg, strlen(arg), 0) < 0)
-		return -errno;
-	return 0;
+	if (setxattr(mnt, name, arg, strlen(arg), 0) == 0)
+		return 0;
+	rc = -errno;
+	/* the setxattr carries an errno; the daemon keeps the cause for
+	   this process to read (fusefs/ctl.c) */
+	n = getxattr(mnt, CTL_XATTR "error", why, sizeof(why) - 1);
+	if (n > 0) {
+		why[n] = '\0';
+		rerr_set(rc, "%s", why);
+	}
+	return rc;
 }
 
 const char *ctl_send_why(int rc, const char *eperm)

@@ -6,10 +6,12 @@
  * fusefs/ctl.c: verbs "rollback REVISION|@EPOCH" and "import DIR").
  */
 #include "ctl.h"
+#include "err.h"
 #include "store.h"
 #include "txn.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,16 +42,22 @@ static int through_mount(const char *mnt, const char *verb, const char *arg,
 			 const char *what)
 {
 	uint64_t before = mount_revision(mnt), after;
-	int rc = ctl_send(mnt, verb, arg);
+	int rc;
 
+	rerr_clear();
+	rc = ctl_send(mnt, verb, arg);
 	if (rc) {
+		/* an older daemon says only an errno */
+		bool told = rerr_last() && rerr_last()->code == rc;
+
 		fprintf(stderr,
 			"recfsctl %s: %s: %s failed: %s (nothing was "
-			"changed%s; the daemon's log says more)\n",
+			"changed%s%s)\n",
 			ctl_name(), mnt, what, ctl_why(rc),
 			rc == -ESTALE ? ", a record changed meanwhile: try "
 					"again"
-				      : "");
+				      : "",
+			told ? "" : "; the daemon's log says more");
 		return EXIT_FAIL;
 	}
 	after = mount_revision(mnt);

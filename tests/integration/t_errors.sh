@@ -75,6 +75,17 @@ check "[ $rc = 1 ] && say_once \"\$out\"" "recfsctl verify --repair of a mounted
 check "grep -qE '^recfsctl verify: $STORE: .*locked by pid ${DAEMON_PID[$MNT]} ' <<<\"\$out\"" \
 	"... naming the store and the daemon holding its lock"
 
+# ---- through the mount, the daemon's cause comes back to recfsctl (the
+# control channel's setxattr carries only an errno: recfsctl reads
+# user.recfs.ctl.error next)
+out=$("$RECFSCTL" rollback "$MNT" --to 99 2>&1)
+rc=$?
+check "[ $rc = 1 ] && say_once \"\$out\"" "recfsctl rollback through the mount to a revision it does not have fails, once ($out)"
+check "grep -qF 'revision 99 is after the current one' <<<\"\$out\" && ! grep -qF \"daemon's log says more\" <<<\"\$out\"" \
+	"... with the daemon's cause, not a pointer to its log"
+check "! getfattr --only-values -n user.recfs.ctl.error '$MNT' >/dev/null 2>&1" \
+	"another process reads no cause (each process gets its own)"
+
 # ---- the daemon says it once too
 mkdir -p "$T/mnt2"
 out=$(timeout 20 "$RECFS" "$T/plain" "$T/mnt2" -f 2>&1)
