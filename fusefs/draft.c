@@ -525,6 +525,23 @@ void fs_record_gone(struct fs_ctx *c, struct fs_inode *ino, const char *unseen)
 		fs_inval_name(c, unseen);
 }
 
+void fs_record_opened(struct fs_inode *ino)
+{
+	pthread_mutex_lock(&ino->mu);
+	ino->opens++;
+	pthread_mutex_unlock(&ino->mu);
+}
+
+void fs_record_released(struct fs_inode *ino)
+{
+	pthread_mutex_lock(&ino->mu);
+	if (--ino->opens == 0 && ino->kind == FS_RECORD && !dirty(ino->d)) {
+		store_reader_free(ino->rd);
+		ino->rd = NULL;
+	}
+	pthread_mutex_unlock(&ino->mu);
+}
+
 void fs_record_changed(struct fs_ctx *c, struct fs_inode *ino, uint64_t version,
 		       bool pages)
 {
@@ -763,20 +780,24 @@ int fs_draft_open(struct fs_ctx *c, fuse_req_t req, struct fs_inode *ino,
 	if (ino->deleted && !dirty(d))
 		return -ESTALE; /* the kernel looks the name up again */
 	if (ino->kind == FS_RECORD && !dirty(d)) {
+		uint64_t shown = ino->version;
+
 		/* the committed version now: another may have come */
 		rc = store_stat(c->store, ino->id, &m, false);
 		if (rc)
 			return rc == -EISDIR || rc == -ENOENT ? -ESTALE : rc;
 		if (m.version != ino->version) {
-			/* committed where we did not see: the pages go */
 			store_reader_free(ino->rd);
 			ino->rd = NULL;
-			if (ino->version)
-				*gen = fs_stale_mark(c, ino);
 		}
 		rc = reader(c, ino);
 		if (rc)
 			return rc;
+		/* committed where we did not see (also between the stat and
+		   the reader, when the last release had closed it): the
+		   pages go */
+		if (shown && ino->version != shown)
+			*gen = fs_stale_mark(c, ino);
 	}
 	if ((flags & O_ACCMODE) != O_RDONLY && (flags & O_TRUNC))
 		return draft_step(c, ino, EV_TRUNC_OPEN, false, 0);

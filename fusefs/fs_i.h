@@ -139,6 +139,8 @@ struct fs_inode {
 	uint64_t cas_next;	 /* FS_COND: the version a commit through it
 				    must find (N, then what it made) */
 	bool deleted;		 /* the record is gone: reads go on from rd */
+	unsigned opens;		 /* open descriptors (h->ino): the last
+				    release closes rd (fs_record_released) */
 	bool pages_stale;	 /* the kernel's pages may not be the content:
 				    every open drops them, until the thread
 				    has had the kernel drop them (inval.c) */
@@ -330,6 +332,13 @@ int fs_record_attr(struct fs_ctx *c, struct fs_inode *ino, struct stat *st);
    open handles read, loses its name and draft; `unseen`: the name the
    kernel did not see go (invalidated from the thread), or NULL. */
 void fs_record_gone(struct fs_ctx *c, struct fs_inode *ino, const char *unseen);
+/* A descriptor of `ino` was opened, or released. At the last release a
+   record closes the version it reads (its fd), unless a draft is left;
+   the kernel may keep its pages, and the next open opens the version
+   again. Holding an fd per record read ran the daemon out of them
+   (EMFILE) after 20,000 records read. No lock held. */
+void fs_record_opened(struct fs_inode *ino);
+void fs_record_released(struct fs_inode *ino);
 /* The committed version changed where the kernel did not see (commit
    through ID@N, rename, rollback): its attributes are invalidated, the
    reader forgotten, and with `pages` the pages dropped (inval.c). */

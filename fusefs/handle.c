@@ -139,6 +139,7 @@ static void handle_free(struct fs_ctx *c, struct fs_handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&c->mu);
+	fs_record_released(h->ino);
 	if (h->fd >= 0)
 		close(h->fd);
 	free(h->buf);
@@ -235,6 +236,7 @@ struct fs_handle *fs_handle_new(struct fs_ctx *c, fuse_req_t req,
 		h->next->prev = h;
 	c->handles = h;
 	pthread_mutex_unlock(&c->mu);
+	fs_record_opened(ino);
 	return h;
 }
 

@@ -60,4 +60,22 @@ out=$( { head -c $((600 << 10)) /dev/zero >>"$MNT/exact"; } 2>&1)
 check "grep -q 'File too large' <<<\"\$out\" && cmp '$T/1m' '$MNT/exact'" \
 	"an append past the limit fails with EFBIG and changes nothing ($out)"
 
+# ---- the daemon holds no descriptor per record read: `grep -r` over more
+# records than its open-file limit works (it held one per record read, and
+# failed with EMFILE after 20,000 records read)
+mkdir -p "$T/many"
+for ((i = 0; i < 2000; i++)); do printf '%d\n' "$i" >"$T/many/m$i"; done
+"$RECFSCTL" import "$MNT" "$T/many" >/dev/null 2>&1
+pid=${DAEMON_PID[$MNT]}
+before=$(ls "/proc/$pid/fd" | wc -l)
+check "cat '$MNT'/m* | wc -l | grep -qx 2000" "cat of 2,000 records through the mount"
+after=$(ls "/proc/$pid/fd" | wc -l)
+check "[ $after -lt $((before + 50)) ]" \
+	"... leaves the daemon's open descriptors as they were ($before before, $after after)"
+exec 7<"$MNT/m1"
+held=$(ls "/proc/$pid/fd" | wc -l)
+check "[ \"\$(cat <&7)\" = 1 ] && [ $held -le $((after + 1)) ]" \
+	"an open descriptor holds at most one ($held)"
+exec 7<&-
+
 finish
