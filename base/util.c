@@ -190,6 +190,31 @@ int util_write_file(const char *path, const void *buf, size_t len)
 	return rc;
 }
 
+int util_cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+	int rc = -pthread_condattr_init(&a);
+
+	if (rc)
+		return rc;
+	rc = -pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = -pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+	return rc;
+}
+
+void util_deadline_ms(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
 {
 	int rc = -pthread_mutex_init(mu, NULL);

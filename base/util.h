@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* snprintf into msg[len]; does nothing if msg is NULL or len 0. */
 void util_say(char *msg, size_t len, const char *fmt, ...)
@@ -80,6 +81,13 @@ int util_write_file(const char *path, const void *buf, size_t len);
 /* Initialise `mu` and `cv` (default attributes): both or neither.
    Returns 0 or -errno. */
 int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv);
+
+/* Initialise `cv` to time its waits on CLOCK_MONOTONIC (a clock step
+   does not cut or stretch them). Returns 0 or -errno. */
+int util_cond_init_mono(pthread_cond_t *cv);
+
+/* CLOCK_MONOTONIC now plus `ms`: the deadline of such a wait. */
+void util_deadline_ms(struct timespec *ts, unsigned ms);
 
 /* `*v` read under `mu`: a getter for one field a mutex guards. */
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);

@@ -31,6 +31,7 @@
  */
 #include "fs_i.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -54,16 +55,7 @@ struct fs_inval {
 
 int fs_inval_init(struct fs_ctx *c)
 {
-	pthread_condattr_t a;
-	int rc = pthread_condattr_init(&a);
-
-	if (rc)
-		return -rc;
-	rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	if (rc == 0)
-		rc = pthread_cond_init(&c->qdone, &a);
-	pthread_condattr_destroy(&a);
-	return -rc;
+	return util_cond_init_mono(&c->qdone);
 }
 
 static void enqueue(struct fs_ctx *c, struct fs_inval *q)
@@ -185,13 +177,7 @@ bool fs_inval_wait_drops(struct fs_ctx *c, struct fs_inode *ino)
 	struct timespec until;
 	bool done;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += DROP_WAIT_MS / 1000;
-	until.tv_nsec += (DROP_WAIT_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	util_deadline_ms(&until, DROP_WAIT_MS);
 	pthread_mutex_lock(&c->qmu);
 	/* -s: the one thread is this one, and a drop may wait for a READ */
 	while (ino->drops_queued && !c->cfg.single_thread &&

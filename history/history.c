@@ -53,18 +53,6 @@
 #define SIDE_NAME HIST_SIDE_NAME
 #define HIST_NEW_DIR HIST_DIR ".new"
 
-static int cond_init_mono(pthread_cond_t *cv)
-{
-	pthread_condattr_t a;
-	int rc;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	rc = -pthread_cond_init(cv, &a);
-	pthread_condattr_destroy(&a);
-	return rc;
-}
-
 /* ---- creating the repository ----------------------------------------- */
 
 static int rm_one(const char *path, const struct stat *sb, int flag,
@@ -231,7 +219,7 @@ static int hist_alloc(struct hist **out, const struct hist_opts *opts)
 	    pthread_rwlock_init(&h->ix_lock, NULL) ||
 	    pthread_rwlock_init(&h->epoch_lock, NULL) ||
 	    pthread_mutex_init(&h->chain_mu, NULL) ||
-	    cond_init_mono(&h->wake) || cond_init_mono(&h->moved)) {
+	    util_cond_init_mono(&h->wake) || util_cond_init_mono(&h->moved)) {
 		/* the sync objects need no destroy on Linux */
 		hidx_destroy(&h->ix);
 		free(h->path);

@@ -7,6 +7,7 @@
 #include "hist_i.h"
 #include "err.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,14 +42,9 @@ static struct hremote *remote_get(struct hist *h)
 	pthread_mutex_lock(&h->mu);
 	r = h->remote;
 	if (!r && (r = calloc(1, sizeof(*r))) != NULL) {
-		pthread_condattr_t a;
-
 		pthread_mutex_init(&r->push_mu, NULL);
 		pthread_mutex_init(&r->mu, NULL);
-		pthread_condattr_init(&a);
-		pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-		pthread_cond_init(&r->wake, &a);
-		pthread_condattr_destroy(&a);
+		util_cond_init_mono(&r->wake);
 		h->remote = r;
 	}
 	pthread_mutex_unlock(&h->mu);

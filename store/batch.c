@@ -29,6 +29,7 @@
 #include "jnl.h"
 #include "err.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -64,7 +65,6 @@ struct store_batch {
 int sbatch_init(struct store *s)
 {
 	struct store_batch *b;
-	pthread_condattr_t ca;
 
 	if (!s->opts.sync_batch_ms || !store_journaled(s) || s->opts.read_only)
 		return 0;
@@ -72,10 +72,7 @@ int sbatch_init(struct store *s)
 	if (!b)
 		return -ENOMEM;
 	pthread_mutex_init(&b->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->work, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_mono(&b->work);
 	pthread_cond_init(&b->done, NULL);
 	b->tail = &b->head;
 	s->batch = b;
@@ -202,13 +199,7 @@ int sbatch_queue(struct store *s, struct batch_item *it)
 	unsigned ms = s->opts.sync_batch_ms;
 	int rc = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &it->due);
-	it->due.tv_sec += ms / 1000;
-	it->due.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (it->due.tv_nsec >= 1000000000) {
-		it->due.tv_sec++;
-		it->due.tv_nsec -= 1000000000;
-	}
+	util_deadline_ms(&it->due, ms);
 	pthread_mutex_lock(&b->mu);
 	if (!b->started) {
 		rc = -pthread_create(&b->thread, NULL, sbatch_main, s);

@@ -691,7 +691,6 @@ static void *timer_main(void *arg)
 int store_retain_timer_start(struct store *s)
 {
 	struct retain_timer *t;
-	pthread_condattr_t ca;
 	int rc;
 
 	if (s->retain_timer)
@@ -700,10 +699,7 @@ int store_retain_timer_start(struct store *s)
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_init(&t->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_mono(&t->cv);
 	s->retain_timer = t;
 	rc = -pthread_create(&t->thread, NULL, timer_main, s);
 	if (rc) {
