@@ -307,3 +307,18 @@ void check_tree(struct store *s)
 	cr_assert_eq(n, t.live, "tree has %zu entries, store %zu live records",
 		     n, t.live);
 }
+
+/* Read version v of "hot" and check it says "hot v". */
+void check_hot_version(struct store *s, uint64_t v)
+{
+	char want[32];
+	void *buf = NULL;
+	size_t len = 0;
+	int rc = store_history_get(s, "hot", v, &buf, &len, NULL);
+
+	cr_assert_eq(rc, 0, "hot@%" PRIu64 ": %s", v, strerror(-rc));
+	snprintf(want, sizeof(want), "hot %" PRIu64, v);
+	cr_assert(len == strlen(want) && memcmp(buf, want, len) == 0,
+		  "hot@%" PRIu64 " reads \"%.*s\"", v, (int)len, (char *)buf);
+	free(buf);
+}

@@ -37,6 +37,9 @@ struct store_result put_buf(struct store *s, const char *id, const void *buf,
 			    size_t len);
 struct store_result put(struct store *s, const char *id, const char *text);
 
+/* Read version v of record "hot" and check it says "hot v". */
+void check_hot_version(struct store *s, uint64_t v);
+
 /* Wait until the history has every change (at most 60 s). */
 void drain(struct store *s);
 

@@ -71,21 +71,6 @@ Test(history, history_get_reads_every_version_right_after_the_write)
 	close_store(s);
 }
 
-/* Read version v of "hot" and check it says "hot v". */
-static void check_hot_version(struct store *s, uint64_t v)
-{
-	char want[32];
-	void *buf = NULL;
-	size_t len = 0;
-	int rc = store_history_get(s, "hot", v, &buf, &len, NULL);
-
-	cr_assert_eq(rc, 0, "hot@%" PRIu64 ": %s", v, strerror(-rc));
-	snprintf(want, sizeof(want), "hot %" PRIu64, v);
-	cr_assert(len == strlen(want) && memcmp(buf, want, len) == 0,
-		  "hot@%" PRIu64 " reads \"%.*s\"", v, (int)len, (char *)buf);
-	free(buf);
-}
-
 /*
  * The old versions of a record with a long chain in history.idx: every
  * one is found (a delete in the middle, versions added later included),

@@ -62,16 +62,8 @@ static void check_one(struct store *s, struct io *io, uint64_t v, bool cheap)
 	unsigned idx0 = io_hits(io, "hist.idx.read");
 	unsigned vdx0 = io_hits(io, "hist.vdx.read");
 	unsigned idx, vdx;
-	char want[32];
-	void *buf = NULL;
-	size_t len = 0;
-	int rc = store_history_get(s, "hot", v, &buf, &len, NULL);
 
-	cr_assert_eq(rc, 0, "hot@%" PRIu64 ": %s", v, strerror(-rc));
-	snprintf(want, sizeof(want), "hot %" PRIu64, v);
-	cr_assert(len == strlen(want) && memcmp(buf, want, len) == 0,
-		  "hot@%" PRIu64 " reads \"%.*s\"", v, (int)len, (char *)buf);
-	free(buf);
+	check_hot_version(s, v);
 	idx = io_hits(io, "hist.idx.read") - idx0;
 	vdx = io_hits(io, "hist.vdx.read") - vdx0;
 	/* the entry and its frame's commit; O(log N) jumps (Myers: at most
