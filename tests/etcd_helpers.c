@@ -105,7 +105,7 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 /* The tail of member i's log, for a message. */
 static void log_tail(struct etcd_cluster *c, size_t i, char *out, size_t len)
 {
-	char path[PATH_MAX + 16];
+	char path[PATH_MAX + 32];
 	long size;
 	size_t got;
 	FILE *f;
@@ -126,7 +126,7 @@ static void log_tail(struct etcd_cluster *c, size_t i, char *out, size_t len)
 /* exec etcd as member i (in the child). */
 static void exec_member(struct etcd_cluster *c, size_t i, pid_t parent)
 {
-	char name[16], data[PATH_MAX + 16], log[PATH_MAX + 16];
+	char name[16], data[PATH_MAX + 32], log[PATH_MAX + 32];
 	char curl[64], purl[64], cluster[ETCD_MAX_MEMBERS * 64] = "";
 	int fd;
 
