@@ -289,14 +289,10 @@ size_t etcd_write_cb(char *p, size_t size, size_t nmemb, void *arg)
 int etcd_easy_setup(struct etcd *e, CURL *h, struct curl_slist **hdrs,
 		    struct buf *body, char *errbuf)
 {
-	struct curl_slist *l;
-
-	l = curl_slist_append(NULL, "Content-Type: application/json");
-	if (l)
-		l = curl_slist_append(*hdrs = l, "Expect:");
-	if (!l)
+	/* no "Expect: 100-continue" round trip before a large body */
+	*hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	if (!*hdrs || !curl_slist_append(*hdrs, "Expect:"))
 		return -ENOMEM;
-	*hdrs = l;
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)e->connect_ms);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -305,6 +305,7 @@ int etcd_member_stop(struct etcd_cluster *c, size_t i)
 	if (!pid)
 		return 0;
 	kill(pid, SIGTERM);
+	kill(pid, SIGCONT); /* a frozen one */
 	while (waitpid(pid, &status, WNOHANG) != pid) {
 		if (now_ms() > deadline) {
 			kill(pid, SIGKILL);
@@ -315,6 +316,13 @@ int etcd_member_stop(struct etcd_cluster *c, size_t i)
 	}
 	c->m[i].pid = 0;
 	return 0;
+}
+
+int etcd_member_freeze(struct etcd_cluster *c, size_t i, int frozen)
+{
+	if (!c->m[i].pid)
+		return -1;
+	return kill(c->m[i].pid, frozen ? SIGSTOP : SIGCONT);
 }
 
 int etcd_member_start(struct etcd_cluster *c, size_t i, char *msg, size_t len)

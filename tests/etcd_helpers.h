@@ -46,6 +46,10 @@ int etcd_cluster_start(struct etcd_cluster *c, size_t n, const char *root,
    wait for it. Returns 0 or -1. */
 int etcd_member_stop(struct etcd_cluster *c, size_t i);
 
+/* Freeze (SIGSTOP) or thaw (SIGCONT) running member i: a member that
+   accepts connections and answers nothing. Returns 0 or -1. */
+int etcd_member_freeze(struct etcd_cluster *c, size_t i, int frozen);
+
 /* Start stopped member i again on its ports and data, and wait until the
    cluster is healthy. Returns 0 or -1 with the cause in msg. */
 int etcd_member_start(struct etcd_cluster *c, size_t i, char *msg, size_t len);

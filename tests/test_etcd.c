@@ -656,3 +656,108 @@ Test(etcd, no_member_reachable_is_enotconn_naming_each_member)
 	etcd_close(e);
 	e = NULL;
 }
+
+Test(etcd, a_read_moves_on_from_a_member_that_hangs_a_write_says_unknown,
+     .init = start3, .fini = stop)
+{
+	struct etcd_kv kv;
+	uint64_t t0;
+	int rc;
+
+	put("h/a", "1");
+	cr_assert_str_eq(etcd_current_endpoint(e), cl.endpoints[0]);
+	cr_assert_eq(etcd_member_freeze(&cl, 0, 1), 0);
+	t0 = now_ms();
+	rc = etcd_put(e, "h/b", 3, "2", 1, 0, NULL); /* sent, no answer */
+	cr_assert_eq(rc, -ETIMEDOUT, "%d %s", rc, rerr_what(rc));
+	cr_assert_not_null(strstr(rerr_what(rc), "outcome is unknown"), "%s",
+			   rerr_what(rc));
+	cr_assert_geq(now_ms() - t0, 2900);   /* the request timeout */
+	OK(etcd_get(e, "h/a", 3, &kv, NULL)); /* the next member answers */
+	cr_assert_str_eq(kv.value, "1");
+	etcd_kv_free(&kv);
+	cr_assert_str_neq(etcd_current_endpoint(e), cl.endpoints[0]);
+	put("h/c", "3"); /* and takes the writes from now on */
+	cr_assert_eq(etcd_member_freeze(&cl, 0, 0), 0);
+}
+
+/* ---- many threads, many events
+ * ---------------------------------------------------- */
+
+#define THREADS 8
+#define PUTS 50
+
+static void *putter(void *arg)
+{
+	intptr_t id = (intptr_t)arg;
+	char k[32], v[32];
+
+	for (int i = 0; i < PUTS; i++) {
+		snprintf(k, sizeof(k), "t/%ld/%d", (long)id, i % 5);
+		snprintf(v, sizeof(v), "%d", i);
+		if (etcd_put(e, k, strlen(k), v, strlen(v), 0, NULL))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+Test(etcd, one_client_serves_many_threads_and_a_watch_sees_all_in_order,
+     .init = start1, .fini = stop)
+{
+	static struct seen s[THREADS * PUTS];
+	struct etcd_range_result r;
+	struct etcd_watch *w;
+	pthread_t th[THREADS];
+	char end[8];
+	void *ret;
+
+	w = watch_prefix("t/", 0);
+	for (intptr_t i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, putter, (void *)i);
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], &ret);
+		cr_assert_null(ret, "thread %d: a put failed", i);
+	}
+	collect(w, s, THREADS * PUTS);
+	for (int i = 1; i < THREADS * PUTS; i++)
+		cr_assert_eq(s[i].rev, s[i - 1].rev + 1, "event %d", i);
+	etcd_watch_close(w);
+	struct etcd_range q = {.key = "t/", .key_len = 2, .range_end = end};
+	q.range_end_len = etcd_prefix_end(end, "t/", 2);
+	OK(etcd_range(e, &q, &r));
+	cr_assert_eq(r.n, THREADS * 5);
+	for (size_t i = 0; i < r.n; i++) {
+		cr_assert_eq(r.kvs[i].version, PUTS / 5);
+		cr_assert_geq(atoi(r.kvs[i].value), PUTS - 5, "%s = %s",
+			      r.kvs[i].key, r.kvs[i].value);
+	}
+	etcd_range_result_free(&r);
+}
+
+Test(etcd, a_watch_reassembles_large_events_split_across_reads, .init = start1,
+     .fini = stop)
+{
+	static char big[64 << 10];
+	struct etcd_watch *w;
+	size_t got = 0;
+
+	w = watch_prefix("big/", 0);
+	for (int i = 0; i < 20; i++) {
+		memset(big, 'a' + i, sizeof(big));
+		OK(etcd_put(e, "big/x", 5, big, sizeof(big), 0, NULL));
+	}
+	while (got < 20) {
+		struct etcd_events evs;
+
+		OK(etcd_watch_next(w, 10000, &evs));
+		for (size_t i = 0; i < evs.n; i++, got++) {
+			cr_assert_eq(evs.ev[i].kv.value_len, sizeof(big));
+			cr_assert_eq(evs.ev[i].kv.value[0], 'a' + (int)got);
+			cr_assert_eq(evs.ev[i].kv.value[sizeof(big) - 1],
+				     'a' + (int)got);
+			cr_assert_eq(evs.ev[i].kv.version, (int64_t)got + 1);
+		}
+		etcd_events_free(&evs);
+	}
+	etcd_watch_close(w);
+}
