@@ -372,8 +372,10 @@ int etcd_watch_next(struct etcd_watch *w, unsigned timeout_ms,
 	for (;;) {
 		if (w->pend.n)
 			return take_pending(w, out);
-		if (w->canceled)
+		if (w->canceled) {
+			stream_stop(w); /* etcd sends nothing more */
 			return canceled(w);
+		}
 		if (!w->h) {
 			rc = stream_open(w, deadline);
 			if (rc && now_ms() >= deadline)
