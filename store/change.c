@@ -267,6 +267,22 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 	return journal(s, iov, n, false, seq);
 }
 
+/* A backend durable by itself makes the change durable and numbers it:
+   the store's revision follows. */
+static int change_own_commit(struct store *s, const struct rec *r,
+			     uint64_t *seq)
+{
+	int rc = s->be->ops->commit(s->be, r, seq);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	if (*seq > s->revision)
+		s->revision = *seq;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
 int change_journal(struct store *s, const struct rec *r, bool nosync,
 		   uint64_t *seq)
 {
@@ -276,6 +292,8 @@ int change_journal(struct store *s, const struct rec *r, bool nosync,
 	size_t len;
 	int rc, n = 1;
 
+	if (s->be->own_commit) /* etcd: the backend's txn (backend.h) */
+		return change_own_commit(s, r, seq);
 	if (!store_journaled(s))
 		return commit_journal(s, NULL, 0, seq);
 	if (r->type == REC_PUT) {
@@ -627,8 +645,9 @@ int change_apply(struct store *s, const struct rec *r, uint64_t seq,
 			rc = change_apply(s, &part, seq, a);
 		return rc;
 	}
+	/* an own_commit backend has the content in place already */
 	if ((a->steps & APPLY_PLACE) && r->type != REC_META &&
-	    r->type != REC_STATE)
+	    r->type != REC_STATE && !s->be->own_commit)
 		rc = place(s, r, a);
 	if (rc == 0 && (a->steps & APPLY_INDEX)) {
 		pthread_mutex_lock(&s->mu);
