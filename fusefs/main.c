@@ -236,12 +236,17 @@ static int check_mountpoint(const char *mnt)
 	return 0;
 }
 
-/* `p` made absolute (it may not exist yet: -o create). */
+/* `p` made absolute (it may not exist yet: -o create). A store URI:
+   etcd://... as it is, file://STORE as STORE. */
 static char *absolute(const char *p)
 {
 	char cwd[PATH_MAX], *out;
 	size_t n;
 
+	if (strncmp(p, "etcd://", 7) == 0)
+		return strdup(p);
+	if (strncmp(p, "file://", 7) == 0)
+		p += 7;
 	if (p[0] == '/')
 		return strdup(p);
 	if (!getcwd(cwd, sizeof(cwd)))

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A store on etcd mounted by one host (issue 16, phase 2): recfs
+# etcd://HOST:PORT/PREFIX MNT -o create on a real one-member etcd (started
+# here on a loopback port, always stopped at exit): cp, cat, the computed
+# attributes, user xattrs, mv, rm, mkdir/ls, cp onto a@N (one winner,
+# then ESTALE), a remount that shows everything, ID@N without history,
+# and etcd stopped: close(2) fails with EIO, soon, not a hang.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/etcd_lib.sh"
+
+etcd_start 1
+URI="etcd://$ETCD_ENDPOINTS/recfs/t"
+check "! '$RECFS' '$URI' '$MNT' -f 2>'$T/nocreate.err'" \
+	"mounting an etcd prefix with no store fails without -o create"
+check "grep -q 'create' '$T/nocreate.err'" \
+	"... and says -o create makes one ($(head -c 200 "$T/nocreate.err"))"
+mount_at "$URI" "$MNT" -o create || exit 1
+check "etcdctl_ get recfs/t/format --print-value-only | grep -q '\"format\":1'" \
+	"-o create wrote PREFIX/format"
+
+printf 'hello\n' >"$T/one"
+printf 'second\n' >"$T/two"
+printf 'third\n' >"$T/three"
+check "cp '$T/one' '$MNT/a'" "cp a file in"
+check "cmp '$T/one' '$MNT/a'" "cat gives it back"
+check "[ \"\$(version '$MNT/a')\" = 1 ]" "user.recfs.version is 1"
+check "[ \"\$(xattr user.recfs.hash '$MNT/a')\" = \"xxh3-128:\$(xxhsum -H2 '$T/one' 2>/dev/null | cut -d' ' -f1 | sed 's/^XXH128_//')\" ] || xattr user.recfs.hash '$MNT/a' | grep -qE '^xxh3-128:[0-9a-f]{32}$'" \
+	"user.recfs.hash is an xxh3-128 hash"
+rev=$(xattr user.recfs.revision "$MNT/a")
+erev=$(etcdctl_ get recfs/t/e/01/a -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0]["mod_revision"])')
+check "[ -n '$rev' ] && [ '$rev' = '$erev' ]" \
+	"user.recfs.revision is etcd's revision of the commit ($rev = $erev)"
+check "etcdctl_ get recfs/t/v/a//00000000000000000001 -w json | python3 -c 'import base64,json,sys; sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin)[\"kvs\"][0][\"value\"]))' | cmp - '$T/one'" \
+	"the content is in etcd under PREFIX/v/ID//N"
+
+check "setfattr -n user.color -v blue '$MNT/a'" "setfattr user.color"
+check "[ \"\$(xattr user.color '$MNT/a')\" = blue ]" "getfattr gives it back"
+check "[ \"\$(version '$MNT/a')\" = 1 ]" "... and makes no new version"
+
+v=$(version "$MNT/a")
+check "cp '$T/two' '$MNT/a@$v'" "cp new a@$v wins"
+check "cmp '$T/two' '$MNT/a' && [ \"\$(version '$MNT/a')\" = 2 ]" \
+	"a holds it at version 2"
+out=$(cp "$T/three" "$MNT/a@$v" 2>&1)
+rc=$?
+check "[ $rc -ne 0 ] && grep -q 'Stale file handle' <<<\"\$out\"" \
+	"cp new a@$v a second time fails with ESTALE ($out)"
+check "cmp '$T/two' '$MNT/a'" "... and a is unchanged"
+check "cmp '$T/one' '$MNT/a@1'" "a@1 reads version 1 from etcd"
+
+check "mkdir '$MNT/d'" "mkdir d"
+check "cp '$T/three' '$MNT/d/x'" "cp into d"
+check "[ \"\$(ls '$MNT' | tr '\n' ' ')\" = 'a d ' ]" "ls shows a and d"
+check "[ \"\$(ls '$MNT/d')\" = x ]" "ls d shows x"
+check "mv '$MNT/d/x' '$MNT/d/y'" "mv d/x d/y"
+check "[ \"\$(ls '$MNT/d')\" = y ] && cmp '$T/three' '$MNT/d/y'" \
+	"d/y has the content, d/x is gone"
+check "! rmdir '$MNT/d' 2>/dev/null" "rmdir of a namespace with a record fails"
+check "cp '$T/one' '$MNT/gone' && rm '$MNT/gone'" "cp and rm a record"
+check "[ ! -e '$MNT/gone' ]" "... it is gone"
+check "cp '$T/two' '$MNT/gone' && [ \"\$(version '$MNT/gone')\" = 2 ]" \
+	"re-created, it goes on at version 2"
+
+umount_at "$MNT"
+check "[ '$DAEMON_RC' = 0 ]" "the daemon exits 0 at unmount"
+mount_at "$URI" "$MNT" || exit 1
+check "cmp '$T/two' '$MNT/a' && [ \"\$(version '$MNT/a')\" = 2 ]" \
+	"remounted: a at version 2"
+check "[ \"\$(xattr user.color '$MNT/a')\" = blue ]" "... with its xattr"
+check "cmp '$T/three' '$MNT/d/y' && [ ! -e '$MNT/d/x' ]" "... d/y, no d/x"
+check "[ \"\$(version '$MNT/gone')\" = 2 ]" "... gone at version 2"
+check "cmp '$T/one' '$MNT/a@1'" "... and a@1"
+check "[ \"\$(ls '$MNT' | tr '\n' ' ')\" = 'a d gone ' ]" "... ls"
+check "[ ! -e '$MNT/new' ]" "... (no file 'new' yet)"
+
+# etcd stops: commits fail at close(2) with EIO, in seconds, both of a
+# file opened before and of a new one
+cat "$MNT/a" >/dev/null
+timeout 60 python3 - "$MNT/a" "$MNT/new" "$T/stop.fifo" >"$T/down.out" 2>&1 <<'PY' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.mkfifo(sys.argv[3])
+open(sys.argv[3], "w").close()  # etcd is stopped when this returns
+open(sys.argv[3]).read()
+t = time.monotonic()
+os.write(fd, b"while etcd is down\n")
+try:
+    os.close(fd)
+    print("close: ok")
+except OSError as e:
+    print("close:", os.strerror(e.errno), "after %.0f s" % (time.monotonic() - t))
+try:
+    fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"new\n")
+    os.close(fd)
+    print("new: ok")
+except OSError as e:
+    print("new:", os.strerror(e.errno))
+PY
+py=$!
+await 20 "[ -p '$T/stop.fifo' ]" && cat "$T/stop.fifo" >/dev/null
+etcd_stop_member 0
+echo >"$T/stop.fifo"
+wait "$py"
+out=$(cat "$T/down.out")
+check "grep -q '^close: Input/output error' <<<\"$out\"" \
+	"close(2) of a write with etcd stopped fails with EIO ($out)"
+check "grep -q '^new: Input/output error' <<<\"$out\"" \
+	"... and of a new file too"
+out=$(timeout 60 cat "$MNT/d/y" 2>&1)
+rc=$?
+check "[ $rc -ne 124 ] && { [ $rc = 0 ] && [ \"$out\" = third ] || grep -q 'Input/output error' <<<\"$out\"; }" \
+	"a read with etcd stopped answers or fails with EIO, no hang (rc $rc: $out)"
+etcd_start_member 0
+check "cmp '$T/two' '$MNT/a' && [ \"\$(version '$MNT/a')\" = 2 ]" \
+	"etcd back: a is still version 2 (the failed close changed nothing)"
+check "cp '$T/three' '$MNT/a' && [ \"\$(version '$MNT/a')\" = 3 ]" \
+	"... and commits work again without a remount"
+check "[ ! -e '$MNT/new' ]" "the new file whose close failed is not there"
+finish
