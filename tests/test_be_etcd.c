@@ -11,6 +11,7 @@
 #include "etcd_helpers.h"
 #include "store.h"
 #include "store_history.h"
+#include "txn.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -339,4 +340,45 @@ Test(be_etcd, etcd_gone_is_eio_not_a_hang)
 	cr_assert_eq(etcd_member_start(&cl, 0, NULL, 0), 0);
 	expect("g", "kept", 1);
 	cr_assert_eq(put("g", "back", STORE_COND_ANY, 0, 0), 2);
+}
+
+Test(be_etcd, txn_is_one_etcd_txn)
+{
+	struct store_txn *t = NULL;
+	struct store_txn_result tr;
+	struct store_cond stale = {STORE_COND_IF_VERSION, 1};
+	uint64_t rev;
+	char id[16];
+
+	put("t1", "old", STORE_COND_ANY, 0, 0);
+	put("t2", "gone", STORE_COND_ANY, 0, 0);
+	OK(store_txn_new(s, &t));
+	OK(store_txn_put(t, "t1", "new", 3, NULL));
+	OK(store_txn_put(t, "t3", "three", 5, NULL));
+	OK(store_txn_delete(t, "t2", NULL));
+	OK(store_txn_commit(t, NULL, &tr));
+	store_txn_free(t);
+	rev = store_revision(s);
+	reopen();
+	expect("t1", "new", 2);
+	expect("t3", "three", 1);
+	expect_absent("t2");
+	cr_assert_eq(store_revision(s), rev);
+	/* a stale part fails the whole txn: nothing of it is written */
+	OK(store_txn_new(s, &t));
+	OK(store_txn_put(t, "t3", "x", 1, NULL));
+	OK(store_txn_delete(t, "t1", &stale));
+	cr_assert_eq(store_txn_commit(t, NULL, &tr), -ESTALE);
+	store_txn_free(t);
+	expect("t3", "three", 1);
+	/* more parts than one etcd txn takes: refused, naming the limit */
+	OK(store_txn_new(s, &t));
+	for (int i = 0; i < 50; i++) {
+		snprintf(id, sizeof(id), "m%d", i);
+		OK(store_txn_put(t, id, "m", 1, NULL));
+	}
+	cr_assert_eq(store_txn_commit(t, NULL, &tr), -E2BIG);
+	cr_assert(strstr(rerr_what(-E2BIG), "128"), "%s", rerr_what(-E2BIG));
+	store_txn_free(t);
+	expect_absent("m0");
 }
