@@ -43,8 +43,11 @@ static int computed_xattr(struct fs_ctx *c, const char *id, const char *name,
 	if (strcmp(what, "revision") == 0)
 		return snprintf(buf, 96, "%" PRIu64, m.revision);
 	if (strcmp(what, "commit") == 0) {
-		if (store_history_commit(c->store, id, m.version, buf) == 0)
+		rc = store_history_commit(c->store, id, m.version, buf);
+		if (rc == 0)
 			return (int)strlen(buf);
+		if (rc == -ENOTSUP)
+			return -ENODATA; /* no history (an etcd store) */
 		return snprintf(buf, 96, "pending");
 	}
 	if (strcmp(what, "hash") == 0) {

@@ -61,6 +61,14 @@ check "[ ! -e '$MNT/gone' ]" "... it is gone"
 check "cp '$T/two' '$MNT/gone' && [ \"\$(version '$MNT/gone')\" = 2 ]" \
 	"re-created, it goes on at version 2"
 
+# no history on etcd yet (a later phase): said clearly
+check "! getfattr -n user.recfs.commit '$MNT/a' 2>'$T/commit.err' && grep -q 'No such attribute' '$T/commit.err'" \
+	"user.recfs.commit: no such attribute (no history)"
+check "! '$RECFSCTL' log '$MNT' a 2>'$T/log.err' && grep -q 'no history yet' '$T/log.err'" \
+	"recfsctl log says an etcd store has no history yet"
+check "'$RECFSCTL' stats '$URI' 2>/dev/null | grep -q '^records: *3'" \
+	"recfsctl stats on the etcd URI counts the records"
+
 umount_at "$MNT"
 check "[ '$DAEMON_RC' = 0 ]" "the daemon exits 0 at unmount"
 mount_at "$URI" "$MNT" || exit 1
