@@ -181,22 +181,25 @@ static const char computed_names[] =
 static ssize_t record_listxattr(struct fs_ctx *c, struct fs_inode *i,
 				char *list, size_t size)
 {
+	size_t cn = sizeof(computed_names);
 	struct store_meta m;
 	ssize_t n;
 	int rc = store_stat(c->store, i->id, &m, false);
 
 	if (rc)
 		return rc == -EISDIR || rc == -ENOENT ? 0 : rc;
-	if (size && size < sizeof(computed_names))
+	/* the last name, commit, only with a history (not on etcd) */
+	if (!store_has_history(c->store))
+		cn -= sizeof(FS_XATTR_PREFIX "commit");
+	if (size && size < cn)
 		return -ERANGE;
-	n = store_xattr_list(c->store, i->id,
-			     size ? list + sizeof(computed_names) : NULL,
-			     size ? size - sizeof(computed_names) : 0);
+	n = store_xattr_list(c->store, i->id, size ? list + cn : NULL,
+			     size ? size - cn : 0);
 	if (n < 0)
 		return n;
 	if (size)
-		memcpy(list, computed_names, sizeof(computed_names));
-	return n + (ssize_t)sizeof(computed_names);
+		memcpy(list, computed_names, cn);
+	return n + (ssize_t)cn;
 }
 
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)

@@ -416,6 +416,11 @@ int store_history_ids(struct store *s, store_id_cb fn, void *arg)
 	return hist_ids(s->hist, fn, arg);
 }
 
+bool store_has_history(const struct store *s)
+{
+	return s->hist != NULL;
+}
+
 int store_history_commit(struct store *s, const char *id, uint64_t version,
 			 char out[41])
 {

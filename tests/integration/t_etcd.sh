@@ -61,6 +61,26 @@ check "[ ! -e '$MNT/gone' ]" "... it is gone"
 check "cp '$T/two' '$MNT/gone' && [ \"\$(version '$MNT/gone')\" = 2 ]" \
 	"re-created, it goes on at version 2"
 
+# what editors and tools do: without scratch files on etcd, their temp
+# names are records, renamed onto the target
+printf 'hello\n' >"$MNT/s"
+check "sed -i s/hello/bye/ '$MNT/s' && [ \"\$(cat '$MNT/s')\" = bye ]" \
+	"sed -i edits a record"
+mkdir -p "$T/src/sub"
+printf 'r1\n' >"$T/src/r1"
+printf 'r2\n' >"$T/src/sub/r2"
+check "rsync -a '$T/src/' '$MNT/d/'" "rsync -a a tree in"
+check "diff -r '$T/src' '$MNT/d' -x y" "... and diff -r finds it all"
+check "printf 'ab' >'$MNT/ap' && printf 'cd' >>'$MNT/ap' && [ \"\$(cat '$MNT/ap')\" = abcd ] && [ \"\$(version '$MNT/ap')\" = 2 ]" \
+	"an append is a new version holding both"
+check "ln -s s '$MNT/lnk' && [ \"\$(readlink '$MNT/lnk')\" = s ]" "a symlink"
+check "! dd if=/dev/zero of='$MNT/big' bs=1M count=2 2>'$T/dd.err' && grep -q 'File too large' '$T/dd.err'" \
+	"a record over 1 MiB: EFBIG (SPEC 9)"
+check "getfattr -d -m - '$MNT/a' 2>&1 | grep -q user.color && ! getfattr -d -m - '$MNT/a' 2>&1 | grep -q 'No such attribute'" \
+	"getfattr -d lists what it can read (no user.recfs.commit)"
+rm -f "$MNT/big" "$MNT/ap" "$MNT/lnk" "$MNT/s"
+rm -rf "$MNT/d/r1" "$MNT/d/sub"
+
 # no history on etcd yet (a later phase): said clearly
 check "! getfattr -n user.recfs.commit '$MNT/a' 2>'$T/commit.err' && grep -q 'No such attribute' '$T/commit.err'" \
 	"user.recfs.commit: no such attribute (no history)"
