@@ -119,7 +119,8 @@ static int opt_proc(void *data, const char *arg, int key,
 static void usage(const char *prog)
 {
 	printf("usage: %s STORE MOUNTPOINT [options]\n\n"
-	       "Mount the recfs store STORE on MOUNTPOINT.\n\n"
+	       "Mount the recfs store STORE on MOUNTPOINT: a directory,\n"
+	       "file://DIR, or etcd://HOST:PORT[,HOST:PORT...]/PREFIX.\n\n"
 	       "recfs options:\n"
 	       "    -o create              create STORE if it does not exist\n"
 	       "    -o ro                  mount read-only\n"
