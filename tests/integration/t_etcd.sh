@@ -88,6 +88,26 @@ check "! '$RECFSCTL' log '$MNT' a 2>'$T/log.err' && grep -q 'no history yet' '$T
 	"recfsctl log says an etcd store has no history yet"
 check "'$RECFSCTL' stats '$URI' 2>/dev/null | grep -q '^records: *3'" \
 	"recfsctl stats on the etcd URI counts the records"
+check "! '$RECFSCTL' log '$URI' a 2>'$T/log2.err' && grep -q 'no history yet' '$T/log2.err'" \
+	"... and recfsctl log on the URI says why it cannot"
+
+# recfsctl update: 4 processes x 10 increments of one counter, each a
+# read-modify-write with a conditional commit
+echo 0 >"$MNT/counter"
+pids=()
+for p in 1 2 3 4; do
+	(for i in $(seq 10); do
+		"$RECFSCTL" update "$MNT" counter -- sh -c 'read n; echo $((n + 1))' ||
+			echo "update failed" >>"$T/update.err"
+	done) &
+	pids+=("$!")
+done
+for p in "${pids[@]}"; do wait "$p"; done
+check "[ \"\$(cat '$MNT/counter')\" = 40 ] && [ ! -s '$T/update.err' ]" \
+	"recfsctl update from 4 processes: the counter is exactly 40"
+check "'$RECFSCTL' rollback '$MNT' counter --to 1 >/dev/null && [ \"\$(cat '$MNT/counter')\" = 0 ]" \
+	"recfsctl rollback of a record reads its old version from etcd"
+rm -f "$MNT/counter"
 
 umount_at "$MNT"
 check "[ '$DAEMON_RC' = 0 ]" "the daemon exits 0 at unmount"
