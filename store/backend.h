@@ -189,6 +189,11 @@ struct backend_ops {
 	int (*load)(struct backend *be,
 		    int (*fn)(void *arg, const struct rec *r), void *arg,
 		    uint64_t *rev);
+	/* after -ESTALE from commit: read the record id[len] again, and
+	   fn(arg, r) with its state as load gives it (a REC_STATE; version
+	   0 if it never existed) */
+	int (*reload)(struct backend *be, const char *id, size_t len,
+		      int (*fn)(void *arg, const struct rec *r), void *arg);
 	/* version `version` of `id`, read-only (*fd), and the revision
 	   that wrote it (*rev, may be NULL); -ENOENT: no such version */
 	int (*open_version)(struct backend *be, const char *id,

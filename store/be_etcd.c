@@ -580,5 +580,6 @@ const struct backend_ops be_etcd_ops = {
 	.stage_place = b_stage_place,
 	.commit = be_etcd_commit,
 	.load = be_etcd_load,
+	.reload = be_etcd_reload,
 	.open_version = b_open_version,
 };

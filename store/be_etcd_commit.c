@@ -289,8 +289,9 @@ static int fail(struct btx *t, int rc)
 		return rerr_set(rc,
 				"record %s: changed in etcd by another writer "
 				"since this mount read it (one mount per etcd "
-				"store for now); nothing was written, remount "
-				"to see the current state",
+				"store for now); nothing was written, and the "
+				"record is read again: a new try starts from "
+				"what is there",
 				t->what);
 	if (rc == -EFBIG || rc == -ENOMEM || rc == -EINVAL || rc == -EISDIR)
 		return rerr_prefix(rc, "record %s: etcd txn", t->what);

@@ -107,6 +107,10 @@ extern const struct backend_ops be_etcd_ops;
 int be_etcd_load(struct backend *be, int (*fn)(void *arg, const struct rec *r),
 		 void *arg, uint64_t *rev);
 
+/* backend_ops.reload: the map entry and the state of one record again. */
+int be_etcd_reload(struct backend *be, const char *id, size_t len,
+		   int (*fn)(void *arg, const struct rec *r), void *arg);
+
 /* ---- be_etcd_commit.c --------------------------------------------------- */
 
 /* backend_ops.commit: `r` as one etcd txn. */

@@ -166,6 +166,54 @@ int be_etcd_load(struct backend *be, int (*fn)(void *arg, const struct rec *r),
 	return 0;
 }
 
+/* The key `key` into *kv, or kv->mod_revision 0 if there is none. */
+static int get_or_none(struct be_etcd *b, char *key, size_t klen,
+		       struct etcd_kv *kv)
+{
+	int rc = key ? etcd_get(b->e, key, klen, kv, NULL) : -ENOMEM;
+
+	free(key);
+	if (rc == -ENOENT)
+		memset(kv, 0, sizeof(*kv));
+	return rc == -ENOENT ? 0 : rc;
+}
+
+int be_etcd_reload(struct backend *be, const char *id, size_t len,
+		   int (*fn)(void *arg, const struct rec *r), void *arg)
+{
+	struct load l = {.b = be_etcd_of(be), .fn = fn, .arg = arg};
+	struct etcd_kv ek = {0}, nk = {0};
+	struct rec r = {.type = REC_STATE, .id = id, .id_len = len};
+	struct bent *n;
+	size_t kl;
+	char *k = bkey_entry(l.b, id, len, &kl);
+	int rc = get_or_none(l.b, k, kl, &ek);
+
+	if (rc == 0) {
+		k = bkey_tomb(l.b, id, len, &kl);
+		rc = get_or_none(l.b, k, kl, &nk);
+	}
+	pthread_mutex_lock(&l.b->mu);
+	n = rc ? NULL : bmap_add(l.b, id, len);
+	if (n) /* as if new: what etcd has now is set below */
+		*n = (struct bent){.next = n->next};
+	pthread_mutex_unlock(&l.b->mu);
+	if (rc == 0 && !n)
+		rc = -ENOMEM;
+	if (rc == 0 && nk.mod_revision)
+		rc = load_tomb(&l, &nk);
+	if (rc == 0 && ek.mod_revision)
+		rc = load_entry(&l, &ek);
+	if (rc == 0 && !ek.mod_revision && !nk.mod_revision)
+		rc = fn(arg, &r); /* never existed (any more) */
+	etcd_kv_free(&ek);
+	etcd_kv_free(&nk);
+	return rc ? rerr_prefix(rc == -ENOMEM || rc == -EBADMSG ? rc : -EIO,
+				"record %.*s: reading it again from etcd",
+				(int)len, id)
+		  : 0;
+}
+
 /* Write P/format if nothing is under P/ yet (create-only). */
 static int make_store(struct be_etcd *b, const char *fkey, size_t fklen)
 {

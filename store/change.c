@@ -267,13 +267,44 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 	return journal(s, iov, n, false, seq);
 }
 
+static int reload_state(void *arg, const struct rec *r)
+{
+	struct apply a = {.steps = APPLY_INDEX};
+
+	return change_apply(arg, r, r->meta.revision, &a);
+}
+
+/* The index entries of `r`'s records read again from the backend, whose
+   compare failed (another writer, or an earlier change whose outcome was
+   unknown): the next change of them starts from what is there. They
+   stay busy (this change's). */
+static void own_reload(struct store *s, const struct rec *r)
+{
+	struct rec part;
+	size_t off = 0;
+
+	if (r->type == REC_TXN) {
+		while (codec_txn_next(r, &off, &part) == 1)
+			own_reload(s, &part);
+		return;
+	}
+	(void)s->be->ops->reload(s->be, r->id, r->id_len, reload_state, s);
+	if (r->type == REC_RENAME)
+		(void)s->be->ops->reload(s->be, r->from, r->from_len,
+					 reload_state, s);
+}
+
 /* A backend durable by itself makes the change durable and numbers it:
-   the store's revision follows. */
+   the store's revision follows. A change it refuses as stale fails with
+   ESTALE, conditional or not; the records are read again first, so that
+   the caller's next try can succeed. */
 static int change_own_commit(struct store *s, const struct rec *r,
 			     uint64_t *seq)
 {
 	int rc = s->be->ops->commit(s->be, r, seq);
 
+	if (rc == -ESTALE && s->be->ops->reload)
+		own_reload(s, r);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&s->mu);

@@ -295,17 +295,35 @@ Test(be_etcd, old_versions_read_without_history)
 	cr_assert_eq(store_history_get(s, "h", 3, &buf, &len, NULL), -ENOENT);
 }
 
-Test(be_etcd, another_writer_is_estale)
+/* Two stores on one prefix (what two hosts will be): neither overwrites
+   the other blindly; the loser gets ESTALE, reads the record again, and
+   its next try goes on from the winner's version. */
+Test(be_etcd, another_writer_is_estale_then_read_again)
 {
-	struct etcd *e = NULL;
+	struct store *mine = s, *other;
+	struct store_result res;
+	int rc;
 
 	put("w", "mine", STORE_COND_ANY, 0, 0);
-	OK(etcd_open(cl.endpoints, 1, NULL, &e));
-	/* another writer changes the entry behind this store's back */
-	OK(etcd_put(e, "recfs/t/e/01/w", 14, "{}", 2, 0, NULL));
-	etcd_close(e);
+	other = open_uri(false, &rc);
+	cr_assert_eq(rc, 0, "%s", rerr_what(rc));
+	OK(store_put(other, "w", "theirs", 6, NULL, &res));
+	cr_assert_eq(res.version, 2);
+	OK(store_xattr_set(other, "w", "user.k", "v", 1, 0));
 	cr_assert_eq(put("w", "lost?", STORE_COND_ANY, 0, -ESTALE), 0);
-	expect("w", "mine", 1);
+	expect("w", "theirs", 2);
+	cr_assert_eq(store_xattr_get(s, "w", "user.k", NULL, 0), 1);
+	cr_assert_eq(put("w", "mine again", STORE_COND_ANY, 0, 0), 3);
+	/* the other one learns the same way; deletes too */
+	s = other;
+	cr_assert_eq(store_delete(s, "w", NULL, NULL, &res), -ESTALE);
+	expect("w", "mine again", 3);
+	OK(store_delete(s, "w", NULL, NULL, &res));
+	s = mine;
+	cr_assert_eq(put("w", "x", STORE_COND_IF_VERSION, 3, -ESTALE), 0);
+	expect_absent("w");
+	cr_assert_eq(put("w", "back", STORE_COND_CREATE, 0, 0), 4);
+	store_close(other);
 }
 
 Test(be_etcd, open_needs_a_store)
