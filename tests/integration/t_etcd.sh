@@ -91,6 +91,11 @@ check "'$RECFSCTL' stats '$URI' 2>/dev/null | grep -q '^records: *3'" \
 check "! '$RECFSCTL' log '$URI' a 2>'$T/log2.err' && grep -q 'no history yet' '$T/log2.err'" \
 	"... and recfsctl log on the URI says why it cannot"
 
+check "! '$RECFSCTL' backup '$MNT' '$T/bk' 2>'$T/bk.err' && grep -q 'not built yet' '$T/bk.err'" \
+	"recfsctl backup of an etcd store says it is not built yet"
+check "! timeout 20 '$RECFSCTL' watch '$MNT' 2>'$T/watch.err' && grep -q 'etcd watch' '$T/watch.err'" \
+	"recfsctl watch of an etcd store says it is not built yet"
+
 # recfsctl update: 4 processes x 10 increments of one counter, each a
 # read-modify-write with a conditional commit
 echo 0 >"$MNT/counter"
