@@ -11,8 +11,9 @@
  *            the core's index). A million records would want lazy
  *            loading; not done in this phase.
  *  read      open_version: P/v/ID//N into a memfd (content is at most
- *            BE_ETCD_MAX_RECORD bytes); `open` reads the version the map
- *            knows as current (an append's rebase).
+ *            BE_ETCD_MAX_RECORD bytes), from the cache of what this mount
+ *            wrote or read (be_etcd_cache.c) if it is there; `open` reads
+ *            the version the map knows as current (an append's rebase).
  *  stat      namespaces only (from the map); records are the index's.
  *  list      one range per page over "P/e/<d+1>/NS/", keys only.
  *  ns ops    one small txn each, comparing the namespace's mod_revision
@@ -150,15 +151,25 @@ static int memfd_of(const void *p, size_t n, int *fd)
 	return 0;
 }
 
+static int to_memfd(const void *p, size_t n, void *fd)
+{
+	return memfd_of(p, n, fd);
+}
+
+/* From the cache (be_etcd_cache.c) if it is there, else from etcd (and
+   then kept). */
 static int b_open_version(struct backend *be, const char *id, uint64_t version,
 			  int *fd, uint64_t *rev)
 {
 	struct be_etcd *b = be_etcd_of(be);
 	struct etcd_kv kv = {0};
-	size_t kl;
-	char *k = bkey_version(b, id, strlen(id), version, &kl);
-	int rc;
+	size_t kl, len = strlen(id);
+	char *k;
+	int rc = bcache_get(b, id, len, version, to_memfd, fd, rev);
 
+	if (rc != -ENOENT)
+		return rc;
+	k = bkey_version(b, id, len, version, &kl);
 	if (!k)
 		return -ENOMEM;
 	rc = etcd_get(b->e, k, kl, &kv, NULL);
@@ -173,6 +184,9 @@ static int b_open_version(struct backend *be, const char *id, uint64_t version,
 	rc = memfd_of(kv.value, kv.value_len, fd);
 	if (rc == 0 && rev)
 		*rev = (uint64_t)kv.mod_revision;
+	if (rc == 0)
+		bcache_put(b, id, len, version, (uint64_t)kv.mod_revision,
+			   kv.value, kv.value_len);
 	etcd_kv_free(&kv);
 	return rc;
 }
@@ -545,6 +559,7 @@ static void b_free(struct backend *be)
 		return;
 	etcd_close(b->e);
 	bmap_free(b);
+	bcache_free(b);
 	free(b->prefix);
 	pthread_mutex_destroy(&b->mu);
 	free(b);

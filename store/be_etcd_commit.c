@@ -49,6 +49,8 @@ struct btx {
 		struct bent *n;
 		int kind; /* 'p' new version, 'd' deleted, 'm' metadata */
 		uint64_t version;
+		const void *content; /* 'p': kept in the cache */
+		size_t clen;
 	} upd[BE_ETCD_MAX_OPS];
 	size_t nupd;
 	int err;	  /* the first failure while building */
@@ -114,8 +116,12 @@ static struct bent *ent(struct btx *t, const char *id, size_t len, int kind,
 		t->err = t->err ? t->err : -EISDIR;
 		return NULL;
 	}
-	if (t->nupd < BE_ETCD_MAX_OPS)
-		t->upd[t->nupd++] = (struct upd){n, kind, version};
+	if (t->nupd == BE_ETCD_MAX_OPS) {
+		t->err = t->err ? t->err : -E2BIG;
+		return NULL;
+	}
+	t->upd[t->nupd++] =
+		(struct upd){.n = n, .kind = kind, .version = version};
 	return n;
 }
 
@@ -129,6 +135,8 @@ static void add_version(struct btx *t, const struct rec *r, const void *content,
 
 	if (!n)
 		return;
+	t->upd[t->nupd - 1].content = content;
+	t->upd[t->nupd - 1].clen = clen;
 	k = bkey_entry(t->b, r->id, r->id_len, &kl);
 	cmp_mod(t, k, kl, n->mod_rev);
 	k = bkey_tomb(t->b, r->id, r->id_len, &kl);
@@ -271,6 +279,9 @@ static void settle(struct btx *t, int64_t rev)
 			if (t->upd[i].kind == 'p') {
 				n->tomb_rev = 0;
 				n->version = t->upd[i].version;
+				bcache_put(t->b, n->id, strlen(n->id),
+					   n->version, (uint64_t)rev,
+					   t->upd[i].content, t->upd[i].clen);
 			}
 		}
 	}

@@ -32,6 +32,8 @@
 /* Operations (and compares) in one etcd txn: etcd's --max-txn-ops
    default. A change that needs more is refused (E2BIG). */
 #define BE_ETCD_MAX_OPS 128
+/* Bytes of version contents kept in memory (be_etcd_cache.c). */
+#define BE_ETCD_CACHE_BYTES (64u << 20)
 /* Keys per range request when loading or listing. */
 #define BE_ETCD_PAGE 1000
 
@@ -55,6 +57,7 @@ struct be_etcd {
 	pthread_mutex_t mu; /* protects the map */
 	struct bent **slots;
 	size_t nslots, count;
+	struct bcache *cache; /* be_etcd_cache.c (its own lock) */
 };
 
 static inline struct be_etcd *be_etcd_of(struct backend *be)
@@ -110,6 +113,21 @@ int be_etcd_load(struct backend *be, int (*fn)(void *arg, const struct rec *r),
 /* backend_ops.reload: the map entry and the state of one record again. */
 int be_etcd_reload(struct backend *be, const char *id, size_t len,
 		   int (*fn)(void *arg, const struct rec *r), void *arg);
+
+/* ---- be_etcd_cache.c: version contents (immutable) ---------------------- */
+
+struct bcache;
+int bcache_init(struct be_etcd *b);
+void bcache_free(struct be_etcd *b);
+/* Keep a copy of version `version` of id[len] (written at `rev`); a
+   failure only means it is not kept. */
+void bcache_put(struct be_etcd *b, const char *id, size_t len,
+		uint64_t version, uint64_t rev, const void *data, size_t dlen);
+/* fn(data, dlen, arg) with the kept copy, under the cache's lock, and
+   *rev (may be NULL); -ENOENT if it is not kept, else fn's return. */
+int bcache_get(struct be_etcd *b, const char *id, size_t len, uint64_t version,
+	       int (*fn)(const void *data, size_t dlen, void *arg), void *arg,
+	       uint64_t *rev);
 
 /* ---- be_etcd_commit.c --------------------------------------------------- */
 

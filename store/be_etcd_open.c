@@ -332,6 +332,8 @@ int be_etcd_open(struct backend **out, const char *uri, bool create,
 	pthread_mutex_init(&b->mu, NULL);
 	rc = bmap_init(b);
 	if (rc == 0)
+		rc = bcache_init(b);
+	if (rc == 0)
 		rc = connect_uri(b, uri);
 	if (rc == 0)
 		rc = check_format(b, create);
