@@ -295,9 +295,22 @@ static int b_list(struct backend *be, const char *ns, store_list_cb cb,
 {
 	struct be_etcd *b = be_etcd_of(be);
 	size_t klen, elen, plen;
-	char *key = bkey_children(b, ns, &klen), *from = key, *next = NULL;
-	char *end = key ? malloc(klen + 1) : NULL;
-	int rc = end ? 0 : -ENOMEM;
+	char *key, *from, *next = NULL, *end;
+	struct bent *n;
+	int rc = 0;
+
+	if (ns[0]) { /* a namespace this mount knows */
+		pthread_mutex_lock(&b->mu);
+		n = bmap_find(b, ns, strlen(ns));
+		rc = !n || !n->mod_rev ? -ENOENT : n->ns ? 0 : -ENOTDIR;
+		pthread_mutex_unlock(&b->mu);
+		if (rc)
+			return rc;
+	}
+	key = bkey_children(b, ns, &klen);
+	from = key;
+	end = key ? malloc(klen + 1) : NULL;
+	rc = end ? 0 : -ENOMEM;
 
 	if (rc == 0) {
 		elen = etcd_prefix_end(end, key, klen);

@@ -32,7 +32,8 @@ static int range_each(struct load *l, const char *mid, int64_t *rev, kv_fn fn)
 {
 	struct be_etcd *b = l->b;
 	size_t ml = strlen(mid), klen = b->plen + ml, elen;
-	char *key = malloc(klen + ID_MAX_LEN + 32), end[512];
+	size_t cap = klen + ID_MAX_LEN + 32;
+	char *key = malloc(cap), end[512];
 	struct etcd_range q = {0};
 	struct etcd_range_result r;
 	int rc = key ? 0 : -ENOMEM;
@@ -57,9 +58,13 @@ static int range_each(struct load *l, const char *mid, int64_t *rev, kv_fn fn)
 		*rev = r.revision;
 		for (size_t i = 0; rc == 0 && i < r.n; i++)
 			rc = fn(l, &r.kvs[i]);
-		more = r.more && r.n &&
-		       r.kvs[r.n - 1].key_len < ID_MAX_LEN + 16;
-		if (more) { /* go on after the last key */
+		more = r.more && r.n;
+		if (more && r.kvs[r.n - 1].key_len + 1 > cap)
+			rc = rerr_set(-EBADMSG,
+				      "etcd key %s: too long for a "
+				      "recfs key",
+				      r.kvs[r.n - 1].key);
+		if (more && rc == 0) { /* go on after the last key */
 			klen = r.kvs[r.n - 1].key_len;
 			memcpy(key, r.kvs[r.n - 1].key, klen);
 			key[klen++] = '\0';

@@ -414,3 +414,40 @@ Test(be_etcd, txn_is_one_etcd_txn)
 	store_txn_free(t);
 	expect_absent("m0");
 }
+
+static int count_one(void *arg, const char *name, bool is_ns)
+{
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+/* More entries than one range page (BE_ETCD_PAGE, 1000): listed and
+   loaded page by page. */
+Test(be_etcd, pages_of_a_big_namespace)
+{
+	struct store_txn *t = NULL;
+	size_t n = 0;
+	uint64_t live = 0, tomb = 0;
+	char id[32];
+
+	OK(store_mkdir(s, "big", 0755));
+	for (int i = 0; i < 1100; i += 40) {
+		OK(store_txn_new(s, &t));
+		for (int j = i; j < i + 40 && j < 1100; j++) {
+			snprintf(id, sizeof(id), "big/r%04d", j);
+			OK(store_txn_put(t, id, id, strlen(id), NULL));
+		}
+		OK(store_txn_commit(t, NULL, NULL));
+		store_txn_free(t);
+	}
+	OK(store_list(s, "big", count_one, &n));
+	cr_assert_eq(n, 1100);
+	reopen();
+	store_counts(s, &live, &tomb);
+	cr_assert_eq(live, 1100);
+	n = 0;
+	OK(store_list(s, "big", count_one, &n));
+	cr_assert_eq(n, 1100);
+	expect("big/r1099", "big/r1099", 1);
+	cr_assert_eq(store_list(s, "nosuch", count_one, &n), -ENOENT);
+}
