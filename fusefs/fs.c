@@ -147,11 +147,13 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 		",\"state\":\"%s\"},\"sync\":%s,\"history\":%s,\"space\":%s,"
 		"\"read_only\":%s,"
 		"\"commits\":%" PRIu64 ",\"commit_errors\":%" PRIu64
-		",\"ctl\":%" PRIu64 ",\"history_remote\":%s,\"store\":%s}\n",
+		",\"ctl\":%" PRIu64 ",\"history_remote\":%s,"
+		"\"watch\":{\"state\":\"%s\",\"revision\":%" PRIu64 "},"
+		"\"store\":%s}\n",
 		st.revision, st.records, st.tombstones, st.journal_bytes,
 		st.broken ? "needs recovery (remount)" : "ok", sync, hist,
 		space, st.read_only ? "true" : "false", commits, errors, ctl,
-		remote, path);
+		remote, st.watch ? st.watch : "none", st.watch_revision, path);
 	free(path);
 	free(remote);
 	*out = buf;
@@ -194,6 +196,7 @@ int fs_ctx_new(struct fs_ctx **out, struct store *s,
 		fs_ctx_free(c);
 		return rc;
 	}
+	fs_remote_register(c);
 	if (has_scratch(s))
 		rc = fs_scratch_patterns(cfg->scratch ? cfg->scratch
 						      : FS_DEFAULT_SCRATCH,
@@ -210,6 +213,8 @@ void fs_ctx_free(struct fs_ctx *c)
 {
 	if (!c)
 		return;
+	if (c->store)
+		fs_remote_unregister(c);
 	fs_inval_stop(c);
 	fs_handles_free(c);
 	fs_dirs_free(c);

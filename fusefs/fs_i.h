@@ -281,6 +281,16 @@ int fs_inval_init(struct fs_ctx *c);
 void fs_inval_name(struct fs_ctx *c, const char *key);
 /* Everything the kernel holds may be stale (rollback, import). */
 void fs_inval_all(struct fs_ctx *c);
+/* One record inode after a change it did not see (many records changed,
+   or another mount's commit): compare it with the store and tell the
+   kernel what differs. No lock held. */
+void fs_inval_revalidate(struct fs_ctx *c, struct fs_inode *ino);
+
+/* ---- remote.c: other mounts' commits (a store on etcd) ----------------- */
+
+/* The store's change hook on (fs_ctx_new) and off (fs_ctx_free, first). */
+void fs_remote_register(struct fs_ctx *c);
+void fs_remote_unregister(struct fs_ctx *c);
 
 /* ---- draft.c and handle.c: open files and the commit point ----------- */
 

@@ -248,9 +248,7 @@ void fs_inval_name(struct fs_ctx *c, const char *key)
 	fs_inode_put(c, p);
 }
 
-/* One record inode after a change of many records: compare it with the
-   store and tell the kernel what differs. */
-static void revalidate(struct fs_ctx *c, struct fs_inode *ino)
+void fs_inval_revalidate(struct fs_ctx *c, struct fs_inode *ino)
 {
 	struct store_meta m;
 	char *key = NULL;
@@ -286,7 +284,7 @@ static void dir_attr(struct fs_ctx *c, struct fs_inode *ino)
 
 void fs_inval_all(struct fs_ctx *c)
 {
-	fs_inode_each(c, false, revalidate);
+	fs_inode_each(c, false, fs_inval_revalidate);
 	/* listings the kernel caches are checked against the directory's
 	   mtime once its attributes are stale (dir.c) */
 	fs_inode_each(c, true, dir_attr);

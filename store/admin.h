@@ -192,6 +192,11 @@ struct store_status {
 	int space_error;	   /* the last space error (-ENOSPC) or 0 */
 	int64_t space_error_time;  /* its time, seconds since the epoch */
 	char space_error_what[64]; /* what met it */
+	/* a store shared with other mounts (etcd): the watch of their
+	   changes, "ok", "reconnecting", "resync" or "none", and the store
+	   revision up to which they are applied */
+	const char *watch;
+	uint64_t watch_revision;
 };
 
 void store_status_get(struct store *s, struct store_status *st);

@@ -62,6 +62,35 @@ struct rec; /* store_i.h: a decoded change */
 struct backend;
 struct io;
 
+/*
+ * What a backend shared by several mounts (etcd) tells the core of the
+ * changes other writers made (backend_ops.follow), from a thread of its
+ * own, in revision order. For each record changed: lock(arg, id) waits
+ * until no change of this mount is in flight for it and holds it off
+ * (the backend then compares what it has with the event, so that its
+ * map and the index only ever move forward), state(arg, r) gives the
+ * record's new state (a REC_STATE, as load does), unlock(arg, id); then,
+ * with nothing held, changed(arg, id, is_ns) for the kernel's caches.
+ * advance(arg, rev): everything up to store revision `rev` is applied.
+ */
+struct be_follow {
+	void *arg;
+	int (*lock)(void *arg, const char *id, size_t len);
+	int (*state)(void *arg, const struct rec *r);
+	void (*unlock)(void *arg, const char *id, size_t len);
+	void (*changed)(void *arg, const char *id, size_t len, bool is_ns);
+	void (*advance)(void *arg, uint64_t rev);
+};
+
+/* The state of a backend's follow (.recfs/status). */
+enum be_follow_state {
+	BE_FOLLOW_NONE,	    /* not followed (one host, or not started) */
+	BE_FOLLOW_OK,	    /* watching: applied up to `rev` */
+	BE_FOLLOW_RECONNECT, /* the watch broke: resuming from `rev` + 1 */
+	BE_FOLLOW_RESYNC,    /* the watch was cancelled (compaction):
+				reading the whole store again */
+};
+
 #define STORE_STAGE_NAME_MAX 64
 
 /*
@@ -198,6 +227,13 @@ struct backend_ops {
 	   that wrote it (*rev, may be NULL); -ENOENT: no such version */
 	int (*open_version)(struct backend *be, const char *id,
 			    uint64_t version, int *fd, uint64_t *rev);
+	/* optional (NULL): follow the changes other writers make, from the
+	   revision `load` was at, calling `f` (copied) as struct be_follow
+	   says, until `free`. Returns 0 or -errno */
+	int (*follow)(struct backend *be, const struct be_follow *f);
+	/* the follow's state and the last revision it applied */
+	enum be_follow_state (*follow_state)(struct backend *be,
+					      uint64_t *rev);
 };
 
 struct backend {

@@ -570,6 +570,7 @@ static void b_free(struct backend *be)
 
 	if (!b)
 		return;
+	bwatch_stop(b);
 	etcd_close(b->e);
 	bmap_free(b);
 	bcache_free(b);
@@ -610,4 +611,6 @@ const struct backend_ops be_etcd_ops = {
 	.load = be_etcd_load,
 	.reload = be_etcd_reload,
 	.open_version = b_open_version,
+	.follow = be_etcd_follow,
+	.follow_state = be_etcd_follow_state,
 };

@@ -9,12 +9,13 @@
  * metadata), P/v/ID//NNNNNNNNNNNNNNNNNNNN (version N's content, written
  * once), P/n/ID (the last version of a deleted record).
  *
- * The map: one host mounts a store (phase 2 of issue 16), so the backend
- * keeps, for every key of P/e and P/n, what etcd has: the entry key's
- * mod_revision (the compare of the next change), the tombstone key's,
- * the current version and, for a namespace, its metadata. It is loaded
- * at open and updated by this mount's own commits only; a compare that
- * fails means another writer changed etcd (see be_etcd_commit.c).
+ * The map: the backend keeps, for every key of P/e and P/n, what etcd
+ * has: the entry key's mod_revision (the compare of the next change), the
+ * tombstone key's, the current version and, for a namespace, its
+ * metadata. It is loaded at open, updated by this mount's own commits
+ * and by the watch of what other mounts commit (be_etcd_watch.c), and
+ * only ever moves forward; a compare that fails means another writer
+ * changed etcd first (see be_etcd_commit.c).
  */
 #ifndef RECFS_BE_ETCD_I_H
 #define RECFS_BE_ETCD_I_H
@@ -46,6 +47,7 @@ struct bent {
 	bool ns;		 /* a namespace (mod_rev != 0) */
 	uint32_t mode, uid, gid; /* namespace */
 	struct timespec mtime;	 /* namespace */
+	uint32_t resync;	 /* the last resync that found it (watch) */
 	char id[];
 };
 
@@ -58,6 +60,9 @@ struct be_etcd {
 	struct bent **slots;
 	size_t nslots, count;
 	struct bcache *cache; /* be_etcd_cache.c (its own lock) */
+	int64_t loaded_rev;   /* the revision the last load read at */
+	struct bwatch *watch; /* be_etcd_watch.c: following other writers,
+				 or NULL */
 };
 
 static inline struct be_etcd *be_etcd_of(struct backend *be)
@@ -113,6 +118,19 @@ int be_etcd_load(struct backend *be, int (*fn)(void *arg, const struct rec *r),
 /* backend_ops.reload: the map entry and the state of one record again. */
 int be_etcd_reload(struct backend *be, const char *id, size_t len,
 		   int (*fn)(void *arg, const struct rec *r), void *arg);
+
+/* One page-by-page range over P + mid ("/e/", "/n/") at *rev (0: the
+   current one, which is set), fn(arg, kv) for every key. */
+int bload_each(struct be_etcd *b, const char *mid, int64_t *rev,
+	       int (*fn)(void *arg, const struct etcd_kv *kv), void *arg);
+
+/* ---- be_etcd_watch.c: other writers' changes ---------------------------- */
+
+/* backend_ops.follow and follow_state. */
+int be_etcd_follow(struct backend *be, const struct be_follow *f);
+enum be_follow_state be_etcd_follow_state(struct backend *be, uint64_t *rev);
+/* Stop following (before the client is closed); NULL watch is fine. */
+void bwatch_stop(struct be_etcd *b);
 
 /* ---- be_etcd_cache.c: version contents (immutable) ---------------------- */
 

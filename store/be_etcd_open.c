@@ -24,13 +24,9 @@ struct load {
 	void *arg;
 };
 
-typedef int (*kv_fn)(struct load *l, const struct etcd_kv *kv);
-
-/* fn for every key under P + mid ("/e/"), at revision *rev (0: the
-   current one, which is set). */
-static int range_each(struct load *l, const char *mid, int64_t *rev, kv_fn fn)
+int bload_each(struct be_etcd *b, const char *mid, int64_t *rev,
+	       int (*fn)(void *arg, const struct etcd_kv *kv), void *arg)
 {
-	struct be_etcd *b = l->b;
 	size_t ml = strlen(mid), klen = b->plen + ml, elen;
 	size_t cap = klen + ID_MAX_LEN + 32;
 	char *key = malloc(cap), end[512];
@@ -57,7 +53,7 @@ static int range_each(struct load *l, const char *mid, int64_t *rev, kv_fn fn)
 			break;
 		*rev = r.revision;
 		for (size_t i = 0; rc == 0 && i < r.n; i++)
-			rc = fn(l, &r.kvs[i]);
+			rc = fn(arg, &r.kvs[i]);
 		more = r.more && r.n;
 		if (more && r.kvs[r.n - 1].key_len + 1 > cap)
 			rc = rerr_set(-EBADMSG,
@@ -77,8 +73,9 @@ static int range_each(struct load *l, const char *mid, int64_t *rev, kv_fn fn)
 
 /* One P/e/DD/ID key: a namespace into the map, a record into the map and
    the core's index. */
-static int load_entry(struct load *l, const struct etcd_kv *kv)
+static int load_entry(void *arg, const struct etcd_kv *kv)
 {
+	struct load *l = arg;
 	struct be_etcd *b = l->b;
 	size_t skip = b->plen + 6; /* "/e/DD/" */
 	struct rec r = {.type = REC_STATE};
@@ -118,8 +115,9 @@ static int load_entry(struct load *l, const struct etcd_kv *kv)
 }
 
 /* One P/n/ID key: a deleted record's last version. */
-static int load_tomb(struct load *l, const struct etcd_kv *kv)
+static int load_tomb(void *arg, const struct etcd_kv *kv)
 {
+	struct load *l = arg;
 	struct be_etcd *b = l->b;
 	size_t skip = b->plen + 3; /* "/n/" */
 	struct rec r = {.type = REC_STATE};
@@ -160,14 +158,15 @@ int be_etcd_load(struct backend *be, int (*fn)(void *arg, const struct rec *r),
 {
 	struct load l = {.b = be_etcd_of(be), .fn = fn, .arg = arg};
 	int64_t at = 0;
-	int rc = range_each(&l, "/e/", &at, load_entry);
+	int rc = bload_each(l.b, "/e/", &at, load_entry, &l);
 
 	if (rc == 0)
-		rc = range_each(&l, "/n/", &at, load_tomb);
+		rc = bload_each(l.b, "/n/", &at, load_tomb, &l);
 	if (rc)
 		return rerr_prefix(rc == -EBADMSG || rc == -ENOMEM ? rc : -EIO,
 				   "etcd prefix %s: loading", l.b->prefix);
 	*rev = (uint64_t)at;
+	l.b->loaded_rev = at;
 	return 0;
 }
 

@@ -105,11 +105,15 @@ static int stream_start(struct etcd_watch *w, size_t ep)
 }
 
 /* Append the events of `evs` (a JSON array) at or after w->next_rev to
-   w->pend. 0, -EPROTO, -ENOMEM. */
+   w->pend (every event of a txn: they share its revision). 0, -EPROTO,
+   -ENOMEM. */
 static int add_events(struct etcd_watch *w, const json_t *evs)
 {
 	struct etcd_events *out = &w->pend;
 	size_t i, n = json_array_size(evs);
+	/* the events of one revision (a txn's) come in one answer, all of
+	   the same mod_revision: compare each with where the answer began */
+	int64_t from = w->next_rev;
 	struct etcd_event *ev;
 	int rc;
 
@@ -135,7 +139,7 @@ static int add_events(struct etcd_watch *w, const json_t *evs)
 			etcd_kv_free(&ev->kv);
 			return rc;
 		}
-		if (ev->kv.mod_revision < w->next_rev) { /* seen already */
+		if (ev->kv.mod_revision < from) { /* seen already */
 			etcd_kv_free(&ev->kv);
 			etcd_kv_free(&ev->prev_kv);
 			continue;

@@ -24,6 +24,7 @@ void store_status_get(struct store *s, struct store_status *st)
 	st->broken = s->broken != 0;
 	pthread_mutex_unlock(&s->mu);
 	reserve_status(s->reserve, st);
+	st->watch = store_follow_status(s, &st->watch_revision);
 	if (s->hist) {
 		(void)store_hist_start(s); /* a status asked: catch up */
 		st->history = true;

@@ -178,6 +178,7 @@ int store_open(struct store **out, const struct store_opts *opts)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->ckpt_mu, NULL);
 	pthread_mutex_init(&s->retain_mu, NULL);
+	pthread_mutex_init(&s->hook_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_rwlock_init(&s->gate, NULL);
 	/* file://STORE is STORE */
@@ -283,6 +284,7 @@ int store_close(struct store *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->ckpt_mu);
 	pthread_mutex_destroy(&s->retain_mu);
+	pthread_mutex_destroy(&s->hook_mu);
 	pthread_mutex_destroy(&s->mu);
 	free(s->path);
 	free(s);
@@ -297,6 +299,9 @@ int store_serve_start(struct store *s)
 		(void)s->be->ops->start(s->be);
 	if (!s->opts.read_only && s->hist)
 		(void)store_retain_timer_start(s); /* logged */
+	/* other mounts of a shared store (etcd): their changes, read-only
+	   or not */
+	(void)store_follow_start(s); /* reported */
 	return s->lock ? lock_refresh(s->lock) : 0;
 }
 

@@ -398,6 +398,17 @@ int store_ns_set_owner(struct store *s, const char *ns, uint32_t uid,
  */
 void store_commit_failed(struct store *s, const char *id, int err);
 
+/*
+ * A store shared by several mounts (etcd): `fn(arg, id, is_ns)` is called
+ * from the store's own thread, with no store lock held, after another
+ * writer's change of record (or namespace, `is_ns`) `id` is in the index:
+ * a new version, metadata, a delete, either side of a rename. A change
+ * this mount made itself is not told. Set it before store_serve_start;
+ * setting NULL waits until a call in progress has returned.
+ */
+typedef void (*store_change_hook)(void *arg, const char *id, bool is_ns);
+void store_set_change_hook(struct store *s, store_change_hook fn, void *arg);
+
 /* Where the store is (FILE backend) or NULL. */
 const char *store_path(const struct store *s);
 

@@ -252,6 +252,11 @@ struct store {
 				     a space episode; protected by mu */
 	bool paranoid; /* RECFS_PARANOID=1 in the environment: check every
 			  running stage hash against the content (tests) */
+	/* store_set_change_hook: called by store_follow.c, under hook_mu
+	   (so that setting it NULL waits for a call in progress) */
+	pthread_mutex_t hook_mu;
+	store_change_hook change_hook;
+	void *change_arg;
 };
 
 /*
@@ -321,6 +326,17 @@ int store_snapshot_write(struct store *s, uint64_t rev);
 
 /* Wait until `e` is not busy; `mu` held. */
 void store_wait_idle(struct store *s, struct entry *e);
+
+/* ---- store_follow.c: other writers of a shared store ------------------ */
+
+/* Start following the changes other writers make (backend_ops.follow);
+   0 if the backend has none. store_serve_start calls it. */
+int store_follow_start(struct store *s);
+/* -EIO (reported) while the index is being read again after its watch
+   was cancelled, so that nothing stale is served as current; else 0. */
+int store_follow_check(struct store *s);
+/* The watch's state for a status ("none" without one) and *rev. */
+const char *store_follow_status(struct store *s, uint64_t *rev);
 
 /* ---- spool.c: a temp file written, then read back, in order ------------ */
 

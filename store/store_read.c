@@ -166,6 +166,8 @@ int store_reader_open(struct store *s, const char *id,
 
 	*out = NULL;
 	rc = id_check(id);
+	if (rc == 0)
+		rc = store_follow_check(s);
 	if (rc)
 		return rc;
 	if (s->broken)
@@ -287,6 +289,8 @@ int store_stat(struct store *s, const char *id, struct store_meta *meta,
 	int rc;
 
 	rc = id_check(id);
+	if (rc == 0)
+		rc = store_follow_check(s);
 	if (rc)
 		return rc;
 	store_wait_pending(s, id);
