@@ -84,8 +84,8 @@ struct be_follow {
 
 /* The state of a backend's follow (.recfs/status). */
 enum be_follow_state {
-	BE_FOLLOW_NONE,	    /* not followed (one host, or not started) */
-	BE_FOLLOW_OK,	    /* watching: applied up to `rev` */
+	BE_FOLLOW_NONE,	     /* not followed (one host, or not started) */
+	BE_FOLLOW_OK,	     /* watching: applied up to `rev` */
 	BE_FOLLOW_RECONNECT, /* the watch broke: resuming from `rev` + 1 */
 	BE_FOLLOW_RESYNC,    /* the watch was cancelled (compaction):
 				reading the whole store again */
@@ -232,8 +232,7 @@ struct backend_ops {
 	   says, until `free`. Returns 0 or -errno */
 	int (*follow)(struct backend *be, const struct be_follow *f);
 	/* the follow's state and the last revision it applied */
-	enum be_follow_state (*follow_state)(struct backend *be,
-					      uint64_t *rev);
+	enum be_follow_state (*follow_state)(struct backend *be, uint64_t *rev);
 };
 
 struct backend {

@@ -1,6 +1,7 @@
 /*
  * be_etcd.c - the etcd backend (backend.h): a store kept in etcd v3
- * under a key prefix, mounted by one host (phase 2 of issue 16). etcd is
+ * under a key prefix, mounted by any number of hosts, each following the
+ * others' commits (be_etcd_watch.c). etcd is
  * the durable store: no local journal, no recovery; each change is one
  * etcd txn (be_etcd_commit.c), read back by version. Key layout and the
  * map of what etcd holds: be_etcd_i.h.

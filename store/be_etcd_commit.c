@@ -18,10 +18,10 @@
  * change needing more than BE_ETCD_MAX_OPS (etcd's --max-txn-ops default,
  * 128) compares or operations is refused with E2BIG, naming the limit.
  *
- * A compare that fails means another writer changed etcd behind this
- * mount's back (one host per store in this phase): nothing is written and
- * the change fails with ESTALE; the map is not refreshed (nor the index),
- * so the record stays refused until the store is opened again. Errors of
+ * A compare that fails means another writer changed the record first
+ * (another mount, whose event the watch has not applied yet): nothing is
+ * written, and the change fails with ESTALE after the core read the
+ * record again (backend_ops.reload), so that a new try can succeed. Errors of
  * the transport (no member reachable, a timeout: outcome unknown) become
  * EIO, reported with etcd's cause; a later change of the same record then
  * fails its compare if the unknown one did happen, so nothing is
@@ -299,10 +299,9 @@ static int fail(struct btx *t, int rc)
 	if (rc == -ESTALE)
 		return rerr_set(rc,
 				"record %s: changed in etcd by another writer "
-				"since this mount read it (one mount per etcd "
-				"store for now); nothing was written, and the "
-				"record is read again: a new try starts from "
-				"what is there",
+				"since this mount read it; nothing was "
+				"written, and the record is read again: a new "
+				"try starts from what is there",
 				t->what);
 	if (rc == -EFBIG || rc == -ENOMEM || rc == -EINVAL || rc == -EISDIR)
 		return rerr_prefix(rc, "record %s: etcd txn", t->what);

@@ -58,8 +58,7 @@ struct bwatch {
 static void set_state(struct bwatch *w, enum be_follow_state st)
 {
 	pthread_mutex_lock(&w->mu);
-	if (w->state != st && st == BE_FOLLOW_OK &&
-	    w->state != BE_FOLLOW_NONE)
+	if (w->state != st && st == BE_FOLLOW_OK && w->state != BE_FOLLOW_NONE)
 		rlog_info("etcd prefix %s: watching again from revision %lld",
 			  w->b->prefix, (long long)w->applied + 1);
 	w->state = st;
@@ -267,7 +266,8 @@ static void apply_events(struct bwatch *w, const struct etcd_events *evs)
 	w->f.advance(w->f.arg, (uint64_t)last);
 }
 
-/* ---- resync --------------------------------------------------------------- */
+/* ---- resync ---------------------------------------------------------------
+ */
 
 static int sync_key(void *arg, const struct etcd_kv *kv)
 {
@@ -350,7 +350,8 @@ static int resync(struct bwatch *w)
 	return 0;
 }
 
-/* ---- the thread ----------------------------------------------------------- */
+/* ---- the thread -----------------------------------------------------------
+ */
 
 static int open_watch(struct bwatch *w, struct etcd_watch **out)
 {
