@@ -61,6 +61,11 @@ static void set_state(struct bwatch *w, enum be_follow_state st)
 	if (w->state != st && st == BE_FOLLOW_OK && w->state != BE_FOLLOW_NONE)
 		rlog_info("etcd prefix %s: watching again from revision %lld",
 			  w->b->prefix, (long long)w->applied + 1);
+	if (w->state != st && st == BE_FOLLOW_RECONNECT)
+		rlog_warn("etcd prefix %s: the watch of other mounts' changes "
+			  "broke; resuming from revision %lld (reads show what "
+			  "this mount saw last)",
+			  w->b->prefix, (long long)w->applied + 1);
 	w->state = st;
 	pthread_mutex_unlock(&w->mu);
 }
@@ -391,10 +396,13 @@ static void step(struct bwatch *w, struct etcd_watch **ew)
 	struct etcd_events evs;
 	int rc;
 
-	if (!*ew && (rc = open_watch(w, ew)) != 0) {
-		set_state(w, BE_FOLLOW_RECONNECT);
-		pause_ms(RETRY_MS);
-		return;
+	if (!*ew) {
+		rc = open_watch(w, ew);
+		set_state(w, rc ? BE_FOLLOW_RECONNECT : BE_FOLLOW_OK);
+		if (rc) {
+			pause_ms(RETRY_MS);
+			return;
+		}
 	}
 	rc = etcd_watch_next(*ew, WAIT_MS, &evs);
 	if (rc == 0 || rc == -ETIMEDOUT) {
