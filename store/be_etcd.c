@@ -402,6 +402,7 @@ static int ns_txn(struct be_etcd *b, const char *id, struct bent *n,
 		pthread_mutex_lock(&b->mu);
 		n->mod_rev = put ? res.revision : 0;
 		n->ns = put;
+		n->told = res.revision;
 		pthread_mutex_unlock(&b->mu);
 	}
 	etcd_txn_result_free(&res);

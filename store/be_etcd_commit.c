@@ -270,6 +270,7 @@ static void settle(struct btx *t, int64_t rev)
 	for (size_t i = 0; i < t->nupd; i++) {
 		struct bent *n = t->upd[i].n;
 
+		n->told = rev; /* the mount made it: nothing to tell */
 		if (t->upd[i].kind == 'd') {
 			n->mod_rev = 0;
 			n->tomb_rev = rev;

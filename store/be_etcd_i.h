@@ -48,6 +48,9 @@ struct bent {
 	uint32_t mode, uid, gid; /* namespace */
 	struct timespec mtime;	 /* namespace */
 	uint32_t resync;	 /* the last resync that found it (watch) */
+	int64_t told; /* the last revision of it the kernel knows of: this
+			 mount's own change, or one the watch told (a
+			 record read again after ESTALE is not told) */
 	char id[];
 };
 

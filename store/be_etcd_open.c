@@ -22,6 +22,8 @@ struct load {
 	struct be_etcd *b;
 	int (*fn)(void *arg, const struct rec *r);
 	void *arg;
+	bool told; /* at open: the kernel knows nothing older (bent.told);
+		      not after ESTALE: another writer's change, not told */
 };
 
 int bload_each(struct be_etcd *b, const char *mid, int64_t *rev,
@@ -95,6 +97,8 @@ static int load_entry(void *arg, const struct etcd_kv *kv)
 	n = bmap_add(b, kv->key + skip, kv->key_len - skip);
 	if (n) {
 		n->mod_rev = kv->mod_revision;
+		if (l->told)
+			n->told = kv->mod_revision;
 		n->ns = ns;
 		n->version = ns ? 0 : r.meta.version;
 		n->mode = tmp.mode;
@@ -140,6 +144,8 @@ static int load_tomb(void *arg, const struct etcd_kv *kv)
 	live = n && n->mod_rev;
 	if (n)
 		n->tomb_rev = kv->mod_revision;
+	if (n && l->told && kv->mod_revision > n->told)
+		n->told = kv->mod_revision;
 	pthread_mutex_unlock(&b->mu);
 	if (!n)
 		return -ENOMEM;
@@ -156,7 +162,8 @@ static int load_tomb(void *arg, const struct etcd_kv *kv)
 int be_etcd_load(struct backend *be, int (*fn)(void *arg, const struct rec *r),
 		 void *arg, uint64_t *rev)
 {
-	struct load l = {.b = be_etcd_of(be), .fn = fn, .arg = arg};
+	struct load l = {
+		.b = be_etcd_of(be), .fn = fn, .arg = arg, .told = true};
 	int64_t at = 0;
 	int rc = bload_each(l.b, "/e/", &at, load_entry, &l);
 

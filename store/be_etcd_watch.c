@@ -18,7 +18,10 @@
  * is above both revisions the map has for the ID (mod_rev, tomb_rev).
  * This mount's own commits come as events too: their txn settled the map
  * at R before the record was let go (be_follow.lock waits for that), so
- * they are skipped, and the kernel is not told twice.
+ * they are skipped, and the kernel is not told twice (bent.told). A
+ * record this mount read again after ESTALE (another writer was first) is
+ * ahead of the watch, but its kernel caches are not: the event is not
+ * applied again, but told.
  *
  * A watch that breaks resumes by itself from the revision after the last
  * event (etcd.h); meanwhile the state is "reconnecting" and reads answer
@@ -85,7 +88,7 @@ static int rec_apply(struct bwatch *w, const struct rec *r, int64_t rev,
 {
 	struct be_etcd *b = w->b;
 	struct bent *n;
-	bool fresh = false;
+	bool fresh = false, tell = false;
 	int rc = w->f.lock(w->f.arg, r->id, r->id_len);
 
 	if (rc)
@@ -94,6 +97,8 @@ static int rec_apply(struct bwatch *w, const struct rec *r, int64_t rev,
 	n = bmap_add(b, r->id, r->id_len);
 	if (n) {
 		fresh = rev > seen(n);
+		tell = rev > n->told;
+		n->told = tell ? rev : n->told;
 		n->resync = w->round;
 	}
 	if (fresh) {
@@ -105,7 +110,7 @@ static int rec_apply(struct bwatch *w, const struct rec *r, int64_t rev,
 	pthread_mutex_unlock(&b->mu);
 	rc = !n ? -ENOMEM : fresh ? w->f.state(w->f.arg, r) : 0;
 	w->f.unlock(w->f.arg, r->id, r->id_len);
-	if (fresh)
+	if (tell)
 		w->f.changed(w->f.arg, r->id, r->id_len, false);
 	return rc;
 }
@@ -116,12 +121,14 @@ static int ns_apply(struct bwatch *w, const char *id, size_t len, int64_t rev,
 {
 	struct be_etcd *b = w->b;
 	struct bent *n;
-	bool fresh = false;
+	bool fresh = false, tell = false;
 
 	pthread_mutex_lock(&b->mu);
 	n = tmp ? bmap_add(b, id, len) : bmap_find(b, id, len);
 	if (n) {
 		fresh = rev > seen(n) && (tmp || n->ns);
+		tell = rev > n->told && (tmp || n->ns || fresh);
+		n->told = tell ? rev : n->told;
 		n->resync = w->round;
 	}
 	if (fresh) {
@@ -137,7 +144,7 @@ static int ns_apply(struct bwatch *w, const char *id, size_t len, int64_t rev,
 		}
 	}
 	pthread_mutex_unlock(&b->mu);
-	if (fresh)
+	if (tell)
 		w->f.changed(w->f.arg, id, len, true);
 	return tmp && !n ? -ENOMEM : 0;
 }

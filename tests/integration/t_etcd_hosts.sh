@@ -44,13 +44,15 @@ for m in "$A" "$B"; do
 	for p in $(seq 8); do
 		(for i in $(seq 50); do
 			"$RECFSCTL" update --retries 100000 --timeout 300 \
-				"$m" counter -- sh -c 'read n; echo $((n + 1))' ||
+				"$m" counter -- sh -c 'read n; echo $((n + 1))' \
+				2>>"$T/update.err" ||
 				echo "update failed" >>"$T/update.err"
 		done) &
 		pids+=("$!")
 	done
 done
 for p in "${pids[@]}"; do wait "$p"; done
+[[ -s $T/update.err ]] && note "update errors: $(sort "$T/update.err" | uniq -c | head -5)"
 check "[ \"\$(cat '$A/counter')\" = 800 ] && [ ! -s '$T/update.err' ]" \
 	"2 x 8 processes x 50 recfsctl update: A reads exactly 800 ($(cat "$A/counter"))"
 check "await 1 \"seen_on '$B' counter 800\"" "... and B too"
