@@ -128,8 +128,9 @@ static int load_one(void *arg, const struct rec *r)
 
 /*
  * A store on etcd (etcd://...; backend.h, be_etcd.c): no directory, lock,
- * journal, recovery, reserve nor history (a later phase of issue 16):
- * the index is loaded from etcd, and etcd's revision is the store's.
+ * journal, recovery nor reserve: the index is loaded from etcd, and
+ * etcd's revision is the store's. Its history, with history_dir, is
+ * written by the mount elected to (etcd_hist.h).
  */
 static int open_etcd_store(struct store *s)
 {

@@ -36,6 +36,9 @@ once() {
 has() {
 	trailers "$1" | grep -qx "$2 $3 "
 }
+done_above() {
+	[ "$(etcdctl_ get recfs/h/hist/done --print-value-only)" -gt "$1" ]
+}
 status_of() {
 	cat "$1/.recfs/status" 2>/dev/null
 }
@@ -81,9 +84,17 @@ check "[ \"\$(etcdctl_ get recfs/h/hist/done --print-value-only)\" = '$upto' ]" 
 check "[ -z \"\$(etcdctl_ get recfs/h/hist/leader --print-value-only)\" ]" \
 	"an unmount gives the leadership up at once"
 
+# ---- git ahead of P/hist/done (a crash between the two): nothing twice ------
+etcdctl_ put recfs/h/hist/done 3 >/dev/null
 # ---- two mounts: one writer; kill -9 it; the other takes over ---------------
 mount_at "$URI" "$M1" -o history_dir="$T/h1",history_remote="$REMOTE" || exit 1
 check "await 15 'is_writer $M1'" "the first mount writes the history"
+printf 'a4\n' >"$M1/a"
+check "await 15 'has $T/h1/history.git a 4'" \
+	"with P/hist/done behind git (3 < $upto), it goes on after git's last revision"
+check "once $T/h1/history.git" "... and writes nothing twice"
+check "await 10 'done_above $upto'" \
+	"P/hist/done moves on past it"
 mount_at "$URI" "$M2" -o history_dir="$T/h2",history_remote="$REMOTE" || exit 1
 check "await 5 \"status_of $M2 | grep -q '\\\"writer_is_me\\\":false'\"" \
 	"the second does not"
