@@ -324,6 +324,13 @@ static int elect(struct ehist *eh)
 	}
 	if (rc == 0)
 		rc = res.succeeded ? 1 : 0;
+	/* still ours, on our lease (a term ended while etcd was out of
+	   reach, and the lease outlived it): this mount leads again */
+	if (rc == 0 && res.n_ops && res.ops[0].range.n &&
+	    res.ops[0].range.kvs[0].lease == eh->lease &&
+	    res.ops[0].range.kvs[0].value_len == strlen(eh->me) &&
+	    !memcmp(res.ops[0].range.kvs[0].value, eh->me, strlen(eh->me)))
+		rc = 1;
 	etcd_txn_result_free(&res);
 	free(k);
 	return rc;
@@ -376,21 +383,29 @@ static bool stopping(struct ehist *eh, int64_t wait_ms)
 static void *run(void *arg)
 {
 	struct ehist *eh = arg;
-	int64_t next_ka = 0;
+	int64_t next_ka = 0, renewed = 0;
 	int rc;
 
 	while (!stopping(eh, 0)) {
 		if (eh->lease && now_ms() >= next_ka) {
 			rc = etcd_lease_keepalive(eh->e, eh->lease, NULL);
+			if (rc == 0)
+				renewed = now_ms();
 			if (rc == -ENOENT)
 				eh->lease = 0;
 			if (rc == -ENOENT && eh->leader)
 				term_end(eh, "its lease expired");
+			/* cut off from etcd for a whole TTL: another mount
+			   may be elected by now */
+			else if (eh->leader &&
+				 now_ms() - renewed > EHIST_TTL_S * 1000)
+				term_end(eh, "its lease cannot be renewed");
 			next_ka = now_ms() + 1000;
 		}
 		if (!eh->leader && elect(eh) == 1) {
 			term_begin(eh);
 			next_ka = now_ms() + 1000;
+			renewed = now_ms();
 		}
 		if (eh->leader && eh->w) {
 			leader_wait(eh);
