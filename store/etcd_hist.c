@@ -94,15 +94,22 @@ static int fetch_remote(struct ehist *eh)
 	git_strarray rs = {specs, 2};
 	git_repository *repo = NULL;
 	git_remote *rm = NULL;
+	git_remote_create_options ro;
 	char *path = NULL;
 	int rc;
 
 	if (asprintf(&path, "%s/%s", eh->dir, HIST_DIR) < 0)
 		return -ENOMEM;
 	git_libgit2_init();
+	/* no url.*.insteadOf: libgit2 1.5 leaks its PCRE2 match data there
+	   (see history_remote.c's remote_new) */
+	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
+		   GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
 	rc = git_repository_open_bare(&repo, path);
+	ro.repository = repo;
 	if (rc == 0)
-		rc = git_remote_create_anonymous(&rm, repo, eh->url);
+		rc = git_remote_create_with_opts(&rm, eh->url, &ro);
 	if (rc == 0)
 		rc = git_remote_fetch(rm, &rs, NULL, "recfs: history takeover");
 	if (rc < 0)
