@@ -105,16 +105,14 @@ static int stream_start(struct etcd_watch *w, size_t ep)
 }
 
 /* Append the events of `evs` (a JSON array) at or after w->next_rev to
-   w->pend (every event of a txn: they share its revision). 0, -EPROTO,
-   -ENOMEM. */
+   w->pend. 0, -EPROTO, -ENOMEM. */
 static int add_events(struct etcd_watch *w, const json_t *evs)
 {
 	struct etcd_events *out = &w->pend;
 	size_t i, n = json_array_size(evs);
-	/* the events of one revision (a txn's) come in one answer, all of
-	   the same mod_revision: compare each with where the answer began */
-	int64_t from = w->next_rev;
 	struct etcd_event *ev;
+	/* the events of one revision (a txn's) share it: all are kept */
+	int64_t from = w->next_rev;
 	int rc;
 
 	for (i = 0; i < n; i++) {
