@@ -1,7 +1,12 @@
 /*
  * dir.c - directories: opendir takes a snapshot of the listing (records,
- * namespaces, scratch files), readdir and readdirplus serve it by index
- * (readdirplus looks every entry up, as LOOKUP would); and statfs.
+ * namespaces, scratch files) with each entry's type, readdir and
+ * readdirplus serve it by index (readdirplus looks every entry up, as
+ * LOOKUP would); and statfs. The kernel asks for readdirplus at the
+ * start of a listing and then only while its entries are being looked
+ * at (FUSE_CAP_READDIRPLUS_AUTO): `ls -l` and `find -ls` get attributes
+ * with the names, `find -type f` gets the types alone and makes no inode
+ * per record (at a million records, a million inodes in the daemon).
  */
 #include "admin.h"
 #include "fs_i.h"
@@ -9,6 +14,7 @@
 #include "scratch.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,29 +28,83 @@
 /* ---- directories --------------------------------------------------------- */
 
 struct fs_dir {
-	char **names;
+	char *buf;	     /* the names, each NUL-terminated, one after
+				another: one allocation, not one per name */
+	size_t len, bcap;    /* bytes used, allocated in buf */
+	uint32_t *off;	     /* where each name starts in buf */
+	unsigned char *type; /* its d_type (DT_UNKNOWN: not known) */
 	size_t n, cap;
 	int err;
 	bool hist; /* of .recfs/history: listed without attributes (a
 		      lookup there walks the history: one per version of
 		      a record with 100,000 would be quadratic) */
+	struct fs_ctx *c;
+	const char *ns;		    /* while filled: the namespace listed */
 	struct fs_dir *next, *prev; /* ctx->dirs once open, ctx->mu */
 };
 
+static int dir_put(struct fs_dir *d, const char *name, unsigned char type)
+{
+	size_t len = strlen(name) + 1;
+	char *b = util_reserve(d->buf, &d->bcap, d->len + len, 1, 4096);
+	uint32_t *o;
+	unsigned char *t;
+
+	if (!b || d->len + len > UINT32_MAX)
+		return d->err = -ENOMEM;
+	d->buf = b;
+	if (d->n == d->cap) {
+		size_t cap = d->cap;
+
+		o = util_grow(d->off, &cap, d->n, sizeof(*o), 64);
+		if (!o)
+			return d->err = -ENOMEM;
+		d->off = o;
+		t = realloc(d->type, cap);
+		if (!t)
+			return d->err = -ENOMEM;
+		d->type = t;
+		d->cap = cap;
+	}
+	memcpy(d->buf + d->len, name, len);
+	d->off[d->n] = (uint32_t)d->len;
+	d->type[d->n++] = type;
+	d->len += len;
+	return 0;
+}
+
+static const char *dir_name(const struct fs_dir *d, size_t i)
+{
+	return d->buf + d->off[i];
+}
+
+/* A record or namespace of the namespace listed: its d_type, so that
+   `find -type f` needs no LOOKUP of it (a record may be a symlink). */
 static int dir_add(void *arg, const char *name, bool is_ns)
 {
 	struct fs_dir *d = arg;
+	char key[ID_MAX_LEN + 1];
+	struct store_meta m;
+	unsigned char type = DT_UNKNOWN;
 
-	char **p = util_grow(d->names, &d->cap, d->n, sizeof(*p), 64);
+	if (is_ns)
+		type = DT_DIR;
+	else if (fs_join(d->ns, name, key) == 0 &&
+		 store_stat(d->c->store, key, &m, false) == 0)
+		type = m.symlink ? DT_LNK : DT_REG;
+	return dir_put(d, name, type);
+}
 
+static int dir_add_scratch(void *arg, const char *name, bool is_ns)
+{
 	(void)is_ns;
-	if (!p)
-		return d->err = -ENOMEM;
-	d->names = p;
-	if (!(d->names[d->n] = strdup(name)))
-		return d->err = -ENOMEM;
-	d->n++;
-	return 0;
+	return dir_put(arg, name, DT_REG);
+}
+
+static int dir_add_hist(void *arg, const char *name, bool is_dir)
+{
+	(void)is_dir;
+	return dir_put(arg, name, DT_UNKNOWN);
 }
 
 /* Free d, unlinking it from ctx->dirs if `c` (it was open). */
@@ -62,33 +122,41 @@ static void dir_free(struct fs_ctx *c, struct fs_dir *d)
 			d->next->prev = d->prev;
 		pthread_mutex_unlock(&c->mu);
 	}
-	for (size_t i = 0; i < d->n; i++)
-		free(d->names[i]);
-	free(d->names);
+	free(d->buf);
+	free(d->off);
+	free(d->type);
 	free(d);
 }
 
 static int dir_fill(struct fs_ctx *c, struct fs_inode *i, struct fs_dir *d)
 {
+	char ns[ID_MAX_LEN + 1];
 	int rc;
 
-	dir_add(d, ".", true);
-	dir_add(d, "..", true);
+	d->c = c;
+	dir_put(d, ".", DT_DIR);
+	dir_put(d, "..", DT_DIR);
 	switch (i->kind) {
 	case FS_ROOT:
 	case FS_NS:
-		rc = store_list(c->store, i->id, dir_add, d);
+		pthread_mutex_lock(&c->mu); /* i->id changes with a rename */
+		snprintf(ns, sizeof(ns), "%s", i->id);
+		pthread_mutex_unlock(&c->mu);
+		d->ns = ns;
+		rc = store_list(c->store, ns, dir_add, d);
 		if (rc == 0)
-			rc = store_scratch_list(c->store, i->id, dir_add, d);
+			rc = store_scratch_list(c->store, ns, dir_add_scratch,
+						d);
 		if (rc == 0 && i->kind == FS_ROOT && c->cfg.snapdir_visible)
-			rc = dir_add(d, FS_META, true);
+			rc = dir_put(d, FS_META, DT_DIR);
+		d->ns = NULL;
 		return rc == -ENOENT ? -ESTALE : rc;
 	case FS_META_DIR:
-		dir_add(d, "status", false);
-		return dir_add(d, "history", true);
+		dir_put(d, "status", DT_REG);
+		return dir_put(d, "history", DT_DIR);
 	case FS_HIST_DIR:
 		d->hist = true;
-		return fs_hist_list(c, i->id, dir_add, d);
+		return fs_hist_list(c, i->id, dir_add_hist, d);
 	default:
 		return -ENOTDIR;
 	}
@@ -146,12 +214,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	for (size_t i = (size_t)off; i < d->n; i++) {
-		const char *name = d->names[i];
+		const char *name = dir_name(d, i);
 		struct fuse_entry_param e;
 		size_t n;
 
 		memset(&e, 0, sizeof(e));
 		e.attr.st_ino = 0xffffffffu; /* unknown, never 0 */
+		e.attr.st_mode = DTTOIF(d->type[i]);
 		/* an entry of ino 0 tells the kernel its name only */
 		if (plus && i >= 2 && !d->hist &&
 		    fs_lookup(c, ino, name, &e) != 0)
