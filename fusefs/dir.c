@@ -39,6 +39,8 @@ struct fs_dir {
 		      lookup there walks the history: one per version of
 		      a record with 100,000 would be quadratic) */
 	struct fs_ctx *c;
+	pthread_mutex_t mu; /* filled: at the first readdir (see opendir) */
+	bool filled;
 	const char *ns;		    /* while filled: the namespace listed */
 	struct fs_dir *next, *prev; /* ctx->dirs once open, ctx->mu */
 };
@@ -122,6 +124,7 @@ static void dir_free(struct fs_ctx *c, struct fs_dir *d)
 			d->next->prev = d->prev;
 		pthread_mutex_unlock(&c->mu);
 	}
+	pthread_mutex_destroy(&d->mu);
 	free(d->buf);
 	free(d->off);
 	free(d->type);
@@ -162,26 +165,45 @@ static int dir_fill(struct fs_ctx *c, struct fs_inode *i, struct fs_dir *d)
 	}
 }
 
+/*
+ * The listing is taken at the first READDIR, not at OPENDIR: a listing the
+ * kernel keeps (cache_readdir) is served without one, and the kernel
+ * still asks for an OPENDIR each time (a warm `find` over 1,000
+ * namespaces read each one from the store again for nothing).
+ */
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *c = fs_req(req);
 	struct fs_inode *i = fs_inode_get(c, ino);
-	struct fs_dir *d = calloc(1, sizeof(*d));
-	int rc = !i ? -ESTALE : !d ? -ENOMEM : dir_fill(c, i, d);
+	struct fs_dir *d = NULL;
+	int rc = 0;
 
-	if (rc == 0 && d->err)
-		rc = d->err;
+	if (!i)
+		rc = -ESTALE;
+	else if (i->kind != FS_ROOT && i->kind != FS_NS &&
+		 i->kind != FS_META_DIR && i->kind != FS_HIST_DIR)
+		rc = -ENOTDIR;
+	else if (!(d = calloc(1, sizeof(*d))))
+		rc = -ENOMEM;
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_lock(&c->mu);
+	rc = i->key ? 0 : -ESTALE; /* a namespace removed meanwhile */
+	if (rc == 0) {
+		d->next = c->dirs;
+		if (d->next)
+			d->next->prev = d;
+		c->dirs = d;
+	}
+	pthread_mutex_unlock(&c->mu);
 	if (rc) {
 		dir_free(NULL, d);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	pthread_mutex_lock(&c->mu);
-	d->next = c->dirs;
-	if (d->next)
-		d->next->prev = d;
-	c->dirs = d;
-	pthread_mutex_unlock(&c->mu);
 	/* a namespace's listing may be kept by the kernel: it drops it when
 	   it changes a name itself, and when a GETATTR shows another mtime
 	   (AUTO_INVAL_DATA), which every change the kernel did not see
@@ -195,6 +217,28 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		dir_free(c, d);
 }
 
+/* Take the listing of directory inode `ino` into d, once. */
+static int dir_ensure(struct fs_ctx *c, fuse_ino_t ino, struct fs_dir *d)
+{
+	struct fs_inode *i;
+	int rc = 0;
+
+	pthread_mutex_lock(&d->mu);
+	if (!d->filled) {
+		i = fs_inode_get(c, ino);
+		rc = i ? dir_fill(c, i, d) : -ESTALE;
+		if (rc == 0)
+			rc = d->err;
+		if (rc) { /* asked again, it tries again */
+			d->n = d->len = 0;
+			d->err = 0;
+		}
+		d->filled = rc == 0;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
 void fs_dirs_free(struct fs_ctx *c)
 {
 	while (c->dirs)
@@ -206,11 +250,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_ctx *c = fs_req(req);
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
-	char *buf = malloc(size), *p = buf;
+	char *buf, *p;
 	size_t rem = size;
+	int rc = dir_ensure(c, ino, d);
 
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	if (rc == 0 && !(buf = p = malloc(size)))
+		rc = -ENOMEM;
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	for (size_t i = (size_t)off; i < d->n; i++) {
