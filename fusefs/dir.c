@@ -245,6 +245,17 @@ void fs_dirs_free(struct fs_ctx *c)
 		dir_free(c, c->dirs);
 }
 
+/*
+ * The kernel asks for the first entries of every listing with their
+ * attributes, whether or not anyone looks at them (READDIRPLUS_AUTO asks
+ * again with attributes only once they were): a reply of its whole buffer
+ * there made an inode in the daemon and the kernel for about 200 records
+ * of each namespace that `find -type f` walked through. The first reply
+ * holds this many; the rest follow with attributes if they were looked
+ * at (ls -l), as names and types if not.
+ */
+#define DIR_PLUS_FIRST 32
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
@@ -260,7 +271,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	for (size_t i = (size_t)off; i < d->n; i++) {
+	for (size_t i = (size_t)off, got = 0; i < d->n; i++) {
 		const char *name = dir_name(d, i);
 		struct fuse_entry_param e;
 		size_t n;
@@ -285,6 +296,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		p += n;
 		rem -= n;
+		if (plus && off == 0 && ++got >= DIR_PLUS_FIRST)
+			break;
 	}
 	fuse_reply_buf(req, buf, size - rem);
 	free(buf);
