@@ -35,13 +35,11 @@ struct fs_dir {
 	unsigned char *type; /* its d_type (DT_UNKNOWN: not known) */
 	size_t n, cap;
 	int err;
-	bool hist; /* of .recfs/history: listed without attributes (a
-		      lookup there walks the history: one per version of
-		      a record with 100,000 would be quadratic) */
-	struct fs_ctx *c;
+	bool hist;	    /* of .recfs/history: listed without attributes (a
+			       lookup there walks the history: one per version of
+			       a record with 100,000 would be quadratic) */
 	pthread_mutex_t mu; /* filled: at the first readdir (see opendir) */
 	bool filled;
-	const char *ns;		    /* while filled: the namespace listed */
 	struct fs_dir *next, *prev; /* ctx->dirs once open, ctx->mu */
 };
 
@@ -80,21 +78,39 @@ static const char *dir_name(const struct fs_dir *d, size_t i)
 	return d->buf + d->off[i];
 }
 
-/* A record or namespace of the namespace listed: its d_type, so that
-   `find -type f` needs no LOOKUP of it (a record may be a symlink). */
+/* A record of the listing whose type is still to be found (dir_kinds). */
+#define DT_RECORD 0xff
+
 static int dir_add(void *arg, const char *name, bool is_ns)
 {
-	struct fs_dir *d = arg;
-	char key[ID_MAX_LEN + 1];
-	struct store_meta m;
-	unsigned char type = DT_UNKNOWN;
+	return dir_put(arg, name, is_ns ? DT_DIR : DT_RECORD);
+}
 
-	if (is_ns)
-		type = DT_DIR;
-	else if (fs_join(d->ns, name, key) == 0 &&
-		 store_stat(d->c->store, key, &m, false) == 0)
-		type = m.symlink ? DT_LNK : DT_REG;
-	return dir_put(d, name, type);
+/* The types of the records listed, so that `find -type f` needs no LOOKUP
+   of them (a record may be a symlink): all from the store's index in one
+   go (store_list_kinds); DT_UNKNOWN where it cannot tell. */
+static int dir_kinds(struct fs_ctx *c, const char *ns, struct fs_dir *d)
+{
+	const char **names = calloc(d->n ? d->n : 1, sizeof(*names));
+	unsigned char *kinds = malloc(d->n ? d->n : 1);
+	size_t *at = calloc(d->n ? d->n : 1, sizeof(*at)), k = 0;
+	int rc = names && kinds && at ? 0 : -ENOMEM;
+
+	for (size_t i = 0; rc == 0 && i < d->n; i++)
+		if (d->type[i] == DT_RECORD) {
+			at[k] = i;
+			names[k++] = dir_name(d, i);
+		}
+	if (rc == 0)
+		rc = store_list_kinds(c->store, ns, names, k, kinds);
+	for (size_t j = 0; j < k; j++)
+		d->type[at[j]] = rc == 0 && kinds[j] == 2   ? DT_LNK
+				 : rc == 0 && kinds[j] == 1 ? DT_REG
+							    : DT_UNKNOWN;
+	free(names);
+	free(kinds);
+	free(at);
+	return rc == -ENOMEM ? rc : 0;
 }
 
 static int dir_add_scratch(void *arg, const char *name, bool is_ns)
@@ -136,7 +152,6 @@ static int dir_fill(struct fs_ctx *c, struct fs_inode *i, struct fs_dir *d)
 	char ns[ID_MAX_LEN + 1];
 	int rc;
 
-	d->c = c;
 	dir_put(d, ".", DT_DIR);
 	dir_put(d, "..", DT_DIR);
 	switch (i->kind) {
@@ -145,14 +160,14 @@ static int dir_fill(struct fs_ctx *c, struct fs_inode *i, struct fs_dir *d)
 		pthread_mutex_lock(&c->mu); /* i->id changes with a rename */
 		snprintf(ns, sizeof(ns), "%s", i->id);
 		pthread_mutex_unlock(&c->mu);
-		d->ns = ns;
 		rc = store_list(c->store, ns, dir_add, d);
+		if (rc == 0 && d->err == 0)
+			rc = dir_kinds(c, ns, d);
 		if (rc == 0)
 			rc = store_scratch_list(c->store, ns, dir_add_scratch,
 						d);
 		if (rc == 0 && i->kind == FS_ROOT && c->cfg.snapdir_visible)
 			rc = dir_put(d, FS_META, DT_DIR);
-		d->ns = NULL;
 		return rc == -ENOENT ? -ESTALE : rc;
 	case FS_META_DIR:
 		dir_put(d, "status", DT_REG);
