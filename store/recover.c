@@ -475,7 +475,11 @@ int store_recover(struct store *s)
 		return rerr_prefix(rc, "%s: cannot open the journal",
 				   STORE_JOURNAL_DIR);
 	rc = sbatch_init(s);
-	if (rc == 0 && rep.segments)
+	/* Only if there was something to replay: after a clean close the
+	   snapshot holds everything, and a checkpoint at each open rewrote
+	   it whole (150 MB and a sync at 1,000,000 records). Segments the
+	   history still needs stay, as they would after a checkpoint. */
+	if (rc == 0 && (rep.records || rep.torn_bytes))
 		rc = store_checkpoint(s);
 	return rc;
 }
