@@ -87,7 +87,6 @@ struct hent {
  * its number of versions.
  */
 struct hrec {
-	struct hrec *next;     /* hash chain */
 	uint64_t last;	       /* offset in history.idx of its last entry, 0 */
 	uint64_t stage_last;   /* the writer only: `last` in the frame */
 	uint64_t stage_serial; /* ... being built (frame number) */
@@ -102,9 +101,19 @@ struct hrec {
 
 #define HIDX_CHUNK 4096
 
+/* A slot of the records' table (open addressing): the hash is kept in
+   it, so that a probe reads no record but the one it finds. */
+struct hslot {
+	uint32_t hv;
+	struct hrec *r; /* NULL: free */
+};
+
 struct hidx {
-	struct hrec **slots;
+	struct hslot *slots; /* nslots, a power of two, at most 3/4 full */
 	size_t nslots, nrecs;
+	char **arena; /* the records, packed in chunks (never freed one by
+			 one: a record stays for the life of the index) */
+	size_t narena, arena_used; /* chunks; bytes used of the last */
 	struct hent **chunks; /* versions held in memory, in revision order */
 	size_t n, nchunks;
 	git_oid *commits; /* of the versions held in memory */
@@ -116,6 +125,8 @@ struct hidx {
 };
 
 int hidx_init(struct hidx *x);
+/* Room for `nrecs` records without growing (an estimate: only faster). */
+void hidx_reserve(struct hidx *x, size_t nrecs);
 void hidx_destroy(struct hidx *x);
 /* Entry number `i` (< x->n). */
 struct hent *hidx_at(const struct hidx *x, size_t i);

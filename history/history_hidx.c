@@ -13,27 +13,25 @@
 
 /* ---- in memory --------------------------------------------------------- */
 
+#define MIN_SLOTS 1024
+#define ARENA_CHUNK ((size_t)1 << 20)
+
 int hidx_init(struct hidx *x)
 {
 	memset(x, 0, sizeof(*x));
-	x->nslots = 1024;
+	x->nslots = MIN_SLOTS;
 	x->slots = calloc(x->nslots, sizeof(*x->slots));
 	return x->slots ? 0 : -ENOMEM;
 }
 
 void hidx_destroy(struct hidx *x)
 {
-	for (size_t i = 0; x->slots && i < x->nslots; i++) {
-		struct hrec *r = x->slots[i];
-
-		while (r) {
-			struct hrec *next = r->next;
-
-			free(r->pos);
-			free(r);
-			r = next;
-		}
-	}
+	for (size_t i = 0; x->slots && i < x->nslots; i++)
+		if (x->slots[i].r)
+			free(x->slots[i].r->pos);
+	for (size_t i = 0; i < x->narena; i++)
+		free(x->arena[i]);
+	free(x->arena);
 	for (size_t i = 0; i < x->nchunks; i++)
 		free(x->chunks[i]);
 	free(x->chunks);
@@ -71,37 +69,76 @@ static uint32_t hash_id(const char *id, size_t len)
 struct hrec *hidx_rec(const struct hidx *x, const char *id, size_t id_len)
 {
 	uint32_t hv = hash_id(id, id_len);
-	struct hrec *r = x->slots[hv & (x->nslots - 1)];
+	size_t mask = x->nslots - 1;
 
-	for (; r; r = r->next)
-		if (r->hv == hv && r->id_len == id_len &&
-		    memcmp(r->id, id, id_len) == 0)
-			return r;
+	for (size_t i = hv & mask; x->slots[i].r; i = (i + 1) & mask) {
+		const struct hslot *sl = &x->slots[i];
+
+		if (sl->hv == hv && sl->r->id_len == id_len &&
+		    memcmp(sl->r->id, id, id_len) == 0)
+			return sl->r;
+	}
 	return NULL;
 }
 
-/* Double the table; on failure keep the old one (only slower). */
-static void grow(struct hidx *x)
+/* Put r (hash hv) in a free slot of `slots` (n of them). */
+static void place(struct hslot *slots, size_t n, uint32_t hv, struct hrec *r)
 {
-	size_t n = x->nslots * 2;
-	struct hrec **s = calloc(n, sizeof(*s));
+	size_t i = hv & (n - 1);
+
+	while (slots[i].r)
+		i = (i + 1) & (n - 1);
+	slots[i].hv = hv;
+	slots[i].r = r;
+}
+
+/* A table of n slots (a power of two) with the records of x; on failure
+   keep the old one (fuller, only slower: it is never full, see
+   hidx_rec_add). */
+static int resize(struct hidx *x, size_t n)
+{
+	struct hslot *s = calloc(n, sizeof(*s));
 
 	if (!s)
-		return;
-	for (size_t i = 0; i < x->nslots; i++) {
-		struct hrec *r = x->slots[i];
-
-		while (r) {
-			struct hrec *next = r->next;
-
-			r->next = s[r->hv & (n - 1)];
-			s[r->hv & (n - 1)] = r;
-			r = next;
-		}
-	}
+		return -ENOMEM;
+	for (size_t i = 0; i < x->nslots; i++)
+		if (x->slots[i].r)
+			place(s, n, x->slots[i].hv, x->slots[i].r);
 	free(x->slots);
 	x->slots = s;
 	x->nslots = n;
+	return 0;
+}
+
+void hidx_reserve(struct hidx *x, size_t nrecs)
+{
+	size_t n = x->nslots;
+
+	while (n < ((size_t)1 << 40) && nrecs > n / 4 * 3)
+		n *= 2;
+	if (n > x->nslots)
+		(void)resize(x, n);
+}
+
+/* Zeroed room for a record of `size` bytes, from the arena. */
+static struct hrec *arena_alloc(struct hidx *x, size_t size)
+{
+	char **a, *p;
+
+	size = (size + 7) & ~(size_t)7;
+	if (!x->narena || x->arena_used + size > ARENA_CHUNK) {
+		a = realloc(x->arena, (x->narena + 1) * sizeof(*a));
+		if (!a)
+			return NULL;
+		x->arena = a;
+		if (!(a[x->narena] = calloc(1, ARENA_CHUNK)))
+			return NULL;
+		x->narena++;
+		x->arena_used = 0;
+	}
+	p = x->arena[x->narena - 1] + x->arena_used;
+	x->arena_used += size;
+	return (struct hrec *)(void *)p;
 }
 
 struct hrec *hidx_rec_add(struct hidx *x, const char *id, size_t id_len)
@@ -112,16 +149,17 @@ struct hrec *hidx_rec_add(struct hidx *x, const char *id, size_t id_len)
 		return r;
 	if (id_len > ID_MAX_LEN)
 		return NULL;
-	r = calloc(1, sizeof(*r) + id_len + 1);
+	/* at most 3/4 full, and never full: a probe always ends */
+	if ((x->nrecs + 1) > x->nslots / 4 * 3 &&
+	    resize(x, x->nslots * 2) != 0 && x->nrecs + 1 >= x->nslots)
+		return NULL;
+	r = arena_alloc(x, sizeof(*r) + id_len + 1);
 	if (!r)
 		return NULL;
 	r->hv = hash_id(id, id_len);
 	r->id_len = (uint16_t)id_len;
 	memcpy(r->id, id, id_len);
-	if (x->nrecs >= x->nslots)
-		grow(x);
-	r->next = x->slots[r->hv & (x->nslots - 1)];
-	x->slots[r->hv & (x->nslots - 1)] = r;
+	place(x->slots, x->nslots, r->hv, r);
 	x->nrecs++;
 	return r;
 }

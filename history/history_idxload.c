@@ -175,6 +175,20 @@ static int idx_open(struct hist *h, bool *fresh)
 	return 0;
 }
 
+/* Size the records' table for history.idx before it is read (it would
+   double ten times on the way to a million records, each time placing
+   every record again). An entry takes about this many bytes there or
+   more: the estimate errs on the large side. */
+#define ENT_MIN_BYTES 100
+
+static void reserve(struct hist *h)
+{
+	struct stat st;
+
+	if (fstat(h->idx_fd, &st) == 0 && st.st_size > 0)
+		hidx_reserve(&h->ix, (size_t)st.st_size / ENT_MIN_BYTES);
+}
+
 int hist_index_load(struct hist *h)
 {
 	bool fresh = false, has_last = false, damaged = false;
@@ -190,6 +204,8 @@ int hist_index_load(struct hist *h)
 	}
 	if (rc == 0)
 		hvdx_open(h);
+	if (rc == 0 && !fresh)
+		reserve(h);
 	if (rc == 0 && !fresh)
 		rc = hidx_file_read(h, &last, &has_last, &damaged);
 	hvdx_load_end(h);

@@ -495,19 +495,18 @@ static int ids_collect(struct hist *h, const struct hrec ***out, size_t *n)
 	*n = 0;
 	pthread_rwlock_rdlock(&h->ix_lock);
 	for (size_t i = 0; rc == 0 && i < h->ix.nslots; i++) {
-		for (const struct hrec *r = h->ix.slots[i]; r; r = r->next) {
-			const struct hrec **p;
+		const struct hrec *r = h->ix.slots[i].r;
+		const struct hrec **p;
 
-			if (!r->last && !r->n)
-				continue; /* in a frame not written yet */
-			p = util_grow(v, &cap, *n, sizeof(*p), 256);
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			v = p;
-			v[(*n)++] = r;
+		if (!r || (!r->last && !r->n))
+			continue; /* in a frame not written yet */
+		p = util_grow(v, &cap, *n, sizeof(*p), 256);
+		if (!p) {
+			rc = -ENOMEM;
+			break;
 		}
+		v = p;
+		v[(*n)++] = r;
 	}
 	pthread_rwlock_unlock(&h->ix_lock);
 	*out = v;

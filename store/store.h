@@ -375,6 +375,12 @@ typedef int (*store_list_cb)(void *arg, const char *name, bool is_ns);
 /* List records and sub-namespaces of `ns` ("" is the root); scratch files
    are not listed (store_scratch_list). */
 int store_list(struct store *s, const char *ns, store_list_cb cb, void *arg);
+/* What each of the `n` names of namespace `ns` (as store_list gave them)
+   is now, in one hold of the index: kinds[i] 1 a record, 2 a record that
+   is a symlink, 0 not known to the index (store_stat tells). Returns 0 or
+   -ENOMEM, -ENAMETOOLONG. */
+int store_list_kinds(struct store *s, const char *ns, const char *const *names,
+		     size_t n, unsigned char *kinds);
 /* -EEXIST if a record or a scratch file has that name. */
 int store_mkdir(struct store *s, const char *ns, mode_t mode);
 /* Returns -ENOTEMPTY if it holds anything, scratch files included. */

@@ -197,6 +197,10 @@ struct index {
 int idx_init(struct index *ix);
 void idx_destroy(struct index *ix);
 struct entry *idx_find(struct index *ix, const char *id, size_t len);
+/* idx_find of n IDs into out[], overlapping their cache misses; hv[] is
+   the caller's scratch of n. */
+void idx_find_many(struct index *ix, const char *const *ids, const size_t *lens,
+		   size_t n, uint32_t *hv, struct entry **out);
 /* Is `id` a record now (not deleted)? Takes s->mu. */
 bool store_is_live(struct store *s, const char *id);
 /* Find or add (meta zeroed). Returns NULL on -ENOMEM. */

@@ -12,6 +12,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -278,6 +279,62 @@ static int fill_hash(struct store *s, const char *id, struct store_meta *meta)
 	pthread_mutex_unlock(&s->mu);
 out:
 	store_reader_free(r);
+	return rc;
+}
+
+/* The IDs of `names` in `ns`, in one buffer: ids[i], lens[i]. */
+static int kinds_ids(const char *ns, const char *const *names, size_t n,
+		     char **buf, const char **ids, size_t *lens)
+{
+	size_t nl = strlen(ns), total = 0, at = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += nl + 1 + strlen(names[i]) + 1;
+	*buf = malloc(total ? total : 1);
+	if (!*buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int len = snprintf(*buf + at, total - at, "%s%s%s", ns,
+				   nl ? "/" : "", names[i]);
+
+		if (len < 0 || (size_t)len > ID_MAX_LEN)
+			return -ENAMETOOLONG;
+		ids[i] = *buf + at;
+		lens[i] = (size_t)len;
+		at += (size_t)len + 1;
+	}
+	return 0;
+}
+
+int store_list_kinds(struct store *s, const char *ns, const char *const *names,
+		     size_t n, unsigned char *kinds)
+{
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+	uint32_t *hv = calloc(n ? n : 1, sizeof(*hv));
+	struct entry **out = calloc(n ? n : 1, sizeof(*out));
+	char *buf = NULL;
+	int rc = ids && lens && hv && out ? 0 : -ENOMEM;
+
+	if (rc == 0)
+		rc = kinds_ids(ns, names, n, &buf, ids, lens);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mu);
+		idx_find_many(&s->ix, ids, lens, n, hv, out);
+		for (size_t i = 0; i < n; i++) {
+			const struct entry *e = out[i];
+
+			kinds[i] = !e || e->meta.deleted || !e->meta.version ? 0
+				   : e->meta.symlink			     ? 2
+						     : 1;
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	free(buf);
+	free(ids);
+	free(lens);
+	free(hv);
+	free(out);
 	return rc;
 }
 
