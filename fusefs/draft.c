@@ -6,9 +6,8 @@
  * except those of a write-only descriptor that replaces the content
  * (replaces_write_only in handle.c, where descriptors are opened, flushed
  * and released). The daemon therefore keeps the uncommitted changes per
- * inode too, as a disk
- * keeps them in the inode: a draft (fs_draft in fs_i.h, its states and
- * transitions there). Reads of a record are the draft if it has one, else
+ * inode too, as a disk keeps them in the inode: a draft (fs_draft in
+ * fs_i.h, its states and transitions there). Reads are the draft if any, else
  * the committed version the inode shows; a commit through any descriptor
  * replaces that version, so every descriptor follows the record in place
  * (tail -f, sqlite), as on a local disk. While a draft is open, other
@@ -26,19 +25,15 @@
  * first descriptor before it writes). Its flush commits unless the closing
  * process still has a descriptor on the same inode, read from
  * /proc/PID/fdinfo by mount id and inode number (handle.c): exact for the
- * process that closes; a child that inherited the descriptor commits again at
- * its own close. A draft left when the last writer goes (mmap pages written
- * back after close) is committed at release, where a failure can only be
- * logged.
+ * process that closes; a child that inherited it commits at its own close.
+ * A draft left when the last writer goes (mmap pages written back after
+ * close) is committed at release, where a failure can only be logged.
  */
 #include "err.h"
 #include "fs_i.h"
 #include "log.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
