@@ -36,16 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #define OPEN_FLAGS                                                             \
 	(O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_NONBLOCK |      \
 	 O_SYNC | O_DSYNC | O_DIRECT | O_NOATIME | O_LARGEFILE | O_CLOEXEC |   \
 	 O_NOFOLLOW)
-
-#define USER_PREFIX "user."
-#define COMPUTED_PREFIX "user.recfs." /* SPEC 3: computed, never kept */
 
 /* Checks every call starts with: a valid path, a file store, and no
    change to a read-only one. */
@@ -456,112 +452,6 @@ int store_scratch_list(struct store *s, const char *ns, store_list_cb cb,
 	return rc;
 }
 
-/* ---- xattrs ------------------------------------------------------------- */
-
-/* Is `name` a user xattr that a record keeps? */
-static bool kept_xattr(const char *name)
-{
-	return strncmp(name, USER_PREFIX, strlen(USER_PREFIX)) == 0 &&
-	       strncmp(name, COMPUTED_PREFIX, strlen(COMPUTED_PREFIX)) != 0;
-}
-
-/* Add xattr `name` of `fd` to the packed *xa (value buffer `value`). */
-static int pack_one(int fd, const char *name, uint8_t *value, uint8_t **xa,
-		    size_t *xa_len)
-{
-	uint8_t *next = NULL;
-	size_t next_len = 0;
-	ssize_t n = fgetxattr(fd, name, value, STORE_XATTR_VALUE_MAX);
-	int rc;
-
-	if (n < 0 && errno == ENODATA)
-		return 0; /* removed meanwhile */
-	if (n < 0 && errno == ERANGE)
-		return -ENOSPC; /* too big for a record */
-	if (n < 0)
-		return -errno;
-	rc = xa_update(*xa, *xa_len, name, value, (size_t)n, 0, &next,
-		       &next_len);
-	if (rc == -E2BIG || rc == -ERANGE)
-		rc = -ENOSPC;
-	if (rc)
-		return rc;
-	free(*xa);
-	*xa = next;
-	*xa_len = next_len;
-	return 0;
-}
-
-struct xattr_pack {
-	int fd;
-	uint8_t *value; /* STORE_XATTR_VALUE_MAX bytes */
-	uint8_t **xa;
-	size_t *xa_len;
-};
-
-/* Pack xattr `name` if a record keeps it (util_xattr_each callback). */
-static int pack_kept(void *arg, const char *name)
-{
-	struct xattr_pack *x = arg;
-
-	if (!kept_xattr(name))
-		return 0;
-	return pack_one(x->fd, name, x->value, x->xa, x->xa_len);
-}
-
-/*
- * The user xattrs of `fd` that a record keeps, packed as the index
- * holds them (*xa is the caller's; NULL if there are none). Returns 0,
- * -ENOSPC over a record's limits (store.h), -errno.
- */
-static int read_xattrs(int fd, uint8_t **xa, size_t *xa_len)
-{
-	struct xattr_pack x = {fd, NULL, xa, xa_len};
-	int rc;
-
-	*xa = NULL;
-	*xa_len = 0;
-	x.value = malloc(STORE_XATTR_VALUE_MAX);
-	if (!x.value)
-		return -ENOMEM;
-	rc = util_xattr_each(fd, pack_kept, &x);
-	if (rc == -ERANGE)
-		rc = -EAGAIN; /* the list grew meanwhile */
-	if (rc) {
-		free(*xa);
-		*xa = NULL;
-		*xa_len = 0;
-	}
-	free(x.value);
-	return rc;
-}
-
-/* Set the packed xattrs `xa` on `fd`. */
-static int write_xattrs(int fd, const uint8_t *xa, size_t xa_len)
-{
-	char *names = NULL;
-	ssize_t n = xa_list(xa, xa_len, NULL, 0);
-	int rc = 0;
-
-	if (n <= 0)
-		return (int)n;
-	names = malloc((size_t)n);
-	if (!names)
-		return -ENOMEM;
-	n = xa_list(xa, xa_len, names, (size_t)n);
-	for (char *p = names; n > 0 && rc == 0 && p < names + n;
-	     p += strlen(p) + 1) {
-		const uint8_t *v;
-		size_t len;
-
-		rc = xa_get(xa, xa_len, p, &v, &len);
-		if (rc == 0 && fsetxattr(fd, p, v, len, 0) < 0)
-			rc = -errno;
-	}
-	free(names);
-	return n < 0 ? (int)n : rc;
-}
-
 /* ---- scratch file -> record ---------------------------------------------- */
 
 int store_scratch_commit(struct store *s, const char *path, const char *id,
@@ -594,7 +484,7 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 		rc = -EFBIG;
 		goto out;
 	}
-	rc = read_xattrs(fd, &xa, &xa_len);
+	rc = scratch_xattrs_read(fd, &xa, &xa_len);
 	if (rc == 0)
 		rc = store_stage_new(s, &st);
 	if (rc)
@@ -686,7 +576,7 @@ static int stage_of(struct store *s, struct store_reader *r, const uint8_t *xa,
 	if (rc)
 		return rc;
 	n = io_copy_fd(s->io, "scratch.copy", store_reader_fd(r), st->fd);
-	rc = n < 0 ? (int)n : write_xattrs(st->fd, xa, xa_len);
+	rc = n < 0 ? (int)n : scratch_xattrs_write(st->fd, xa, xa_len);
 	if (rc == 0 && futimens(st->fd, t) < 0)
 		rc = -errno;
 	if (rc == 0 && fchmod(st->fd, m->mode & 07777) < 0)

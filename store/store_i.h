@@ -553,6 +553,14 @@ int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       size_t xa_len, const struct scratch_origin *origin,
 		       struct store_result *res);
 
+/* scratch_xattr.c: the user xattrs of `fd` that a record keeps, packed
+   as the index holds them (*xa is the caller's; NULL if there are none).
+   Returns 0, -ENOSPC over a record's limits (store.h), -EAGAIN if the
+   list grew meanwhile, -errno. */
+int scratch_xattrs_read(int fd, uint8_t **xa, size_t *xa_len);
+/* Set the packed xattrs `xa` on `fd`. */
+int scratch_xattrs_write(int fd, const uint8_t *xa, size_t xa_len);
+
 /* Remove the scratch file that REC_PUT `r` names as its origin if it is
    still that file; not synced. Logs what it cannot remove. */
 void scratch_origin_remove(struct store *s, const struct rec *r);
