@@ -372,22 +372,6 @@ int hidx_frame_end(struct hist *h, struct hframe *f)
 	return f->err ? f->err : rc;
 }
 
-int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
-		      const struct hmsg_ver *v, size_t n, size_t stride)
-{
-	const char *p = (const char *)v;
-	struct hframe f;
-	int rc;
-
-	hidx_frame_start(h, &f, commit, upto);
-	for (size_t i = 0; i < n; i++)
-		hidx_frame_put(h, &f,
-			       (const struct hmsg_ver *)(p + i * stride));
-	rc = hidx_frame_end(h, &f);
-	hidx_frame_free(&f);
-	return rc;
-}
-
 /*
  * Read the frame at `off` of `fd` into buf (JNL_FRAME_HDR +
  * JNL_MAX_RECORD bytes). Returns its length (> 0), 0 if it is not a

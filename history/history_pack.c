@@ -329,6 +329,11 @@ uint64_t hist_pack_bytes(const struct hist *h)
 	return h->mempack ? ((const struct bpack *)h->mempack)->bytes : 0;
 }
 
+uint64_t hist_pack_mem_max(const struct hist *h)
+{
+	return h->o.pack_mem_max ? h->o.pack_mem_max : HIST_PACK_MEM_MAX;
+}
+
 int hist_pack_clean(struct hist *h)
 {
 	struct dirent *de;
