@@ -87,14 +87,12 @@ struct hent {
  * A record: where its versions are. Those in history.idx form a chain
  * from the last one back (each entry names the offset of the one
  * before); those held in memory (all newer than the file's) are listed
- * as positions in `chunks`. About 50 bytes and the ID per record, whatever
+ * as positions in `chunks`. About 48 bytes and the ID per record, whatever
  * its number of versions.
  */
 struct hrec {
 	struct hrec *next;     /* hash chain */
 	uint64_t last;	       /* offset in history.idx of its last entry, 0 */
-	uint64_t stage_last;   /* the writer only: `last` in the frame */
-	uint64_t stage_serial; /* ... being built (frame number) */
 	uint64_t vlast;	       /* ordinal + 1 of its last entry in
 				  history.vdx (history_vdx.c), 0: none */
 	uint32_t *pos;	       /* its versions held in memory */
@@ -287,7 +285,6 @@ struct hframe {
 	size_t count_at;
 	uint32_t count;
 	uint64_t at;	 /* the file offset of b.p[0] */
-	uint64_t serial; /* h->frame_serial */
 	git_oid commit;
 	uint64_t upto;
 	int err; /* of a part written before (frame_put) */
@@ -296,6 +293,10 @@ struct hframe {
 		uint64_t off;
 	} * pub;
 	size_t npub, cap;
+	/* each record's last entry in the frame: a hash of its hrec to
+	   1 + its last index in pub (0: free), nslots a power of two */
+	uint32_t *slots;
+	size_t nslots;
 };
 
 /* Start a frame of the versions of `commit` (Recfs-Upto `upto`), add
@@ -350,7 +351,6 @@ struct hist {
 	bool has_ref_maybe;
 	int idx_fd; /* history.idx, -1 if it cannot be written */
 	uint64_t idx_end;
-	uint64_t frame_serial;	/* frames built (hrec.stage_serial) */
 	int64_t last_commit_ns; /* CLOCK_MONOTONIC */
 	bool space_short;	/* the last batch failed with ENOSPC, or was cut
 				   to the room there was: batches are cut to it
