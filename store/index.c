@@ -7,6 +7,7 @@
 #include "store_i.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -85,7 +86,7 @@ struct entry *idx_add(struct index *ix, const char *id, size_t len)
 
 	if (e)
 		return e;
-	e = calloc(1, sizeof(*e) + len + 1);
+	e = calloc(1, offsetof(struct entry, id) + len + 1);
 	if (!e)
 		return NULL;
 	memcpy(e->id, id, len);
