@@ -425,8 +425,8 @@ void hist_ref_abort(struct hist *h);
 #define HIST_PACK_BLOB_MAX ((uint64_t)1 << 20)
 /* A batch of this many versions or more (more than batch_max allows: a
    large revision) has its commit streamed as a loose object too
-   (history_commit.c). */
-#define HIST_STREAM_COMMIT_MIN 16384
+   (history_commit.c): 16384, a variable so that tests can make it small. */
+extern size_t hist_stream_commit_min;
 
 /*
  * history_pack.c: hist_pack_write writes the objects held in h->mempack
@@ -582,8 +582,11 @@ int bsort_each(struct bsort *s, int (*fn)(void *arg, const struct bop *op),
 
 /* What a batch holds in memory at most, about: the spool's buffer
    (1 MiB), a run of the sort (4 MiB), the paths of one tree update
-   (65536). Variables so that tests can make them small. */
-extern size_t hist_spool_mem, hist_sort_run, hist_tree_chunk;
+   (65536); and the size from which the head commit is streamed at open
+   (1 MiB, history_refs.c). Variables so that tests can make them
+   small. */
+extern size_t hist_spool_mem, hist_sort_run, hist_tree_chunk,
+	hist_head_stream_min;
 
 #define HIST_STAGE_MAX 255
 

@@ -20,6 +20,8 @@
 
 /* ---- the commit ---------------------------------------------------------- */
 
+size_t hist_stream_commit_min = 16384;
+
 /*
  * Call fn for each version of the batch in order (v: a scratch version
  * the caller gives, some 13 KB). Returns 0, fn's non-zero return or
@@ -195,7 +197,7 @@ static int make_commit(struct hist *h, const struct batch *b,
 
 	if (!v)
 		return -ENOMEM;
-	if (b->n >= HIST_STREAM_COMMIT_MIN && h->big_odb) {
+	if (b->n >= hist_stream_commit_min && h->big_odb) {
 		rc = stream_commit(h, b, v, tree_oid, out);
 		free(v);
 		return rc;

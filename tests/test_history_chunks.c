@@ -5,7 +5,9 @@
  * sorted in many runs and merged, its tree and side tree built a few
  * paths at a time. What git holds must be what one update of the whole
  * batch would have made: every version's block and blob, the head tree,
- * the hidden versions on the side branch, no blob left unreachable.
+ * the hidden versions on the side branch, no blob left unreachable. And
+ * a head commit streamed as a loose object is read back at open by
+ * streaming it too (history_refs.c).
  */
 #include "helpers.h"
 #include "hist_i.h"
@@ -25,6 +27,8 @@ static void tiny(void)
 	hist_spool_mem = 200;
 	hist_sort_run = 300;
 	hist_tree_chunk = 3;
+	hist_head_stream_min = 0;
+	hist_stream_commit_min = 1;
 }
 
 static void restore(void)
@@ -32,6 +36,8 @@ static void restore(void)
 	hist_spool_mem = (size_t)1 << 20;
 	hist_sort_run = (size_t)4 << 20;
 	hist_tree_chunk = 65536;
+	hist_head_stream_min = (size_t)1 << 20;
+	hist_stream_commit_min = 16384;
 	history_teardown();
 }
 
@@ -142,5 +148,34 @@ Test(history_chunks, file_and_namespace_swap_across_chunks)
 	out = run("git -C '%s' cat-file -p refs/heads/main:a/b", gitdir);
 	cr_assert_str_eq(out, "d");
 	free(out);
+	close_store(s);
+}
+
+Test(history_chunks, a_reopened_history_goes_on_from_its_streamed_head)
+{
+	const struct block *b;
+	struct log l;
+	struct store *s = open_store();
+	char *out;
+
+	put(s, "a", "1");
+	put(s, "b", "1");
+	drain(s);
+	close_store(s);
+	/* the head commit (streamed, loose) gives the tree and Recfs-Upto:
+	   nothing is written twice, the next commit goes on from it */
+	s = open_store();
+	put(s, "a", "2");
+	drain(s);
+	read_log(&l);
+	cr_assert_eq(l.last_upto, store_revision(s));
+	cr_assert_eq(find_blocks(&l, "a", 1, false, &b), 1);
+	cr_assert_eq(find_blocks(&l, "b", 1, false, &b), 1);
+	cr_assert_eq(find_blocks(&l, "a", 2, false, &b), 1);
+	check_tree(s);
+	out = run("git -C '%s' cat-file -p refs/heads/main:b", gitdir);
+	cr_assert_str_eq(out, "1");
+	free(out);
+	log_free(&l);
 	close_store(s);
 }
