@@ -477,6 +477,9 @@ int hist_writer_odb(git_repository *repo, const char *path, int repo_fd,
 /* ---- history_prune.c, history_epoch.c: pruning -------------------------- */
 
 #define HIST_SIDE_NAME "recfs-versions" /* HIST_REF_SIDE in refs/heads */
+/* The summary line of the commit that starts epoch N (N >= 2) on
+   refs/heads/main, followed by N (history_remote.c finds it) */
+#define HIST_EPOCH_SUMMARY "recfs: retention prune, history epoch "
 #define HIST_PRUNE_DIR                                                         \
 	"recfs-prune"	      /* in history.git: a prune's pack                \
 				 and intent until it is in place */

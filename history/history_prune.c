@@ -53,7 +53,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define EPOCH_SUMMARY "recfs: retention prune, history epoch "
 #define KEY_MAX (HIST_PATH_MAX + 512)
 
 /* ---- a set of strings, each with an oid ---------------------------------- */
@@ -406,8 +405,8 @@ static int rewrite_commit(struct prune *p, const git_oid *oid)
 		changed |=
 			!git_oid_equal(parents[i], git_commit_parent_id(c, i));
 	}
-	if (strncmp(git_commit_message_raw(c), EPOCH_SUMMARY,
-		    strlen(EPOCH_SUMMARY)) == 0)
+	if (strncmp(git_commit_message_raw(c), HIST_EPOCH_SUMMARY,
+		    strlen(HIST_EPOCH_SUMMARY)) == 0)
 		p->epochs++;
 	rc = rewrite_tree(p, tree, dir, 0, &tid);
 	if (rc == 0)
@@ -499,7 +498,7 @@ static int epoch_commit(struct prune *p, struct hist_epoch *ep)
 	git_oid_tostr(old, sizeof(old), &p->h->head);
 	buf_printf(
 		&m,
-		EPOCH_SUMMARY
+		HIST_EPOCH_SUMMARY
 		"%u\n\n%" PRIu64 " versions pruned at %s by "
 		"the retention policy (recfsctl retain): their trailer blocks "
 		"stay, marked Recfs-Pruned, their content is gone. The "

@@ -33,6 +33,10 @@ struct hremote {
 	bool kicked, stop, started;
 	int64_t backoff, next_try; /* CLOCK_MONOTONIC ns */
 	pthread_t thread;
+	/* under push_mu: refs/heads/main's commit last looked at by
+	   push_epoch, and the history epoch it is in (0: none yet) */
+	git_oid seen;
+	unsigned epoch;
 };
 
 static struct hremote *remote_get(struct hist *h)
@@ -210,14 +214,83 @@ static int remote_new(git_remote **out, git_repository *repo, const char *url)
 	return git_remote_create_with_opts(out, url, &o);
 }
 
-/* Push main (and the side branch) of `repo` to `url`. *head: main's
-   commit as it was before. Returns 0, 1 if there is nothing to push yet,
-   or -errno, the cause in msg. */
-static int push_refs(git_repository *repo, const char *url, git_oid *head,
-		     char *msg, size_t len)
+/*
+ * The history epoch that commit `head` of refs/heads/main is in: 1 before
+ * any prune, N after the commit "recfs: retention prune, history epoch N"
+ * (history_prune.c). Walks the first parents back from `head` until such
+ * a commit, or the commit that the last call looked at (r->seen), so that
+ * a push walks only what is new. 0 and the cause in msg if the history
+ * cannot be read.
+ */
+static unsigned push_epoch(git_repository *repo, struct hremote *r,
+			   const git_oid *head, char *msg, size_t len)
 {
-	static char main_spec[] = REF_MAIN ":" REF_MAIN;
-	static char side_spec[] = HIST_REF_SIDE ":" HIST_REF_SIDE;
+	const size_t n = strlen(HIST_EPOCH_SUMMARY);
+	git_revwalk *w = NULL;
+	unsigned epoch = 1;
+	git_oid oid;
+	int rc = git_revwalk_new(&w, repo);
+
+	if (rc == 0)
+		rc = git_revwalk_push(w, head);
+	if (rc == 0)
+		git_revwalk_simplify_first_parent(w);
+	while (rc == 0 && (rc = git_revwalk_next(&oid, w)) == 0) {
+		git_commit *c = NULL;
+		const char *m;
+
+		if (r->epoch && git_oid_equal(&oid, &r->seen)) {
+			epoch = r->epoch;
+			break;
+		}
+		rc = git_commit_lookup(&c, repo, &oid);
+		m = rc == 0 ? git_commit_message_raw(c) : "";
+		if (rc == 0 && strncmp(m, HIST_EPOCH_SUMMARY, n) == 0)
+			epoch = (unsigned)strtoul(m + n, NULL, 10);
+		git_commit_free(c);
+		if (epoch != 1)
+			break;
+	}
+	git_revwalk_free(w);
+	if ((rc && rc != GIT_ITEROVER) || epoch < 1) {
+		const git_error *e = git_error_last();
+
+		snprintf(msg, len, "reading the history: %s",
+			 e && e->message ? e->message : "a bad epoch commit");
+		return 0;
+	}
+	r->seen = *head;
+	r->epoch = epoch;
+	return epoch;
+}
+
+/*
+ * The remote's branches for epoch `epoch` into main[] and side[]: main and
+ * recfs-versions for the first, main-epoch-N and recfs-versions-epoch-N
+ * for epoch N after that. A prune's new epoch is no fast-forward of the
+ * old one, and the remote keeps the old one whole (nothing is pruned
+ * before the remote has it): each epoch goes to branches of its own, each
+ * pushed fast-forward only.
+ */
+static void push_branches(unsigned epoch, char *main, char *side, size_t len)
+{
+	if (epoch <= 1) {
+		snprintf(main, len, "%s:%s", REF_MAIN, REF_MAIN);
+		snprintf(side, len, "%s:%s", HIST_REF_SIDE, HIST_REF_SIDE);
+		return;
+	}
+	snprintf(main, len, "%s:%s-epoch-%u", REF_MAIN, REF_MAIN, epoch);
+	snprintf(side, len, "%s:%s-epoch-%u", HIST_REF_SIDE, HIST_REF_SIDE,
+		 epoch);
+}
+
+/* Push main (and the side branch) of `repo` to `url`, to the branches of
+   the epoch main is in. *head: main's commit as it was before. Returns
+   0, 1 if there is nothing to push yet, or -errno, the cause in msg. */
+static int push_refs(git_repository *repo, struct hremote *r, const char *url,
+		     git_oid *head, char *msg, size_t len)
+{
+	char main_spec[128], side_spec[128];
 	char *specs[] = {main_spec, side_spec};
 	git_strarray refs = {specs, 1};
 	git_push_options po;
@@ -229,6 +302,13 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 	rc = git_reference_name_to_id(head, repo, REF_MAIN);
 	if (rc == GIT_ENOTFOUND)
 		return 1; /* no history yet: nothing to push */
+	if (rc == 0) {
+		unsigned epoch = push_epoch(repo, r, head, msg, len);
+
+		if (!epoch)
+			return -EIO;
+		push_branches(epoch, main_spec, side_spec, sizeof(main_spec));
+	}
 	if (rc == 0 && local_missing(url)) {
 		snprintf(msg, len, "no such directory (a local path)");
 		return -ENOENT;
@@ -248,8 +328,7 @@ static int push_refs(git_repository *repo, const char *url, git_oid *head,
 	if (rc == GIT_ENONFASTFORWARD) {
 		snprintf(msg, len,
 			 "not a fast-forward: the remote has commits this "
-			 "history lacks (pushed there by something else, or "
-			 "a retention prune here started a new epoch)");
+			 "history lacks (pushed there by something else)");
 		return -ESTALE;
 	}
 	if (rc < 0) {
@@ -335,7 +414,7 @@ static int push_once(struct hist *h, struct hremote *r, const char *url,
 			 e && e->message ? e->message : "failed");
 		rc = -EIO;
 	} else {
-		rc = push_refs(repo, url, &head, msg, sizeof(msg));
+		rc = push_refs(repo, r, url, &head, msg, sizeof(msg));
 		if (rc == 0)
 			*upto = upto_of(repo, &head);
 	}

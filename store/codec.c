@@ -9,10 +9,15 @@
  *	u64 size, u64 mtime_sec, u32 mtime_nsec, u32 mode, u64 ino,
  *	u32 xa_len, xa, u32 who.uid, u32 who.pid, u8 comm_len, comm,
  *	u64 time_ns, str16 from, u64 from_version, str16 stage, u64 data_len,
- *	[F_OWNER: u32 uid, u32 gid, u8 kind]  [F_DATA: the data_len bytes]
+ *	[F_OWNER: u32 uid, u32 gid, u8 kind]
+ *	[F_ORIGIN: str16 scratch path, u64 ino, u64 ctime_ns]
+ *	[F_DATA: the data_len bytes]
  * The owner block came later: records written before it (journals and
  * snapshots of stores made by older binaries) have no F_OWNER and decode
- * as owner 0:0, a regular file -- what every record was then.
+ * as owner 0:0, a regular file -- what every record was then. The
+ * origin block (a PUT that committed a scratch file, see
+ * store_scratch_commit) came later still; a binary older than it refuses
+ * a journal that holds one.
  */
 #include "store_i.h"
 #include "breader.h"
@@ -28,7 +33,8 @@ enum {
 	F_STAGE = 2,
 	F_DELETED = 4,
 	F_HASH_VALID = 8,
-	F_OWNER = 16, /* the owner block is there (always written now) */
+	F_OWNER = 16,  /* the owner block is there (always written now) */
+	F_ORIGIN = 32, /* the origin block is there */
 };
 
 enum {
@@ -118,6 +124,8 @@ int codec_encode(const struct rec *r, uint8_t **out, size_t *len)
 	if (r->meta.hash_valid)
 		flags |= F_HASH_VALID;
 	flags |= F_OWNER;
+	if (r->origin)
+		flags |= F_ORIGIN;
 	w_u8(&w, (uint8_t)r->type);
 	w_u8(&w, flags);
 	w_str16(&w, r->id, r->id_len);
@@ -143,6 +151,11 @@ int codec_encode(const struct rec *r, uint8_t **out, size_t *len)
 	w_u32(&w, r->meta.uid);
 	w_u32(&w, r->meta.gid);
 	w_u8(&w, r->meta.symlink ? K_SYMLINK : 0);
+	if (r->origin) {
+		w_str16(&w, r->origin, r->origin_len);
+		w_u64(&w, r->origin_ino);
+		w_u64(&w, (uint64_t)r->origin_ctime_ns);
+	}
 	if (w.err) {
 		free(w.p);
 		return w.err;
@@ -345,8 +358,13 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 			return -EBADMSG;
 		r->meta.symlink = kind & K_SYMLINK;
 	}
+	if (flags & F_ORIGIN) {
+		r->origin = br_str16(&b, &r->origin_len);
+		r->origin_ino = br_le64(&b);
+		r->origin_ctime_ns = (int64_t)br_le64(&b);
+	}
 	if (b.err || (flags & ~(unsigned)(F_DATA | F_STAGE | F_DELETED |
-					  F_HASH_VALID | F_OWNER)))
+					  F_HASH_VALID | F_OWNER | F_ORIGIN)))
 		return -EBADMSG;
 	if (flags & F_DATA) {
 		r->has_data = true;
@@ -363,6 +381,12 @@ int codec_decode(const uint8_t *buf, size_t len, struct rec *r)
 	}
 	if (r->from_len == 0)
 		r->from = NULL;
+	/* a scratch path, checked again (traversal-safe) where it is used;
+	   never empty, never holding a NUL */
+	if ((flags & F_ORIGIN) &&
+	    (r->type != REC_PUT || r->origin_len == 0 ||
+	     r->origin_len > ID_MAX_LEN || memchr(r->origin, 0, r->origin_len)))
+		return -EBADMSG;
 	return check_decoded(r);
 }
 

@@ -248,6 +248,7 @@ struct put {
 	struct store_stage *rebased;
 	const struct store_commit_args *args;
 	const struct new_xattrs *x;
+	const struct scratch_origin *origin;
 	struct store_result *res;
 	struct rec r;
 	struct entry *e; /* busy while `marked` */
@@ -350,6 +351,12 @@ static int put_journal(struct put *p, uint64_t *seq)
 	if (p->args->who)
 		r->who = *p->args->who;
 	p->bi = sbatch_item_new(s, p->id);
+	if (p->origin) {
+		r->origin = p->origin->path;
+		r->origin_len = strlen(p->origin->path);
+		r->origin_ino = p->origin->ino;
+		r->origin_ctime_ns = p->origin->ctime_ns;
+	}
 	rc = attach_content(s, p->st, r, &p->data, &p->linked);
 	if (rc == 0)
 		rc = change_journal(s, r, p->bi != NULL, seq);
@@ -361,6 +368,8 @@ static int put_journal(struct put *p, uint64_t *seq)
 		return rc;
 	}
 	r->meta.revision = *seq;
+	if (r->origin)
+		scratch_origin_remove(s, r);
 	return 0;
 }
 
@@ -393,11 +402,13 @@ static int put_finish(struct put *p, uint64_t seq)
 
 static int commit_put(struct store *s, const char *id, struct store_stage *st,
 		      const struct store_commit_args *args,
-		      const struct new_xattrs *x, struct store_result *res)
+		      const struct new_xattrs *x,
+		      const struct scratch_origin *origin,
+		      struct store_result *res)
 {
 	static const struct store_commit_args any = {.mode = -1};
 	struct store_result scratch;
-	struct put p = {.s = s, .id = id, .st = st, .x = x};
+	struct put p = {.s = s, .id = id, .st = st, .x = x, .origin = origin};
 	uint64_t seq;
 	int rc;
 
@@ -446,19 +457,20 @@ int store_commit(struct store *s, const char *id, struct store_stage *st,
 {
 	static const struct new_xattrs keep = {.set = false};
 
-	return commit_put(s, id, st, args, &keep, res);
+	return commit_put(s, id, st, args, &keep, NULL, res);
 }
 
 int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       const struct store_commit_args *args, const uint8_t *xa,
-		       size_t xa_len, bool merge, struct store_result *res)
+		       size_t xa_len, const struct scratch_origin *origin,
+		       struct store_result *res)
 {
 	struct new_xattrs x = {
-		.set = true, .merge = merge, .xa = xa, .len = xa_len};
+		.set = true, .merge = true, .xa = xa, .len = xa_len};
 
 	if (args && args->cond.kind == STORE_COND_APPEND)
 		return -EINVAL; /* an append keeps what the record has */
-	return commit_put(s, id, st, args, &x, res);
+	return commit_put(s, id, st, args, &x, origin, res);
 }
 
 int store_put(struct store *s, const char *id, const void *buf, size_t len,

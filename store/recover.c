@@ -342,8 +342,13 @@ static int pass2(void *arg, uint64_t seq, const void *payload, size_t len)
 
 	if (rc || r.type == REC_META)
 		return rc;
-	if (!rp->s->opts.no_write)
-		return change_apply(rp->s, &r, seq, &rp->a);
+	if (!rp->s->opts.no_write) {
+		rc = change_apply(rp->s, &r, seq, &rp->a);
+		/* the scratch file it committed, if a crash left it */
+		if (rc == 0 && r.origin)
+			scratch_origin_remove(rp->s, &r);
+		return rc;
+	}
 	if (r.type != REC_TXN && r.type != REC_TXN_PART)
 		return check_one(rp, seq, &r);
 	while ((rc = codec_txn_next(&r, &off, &part)) == 1) {

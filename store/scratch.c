@@ -287,10 +287,16 @@ int store_scratch_fsync(struct store *s, const char *path, int fd)
 	return rc;
 }
 
-/* Remove scratch file `path` if it is still the file `was` (a regular
-   file; any if `was` is NULL). Not synced: see store_scratch_commit. */
+static int64_t ctime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+/* Remove scratch file `path` if it is still the file `was` (any if `was`
+   is NULL); with `sync`, durably. */
 static int remove_file(struct store *s, const char *path,
-		       const struct stat *was, const char *point, bool sync)
+		       const struct scratch_origin *was, const char *point,
+		       bool sync)
 {
 	struct stat now;
 	const char *leaf;
@@ -298,8 +304,9 @@ static int remove_file(struct store *s, const char *path,
 
 	rc = store_scratch_stat(s, path, &now);
 	if (rc == 0 && was &&
-	    (now.st_ino != was->st_ino || now.st_dev != was->st_dev))
-		rc = -ENOENT; /* replaced meanwhile: not ours to remove */
+	    ((uint64_t)now.st_ino != was->ino ||
+	     ctime_ns(&now) != was->ctime_ns))
+		rc = -ENOENT; /* replaced or changed meanwhile: not ours */
 	if (rc == 0)
 		rc = s->be->ops->tree_parent(s->be, s->scratch_fd, path, &pfd,
 					     &leaf);
@@ -309,6 +316,24 @@ static int remove_file(struct store *s, const char *path,
 		rc = io_fsync(s->io, "scratch.unlink.sync", pfd);
 	s->be->ops->tree_parent_put(s->be, s->scratch_fd, pfd);
 	return rc;
+}
+
+void scratch_origin_remove(struct store *s, const struct rec *r)
+{
+	struct scratch_origin was = {.ino = r->origin_ino,
+				     .ctime_ns = r->origin_ctime_ns};
+	char path[ID_MAX_LEN + 1];
+	int rc;
+
+	memcpy(path, r->origin, r->origin_len);
+	path[r->origin_len] = '\0';
+	rc = check_path(s, path, true);
+	if (rc == 0)
+		rc = remove_file(s, path, &was, "scratch.commit.unlink", false);
+	if (rc && rc != -ENOENT) /* the commit stands: a note, not an error */
+		rlog_warn("scratch file %s: committed as record %.*s but not "
+			  "removed (%s); remove it by hand",
+			  path, (int)r->id_len, r->id, strerror(-rc));
 }
 
 int store_scratch_unlink(struct store *s, const char *path)
@@ -545,6 +570,8 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 {
 	static const struct store_commit_args any = {.mode = -1};
 	struct store_commit_args a = args ? *args : any;
+	struct scratch_origin origin;
+	struct store_result mine;
 	struct store_stage *st = NULL;
 	uint8_t *xa = NULL;
 	size_t xa_len = 0;
@@ -552,6 +579,8 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 	int fd = -1, rc;
 	ssize_t n;
 
+	if (!res)
+		res = &mine;
 	rc = check_path(s, path, true);
 	if (rc == 0)
 		rc = open_existing(s, path, O_RDONLY, &fd);
@@ -584,23 +613,25 @@ int store_scratch_commit(struct store *s, const char *path, const char *id,
 	if (!a.mtime && (sb.st_mtim.tv_sec != sb.st_ctim.tv_sec ||
 			 sb.st_mtim.tv_nsec != sb.st_ctim.tv_nsec))
 		a.mtime = &sb.st_mtim;
-	rc = commit_with_xattrs(s, id, st, &a, xa, xa_len, true, res);
-	if (rc)
+	origin.path = path;
+	origin.ino = (uint64_t)sb.st_ino;
+	origin.ctime_ns = ctime_ns(&sb);
+	rc = commit_with_xattrs(s, id, st, &a, xa, xa_len, &origin, res);
+	if (rc || !res->noop)
 		goto out;
 	/*
-	 * Committed: from here on the scratch file only has to go, and its
-	 * directory is synced for that, so that a rename that returned never
-	 * leaves its source name behind after a crash (a rename on a disk
-	 * does not). It costs a small commit about 4 ms on ext4 (7 vs 3 ms
-	 * with 4 KiB); a crash between the commit and the sync may still
-	 * leave the file, holding what was committed. With sync=batch the
-	 * commit itself is durable only later, so the sync is not paid for:
-	 * after a crash the scratch file may be back, which is the better
-	 * outcome if the commit was lost.
+	 * A commit removes the scratch file right after its journal record
+	 * is written, without syncing its directory: the record names the
+	 * file (origin), and a replay after a crash removes it again if it
+	 * is still that file, so that a rename that returned never leaves
+	 * its source name behind (a rename on a disk does not), for the
+	 * price of one sync, not two. A no-op writes no record: the file
+	 * goes here, synced (with sync=batch not: nothing was committed
+	 * that the file could be needed for).
 	 */
-	n = remove_file(s, path, &sb, "scratch.commit.unlink", !s->batch);
-	if (n && n != -ENOENT) /* the commit stands: a note, not an error */
-		rlog_warn("scratch file %s: committed as record %s but not "
+	n = remove_file(s, path, &origin, "scratch.commit.unlink", !s->batch);
+	if (n && n != -ENOENT)
+		rlog_warn("scratch file %s: the same as record %s but not "
 			  "removed (%s); remove it by hand",
 			  path, id, strerror((int)-n));
 out:

@@ -100,6 +100,14 @@ struct rec {
 	bool has_data; /* REC_PUT inline: `data` holds the content */
 	const uint8_t *data;
 	size_t data_len;
+	/* REC_PUT of a scratch file renamed onto the record: that file (its
+	   scratch path, inode and ctime), removed by the commit without a
+	   sync and again by a replay if it is still the same file (see
+	   store_scratch_commit); `origin` is NULL otherwise */
+	const char *origin;
+	size_t origin_len;
+	uint64_t origin_ino;
+	int64_t origin_ctime_ns;
 	/* REC_TXN: `nparts` encoded parts at `parts` (codec_txn_next);
 	   `id` is NULL */
 	uint32_t nparts;
@@ -502,17 +510,32 @@ void commit_pick_owner(const struct store_owner *owner,
    for version `cur`. */
 int commit_check_cond(const char *id, const struct store_cond *c, uint64_t cur,
 		      struct store_result *res);
+/* A scratch file that a commit takes the content of (scratch.c). */
+struct scratch_origin {
+	const char *path;
+	uint64_t ino;
+	int64_t ctime_ns; /* st_ctim: a file changed since is not removed */
+};
+
 /*
- * store_commit, with the packed user xattrs `xa` (xa_len bytes, may be 0)
- * set over the record's current ones (`merge`) or in place of them, in
- * the same journal record (scratch.c: a rename onto a record brings the
- * file's xattrs, and the record keeps those the file does not have, as
- * sed -i and editors do not copy them). A commit whose resulting xattrs
- * differ is not a no-op.
+ * The commit of scratch file `origin` as `id` (scratch.c: a rename onto a
+ * record): store_commit with the file's packed user xattrs `xa` (xa_len
+ * bytes, may be 0) set over the record's current ones, in the same
+ * journal record (the record keeps those the file does not have, as sed
+ * -i and editors do not copy them). A commit whose resulting xattrs
+ * differ is not a no-op. The record names `origin`, and the file is
+ * removed (not synced) once the record is journaled, before the change
+ * is applied, with the gate held so that no checkpoint comes between:
+ * a replay removes it again (scratch_origin_remove).
  */
 int commit_with_xattrs(struct store *s, const char *id, struct store_stage *st,
 		       const struct store_commit_args *args, const uint8_t *xa,
-		       size_t xa_len, bool merge, struct store_result *res);
+		       size_t xa_len, const struct scratch_origin *origin,
+		       struct store_result *res);
+
+/* Remove the scratch file that REC_PUT `r` names as its origin if it is
+   still that file; not synced. Logs what it cannot remove. */
+void scratch_origin_remove(struct store *s, const struct rec *r);
 /* A journaled change could not be put in place: refuse changes. */
 void commit_mark_broken(struct store *s, const char *id, int err);
 /* Append one journal record made of `iov` (the commit point); *seq is

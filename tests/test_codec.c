@@ -425,6 +425,33 @@ Test(codec, owner_and_kind_round_trip)
 	free(buf);
 }
 
+Test(codec, scratch_origin_round_trips_and_only_on_a_put)
+{
+	struct rec r = put_rec("f", "new"), d;
+	uint8_t *buf;
+
+	cr_assert_eq(round_trip(&r, &d, &buf), 0);
+	cr_assert_null(d.origin, "no origin unless one is set");
+	free(buf);
+	r.origin = "dir/.f.Ab12Cd";
+	r.origin_len = strlen(r.origin);
+	r.origin_ino = 1234567;
+	r.origin_ctime_ns = 1700000000123456789;
+	cr_assert_eq(round_trip(&r, &d, &buf), 0);
+	cr_assert_eq(d.origin_len, r.origin_len);
+	cr_assert_eq(memcmp(d.origin, r.origin, r.origin_len), 0);
+	cr_assert_eq(d.origin_ino, 1234567);
+	cr_assert_eq(d.origin_ctime_ns, 1700000000123456789);
+	cr_assert(d.has_data && d.data_len == 3 && !memcmp(d.data, "new", 3));
+	free(buf);
+	r.type = REC_DEL;
+	r.has_data = false;
+	r.data_len = 0;
+	r.meta.size = 0;
+	cr_assert_eq(round_trip(&r, &d, &buf), -EBADMSG, "origin on a delete");
+	free(buf);
+}
+
 Test(codec, bad_kinds_and_overlong_targets_are_corrupt)
 {
 	static char big[STORE_SYMLINK_MAX + 1];

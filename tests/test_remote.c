@@ -5,7 +5,8 @@
  * store_history_push; a remote that is missing for a while does not slow
  * commits, is reported, and catches up once it is there; a remote that
  * has diverged refuses, is reported and stays as it was; retention prunes
- * nothing the remote does not have.
+ * nothing the remote does not have, and each epoch a prune starts goes to
+ * branches of its own (main-epoch-N), fast-forward only.
  */
 #include "admin.h"
 #include "err.h"
@@ -251,6 +252,42 @@ static bool readable(struct store *s, uint64_t v)
 	return rc == 0;
 }
 
+/* The remote has object `oid` (git cat-file -e prints nothing). */
+static void expect_remote_has(const char *oid)
+{
+	char *out =
+		run("git --git-dir='%s' cat-file -e %s 2>&1 || echo missing",
+		    rpath, oid);
+
+	cr_assert_str_empty(out, "the remote lacks %s: %s", oid, out);
+	free(out);
+}
+
+/* After a push: the remote's branches of epoch `epoch` are the store's
+   main and side branch, its main is still `main_was`, and it still has
+   the pruned blob `blob`. */
+static void expect_epoch_pushed(struct store *s, unsigned epoch,
+				const char *main_was, const char *blob)
+{
+	char ref[64], mine[64], theirs[64];
+	int rc;
+
+	cr_assert_eq(store_history_drain(s, 30000), 0);
+	rc = store_history_push(s, NULL);
+	cr_assert_eq(rc, 0, "push of epoch %u: %s", epoch, rerr_what(rc));
+	snprintf(ref, sizeof(ref), "refs/heads/main-epoch-%u", epoch);
+	ref_of(mine, gitdir, "refs/heads/main");
+	ref_of(theirs, rpath, ref);
+	cr_assert_str_eq(mine, theirs, "%s", ref);
+	snprintf(ref, sizeof(ref), "refs/heads/recfs-versions-epoch-%u", epoch);
+	ref_of(mine, gitdir, "refs/heads/recfs-versions");
+	ref_of(theirs, rpath, ref);
+	cr_assert_str_eq(mine, theirs, "%s", ref);
+	ref_of(theirs, rpath, "refs/heads/main");
+	cr_assert_str_eq(main_was, theirs, "the remote's main moved");
+	expect_remote_has(blob);
+}
+
 Test(remote, retention_prunes_nothing_the_remote_lacks)
 {
 	struct store_retain_policy p = {"rec0", STORE_RETAIN_KEEP, 1};
@@ -279,16 +316,25 @@ Test(remote, retention_prunes_nothing_the_remote_lacks)
 	cr_assert_eq(rep.versions, 4);
 	cr_assert(!readable(s, 1) && readable(s, 5));
 	/* the remote keeps the first version's content */
-	free(run("git --git-dir='%s' cat-file -e %s 2>&1", rpath, blob));
-	/* the prune's new epoch is no fast-forward of the remote's main:
-	   refused, never forced; the remote keeps the old epoch */
+	expect_remote_has(blob);
+	/* the prune's new epoch is no fast-forward of the remote's main: it
+	   goes to branches of its own, fast-forward only; the remote keeps
+	   the old epoch on main */
 	ref_of(before, rpath, "refs/heads/main");
 	put_some(s, 1, 1, 2);
-	rc = store_history_push(s, NULL);
-	cr_assert_eq(rc, -ESTALE, "push after a prune: %s", rerr_what(rc));
-	ref_of(after, rpath, "refs/heads/main");
-	cr_assert_str_eq(before, after);
-	free(run("git --git-dir='%s' cat-file -e %s 2>&1", rpath, blob));
+	expect_epoch_pushed(s, 2, before, blob);
+	/* the next commits: a fast-forward of the same branch */
+	put_some(s, 1, 2, 3);
+	expect_epoch_pushed(s, 2, before, blob);
+	/* a second prune: epoch 3, on branches of its own again */
+	rc = store_retain_prune(s, &rep);
+	cr_assert_eq(rc, 0, "prune: %s", rerr_what(rc));
+	cr_assert_gt(rep.versions, 0);
+	put_some(s, 1, 1, 4);
+	ref_of(after, rpath, "refs/heads/main-epoch-2");
+	expect_epoch_pushed(s, 3, before, blob);
+	ref_of(blob, rpath, "refs/heads/main-epoch-2");
+	cr_assert_str_eq(after, blob, "epoch 2's branch moved");
 	cr_assert_eq(store_close(s), 0);
 }
 
