@@ -228,20 +228,15 @@ static int cmp_rec(const uint8_t *a, const uint8_t *b)
 	return x.order < y.order ? -1 : x.order > y.order;
 }
 
-static const char *sort_base; /* qsort has no argument: one sort at a time
-				 is all the writer does */
-
-static int cmp_off(const void *a, const void *b)
+static int cmp_off(const void *a, const void *b, void *base)
 {
-	return cmp_rec((const uint8_t *)sort_base + *(const size_t *)a,
-		       (const uint8_t *)sort_base + *(const size_t *)b);
+	return cmp_rec((const uint8_t *)base + *(const size_t *)a,
+		       (const uint8_t *)base + *(const size_t *)b);
 }
 
 static void run_sort(struct bsort *s)
 {
-	sort_base = s->run.ptr;
-	qsort(s->offs, s->n, sizeof(*s->offs), cmp_off);
-	sort_base = NULL;
+	qsort_r(s->offs, s->n, sizeof(*s->offs), cmp_off, s->run.ptr);
 }
 
 /* The run in memory, sorted, appended to `out` as one more run. */
