@@ -95,6 +95,11 @@ int bsp_put(struct bspool *s, const void *a, size_t alen, const void *b,
 
 	if (alen + blen > UINT32_MAX)
 		return -EINVAL;
+	/* spilled before it would grow past the limit: its buffer (which
+	   doubles) stays within it */
+	if (s->mem.len && s->mem.len + 4 + alen + blen >= hist_spool_mem &&
+	    (rc = spill(s)) != 0)
+		return rc;
 	buf_put_le32(&s->mem, (uint32_t)(alen + blen));
 	buf_put(&s->mem, a, alen);
 	if (blen)
@@ -102,10 +107,7 @@ int bsp_put(struct bspool *s, const void *a, size_t alen, const void *b,
 	if (s->mem.err)
 		return s->mem.err;
 	s->n++;
-	if (s->mem.len < hist_spool_mem)
-		return 0;
-	rc = spill(s);
-	return rc;
+	return 0;
 }
 
 void bsp_reader_init(struct bsp_reader *r, const struct bspool *s,
@@ -271,7 +273,9 @@ int bsort_add(struct bsort *s, const struct bop *op)
 	size_t *p, at = s->run.len;
 	struct bop raw = *op;
 
-	if (s->run.len >= hist_sort_run) {
+	/* flushed before it would grow past the limit (see bsp_put) */
+	if (s->run.len &&
+	    s->run.len + sizeof(raw) + strlen(op->path) + 1 >= hist_sort_run) {
 		int rc = run_flush(s);
 
 		if (rc)

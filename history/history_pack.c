@@ -53,7 +53,7 @@
 /* A merge writes at most this many objects: git's indexer holds some
    100 bytes an object, and a batch of a million small files makes about
    twenty packs of equal size, all of which the geometric rule merges. */
-#define MERGE_MAX_OBJECTS ((uint64_t)1 << 18)
+#define MERGE_MAX_OBJECTS ((uint64_t)1 << 17)
 #define PACK_NAME_MAX 64 /* "pack-" + 40 hex + ".pack" */
 #define READ_BUF ((size_t)1 << 20)
 
