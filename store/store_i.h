@@ -171,8 +171,8 @@ int xa_validate(const uint8_t *xa, size_t xa_len);
 /* ---- index.c: id -> metadata ------------------------------------- */
 
 /* One per record, for the life of the store: its fields are ordered so
-   that it has no padding (116 bytes and the ID on x86-64; a million
-   records take some 150 MB with the hash table). Recovery tells a
+   that it has no padding (116 bytes and the ID on x86-64, rounded up to
+   8; a million records take some 140 MB with the hash table). Recovery tells a
    record's last change by meta.revision, which only a new version or a
    delete sets (the seq of its journal record). */
 struct entry {
@@ -194,6 +194,11 @@ struct index {
 	struct entry **slots;
 	size_t nslots; /* power of two */
 	size_t count;
+	/* entries live as long as the index: carved from blocks (each
+	   starts with a pointer to the one before), without malloc's
+	   header and rounding (index.c) */
+	char *block;
+	size_t block_used;
 };
 
 int idx_init(struct index *ix);
