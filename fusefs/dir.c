@@ -80,6 +80,8 @@ static int dir_fill(struct fs_ctx *c, struct fs_inode *i, struct fs_dir *d)
 		rc = store_list(c->store, i->id, dir_add, d);
 		if (rc == 0)
 			rc = store_scratch_list(c->store, i->id, dir_add, d);
+		if (rc == -ENOTSUP)
+			rc = 0; /* a backend without scratch files (etcd) */
 		if (rc == 0 && i->kind == FS_ROOT && c->cfg.snapdir_visible)
 			rc = dir_add(d, FS_META, true);
 		return rc == -ENOENT ? -ESTALE : rc;

@@ -5,6 +5,7 @@
 #include "fs_i.h"
 #include "err.h"
 #include "log.h"
+#include "scratch.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -158,6 +159,19 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	return 0;
 }
 
+static int no_entry(void *arg, const char *name, bool is_ns)
+{
+	return 1;
+}
+
+/* A store without scratch files (etcd: store_scratch_* say ENOTSUP)
+   has no scratch names: a temp name of sed -i or rsync is a record, and
+   its rename onto the target a record's rename. */
+static bool has_scratch(struct store *s)
+{
+	return store_scratch_list(s, "", no_entry, NULL) != -ENOTSUP;
+}
+
 int fs_ctx_new(struct fs_ctx **out, struct store *s,
 	       const struct fs_config *cfg)
 {
@@ -180,9 +194,10 @@ int fs_ctx_new(struct fs_ctx **out, struct store *s,
 		fs_ctx_free(c);
 		return rc;
 	}
-	rc = fs_scratch_patterns(cfg->scratch ? cfg->scratch
-					      : FS_DEFAULT_SCRATCH,
-				 &c->scratch_pat);
+	if (has_scratch(s))
+		rc = fs_scratch_patterns(cfg->scratch ? cfg->scratch
+						      : FS_DEFAULT_SCRATCH,
+					 &c->scratch_pat);
 	if (rc) {
 		fs_ctx_free(c);
 		return rc;

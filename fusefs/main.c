@@ -119,7 +119,8 @@ static int opt_proc(void *data, const char *arg, int key,
 static void usage(const char *prog)
 {
 	printf("usage: %s STORE MOUNTPOINT [options]\n\n"
-	       "Mount the recfs store STORE on MOUNTPOINT.\n\n"
+	       "Mount the recfs store STORE on MOUNTPOINT: a directory,\n"
+	       "file://DIR, or etcd://HOST:PORT[,HOST:PORT...]/PREFIX.\n\n"
 	       "recfs options:\n"
 	       "    -o create              create STORE if it does not exist\n"
 	       "    -o ro                  mount read-only\n"
@@ -236,12 +237,17 @@ static int check_mountpoint(const char *mnt)
 	return 0;
 }
 
-/* `p` made absolute (it may not exist yet: -o create). */
+/* `p` made absolute (it may not exist yet: -o create). A store URI:
+   etcd://... as it is, file://STORE as STORE. */
 static char *absolute(const char *p)
 {
 	char cwd[PATH_MAX], *out;
 	size_t n;
 
+	if (strncmp(p, "etcd://", 7) == 0)
+		return strdup(p);
+	if (strncmp(p, "file://", 7) == 0)
+		p += 7;
 	if (p[0] == '/')
 		return strdup(p);
 	if (!getcwd(cwd, sizeof(cwd)))

@@ -43,8 +43,11 @@ static int computed_xattr(struct fs_ctx *c, const char *id, const char *name,
 	if (strcmp(what, "revision") == 0)
 		return snprintf(buf, 96, "%" PRIu64, m.revision);
 	if (strcmp(what, "commit") == 0) {
-		if (store_history_commit(c->store, id, m.version, buf) == 0)
+		rc = store_history_commit(c->store, id, m.version, buf);
+		if (rc == 0)
 			return (int)strlen(buf);
+		if (rc == -ENOTSUP)
+			return -ENODATA; /* no history (an etcd store) */
 		return snprintf(buf, 96, "pending");
 	}
 	if (strcmp(what, "hash") == 0) {
@@ -178,22 +181,25 @@ static const char computed_names[] =
 static ssize_t record_listxattr(struct fs_ctx *c, struct fs_inode *i,
 				char *list, size_t size)
 {
+	size_t cn = sizeof(computed_names);
 	struct store_meta m;
 	ssize_t n;
 	int rc = store_stat(c->store, i->id, &m, false);
 
 	if (rc)
 		return rc == -EISDIR || rc == -ENOENT ? 0 : rc;
-	if (size && size < sizeof(computed_names))
+	/* the last name, commit, only with a history (not on etcd) */
+	if (!store_has_history(c->store))
+		cn -= sizeof(FS_XATTR_PREFIX "commit");
+	if (size && size < cn)
 		return -ERANGE;
-	n = store_xattr_list(c->store, i->id,
-			     size ? list + sizeof(computed_names) : NULL,
-			     size ? size - sizeof(computed_names) : 0);
+	n = store_xattr_list(c->store, i->id, size ? list + cn : NULL,
+			     size ? size - cn : 0);
 	if (n < 0)
 		return n;
 	if (size)
-		memcpy(list, computed_names, sizeof(computed_names));
-	return n + (ssize_t)sizeof(computed_names);
+		memcpy(list, computed_names, cn);
+	return n + (ssize_t)cn;
 }
 
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)

@@ -33,6 +33,16 @@
  * when they return. The named-stage ops of such a backend may return
  * -ENOTSUP.
  *
+ * Own durability. A backend with `own_commit` (etcd, be_etcd.c) makes
+ * each change durable itself, atomically, and numbers it: the core calls
+ * its `commit` op where it would append to the journal (change_journal),
+ * hands it the decoded change with its content inline, and takes the
+ * revision it returns as the change's. Its publish/move/remove are then
+ * not called (the apply step only updates the index), its records are
+ * read through `open_version` (the version the index knows), its `stat`
+ * answers for namespaces only (the index knows the records), and the
+ * index is loaded from it at open (`load`), not from a journal.
+ *
  * Scratch files (scratch.h) live in a plain directory tree beside the
  * records (STORE/scratch) and are resolved with the backend's rules
  * (tree_open, tree_parent). They exist only when the backend sets
@@ -42,6 +52,8 @@
 #define RECFS_BACKEND_H
 
 #include "store.h"
+
+struct rec; /* store_i.h: a decoded change */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -161,6 +173,31 @@ struct backend_ops {
 	int (*stage_place)(struct backend *be, const char *point,
 			   struct store_stage *st, int pfd, const char *leaf,
 			   unsigned flags);
+
+	/* ---- own durability: `own_commit` backends; else NULL ---- */
+	/* make the change `r` durable as one atomic step: a REC_PUT (its
+	   content inline: has_data), REC_DEL, REC_META, REC_RENAME, or a
+	   REC_TXN of REC_PUT and REC_DEL parts. *rev: its store revision,
+	   above every earlier one. -ESTALE: another writer changed one of
+	   the records meanwhile (nothing done); -E2BIG: too many records
+	   for one step; -EFBIG; -EIO: not done, or its outcome unknown
+	   (etcd unreachable, a timeout). Reported (err.h). */
+	int (*commit)(struct backend *be, const struct rec *r, uint64_t *rev);
+	/* at open: fn(arg, r) for the state of every record (a REC_STATE:
+	   meta with version and revision, xattrs; a deleted one with its
+	   last version and meta.deleted); *rev: the store revision then */
+	int (*load)(struct backend *be,
+		    int (*fn)(void *arg, const struct rec *r), void *arg,
+		    uint64_t *rev);
+	/* after -ESTALE from commit: read the record id[len] again, and
+	   fn(arg, r) with its state as load gives it (a REC_STATE; version
+	   0 if it never existed) */
+	int (*reload)(struct backend *be, const char *id, size_t len,
+		      int (*fn)(void *arg, const struct rec *r), void *arg);
+	/* version `version` of `id`, read-only (*fd), and the revision
+	   that wrote it (*rev, may be NULL); -ENOENT: no such version */
+	int (*open_version)(struct backend *be, const char *id,
+			    uint64_t version, int *fd, uint64_t *rev);
 };
 
 struct backend {
@@ -170,11 +207,20 @@ struct backend {
 	bool journal; /* durable only through the core's local journal:
 			 the named-stage ops work (see the top) */
 	bool tree;    /* has the scratch tree ops (see the top) */
+	bool own_commit; /* durable by itself: commit, load, open_version
+			    (see the top) */
 };
 
 /* be_file.c: the store directory. `dirfd` is STORE (borrowed). Sets
    durable, journal, tree. */
 int be_file_open(struct backend **out, struct io *io, int dirfd);
+
+/* be_etcd.c: the store `uri` (etcd://HOST:PORT[,...]/PREFIX) on etcd;
+   `create`: make it if PREFIX holds no store. *max_record_size is
+   lowered to what etcd takes (1 MiB). Sets cas, durable, own_commit.
+   Reported (err.h). */
+int be_etcd_open(struct backend **out, const char *uri, bool create,
+		 uint64_t *max_record_size);
 
 /* be_memory.c: content in memfds; not durable, no journal, no tree. */
 int be_memory_open(struct backend **out, bool cas);

@@ -267,6 +267,53 @@ int commit_journal(struct store *s, const struct iovec *iov, int n,
 	return journal(s, iov, n, false, seq);
 }
 
+static int reload_state(void *arg, const struct rec *r)
+{
+	struct apply a = {.steps = APPLY_INDEX};
+
+	return change_apply(arg, r, r->meta.revision, &a);
+}
+
+/* The index entries of `r`'s records read again from the backend, whose
+   compare failed (another writer, or an earlier change whose outcome was
+   unknown): the next change of them starts from what is there. They
+   stay busy (this change's). */
+static void own_reload(struct store *s, const struct rec *r)
+{
+	struct rec part;
+	size_t off = 0;
+
+	if (r->type == REC_TXN) {
+		while (codec_txn_next(r, &off, &part) == 1)
+			own_reload(s, &part);
+		return;
+	}
+	(void)s->be->ops->reload(s->be, r->id, r->id_len, reload_state, s);
+	if (r->type == REC_RENAME)
+		(void)s->be->ops->reload(s->be, r->from, r->from_len,
+					 reload_state, s);
+}
+
+/* A backend durable by itself makes the change durable and numbers it:
+   the store's revision follows. A change it refuses as stale fails with
+   ESTALE, conditional or not; the records are read again first, so that
+   the caller's next try can succeed. */
+static int change_own_commit(struct store *s, const struct rec *r,
+			     uint64_t *seq)
+{
+	int rc = s->be->ops->commit(s->be, r, seq);
+
+	if (rc == -ESTALE && s->be->ops->reload)
+		own_reload(s, r);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	if (*seq > s->revision)
+		s->revision = *seq;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
 int change_journal(struct store *s, const struct rec *r, bool nosync,
 		   uint64_t *seq)
 {
@@ -276,6 +323,8 @@ int change_journal(struct store *s, const struct rec *r, bool nosync,
 	size_t len;
 	int rc, n = 1;
 
+	if (s->be->own_commit) /* etcd: the backend's txn (backend.h) */
+		return change_own_commit(s, r, seq);
 	if (!store_journaled(s))
 		return commit_journal(s, NULL, 0, seq);
 	if (r->type == REC_PUT) {
@@ -625,8 +674,9 @@ int change_apply(struct store *s, const struct rec *r, uint64_t seq,
 			rc = change_apply(s, &part, seq, a);
 		return rc;
 	}
+	/* an own_commit backend has the content in place already */
 	if ((a->steps & APPLY_PLACE) && r->type != REC_META &&
-	    r->type != REC_STATE)
+	    r->type != REC_STATE && !s->be->own_commit)
 		rc = place(s, r, a);
 	if (rc == 0 && (a->steps & APPLY_INDEX)) {
 		pthread_mutex_lock(&s->mu);

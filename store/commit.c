@@ -184,9 +184,10 @@ static int attach_content(struct store *s, struct store_stage *st,
 	ssize_t n;
 	int rc;
 
-	if (!store_journaled(s))
+	/* an own_commit backend (etcd) takes the content inline too */
+	if (!store_journaled(s) && !s->be->own_commit)
 		return 0;
-	if (r->meta.size > CODEC_INLINE_MAX) {
+	if (r->meta.size > CODEC_INLINE_MAX && store_journaled(s)) {
 		r->stage = st->name;
 		r->stage_len = strlen(st->name);
 		rc = s->be->ops->stage_sync(s->be, st);

@@ -35,9 +35,9 @@
  *		    etcd_watch_compact_revision() says up to where)
  *	-EPROTO     the answer was not the JSON etcd sends
  *
- * Proposed key layout of a store under PREFIX P (etcd://H:P,H:P/P; not
- * used by this client, which knows no layout: stated here for the
- * backend). DD is the number of components of the ID as two decimal
+ * Key layout of a store under PREFIX P (etcd://H:P,H:P/P; not used by
+ * this client, which knows no layout: the etcd backend, be_etcd*.c, and
+ * recfs(5) follow it; P/hist and P/mounts are for later phases). DD is the number of components of the ID as two decimal
  * digits, so that one range lists exactly one namespace, never its
  * subtree, and no request of a mount scales with the store's size:
  *	P/format                 the store's descriptor (format, limits),
@@ -61,9 +61,9 @@
  *				 lease); P/hist/done: the last revision in git
  *	P/mounts/HOST-PID        a mount's presence (on its lease), for status
  * A commit of ID at version N+1 is one txn: compare P/e/DD/ID's
- * mod_revision with what the writer read (create_revision 0 for a create,
- * and P/n/ID's mod_revision too), then put P/e/DD/ID and P/v/ID//N+1 (and
- * delete P/n/ID). The store revision is etcd's revision of that txn; a
+ * mod_revision with what the writer read (0 for a create), P/n/ID's too,
+ * and P/v/ID//N+1's with 0 (never written), then put P/e/DD/ID and
+ * P/v/ID//N+1 (and delete P/n/ID). The store revision is etcd's revision of that txn; a
  * mount watches P/ from its last revision to learn what other hosts did.
  */
 #ifndef RECFS_ETCD_H

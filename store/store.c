@@ -116,6 +116,41 @@ static int open_file_store(struct store *s)
 	return rc;
 }
 
+/* One record's state from an own_commit backend into the index. */
+static int load_one(void *arg, const struct rec *r)
+{
+	struct store *s = arg;
+	struct apply a = {.steps = APPLY_INDEX};
+
+	return change_apply(s, r, r->meta.revision, &a);
+}
+
+/*
+ * A store on etcd (etcd://...; backend.h, be_etcd.c): no directory, lock,
+ * journal, recovery, reserve nor history (a later phase of issue 16):
+ * the index is loaded from etcd, and etcd's revision is the store's.
+ */
+static int open_etcd_store(struct store *s)
+{
+	uint64_t rev = 0;
+	int rc = idx_init(&s->ix);
+
+	if (rc == 0)
+		rc = be_etcd_open(&s->be, s->path, s->opts.create,
+				  &s->opts.max_record_size);
+	if (rc == 0)
+		rc = s->be->ops->load(s->be, load_one, s, &rev);
+	if (rc)
+		return rerr_prefix(rc, "%s", s->path);
+	s->revision = rev;
+	return 0;
+}
+
+static bool is_etcd_uri(const char *path)
+{
+	return path && strncmp(path, "etcd://", 7) == 0;
+}
+
 int store_open(struct store **out, const struct store_opts *opts)
 {
 	struct store *s = calloc(1, sizeof(*s));
@@ -132,7 +167,7 @@ int store_open(struct store **out, const struct store_opts *opts)
 	s->io = opts->io;
 	s->paranoid = getenv("RECFS_PARANOID") &&
 		      strcmp(getenv("RECFS_PARANOID"), "1") == 0;
-	if (!s->opts.max_record_size)
+	if (!s->opts.max_record_size && !is_etcd_uri(opts->path))
 		s->opts.max_record_size = STORE_DEFAULT_MAX_RECORD;
 	if (!s->opts.checkpoint_bytes)
 		s->opts.checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
@@ -145,7 +180,11 @@ int store_open(struct store **out, const struct store_opts *opts)
 	pthread_mutex_init(&s->retain_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_rwlock_init(&s->gate, NULL);
-	s->path = opts->path ? strdup(opts->path) : NULL;
+	/* file://STORE is STORE */
+	if (opts->path && strncmp(opts->path, "file://", 7) == 0)
+		s->path = strdup(opts->path + 7);
+	else
+		s->path = opts->path ? strdup(opts->path) : NULL;
 	if (opts->path && !s->path) {
 		rc = -ENOMEM;
 		goto out;
@@ -156,6 +195,8 @@ int store_open(struct store **out, const struct store_opts *opts)
 			rc = be_memory_open(&s->be, !opts->no_cas);
 	} else if (!s->path) {
 		rc = rerr_set(-EINVAL, "store_open: a file store needs a path");
+	} else if (is_etcd_uri(s->path)) {
+		rc = open_etcd_store(s);
 	} else {
 		rc = open_file_store(s);
 	}
@@ -177,6 +218,13 @@ int store_open_history(struct store **out, const char *path)
 	int rc;
 
 	*out = NULL;
+	if (is_etcd_uri(path)) {
+		free(s);
+		return rerr_set(-ENOTSUP,
+				"%s: a store on etcd has no history yet (a "
+				"later phase of issue 16)",
+				path);
+	}
 	if (!s)
 		return -ENOMEM;
 	s->opts = o;

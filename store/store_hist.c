@@ -330,12 +330,51 @@ static bool maybe_pending(struct store *s, const char *id, uint64_t version)
 	return pending;
 }
 
+/*
+ * Without a history, a backend that keeps every version under its own
+ * name (etcd: P/v/ID//N) reads ID@N directly. `v` gets what the version
+ * itself tells: number, revision, size and hash.
+ */
+static int version_get(struct store *s, const char *id, uint64_t version,
+		       void **buf, size_t *len, struct store_version *v)
+{
+	struct store_version hv = {.version = version, .hash_valid = true};
+	uint8_t *p = NULL;
+	ssize_t n;
+	int fd = -1, rc = id_check(id);
+
+	if (rc == 0)
+		rc = s->be->ops->open_version(s->be, id, version, &fd,
+					      &hv.revision);
+	if (rc == 0)
+		rc = store_hash_fd(s, fd, hv.hash, &hv.size);
+	if (rc == 0 && !(p = malloc(hv.size ? hv.size : 1)))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		n = io_pread_all(s->io, "read.pread", fd, p, hv.size, 0);
+		rc = n < 0 ? (int)n : (uint64_t)n == hv.size ? 0 : -EIO;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	*buf = p;
+	*len = hv.size;
+	if (v)
+		*v = hv;
+	return 0;
+}
+
 int store_history_get(struct store *s, const char *id, uint64_t version,
 		      void **buf, size_t *len, struct store_version *v)
 {
 	struct store_version hv;
 	int rc, drc;
 
+	if (!s->hist && s->be && s->be->own_commit)
+		return version_get(s, id, version, buf, len, v);
 	if (!s->hist)
 		return -ENOTSUP;
 	rc = id_check(id);
@@ -375,6 +414,11 @@ int store_history_ids(struct store *s, store_id_cb fn, void *arg)
 		return -ENOTSUP;
 	(void)store_hist_start(s);
 	return hist_ids(s->hist, fn, arg);
+}
+
+bool store_has_history(const struct store *s)
+{
+	return s->hist != NULL;
 }
 
 int store_history_commit(struct store *s, const char *id, uint64_t version,

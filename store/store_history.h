@@ -94,6 +94,10 @@ typedef int (*store_id_cb)(void *arg, const char *id);
  */
 int store_history_ids(struct store *s, store_id_cb fn, void *arg);
 
+/* Does the store have a history? (Not a store on etcd, nor a read-only
+   open of a store made before the history.) */
+bool store_has_history(const struct store *s);
+
 /*
  * The git commit that records version `version` of `id` (hex, into
  * out[41]). Returns 0, -EAGAIN while the version is committed but not yet

@@ -71,6 +71,30 @@ static bool still_there(struct store *s, const char *id, const struct stat *st)
 }
 
 /*
+ * An own_commit backend (etcd) keeps every version under its own name:
+ * the version the index knows now is read, whatever commit is in flight
+ * (it becomes current only when the index is updated).
+ */
+static int open_by_version(struct store *s, const char *id, int *fdp,
+			   struct store_meta *meta)
+{
+	struct entry *e;
+	struct stat st;
+	bool live;
+
+	pthread_mutex_lock(&s->mu);
+	e = idx_find(&s->ix, id, strlen(id));
+	live = e && !e->meta.deleted && e->meta.version;
+	if (live)
+		*meta = e->meta;
+	pthread_mutex_unlock(&s->mu);
+	if (!live)
+		return s->be->ops->stat(s->be, id, &st) == 0 ? -EISDIR
+							     : -ENOENT;
+	return s->be->ops->open_version(s->be, id, meta->version, fdp, NULL);
+}
+
+/*
  * Open `id`'s content and find its metadata, consistently: the inode we
  * opened must be the one the index knows. If a commit renamed a new file
  * into place but has not updated the index yet, wait for it and retry.
@@ -150,7 +174,10 @@ int store_reader_open(struct store *s, const char *id,
 	if (!r)
 		return -ENOMEM;
 	r->s = s;
-	rc = open_consistent(s, id, &r->fd, &r->meta);
+	if (s->be->own_commit)
+		rc = open_by_version(s, id, &r->fd, &r->meta);
+	else
+		rc = open_consistent(s, id, &r->fd, &r->meta);
 	if (rc) {
 		free(r);
 		return rc;

@@ -160,12 +160,36 @@ static int read_stage(struct store *s, const struct part *p, uint8_t **data)
 	return (uint64_t)n == p->h.size ? 0 : -EIO; /* it changed under us */
 }
 
+/* An own_commit backend's part (etcd): its content, copied to the txn's
+   data_fd when added (its stages have no name), goes inline. */
+static int own_content(struct tc *c, const struct part *p, struct rec *r,
+		       uint8_t **data)
+{
+	ssize_t n;
+
+	*data = malloc(p->h.size ? p->h.size : 1);
+	if (!*data)
+		return -ENOMEM;
+	n = io_pread_all(c->s->io, "stage.read", c->t->data_fd, *data,
+			 p->h.size, (off_t)p->h.data_off);
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n != p->h.size)
+		return -EIO;
+	r->has_data = true;
+	r->data = *data;
+	r->data_len = p->h.size;
+	return 0;
+}
+
 /* Inline content or a reference to the stage (journal only). */
 static int part_content(struct tc *c, const struct part *p, struct rec *r,
 			uint8_t **data, struct out_tail *tail)
 {
 	int rc;
 
+	if (c->s->be->own_commit && !p->h.del)
+		return own_content(c, p, r, data);
 	if (!c->s->jnl || p->h.del)
 		return 0;
 	if (p->h.size > TXN_INLINE_PART ||
@@ -451,11 +475,33 @@ static int journal_big(struct tc *c, uint64_t *seq)
 	return rc;
 }
 
+/* An own_commit backend (etcd): the one REC_TXN frame, decoded, is its
+   commit (change_journal); a change of more frames is refused. */
+static int journal_own(struct tc *c, uint64_t *seq)
+{
+	struct rec r;
+	size_t len = 0;
+	int rc = out_rewind(c);
+
+	if (rc == 0 && c->fr.count > 1)
+		return rerr_set(-E2BIG,
+				"%s: a txn of %zu parts is too big for one "
+				"change of backend \"%s\"",
+				c->s->path, c->t->n, c->s->be->ops->name);
+	if (rc == 0)
+		rc = fill_frame(c, REC_TXN, &len);
+	if (rc == 0)
+		rc = codec_decode(c->buf, len, &r);
+	return rc ? rc : change_journal(c->s, &r, false, seq);
+}
+
 static int journal(struct tc *c, uint64_t *seq)
 {
 	struct iovec iov = {c->buf, 0};
 	int rc;
 
+	if (c->s->be->own_commit)
+		return journal_own(c, seq);
 	if (!store_journaled(c->s))
 		return commit_journal(c->s, NULL, 0, seq);
 	rc = out_rewind(c);
@@ -490,7 +536,7 @@ static int apply_one(struct tc *c, const struct rec *r,
 			  .ino = tail->ino};
 	int rc = 0;
 
-	if (r->type == REC_PUT)
+	if (r->type == REC_PUT && !c->s->be->own_commit)
 		rc = txn_stage(c->t, stage, tail->data_off, r->meta.size,
 			       &named, &a.st, &made);
 	if (rc) /* memory backend only: no content, nothing journaled */

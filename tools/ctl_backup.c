@@ -51,7 +51,8 @@ const char *ctl_send_why(int rc, const char *eperm)
 {
 	if (rc == -EPERM)
 		return eperm;
-	if (rc == -EOPNOTSUPP)
+	/* a verb it knows but cannot do says why (ctl_send kept it) */
+	if (rc == -EOPNOTSUPP && !(rerr_last() && rerr_last()->code == rc))
 		return "the daemon does not know this request (an older "
 		       "recfs?)";
 	return ctl_why(rc);

@@ -49,6 +49,15 @@ enum ctl_target ctl_target(const char *target)
 		return CTL_STORE;
 	if (ctl_is_mount(target))
 		return CTL_MOUNT;
+	if (strncmp(target, "etcd://", 7) == 0) {
+		fprintf(stderr,
+			"recfsctl %s: %s: a store on etcd has no history yet "
+			"(a later phase of issue 16); give the mount point of "
+			"a store on etcd where a command works without it "
+			"(show, update, stats)\n",
+			ctl_name(), target);
+		return CTL_NEITHER;
+	}
 	fprintf(stderr,
 		"recfsctl %s: %s: neither a recfs mount point nor a store "
 		"directory\n",
