@@ -95,7 +95,7 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 	struct store_status st;
 	uint64_t commits, errors, ctl;
 	struct store_retain_report plan;
-	char hist[512], space[320], sync[96];
+	char hist[1536], space[320], sync[96];
 	char *path = malloc(6 * 4096 + 8);
 	char *buf = malloc(CAP);
 	int n;
@@ -139,6 +139,16 @@ int fs_status_json(struct fs_ctx *c, char **out, size_t *len)
 					  : "ok",
 			 st.history_error ? strerror(-st.history_error) : "",
 			 plan.history_before, plan.policies);
+	if (st.history_elected) {
+		char w[6 * 128 + 8];
+		size_t l = strlen(hist);
+
+		json_string(w, sizeof(w), st.history_writer);
+		if (l && hist[l - 1] == '}')
+			snprintf(hist + l - 1, sizeof(hist) - l + 1,
+				 ",\"writer\":%s,\"writer_is_me\":%s}", w,
+				 st.history_writer_me ? "true" : "false");
+	}
 	space_json(space, sizeof(space), &st);
 	n = snprintf(
 		buf, CAP,

@@ -42,6 +42,7 @@ struct opts {
 	char *sync;
 	unsigned sync_batch_ms; /* parsed; 0: sync=close */
 	char *history_remote;	/* a git URL; "": none */
+	char *history_dir;	/* an etcd store: where history.git is */
 };
 
 enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_SHARED };
@@ -59,6 +60,7 @@ static const struct fuse_opt opt_spec[] = {
 	{"retain_period=%s", offsetof(struct opts, retain_period), 0},
 	{"sync=%s", offsetof(struct opts, sync), 0},
 	{"history_remote=%s", offsetof(struct opts, history_remote), 0},
+	{"history_dir=%s", offsetof(struct opts, history_dir), 0},
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("allow_other", KEY_SHARED),
 	FUSE_OPT_KEY("allow_root", KEY_SHARED),
@@ -144,6 +146,11 @@ static void usage(const char *prog)
 	       "                           batches (fast-forward only; kept "
 	       "in the store;\n"
 	       "                           empty: none)\n"
+	       "    -o history_dir=DIR     a store on etcd: write its history "
+	       "(history.git)\n"
+	       "                           in DIR when this mount is elected "
+	       "to (default:\n"
+	       "                           none, no history)\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug (implies -f)\n"
 	       "    -s                     single-threaded\n\n",
@@ -345,6 +352,7 @@ static int open_store(const struct opts *o, const struct fs_config *cfg,
 				.retain_period_s = o->retain_period_s,
 				.sync_batch_ms = o->sync_batch_ms};
 	const char *url = o->history_remote;
+	char *hdir = NULL;
 	int rc;
 
 	*path = absolute(o->store);
@@ -358,9 +366,16 @@ static int open_store(const struct opts *o, const struct fs_config *cfg,
 		return -1;
 	}
 	so.history_remote = *remote ? *remote : url;
+	if (o->history_dir && !(hdir = absolute(o->history_dir))) {
+		fprintf(stderr, "recfs: %s: %s\n", o->history_dir,
+			strerror(errno));
+		return -1;
+	}
+	so.history_dir = hdir;
 	rc = store_open(out, &so);
 	if (rc) /* the library reports, the daemon says it: once */
 		fprintf(stderr, "recfs: %s\n", rerr_what(rc));
+	free(hdir); /* the store keeps a copy */
 	return rc;
 }
 
@@ -558,6 +573,7 @@ out:
 	free(o.retain_period);
 	free(o.sync);
 	free(o.history_remote);
+	free(o.history_dir);
 	fuse_opt_free_args(&args);
 	return ret;
 }

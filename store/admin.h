@@ -182,6 +182,11 @@ struct store_status {
 	uint64_t history_done;	   /* revision up to which git has everything */
 	uint64_t history_lag;	   /* revision - history_done */
 	int history_error;	   /* -errno of the writer's last batch, or 0 */
+	char history_writer[128];  /* a store on etcd: the mount that
+				      writes the history ("": unknown) */
+	bool history_writer_me;	   /* ... this one */
+	bool history_elected;	   /* the history is written by an elected
+				      mount (a store on etcd) */
 	uint64_t history_resident; /* versions its index holds in memory
 				      (0 unless history.idx cannot be
 				      written) */

@@ -155,24 +155,22 @@ static void add_version(struct btx *t, const struct rec *r, const void *content,
 }
 
 /* id[len] deleted at its last version `version`; mu held. */
-static void add_delete(struct btx *t, const char *id, size_t len,
-		       uint64_t version)
+static void add_delete(struct btx *t, const struct rec *r, const char *id,
+		       size_t len, uint64_t version)
 {
 	struct bent *n = ent(t, id, len, 'd', version);
-	char *val = NULL, *k;
-	size_t kl;
+	char *val, *k;
+	size_t kl, vl = 0;
 
 	if (!n)
 		return;
-	if (asprintf(&val, "{\"v\":%llu}", (unsigned long long)version) < 0)
-		val = NULL;
-	val = keep(t, val);
+	val = keep(t, bjson_tomb(r, version, &vl));
 	k = bkey_entry(t->b, id, len, &kl);
 	cmp_mod(t, k, kl, n->mod_rev);
 	k = bkey_entry(t->b, id, len, &kl);
 	op(t, ETCD_OP_DELETE, k, kl, NULL, 0);
 	k = bkey_tomb(t->b, id, len, &kl);
-	op(t, ETCD_OP_PUT, k, kl, val, val ? strlen(val) : 0);
+	op(t, ETCD_OP_PUT, k, kl, val, vl);
 }
 
 static void add_meta(struct btx *t, const struct rec *r)
@@ -222,7 +220,7 @@ static void add_rec(struct btx *t, const struct rec *r)
 			add_version(t, r, r->data, r->data_len);
 		break;
 	case REC_DEL:
-		add_delete(t, r->id, r->id_len, r->meta.version);
+		add_delete(t, r, r->id, r->id_len, r->meta.version);
 		break;
 	case REC_META:
 		add_meta(t, r);
@@ -250,7 +248,7 @@ static int build(struct btx *t, const struct rec *r)
 	}
 	pthread_mutex_lock(&t->b->mu);
 	if (r->type == REC_RENAME) {
-		add_delete(t, r->from, r->from_len, r->from_version);
+		add_delete(t, r, r->from, r->from_len, r->from_version);
 		add_version(t, r, content, clen);
 	} else if (r->type == REC_TXN) {
 		while (!t->err && (rc = codec_txn_next(r, &off, &part)) == 1)

@@ -92,6 +92,8 @@ char *bkey_children(const struct be_etcd *b, const char *ns, size_t *klen);
    version's revision (a metadata change: the key's mod_revision is no
    longer it). Malloc'ed, or NULL. */
 char *bjson_record(const struct rec *r, bool with_rev, size_t *len);
+/* The JSON value of P/n/ID: {"v":VERSION} and who deleted it, when. */
+char *bjson_tomb(const struct rec *r, uint64_t version, size_t *len);
 /* The JSON value of a namespace's entry. */
 char *bjson_ns(const struct bent *n, size_t *len);
 /*

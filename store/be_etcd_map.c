@@ -214,6 +214,21 @@ static int set_xa(json_t *o, const uint8_t *xa, size_t len)
 	return rc;
 }
 
+/* Who made the change and when, for the history (etcd_hist.c):
+   "w":[UID,PID,"COMM"], "ct":NS. 0 or -ENOMEM. */
+static int set_who(json_t *o, const struct rec *r)
+{
+	return json_object_set_new(o, "w",
+				   json_pack("[I,I,s]", (json_int_t)r->who.uid,
+					     (json_int_t)r->who.pid,
+					     r->who.comm)) ||
+			       json_object_set_new(
+				       o, "ct",
+				       json_integer((json_int_t)r->time_ns))
+		       ? -ENOMEM
+		       : 0;
+}
+
 char *bjson_record(const struct rec *r, bool with_rev, size_t *len)
 {
 	const struct store_meta *m = &r->meta;
@@ -232,10 +247,28 @@ char *bjson_record(const struct rec *r, bool with_rev, size_t *len)
 		goto fail;
 	if (o && set_xa(o, r->xa, r->xa_len))
 		goto fail;
+	if (o && set_who(o, r))
+		goto fail;
+	if (o && r->type == REC_RENAME &&
+	    (json_object_set_new(o, "rf", json_stringn(r->from, r->from_len)) ||
+	     json_object_set_new(o, "rv",
+				 json_integer((json_int_t)r->from_version))))
+		goto fail;
 	return dump(o, len);
 fail:
 	json_decref(o);
 	return NULL;
+}
+
+char *bjson_tomb(const struct rec *r, uint64_t version, size_t *len)
+{
+	json_t *o = json_pack("{s:I}", "v", (json_int_t)version);
+
+	if (o && set_who(o, r)) {
+		json_decref(o);
+		return NULL;
+	}
+	return dump(o, len);
 }
 
 char *bjson_ns(const struct bent *n, size_t *len)

@@ -111,6 +111,8 @@ static int add_events(struct etcd_watch *w, const json_t *evs)
 	struct etcd_events *out = &w->pend;
 	size_t i, n = json_array_size(evs);
 	struct etcd_event *ev;
+	/* the events of one revision (a txn's) share it: all are kept */
+	int64_t from = w->next_rev;
 	int rc;
 
 	for (i = 0; i < n; i++) {
@@ -135,7 +137,7 @@ static int add_events(struct etcd_watch *w, const json_t *evs)
 			etcd_kv_free(&ev->kv);
 			return rc;
 		}
-		if (ev->kv.mod_revision < w->next_rev) { /* seen already */
+		if (ev->kv.mod_revision < from) { /* seen already */
 			etcd_kv_free(&ev->kv);
 			etcd_kv_free(&ev->prev_kv);
 			continue;

@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "history.h"
 #include "jnl.h"
+#include "etcd_hist.h"
 
 #include <errno.h>
 #include <string.h>
@@ -24,6 +25,12 @@ void store_status_get(struct store *s, struct store_status *st)
 	st->broken = s->broken != 0;
 	pthread_mutex_unlock(&s->mu);
 	reserve_status(s->reserve, st);
+	if (s->eh) {
+		st->history_elected = true;
+		ehist_writer(s->eh, st->history_writer,
+			     sizeof(st->history_writer),
+			     &st->history_writer_me);
+	}
 	if (s->hist) {
 		(void)store_hist_start(s); /* a status asked: catch up */
 		st->history = true;

@@ -18,6 +18,7 @@
 #include "io.h"
 #include "jnl.h"
 #include "lock.h"
+#include "etcd_hist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -127,8 +128,9 @@ static int load_one(void *arg, const struct rec *r)
 
 /*
  * A store on etcd (etcd://...; backend.h, be_etcd.c): no directory, lock,
- * journal, recovery, reserve nor history (a later phase of issue 16):
- * the index is loaded from etcd, and etcd's revision is the store's.
+ * journal, recovery nor reserve: the index is loaded from etcd, and
+ * etcd's revision is the store's. Its history, with history_dir, is
+ * written by the mount elected to (etcd_hist.h).
  */
 static int open_etcd_store(struct store *s)
 {
@@ -143,7 +145,10 @@ static int open_etcd_store(struct store *s)
 	if (rc)
 		return rerr_prefix(rc, "%s", s->path);
 	s->revision = rev;
-	return 0;
+	if (s->opts.history_dir && !s->opts.read_only)
+		rc = ehist_open(s, s->opts.history_dir, &s->eh);
+	s->opts.history_dir = NULL; /* the caller's: ehist keeps a copy */
+	return rc ? rerr_prefix(rc, "%s", s->path) : 0;
 }
 
 static bool is_etcd_uri(const char *path)
@@ -263,10 +268,12 @@ int store_close(struct store *s)
 	store_retain_timer_stop(s); /* after a prune in progress */
 	sbatch_free(s); /* what sync=batch queued: durable, in place */
 	/* history first, so that the checkpoint can drop what it wrote */
+	ehist_stop(s->eh); /* an etcd store: leave the election */
 	store_hist_stop(s);
 	if (s->jnl && !s->opts.read_only && !s->broken)
 		rc = store_checkpoint(s);
 	store_hist_free(s);
+	ehist_free(s->eh);
 	reserve_free(s->reserve);
 	jnl_close(s->jnl);
 	if (s->be)
@@ -293,6 +300,7 @@ int store_serve_start(struct store *s)
 {
 	/* after the fork: the threads can start now */
 	(void)store_hist_start(s);
+	(void)ehist_start(s->eh); /* logged */
 	if (!s->opts.read_only && s->be && s->be->ops->start)
 		(void)s->be->ops->start(s->be);
 	if (!s->opts.read_only && s->hist)

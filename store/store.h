@@ -113,6 +113,9 @@ struct store_opts {
 				       version returns once journaled and
 				       is durable within this many ms
 				       (SPEC section 3; store_sync) */
+	const char *history_dir;    /* a store on etcd: the local directory
+				       of its history.git (etcd_hist.h);
+				       NULL: no history */
 	const char *history_remote; /* push the history to this git URL
 				       (kept in history.git's config; ""
 				       removes it); NULL: the one kept

@@ -373,8 +373,13 @@ int store_history_get(struct store *s, const char *id, uint64_t version,
 	struct store_version hv;
 	int rc, drc;
 
-	if (!s->hist && s->be && s->be->own_commit)
-		return version_get(s, id, version, buf, len, v);
+	/* etcd keeps every version (P/v): read there first, the history
+	   only for what is not there */
+	if (s->be && s->be->own_commit) {
+		rc = version_get(s, id, version, buf, len, v);
+		if (rc != -ENOENT || !s->hist)
+			return rc;
+	}
 	if (!s->hist)
 		return -ENOTSUP;
 	rc = id_check(id);

@@ -227,6 +227,8 @@ struct store {
 	int blobs_fd;	   /* STORE/journal/blobs, -1 without history */
 	int scratch_fd;	   /* STORE/scratch, -1: none (no be->tree, or
 			      a read-only store that has none yet) */
+	struct ehist *eh;  /* a store on etcd with -o history_dir: who
+			      writes the history (etcd_hist.h); or NULL */
 	struct hist *hist; /* NULL: no history (memory backend, or a
 			      read-only store made before history) */
 	struct store_lock *lock;

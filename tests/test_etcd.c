@@ -528,6 +528,47 @@ Test(etcd, a_watch_from_a_revision_sees_every_event_in_order, .init = start1,
 	etcd_watch_close(w);
 }
 
+/* The events of one txn share its revision: a watch returns each of them
+   (the history of a store on etcd reads a change from all its keys). */
+Test(etcd, a_watch_returns_every_event_of_one_txn, .init = start1, .fini = stop)
+{
+	struct etcd_op ops[3] = {
+		{.type = ETCD_OP_PUT,
+		 .key = "t/a",
+		 .key_len = 3,
+		 .value = "1",
+		 .value_len = 1},
+		{.type = ETCD_OP_PUT,
+		 .key = "t/b",
+		 .key_len = 3,
+		 .value = "2",
+		 .value_len = 1},
+		{.type = ETCD_OP_DELETE, .key = "t/c", .key_len = 3},
+	};
+	struct etcd_txn t = {.success = ops, .n_success = 3};
+	struct etcd_txn_result r = {0};
+	int64_t first = put("t/c", "0");
+	struct etcd_watch *w;
+	struct seen s[5];
+
+	OK(etcd_txn(e, &t, &r));
+	cr_assert(r.succeeded);
+	put("t/d", "after");
+	w = watch_prefix("t/", first);
+	collect_max(w, s, 5, 5);
+	cr_assert_str_eq(s[4].key, "t/d");
+	cr_assert_eq(s[0].rev, first);
+	cr_assert_str_eq(s[1].key, "t/a");
+	cr_assert_str_eq(s[2].key, "t/b");
+	cr_assert_str_eq(s[3].key, "t/c");
+	cr_assert_eq(s[3].type, ETCD_EVENT_DELETE);
+	for (int i = 1; i < 4; i++)
+		cr_assert_eq(s[i].rev, r.revision, "event %d at %lld", i,
+			     (long long)s[i].rev);
+	etcd_txn_result_free(&r);
+	etcd_watch_close(w);
+}
+
 Test(etcd, a_watch_resumes_after_its_member_restarts, .init = start1,
      .fini = stop)
 {
