@@ -20,8 +20,12 @@
  *   history_refs.c    refs/heads/main and the side branch (msg)
  *   history_pack.c    a batch's objects as one pack; merging packs
  *   history_odb.c     the writer's object databases (pack)
+ *   history_bspool.c  a batch's versions and tree changes spooled out
+ *                     of memory, sorted in runs
+ *   history_tree.c    a batch's trees, a chunk of paths at a time
+ *                     (bspool, pack)
  *   history_commit.c  a batch made one commit (index, msg, odb, pack,
- *                     refs)
+ *                     refs, bspool, tree)
  *   history_batch.c   the store's changes read into a batch (commit,
  *                     pack, read, path)
  *   history_writer.c  the writer thread, drains, blob links (batch)
@@ -83,13 +87,11 @@ struct hent {
  * A record: where its versions are. Those in history.idx form a chain
  * from the last one back (each entry names the offset of the one
  * before); those held in memory (all newer than the file's) are listed
- * as positions in `chunks`. About 50 bytes and the ID per record, whatever
+ * as positions in `chunks`. About 48 bytes and the ID per record, whatever
  * its number of versions.
  */
 struct hrec {
 	uint64_t last;	       /* offset in history.idx of its last entry, 0 */
-	uint64_t stage_last;   /* the writer only: `last` in the frame */
-	uint64_t stage_serial; /* ... being built (frame number) */
 	uint64_t vlast;	       /* ordinal + 1 of its last entry in
 				  history.vdx (history_vdx.c), 0: none */
 	uint32_t *pos;	       /* its versions held in memory */
@@ -294,7 +296,6 @@ struct hframe {
 	size_t count_at;
 	uint32_t count;
 	uint64_t at;	 /* the file offset of b.p[0] */
-	uint64_t serial; /* h->frame_serial */
 	git_oid commit;
 	uint64_t upto;
 	int err; /* of a part written before (frame_put) */
@@ -303,6 +304,10 @@ struct hframe {
 		uint64_t off;
 	} * pub;
 	size_t npub, cap;
+	/* each record's last entry in the frame: a hash of its hrec to
+	   1 + its last index in pub (0: free), nslots a power of two */
+	uint32_t *slots;
+	size_t nslots;
 };
 
 /* Start a frame of the versions of `commit` (Recfs-Upto `upto`), add
@@ -357,7 +362,6 @@ struct hist {
 	bool has_ref_maybe;
 	int idx_fd; /* history.idx, -1 if it cannot be written */
 	uint64_t idx_end;
-	uint64_t frame_serial;	/* frames built (hrec.stage_serial) */
 	int64_t last_commit_ns; /* CLOCK_MONOTONIC */
 	bool space_short;	/* the last batch failed with ENOSPC, or was cut
 				   to the room there was: batches are cut to it
@@ -432,8 +436,8 @@ void hist_ref_abort(struct hist *h);
 #define HIST_PACK_BLOB_MAX ((uint64_t)1 << 20)
 /* A batch of this many versions or more (more than batch_max allows: a
    large revision) has its commit streamed as a loose object too
-   (history_commit.c). */
-#define HIST_STREAM_COMMIT_MIN 16384
+   (history_commit.c): 16384, a variable so that tests can make it small. */
+extern size_t hist_stream_commit_min;
 
 /*
  * history_pack.c: hist_pack_write writes the objects held in h->mempack
@@ -452,9 +456,12 @@ int hist_pack_backend(git_odb_backend **out);
 /* The bytes of the objects h->mempack holds now. A batch that holds
    HIST_PACK_MEM_MAX takes no more versions. */
 uint64_t hist_pack_bytes(const struct hist *h);
+/* What the mempack may hold before it goes out as a pack (o.pack_mem_max,
+   or HIST_PACK_MEM_MAX). */
+uint64_t hist_pack_mem_max(const struct hist *h);
 /* Drop what h->mempack holds (a batch attempt starts afresh). */
 void hist_pack_reset(struct hist *h);
-#define HIST_PACK_MEM_MAX ((uint64_t)64 << 20)
+#define HIST_PACK_MEM_MAX ((uint64_t)32 << 20)
 /* libgit2's pack windows (history.c): their size, and what may stay
    mapped of all of them. */
 #define HIST_MWINDOW ((size_t)4 << 20)
@@ -519,22 +526,114 @@ int hist_index_rebuild(struct hist *h);
 
 /* ---- history_batch.c, history_commit.c: a batch ---------------------- */
 
-/* A version in the batch. */
+/*
+ * history_bspool.c: records spooled out of memory, in a buffer of at most
+ * a megabyte spilled to an unlinked file in the repository (so a batch
+ * of a million versions holds a few megabytes, not some 300 bytes a
+ * version); read back in order by a bsp_reader.
+ */
+struct bspool {
+	struct hist *h;
+	int fd;		/* the spill file, -1: none yet */
+	uint64_t flen;	/* bytes in it */
+	struct buf mem; /* the records after them */
+	size_t n;	/* records */
+};
+
+void bsp_init(struct bspool *s, struct hist *h);
+void bsp_free(struct bspool *s);
+/* Append one record: `alen` bytes of `a`, then `blen` of `b`. Returns
+   0 or -errno. */
+int bsp_put(struct bspool *s, const void *a, size_t alen, const void *b,
+	    size_t blen);
+/* The offset after the last record. */
+uint64_t bsp_end(const struct bspool *s);
+
+/* Reads the records in [off, end) in turn; what bsp_next gives is valid
+   until the next call (and while the spool takes no record). */
+struct bsp_reader {
+	const struct bspool *s;
+	uint64_t off, end;
+	uint8_t *buf; /* bytes [at, at + len) of the file */
+	size_t cap, len;
+	uint64_t at;
+};
+
+void bsp_reader_init(struct bsp_reader *r, const struct bspool *s,
+		     uint64_t start, uint64_t end);
+void bsp_reader_free(struct bsp_reader *r);
+/* Returns 1 (*rec, *len), 0 at the end, or -errno. */
+int bsp_next(struct bsp_reader *r, const uint8_t **rec, size_t *len);
+
+/* A change of the batch's tree: the version `order` of the batch. */
+struct bop {
+	const char *path; /* in the tree (escaped), NUL-terminated */
+	uint64_t order, version;
+	git_oid blob;
+	bool has_blob; /* false: remove */
+	bool link;     /* a symlink: mode 120000 */
+};
+
+/* Tree changes sorted by (path, order) in runs of a few megabytes,
+   merged as they are read back. */
+struct bsort {
+	struct buf run; /* the records of the run being built */
+	size_t *offs;	/* ... where each starts */
+	size_t n, cap;
+	struct bspool out; /* the sorted runs */
+	uint64_t *runs;	   /* where each starts in `out` */
+	size_t nruns, runs_cap;
+};
+
+void bsort_init(struct bsort *s, struct hist *h);
+void bsort_free(struct bsort *s);
+/* Add a change (its path is copied). Returns 0 or -errno. */
+int bsort_add(struct bsort *s, const struct bop *op);
+/* Call fn for every change, by path then order (once: the sort is
+   used up); fn's non-zero return stops and is returned. */
+int bsort_each(struct bsort *s, int (*fn)(void *arg, const struct bop *op),
+	       void *arg);
+
+/* What a batch holds in memory at most, about: the spool's buffer
+   (1 MiB), a run of the sort (4 MiB), the paths of one tree update
+   (65536); and the size from which the head commit is streamed at open
+   (1 MiB, history_refs.c). Variables so that tests can make them
+   small. */
+extern size_t hist_spool_mem, hist_sort_run, hist_tree_chunk,
+	hist_head_stream_min;
+
+#define HIST_STAGE_MAX 255
+
+/* A version of the batch, as added or read back (one at a time: some
+   13 KB). */
 struct bver {
 	struct hmsg_ver m; /* m.id and m.from/m.to point into the fields
 			      below */
-	char *id, *other;  /* owned */
-	char *path;	   /* id in the tree (hist_path_from_id), owned
-			      unless it is `id` itself */
-	char *stage;	   /* blob link to remove after the commit, in
-			      id's allocation (not freed by itself) */
+	bool has_stage;	   /* `stage` is a blob link to remove after the
+			      commit */
+	char id[ID_MAX_LEN + 1];
+	char other[ID_MAX_LEN + 1];
+	char path[HIST_PATH_MAX + 1]; /* id in the tree (hist_path_from_id) */
+	char stage[HIST_STAGE_MAX + 1];
 };
 
+/* Append `v` to the spool (enc: a scratch buffer). 0 or -errno. */
+int bver_put(struct bspool *s, struct buf *enc, const struct bver *v);
+/* Decode a record of bver_put. Returns 0 or -EIO. */
+int bver_get(const uint8_t *rec, size_t len, struct bver *v);
+/* Is the record the version `version` of `id` with content? Then its
+   blob in *blob. */
+bool bver_match(const uint8_t *rec, size_t len, const char *id,
+		size_t id_len, uint64_t version, git_oid *blob);
+
 struct batch {
-	struct bver *v;
-	size_t n, cap;
-	uint64_t first; /* first revision read (0: none) */
-	uint64_t upto;	/* last revision read */
+	struct bspool vers; /* the versions, in order (bver_put) */
+	size_t n;
+	struct bver *cur; /* the version being added */
+	struct buf enc;	  /* bver_put's scratch */
+	bool frees;	  /* a delete among them */
+	uint64_t first;	  /* first revision read (0: none) */
+	uint64_t upto;	  /* last revision read */
 	size_t idx_bytes;
 	bool cut;    /* the next record starts the next batch */
 	bool capped; /* h->space_short: cut at `space_cap` bytes of
@@ -546,7 +645,13 @@ struct batch {
 /* history_commit.c: commit the batch `b` read by history_batch.c (git,
    refs/heads/main, then the index and the blob links). Returns 0 or
    -errno: then refs/heads/main is where it was. */
-int hist_batch_commit(struct hist *h, const struct batch *b);
+int hist_batch_commit(struct hist *h, struct batch *b);
+/* history_tree.c: the tree of the batch (the previous one with its last
+   change of each path) in *tree, and the tree of the versions a later
+   change in the batch hides in *side (*nside of them; 0: none). Returns
+   0 or -errno. */
+int hist_batch_trees(struct hist *h, struct batch *b, git_oid *tree,
+		     git_oid *side, size_t *nside);
 
 /* history_batch.c: read the next batch from the change source and commit
    it. Returns 0 (*upto: the last revision it covers; unchanged if there was
@@ -556,15 +661,5 @@ int hist_batch_run(struct hist *h, uint64_t *upto);
 /* history_index.c: load history.idx and catch it up with the commits
    (or rebuild it). Returns 0 or -errno. */
 int hist_index_load(struct hist *h);
-/*
- * Add the versions of one durable commit to the index: appended to
- * history.idx, or, if that cannot be written, held in memory (logged;
- * the file is caught up at the next open). ix_lock is taken here.
- * The versions are v[0], then every `stride` bytes (n of them: the
- * hmsg_ver at the start of each element of an array of larger structs).
- * Returns 0 or -errno (the index then misses them until the next open).
- */
-int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
-		      const struct hmsg_ver *v, size_t n, size_t stride);
 
 #endif

@@ -148,7 +148,7 @@ struct hist_opts {
 				   (0: 100000) */
 	uint64_t pack_mem_max;	/* bytes of new objects held in memory
 				   before they are written out as a pack
-				   (0: 64 MiB; tests set less) */
+				   (0: 32 MiB; tests set less) */
 	/* Open the current content of record `id` read-only (the fallback
 	   for content the history never saw). May be NULL. */
 	int (*open_record)(void *arg, const char *id, int *fd);

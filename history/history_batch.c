@@ -10,12 +10,14 @@
  * Each version's blob is written as soon as its change is read (the
  * change's bytes are only valid until the next one), and the new objects
  * go out as a pack whenever the mempack holds HIST_PACK_MEM_MAX of them
- * (also within a revision), so a batch holds only metadata in memory:
- * some 240 bytes a version (struct bver, 200, and one allocation for
- * its ID and stage name); its commit is streamed, see history_commit.c.
- * recfsctl import of 1,000,000 small files peaked at 669 MB RSS, the
- * store's index (some 170 bytes a record) included.
- * Then one tree update over the previous tree (paths are the record IDs
+ * (also within a revision). The versions themselves go to a spool
+ * (history_bspool.c) that holds a megabyte in memory and spills the rest
+ * to an unlinked file, so a batch of any size holds a constant in
+ * memory (before: some 240 bytes a version; recfsctl import of 1,000,000
+ * small files peaked at 669 MB RSS). The commit is streamed from the
+ * spool, see history_commit.c.
+ * Then the tree (history_tree.c: the previous tree updated in chunks of
+ * sorted paths; paths are the record IDs
  * as hist_path_from_id escapes them; a symlink's entry has mode 120000; the
  * last change of a path in the batch wins; deletes remove), one commit whose
  * parent is the previous main, one syncfs of the repository's file system
@@ -59,25 +61,15 @@
 
 static void batch_free(struct batch *b)
 {
-	for (size_t i = 0; i < b->n; i++) {
-		free(b->v[i].id);
-		free(b->v[i].other);
-		if (b->v[i].path != b->v[i].id)
-			free(b->v[i].path);
-	}
-	free(b->v);
+	bsp_free(&b->vers);
+	buf_free(&b->enc);
+	free(b->cur);
 	memset(b, 0, sizeof(*b));
 }
 
 static unsigned batch_max(const struct hist *h)
 {
 	return h->o.batch_max ? h->o.batch_max : DEFAULT_BATCH_MAX;
-}
-
-/* The new objects held in memory before they go out as a pack. */
-static uint64_t pack_mem_max(const struct hist *h)
-{
-	return h->o.pack_mem_max ? h->o.pack_mem_max : HIST_PACK_MEM_MAX;
 }
 
 /* On a full disk: the batch holds what the room there is can take. */
@@ -91,75 +83,29 @@ static bool batch_full(const struct hist *h, const struct batch *b)
 	/* the objects of the batch are held in memory until its pack is
 	   written (history_pack.c) */
 	return b->cut || b->n >= batch_max(h) || b->idx_bytes >= IDX_BUDGET ||
-	       hist_pack_bytes(h) >= pack_mem_max(h) || over_cap(b);
+	       hist_pack_bytes(h) >= hist_pack_mem_max(h) || over_cap(b);
 }
 
-static char *strndup_(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-/*
- * ch->id, and after it in the same allocation the name of its linked
- * stage (*stage; NULL if the content is not linked): one allocation a
- * version, not two, in a batch of a million.
- */
-static char *id_and_stage(const struct store_change *ch, char **stage)
+/* The version of `ch` in b->cur (added to the batch at the end of
+   add_change). */
+static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 {
 	bool linked =
 		ch->op != STORE_CHANGE_DELETE && !ch->other && !ch->has_data;
-	size_t slen = linked ? ch->stage_len : 0;
-	char *p = malloc(ch->id_len + 1 + (linked ? slen + 1 : 0));
+	struct bver *v = b->cur;
+	int plen = hist_path_from_id(v->path, ch->id, ch->id_len);
 
-	*stage = NULL;
-	if (!p)
-		return NULL;
-	memcpy(p, ch->id, ch->id_len);
-	p[ch->id_len] = '\0';
-	if (linked) {
-		*stage = p + ch->id_len + 1;
-		if (slen)
-			memcpy(*stage, ch->stage, slen);
-		(*stage)[slen] = '\0';
-	}
-	return p;
-}
-
-/* A new version of ch->id at the end. */
-static struct bver *batch_add(struct batch *b, const struct store_change *ch)
-{
-	char path[HIST_PATH_MAX + 1];
-	struct bver *v;
-	int plen = hist_path_from_id(path, ch->id, ch->id_len);
-
-	if (plen < 0)
+	if (plen < 0 || ch->id_len > ID_MAX_LEN ||
+	    (linked && ch->stage_len > HIST_STAGE_MAX))
 		return NULL; /* not reached: the journal holds only IDs */
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? 2 * b->cap : 64;
-		struct bver *p = realloc(b->v, cap * sizeof(*p));
-
-		if (!p)
-			return NULL;
-		b->v = p;
-		b->cap = cap;
-	}
-	v = &b->v[b->n];
-	memset(v, 0, sizeof(*v));
-	v->id = id_and_stage(ch, &v->stage);
-	/* most IDs are their own tree path: one string for both */
-	v->path = v->id && ((size_t)plen != ch->id_len ||
-			    memcmp(path, ch->id, ch->id_len) != 0)
-			  ? strndup_(path, (size_t)plen)
-			  : v->id;
-	if (!v->id || !v->path) {
-		free(v->id);
-		return NULL;
+	memset(&v->m, 0, sizeof(v->m));
+	memcpy(v->id, ch->id, ch->id_len);
+	v->id[ch->id_len] = '\0';
+	v->has_stage = linked;
+	v->stage[0] = '\0';
+	if (linked && ch->stage_len) {
+		memcpy(v->stage, ch->stage, ch->stage_len);
+		v->stage[ch->stage_len] = '\0';
 	}
 	v->m.id = v->id;
 	v->m.id_len = ch->id_len;
@@ -170,16 +116,16 @@ static struct bver *batch_add(struct batch *b, const struct store_change *ch)
 	v->m.e.pid = ch->pid;
 	memcpy(v->m.e.comm, ch->comm, strnlen(ch->comm, sizeof(v->m.e.comm)));
 	v->m.e.version = ch->version;
-	b->n++;
 	b->idx_bytes += 100 + ch->id_len;
 	return v;
 }
 
 static int set_other(struct bver *v, const char *s, size_t n, bool from)
 {
-	v->other = strndup_(s, n);
-	if (!v->other)
-		return -ENOMEM;
+	if (n > ID_MAX_LEN)
+		return -EINVAL; /* not reached: the journal holds only IDs */
+	memcpy(v->other, s, n);
+	v->other[n] = '\0';
 	if (from) {
 		v->m.from = v->other;
 		v->m.from_len = n;
@@ -308,9 +254,8 @@ static int put_blob(struct hist *h, const struct store_change *r,
 		return rc < 0 ? hist_git_error(rc, "writing the blob", v->id)
 			      : 0;
 	}
-	if (!v->stage)
-		return -EINVAL; /* not reached: batch_add set it (id_and_stage)
-				 */
+	if (!v->has_stage)
+		return -EINVAL; /* not reached: batch_add set it */
 	fd = r->stage
 		     ? io_openat(h->o.io, "hist.blob.open", h->blobs_fd,
 				 v->stage, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)
@@ -339,29 +284,42 @@ static int put_blob(struct hist *h, const struct store_change *r,
 	return rc;
 }
 
+/* The blob `id` had at `version` in this batch: a read of its spool
+   (in memory but for a batch of more than a megabyte of versions). */
+static int find_in_batch(struct hist *h, const struct batch *b, const char *id,
+			 size_t id_len, uint64_t version, git_oid *out,
+			 bool *found)
+{
+	struct bsp_reader r;
+	const uint8_t *rec;
+	size_t len;
+	int rc;
+
+	*found = false;
+	bsp_reader_init(&r, &b->vers, 0, bsp_end(&b->vers));
+	while ((rc = bsp_next(&r, &rec, &len)) > 0)
+		if (bver_match(rec, len, id, id_len, version, out))
+			*found = true; /* the last one */
+	bsp_reader_free(&r);
+	(void)h;
+	return rc;
+}
+
 /* The blob `from` had at `version`: in this batch, or in the index. */
-static bool find_blob(struct hist *h, const struct batch *b, const char *id,
-		      size_t id_len, uint64_t version, git_oid *out)
+static int find_blob(struct hist *h, const struct batch *b, const char *id,
+		     size_t id_len, uint64_t version, git_oid *out, bool *found)
 {
 	char key[ID_MAX_LEN + 1];
 	hist_version v;
+	int rc = find_in_batch(h, b, id, id_len, version, out, found);
 
-	for (size_t i = b->n; i > 0; i--) {
-		const struct bver *bv = &b->v[i - 1];
-
-		if (bv->m.id_len == id_len && !memcmp(bv->id, id, id_len) &&
-		    bv->m.e.version == version &&
-		    !(bv->m.e.flags & (HENT_DELETED | HENT_MISSING))) {
-			*out = bv->m.e.blob;
-			return true;
-		}
-	}
-	if (id_len > ID_MAX_LEN)
-		return false;
+	if (rc || *found || id_len > ID_MAX_LEN)
+		return rc;
 	memcpy(key, id, id_len);
 	key[id_len] = '\0';
-	return hist_lookup(h, key, version, &v) == 0 && !v.missing &&
-	       git_oid_fromstr(out, v.blob) == 0;
+	*found = hist_lookup(h, key, version, &v) == 0 && !v.missing &&
+		 git_oid_fromstr(out, v.blob) == 0;
+	return 0;
 }
 
 /* ---- changes to versions ------------------------------------------------ */
@@ -390,9 +348,10 @@ static int rename_blob(struct hist *h, struct batch *b, struct bver *to,
 	bool found;
 	int rc;
 
-	if (find_blob(h, b, ch->other, ch->other_len, ch->other_version,
-		      &to->m.e.blob))
-		return 0;
+	rc = find_blob(h, b, ch->other, ch->other_len, ch->other_version,
+		       &to->m.e.blob, &found);
+	if (rc || found)
+		return rc;
 	/* from's version predates the history: its file moved to `to` (or
 	   is about to) */
 	rc = blob_from_record(h, to->id, &to->m.e, &to->m.e.blob, &found);
@@ -410,34 +369,52 @@ struct reading {
 	struct batch *b;
 };
 
+/* The content of the version b->cur: its blob, or the one its rename
+   source had. */
+static int add_content(struct hist *h, struct batch *b,
+		       const struct store_change *ch)
+{
+	struct bver *v = b->cur;
+	int rc;
+
+	fill_content(&v->m.e, ch);
+	b->bytes += ch->size;
+	if (!ch->other) {
+		rc = put_blob(h, ch, v);
+		/* a revision is never split between commits, so one of many
+		   parts writes its objects out as it goes, not all at the
+		   end: unreferenced until the commit, like a failed
+		   attempt's, and made durable by the batch's syncfs */
+		if (rc == 0 && hist_pack_bytes(h) >= hist_pack_mem_max(h))
+			rc = hist_pack_write(h);
+		return rc;
+	}
+	rc = set_other(v, ch->other, ch->other_len, true);
+	return rc ? rc : rename_blob(h, b, v, ch);
+}
+
 /* A new version (or delete) of one record (hist_source.changes). */
 static int add_change(void *arg, const struct store_change *ch)
 {
 	struct reading *rd = arg;
 	struct bver *v = batch_add(rd->b, ch);
-	int rc;
+	int rc = 0;
 
 	if (!v)
 		return -ENOMEM;
 	if (ch->op == STORE_CHANGE_DELETE) {
 		v->m.e.flags = HENT_DELETED;
-		return ch->other ? set_other(v, ch->other, ch->other_len, false)
-				 : 0;
+		rd->b->frees = true;
+		if (ch->other)
+			rc = set_other(v, ch->other, ch->other_len, false);
+	} else {
+		rc = add_content(rd->h, rd->b, ch);
 	}
-	fill_content(&v->m.e, ch);
-	rd->b->bytes += ch->size;
-	if (!ch->other) {
-		rc = put_blob(rd->h, ch, v);
-		/* a revision is never split between commits, so one of many
-		   parts writes its objects out as it goes, not all at the
-		   end: unreferenced until the commit, like a failed
-		   attempt's, and made durable by the batch's syncfs */
-		if (rc == 0 && hist_pack_bytes(rd->h) >= pack_mem_max(rd->h))
-			rc = hist_pack_write(rd->h);
-		return rc;
-	}
-	rc = set_other(v, ch->other, ch->other_len, true);
-	return rc ? rc : rename_blob(rd->h, rd->b, v, ch);
+	if (rc == 0)
+		rc = bver_put(&rd->b->vers, &rd->b->enc, v);
+	if (rc == 0)
+		rd->b->n++;
+	return rc;
 }
 
 /* ---- reading a batch ------------------------------------------------------
@@ -648,6 +625,10 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 			  h->path, done + 1, start - 1, start);
 		b.upto = start - 1;
 	}
+	bsp_init(&b.vers, h);
+	b.cur = malloc(sizeof(*b.cur));
+	if (!b.cur)
+		return -ENOMEM;
 	/* what a failed attempt left in memory: this one writes it again */
 	hist_pack_reset(h);
 	space_cap(h, &b);
@@ -676,10 +657,7 @@ int hist_batch_run(struct hist *h, uint64_t *upto)
 				 h->path, strerror(-src));
 		rc = space_error(h, &b, rc);
 		log_failure(h, start, b.upto ? b.upto : start, rc);
-		h->batch_frees = false;
-		for (size_t i = 0; i < b.n; i++)
-			if (b.v[i].m.e.flags & HENT_DELETED)
-				h->batch_frees = true;
+		h->batch_frees = b.frees;
 		if (rc == -ENOSPC)
 			h->space_short = true;
 	}

@@ -90,7 +90,6 @@ void hidx_frame_start(struct hist *h, struct hframe *f, const git_oid *commit,
 
 	memset(f, 0, sizeof(*f));
 	f->at = h->idx_end;
-	f->serial = ++h->frame_serial;
 	f->commit = *commit;
 	f->upto = upto;
 	buf_put(&f->b, gap, sizeof(gap));
@@ -104,6 +103,38 @@ void hidx_frame_free(struct hframe *f)
 {
 	buf_free(&f->b);
 	free(f->pub);
+	free(f->slots);
+}
+
+/* The slot of r in the frame's table: holding its last entry, or free. */
+static uint32_t *frame_slot(const struct hframe *f, const struct hrec *r)
+{
+	size_t mask = f->nslots - 1, i = r->hv & mask;
+
+	while (f->slots[i] && f->pub[f->slots[i] - 1].r != r)
+		i = (i + 1) & mask;
+	return &f->slots[i];
+}
+
+/* Room in the table for one more record (at most half full). */
+static int frame_slots_grow(struct hframe *f)
+{
+	size_t n = f->nslots ? 2 * f->nslots : 256;
+	struct hframe g = {.pub = f->pub, .nslots = n};
+
+	if (f->npub + 1 <= f->nslots / 2)
+		return 0;
+	g.slots = calloc(n, sizeof(*g.slots));
+	if (!g.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nslots; i++)
+		if (f->slots[i])
+			*frame_slot(&g, f->pub[f->slots[i] - 1].r) =
+				f->slots[i];
+	free(f->slots);
+	f->slots = g.slots;
+	f->nslots = n;
+	return 0;
 }
 
 /*
@@ -119,6 +150,7 @@ static void frame_add(struct hist *h, struct hframe *f,
 	uint64_t off = f->at + f->b.len;
 	struct hrec *r;
 	struct pub *pub;
+	uint32_t *slot;
 
 	pthread_rwlock_wrlock(&h->ix_lock);
 	r = hidx_rec_add(&h->ix, v->id, v->id_len);
@@ -128,13 +160,14 @@ static void frame_add(struct hist *h, struct hframe *f,
 		return;
 	}
 	pub = util_grow(f->pub, &f->cap, f->npub, sizeof(*pub), 64);
-	if (!pub) {
+	if (pub)
+		f->pub = pub;
+	if (!pub || frame_slots_grow(f)) {
 		f->b.err = -ENOMEM;
 		return;
 	}
-	f->pub = pub;
-	buf_put_le64(&f->b,
-		     r->stage_serial == f->serial ? r->stage_last : r->last);
+	slot = frame_slot(f, r);
+	buf_put_le64(&f->b, *slot ? f->pub[*slot - 1].off : r->last);
 	buf_put_le32(&f->b, (uint32_t)(off - f->at));
 	buf_put_le64(&f->b, e->version);
 	buf_putc(&f->b, (int)(e->flags));
@@ -152,8 +185,7 @@ static void frame_add(struct hist *h, struct hframe *f,
 	buf_put_le32(&f->b, (uint32_t)(e->mode));
 	buf_put_le32(&f->b, (uint32_t)(e->ouid));
 	buf_put_le32(&f->b, (uint32_t)(e->ogid));
-	r->stage_serial = f->serial;
-	r->stage_last = off;
+	*slot = (uint32_t)(f->npub + 1);
 	f->pub[f->npub].r = r;
 	f->pub[f->npub++].off = off;
 	f->count++;
@@ -370,22 +402,6 @@ int hidx_frame_end(struct hist *h, struct hframe *f)
 	int rc = frame_commit(h, f, false);
 
 	return f->err ? f->err : rc;
-}
-
-int hist_index_commit(struct hist *h, const git_oid *commit, uint64_t upto,
-		      const struct hmsg_ver *v, size_t n, size_t stride)
-{
-	const char *p = (const char *)v;
-	struct hframe f;
-	int rc;
-
-	hidx_frame_start(h, &f, commit, upto);
-	for (size_t i = 0; i < n; i++)
-		hidx_frame_put(h, &f,
-			       (const struct hmsg_ver *)(p + i * stride));
-	rc = hidx_frame_end(h, &f);
-	hidx_frame_free(&f);
-	return rc;
 }
 
 /*

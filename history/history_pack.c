@@ -21,7 +21,8 @@
  *
  * Merging: with more than PACK_MAX packs, the smaller ones that break a
  * geometric progression (factor 2 in object counts, the rule of `git
- * repack --geometric=2`) are written as one new pack, which is made
+ * repack --geometric=2`), at most MERGE_MAX_OBJECTS objects of them (the
+ * memory of git's indexer), are written as one new pack, which is made
  * durable (syncfs) before the old ones are removed (.idx first, then
  * .pack, so no index names a missing pack). A crash in between leaves
  * objects twice, never missing. The object databases are opened again
@@ -49,6 +50,10 @@
 
 #define PACK_MAX 16
 #define PACK_FACTOR 2
+/* A merge writes at most this many objects: git's indexer holds some
+   100 bytes an object, and a batch of a million small files makes about
+   twenty packs of equal size, all of which the geometric rule merges. */
+#define MERGE_MAX_OBJECTS ((uint64_t)1 << 17)
 #define PACK_NAME_MAX 64 /* "pack-" + 40 hex + ".pack" */
 #define READ_BUF ((size_t)1 << 20)
 
@@ -329,6 +334,11 @@ uint64_t hist_pack_bytes(const struct hist *h)
 	return h->mempack ? ((const struct bpack *)h->mempack)->bytes : 0;
 }
 
+uint64_t hist_pack_mem_max(const struct hist *h)
+{
+	return h->o.pack_mem_max ? h->o.pack_mem_max : HIST_PACK_MEM_MAX;
+}
+
 int hist_pack_clean(struct hist *h)
 {
 	struct dirent *de;
@@ -481,6 +491,12 @@ static size_t geometric_split(const struct pk *v, size_t n)
 			break;
 		total += v[i].count;
 		split = i + 1;
+	}
+	/* the smallest of them, as many as a merge may write */
+	for (i = 0, total = 0; i < split; i++) {
+		if (total + v[i].count > MERGE_MAX_OBJECTS)
+			return i;
+		total += v[i].count;
 	}
 	return split;
 }

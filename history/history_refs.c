@@ -30,10 +30,116 @@ static int read_side(struct hist *h)
 	return rc < 0 ? hist_git_error(rc, "reading " HIST_REF_SIDE, NULL) : 0;
 }
 
+/*
+ * A head commit of a large batch (a million versions: some 300 MB of
+ * trailers) is not read whole: it is streamed (as stream_commit wrote
+ * it, a loose object) and scanned line by line for its tree and its last
+ * Recfs-Upto, keeping only the start of each line.
+ */
+size_t hist_head_stream_min = (size_t)1 << 20;
+
+struct head_scan {
+	char line[96]; /* the start of the current line */
+	size_t len;
+	bool first;
+	bool has_tree;
+	git_oid tree;
+	uint64_t upto;
+};
+
+static void scan_line(struct head_scan *hs)
+{
+	hs->line[hs->len] = '\0';
+	if (hs->first && !strncmp(hs->line, "tree ", 5))
+		hs->has_tree = git_oid_fromstr(&hs->tree, hs->line + 5) == 0;
+	else if (!strncmp(hs->line, "Recfs-Upto:", 11))
+		hs->upto = hist_msg_upto(hs->line);
+	hs->first = false;
+	hs->len = 0;
+}
+
+static void scan_bytes(struct head_scan *hs, const char *p, size_t n)
+{
+	while (n) {
+		const char *nl = memchr(p, '\n', n);
+		size_t k = nl ? (size_t)(nl - p) : n;
+		size_t room = sizeof(hs->line) - 1 - hs->len;
+
+		memcpy(hs->line + hs->len, p, k < room ? k : room);
+		hs->len += k < room ? k : room;
+		if (!nl)
+			return;
+		scan_line(hs);
+		p = nl + 1;
+		n -= k + 1;
+	}
+}
+
+/* The tree and Recfs-Upto of the head commit, streamed. Returns 0, 1 if
+   it is small or cannot be streamed (read it whole), or -errno. */
+static int head_streamed(struct hist *h, git_oid *tree, uint64_t *upto)
+{
+	struct head_scan hs = {.first = true};
+	git_odb_stream *st = NULL;
+	git_object_t type;
+	git_odb *odb = NULL;
+	char buf[65536];
+	size_t size;
+	int rc, n = 0;
+
+	if (git_repository_odb(&odb, h->repo) < 0)
+		return 1;
+	rc = git_odb_read_header(&size, &type, odb, &h->head) < 0 ||
+			     type != GIT_OBJECT_COMMIT ||
+			     size < hist_head_stream_min
+		     ? 1
+		     : 0;
+	if (rc == 0 &&
+	    git_odb_open_rstream(&st, &size, &type, odb, &h->head) < 0)
+		rc = 1; /* a pack: read it whole */
+	while (rc == 0 && (n = git_odb_stream_read(st, buf, sizeof(buf))) > 0)
+		scan_bytes(&hs, buf, (size_t)n);
+	if (rc == 0 && n < 0)
+		rc = hist_git_error(n, "reading the last commit", NULL);
+	if (rc == 0 && hs.len)
+		scan_line(&hs);
+	if (rc == 0 && !hs.has_tree)
+		rc = rerr_set(-EBADMSG, "%s: the last commit has no tree",
+			      h->path);
+	*tree = hs.tree;
+	*upto = hs.upto;
+	git_odb_stream_free(st);
+	git_odb_free(odb);
+	return rc;
+}
+
+/* The head commit's tree and Recfs-Upto (into h->head_tree, h->done). */
+static int head_info(struct hist *h)
+{
+	git_commit *c = NULL;
+	git_oid tree;
+	int rc = head_streamed(h, &tree, &h->done);
+
+	if (rc == 0 &&
+	    (rc = git_tree_lookup(&h->head_tree, h->repo, &tree)) < 0)
+		rc = hist_git_error(rc, "reading the last commit", NULL);
+	if (rc != 1)
+		return rc;
+	rc = git_commit_lookup(&c, h->repo, &h->head);
+	if (rc == 0)
+		rc = git_commit_tree(&h->head_tree, c);
+	if (rc < 0)
+		rc = hist_git_error(rc, "reading the last commit", NULL);
+	/* only its Recfs-Upto: the versions are not needed here */
+	if (rc == 0)
+		h->done = hist_msg_upto(git_commit_message_raw(c));
+	git_commit_free(c);
+	return rc;
+}
+
 /* Read refs/heads/main: head, its tree and its Recfs-Upto (done). */
 int hist_head_read(struct hist *h)
 {
-	git_commit *c = NULL;
 	char hexid[GIT_OID_HEXSZ + 1];
 	int rc;
 
@@ -44,25 +150,15 @@ int hist_head_read(struct hist *h)
 		return hist_git_error(rc, "reading " REF_MAIN, NULL);
 	h->has_head = true;
 	git_oid_tostr(hexid, sizeof(hexid), &h->head);
-	rc = git_commit_lookup(&c, h->repo, &h->head);
-	if (rc == 0)
-		rc = git_commit_tree(&h->head_tree, c);
-	if (rc < 0) {
-		rc = hist_git_error(rc, "reading the last commit", NULL);
-		goto out;
-	}
-	/* only its Recfs-Upto: the versions are not needed here */
-	h->done = hist_msg_upto(git_commit_message_raw(c));
+	rc = head_info(h);
+	if (rc)
+		return rc;
 	if (h->done == 0)
-		rc = rerr_set(-EBADMSG,
-			      "%s: %s (commit %s) has no Recfs-Upto line: not "
-			      "a recfs history",
-			      h->path, REF_MAIN, hexid);
-	else
-		rc = read_side(h);
-out:
-	git_commit_free(c);
-	return rc;
+		return rerr_set(-EBADMSG,
+				"%s: %s (commit %s) has no Recfs-Upto line: "
+				"not a recfs history",
+				h->path, REF_MAIN, hexid);
+	return read_side(h);
 }
 
 int hist_head_reload(struct hist *h)

@@ -495,7 +495,7 @@ static int place_version(struct store *s, const struct rec *r, const char *id,
 	if (!a->replay)
 		return put_version(s, r, id, a);
 	e = idx_find(&s->ix, id, r->id_len);
-	if (!e || e->replay_seq != a->seq)
+	if (!e || e->meta.revision != a->seq)
 		return 0; /* a later record decides this one's content */
 	rc = change_content_is(s, id, &r->meta);
 	if (rc)
@@ -529,7 +529,7 @@ static int place(struct store *s, const struct rec *r, struct apply *a)
 	copy_id(id, r->id, r->id_len);
 	if (r->type == REC_DEL) {
 		e = a->replay ? idx_find(&s->ix, id, r->id_len) : NULL;
-		if (!a->replay || (e && e->replay_seq == a->seq))
+		if (!a->replay || (e && e->meta.revision == a->seq))
 			rc = s->be->ops->remove(s->be, id);
 		if (rc == -ENOENT || (a->replay && rc == -EISDIR))
 			rc = 0;
@@ -563,7 +563,7 @@ int change_drop_rename_source(struct store *s, const struct rec *r,
 
 	copy_id(from, r->from, r->from_len);
 	e = idx_find(&s->ix, from, r->from_len);
-	if (!e || e->replay_seq != seq)
+	if (!e || e->meta.revision != seq)
 		return 0; /* a later record decides its content */
 	rc = s->be->ops->remove(s->be, from);
 	return rc == -ENOENT || rc == -EISDIR ? 0 : rc;
@@ -585,7 +585,7 @@ static int set_xa(struct entry *e, const uint8_t *xa, size_t len, uint8_t *own)
 	}
 	free(e->xa);
 	e->xa = len ? copy : NULL;
-	e->xa_len = len;
+	e->xa_len = (uint32_t)len; /* xa_validate bounds it */
 	if (!len)
 		free(copy);
 	return 0;
@@ -597,7 +597,6 @@ static void set_deleted(struct entry *e, uint64_t version, uint64_t seq)
 	e->meta.deleted = true;
 	e->meta.revision = seq;
 	e->ino = 0;
-	e->replay_seq = seq;
 	set_xa(e, NULL, 0, NULL);
 }
 
@@ -626,7 +625,6 @@ static int index_rec(struct store *s, const struct rec *r, uint64_t seq,
 		e->meta.revision = seq;
 		e->meta.deleted = false;
 		e->ino = ino;
-		e->replay_seq = seq;
 		return set_xa(e, r->xa, r->xa_len, xa);
 	case REC_DEL:
 		free(xa);

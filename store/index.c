@@ -2,14 +2,19 @@
  * index.c - the in-memory map from record ID to metadata: a chained hash
  * table (xxh3) that doubles when its load passes 1. Entries are never
  * removed while the store is open: a deleted record stays as a tombstone
- * so that its version number is never reused. The caller locks.
+ * so that its version number is never reused, and entries are carved from
+ * 64 KiB blocks freed with the index. The caller locks.
  */
 #include "store_i.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+
+/* Blocks of entries: room for the longest ID. */
+#define IDX_BLOCK ((size_t)64 << 10)
 
 static uint32_t hash_id(const char *id, size_t len)
 {
@@ -20,25 +25,48 @@ int idx_init(struct index *ix)
 {
 	ix->nslots = 1024;
 	ix->count = 0;
+	ix->block = NULL;
+	ix->block_used = 0;
 	ix->slots = calloc(ix->nslots, sizeof(*ix->slots));
 	return ix->slots ? 0 : -ENOMEM;
 }
 
 void idx_destroy(struct index *ix)
 {
-	for (size_t i = 0; ix->slots && i < ix->nslots; i++) {
-		struct entry *e = ix->slots[i];
-
-		while (e) {
-			struct entry *next = e->next;
-
+	for (size_t i = 0; ix->slots && i < ix->nslots; i++)
+		for (struct entry *e = ix->slots[i]; e; e = e->next)
 			free(e->xa);
-			free(e);
-			e = next;
-		}
+	while (ix->block) {
+		char *prev;
+
+		memcpy(&prev, ix->block, sizeof(prev));
+		free(ix->block);
+		ix->block = prev;
 	}
 	free(ix->slots);
 	ix->slots = NULL;
+}
+
+/* `size` zeroed bytes, 8-aligned, from the current block or a new one;
+   NULL: no memory. */
+static void *carve(struct index *ix, size_t size)
+{
+	char *p;
+
+	size = (size + 7) & ~(size_t)7;
+	if (!ix->block || ix->block_used + size > IDX_BLOCK) {
+		char *b = malloc(IDX_BLOCK);
+
+		if (!b)
+			return NULL;
+		memcpy(b, &ix->block, sizeof(ix->block));
+		ix->block = b;
+		ix->block_used = 8;
+	}
+	p = ix->block + ix->block_used;
+	ix->block_used += size;
+	memset(p, 0, size);
+	return p;
 }
 
 struct entry *idx_find(struct index *ix, const char *id, size_t len)
@@ -122,7 +150,7 @@ struct entry *idx_add(struct index *ix, const char *id, size_t len)
 
 	if (e)
 		return e;
-	e = calloc(1, sizeof(*e) + len + 1);
+	e = carve(ix, offsetof(struct entry, id) + len + 1);
 	if (!e)
 		return NULL;
 	memcpy(e->id, id, len);

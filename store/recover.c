@@ -368,7 +368,7 @@ static int check_placed(struct replay *rp, const struct rec *r, const char *id,
 		memcpy(from, r->from, r->from_len);
 		from[r->from_len] = '\0';
 		e = idx_find(&rp->s->ix, from, r->from_len);
-		if (e && e->replay_seq == seq)
+		if (e && e->meta.revision == seq)
 			rc = !file_present(rp->s, from);
 	}
 	if (rc == 0 && !rp->unplaced++) {
@@ -388,7 +388,7 @@ static int check_one(struct replay *rp, uint64_t seq, const struct rec *r)
 	id[r->id_len] = '\0';
 	e = idx_find(&rp->s->ix, id, r->id_len);
 	/* else a later record decides this one's content */
-	return check_placed(rp, r, id, seq, e && e->replay_seq == seq);
+	return check_placed(rp, r, id, seq, e && e->meta.revision == seq);
 }
 
 /*

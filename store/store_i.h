@@ -171,16 +171,18 @@ int xa_validate(const uint8_t *xa, size_t xa_len);
 /* ---- index.c: id -> metadata ------------------------------------- */
 
 /* One per record, for the life of the store: its fields are ordered so
-   that it has no padding (128 bytes and the ID on x86-64). */
+   that it has no padding (116 bytes and the ID on x86-64, rounded up to
+   8; a million records take some 140 MB with the hash table). Recovery tells a
+   record's last change by meta.revision, which only a new version or a
+   delete sets (the seq of its journal record). */
 struct entry {
 	struct entry *next; /* hash chain */
 	struct store_meta meta;
 	uint64_t ino;	      /* inode of the current content (0: unknown) */
 	uint64_t pending_ino; /* inode of the content being committed */
 	uint8_t *xa;	      /* packed user xattrs (owned) */
-	size_t xa_len;
-	uint64_t replay_seq; /* recovery: seq of the last record touching it */
 	uint32_t hv;
+	uint32_t xa_len; /* <= STORE_XATTR_TOTAL_MAX and its packing */
 	uint16_t id_len; /* <= ID_MAX_LEN */
 	bool busy;	 /* a change to this record is in flight */
 	bool pending;	 /* sync=batch: that change is journaled but not
@@ -192,6 +194,11 @@ struct index {
 	struct entry **slots;
 	size_t nslots; /* power of two */
 	size_t count;
+	/* entries live as long as the index: carved from blocks (each
+	   starts with a pointer to the one before), without malloc's
+	   header and rounding (index.c) */
+	char *block;
+	size_t block_used;
 };
 
 int idx_init(struct index *ix);
