@@ -281,7 +281,8 @@ static void mark_done(struct ehist *eh)
 	if (rc == 0)
 		eh->done_put = upto;
 	else if (rc == -ECANCELED)
-		term_end(eh, "P/hist/leader is another mount's");
+		term_end(eh, "P/hist/leader is not this mount's (its "
+				 "lease expired, or another mount's)");
 out:
 	free(lk);
 	free(dk);
@@ -511,6 +512,12 @@ int ehist_start(struct ehist *eh)
 	return rc;
 }
 
+/* Renew the lease once (ehist_stop: the thread that does it is gone). */
+static void keep_lease(struct ehist *eh)
+{
+	if (eh->lease)
+		(void)etcd_lease_keepalive(eh->e, eh->lease, NULL);
+}
 void ehist_stop(struct ehist *eh)
 {
 	struct hist *h;
@@ -525,9 +532,15 @@ void ehist_stop(struct ehist *eh)
 	eh->started = false;
 	h = eh->s->hist;
 	if (eh->leader && h) {
+		/* the thread that kept the lease alive is gone: renew it
+		   around each step, or a drain and push longer than its TTL
+		   lose it (and P/hist/done stays behind at every unmount) */
+		keep_lease(eh);
 		(void)hist_drain(h, store_revision(eh->s), 10000);
+		keep_lease(eh);
 		if (eh->url)
 			(void)hist_remote_push(h, NULL, NULL);
+		keep_lease(eh);
 		mark_done(eh);
 		term_end(eh, "unmounted");
 	}
