@@ -226,3 +226,17 @@ int util_sync_init(pthread_mutex_t *mu, pthread_cond_t *cv)
 		pthread_mutex_destroy(mu);
 	return rc;
 }
+
+int util_hex_decode(const char *hex, uint8_t *out, size_t n)
+{
+	if (!hex || strlen(hex) != 2 * n)
+		return -EBADMSG;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -EBADMSG;
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}

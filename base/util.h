@@ -93,4 +93,8 @@ void util_deadline_ms(struct timespec *ts, unsigned ms);
 uint64_t util_locked_u64(pthread_mutex_t *mu, const uint64_t *v);
 int util_locked_int(pthread_mutex_t *mu, const int *v);
 
+/* Decode exactly 2 * n hex digits of `hex` (NUL-terminated, nothing
+   after them) into out[n]. 0, or -EBADMSG if it is not that. */
+int util_hex_decode(const char *hex, uint8_t *out, size_t n);
+
 #endif

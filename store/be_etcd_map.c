@@ -279,20 +279,6 @@ char *bjson_ns(const struct bent *n, size_t *len)
 		    len);
 }
 
-static int parse_hex(const char *h, uint8_t out[16])
-{
-	if (!h || strlen(h) != 32)
-		return -EBADMSG;
-	for (int i = 0; i < 16; i++) {
-		unsigned v;
-
-		if (sscanf(h + 2 * i, "%2x", &v) != 1)
-			return -EBADMSG;
-		out[i] = (uint8_t)v;
-	}
-	return 0;
-}
-
 static int parse_xa(json_t *o, uint8_t **xa, size_t *xa_len)
 {
 	const char *t = json_string_value(json_object_get(o, "xa"));
@@ -329,7 +315,7 @@ static int parse_record(json_t *o, const char *t, int64_t mod_rev,
 	    v <= 0 || s < 0)
 		return -EBADMSG;
 	memset(m, 0, sizeof(*m));
-	if (parse_hex(h, m->hash))
+	if (util_hex_decode(h, m->hash, 16))
 		return -EBADMSG;
 	m->version = (uint64_t)v;
 	m->revision = vr ? (uint64_t)vr : (uint64_t)mod_rev;

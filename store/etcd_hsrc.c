@@ -25,6 +25,7 @@
  */
 #include "etcd_hist.h"
 #include "err.h"
+#include "util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -150,20 +151,6 @@ static void set_who(struct store_change *ch, json_t *j)
 	ch->time.tv_nsec = (long)(ct % 1000000000);
 }
 
-static int parse_hash(const char *h, uint8_t out[16])
-{
-	if (!h || strlen(h) != 32)
-		return -EBADMSG;
-	for (int i = 0; i < 16; i++) {
-		unsigned v;
-
-		if (sscanf(h + 2 * i, "%2x", &v) != 1)
-			return -EBADMSG;
-		out[i] = (uint8_t)v;
-	}
-	return 0;
-}
-
 /* A put of P/v/ID//N: version N, its metadata from P/e/DD/ID. */
 static int add_put(struct hcur *c, const struct etcd_kv *kv, const char *id,
 		   size_t len, uint64_t version)
@@ -192,7 +179,7 @@ static int add_put(struct hcur *c, const struct etcd_kv *kv, const char *id,
 		.id = h->id,
 		.id_len = len,
 		.version = version,
-		.hash_valid = parse_hash(hash, h->ch.hash) == 0,
+		.hash_valid = util_hex_decode(hash, h->ch.hash, 16) == 0,
 		.size = (uint64_t)size,
 		.symlink = strcmp(t, "l") == 0,
 		.meta_known = true,
@@ -203,7 +190,7 @@ static int add_put(struct hcur *c, const struct etcd_kv *kv, const char *id,
 		.data = (const uint8_t *)kv->value,
 		.data_len = kv->value_len,
 	};
-	parse_hash(hash, h->ch.hash);
+	util_hex_decode(hash, h->ch.hash, 16);
 	if (rf && !(h->other = strdup(rf)))
 		return -ENOMEM;
 	h->ch.other = h->other;
