@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct etcd_cluster cl;
 static char uri[512];
@@ -185,6 +186,10 @@ Test(follow, versions_deletes_renames_and_metadata_reach_b)
 	cr_assert_eq(put(b, "x", "back"), 3);
 	cr_assert_geq(told_count("x"), 1);
 	cr_assert_geq(told_count("y"), 1);
+	/* A learns B's two commits through its own watch: awaited */
+	for (uint64_t until = now_ms() + 5000;
+	     store_revision(a) != store_revision(b) && now_ms() < until;)
+		usleep(2000);
 	cr_assert_eq(store_revision(b), store_revision(a));
 }
 
